@@ -1,0 +1,50 @@
+# pgvault: `make test` and `make demo` work on a fresh Debian machine (Python 3.11+, Node/npm, apt).
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps test lint typecheck unit demo run clean
+
+deps: $(VENV)/.installed node_modules/.installed postgres-server
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# PostgreSQL server binaries (initdb, postgres) for the throwaway test clusters.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 ; }
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy shared
+
+test: deps lint typecheck
+	$(BIN)/pytest
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit
+
+demo: deps
+	$(BIN)/python -m devhost.demo
+
+run: deps
+	@test -f local.settings.json || cp local.settings.sample.json local.settings.json
+	$(BIN)/python -m devhost
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,14 @@
+"""The Functions app: create it and register the blueprints. Nothing else happens here."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.health import bp as health
+from shared.settings import load_settings
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health)
+
+# devhost calls this once before serving, so every missing or invalid setting is named at start.
+startup_check = load_settings

@@ -1,0 +1,1 @@
+"""Blueprints: one per concern. A handler parses its input, calls one service, maps the result."""

@@ -1,0 +1,53 @@
+"""Helpers every HTTP blueprint shares: JSON answers and the mapping of errors to statuses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import ErrorCode, SettingsError, UserError, error_body
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """A JSON answer."""
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        mimetype="application/json",
+        headers=headers or {},
+    )
+
+
+def error_response(error: UserError) -> func.HttpResponse:
+    """The public error shape with the status of the error's code."""
+    return json_response(error_body(error), error.http_status)
+
+
+def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Wrap a handler so every failure answers in the public error shape.
+
+    ``UserError`` keeps its status; settings problems are 500 ``InvalidSettings``; anything else
+    is logged and answered 500 without internals.
+    """
+
+    @wraps(handler)
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except UserError as exc:
+            return error_response(exc)
+        except SettingsError as exc:
+            log.error("request refused: %s", exc)
+            return error_response(UserError(ErrorCode.INVALID_SETTINGS, str(exc)))
+        except Exception:
+            log.exception("%s %s failed", req.method, req.url)
+            return error_response(UserError(ErrorCode.INTERNAL, "the request failed inside pgvault"))
+
+    return wrapper

@@ -1,0 +1,149 @@
+"""Application settings: one frozen record, built once from the environment.
+
+Every missing or invalid setting is collected and reported in one ``SettingsError``, so a
+misconfigured app says everything that is wrong at start-up rather than one thing per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import SettingsError
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no", ""}
+# Azure resource names for a vault: letters, digits and hyphens, 2-50 characters.
+_VAULT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,49}$")
+_REGION = re.compile(r"^[a-z0-9]+$")
+
+STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app needs to know about where it runs.
+
+    ``storage_connection_string`` is set for Azurite or key-based accounts; otherwise
+    ``storage_account_name`` (from ``AzureWebJobsStorage__accountName``) or the explicit service
+    URIs are used with ``DefaultAzureCredential``.
+    """
+
+    storage_connection_string: str | None
+    storage_account_name: str | None
+    storage_blob_uri: str | None
+    storage_queue_uri: str | None
+    storage_table_uri: str | None
+    vault_name: str
+    region: str | None
+    allow_env_secrets: bool
+    pg_bin_dir: Path | None
+    state_table: str
+    backup_container: str
+    schedule: str
+    retention_schedule: str
+
+    def __repr__(self) -> str:
+        # The connection string can hold an account key: never print it.
+        return (
+            f"Settings(vault_name={self.vault_name!r}, region={self.region!r}, "
+            f"storage={'connection string' if self.storage_connection_string else self.storage_account_name!r}, "
+            f"allow_env_secrets={self.allow_env_secrets}, pg_bin_dir={self.pg_bin_dir})"
+        )
+
+
+def _bool(env: Mapping[str, str], name: str, problems: dict[str, str], default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    problems[name] = f"must be true or false, got {raw!r}"
+    return default
+
+
+def _ncrontab(env: Mapping[str, str], name: str, default: str, problems: dict[str, str]) -> str:
+    from croniter import croniter
+
+    value = env.get(name, default).strip()
+    if len(value.split()) != 6 or not croniter.is_valid(value, second_at_beginning=True):
+        problems[name] = (
+            f"must be a six-field NCRONTAB expression (second minute hour day month weekday), got {value!r}"
+        )
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
+    env = os.environ if env is None else env
+    problems: dict[str, str] = {}
+
+    connection_string = env.get(STORAGE_SETTING, "").strip() or None
+    account_name = env.get(f"{STORAGE_SETTING}__accountName", "").strip() or None
+    blob_uri = env.get(f"{STORAGE_SETTING}__blobServiceUri", "").strip() or None
+    queue_uri = env.get(f"{STORAGE_SETTING}__queueServiceUri", "").strip() or None
+    table_uri = env.get(f"{STORAGE_SETTING}__tableServiceUri", "").strip() or None
+    if connection_string is None and account_name is None and not (blob_uri and queue_uri and table_uri):
+        problems[STORAGE_SETTING] = (
+            "missing: set a connection string (UseDevelopmentStorage=true for Azurite) or, for an "
+            f"identity-based connection, {STORAGE_SETTING}__accountName"
+        )
+    elif connection_string is not None and connection_string != "UseDevelopmentStorage=true":
+        parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+        if not ({"AccountName", "AccountKey"} <= parts.keys() or "SharedAccessSignature" in parts):
+            problems[STORAGE_SETTING] = (
+                "not a storage connection string: expected AccountName=...;AccountKey=... (with "
+                "BlobEndpoint/QueueEndpoint/TableEndpoint for Azurite) or UseDevelopmentStorage=true"
+            )
+
+    vault_name = env.get("PGVAULT_VAULT_NAME", "pgvault").strip()
+    if not _VAULT_NAME.match(vault_name):
+        problems["PGVAULT_VAULT_NAME"] = (
+            f"must be 2-50 letters, digits or hyphens, starting with a letter or digit; got {vault_name!r}"
+        )
+    region = env.get("PGVAULT_REGION", "").strip().lower() or None
+    if region is not None and not _REGION.match(region):
+        problems["PGVAULT_REGION"] = f"must be an Azure region name such as westeurope, got {region!r}"
+
+    allow_env = _bool(env, "PGVAULT_ALLOW_ENV_SECRETS", problems)
+
+    bin_dir_raw = env.get("PGVAULT_PG_BIN_DIR", "").strip()
+    pg_bin_dir = Path(bin_dir_raw) if bin_dir_raw else None
+    if pg_bin_dir is not None and not pg_bin_dir.is_dir():
+        problems["PGVAULT_PG_BIN_DIR"] = f"must be a directory holding pg_dump and pg_restore; {bin_dir_raw!r} is not"
+
+    state_table = env.get("PGVAULT_STATE_TABLE", "pgvaultstate").strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", state_table):
+        problems["PGVAULT_STATE_TABLE"] = f"must be 3-63 letters or digits starting with a letter, got {state_table!r}"
+    container = env.get("PGVAULT_BACKUP_CONTAINER", "pgvault-backups").strip()
+    if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", container):
+        problems["PGVAULT_BACKUP_CONTAINER"] = (
+            f"must be a blob container name (3-63 lowercase letters, digits, single hyphens), got {container!r}"
+        )
+
+    schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", "0 */5 * * * *", problems)
+    retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", "0 17 * * * *", problems)
+
+    if problems:
+        raise SettingsError(problems)
+    return Settings(
+        storage_connection_string=connection_string,
+        storage_account_name=account_name,
+        storage_blob_uri=blob_uri,
+        storage_queue_uri=queue_uri,
+        storage_table_uri=table_uri,
+        vault_name=vault_name,
+        region=region,
+        allow_env_secrets=allow_env,
+        pg_bin_dir=pg_bin_dir,
+        state_table=state_table,
+        backup_container=container,
+        schedule=schedule,
+        retention_schedule=retention_schedule,
+    )

@@ -1,0 +1,68 @@
+"""Queues as the Functions host reads them: JSON messages, base64-encoded.
+
+The host's queue trigger decodes base64 by default (``messageEncoding`` in host.json); a plain
+message read through the base64 decoder fails after it was dequeued (PLATFORM-NOTES), so every
+message pgvault writes goes through ``QueueSender``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from shared.errors import TransientError
+from shared.storage.limits import MAX_QUEUE_MESSAGE_BYTES
+
+
+def queue_client(service: QueueServiceClient, name: str) -> QueueClient:
+    """A client for ``name`` that encodes and decodes base64 as the Functions host expects."""
+    return service.get_queue_client(
+        name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+    )
+
+
+def encoded_size(text: str) -> int:
+    """How many bytes ``text`` takes on the queue once base64-encoded."""
+    return len(base64.b64encode(text.encode("utf-8")))
+
+
+class QueueSender:
+    """Sends JSON messages to named queues of one account."""
+
+    def __init__(self, service: QueueServiceClient) -> None:
+        self._service = service
+        self._clients: dict[str, QueueClient] = {}
+
+    def _client(self, name: str) -> QueueClient:
+        if name not in self._clients:
+            self._clients[name] = queue_client(self._service, name)
+        return self._clients[name]
+
+    def ensure(self, name: str) -> None:
+        """Create the queue if it does not exist."""
+        try:
+            self._client(name).create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise TransientError(f"queue storage failed creating {name}: {type(exc).__name__}") from exc
+
+    def send(self, name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
+        """Put one JSON message on ``name``. Refuses messages over the 64 KiB queue limit."""
+        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        if encoded_size(text) > MAX_QUEUE_MESSAGE_BYTES:
+            raise ValueError(f"message for {name} is {encoded_size(text)} bytes encoded; the limit is 64 KiB")
+        try:
+            self._client(name).send_message(text, visibility_timeout=delay_seconds or None)
+        except AzureError as exc:
+            raise TransientError(f"queue storage failed sending to {name}: {type(exc).__name__}") from exc

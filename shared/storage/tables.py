@@ -1,0 +1,208 @@
+"""The state table: entities with ETag-guarded writes.
+
+Every update of a job, an instance or a recovery point goes through ``update`` with the ETag it
+read, so two workers acting on one entity cannot both win: the loser gets ``ETagMismatch`` and
+re-reads. Failures of the service itself become ``TransientError`` so the queue retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient, UpdateMode
+
+from shared.errors import PgVaultError, TransientError
+
+log = logging.getLogger(__name__)
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_T = TypeVar("_T")
+
+
+class EntityExists(PgVaultError):
+    """An insert found an entity with the same keys already there."""
+
+
+class ETagMismatch(PgVaultError):
+    """The entity changed (or vanished) since it was read; re-read and decide again."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One row of the state table as read, with the ETag that guards the next write."""
+
+    partition_key: str
+    row_key: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    etag: str | None = None
+    timestamp: datetime | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The property ``key``, or ``default`` when the entity does not have it."""
+        return self.data.get(key, default)
+
+
+def _to_table(pk: str, rk: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
+    for key, value in data.items():
+        if value is None:
+            continue  # tables have no null; an absent property reads back as None
+        if isinstance(value, int) and not isinstance(value, bool) and not _INT32_MIN <= value <= _INT32_MAX:
+            value = EntityProperty(value, EdmType.INT64)
+        entity[key] = value
+    return entity
+
+
+def _from_table(raw: Mapping[str, Any]) -> Entity:
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ("PartitionKey", "RowKey"):
+            continue
+        if isinstance(value, EntityProperty):
+            value = value.value
+        data[key] = value
+    meta = getattr(raw, "metadata", {}) or {}
+    return Entity(raw["PartitionKey"], raw["RowKey"], data, meta.get("etag"), meta.get("timestamp"))
+
+
+def _guard(what: str, call: Callable[[], _T]) -> _T:
+    """Run one service call, turning service-side failures into ``TransientError``."""
+    try:
+        return call()
+    except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        raise
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientError(f"table storage unreachable during {what}: {type(exc).__name__}") from exc
+    except HttpResponseError as exc:
+        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code in (408, 429)):
+            raise TransientError(f"table storage answered {exc.status_code} during {what}") from exc
+        raise
+    except AzureError as exc:
+        raise TransientError(f"table storage failed during {what}: {type(exc).__name__}") from exc
+
+
+class StateTable:
+    """A table of entities addressed by partition and row key."""
+
+    def __init__(self, service: TableServiceClient, name: str) -> None:
+        self._service = service
+        self.name = name
+        self._client: TableClient = service.get_table_client(name)
+
+    def ensure(self) -> None:
+        """Create the table if it does not exist (safe to call from many processes at once)."""
+        with contextlib.suppress(ResourceExistsError):
+            _guard("create table", lambda: self._service.create_table(self.name))
+
+    def get(self, pk: str, rk: str) -> Entity | None:
+        """The entity with these keys, or None."""
+        try:
+            raw = _guard("read", lambda: self._client.get_entity(pk, rk))
+        except ResourceNotFoundError:
+            return None
+        return _from_table(raw)
+
+    def insert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        """Create the entity; ``EntityExists`` if one with these keys is already there."""
+        try:
+            meta = _guard("insert", lambda: self._client.create_entity(_to_table(pk, rk, data)))
+        except ResourceExistsError as exc:
+            raise EntityExists(f"{self.name}: ({pk!r}, {rk!r}) already exists") from exc
+        return Entity(pk, rk, dict(data), meta.get("etag"))
+
+    def update(self, entity: Entity, data: Mapping[str, Any]) -> Entity:
+        """Replace the entity's properties with ``data`` if it is unchanged since ``entity`` was read.
+
+        Raises ``ETagMismatch`` when another writer got there first or the entity is gone.
+        """
+        if entity.etag is None:
+            raise ValueError("update needs the ETag of the entity as read")
+        body = _to_table(entity.partition_key, entity.row_key, data)
+        try:
+            meta = _guard(
+                "update",
+                lambda: self._client.update_entity(
+                    body, mode=UpdateMode.REPLACE, etag=entity.etag, match_condition=MatchConditions.IfNotModified
+                ),
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ETagMismatch(f"{self.name}: ({entity.partition_key!r}, {entity.row_key!r}) changed") from exc
+        return Entity(entity.partition_key, entity.row_key, dict(data), meta.get("etag"))
+
+    def upsert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        """Create or replace the entity unconditionally (for records with a single writer)."""
+        meta = _guard("upsert", lambda: self._client.upsert_entity(_to_table(pk, rk, data), mode=UpdateMode.REPLACE))
+        return Entity(pk, rk, dict(data), meta.get("etag"))
+
+    def delete(self, entity: Entity) -> None:
+        """Delete the entity if unchanged since read; ``ETagMismatch`` if it changed. Gone is fine."""
+        try:
+            _guard(
+                "delete",
+                lambda: self._client.delete_entity(
+                    entity.partition_key,
+                    entity.row_key,
+                    etag=entity.etag,
+                    match_condition=MatchConditions.IfNotModified if entity.etag else MatchConditions.Unconditionally,
+                ),
+            )
+        except ResourceModifiedError as exc:
+            raise ETagMismatch(f"{self.name}: ({entity.partition_key!r}, {entity.row_key!r}) changed") from exc
+
+    def query(
+        self, filter: str, parameters: Mapping[str, Any] | None = None, *, select: list[str] | None = None
+    ) -> Iterator[Entity]:
+        """Every entity matching an OData ``filter`` with ``@name`` parameters.
+
+        Write filters with spaces inside parentheses, ``( PartitionKey eq @pk )``: the SDK splits
+        on spaces when it substitutes parameters (PLATFORM-NOTES).
+        """
+        pages = _guard(
+            "query",
+            lambda: self._client.query_entities(filter, parameters=dict(parameters or {}), select=select),
+        )
+        try:
+            for raw in pages:
+                yield _from_table(raw)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise TransientError(f"table storage unreachable during query: {type(exc).__name__}") from exc
+
+    def partition(self, pk: str) -> Iterator[Entity]:
+        """Every entity of one partition, in row key order."""
+        return self.query("PartitionKey eq @pk", {"pk": pk})
+
+    def page(
+        self,
+        filter: str,
+        parameters: Mapping[str, Any] | None,
+        *,
+        page_size: int,
+        continuation: Any | None = None,
+    ) -> tuple[list[Entity], Any | None]:
+        """One page of a query and the continuation token of the next (None at the end)."""
+        pager = _guard(
+            "query",
+            lambda: self._client.query_entities(
+                filter, parameters=dict(parameters or {}), results_per_page=page_size
+            ).by_page(continuation_token=continuation),
+        )
+        items = _guard("query", lambda: [_from_table(raw) for raw in next(pager, [])])
+        return items, getattr(pager, "continuation_token", None)

@@ -1,0 +1,67 @@
+"""The registered functions of pgvault's app, as Azure will index them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import function_app
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, dict[str, Any]]:
+    # get_functions() may be called once per app (PLATFORM-NOTES): call it once, keep the result.
+    out: dict[str, dict[str, Any]] = {}
+    for fn in function_app.app.get_functions():
+        trigger = fn.get_trigger().get_dict_repr()
+        out[fn.get_function_name()] = {
+            "trigger": trigger,
+            "bindings": [b.get_dict_repr() for b in fn.get_bindings()],
+        }
+    return out
+
+
+def _v(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+# name -> (route, methods, auth level)
+EXPECTED_HTTP = {
+    "health": ("health", {"GET"}, "anonymous"),
+}
+EXPECTED_QUEUES: dict[str, tuple[str, str]] = {}
+EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {}
+
+
+def test_every_registered_function_is_expected(functions: dict[str, dict[str, Any]]) -> None:
+    assert set(functions) == set(EXPECTED_HTTP) | set(EXPECTED_QUEUES) | set(EXPECTED_TIMERS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_HTTP))
+def test_http_trigger_binding(functions: dict[str, dict[str, Any]], name: str) -> None:
+    route, methods, auth = EXPECTED_HTTP[name]
+    trigger = functions[name]["trigger"]
+    assert trigger["type"] == "httpTrigger"
+    assert trigger["route"] == route
+    assert {_v(m) for m in trigger["methods"]} == methods
+    assert _v(trigger["authLevel"]) == auth
+
+
+def test_only_health_is_anonymous(functions: dict[str, dict[str, Any]]) -> None:
+    anonymous = {
+        name
+        for name, f in functions.items()
+        if f["trigger"]["type"] == "httpTrigger" and _v(f["trigger"].get("authLevel", "function")) == "anonymous"
+    }
+    assert anonymous == {"health"}
+
+
+def test_app_module_only_wires() -> None:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(function_app.__file__).read_text())
+    allowed = (ast.Import, ast.ImportFrom, ast.Assign, ast.Expr)
+    for node in tree.body:
+        assert isinstance(node, allowed), f"function_app.py does more than wiring: {ast.dump(node)[:80]}"

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import load_settings
+
+
+def test_missing_storage_and_invalid_flag_are_both_named_in_one_error() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({"PGVAULT_ALLOW_ENV_SECRETS": "maybe"})
+    assert set(err.value.problems) == {"AzureWebJobsStorage", "PGVAULT_ALLOW_ENV_SECRETS"}
+    text = str(err.value)
+    assert "AzureWebJobsStorage" in text and "PGVAULT_ALLOW_ENV_SECRETS" in text
+    assert "'maybe'" in text
+
+
+def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
+    env = {
+        "AzureWebJobsStorage": "not a connection string",
+        "PGVAULT_VAULT_NAME": "bad name!",
+        "PGVAULT_REGION": "West Europe",
+        "PGVAULT_PG_BIN_DIR": "/nonexistent/pg/bin",
+        "PGVAULT_STATE_TABLE": "1table",
+        "PGVAULT_BACKUP_CONTAINER": "Upper_Case",
+        "PGVAULT_SCHEDULER_SCHEDULE": "*/5 * * * *",
+    }
+    with pytest.raises(SettingsError) as err:
+        load_settings(env)
+    assert set(err.value.problems) == set(env)
+
+
+def test_development_storage_with_defaults_is_valid() -> None:
+    s = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert s.storage_connection_string == "UseDevelopmentStorage=true"
+    assert s.vault_name == "pgvault"
+    assert s.allow_env_secrets is False
+    assert s.backup_container == "pgvault-backups"
+
+
+def test_identity_based_storage_needs_only_the_account_name() -> None:
+    s = load_settings({"AzureWebJobsStorage__accountName": "pgvaultprod", "PGVAULT_ALLOW_ENV_SECRETS": "false"})
+    assert s.storage_connection_string is None
+    assert s.storage_account_name == "pgvaultprod"
+
+
+def test_repr_never_shows_the_account_key() -> None:
+    key = "c2VjcmV0LWtleS1ub3QtdG8tYmUtc2hvd24="
+    s = load_settings({"AzureWebJobsStorage": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={key}"})
+    assert key not in repr(s)
+
+
+def test_sample_local_settings_are_valid_and_complete() -> None:
+    import json
+    from pathlib import Path
+
+    sample = json.loads((Path(__file__).resolve().parents[2] / "local.settings.sample.json").read_text())
+    values = sample["Values"]
+    settings = load_settings(values)
+    assert settings.allow_env_secrets is True
+    # Every PGVAULT_ setting the code reads appears in the sample.
+    source = (Path(__file__).resolve().parents[2] / "shared" / "settings.py").read_text()
+    import re
+
+    read = set(re.findall(r'"(PGVAULT_[A-Z_]+)"', source))
+    assert read <= set(values), f"missing from local.settings.sample.json: {read - set(values)}"
