@@ -5,10 +5,12 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.health import bp as health
+from functions.policies import bp as policies
 from shared.settings import load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health)
+app.register_functions(policies)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

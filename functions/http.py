@@ -25,6 +25,15 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+# How long a client should wait before polling a job again (the 202 pattern of long operations).
+RETRY_AFTER_SECONDS = 5
+
+
+def accepted(body: Any, job_id: str) -> func.HttpResponse:
+    """202 for long work: ``Location`` of the job to poll and ``Retry-After``."""
+    return json_response(body, 202, {"Location": f"/api/backupJobs/{job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def error_response(error: UserError) -> func.HttpResponse:
     """The public error shape with the status of the error's code."""
     return json_response(error_body(error), error.http_status)

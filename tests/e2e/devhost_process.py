@@ -22,6 +22,7 @@ class DevhostProcess:
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *, app: str = "function_app:app") -> None:
         self.port = free_port()
+        self.headers: dict[str, str] = {}
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -48,10 +49,12 @@ class DevhostProcess:
         return f"http://127.0.0.1:{self.port}/api"
 
     def get(self, path: str, **kw: object) -> requests.Response:
-        return requests.get(self.url + path, timeout=30, **kw)  # type: ignore[arg-type]
+        return self.request("GET", path, **kw)
 
     def request(self, method: str, path: str, **kw: object) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=30, **kw)  # type: ignore[arg-type]
+        """A request to ``/api`` + ``path``, with this host's default headers (the function key)."""
+        headers = {**self.headers, **kw.pop("headers", {})}  # type: ignore[dict-item]
+        return requests.request(method, self.url + path, timeout=30, headers=headers, **kw)  # type: ignore[arg-type]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -29,6 +29,11 @@ def _v(x: Any) -> str:
 # name -> (route, methods, auth level)
 EXPECTED_HTTP = {
     "health": ("health", {"GET"}, "anonymous"),
+    "put_policy": ("backupPolicies/{name}", {"PUT"}, "function"),
+    "get_policy": ("backupPolicies/{name}", {"GET"}, "function"),
+    "list_policies": ("backupPolicies", {"GET"}, "function"),
+    "delete_policy": ("backupPolicies/{name}", {"DELETE"}, "function"),
+    "simulate_policy": ("backupPolicies/{name}:simulate", {"POST"}, "function"),
 }
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {}
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {}

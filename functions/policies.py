@@ -1,0 +1,59 @@
+"""HTTP API of backup policies: ``/api/backupPolicies``."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import api, json_response
+from shared.policies import PolicyService
+from shared.request_body import parse_instant, parse_json_body, require_object
+from shared.vault import current_vault
+
+bp = func.Blueprint()
+
+
+def _service() -> PolicyService:
+    return PolicyService(current_vault().state)
+
+
+@bp.route(route="backupPolicies/{name}", methods=["PUT"])
+@api
+def put_policy(req: func.HttpRequest) -> func.HttpResponse:
+    """Create or replace a policy: 201 when created, 200 when replaced."""
+    vault = current_vault()
+    stored, created = PolicyService(vault.state).put(
+        req.route_params["name"], parse_json_body(req.get_body()), vault.clock()
+    )
+    return json_response(stored.to_dict(), 201 if created else 200)
+
+
+@bp.route(route="backupPolicies/{name}", methods=["GET"])
+@api
+def get_policy(req: func.HttpRequest) -> func.HttpResponse:
+    """One policy."""
+    return json_response(_service().get(req.route_params["name"]).to_dict())
+
+
+@bp.route(route="backupPolicies", methods=["GET"])
+@api
+def list_policies(req: func.HttpRequest) -> func.HttpResponse:
+    """Every policy."""
+    return json_response({"value": [p.to_dict() for p in _service().all()]})
+
+
+@bp.route(route="backupPolicies/{name}", methods=["DELETE"])
+@api
+def delete_policy(req: func.HttpRequest) -> func.HttpResponse:
+    """Delete a policy: 200, 404 if absent, 409 while an instance uses it."""
+    _service().delete(req.route_params["name"])
+    return json_response({"name": req.route_params["name"], "deleted": True})
+
+
+@bp.route(route="backupPolicies/{name}:simulate", methods=["POST"])
+@api
+def simulate_policy(req: func.HttpRequest) -> func.HttpResponse:
+    """Dry run of a stored policy for ``{"from", "to"}``: backups, tags, archive moves, deletions."""
+    body = require_object(parse_json_body(req.get_body()))
+    start = parse_instant(body.get("from"), "from")
+    end = parse_instant(body.get("to"), "to")
+    return json_response(_service().simulate(req.route_params["name"], start, end))

@@ -1,0 +1,134 @@
+"""Stored backup policies: create or replace, read, list, delete, simulate.
+
+A policy is validated by the policy engine before anything is written, so a refused policy
+leaves no trace. The record keeps the engine's normalised form (Azure's bare ``properties``),
+which is what GET returns, as Azure does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.errors import ErrorCode, UserError
+from shared.policy import Policy, parse_policy, simulate
+from shared.storage import layout
+from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+# A simulation longer than this is refused: enough for the 10-year maximum retention plus a margin.
+MAX_SIMULATION = timedelta(days=366 * 20)
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """A policy as the API shows it."""
+
+    name: str
+    policy: Policy
+    created: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Azure's resource shape: ``{"name", "properties": {...}}``."""
+        return {"name": self.name, "type": "backupPolicies", "properties": self.policy.to_dict()}
+
+
+def check_name(name: str, target: str = "name") -> None:
+    """``InvalidRequest`` unless ``name`` is a valid resource name."""
+    if not layout.valid_name(name):
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            f"{target} {name!r} is not valid: use 1-150 letters, digits, '-', '_' or '.', starting with a letter "
+            "or digit",
+            target=target,
+        )
+
+
+class PolicyService:
+    """Backup policies kept in the state table."""
+
+    def __init__(self, state: StateTable) -> None:
+        self._state = state
+
+    def put(self, name: str, document: Any, now: datetime) -> tuple[StoredPolicy, bool]:
+        """Create or replace policy ``name``; returns it and whether it was created."""
+        check_name(name)
+        policy = parse_policy(document)
+        text = json.dumps(policy.to_dict(), separators=(",", ":"), sort_keys=True)
+        if len(text) > MAX_TABLE_PROPERTY_STRING_CHARS:
+            raise UserError(
+                ErrorCode.INVALID_POLICY,
+                f"the policy is {len(text)} characters once normalised; the limit is {MAX_TABLE_PROPERTY_STRING_CHARS}",
+            )
+        key = layout.row_key(name)
+        for _ in range(5):
+            current = self._state.get(layout.POLICY, key)
+            try:
+                if current is None:
+                    # Insert, not upsert: two concurrent creates of one name cannot both report 201.
+                    self._state.insert(
+                        layout.POLICY, key, {"name": name, "policy": text, "created": now, "updated": now}
+                    )
+                    return StoredPolicy(name, policy, now), True
+                created = current.get("created", now)
+                self._state.update(current, {"name": name, "policy": text, "created": created, "updated": now})
+                return StoredPolicy(name, policy, created), False
+            except (EntityExists, ETagMismatch):
+                continue  # another request wrote it in between: read again and decide again
+        raise UserError(ErrorCode.CONFLICT, f"policy {name!r} is being changed by other requests; retry")
+
+    def _load(self, entity: Entity) -> StoredPolicy:
+        return StoredPolicy(str(entity["name"]), parse_policy(json.loads(str(entity["policy"]))), entity.get("created"))
+
+    def get(self, name: str) -> StoredPolicy:
+        """Policy ``name``; ``NotFound`` if there is none."""
+        entity = self._state.get(layout.POLICY, layout.row_key(name))
+        if entity is None:
+            raise UserError(ErrorCode.NOT_FOUND, f"backup policy {name!r} does not exist", target="name")
+        return self._load(entity)
+
+    def all(self) -> list[StoredPolicy]:
+        """Every policy, by name."""
+        return [self._load(e) for e in self._state.partition(layout.POLICY)]
+
+    def users(self, name: str) -> list[str]:
+        """The backup instances that use policy ``name``."""
+        return [
+            str(e.get("name", e.row_key))
+            for e in self._state.query(
+                "PartitionKey eq @pk and policyKey eq @policy", {"pk": layout.INSTANCE, "policy": layout.row_key(name)}
+            )
+        ]
+
+    def delete(self, name: str) -> None:
+        """Delete policy ``name``: ``NotFound`` if absent, ``Conflict`` (409) while an instance uses it."""
+        entity = self._state.get(layout.POLICY, layout.row_key(name))
+        if entity is None:
+            raise UserError(ErrorCode.NOT_FOUND, f"backup policy {name!r} does not exist", target="name")
+        users = self.users(name)
+        if users:
+            shown = ", ".join(sorted(users)[:10]) + (" ..." if len(users) > 10 else "")
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"backup policy {name!r} is used by {len(users)} backup instance(s): {shown}",
+                target="name",
+                recommended_action="Move those backup instances to another policy or stop their protection first.",
+            )
+        try:
+            self._state.delete(entity)
+        except ETagMismatch as exc:
+            raise UserError(ErrorCode.CONFLICT, f"policy {name!r} changed while being deleted; retry") from exc
+
+    def simulate(self, name: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """The dry run of policy ``name`` between ``start`` and ``end`` (the contract's simulation shape)."""
+        if end <= start:
+            raise UserError(ErrorCode.INVALID_REQUEST, "'to' must be after 'from'", target="to")
+        if end - start > MAX_SIMULATION:
+            raise UserError(
+                ErrorCode.INVALID_REQUEST,
+                f"a simulation covers at most {MAX_SIMULATION.days} days; ask for a shorter range",
+                target="to",
+            )
+        return simulate(self.get(name).policy, start, end).to_dict()

@@ -1,0 +1,171 @@
+"""Dry run of a policy: every scheduled backup in a range, its tag, archive move and deletion.
+
+The simulation assumes every backup succeeds and that protection starts at ``start``: no
+backup before ``start`` counts, so the first backup of the range is the first of its week,
+month and year. A point is alive in a datastore at instant ``t`` when ``t`` falls in its
+half-open stay there (see :mod:`shared.policy.retention`); counts "at the end" of a range or
+a month are taken at that instant, so a point expiring exactly then is not counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from shared.policy.model import CopyOption, DataStore, Policy
+from shared.policy.retention import Lifecycle, lifecycle
+from shared.policy.schedule import occurrences
+from shared.policy.tagging import Tagger
+
+UTC = dt.UTC
+
+
+def iso_z(instant: dt.datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``: ``2025-01-06T22:00:00Z`` (microseconds when there are any)."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class SimulatedBackup:
+    """One scheduled backup of the simulation and the life of its point."""
+
+    time: dt.datetime
+    tag: str
+    lifecycle: Lifecycle
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's backup entry: time, tag, vaultExpiry, archiveMove?, archiveExpiry?, deletion.
+
+        ``archiveMove`` is when the point reaches ArchiveStore: at vault expiry for
+        CopyOnExpiryOption, at backup time for ImmediateCopyOption (``copyOption`` says which).
+        """
+        body: dict[str, Any] = {
+            "time": iso_z(self.time),
+            "tag": self.tag,
+            "vaultExpiry": iso_z(self.lifecycle.vault_expiry),
+        }
+        life = self.lifecycle
+        if life.archive_copy is not None and life.archive_expiry is not None and life.copy_option is not None:
+            body["archiveMove"] = iso_z(life.archive_copy)
+            body["archiveExpiry"] = iso_z(life.archive_expiry)
+            body["copyOption"] = life.copy_option.value
+        body["deletion"] = iso_z(life.deletion)
+        return body
+
+
+@dataclass(frozen=True)
+class MonthCount:
+    """Points alive per datastore at the end of one (UTC) month of the simulation."""
+
+    month: str
+    """``YYYY-MM``."""
+    at: dt.datetime
+    """The instant counted at: 00:00 UTC on the next month's first day, or the simulation's end."""
+    backups: int
+    """Backups taken in the month (within the simulated range)."""
+    vault_store: int
+    archive_store: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: month, at, backups, VaultStore, ArchiveStore."""
+        return {
+            "month": self.month,
+            "at": iso_z(self.at),
+            "backups": self.backups,
+            DataStore.VAULT_STORE.value: self.vault_store,
+            DataStore.ARCHIVE_STORE.value: self.archive_store,
+        }
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """The result of :func:`simulate`: backups in time order, and counts derived from them."""
+
+    policy: Policy
+    start: dt.datetime
+    end: dt.datetime
+    backups: tuple[SimulatedBackup, ...]
+
+    def live_points(self, at: dt.datetime) -> dict[str, int]:
+        """Points of this simulation alive at ``at`` per datastore: ``{"VaultStore": n, "ArchiveStore": m}``.
+
+        A point copied immediately to the archive counts in both stores while it is in both.
+        """
+        counts = {store.value: 0 for store in DataStore}
+        for backup in self.backups:
+            if backup.time > at:
+                break  # backups are in time order
+            for store in backup.lifecycle.datastores_at(at):
+                counts[store.value] += 1
+        return counts
+
+    def backups_per_tag(self) -> dict[str, int]:
+        """Number of backups per tag, every tag of the policy listed (0 when unused)."""
+        counted = Counter(b.tag for b in self.backups)
+        return {tag: counted.get(tag, 0) for tag in self.policy.tags}
+
+    def monthly_counts(self) -> tuple[MonthCount, ...]:
+        """Points alive per datastore at the end of each UTC month touched by ``[start, end)``.
+
+        The last entry is counted at ``end`` when the range stops inside a month.
+        """
+        results: list[MonthCount] = []
+        start, end = self.start.astimezone(UTC), self.end.astimezone(UTC)
+        month_start = start
+        while month_start < end:
+            first = month_start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            next_month = (first + dt.timedelta(days=32)).replace(day=1)
+            boundary = min(next_month, end)
+            taken = sum(1 for b in self.backups if month_start <= b.time < boundary)
+            live = self.live_points(boundary)
+            results.append(
+                MonthCount(
+                    month=f"{first.year:04d}-{first.month:02d}",
+                    at=boundary,
+                    backups=taken,
+                    vault_store=live[DataStore.VAULT_STORE.value],
+                    archive_store=live[DataStore.ARCHIVE_STORE.value],
+                )
+            )
+            month_start = boundary
+        return tuple(results)
+
+    def summary(self) -> dict[str, Any]:
+        """Totals: livePoints at ``end`` per datastore, backupsPerTag, archive moves and deletions in range."""
+        in_range = [b.lifecycle for b in self.backups]
+        moves = sum(1 for life in in_range if life.archive_copy is not None and life.archive_copy < self.end)
+        deletions = sum(1 for life in in_range if life.deletion < self.end)
+        return {
+            "from": iso_z(self.start),
+            "to": iso_z(self.end),
+            "timeZone": self.policy.schedule.time_zone,
+            "backups": len(self.backups),
+            "backupsPerTag": self.backups_per_tag(),
+            "livePoints": self.live_points(self.end),
+            "archiveMoves": moves,
+            "deletions": deletions,
+            "immediateArchiveCopies": sum(1 for life in in_range if life.copy_option is CopyOption.IMMEDIATE),
+            "firstBackup": iso_z(self.backups[0].time) if self.backups else None,
+            "lastBackup": iso_z(self.backups[-1].time) if self.backups else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's simulation shape: ``{"backups": [...], "summary": {...}}``."""
+        return {"backups": [b.to_dict() for b in self.backups], "summary": self.summary()}
+
+
+def simulate(policy: Policy, start: dt.datetime, end: dt.datetime) -> Simulation:
+    """Every scheduled backup in ``[start, end)`` (timezone-aware), assuming all succeed, with tags and lifecycles.
+
+    Deterministic: the same policy and range give an equal result.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    tagger = Tagger(policy)
+    backups = []
+    for time in occurrences(policy.schedule, start, end):
+        tag = tagger.tag(time)
+        backups.append(SimulatedBackup(time=time, tag=tag, lifecycle=lifecycle(policy, tag, time)))
+    return Simulation(policy=policy, start=start.astimezone(UTC), end=end.astimezone(UTC), backups=tuple(backups))

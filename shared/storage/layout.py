@@ -1,0 +1,51 @@
+"""How pgvault's records are laid out in the one state table.
+
+One table keeps every record; the partition key says what a row is, so each question the app
+asks is a query on one partition (or a few), never a table scan:
+
+| partition            | row key                  | what                                            |
+|----------------------|--------------------------|-------------------------------------------------|
+| ``policy``           | policy name (lowercase)  | a backup policy, as given and as normalised      |
+| ``instance``         | instance name (lowercase)| a backup instance; ``policyKey`` names its policy|
+| ``claim``            | sha256(host, port, db)   | which instance protects a database (unique)      |
+| ``jobs-YYYYMMDD``    | job id                   | a job, in the partition of its UTC creation day  |
+| ``instjobs-<name>``  | job id                   | index: the jobs of one instance                  |
+
+Job ids start with the inverted creation time in milliseconds, so every job partition reads
+newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
+many jobs the table holds; one instance's history is one index partition plus point reads.
+Names are compared case-insensitively, as Azure resource names are: the row key is the
+lowercase name, the record keeps the name as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+
+POLICY = "policy"
+INSTANCE = "instance"
+JOBS_PREFIX = "jobs-"
+CLAIM = "claim"
+
+# Work queues (the queue triggers in functions/workers.py read these names).
+VALIDATE_QUEUE = "pgvault-validate"
+QUEUES = (VALIDATE_QUEUE,)
+
+# Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
+# ('/', '\\', '#', '?') or control characters.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,149}$")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name a policy or an instance (1-150 letters, digits, '-', '_', '.')."""
+    return bool(_NAME.match(name)) and not name.endswith(".")
+
+
+def row_key(name: str) -> str:
+    """The row key of a named record: names are case-insensitive."""
+    return name.lower()
+
+
+def instance_jobs(instance: str) -> str:
+    """The index partition of one instance's jobs."""
+    return f"instjobs-{row_key(instance)}"

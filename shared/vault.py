@@ -1,0 +1,61 @@
+"""The composition root: one ``Vault`` per process, built from the settings on first use.
+
+Handlers ask for ``current_vault()`` when they run, never at import, so importing the app does
+no I/O and a misconfigured app fails with every settings problem named.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.settings import Settings, load_settings
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.clients import StorageAccount
+from shared.storage.queues import QueueSender
+from shared.storage.tables import StateTable
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC: the one place the product reads the clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Vault:
+    """The adapters of this vault, ready to use (table, container and queues exist)."""
+
+    settings: Settings
+    state: StateTable
+    backups: BlobStore
+    queues: QueueSender
+    clock: Callable[[], datetime] = utc_now
+
+    @classmethod
+    def connect(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Vault:
+        """Open the storage account the settings name and create what is missing."""
+        account = StorageAccount.from_settings(settings)
+        state = StateTable(account.table_service(), settings.state_table)
+        state.ensure()
+        backups = BlobStore(account.blob_service(), settings.backup_container)
+        backups.ensure()
+        queues = QueueSender(account.queue_service())
+        for name in layout.QUEUES:
+            queues.ensure(name)
+        return cls(settings, state, backups, queues, clock)
+
+
+_lock = threading.Lock()
+_vault: Vault | None = None
+
+
+def current_vault() -> Vault:
+    """This process's vault, connected on first call (SettingsError if the settings are wrong)."""
+    global _vault  # noqa: PLW0603 - one composition root per process, as the host runs one app
+    with _lock:
+        if _vault is None:
+            _vault = Vault.connect(load_settings())
+        return _vault
