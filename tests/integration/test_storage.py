@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def account(azurite: Azurite) -> StorageAccount:
-    return StorageAccount.from_connection_setting("AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string})
+    return StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
 
 
 @pytest.fixture
