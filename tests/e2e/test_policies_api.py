@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
 from devhost_process import DevhostProcess
 
-pytestmark = pytest.mark.e2e
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "policy-examples"
+pytestmark = pytest.mark.e2e
 
 
 def _example(name: str) -> bytes:

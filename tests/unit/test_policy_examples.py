@@ -5,15 +5,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.errors import ErrorCode, UserError
 from shared.policy import CopyOption, DataStore, Policy, parse_policy
-
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "policy-examples"
+from tests.examples import EXAMPLES
 
 
 def load(name: str) -> Any:
@@ -157,3 +155,13 @@ def test_policy_is_frozen() -> None:
     with pytest.raises(AttributeError):
         policy.retention_rules = ()  # type: ignore[misc]
     assert isinstance(policy, Policy)
+
+
+def test_vendored_examples_match_the_design_cards_copy() -> None:
+    from tests.examples import UPSTREAM_EXAMPLES
+
+    if not UPSTREAM_EXAMPLES.is_dir():
+        pytest.skip("the design card's shared/policy-examples is not beside this checkout")
+    ours = {p.relative_to(EXAMPLES): p.read_bytes() for p in EXAMPLES.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(UPSTREAM_EXAMPLES): p.read_bytes() for p in UPSTREAM_EXAMPLES.rglob("*") if p.is_file()}
+    assert ours == theirs

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.policy import Policy, next_occurrence, occurrences, parse_policy
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "policy-examples"
 SUNDAY: dict[str, Any] = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
 UTC = dt.UTC
 

@@ -14,8 +14,8 @@ import pytest
 
 from pgvault.__main__ import main
 from shared.policy import parse_policy, simulate
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "policy-examples"
 ARCHIVE_FILE = EXAMPLES / "weekly-mon-wed-fri-with-archive.json"
 UTC = dt.UTC
 ISO_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")

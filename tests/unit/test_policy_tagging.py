@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -13,8 +12,8 @@ from hypothesis import strategies as st
 
 from shared.policy import Policy, Tagger, Weekday, occurrences, parse_policy, tag_backup
 from shared.policy.tagging import WEEK_STARTS_ON
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "policy-examples"
 ARCHIVE_DOC: dict[str, Any] = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())["properties"]
 UTC = dt.UTC
 

@@ -6,15 +6,14 @@ import copy
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shared.errors import ErrorCode, UserError
 from shared.policy import parse_policy, tag_on_demand
+from tests.examples import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "policy-examples"
 BASE: dict[str, Any] = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())["properties"]
 PG = "Microsoft.DBforPostgreSQL/servers/databases"
 
