@@ -13,12 +13,14 @@ Semantics mirrored from the Functions host (and named where they come from):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import binascii
 import contextlib
 import inspect
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -116,6 +118,9 @@ class Invoker:
 class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections close after this many seconds, so a stop never waits on a
+    # client that keeps its connection open.
+    timeout = 5
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s", format % args)
@@ -196,7 +201,27 @@ class _HttpServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], host: DevHost) -> None:
         self.host = host
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with self._open_lock:
+            self._open.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def stop_reading(self) -> None:
+        """End every kept-alive connection after its current request: responses still go out."""
+        with self._open_lock:
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RD)
 
 
 class QueueListener:
@@ -453,9 +478,12 @@ class DevHost:
         log.info("devhost stopping: waiting for running invocations")
         self.stopping.set()
         self.http.shutdown()
+        self.http.stop_reading()
         self.http.server_close()
+        log.info("devhost: HTTP stopped")
         for listener in self.listeners:
             listener.join()
+        log.info("devhost: queue listeners stopped")
         for timer in self.timers:
             timer.join()
         log.info("devhost stopped")

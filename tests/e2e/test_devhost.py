@@ -170,3 +170,18 @@ def test_sigterm_lets_the_running_invocation_finish(sample_env: dict[str, str], 
     # Stopped cleanly: nothing answers any more.
     with pytest.raises(requests.ConnectionError):
         host.get("/echo/x")
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_connections(sample_env: dict[str, str], tmp_path: Path) -> None:
+    import http.client
+    import time
+
+    host = DevhostProcess(sample_env, tmp_path / "devhost.log", app="tests.e2e.sample_app:app")
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=10)
+    conn.request("GET", "/api/echo/x")
+    assert conn.getresponse().read()  # the connection stays open (HTTP/1.1 keep-alive)
+    started = time.monotonic()
+    assert host.stop(signal.SIGTERM) == 0, host.log()
+    # The handler's idle timeout is 5 s; a stop that closes idle connections is much faster.
+    assert time.monotonic() - started < 4
+    conn.close()
