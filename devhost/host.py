@@ -13,7 +13,6 @@ Semantics mirrored from the Functions host (and named where they come from):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
 import binascii
 import contextlib
