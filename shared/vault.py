@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.secrets import EnvSecretProvider, KeyVaultSecretProvider, SecretProvider, SecretResolver
 from shared.settings import Settings, load_settings
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -32,6 +33,7 @@ class Vault:
     state: StateTable
     backups: BlobStore
     queues: QueueSender
+    secrets: SecretProvider
     clock: Callable[[], datetime] = utc_now
 
     @classmethod
@@ -45,7 +47,12 @@ class Vault:
         queues = QueueSender(account.queue_service())
         for name in layout.QUEUES:
             queues.ensure(name)
-        return cls(settings, state, backups, queues, clock)
+        from azure.identity import DefaultAzureCredential
+
+        secrets = SecretResolver(
+            KeyVaultSecretProvider(DefaultAzureCredential()), EnvSecretProvider(settings.allow_env_secrets)
+        )
+        return cls(settings, state, backups, queues, secrets, clock)
 
 
 _lock = threading.Lock()

@@ -10,6 +10,8 @@ asks is a query on one partition (or a few), never a table scan:
 | ``claim``            | sha256(host, port, db)   | which instance protects a database (unique)      |
 | ``jobs-YYYYMMDD``    | job id                   | a job, in the partition of its UTC creation day  |
 | ``instjobs-<name>``  | job id                   | index: the jobs of one instance                  |
+| ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
+| ``lock``             | instance name (lowercase)| the one backup running on an instance            |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -26,10 +28,12 @@ POLICY = "policy"
 INSTANCE = "instance"
 JOBS_PREFIX = "jobs-"
 CLAIM = "claim"
+LOCK = "lock"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"
-QUEUES = (VALIDATE_QUEUE,)
+BACKUP_QUEUE = "pgvault-backup"
+QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE)
 
 # Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
 # ('/', '\\', '#', '?') or control characters.
@@ -49,3 +53,8 @@ def row_key(name: str) -> str:
 def instance_jobs(instance: str) -> str:
     """The index partition of one instance's jobs."""
     return f"instjobs-{row_key(instance)}"
+
+
+def recovery_points(instance: str) -> str:
+    """The partition of one instance's recovery points."""
+    return f"rp-{row_key(instance)}"

@@ -1,0 +1,430 @@
+"""Backup instances: the databases this vault protects.
+
+Configuring one writes two records: a claim on the database's identity (host, port, database,
+compared after normalising host case, a trailing dot and the default port) and the instance
+itself. The claim is an insert, so of two requests for one database exactly one wins, however
+they interleave. A claim left by a request that died before writing its instance is taken over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from shared.errors import ErrorCode, UserError
+from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.policies import PolicyService, check_name
+from shared.secrets import validate_secret_reference
+from shared.storage import layout
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5432
+# Azure Backup refuses these: service databases of Azure Database for PostgreSQL and templates.
+UNSUPPORTED_DATABASES = frozenset({"azure_maintenance", "azure_sys", "template0", "template1"})
+# Most entries one configure-many request may carry (each is a few table writes and a message).
+MAX_BATCH = 100
+# A claim whose instance record is still missing after this long belongs to a request that died.
+STALE_CLAIM = timedelta(minutes=2)
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
+_IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
+_FIELDS = {"name", "server", "port", "database", "secretUri", "policyName", "serverRegion"}
+
+
+class Readiness(StrEnum):
+    """Whether an instance can be backed up, as its last validation found."""
+
+    VALIDATING = "Validating"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+
+
+class ProtectionStatus(StrEnum):
+    """Whether scheduled backups run for an instance."""
+
+    CONFIGURING = "ConfiguringProtection"
+    PROTECTED = "ProtectionConfigured"
+    CONFIGURING_FAILED = "ConfiguringProtectionFailed"
+    STOPPED = "ProtectionStopped"
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a user asks to protect, checked and normalised."""
+
+    name: str
+    server: str
+    port: int
+    database: str
+    secret_uri: str
+    policy_name: str
+    server_region: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """The database's identity in this vault: host (lowercase, no trailing dot), port, database."""
+        return f"{self.server.lower().rstrip('.')}\x00{self.port}\x00{self.database}"
+
+    @property
+    def claim_key(self) -> str:
+        """The row key of the claim (database names may hold any character; keys may not)."""
+        return hashlib.sha256(self.identity.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A backup instance as stored and shown."""
+
+    spec: InstanceSpec
+    protection_status: ProtectionStatus
+    readiness: Readiness
+    readiness_job_id: str | None
+    readiness_error: dict[str, str] | None
+    created: datetime
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public backup instance shape of DESIGN.md §3."""
+        s = self.spec
+        return {
+            "name": s.name,
+            "server": s.server,
+            "port": s.port,
+            "database": s.database,
+            "secretUri": s.secret_uri,
+            "policyName": s.policy_name,
+            "serverRegion": s.server_region,
+            "protectionStatus": self.protection_status.value,
+            "backupReadiness": {
+                "status": self.readiness.value,
+                "jobId": self.readiness_job_id,
+                "error": self.readiness_error,
+            },
+        }
+
+    def data(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "name": s.name,
+            "server": s.server,
+            "port": s.port,
+            "database": s.database,
+            "secretUri": s.secret_uri,
+            "policyName": s.policy_name,
+            "policyKey": layout.row_key(s.policy_name),
+            "serverRegion": s.server_region,
+            "claimKey": s.claim_key,
+            "protectionStatus": self.protection_status.value,
+            "readiness": self.readiness.value,
+            "readinessJobId": self.readiness_job_id,
+            "readinessError": None if self.readiness_error is None else _json(self.readiness_error),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_entity(cls, e: Entity) -> Instance:
+        """The instance stored in ``e``."""
+        spec = InstanceSpec(
+            str(e["name"]),
+            str(e["server"]),
+            int(e["port"]),
+            str(e["database"]),
+            str(e["secretUri"]),
+            str(e["policyName"]),
+            e.get("serverRegion"),
+        )
+        err = e.get("readinessError")
+        return cls(
+            spec,
+            ProtectionStatus(e["protectionStatus"]),
+            Readiness(e["readiness"]),
+            e.get("readinessJobId"),
+            json.loads(err) if err else None,
+            e["created"],
+            e.etag,
+        )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _bad(message: str, target: str, code: ErrorCode = ErrorCode.INVALID_REQUEST) -> UserError:
+    return UserError(code, message, target=target)
+
+
+def default_name(server: str, database: str) -> str:
+    """The name given to an instance configured without one: ``<server's first label>-<database>``."""
+    raw = f"{server.split('.', maxsplit=1)[0]}-{database}"
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-.") or "instance"
+    return cleaned[:150]
+
+
+def parse_spec(
+    raw: Any, target: str, *, allow_env_secrets: bool, vault_region: str | None, name: str | None = None
+) -> InstanceSpec:
+    """Check one instance entry of a request; ``UserError`` naming the field (``target.field``)."""
+    if not isinstance(raw, dict):
+        raise _bad(f"{target} must be an object with server, database, secretUri and policyName", target)
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise _bad(f"{target} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}", target)
+
+    def text(field: str, required: bool = True) -> str | None:
+        value = raw.get(field)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(f"{target}.{field} is required and must be a non-empty string", f"{target}.{field}")
+        return value.strip()
+
+    server = text("server")
+    database = raw.get("database")
+    secret_uri = text("secretUri")
+    policy_name = text("policyName")
+    assert server is not None and secret_uri is not None and policy_name is not None
+    if not (_HOST.match(server) or _IPV6.match(server)):
+        raise _bad(f"{target}.server {server!r} is not a host name or IP address", f"{target}.server")
+    if not isinstance(database, str) or not database or len(database.encode()) > 63 or "\x00" in database:
+        raise _bad(f"{target}.database must be a PostgreSQL database name (1-63 bytes)", f"{target}.database")
+    if database in UNSUPPORTED_DATABASES:
+        raise _bad(
+            f"{target}.database {database!r} cannot be protected: azure_maintenance, azure_sys, template0 and "
+            "template1 are not supported",
+            f"{target}.database",
+            ErrorCode.DATABASE_NOT_SUPPORTED,
+        )
+    port = raw.get("port", DEFAULT_PORT)
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise _bad(f"{target}.port must be a TCP port number 1-65535", f"{target}.port")
+    region = text("serverRegion", required=False)
+    if region is not None:
+        region = region.lower().replace(" ", "")
+        if vault_region is not None and region != vault_region:
+            raise _bad(
+                f"{target}.serverRegion {region!r} differs from the vault's region {vault_region!r}: a vault protects "
+                "servers in its own region",
+                f"{target}.serverRegion",
+            )
+    try:
+        validate_secret_reference(secret_uri, allow_env_secrets)
+    except UserError as exc:
+        raise UserError(
+            exc.code, exc.message, target=f"{target}.secretUri", recommended_action=exc.recommended_action
+        ) from exc
+    given = name if name is not None else text("name", required=False)
+    instance_name = given or default_name(server, database)
+    check_name(instance_name, f"{target}.name" if name is None else "name")
+    check_name(policy_name, f"{target}.policyName")
+    return InstanceSpec(instance_name, server, port, database, secret_uri, policy_name, region)
+
+
+@dataclass(frozen=True)
+class Configured:
+    """The answer for one entry of a configure request."""
+
+    name: str | None
+    instance: Instance | None = None
+    job: Job | None = None
+    error: UserError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"name": self.name, "status": Readiness.FAILED.value, "error": self.error.to_dict()}
+        assert self.instance is not None and self.job is not None
+        return {
+            "name": self.name,
+            "status": Readiness.VALIDATING.value,
+            "validationJobId": self.job.job_id,
+            "instance": self.instance.to_dict(),
+        }
+
+
+# Called with (job, instance) after a validation job is recorded: puts its message on the queue.
+Enqueue = Callable[[Job, Instance], None]
+
+
+class InstanceService:
+    """Configure, read and list backup instances."""
+
+    def __init__(self, state: StateTable, enqueue_validation: Enqueue) -> None:
+        self._state = state
+        self._jobs = JobStore(state)
+        self._policies = PolicyService(state)
+        self._enqueue = enqueue_validation
+
+    def configure_many(
+        self, body: Any, now: datetime, *, allow_env_secrets: bool, vault_region: str | None
+    ) -> list[Configured]:
+        """Configure every entry of ``{"instances": [...]}``; one bad entry does not stop the others."""
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+            raise _bad(
+                'the body must be {"instances": [{"server", "database", "secretUri", "policyName"}, ...]}', "instances"
+            )
+        entries = body["instances"]
+        if not entries:
+            raise _bad("instances must list at least one database", "instances")
+        if len(entries) > MAX_BATCH:
+            raise _bad(f"at most {MAX_BATCH} instances per request; send {len(entries)} in several", "instances")
+        results: list[Configured] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(entries):
+            target = f"instances[{i}]"
+            try:
+                spec = parse_spec(raw, target, allow_env_secrets=allow_env_secrets, vault_region=vault_region)
+                if layout.row_key(spec.name) in seen:
+                    raise _bad(
+                        f"{target}.name {spec.name!r} appears twice in this request",
+                        f"{target}.name",
+                        ErrorCode.CONFLICT,
+                    )
+                seen.add(layout.row_key(spec.name))
+                results.append(self._create(spec, now, target))
+            except UserError as exc:
+                name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
+                results.append(Configured(name, error=exc))
+        return results
+
+    def configure_one(
+        self, name: str, body: Any, now: datetime, *, allow_env_secrets: bool, vault_region: str | None
+    ) -> Configured:
+        """Create instance ``name``, or update its policy and secret if it protects the same database."""
+        check_name(name)
+        spec = parse_spec(body, "body", allow_env_secrets=allow_env_secrets, vault_region=vault_region, name=name)
+        existing = self._state.get(layout.INSTANCE, layout.row_key(name))
+        if existing is None:
+            result = self._create(spec, now, "body")
+            if result.error is not None:
+                raise result.error
+            return result
+        current = Instance.from_entity(existing)
+        if current.spec.identity != spec.identity:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"backup instance {name!r} protects {current.spec.database!r} on "
+                f"{current.spec.server}:{current.spec.port}; "
+                "an instance cannot be moved to another database",
+                target="name",
+                recommended_action="Configure the other database under a new name.",
+            )
+        self._policies.get(spec.policy_name)
+        job = self._validation_job(spec.name, now)
+        updated = Instance(spec, current.protection_status, Readiness.VALIDATING, job.job_id, None, current.created)
+        try:
+            self._state.update(existing, updated.data())
+        except ETagMismatch as exc:
+            raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} changed during this request; retry") from exc
+        job, _ = self._jobs.create(job)
+        self._enqueue(job, updated)
+        return Configured(name, updated, job)
+
+    def _validation_job(self, name: str, now: datetime) -> Job:
+        return Job(new_job_id(now), Operation.VALIDATE, name, JobStatus.IN_PROGRESS, now)
+
+    def _create(self, spec: InstanceSpec, now: datetime, target: str) -> Configured:
+        try:
+            self._policies.get(spec.policy_name)
+        except UserError as exc:
+            raise UserError(ErrorCode.NOT_FOUND, exc.message, target=f"{target}.policyName") from exc
+        self._claim(spec, target, now)
+        job = self._validation_job(spec.name, now)
+        instance = Instance(spec, ProtectionStatus.CONFIGURING, Readiness.VALIDATING, job.job_id, None, now)
+        try:
+            self._state.insert(layout.INSTANCE, layout.row_key(spec.name), instance.data())
+        except EntityExists as exc:
+            self._release(spec)
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"a backup instance named {spec.name!r} exists already",
+                target=f"{target}.name",
+                recommended_action="Choose another name, or PUT /api/backupInstances/{name} to change that instance.",
+            ) from exc
+        job, _ = self._jobs.create(job)
+        self._enqueue(job, instance)
+        return Configured(spec.name, instance, job)
+
+    def _claim(self, spec: InstanceSpec, target: str, now: datetime) -> None:
+        data = {"instance": spec.name, "instanceKey": layout.row_key(spec.name), "claimedAt": now}
+        for _ in range(3):
+            try:
+                self._state.insert(layout.CLAIM, spec.claim_key, data)
+                return
+            except EntityExists:
+                pass
+            held = self._state.get(layout.CLAIM, spec.claim_key)
+            if held is None:
+                continue
+            owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
+            if owner is not None and owner.get("claimKey") == spec.claim_key:
+                raise UserError(
+                    ErrorCode.DATABASE_ALREADY_PROTECTED,
+                    f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
+                    f"{held['instance']!r}",
+                    target=f"{target}.database",
+                )
+            if now - held["claimedAt"] < STALE_CLAIM:
+                break  # its request may still be writing the instance
+            # The claim's instance was never written (its request died): take the claim over.
+            try:
+                self._state.update(held, data)
+                return
+            except ETagMismatch:
+                continue
+        raise UserError(ErrorCode.CONFLICT, "another request is configuring this database; retry", target=target)
+
+    def _release(self, spec: InstanceSpec) -> None:
+        held = self._state.get(layout.CLAIM, spec.claim_key)
+        if held is not None and held.get("instanceKey") == layout.row_key(spec.name):
+            try:
+                self._state.delete(held)
+            except ETagMismatch:
+                log.info("claim for instance %s changed before release; left as is", spec.name)
+
+    def save(self, old: Instance, new: Instance) -> Instance:
+        """Write ``new`` over ``old`` if the instance is unchanged since ``old`` was read (else ``ETagMismatch``)."""
+        entity = Entity(layout.INSTANCE, layout.row_key(old.spec.name), {}, old.etag)
+        written = self._state.update(entity, new.data())
+        return replace(new, etag=written.etag)
+
+    def revalidate(self, name: str, now: datetime) -> Job:
+        """Start a new validation of ``name``: readiness goes back to Validating under a new job.
+
+        The instance is written before the job's message is sent, so the worker always finds the
+        instance pointing at its job; a validation still running is superseded (its job ends
+        Cancelled).
+        """
+        for _ in range(3):
+            instance = self.get(name)
+            job = self._validation_job(instance.spec.name, now)
+            updated = replace(
+                instance, readiness=Readiness.VALIDATING, readiness_job_id=job.job_id, readiness_error=None
+            )
+            try:
+                updated = self.save(instance, updated)
+            except ETagMismatch:
+                continue
+            job, _ = self._jobs.create(job)
+            self._enqueue(job, updated)
+            return job
+        raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} is being changed by other requests; retry")
+
+    def get(self, name: str) -> Instance:
+        """Instance ``name``; ``NotFound`` if there is none."""
+        entity = self._state.get(layout.INSTANCE, layout.row_key(name))
+        if entity is None:
+            raise UserError(ErrorCode.NOT_FOUND, f"backup instance {name!r} does not exist", target="name")
+        return Instance.from_entity(entity)
+
+    def all(self) -> Iterator[Instance]:
+        """Every instance, by name."""
+        return (Instance.from_entity(e) for e in self._state.partition(layout.INSTANCE))

@@ -1,0 +1,1 @@
+"""PostgreSQL: connection strings, connections, privileges and the client tools."""

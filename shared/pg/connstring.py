@@ -1,0 +1,275 @@
+"""ADO.NET connection strings, read as Npgsql reads them, turned into libpq parameters.
+
+Azure Backup keeps PostgreSQL credentials in Key Vault as ADO.NET connection strings
+(``Server=...;Port=5432;Database=...;User Id=...;Password=...;Ssl Mode=Require;``). The syntax
+is that of ``DbConnectionStringBuilder``:
+
+- ``key=value`` pairs separated by ``;``; empty pairs (``;;``, a trailing ``;``) are ignored.
+- Keys are case-insensitive, whitespace around keys and values is dropped, ``==`` inside a key
+  stands for a literal ``=``. When a key appears twice the last value wins.
+- A value may be quoted with ``'`` or ``"``; inside, the other quote is literal and the same
+  quote doubled stands for one (``'it''s'``). Quoted values may hold ``;`` and ``=``. Nothing but
+  whitespace may follow the closing quote. An unquoted value runs to the next ``;`` and cannot
+  start with a quote.
+- Keys have synonyms (Npgsql's): Host/Server/Data Source/Address/Addr/Network Address,
+  Database/DB/Initial Catalog, Username/User Id/User ID/UserId/User Name/UID/User,
+  Password/PWD/PSW, and so on. An unknown key is refused, as Npgsql refuses it.
+
+Nothing here ever puts the password, or any part of the raw string, in a message or a repr:
+errors name keys and positions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ErrorCode, UserError
+
+# Canonical key -> every spelling Npgsql accepts (lowercase, spaces as written).
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "host": ("host", "server", "data source", "datasource", "address", "addr", "network address"),
+    "port": ("port",),
+    "database": ("database", "db", "initial catalog"),
+    "username": ("username", "user id", "userid", "user name", "uid", "user"),
+    "password": ("password", "pwd", "psw"),
+    "sslmode": ("ssl mode", "sslmode"),
+    "trustservercertificate": ("trust server certificate", "trustservercertificate"),
+    "timeout": ("timeout", "connect timeout", "connection timeout"),
+    "commandtimeout": ("command timeout", "commandtimeout"),
+    "applicationname": ("application name", "applicationname"),
+    "keepalive": ("keepalive", "keep alive"),
+    "rootcertificate": ("root certificate", "rootcertificate", "ssl root certificate"),
+    "searchpath": ("search path", "searchpath"),
+    "pooling": ("pooling",),
+    "minpoolsize": ("minimum pool size", "min pool size", "minpoolsize"),
+    "maxpoolsize": ("maximum pool size", "max pool size", "maxpoolsize"),
+    "encoding": ("encoding",),
+    "clientencoding": ("client encoding", "clientencoding"),
+    "includeerrordetail": ("include error detail", "includeerrordetail"),
+}
+# Pooling, Min/Max Pool Size, Encoding, Include Error Detail and Command Timeout configure .NET's
+# pooling or the driver: accepted so a string written for Npgsql works, without effect here.
+_CANONICAL = {alias: key for key, aliases in _SYNONYMS.items() for alias in aliases}
+
+_SSL_MODES = {
+    "disable": "disable",
+    "allow": "allow",
+    "prefer": "prefer",
+    "require": "require",
+    "verifyca": "verify-ca",
+    "verify-ca": "verify-ca",
+    "verifyfull": "verify-full",
+    "verify-full": "verify-full",
+}
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+
+
+def _bad(why: str) -> UserError:
+    return UserError(
+        ErrorCode.SECRET_VALUE_IN_UNSUPPORTED_FORMAT,
+        f"the secret is not a valid ADO.NET connection string: {why}",
+        target="secretUri",
+    )
+
+
+def _read_key(text: str, i: int) -> tuple[str, int]:
+    """The key starting at ``i`` (``==`` is a literal ``=``) and the position after its ``=``."""
+    start, chars = i, []
+    while i < len(text):
+        ch = text[i]
+        if ch == "=" and text[i + 1 : i + 2] == "=":
+            chars.append("=")
+            i += 2
+        elif ch == "=":
+            key = " ".join("".join(chars).split()).lower()
+            if not key:
+                raise _bad(f"the pair at character {start + 1} has an empty key")
+            return key, i + 1
+        elif ch == ";":
+            break
+        else:
+            chars.append(ch)
+            i += 1
+    raise _bad(f"the pair starting at character {start + 1} has no '='")
+
+
+def _read_quoted(text: str, i: int, key: str) -> tuple[str, int]:
+    """The quoted value whose opening quote is at ``i`` and the position of the ``;`` after it."""
+    quote, chars = text[i], []
+    i += 1
+    while True:
+        if i >= len(text):
+            raise _bad(f"the value of {key!r} has no closing {quote}")
+        if text[i] == quote and text[i + 1 : i + 2] == quote:
+            chars.append(quote)
+            i += 2
+        elif text[i] == quote:
+            i += 1
+            break
+        else:
+            chars.append(text[i])
+            i += 1
+    end = text.find(";", i)
+    end = len(text) if end < 0 else end
+    if text[i:end].strip():
+        raise _bad(f"unexpected text after the quoted value of {key!r}")
+    return "".join(chars), end
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """The ``key -> value`` pairs of a connection string (keys lowercased, last one wins).
+
+    ``UserError`` (UserErrorSecretValueInUnsupportedFormat) on malformed input; the message
+    names a position or a key, never a value.
+    """
+    pairs: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace() or text[i] == ";":  # whitespace and empty pairs
+            i += 1
+            continue
+        key, i = _read_key(text, i)
+        while i < n and text[i].isspace():
+            i += 1
+        if i < n and text[i] in "'\"":
+            value, i = _read_quoted(text, i, key)
+        else:
+            end = text.find(";", i)
+            end = n if end < 0 else end
+            value, i = text[i:end].strip(), end
+        pairs[key] = value
+    return pairs
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    """Login and connection options from a secret. ``repr`` never shows the password."""
+
+    host: str | None
+    port: int | None
+    database: str | None
+    user: str
+    password: str = field(repr=False)
+    sslmode: str = "prefer"
+    connect_timeout: int | None = None
+    application_name: str | None = None
+    root_certificate: str | None = None
+    keepalive: int | None = None
+    search_path: str | None = None
+    client_encoding: str | None = None
+
+    def libpq_kwargs(self, *, host: str, port: int, dbname: str) -> dict[str, Any]:
+        """psycopg/libpq parameters for ``dbname`` on ``host:port`` with this login.
+
+        The instance says what is backed up; a Server or Database in the secret does not
+        override it (DESIGN C3).
+        """
+        kwargs: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "dbname": dbname,
+            "user": self.user,
+            "password": self.password,
+            "sslmode": self.sslmode,
+            "application_name": self.application_name or "pgvault",
+        }
+        if self.connect_timeout is not None:
+            kwargs["connect_timeout"] = self.connect_timeout
+        if self.root_certificate:
+            kwargs["sslrootcert"] = self.root_certificate
+        if self.keepalive:
+            kwargs["keepalives"] = 1
+            kwargs["keepalives_idle"] = self.keepalive
+        if self.search_path:
+            kwargs["options"] = f"-c search_path={self.search_path}"
+        if self.client_encoding:
+            kwargs["client_encoding"] = self.client_encoding
+        return kwargs
+
+    def child_env(self, *, host: str, port: int, dbname: str) -> dict[str, str]:
+        """``PG*`` variables for a ``pg_dump``/``pg_restore`` child: the password goes only here."""
+        kw = self.libpq_kwargs(host=host, port=port, dbname=dbname)
+        env = {
+            "PGHOST": str(kw["host"]),
+            "PGPORT": str(kw["port"]),
+            "PGDATABASE": str(kw["dbname"]),
+            "PGUSER": str(kw["user"]),
+            "PGPASSWORD": str(kw["password"]),
+            "PGSSLMODE": str(kw["sslmode"]),
+            "PGAPPNAME": str(kw["application_name"]),
+        }
+        if "connect_timeout" in kw:
+            env["PGCONNECT_TIMEOUT"] = str(kw["connect_timeout"])
+        if "sslrootcert" in kw:
+            env["PGSSLROOTCERT"] = str(kw["sslrootcert"])
+        if "client_encoding" in kw:
+            env["PGCLIENTENCODING"] = str(kw["client_encoding"])
+        return env
+
+
+def _int(pairs: dict[str, str], key: str, label: str, low: int, high: int) -> int | None:
+    raw = pairs.get(key)
+    if raw is None or raw == "":
+        return None
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise _bad(f"{label} must be a whole number {low}-{high}")
+    return int(raw)
+
+
+def _bool(pairs: dict[str, str], key: str, label: str) -> bool | None:
+    raw = pairs.get(key)
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _bad(f"{label} must be true or false")
+
+
+def parse_connection_string(text: str) -> ConnectionParams:
+    """The connection parameters of an ADO.NET connection string (Npgsql keys).
+
+    Requires a user and a password; refuses unknown keys, a bad port, an unknown SSL mode and
+    Trust Server Certificate with a verifying SSL mode (Npgsql refuses that pair too).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise _bad("the secret is empty")
+    raw = parse_pairs(text)
+    pairs: dict[str, str] = {}
+    for key, value in raw.items():
+        canonical = _CANONICAL.get(key)
+        if canonical is None:
+            known = "Host/Server, Port, Database, User Id, Password, Ssl Mode, Trust Server Certificate, Timeout, ..."
+            raise _bad(f"unknown key {key!r} (known keys: {known})")
+        pairs[canonical] = value
+    user = pairs.get("username", "")
+    if not user:
+        raise _bad("it has no User Id (or Username/UID)")
+    if "password" not in pairs or pairs["password"] == "":
+        raise _bad("it has no Password")
+    port = _int(pairs, "port", "Port", 1, 65535)
+    mode_raw = pairs.get("sslmode", "prefer").strip().lower().replace(" ", "")
+    if mode_raw not in _SSL_MODES:
+        raise _bad("Ssl Mode must be Disable, Allow, Prefer, Require, VerifyCA or VerifyFull")
+    sslmode = _SSL_MODES[mode_raw]
+    trust = _bool(pairs, "trustservercertificate", "Trust Server Certificate")
+    if trust and sslmode in ("verify-ca", "verify-full"):
+        raise _bad("Trust Server Certificate=true cannot be combined with Ssl Mode VerifyCA or VerifyFull")
+    return ConnectionParams(
+        host=pairs.get("host") or None,
+        port=port,
+        database=pairs.get("database") or None,
+        user=user,
+        password=pairs["password"],
+        sslmode=sslmode,
+        connect_timeout=_int(pairs, "timeout", "Timeout", 0, 1024),
+        application_name=pairs.get("applicationname") or None,
+        root_certificate=pairs.get("rootcertificate") or None,
+        keepalive=_int(pairs, "keepalive", "Keepalive", 0, 86400),
+        search_path=pairs.get("searchpath") or None,
+        client_encoding=pairs.get("clientencoding") or None,
+    )
