@@ -5,12 +5,18 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.health import bp as health
+from functions.instances import bp as instances
+from functions.jobs import bp as jobs
 from functions.policies import bp as policies
+from functions.workers import bp as workers
 from shared.settings import load_settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health)
 app.register_functions(policies)
+app.register_functions(instances)
+app.register_functions(jobs)
+app.register_functions(workers)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

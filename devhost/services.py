@@ -208,6 +208,15 @@ def find_pg_bin(program: str = "initdb") -> Path:
     raise FileNotFoundError(f"{program} not found: install postgresql-15 (make deps does it)")
 
 
+PASSWORD_ROLE = "password_required"  # noqa: S105 - a role name, not a password
+_PG_HBA = f"""# pgvault test cluster
+local all all trust
+host all +{PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
+host all all 127.0.0.1/32 trust
+host all all ::1/128 trust
+"""
+
+
 @dataclass
 class Postgres:
     """A throwaway PostgreSQL cluster on a free port, trust auth for the ``postgres`` superuser."""
@@ -230,7 +239,10 @@ class Postgres:
         return "postgres" if os.geteuid() == 0 else None
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        """A libpq connection string to this cluster over TCP."""
+        """A libpq connection string to this cluster over TCP.
+
+        Members of ``password_required`` must give their password; every other role is trusted.
+        """
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user}"
 
     def start(self) -> Postgres:
@@ -242,7 +254,8 @@ class Postgres:
             entry = pwd.getpwnam(self._user)
             for path in (self.root, self.socket_dir):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-        if not (self.data_dir / "PG_VERSION").exists():
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        if fresh:
             subprocess.run(
                 [
                     str(self.bin_dir / "initdb"),
@@ -259,6 +272,8 @@ class Postgres:
                 capture_output=True,
                 preexec_fn=_as_user(self._user, signal.SIGKILL),
             )
+            # Trust for everyone except members of password_required, so tests can prove wrong passwords fail.
+            (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)
         self.port = self.port or free_port()
         log = (self.root / "postgres.log").open("ab")
         self.proc = subprocess.Popen(
@@ -288,6 +303,26 @@ class Postgres:
         log.close()
         wait_for_port(self.port, 30, self.proc)
         self._wait_ready()
+        if fresh:
+            subprocess.run(
+                [
+                    str(self.bin_dir / "psql"),
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f"CREATE ROLE {PASSWORD_ROLE} NOLOGIN",
+                ],
+                check=True,
+                capture_output=True,
+            )
         return self
 
     def _wait_ready(self) -> None:

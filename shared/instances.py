@@ -20,8 +20,10 @@ from typing import Any
 
 from shared.errors import ErrorCode, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.pg.connstring import parse_connection_string
+from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
-from shared.secrets import validate_secret_reference
+from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
 
@@ -193,8 +195,16 @@ def parse_spec(
     assert server is not None and secret_uri is not None and policy_name is not None
     if not (_HOST.match(server) or _IPV6.match(server)):
         raise _bad(f"{target}.server {server!r} is not a host name or IP address", f"{target}.server")
-    if not isinstance(database, str) or not database or len(database.encode()) > 63 or "\x00" in database:
-        raise _bad(f"{target}.database must be a PostgreSQL database name (1-63 bytes)", f"{target}.database")
+    if (
+        not isinstance(database, str)
+        or not database
+        or len(database.encode()) > 63
+        or any(ord(c) < 32 or ord(c) == 127 for c in database)
+    ):
+        raise _bad(
+            f"{target}.database must be a PostgreSQL database name (1-63 bytes, no control characters)",
+            f"{target}.database",
+        )
     if database in UNSUPPORTED_DATABASES:
         raise _bad(
             f"{target}.database {database!r} cannot be protected: azure_maintenance, azure_sys, template0 and "
@@ -417,6 +427,16 @@ class InstanceService:
             self._enqueue(job, updated)
             return job
         raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} is being changed by other requests; retry")
+
+    def grant_script(self, name: str, fmt: str, secrets: SecretProvider) -> str:
+        """The grant script for instance ``name``'s database and its secret's user, in ``fmt``."""
+        try:
+            script_format = ScriptFormat(fmt)
+        except ValueError as exc:
+            raise _bad("format must be sql, sh or ps1", "format") from exc
+        instance = self.get(name)
+        user = parse_connection_string(secrets.get_secret(instance.spec.secret_uri)).user
+        return grant_script(instance.spec.database, user, instance.spec.server, instance.spec.port, script_format)
 
     def get(self, name: str) -> Instance:
         """Instance ``name``; ``NotFound`` if there is none."""

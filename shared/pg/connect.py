@@ -36,7 +36,10 @@ def map_connect_error(exc: psycopg.Error, kwargs: Mapping[str, Any]) -> Exceptio
     password = str(kwargs.get("password") or "")
     if password and password in text:
         text = text.replace(password, "***")
-    if state in _AUTH_FAILED or "password authentication failed" in text or "no pg_hba.conf entry" in text:
+    # Connection-time failures come without an SQLSTATE from libpq: read the server's message.
+    role_missing = 'role "' in text and "does not exist" in text
+    auth_failed = any(t in text for t in ("authentication failed", "no pg_hba.conf entry"))
+    if state in _AUTH_FAILED or auth_failed or role_missing:
         return UserError(ErrorCode.DB_USER_AUTH_FAILED, f"login to {where} failed: {text}")
     if state in _DB_NOT_FOUND or ("database" in text and "does not exist" in text):
         return UserError(ErrorCode.DB_NOT_FOUND, f"database {kwargs.get('dbname')!r} does not exist on {where}")

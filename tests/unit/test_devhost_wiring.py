@@ -66,9 +66,7 @@ def test_read_app_sorts_triggers_and_prefers_literal_routes() -> None:
     assert route is not None and route.function.name == "one" and params == {"name": "a:go"}
     assert wiring.route_for("DELETE", "things/a") == (None, {}, True)
     assert [(q.function.name, q.queue) for q in wiring.queues] == [("three", "in-q")]
-    assert [(t.function.name, t.schedule, t.run_on_startup) for t in wiring.timers] == [
-        ("four", "0 */5 * * * *", True)
-    ]
+    assert [(t.function.name, t.schedule, t.run_on_startup) for t in wiring.timers] == [("four", "0 */5 * * * *", True)]
 
 
 def test_host_json_is_read_with_the_hosts_defaults(tmp_path: Path) -> None:

@@ -34,8 +34,21 @@ EXPECTED_HTTP = {
     "list_policies": ("backupPolicies", {"GET"}, "function"),
     "delete_policy": ("backupPolicies/{name}", {"DELETE"}, "function"),
     "simulate_policy": ("backupPolicies/{name}:simulate", {"POST"}, "function"),
+    "configure_instances": ("backupInstances", {"POST"}, "function"),
+    "configure_instance": ("backupInstances/{name}", {"PUT"}, "function"),
+    "list_instances": ("backupInstances", {"GET"}, "function"),
+    "get_instance": ("backupInstances/{name}", {"GET"}, "function"),
+    "validate_instance": ("backupInstances/{name}:validate", {"POST"}, "function"),
+    "grant_script": ("backupInstances/{name}/grantScript", {"GET"}, "function"),
+    "role_assignment": ("backupInstances/{name}/roleAssignmentTemplate", {"GET"}, "function"),
+    "list_databases_route": ("servers:listDatabases", {"POST"}, "function"),
+    "list_jobs": ("backupJobs", {"GET"}, "function"),
+    "get_job": ("backupJobs/{jobId}", {"GET"}, "function"),
 }
-EXPECTED_QUEUES: dict[str, tuple[str, str]] = {}
+# name -> (queue, connection setting)
+EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
+    "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
+}
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {}
 
 
@@ -51,6 +64,24 @@ def test_http_trigger_binding(functions: dict[str, dict[str, Any]], name: str) -
     assert trigger["route"] == route
     assert {_v(m) for m in trigger["methods"]} == methods
     assert _v(trigger["authLevel"]) == auth
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_QUEUES))
+def test_queue_trigger_binding(functions: dict[str, dict[str, Any]], name: str) -> None:
+    queue, connection = EXPECTED_QUEUES[name]
+    trigger = functions[name]["trigger"]
+    assert trigger["type"] == "queueTrigger"
+    assert (trigger["queueName"], trigger["connection"]) == (queue, connection)
+
+
+def test_workers_know_the_hosts_max_dequeue_count() -> None:
+    import json
+    from pathlib import Path
+
+    from functions.workers import MAX_DEQUEUE_COUNT
+
+    host = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
 
 
 def test_only_health_is_anonymous(functions: dict[str, dict[str, Any]]) -> None:

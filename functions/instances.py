@@ -1,0 +1,109 @@
+"""HTTP API of backup instances: ``/api/backupInstances``."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import accepted, api, json_response
+from shared.errors import ErrorCode, UserError
+from shared.instances import InstanceService
+from shared.request_body import parse_json_body
+from shared.role_template import role_assignment_template
+from shared.servers import list_databases
+from shared.validation import enqueue_validation, revalidate
+from shared.vault import Vault, current_vault
+
+bp = func.Blueprint()
+
+
+def _service(vault: Vault) -> InstanceService:
+    return InstanceService(vault.state, enqueue_validation(vault.queues))
+
+
+@bp.route(route="backupInstances", methods=["POST"])
+@api
+def configure_instances(req: func.HttpRequest) -> func.HttpResponse:
+    """Configure many databases at once: 202 with each entry's outcome (400 when all failed)."""
+    vault = current_vault()
+    results = _service(vault).configure_many(
+        parse_json_body(req.get_body()),
+        vault.clock(),
+        allow_env_secrets=vault.settings.allow_env_secrets,
+        vault_region=vault.settings.region,
+    )
+    status = 400 if all(r.error is not None for r in results) else 202
+    return json_response({"value": [r.to_dict() for r in results]}, status)
+
+
+@bp.route(route="backupInstances/{name}", methods=["PUT"])
+@api
+def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
+    """Configure one database under ``name`` (or update its policy and secret): 202 + validation job."""
+    vault = current_vault()
+    result = _service(vault).configure_one(
+        req.route_params["name"],
+        parse_json_body(req.get_body()),
+        vault.clock(),
+        allow_env_secrets=vault.settings.allow_env_secrets,
+        vault_region=vault.settings.region,
+    )
+    assert result.job is not None
+    return accepted(result.to_dict(), result.job.job_id)
+
+
+@bp.route(route="backupInstances", methods=["GET"])
+@api
+def list_instances(req: func.HttpRequest) -> func.HttpResponse:
+    """Every backup instance with its protection status and readiness."""
+    return json_response({"value": [i.to_dict() for i in _service(current_vault()).all()]})
+
+
+@bp.route(route="backupInstances/{name}", methods=["GET"])
+@api
+def get_instance(req: func.HttpRequest) -> func.HttpResponse:
+    """One backup instance."""
+    return json_response(_service(current_vault()).get(req.route_params["name"]).to_dict())
+
+
+@bp.route(route="backupInstances/{name}:validate", methods=["POST"])
+@api
+def validate_instance(req: func.HttpRequest) -> func.HttpResponse:
+    """Re-validate an instance: 202 + job."""
+    vault = current_vault()
+    if req.get_body().strip() not in (b"", b"{}"):
+        raise UserError(ErrorCode.INVALID_REQUEST, ":validate takes no body (or {})", target="body")
+    job = revalidate(vault.state, vault.queues, req.route_params["name"], vault.clock())
+    return accepted({"jobId": job.job_id}, job.job_id)
+
+
+@bp.route(route="backupInstances/{name}/grantScript", methods=["GET"])
+@api
+def grant_script(req: func.HttpRequest) -> func.HttpResponse:
+    """The grant script for the instance's database and user: ``format=sql|sh|ps1`` (default sql)."""
+    vault = current_vault()
+    fmt = req.params.get("format", "sql").lower()
+    script = _service(vault).grant_script(req.route_params["name"], fmt, vault.secrets)
+    filename = f"grant-{req.route_params['name']}.{fmt}"
+    return func.HttpResponse(
+        script,
+        mimetype="application/sql" if fmt == "sql" else "text/plain",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.route(route="backupInstances/{name}/roleAssignmentTemplate", methods=["GET"])
+@api
+def role_assignment(req: func.HttpRequest) -> func.HttpResponse:
+    """An ARM template granting the app's identity the Azure roles the instance needs."""
+    instance = _service(current_vault()).get(req.route_params["name"])
+    return json_response(role_assignment_template(instance.spec.secret_uri, instance.spec.server))
+
+
+@bp.route(route="servers:listDatabases", methods=["POST"])
+@api
+def list_databases_route(req: func.HttpRequest) -> func.HttpResponse:
+    """The databases a secret's user can see on its server, marking those already protected."""
+    vault = current_vault()
+    body = parse_json_body(req.get_body())
+    return json_response(list_databases(vault.state, vault.secrets, body, allow_env=vault.settings.allow_env_secrets))

@@ -1,0 +1,38 @@
+"""Queue workers: validation and backup jobs. Each parses its message and runs one service."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from shared.storage import layout
+from shared.validation import ValidationService
+from shared.vault import current_vault
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+# host.json extensions.queues.maxDequeueCount: the try after which the host poisons a message.
+MAX_DEQUEUE_COUNT = 5
+
+
+def _payload(msg: func.QueueMessage) -> dict[str, Any]:
+    try:
+        payload = json.loads(msg.get_body())
+    except ValueError as exc:
+        raise ValueError(f"message {msg.id} is not JSON") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("jobId"), str):
+        raise ValueError(f"message {msg.id} has no jobId")
+    return payload
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.VALIDATE_QUEUE, connection="AzureWebJobsStorage")
+def validation_worker(msg: func.QueueMessage) -> None:
+    """Run one validation job."""
+    payload = _payload(msg)
+    vault = current_vault()
+    service = ValidationService(vault.state, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
+    service.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)

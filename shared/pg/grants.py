@@ -1,0 +1,158 @@
+"""The grant script an administrator runs so a backup user can dump a database (DESIGN.md §3).
+
+The script reads the catalog when it runs, so it stays right for schemas and owners created
+after it was generated, and it can run any number of times. Each grant that the person running
+it may not give is reported as a WARNING naming the role that can, instead of stopping half-way.
+Names are always quoted: fixed ones here (``quote_ident``/``quote_literal``), catalog ones by
+``format('%I')`` inside the script.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+
+from shared.errors import ErrorCode, UserError
+from shared.pg.privileges import quote_ident, quote_literal
+
+
+class ScriptFormat(StrEnum):
+    """The forms a grant script comes in."""
+
+    SQL = "sql"
+    SH = "sh"
+    PS1 = "ps1"
+
+
+_BODY = """\
+DO {tag}
+DECLARE
+  backup_user text := {user_literal};
+  s record;
+  o record;
+  lo record;
+  stmt text;
+BEGIN
+  FOR s IN
+    SELECT n.oid, n.nspname FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+  LOOP
+    FOREACH stmt IN ARRAY ARRAY[
+      format('GRANT USAGE ON SCHEMA %I TO %I', s.nspname, backup_user),
+      format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', s.nspname, backup_user),
+      format('GRANT SELECT ON ALL SEQUENCES IN SCHEMA %I TO %I', s.nspname, backup_user)]
+    LOOP
+      BEGIN
+        EXECUTE stmt;
+      EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'pgvault: not allowed to run: % (run it as the owner of the objects)', stmt;
+      END;
+    END LOOP;
+    -- Keep tables and sequences that each owner creates later readable.
+    FOR o IN
+      SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c
+      WHERE c.relnamespace = s.oid AND c.relkind IN ('r', 'p', 'S', 'v', 'm', 'f')
+      UNION SELECT pg_get_userbyid(n.nspowner) FROM pg_namespace n WHERE n.oid = s.oid
+    LOOP
+      CONTINUE WHEN o.owner = backup_user;
+      FOREACH stmt IN ARRAY ARRAY[
+        format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I',
+               o.owner, s.nspname, backup_user),
+        format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON SEQUENCES TO %I',
+               o.owner, s.nspname, backup_user)]
+      LOOP
+        BEGIN
+          EXECUTE stmt;
+        EXCEPTION WHEN insufficient_privilege THEN
+          RAISE WARNING 'pgvault: not allowed to run: % (run it as %)', stmt, o.owner;
+        END;
+      END LOOP;
+    END LOOP;
+  END LOOP;
+  FOR lo IN SELECT m.oid FROM pg_largeobject_metadata m LOOP
+    stmt := format('GRANT SELECT ON LARGE OBJECT %s TO %I', lo.oid, backup_user);
+    BEGIN
+      EXECUTE stmt;
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE WARNING 'pgvault: not allowed to run: % (run it as the large object''s owner)', stmt;
+    END;
+  END LOOP;
+END
+{tag};
+"""
+
+
+def _dollar_tag(text: str) -> str:
+    """A dollar-quote tag that does not occur in ``text`` (a user name could hold ``$pgvault$``)."""
+    tag = "$pgvault$"
+    while tag in text:
+        tag = f"$pgvault_{secrets.token_hex(4)}$"
+    return tag
+
+
+def grant_sql(database: str, user: str) -> str:
+    """The SQL script that grants ``user`` what ``pg_dump`` needs in ``database``."""
+    return (
+        f"-- pgvault: grant the backup privileges on database {quote_ident(database)} to {quote_ident(user)}.\n"
+        "-- Run it connected to that database, as the owner of its objects or an administrator\n"
+        "-- (on Azure Database for PostgreSQL: a member of azure_pg_admin). It can run again safely.\n"
+        "SET standard_conforming_strings = on;\n"
+        f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {quote_ident(user)};\n"
+        + _BODY.format(user_literal=quote_literal(user), tag=_dollar_tag(user))
+        + "-- Tables with row-level security need a backup user that bypasses it. Only a superuser can\n"
+        "-- grant that (Azure Database for PostgreSQL does not allow it; disable RLS or exclude those tables):\n"
+        f"-- ALTER ROLE {quote_ident(user)} BYPASSRLS;\n"
+    )
+
+
+def _sh_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+def _ps_quote(value: str) -> str:
+    return "'" + value.replace("'", "''").replace("\u2018", "\u2018\u2018").replace("\u2019", "\u2019\u2019") + "'"
+
+
+def grant_script(database: str, user: str, host: str, port: int, fmt: ScriptFormat) -> str:
+    """The grant script in ``fmt``: plain SQL, or SQL wrapped in ``psql`` for bash or PowerShell.
+
+    The wrappers pass the server and database in ``PGHOST``/``PGPORT``/``PGDATABASE``, which
+    psql never reads as a connection string, and ask for the administrator's login.
+    """
+    for label, value in (("database", database), ("user", user), ("server", host)):
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise UserError(
+                ErrorCode.INVALID_REQUEST,
+                f"the {label} name holds control characters; no script can be made for it",
+                target=label,
+            )
+    sql = grant_sql(database, user)
+    if fmt is ScriptFormat.SQL:
+        return sql
+    if fmt is ScriptFormat.SH:
+        marker = f"PGVAULT_SQL_{secrets.token_hex(4).upper()}"
+        return (
+            "#!/bin/sh\n"
+            f"# pgvault: grant backup privileges on {quote_ident(database)} to {quote_ident(user)}.\n"
+            "# Run as the owner of the database's objects or an administrator:\n"
+            "#   PGUSER=<admin> PGPASSWORD=... sh grant.sh\n"
+            "set -eu\n"
+            f"export PGHOST={_sh_quote(host)} PGPORT={_sh_quote(str(port))} PGDATABASE={_sh_quote(database)}\n"
+            ': "${PGUSER:?set PGUSER to an administrator or the owner of the objects}"\n'
+            f"psql -v ON_ERROR_STOP=1 <<'{marker}'\n{sql}{marker}\n"
+        )
+    return (
+        f"# pgvault: grant backup privileges on {quote_ident(database)} to {quote_ident(user)}.\n"
+        "# Run as the owner of the database's objects or an administrator:\n"
+        "#   $env:PGUSER = '<admin>'; $env:PGPASSWORD = '...'; ./grant.ps1\n"
+        "$ErrorActionPreference = 'Stop'\n"
+        "if (-not $env:PGUSER) { throw 'Set $env:PGUSER to an administrator or the owner of the objects' }\n"
+        f"$env:PGHOST = {_ps_quote(host)}\n$env:PGPORT = {_ps_quote(str(port))}\n"
+        f"$env:PGDATABASE = {_ps_quote(database)}\n"
+        "$OutputEncoding = [System.Text.UTF8Encoding]::new($false)\n"
+        "$env:PGCLIENTENCODING = 'UTF8'\n"
+        f"$sql = @'\n{sql}'@\n"
+        "$sql | psql -v ON_ERROR_STOP=1\n"
+        'if ($LASTEXITCODE -ne 0) { throw "psql failed with exit code $LASTEXITCODE" }\n'
+    )

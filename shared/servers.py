@@ -1,0 +1,57 @@
+"""What a secret's user can see on its server: the databases that could be protected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import ErrorCode, UserError
+from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec
+from shared.pg.connect import connect
+from shared.pg.connstring import parse_connection_string
+from shared.secrets import SecretProvider, validate_secret_reference
+from shared.storage import layout
+from shared.storage.tables import StateTable
+
+_DATABASES = """
+SELECT datname FROM pg_database
+WHERE datallowconn AND NOT datistemplate AND has_database_privilege(datname, 'CONNECT')
+ORDER BY datname
+"""
+
+
+def list_databases(state: StateTable, secrets: SecretProvider, body: Any, *, allow_env: bool) -> dict[str, Any]:
+    """The databases on the secret's server that its user may connect to, minus unsupported ones.
+
+    Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host.
+    Each database says whether this vault protects it already.
+    """
+    if not isinstance(body, dict):
+        raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
+    reference = body.get("secretUri")
+    if not isinstance(reference, str):
+        raise UserError(ErrorCode.INVALID_REQUEST, "secretUri is required", target="secretUri")
+    validate_secret_reference(reference, allow_env)
+    params = parse_connection_string(secrets.get_secret(reference))
+    server = body.get("server") or params.host
+    if not isinstance(server, str) or not server:
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            "no server: give 'server' in the body or a Server/Host in the secret's connection string",
+            target="server",
+        )
+    port = body.get("port") or params.port or DEFAULT_PORT
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise UserError(ErrorCode.INVALID_REQUEST, "port must be a TCP port number 1-65535", target="port")
+    kwargs = params.libpq_kwargs(host=server, port=port, dbname=params.database or "postgres")
+    with connect(kwargs) as conn:
+        names = [row[0] for row in conn.execute(_DATABASES).fetchall()]
+    value = []
+    for name in names:
+        if name in UNSUPPORTED_DATABASES:
+            continue
+        spec = InstanceSpec("probe", server, port, name, reference, "probe")
+        claim = state.get(layout.CLAIM, spec.claim_key)
+        value.append(
+            {"database": name, "protected": claim is not None, "instance": claim.get("instance") if claim else None}
+        )
+    return {"server": server, "port": port, "value": value}

@@ -1,0 +1,277 @@
+"""Protecting databases over HTTP: configure, validate on a real server, grant script, re-validate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from devhost_process import DevhostProcess, wait_until
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.e2e
+KEY = "e2e-instances-key"
+# Distinctive, so a leak into any answer is found by a plain substring search.
+PASSWORDS = ("Sh0p-S3cret-1", "N0body-S3cret-2", "Wr0ng-S3cret-3", "Br0ken-S3cret-4")
+
+
+@pytest.fixture(scope="module")
+def names() -> dict[str, str]:
+    s = uuid.uuid4().hex[:6]
+    return {"db": f"shop_{s}", "user": f"backup_{s}", "other": f"billing_{s}"}
+
+
+@pytest.fixture(scope="module")
+def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(names["user"])))
+        # This one must give its password (the test cluster trusts everyone else).
+        c.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right' IN ROLE password_required").format(
+                sql.Identifier(names["user"] + "_pw")
+            )
+        )
+        for db in (names["db"], names["other"]):
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with psycopg.connect(
+        host="127.0.0.1", port=postgres.port, dbname=names["db"], user="postgres", autocommit=True
+    ) as c:
+        c.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text)")
+        c.execute("INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 100) g")
+    yield postgres
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for db in (names["db"], names["other"]):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"] + "_pw")))
+
+
+@pytest.fixture(scope="module")
+def host(
+    azurite: Azurite, server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevhostProcess]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PGVAULT_VAULT_NAME": "pgvault-e2e",
+        "PGVAULT_REGION": "westeurope",
+        "PGVAULT_ALLOW_ENV_SECRETS": "true",
+        "PGVAULT_STATE_TABLE": f"state{suffix}",
+        "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
+        "PGVAULT_DEVHOST_KEY": KEY,
+        "SHOP_CS": (
+            f"Server=ignored.example.com;Port=1;User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
+        ),
+        "NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
+        "WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
+        "RIGHT_PASSWORD_CS": f"User Id={names['user']}_pw;Password=right;Ssl Mode=Disable",
+        "BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
+    }
+    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
+    h.headers = {"x-functions-key": KEY}
+    assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
+    yield h
+    assert h.stop() == 0, h.log()
+
+
+SHOP_SECRET = "env:SHOP_CS"
+
+
+def _entry(server: Postgres, database: str, secret: str = SHOP_SECRET, **over: Any) -> dict[str, Any]:
+    return {
+        "server": "127.0.0.1",
+        "port": server.port,
+        "database": database,
+        "secretUri": secret,
+        "policyName": "weekly",
+        **over,
+    }
+
+
+def _settled(host: DevhostProcess, name: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = host.get(f"/backupInstances/{name}").json()
+        return body if body["backupReadiness"]["status"] != "Validating" else None
+
+    return wait_until(done, 60, interval=0.3)  # type: ignore[return-value]
+
+
+def test_protect_validate_grant_and_revalidate(
+    host: DevhostProcess, server: Postgres, names: dict[str, str], tmp_path: Path
+) -> None:
+    r = host.request(
+        "POST",
+        "/backupInstances",
+        data=json.dumps(
+            {
+                "instances": [
+                    _entry(server, names["db"], name="shop"),
+                    _entry(server, "template0", name="tpl"),
+                ]
+            }
+        ),
+    )
+    assert r.status_code == 202, r.text
+    by_name = {v["name"]: v for v in r.json()["value"]}
+    assert by_name["shop"]["status"] == "Validating"
+    assert by_name["tpl"]["error"]["code"] == "UserErrorDatabaseNotSupported"
+
+    # A fresh user lacks the backup privileges: validation says so, naming the table.
+    shop = _settled(host, "shop")
+    assert shop["backupReadiness"]["status"] == "Failed"
+    error = shop["backupReadiness"]["error"]
+    assert error["code"] == "UserErrorMissingDBPermissions"
+    assert '"public"."orders"' in error["message"] and "grantScript" in error["recommendedAction"]
+    job = host.get(f"/backupJobs/{shop['backupReadiness']['jobId']}").json()
+    assert job["status"] == "Failed" and job["operation"] == "Validate"
+    assert [s["name"] for s in job["steps"]][:3] == ["ReadSecret", "Connect", "CheckPrivileges"]
+
+    # The administrator runs the grant script; re-validation succeeds.
+    script = host.get("/backupInstances/shop/grantScript?format=sh")
+    assert script.status_code == 200 and script.text.startswith("#!/bin/sh")
+    path = tmp_path / "grant.sh"
+    path.write_text(script.text)
+    ran = subprocess.run(
+        ["sh", str(path)],
+        env={"PGUSER": "postgres", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    r = host.request("POST", "/backupInstances/shop:validate")
+    assert r.status_code == 202 and r.headers["Location"] == f"/api/backupJobs/{r.json()['jobId']}"
+    assert int(r.headers["Retry-After"]) > 0
+    shop = _settled(host, "shop")
+    assert shop["backupReadiness"] == {"status": "Success", "jobId": r.json()["jobId"], "error": None}
+    assert shop["protectionStatus"] == "ProtectionConfigured"
+    job = host.get(f"/backupJobs/{r.json()['jobId']}").json()
+    assert job["status"] == "Completed" and job["details"]["serverVersion"] >= 150000
+    assert all(s["status"] == "Completed" for s in job["steps"])
+
+    # The same database cannot be protected twice, whatever the spelling of the host.
+    again = host.request("PUT", "/backupInstances/shop2", data=json.dumps(_entry(server, names["db"])))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
+
+    listed = host.request(
+        "POST",
+        "/servers:listDatabases",
+        data=json.dumps({"secretUri": "env:SHOP_CS", "server": "127.0.0.1", "port": server.port}),
+    )
+    assert listed.status_code == 200, listed.text
+    dbs = {d["database"]: d for d in listed.json()["value"]}
+    assert dbs[names["db"]]["protected"] is True and dbs[names["db"]]["instance"] == "shop"
+    assert dbs[names["other"]]["protected"] is False
+    assert "template0" not in dbs and "template1" not in dbs
+
+    # The policy is in use now.
+    assert host.request("DELETE", "/backupPolicies/weekly").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("database", "secret", "code"),
+    [
+        ("no_such_db_here", "env:SHOP_CS", "UserErrorDBNotFound"),
+        (None, "env:NOBODY_CS", "UserErrorDBUserAuthFailed"),
+        (None, "env:WRONG_PASSWORD_CS", "UserErrorDBUserAuthFailed"),
+        (None, "env:BROKEN_CS", "UserErrorSecretValueInUnsupportedFormat"),
+        (None, "env:NOT_SET_ANYWHERE", "UserErrorInvalidSecret"),
+    ],
+)
+def test_validation_failures_carry_azure_codes(  # noqa: PLR0917
+    host: DevhostProcess, server: Postgres, names: dict[str, str], database: str | None, secret: str, code: str
+) -> None:
+    name = "v-" + uuid.uuid4().hex[:8]
+    # Each case its own database name: one database is protected once (these need not exist).
+    r = host.request(
+        "PUT", f"/backupInstances/{name}", data=json.dumps(_entry(server, database or f"db_{name}", secret=secret))
+    )
+    assert r.status_code == 202, r.text
+    settled = _settled(host, name)
+    assert settled["backupReadiness"]["status"] == "Failed"
+    assert settled["backupReadiness"]["error"]["code"] == code
+    assert settled["protectionStatus"] == "ConfiguringProtectionFailed"
+    job = host.get(f"/backupJobs/{settled['backupReadiness']['jobId']}").text
+    for password in PASSWORDS:
+        assert password not in json.dumps(settled) and password not in job
+
+
+def test_unreachable_server_fails_after_retries_with_connection_closed(host: DevhostProcess) -> None:
+    from devhost.services import free_port
+
+    name = "down-" + uuid.uuid4().hex[:6]
+    r = host.request(
+        "PUT",
+        f"/backupInstances/{name}",
+        data=json.dumps(
+            {
+                "server": "127.0.0.1",
+                "port": free_port(),
+                "database": "x",
+                "secretUri": "env:SHOP_CS",
+                "policyName": "weekly",
+            }
+        ),
+    )
+    assert r.status_code == 202
+    # Transient: retried by the queue (host.json: 5 tries, 10 s apart), then failed, not poisoned.
+    settled = wait_until(
+        lambda: (b := host.get(f"/backupInstances/{name}").json())["backupReadiness"]["status"] != "Validating" and b,
+        90,
+        interval=1,
+    )
+    assert settled["backupReadiness"]["error"]["code"] == "UserErrorServerConnectionClosed"  # type: ignore[index]
+
+
+def test_role_assignment_template_and_bad_requests(
+    host: DevhostProcess, server: Postgres, names: dict[str, str]
+) -> None:
+    name = "t-" + uuid.uuid4().hex[:6]
+    host.request("PUT", f"/backupInstances/{name}", data=json.dumps(_entry(server, names["other"])))
+    t = host.get(f"/backupInstances/{name}/roleAssignmentTemplate").json()
+    assert t["resources"] == [] and t["metadata"]["notes"]
+    assert host.get(f"/backupInstances/{name}/grantScript?format=bat").json()["error"]["target"] == "format"
+    assert host.get("/backupInstances/nothing-here").status_code == 404
+    assert host.request("POST", "/backupInstances", data=b"[]").status_code == 400
+    bad = host.request("POST", "/backupInstances", data=json.dumps({"instances": [{"server": "x"}]}))
+    assert bad.status_code == 400 and bad.json()["value"][0]["error"]["code"] == "InvalidRequest"
+
+
+@pytest.fixture(scope="module")
+def second_server(run_dir: Path) -> Iterator[Postgres]:
+    other = Postgres(run_dir / "pg-second").start()
+    yield other
+    other.stop()
+
+
+def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one_failed(
+    host: DevhostProcess, server: Postgres, second_server: Postgres, names: dict[str, str]
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    batch = [
+        _entry(server, f"a_{tag}", name=f"a-{tag}"),
+        _entry(server, f"b_{tag}", name=f"b-{tag}", secretUri="env:RIGHT_PASSWORD_CS"),
+        {**_entry(second_server, f"c_{tag}", name=f"c-{tag}")},
+        _entry(second_server, "azure_sys", name=f"d-{tag}"),
+        _entry(server, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
+    ]
+    r = host.request("POST", "/backupInstances", data=json.dumps({"instances": batch}))
+    assert r.status_code == 202, r.text
+    outcome = {v["name"]: v for v in r.json()["value"]}
+    assert [outcome[f"{x}-{tag}"]["status"] for x in "abcde"] == ["Validating"] * 3 + ["Failed"] * 2
+    assert outcome[f"d-{tag}"]["error"]["code"] == "UserErrorDatabaseNotSupported"
+    assert outcome[f"e-{tag}"]["error"]["code"] == "NotFound"
+    assert outcome[f"e-{tag}"]["error"]["target"] == "instances[4].policyName"
+    listed = {i["name"] for i in host.get("/backupInstances").json()["value"]}
+    assert {f"a-{tag}", f"b-{tag}", f"c-{tag}"} <= listed and not {f"d-{tag}", f"e-{tag}"} & listed
+    # The right password logs in (the databases do not exist, which validation then says).
+    assert _settled(host, f"b-{tag}")["backupReadiness"]["error"]["code"] == "UserErrorDBNotFound"
