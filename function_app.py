@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.backups import bp as backups
 from functions.health import bp as health
 from functions.instances import bp as instances
 from functions.jobs import bp as jobs
@@ -16,6 +17,7 @@ app.register_functions(health)
 app.register_functions(policies)
 app.register_functions(instances)
 app.register_functions(jobs)
+app.register_functions(backups)
 app.register_functions(workers)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.

@@ -44,6 +44,7 @@ def main() -> int:
             "PGVAULT_VAULT_NAME": "pgvault-demo",
             "PGVAULT_REGION": "westeurope",
             "PGVAULT_ALLOW_ENV_SECRETS": "true",
+            "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
         }
         log_path = azurite.location.parent / "devhost.log"
         with log_path.open("wb") as log:

@@ -68,10 +68,15 @@ def _bool(env: Mapping[str, str], name: str, problems: dict[str, str], default: 
     return default
 
 
-def _ncrontab(env: Mapping[str, str], name: str, default: str, problems: dict[str, str]) -> str:
+def _ncrontab(env: Mapping[str, str], name: str, default: str | None, problems: dict[str, str]) -> str:
     from croniter import croniter
 
-    value = env.get(name, default).strip()
+    raw = env.get(name, default)
+    if raw is None:
+        # A timer's %SETTING% schedule must exist, or the Functions host cannot index the timer.
+        problems[name] = "missing: the timer's six-field NCRONTAB schedule, e.g. 0 */5 * * * *"
+        return ""
+    value = raw.strip()
     if len(value.split()) != 6 or not croniter.is_valid(value, second_at_beginning=True):
         problems[name] = (
             f"must be a six-field NCRONTAB expression (second minute hour day month weekday), got {value!r}"
@@ -127,7 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"must be a blob container name (3-63 lowercase letters, digits, single hyphens), got {container!r}"
         )
 
-    schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", "0 */5 * * * *", problems)
+    schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", None, problems)
     retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", "0 17 * * * *", problems)
 
     if problems:

@@ -65,6 +65,7 @@ def host(
         "PGVAULT_VAULT_NAME": "pgvault-e2e",
         "PGVAULT_REGION": "westeurope",
         "PGVAULT_ALLOW_ENV_SECRETS": "true",
+        "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
         "PGVAULT_STATE_TABLE": f"state{suffix}",
         "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
         "PGVAULT_DEVHOST_KEY": KEY,

@@ -44,12 +44,19 @@ EXPECTED_HTTP = {
     "list_databases_route": ("servers:listDatabases", {"POST"}, "function"),
     "list_jobs": ("backupJobs", {"GET"}, "function"),
     "get_job": ("backupJobs/{jobId}", {"GET"}, "function"),
+    "backup_now": ("backupInstances/{name}:backup", {"POST"}, "function"),
+    "list_recovery_points": ("backupInstances/{name}/recoveryPoints", {"GET"}, "function"),
+    "get_recovery_point": ("backupInstances/{name}/recoveryPoints/{recoveryPointId}", {"GET"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
+    "backup_worker": ("pgvault-backup", "AzureWebJobsStorage"),
 }
-EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {}
+# name -> (schedule, runOnStartup)
+EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
+    "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
+}
 
 
 def test_every_registered_function_is_expected(functions: dict[str, dict[str, Any]]) -> None:
@@ -72,6 +79,14 @@ def test_queue_trigger_binding(functions: dict[str, dict[str, Any]], name: str) 
     trigger = functions[name]["trigger"]
     assert trigger["type"] == "queueTrigger"
     assert (trigger["queueName"], trigger["connection"]) == (queue, connection)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_TIMERS))
+def test_timer_binding(functions: dict[str, dict[str, Any]], name: str) -> None:
+    schedule, on_startup = EXPECTED_TIMERS[name]
+    trigger = functions[name]["trigger"]
+    assert trigger["type"] == "timerTrigger"
+    assert (trigger["schedule"], bool(trigger.get("runOnStartup"))) == (schedule, on_startup)
 
 
 def test_workers_know_the_hosts_max_dequeue_count() -> None:

@@ -5,10 +5,12 @@ import pytest
 from shared.errors import SettingsError
 from shared.settings import load_settings
 
+SCHEDULE = {"PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *"}
+
 
 def test_missing_storage_and_invalid_flag_are_both_named_in_one_error() -> None:
     with pytest.raises(SettingsError) as err:
-        load_settings({"PGVAULT_ALLOW_ENV_SECRETS": "maybe"})
+        load_settings({"PGVAULT_ALLOW_ENV_SECRETS": "maybe", **SCHEDULE})
     assert set(err.value.problems) == {"AzureWebJobsStorage", "PGVAULT_ALLOW_ENV_SECRETS"}
     text = str(err.value)
     assert "AzureWebJobsStorage" in text and "PGVAULT_ALLOW_ENV_SECRETS" in text
@@ -31,7 +33,7 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
 
 
 def test_development_storage_with_defaults_is_valid() -> None:
-    s = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    s = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE})
     assert s.storage_connection_string == "UseDevelopmentStorage=true"
     assert s.vault_name == "pgvault"
     assert s.allow_env_secrets is False
@@ -39,14 +41,18 @@ def test_development_storage_with_defaults_is_valid() -> None:
 
 
 def test_identity_based_storage_needs_only_the_account_name() -> None:
-    s = load_settings({"AzureWebJobsStorage__accountName": "pgvaultprod", "PGVAULT_ALLOW_ENV_SECRETS": "false"})
+    s = load_settings(
+        {"AzureWebJobsStorage__accountName": "pgvaultprod", "PGVAULT_ALLOW_ENV_SECRETS": "false", **SCHEDULE}
+    )
     assert s.storage_connection_string is None
     assert s.storage_account_name == "pgvaultprod"
 
 
 def test_repr_never_shows_the_account_key() -> None:
     key = "c2VjcmV0LWtleS1ub3QtdG8tYmUtc2hvd24="
-    s = load_settings({"AzureWebJobsStorage": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={key}"})
+    s = load_settings(
+        {"AzureWebJobsStorage": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={key}", **SCHEDULE}
+    )
     assert key not in repr(s)
 
 
@@ -64,3 +70,9 @@ def test_sample_local_settings_are_valid_and_complete() -> None:
 
     read = set(re.findall(r'"(PGVAULT_[A-Z_]+)"', source))
     assert read <= set(values), f"missing from local.settings.sample.json: {read - set(values)}"
+
+
+def test_the_scheduler_timer_needs_its_schedule_setting() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert set(err.value.problems) == {"PGVAULT_SCHEDULER_SCHEDULE"}

@@ -1,0 +1,53 @@
+"""HTTP API of backups and recovery points, and the scheduler timer."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.http import accepted, api, json_response
+from shared.backups import BackupStarter
+from shared.instances import InstanceService
+from shared.recovery_points import RecoveryPointStore
+from shared.request_body import parse_json_body
+from shared.vault import current_vault
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+@bp.route(route="backupInstances/{name}:backup", methods=["POST"])
+@api
+def backup_now(req: func.HttpRequest) -> func.HttpResponse:
+    """On-demand backup (Azure's TriggerBackupRequest): 202 with the job's Location."""
+    vault = current_vault()
+    body = parse_json_body(req.get_body(), required=False)
+    job = BackupStarter(vault.state, vault.queues).on_demand(req.route_params["name"], body, vault.clock())
+    return accepted({"jobId": job.job_id}, job.job_id)
+
+
+@bp.route(route="backupInstances/{name}/recoveryPoints", methods=["GET"])
+@api
+def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
+    """The instance's recovery points, newest first."""
+    vault = current_vault()
+    name = InstanceService(vault.state, lambda job, instance: None).get(req.route_params["name"]).spec.name
+    return json_response({"value": [p.to_dict() for p in RecoveryPointStore(vault.state).of(name)]})
+
+
+@bp.route(route="backupInstances/{name}/recoveryPoints/{recoveryPointId}", methods=["GET"])
+@api
+def get_recovery_point(req: func.HttpRequest) -> func.HttpResponse:
+    """One recovery point."""
+    vault = current_vault()
+    point = RecoveryPointStore(vault.state).get(req.route_params["name"], req.route_params["recoveryPointId"])
+    return json_response(point.to_dict())
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%PGVAULT_SCHEDULER_SCHEDULE%", run_on_startup=False)
+def scheduler(timer: func.TimerRequest) -> None:
+    """Queue a backup for every slot that came due (idempotent per instance and slot)."""
+    vault = current_vault()
+    started = BackupStarter(vault.state, vault.queues).schedule(vault.clock())
+    log.info("scheduler queued %d backup(s)%s", len(started), " (past due)" if timer.past_due else "")

@@ -1,0 +1,237 @@
+"""Running a backup job: re-check, dump, stream, commit, record the recovery point.
+
+One job of one instance at a time (the instance's lock); a second delivery of a job that is
+running elsewhere is dropped, a delivery of a finished job changes nothing, and a retry after a
+worker died takes the abandoned lock over and starts clean. The recovery point is written only
+after its blob is committed with its checksum, under an id derived from the job, so a job that
+runs twice leaves one point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import ErrorCode, TransientError, UserError
+from shared.instances import InstanceService, Readiness
+from shared.jobs import Job, JobError, JobStatus, JobStore
+from shared.locks import HEARTBEAT, InstanceLocks, Lock
+from shared.pg.connect import connect
+from shared.pg.dump import dump_to_blob
+from shared.pg.privileges import check_backup_privileges, to_user_error
+from shared.pg.tools import pick_tool
+from shared.policies import PolicyService
+from shared.policy import lifecycle, tag_backup
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_point_id
+from shared.secrets import SecretProvider
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.tables import ETagMismatch, StateTable
+from shared.validation import credentials, libpq_for
+
+log = logging.getLogger(__name__)
+
+
+def blob_name_for(instance: str, rp_id: str) -> str:
+    """Where a recovery point's dump lives in the backup container."""
+    return f"{layout.row_key(instance)}/{rp_id}.pgdump.zst"
+
+
+class _Progress:
+    """Writes a running backup's progress to its job and keeps its lock alive (every few seconds)."""
+
+    def __init__(self, runner: BackupRunner, job: Job, lock: Lock, size: int) -> None:
+        self.runner, self.job, self.lock, self.size = runner, job, lock, size
+        self.beat = runner._clock()
+
+    def __call__(self, raw: int) -> None:
+        now = self.runner._clock()
+        try:
+            self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
+            if now - self.beat >= HEARTBEAT:
+                self.lock = self.runner._locks.renew(self.lock, now)
+                self.beat = now
+        except ETagMismatch as exc:
+            raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
+
+
+class BackupRunner:
+    """Runs backup jobs (the queue worker calls ``run``)."""
+
+    def __init__(
+        self,
+        state: StateTable,
+        backups: BlobStore,
+        secrets: SecretProvider,
+        clock: Callable[[], datetime],
+        *,
+        pg_bin_dir: Path | None = None,
+    ) -> None:
+        self._jobs = JobStore(state)
+        self._instances = InstanceService(state, lambda job, instance: None)
+        self._policies = PolicyService(state)
+        self._points = RecoveryPointStore(state)
+        self._locks = InstanceLocks(state)
+        self._backups = backups
+        self._secrets = secrets
+        self._clock = clock
+        self._pg_bin_dir = pg_bin_dir
+
+    def run(self, job_id: str, *, last_try: bool) -> Job:
+        """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry."""
+        job = self._jobs.get(job_id)
+        if job.status.finished:
+            log.info("backup job %s already %s; nothing to do", job_id, job.status)
+            return job
+        lock = self._locks.acquire(job.instance, job.job_id, self._clock())
+        if lock is None:
+            holder = self._locks.holder(job.instance)
+            if holder is not None and holder.job_id == job.job_id:
+                log.info("backup job %s instance %s runs elsewhere; this delivery is dropped", job_id, job.instance)
+                return job
+            if not last_try:
+                raise TransientError(f"another operation runs on {job.instance}; retrying later")
+            return self._fail(
+                job,
+                UserError(
+                    ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
+                    f"another backup of {job.instance} ran during every try of this one",
+                ),
+                [],
+            )
+        steps: list[dict[str, Any]] = []
+        try:
+            return self._backup(job, lock, steps)
+        except UserError as exc:
+            return self._fail(self._jobs.get(job_id), exc, steps)
+        except TransientError as exc:
+            if not last_try:
+                log.warning("backup job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                raise
+            return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
+        finally:
+            self._locks.release(lock)
+
+    def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
+        if job.status.finished:
+            return job
+        for step in steps:
+            if step["status"] == "InProgress":
+                step["status"] = "Failed"
+        log.info("backup job %s instance %s failed: %s", job.job_id, job.instance, error.code)
+        return self._jobs.finish(
+            job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
+        )
+
+    def _backup(self, job: Job, lock: Lock, steps: list[dict[str, Any]]) -> Job:
+        started = self._clock()
+        job = self._jobs.save(job, start_time=job.start_time or started, steps=())
+        instance = self._instances.get(job.instance)
+        if instance.readiness is not Readiness.SUCCESS:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"backup instance {instance.spec.name} is not ready (readiness {instance.readiness.value})",
+                recommended_action="Re-validate the instance and fix what its validation job reports.",
+            )
+        policy = self._policies.get(instance.spec.policy_name).policy
+
+        def step(name: str) -> dict[str, Any]:
+            entry = {"name": name, "status": "InProgress", "startTime": self._clock().isoformat()}
+            steps.append(entry)
+            return entry
+
+        def done(entry: dict[str, Any]) -> None:
+            entry["status"] = "Completed"
+            entry["endTime"] = self._clock().isoformat()
+
+        current = step("CheckPrivileges")
+        params = credentials(self._secrets, instance)
+        kwargs = libpq_for(instance, params)
+        with connect(kwargs) as conn:
+            server_num = int(conn.info.server_version)
+            server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+            report = check_backup_privileges(conn, params.user)
+        if not report.ok:
+            raise to_user_error(report, instance.spec.name)
+        done(current)
+        tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
+
+        current = step("Dump")
+        rp_id = recovery_point_id(job.job_id)
+        blob_name = blob_name_for(instance.spec.name, rp_id)
+        progress = _Progress(self, job, lock, size)
+        dump_started = self._clock()
+        result = dump_to_blob(
+            tool.path,
+            params.child_env(host=instance.spec.server, port=instance.spec.port, dbname=instance.spec.database),
+            self._backups.client,
+            blob_name,
+            {
+                "instance": layout.row_key(instance.spec.name),
+                "jobid": job.job_id,
+                "serverversion": server_text,
+                "pgdumpversion": tool.version_text.split()[-1],
+            },
+            on_progress=progress,
+            expected_bytes=size,
+        )
+        job = progress.job
+        done(current)
+
+        current = step("Commit")
+        on_demand = job.details.get("trigger") == "OnDemand"
+        if on_demand and job.retention_tag is not None:
+            tag = job.retention_tag
+        else:
+            # First of the week/month/year counts scheduled backups only: an on-demand one takes the
+            # tag it asked for and does not take the place of the next scheduled one.
+            earlier = [
+                p.time for p in self._points.of(instance.spec.name) if not p.on_demand and p.recovery_point_id != rp_id
+            ]
+            tag = tag_backup(policy, dump_started, earlier)
+        life = lifecycle(policy, tag, dump_started)
+        point, _ = self._points.add(
+            RecoveryPoint.from_lifecycle(
+                rp_id,
+                instance.spec.name,
+                life,
+                blob_name=blob_name,
+                size_in_bytes=result.stream.stored_bytes,
+                raw_bytes=result.raw_bytes,
+                sha256=result.stream.sha256,
+                server_version=server_text,
+                pg_dump_version=tool.version_text,
+                job_id=job.job_id,
+                on_demand=on_demand,
+            )
+        )
+        done(current)
+        log.info(
+            "backup job %s instance %s: recovery point %s (%s, %s bytes)",
+            job.job_id,
+            instance.spec.name,
+            point.recovery_point_id,
+            tag,
+            point.size_in_bytes,
+        )
+        return self._jobs.finish(
+            job,
+            JobStatus.COMPLETED,
+            self._clock(),
+            bytes=result.raw_bytes,
+            progress=1.0,
+            retention_tag=tag,
+            recovery_point_id=point.recovery_point_id,
+            steps=tuple(steps),
+            details={
+                **job.details,
+                "storedBytes": result.stream.stored_bytes,
+                "sha256": result.stream.sha256,
+                "serverVersion": server_text,
+                "pgDumpVersion": tool.version_text,
+            },
+        )

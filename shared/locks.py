@@ -1,0 +1,87 @@
+"""One operation at a time per backup instance, across every worker process.
+
+A lock is a row in the state table: taken with an insert (or an ETag-guarded takeover of a
+lock whose holder stopped beating), renewed by the holder's heartbeat, released with its ETag.
+A worker that dies mid-backup stops beating; after ``STALE_AFTER`` the next try takes over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.storage import layout
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+# A holder renews at least this often; a lock not renewed for STALE_AFTER is abandoned.
+HEARTBEAT = timedelta(seconds=15)
+STALE_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A held lock: which job holds it, under which token, and the ETag of its row."""
+
+    instance: str
+    job_id: str
+    token: str
+    entity: Entity
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds an instance's lock, as read."""
+
+    job_id: str
+    heartbeat: datetime
+
+    def stale(self, now: datetime) -> bool:
+        """Whether the holder stopped renewing (died)."""
+        return now - self.heartbeat > STALE_AFTER
+
+
+class InstanceLocks:
+    """Per-instance operation locks in the state table."""
+
+    def __init__(self, state: StateTable) -> None:
+        self._state = state
+
+    def holder(self, instance: str) -> Holder | None:
+        """The current holder of ``instance``'s lock, or None."""
+        entity = self._state.get(layout.LOCK, layout.row_key(instance))
+        if entity is None:
+            return None
+        return Holder(str(entity["jobId"]), entity["heartbeat"])
+
+    def acquire(self, instance: str, job_id: str, now: datetime) -> Lock | None:
+        """Take the lock for ``job_id``; None when a live holder (even the same job elsewhere) has it."""
+        token = secrets.token_hex(8)
+        data = {"jobId": job_id, "token": token, "heartbeat": now, "acquired": now}
+        key = layout.row_key(instance)
+        for _ in range(3):
+            try:
+                return Lock(instance, job_id, token, self._state.insert(layout.LOCK, key, data))
+            except EntityExists:
+                pass
+            current = self._state.get(layout.LOCK, key)
+            if current is None:
+                continue
+            if now - current["heartbeat"] <= STALE_AFTER:
+                return None
+            try:
+                return Lock(instance, job_id, token, self._state.update(current, data))
+            except ETagMismatch:
+                continue
+        return None
+
+    def renew(self, lock: Lock, now: datetime) -> Lock:
+        """Beat: keep the lock. ``ETagMismatch`` means it was taken over: stop working."""
+        data = {**lock.entity.data, "heartbeat": now}
+        return Lock(lock.instance, lock.job_id, lock.token, self._state.update(lock.entity, data))
+
+    def release(self, lock: Lock) -> None:
+        """Give the lock back (nothing happens if it was already taken over)."""
+        with contextlib.suppress(ETagMismatch):
+            self._state.delete(lock.entity)

@@ -1,0 +1,221 @@
+"""Streaming a backup into a block blob, and reading it back with its checksum verified.
+
+Writing: bytes arrive as they are produced (zstd output), are cut into blocks and staged while
+the producer goes on, with a bounded number of uploads in flight, so memory stays near
+``block size × (in flight + 1)`` however large the database. The SHA-256 of exactly what is
+stored is computed on the way. Nothing is visible until ``commit``; a writer that fails or is
+killed leaves only uncommitted blocks, which Azure discards (after 7 days, or when the next
+commit of the same blob name lists its own blocks).
+
+Block size grows with the amount written (``stored / 4000``, at least 8 MiB, at most 4,000 MiB):
+without any estimate a 64 TiB blob (Azure Database for PostgreSQL's largest) takes about 41,000
+blocks. Given the expected size (the database's), the first blocks are ``expected / 10,000``, so
+a blob up to Azure's 190.7 TiB limit stays near 10,000 blocks. Both under 50,000.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+
+from shared.errors import PgVaultError, TransientError
+from shared.storage.limits import MAX_BLOCK_BYTES, MAX_BLOCKS_PER_BLOB
+
+log = logging.getLogger(__name__)
+
+MIN_BLOCK_BYTES = 8 * 1024 * 1024
+# Block size is stored bytes so far / this: see the module docstring for why it bounds the count.
+BLOCK_GROWTH_DIVISOR = 4000
+# With an expected size, blocks start at expected / this.
+EXPECTED_BLOCKS = 10_000
+DEFAULT_IN_FLIGHT = 2
+
+
+class IntegrityError(PgVaultError):
+    """What was read back is not what was stored: the checksum does not match."""
+
+
+def next_block_size(stored_so_far: int, expected: int = 0) -> int:
+    """The size of the next block, given how many bytes are staged and the expected total."""
+    wanted = max(stored_so_far // BLOCK_GROWTH_DIVISOR, expected // EXPECTED_BLOCKS)
+    return max(MIN_BLOCK_BYTES, min(MAX_BLOCK_BYTES, wanted))
+
+
+def blocks_needed(total: int, expected: int = 0) -> int:
+    """How many blocks ``next_block_size`` makes for ``total`` stored bytes."""
+    count, done = 0, 0
+    while done < total:
+        done += next_block_size(done, expected)
+        count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """A committed blob: where, how big, its checksum."""
+
+    blob_name: str
+    etag: str
+    sha256: str
+    stored_bytes: int
+    blocks: int
+    seconds: float
+
+
+class BlockWriter:
+    """A file-like sink that stages what it is given as blocks of one blob, then commits them."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        blob_name: str,
+        *,
+        in_flight: int = DEFAULT_IN_FLIGHT,
+        expected_bytes: int = 0,
+    ) -> None:
+        self._blob = container.get_blob_client(blob_name)
+        self._expected = expected_bytes
+        self.blob_name = blob_name
+        self._buffer = bytearray()
+        self._target = next_block_size(0, expected_bytes)
+        self._ids: list[str] = []
+        self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="stage")
+        self._slots = threading.Semaphore(in_flight)
+        self._pending: list[Future[None]] = []
+        self._hash = hashlib.sha256()
+        self.stored = 0
+        self._started = time.monotonic()
+        self._closed = False
+
+    # The file-like API zstandard's stream_writer needs.
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Take ``data``; stage a block whenever a full one is buffered."""
+        self._hash.update(data)
+        self._buffer += data
+        self.stored += len(data)
+        while len(self._buffer) >= self._target:
+            block = bytes(self._buffer[: self._target])
+            del self._buffer[: self._target]
+            self._stage(block)
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do: blocks are staged as they fill."""
+
+    def _stage(self, block: bytes) -> None:
+        self._raise_failed()
+        if len(self._ids) >= MAX_BLOCKS_PER_BLOB:
+            raise TransientError(f"{self.blob_name}: more than {MAX_BLOCKS_PER_BLOB} blocks")
+        block_id = base64.b64encode(f"{len(self._ids):08d}".encode()).decode()
+        self._ids.append(block_id)
+        self._slots.acquire()  # bounds memory: at most in_flight blocks waiting to upload
+        future = self._pool.submit(self._upload, block_id, block)
+        self._pending.append(future)
+        self._target = next_block_size(self.stored - len(self._buffer), self._expected)
+
+    def _upload(self, block_id: str, block: bytes) -> None:
+        try:
+            self._blob.stage_block(block_id, block, length=len(block))
+        finally:
+            self._slots.release()
+
+    def _raise_failed(self) -> None:
+        for future in [f for f in self._pending if f.done()]:
+            self._pending.remove(future)
+            error = future.exception()
+            if error is not None:
+                raise _transient(self.blob_name, error)
+
+    def commit(self, metadata: Mapping[str, str], *, content_type: str = "application/zstd") -> StreamResult:
+        """Stage what is left, then commit every block with ``metadata``. The blob appears only now."""
+        if self._buffer or not self._ids:
+            self._stage(bytes(self._buffer))
+            self._buffer.clear()
+        try:
+            for future in self._pending:
+                future.result()
+            self._pending.clear()
+            result = self._blob.commit_block_list(
+                [BlobBlock(block_id=i) for i in self._ids],
+                metadata={**metadata, "sha256": self._hash.hexdigest(), "storedbytes": str(self.stored)},
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except AzureError as exc:
+            raise _transient(self.blob_name, exc) from exc
+        finally:
+            self.close()
+        return StreamResult(
+            self.blob_name,
+            str(result["etag"]),
+            self._hash.hexdigest(),
+            self.stored,
+            len(self._ids),
+            time.monotonic() - self._started,
+        )
+
+    def close(self) -> None:
+        """Stop the upload threads (uncommitted blocks are left for Azure to discard)."""
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+def _transient(blob_name: str, error: BaseException) -> TransientError:
+    return TransientError(f"blob storage failed while writing {blob_name}: {type(error).__name__}: {error}")
+
+
+def read_verified(
+    container: ContainerClient,
+    blob_name: str,
+    expected_sha256: str,
+    *,
+    decompress: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The blob's content, decompressed, as it downloads; ``IntegrityError`` at the end on a mismatch.
+
+    The checksum covers the stored (compressed) bytes; a reader must treat what it received as
+    untrusted until the iterator finishes without error.
+    """
+    try:
+        downloader = container.get_blob_client(blob_name).download_blob(max_concurrency=2)
+    except ResourceNotFoundError as exc:
+        raise IntegrityError(f"{blob_name} is missing from the vault") from exc
+    except AzureError as exc:
+        raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
+    digest = hashlib.sha256()
+    inflater: Any = zstandard.ZstdDecompressor().decompressobj() if decompress else None
+    read = 0
+    try:
+        for chunk in downloader.chunks():
+            digest.update(chunk)
+            read += len(chunk)
+            if on_bytes is not None:
+                on_bytes(read)
+            out = inflater.decompress(chunk) if inflater is not None else chunk
+            if out:
+                yield out
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"{blob_name} is not a valid zstd stream: {exc}") from exc
+    except AzureError as exc:
+        raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
+    if digest.hexdigest() != expected_sha256:
+        raise IntegrityError(
+            f"{blob_name}: SHA-256 of the stored bytes is {digest.hexdigest()}, "
+            f"the recovery point says {expected_sha256}"
+        )
