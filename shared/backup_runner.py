@@ -80,9 +80,19 @@ class BackupRunner:
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
 
-    def run(self, job_id: str, *, last_try: bool) -> Job:
-        """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry."""
-        job = self._jobs.get(job_id)
+    def run(self, job_id: str, *, last_try: bool) -> Job | None:
+        """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
+
+        None when the job was never recorded (its message outlived a failed request).
+        """
+        try:
+            job = self._jobs.get(job_id)
+        except UserError as exc:
+            # The message is sent just before its job is recorded: give the job a moment to appear.
+            if not last_try:
+                raise TransientError(f"backup job {job_id} is not recorded yet") from exc
+            log.warning("backup job %s was never recorded; its message is dropped", job_id)
+            return None
         if job.status.finished:
             log.info("backup job %s already %s; nothing to do", job_id, job.status)
             return job

@@ -9,7 +9,6 @@ of the instance already running is refused with ``UserErrorMaxConcurrentOperatio
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,15 +21,12 @@ from shared.policies import PolicyService
 from shared.policy import occurrences, tag_on_demand
 from shared.storage import layout
 from shared.storage.queues import QueueSender
-from shared.storage.tables import StateTable
+from shared.storage.tables import EntityExists, ETagMismatch, StateTable
 
 log = logging.getLogger(__name__)
 
-# How far back the scheduler looks for slots it has not turned into jobs yet. Slots older than
-# this (the vault was down) are skipped: a backup a day late is taken at the next slot instead.
-LOOKBACK = timedelta(hours=6)
-# A scheduled job still not started this long after its slot lost its message: send it again.
-RESEND_AFTER = timedelta(minutes=15)
+# An on-demand backup still queued (not started) this long counts as running for collisions.
+QUEUED_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -122,15 +118,14 @@ class BackupStarter:
             rule_name=rule,
             details={"trigger": "OnDemand"},
         )
+        self._send(job)  # message first, as for scheduled jobs (see _schedule_one)
         job, _ = self._jobs.create(job)
-        self._send(job)
         return job
 
     def running(self, instance: str, now: datetime) -> str | None:
         """The id of a backup of ``instance`` that runs (holds the lock) or waits in the queue, else None.
 
-        A queued job counts for ``RESEND_AFTER``; older unstarted ones lost their message and are
-        sent again by the scheduler.
+        A queued job counts for ``QUEUED_WINDOW``: one still waiting after that lost its message.
         """
         holder = self._locks.holder(instance)
         if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
@@ -138,7 +133,7 @@ class BackupStarter:
         for job in self._jobs.recent(
             now, days=1, instance=instance, status=JobStatus.IN_PROGRESS, operation=Operation.BACKUP
         ):
-            if job.start_time is None and now - job.created <= RESEND_AFTER:
+            if job.start_time is None and now - job.created <= QUEUED_WINDOW:
                 return job.job_id
         return None
 
@@ -148,14 +143,13 @@ class BackupStarter:
         except UserError:
             return True
 
-    def due(self, instance: Instance, now: datetime) -> Iterator[datetime]:
-        """The instance's schedule slots in the lookback window up to ``now``."""
-        policy = self._policies.get(instance.spec.policy_name).policy
-        start = max(now - LOOKBACK, instance.created)
-        yield from occurrences(policy.schedule, start, now + timedelta(microseconds=1))
-
     def schedule(self, now: datetime) -> list[Job]:
-        """Create and queue a job for each due slot of every protected, ready instance (idempotent)."""
+        """Turn the slots that fell due since the last evaluation into jobs, for every ready instance.
+
+        Per instance, of the slots since its last evaluation only the latest runs; earlier ones (the
+        vault was down) are recorded as skipped jobs, so a gap never fires a burst. Job ids derive
+        from instance and slot, so a timer that fires twice, or in two processes, makes each job once.
+        """
         started: list[Job] = []
         for instance in self._instances.all():
             if (
@@ -164,29 +158,59 @@ class BackupStarter:
             ):
                 continue
             try:
-                slots = list(self.due(instance, now))
+                started.extend(self._schedule_one(instance, now))
             except UserError as exc:
                 log.error(
                     "instance %s: cannot evaluate policy %s: %s", instance.spec.name, instance.spec.policy_name, exc
                 )
-                continue
-            if not slots:
-                continue
-            slot = slots[-1]  # only the latest: missed earlier slots are not run late, one after another
-            policy_rule = self._policies.get(instance.spec.policy_name).policy.backup_rule_name
-            job = Job(
-                new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}"),
+        return started
+
+    def _schedule_one(self, instance: Instance, now: datetime) -> list[Job]:
+        key = layout.row_key(instance.spec.name)
+        marker = self._state.get(layout.SCHEDULE, key)
+        since = marker["through"] if marker is not None else instance.created
+        policy = self._policies.get(instance.spec.policy_name).policy
+        # Slots in (since, now]: occurrences() is [start, end).
+        tick = timedelta(microseconds=1)
+        slots = occurrences(policy.schedule, since + tick, now + tick)
+        started: list[Job] = []
+        for slot in slots[:-1]:
+            self._jobs.create(self._slot_job(instance, slot, policy.backup_rule_name, skipped=True))
+        if slots:
+            job = self._slot_job(instance, slots[-1], policy.backup_rule_name)
+            if not self._jobs.exists(job.job_id):
+                # The message first, then the job: a crash in between leaves a message whose job the
+                # worker does not find (it retries, then drops it) and no job, so the next tick makes
+                # both again. The other order could leave a job that no message ever starts.
+                self._send(job)
+                job, created = self._jobs.create(job)
+                if created:
+                    started.append(job)
+        data = {"through": now, "instance": instance.spec.name}
+        try:
+            if marker is None:
+                self._state.insert(layout.SCHEDULE, key, data)
+            elif now > marker["through"]:
+                self._state.update(marker, data)
+        except (EntityExists, ETagMismatch):
+            log.info("instance %s: another scheduler evaluated it at the same time", instance.spec.name)
+        return started
+
+    def _slot_job(self, instance: Instance, slot: datetime, rule: str, *, skipped: bool = False) -> Job:
+        job_id = new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}")
+        details = {"trigger": "Schedule", "slot": slot.isoformat()}
+        if skipped:
+            details["skipped"] = "the vault did not run at this slot; only the latest missed slot is backed up"
+            return Job(
+                job_id,
                 Operation.BACKUP,
                 instance.spec.name,
-                JobStatus.IN_PROGRESS,
+                JobStatus.CANCELLED,
                 slot,
-                rule_name=policy_rule,
-                details={"trigger": "Schedule", "slot": slot.isoformat()},
+                end_time=slot,
+                rule_name=rule,
+                details=details,
             )
-            job, created = self._jobs.create(job)
-            lost = job.start_time is None and not job.status.finished and now - job.created > RESEND_AFTER
-            if created or lost:
-                # A duplicate message is harmless: the worker takes the instance's lock.
-                self._send(job)
-                started.append(job)
-        return started
+        return Job(
+            job_id, Operation.BACKUP, instance.spec.name, JobStatus.IN_PROGRESS, slot, rule_name=rule, details=details
+        )

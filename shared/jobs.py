@@ -240,6 +240,10 @@ class JobStore:
             raise UserError(ErrorCode.NOT_FOUND, f"job {job_id!r} does not exist", target="jobId")
         return Job._from(entity)
 
+    def exists(self, job_id: str) -> bool:
+        """Whether job ``job_id`` has been recorded."""
+        return self._state.get(partition_for(job_time(job_id)), job_id) is not None
+
     def save(self, job: Job, **changes: Any) -> Job:
         """Write ``changes`` to ``job`` if nobody changed it since it was read.
 

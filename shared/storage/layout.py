@@ -12,6 +12,7 @@ asks is a query on one partition (or a few), never a table scan:
 | ``instjobs-<name>``  | job id                   | index: the jobs of one instance                  |
 | ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
 | ``lock``             | instance name (lowercase)| the one backup running on an instance            |
+| ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it        |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -29,6 +30,7 @@ INSTANCE = "instance"
 JOBS_PREFIX = "jobs-"
 CLAIM = "claim"
 LOCK = "lock"
+SCHEDULE = "schedule"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

@@ -1,0 +1,252 @@
+"""The backup worker on real PostgreSQL and Azurite: repeats, races, failures and a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from shared.backup_runner import BackupRunner, blob_name_for
+from shared.backups import BackupStarter
+from shared.errors import TransientError
+from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.jobs import JobStatus, JobStore
+from shared.pg.grants import grant_sql
+from shared.policies import PolicyService
+from shared.recovery_points import RecoveryPointStore
+from shared.secrets import EnvSecretProvider
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.blockstream import read_verified
+from shared.storage.clients import StorageAccount
+from shared.storage.queues import QueueSender
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.integration
+CHILD = Path(__file__).with_name("backup_child.py")
+
+
+@dataclass
+class World:
+    pg: Postgres
+    db: str
+    user: str
+    state: StateTable
+    backups: BlobStore
+    queues: QueueSender
+    env: dict[str, str]
+    names: dict[str, str]
+
+    def runner(self, clock: object = None) -> BackupRunner:
+        secrets = EnvSecretProvider(True, self.env)
+        return BackupRunner(self.state, self.backups, secrets, clock or (lambda: datetime.now(UTC)))  # type: ignore[arg-type]
+
+    def new_job(self) -> str:
+        body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
+        return BackupStarter(self.state, self.queues).on_demand("orders", body, datetime.now(UTC)).job_id
+
+    def points(self) -> list:  # type: ignore[type-arg]
+        return list(RecoveryPointStore(self.state).of("orders"))
+
+
+@pytest.fixture
+def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
+    db, user = f"w_{unique}", f"wb_{unique}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        # Distinct hex per row: it compresses about 2x, so the dump stages several blocks.
+        c.execute(
+            "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) || md5((g + 3)::text)"
+            " || md5((g + 4)::text) || md5((g + 5)::text) FROM generate_series(1, 400000) g"
+        )
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(postgres.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ],
+        input=grant_sql(db, user),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    account = StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
+    state = StateTable(account.table_service(), f"run{unique}")
+    state.ensure()
+    backups = BlobStore(account.blob_service(), f"run-{unique}")
+    backups.ensure()
+    queues = QueueSender(account.queue_service())
+    queues.ensure(layout.BACKUP_QUEUE)
+    now = datetime.now(UTC)
+    PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), now)
+    instances = InstanceService(state, lambda job, instance: None)
+    env = {"ORDERS_CS": f"User Id={user};Password=unused;Ssl Mode=Disable"}
+    spec = {
+        "server": "127.0.0.1",
+        "port": postgres.port,
+        "database": db,
+        "secretUri": "env:ORDERS_CS",
+        "policyName": "mwf",
+    }
+    instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)
+    current = instances.get("orders")
+    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    yield World(postgres, db, user, state, backups, queues, env, {"table": state.name, "container": backups.container})
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+
+
+def _readable(world: World) -> None:
+    for point in world.points():
+        data = b"".join(read_verified(world.backups.client, point.blob_name, point.sha256))
+        assert data.startswith(b"PGDMP")
+
+
+def test_a_second_delivery_of_a_finished_job_changes_nothing(world: World) -> None:
+    job_id = world.new_job()
+    first = world.runner().run(job_id, last_try=False)
+    assert first is not None and first.status is JobStatus.COMPLETED
+    again = world.runner().run(job_id, last_try=False)
+    assert again is not None and again.status is JobStatus.COMPLETED and again.end_time == first.end_time
+    assert len(world.points()) == 1
+    _readable(world)
+
+
+def test_two_workers_on_one_job_make_one_recovery_point(world: World) -> None:
+    job_id = world.new_job()
+    outcomes: list[object] = []
+
+    def work() -> None:
+        try:
+            outcomes.append(world.runner().run(job_id, last_try=False))
+        except TransientError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(world.points()) == 1
+    assert JobStore(world.state).get(job_id).status is JobStatus.COMPLETED
+    _readable(world)
+
+
+def test_a_failing_pg_dump_leaves_no_point_and_the_job_says_why(world: World) -> None:
+    job_id = world.new_job()
+    with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+        c.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(world.db), sql.Identifier(world.db + "_gone")
+            )
+        )
+    try:
+        job = world.runner().run(job_id, last_try=False)
+    finally:
+        with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+            c.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(world.db + "_gone"), sql.Identifier(world.db)
+                )
+            )
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is not None and job.error.code == "UserErrorDBNotFound"
+    assert world.points() == []
+    assert list(world.backups.client.list_blobs()) == []
+
+
+def test_a_table_created_without_grants_fails_the_backup_naming_it(world: World) -> None:
+    # Created after validation by a role that has no default privileges for the backup user.
+    other = world.user + "_other"
+    with psycopg.connect(host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(other)))
+        c.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(other)))
+        c.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(other)))
+        c.execute("CREATE TABLE secret_new_table (id int)")
+    try:
+        job = world.runner().run(world.new_job(), last_try=False)
+    finally:
+        with psycopg.connect(
+            host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True
+        ) as c:
+            c.execute("DROP TABLE secret_new_table")
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(other)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
+    assert job is not None and job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "UserErrorMissingDBPermissions" and "secret_new_table" in job.error.message
+    assert world.points() == []
+
+
+def test_a_worker_killed_mid_backup_leaves_nothing_and_the_retry_finishes_with_one_point(
+    world: World, azurite: Azurite
+) -> None:
+    job_id = world.new_job()
+    env = {**os.environ, **world.env, "AzureWebJobsStorage": azurite.connection_string}
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), json.dumps({"job": job_id, **world.names})],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    jobs = JobStore(world.state)
+    blob = world.backups.client.get_blob_client(blob_name_for("orders", job_id))
+    deadline = time.monotonic() + 60
+
+    def staged() -> int:
+        try:
+            return len(blob.get_block_list("uncommitted")[1])
+        except ResourceNotFoundError:
+            return 0
+
+    while staged() == 0 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.02)
+    assert child.poll() is None, "the backup finished before it could be killed: make the database bigger"
+    child.send_signal(signal.SIGKILL)  # mid-dump: blocks are staged, nothing committed
+    child.wait()
+    killed = jobs.get(job_id)
+    assert killed.status is JobStatus.IN_PROGRESS  # the truth: it did not finish
+    assert world.points() == []
+    assert list(world.backups.client.list_blobs()) == []  # only uncommitted blocks, if any
+
+    # Another delivery at once finds the job's lock fresh, as if the job ran elsewhere: it does nothing.
+    dropped = world.runner().run(job_id, last_try=False)
+    assert dropped is not None and dropped.status is JobStatus.IN_PROGRESS and world.points() == []
+    # The dead worker's own message comes back once invisible no more (minutes); by then the lock
+    # has not been renewed for longer than STALE_AFTER: the retry takes it over and finishes.
+    later = world.runner(lambda: datetime.now(UTC) + timedelta(minutes=3))
+    job = later.run(job_id, last_try=False)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert len(world.points()) == 1
+    _readable(world)
