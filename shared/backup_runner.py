@@ -85,33 +85,12 @@ class BackupRunner:
 
         None when the job was never recorded (its message outlived a failed request).
         """
-        try:
-            job = self._jobs.get(job_id)
-        except UserError as exc:
-            # The message is sent just before its job is recorded: give the job a moment to appear.
-            if not last_try:
-                raise TransientError(f"backup job {job_id} is not recorded yet") from exc
-            log.warning("backup job %s was never recorded; its message is dropped", job_id)
-            return None
-        if job.status.finished:
-            log.info("backup job %s already %s; nothing to do", job_id, job.status)
+        job = self._recorded(job_id, last_try)
+        if job is None or job.status.finished:
             return job
         lock = self._locks.acquire(job.instance, job.job_id, self._clock())
         if lock is None:
-            holder = self._locks.holder(job.instance)
-            if holder is not None and holder.job_id == job.job_id:
-                log.info("backup job %s instance %s runs elsewhere; this delivery is dropped", job_id, job.instance)
-                return job
-            if not last_try:
-                raise TransientError(f"another operation runs on {job.instance}; retrying later")
-            return self._fail(
-                job,
-                UserError(
-                    ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
-                    f"another backup of {job.instance} ran during every try of this one",
-                ),
-                [],
-            )
+            return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
         try:
             return self._backup(job, lock, steps)
@@ -124,6 +103,33 @@ class BackupRunner:
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
             self._locks.release(lock)
+
+    def _recorded(self, job_id: str, last_try: bool) -> Job | None:
+        try:
+            job = self._jobs.get(job_id)
+        except UserError as exc:
+            # The message is sent just before its job is recorded: give the job a moment to appear.
+            if not last_try:
+                raise TransientError(f"backup job {job_id} is not recorded yet") from exc
+            log.warning("backup job %s was never recorded; its message is dropped", job_id)
+            return None
+        if job.status.finished:
+            log.info("backup job %s already %s; nothing to do", job_id, job.status)
+        return job
+
+    def _busy(self, job: Job, last_try: bool) -> Job:
+        """The instance's lock is taken: by this job elsewhere (drop this delivery) or by another."""
+        holder = self._locks.holder(job.instance)
+        if holder is not None and holder.job_id == job.job_id:
+            log.info("backup job %s instance %s runs elsewhere; this delivery is dropped", job.job_id, job.instance)
+            return job
+        if not last_try:
+            raise TransientError(f"another operation runs on {job.instance}; retrying later")
+        error = UserError(
+            ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
+            f"another backup of {job.instance} ran during every try of this one",
+        )
+        return self._fail(job, error, [])
 
     def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
         if job.status.finished:

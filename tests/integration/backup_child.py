@@ -9,12 +9,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.backup_runner import BackupRunner  # noqa: E402
-from shared.secrets import EnvSecretProvider  # noqa: E402
-from shared.storage.blobs import BlobStore  # noqa: E402
-from shared.storage.clients import StorageAccount  # noqa: E402
-from shared.storage.tables import StateTable  # noqa: E402
-from shared.vault import utc_now  # noqa: E402
+from shared.backup_runner import BackupRunner
+from shared.secrets import EnvSecretProvider
+from shared.storage.blobs import BlobStore
+from shared.storage.clients import StorageAccount
+from shared.storage.tables import StateTable
+from shared.vault import utc_now
 
 if __name__ == "__main__":
     args = json.loads(sys.argv[1])
