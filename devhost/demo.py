@@ -1,6 +1,9 @@
-"""``make demo``: start Azurite, PostgreSQL and devhost, show the app answering, stop everything.
+"""``make demo``: pgvault from nothing to a verified backup, on Azurite and a throwaway PostgreSQL.
 
-Each step prints what it did. Every process started here is stopped before the demo exits,
+It starts Azurite, PostgreSQL and devhost; creates a sample database and a backup user; stores
+a policy; protects the database with an ``env:`` secret; shows validation failing for missing
+privileges, runs the grant script pgvault generates, re-validates; takes an on-demand backup and
+shows the job and the recovery point. Every process started here is stopped before it exits,
 also when a step fails.
 """
 
@@ -12,21 +15,130 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from devhost.services import free_port, running_services, wait_for_port
+from devhost.services import Postgres, free_port, running_services, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
+KEY = "demo-key"
+DB, USER = "demo_shop", "demo_backup"
 
 
 def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def _get(url: str) -> tuple[int, object]:
-    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - a local URL we built
-        return r.status, json.loads(r.read())
+class Api:
+    """A tiny client of the HTTP API with the devhost key."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}/api"
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - a local URL we built
+            self.base + path, data=data, method=method, headers={"x-functions-key": KEY}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310
+                raw = r.read()
+                status = r.status
+        except urllib.error.HTTPError as e:
+            raw, status = e.read(), e.code
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode()
+
+    def wait(self, path: str, done: Any, timeout: float = 120) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, body = self.call("GET", path)
+            if done(body):
+                return body
+            time.sleep(0.5)
+        raise TimeoutError(f"{path} did not settle in {timeout} s")
+
+
+def _psql(pg: Postgres, db: str, sql: str) -> None:
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pg.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ],
+        input=sql,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _story(api: Api, pg: Postgres) -> None:
+    status, body = api.call("GET", "/health")
+    _say(f"GET /api/health -> {status} {json.dumps(body)}")
+    policy = (REPO / "tests" / "policy-examples" / "weekly-mon-wed-fri-with-archive.json").read_bytes()
+    status, _ = api.call("PUT", "/backupPolicies/weekly", policy)
+    _say(f"PUT /api/backupPolicies/weekly (Mon/Wed/Fri 22:00 UTC, tagged Yearly/Monthly/Weekly/Default) -> {status}")
+    status, sim = api.call("POST", "/backupPolicies/weekly:simulate", {"from": "2025-01-01", "to": "2026-01-01"})
+    _say(
+        f"simulated 2025: {sim['summary']['backups']} backups, per tag {sim['summary']['backupsPerTag']}, "
+        f"alive at the end {sim['summary']['livePoints']}"
+    )
+
+    instance = {
+        "name": "shop",
+        "server": "127.0.0.1",
+        "port": pg.port,
+        "database": DB,
+        "secretUri": "env:DEMO_SHOP_CS",
+        "policyName": "weekly",
+    }
+    status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
+    _say(
+        f"POST /api/backupInstances (secret env:DEMO_SHOP_CS) -> {status}, validation job "
+        f"{body['value'][0].get('validationJobId')}"
+    )
+    shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
+    error = shop["backupReadiness"]["error"] or {}
+    _say(f"readiness: {shop['backupReadiness']['status']} {error.get('code', '')}: {error.get('message', '')}")
+    if shop["backupReadiness"]["status"] != "Success":
+        status, script = api.call("GET", "/backupInstances/shop/grantScript?format=sql")
+        _say(f"GET .../grantScript -> {status}; running it as the administrator (psql)")
+        _psql(pg, DB, script)
+        status, body = api.call("POST", "/backupInstances/shop:validate")
+        _say(f"POST .../shop:validate -> {status}")
+        shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
+        _say(f"readiness: {shop['backupReadiness']['status']}, protection: {shop['protectionStatus']}")
+    if shop["backupReadiness"]["status"] != "Success":
+        raise RuntimeError("validation did not succeed")
+
+    trigger = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
+    status, body = api.call("POST", "/backupInstances/shop:backup", trigger)
+    _say(f"POST /api/backupInstances/shop:backup -> {status} {json.dumps(body)}")
+    job = api.wait(f"/backupJobs/{body['jobId']}", lambda j: j["status"] != "InProgress")
+    _say(
+        f"job {job['jobId']}: {job['status']}, {job['bytes']:,} bytes dumped in {job['durationSeconds']:.1f} s, "
+        f"steps {[s['name'] for s in job['steps']]}"
+    )
+    if job["status"] != "Completed":
+        raise RuntimeError(f"backup failed: {job['error']}")
+    _, point = api.call("GET", f"/backupInstances/shop/recoveryPoints/{job['recoveryPointId']}")
+    _say("recovery point:")
+    print(json.dumps(point, indent=2), flush=True)
 
 
 def main() -> int:
@@ -37,6 +149,14 @@ def main() -> int:
         ports = f"{azurite.blob_port}/{azurite.queue_port}/{azurite.table_port}"
         _say(f"Azurite on ports {ports} (blob/queue/table; data in a temporary folder)")
         _say(f"PostgreSQL {postgres.bin_dir} on port {postgres.port} (throwaway cluster)")
+        _psql(postgres, "postgres", f"CREATE ROLE {USER} LOGIN PASSWORD 'demo'; CREATE DATABASE {DB};")
+        _psql(
+            postgres,
+            DB,
+            "CREATE TABLE orders (id serial PRIMARY KEY, item text, placed timestamptz DEFAULT now());"
+            "INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 50000) g;",
+        )
+        _say(f"sample database {DB} (50,000 orders) and backup user {USER} (no privileges yet)")
         port = free_port()
         env = {
             **os.environ,
@@ -45,6 +165,8 @@ def main() -> int:
             "PGVAULT_REGION": "westeurope",
             "PGVAULT_ALLOW_ENV_SECRETS": "true",
             "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+            "PGVAULT_DEVHOST_KEY": KEY,
+            "DEMO_SHOP_CS": f"Server=127.0.0.1;User Id={USER};Password=demo;Ssl Mode=Disable",
         }
         log_path = azurite.location.parent / "devhost.log"
         with log_path.open("wb") as log:
@@ -55,20 +177,21 @@ def main() -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+            failed = False
             try:
                 wait_for_port(port, 30, devhost)  # type: ignore[arg-type]
                 _say(f"devhost serving function_app.app on http://127.0.0.1:{port}/api")
-                status, body = _get(f"http://127.0.0.1:{port}/api/health")
-                _say(f"GET /api/health -> {status} {json.dumps(body)}")
-                if status != 200:
-                    return 1
+                _story(Api(port), postgres)
+            except Exception as exc:  # the demo reports and still cleans up
+                failed = True
+                _say(f"demo step failed: {exc}")
+                print(log_path.read_text(errors="replace")[-4000:], end="")
             finally:
                 devhost.send_signal(signal.SIGTERM)
                 code = devhost.wait(60)
                 _say(f"devhost stopped (exit code {code})")
-        print(log_path.read_text(errors="replace"), end="")
     _say(f"Azurite and PostgreSQL stopped; demo took {time.monotonic() - started:.1f} s")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

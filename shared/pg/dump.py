@@ -8,14 +8,17 @@ its environment. A failed dump commits nothing, and its stderr is mapped to an e
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import zstandard
 from azure.storage.blob import ContainerClient
@@ -26,9 +29,12 @@ from shared.storage.blockstream import BlockWriter, StreamResult
 log = logging.getLogger(__name__)
 
 READ_BYTES = 4 * 1024 * 1024
-# Measured in bench/bench_backup_stream.py: level 3 with two threads beats gzip 6 by ~3x in time
-# at a smaller size (PLATFORM-NOTES has the 2.1 GB figures).
-ZSTD_LEVEL = 3
+# Chunks read ahead of the compressor (READ_BYTES each): enough to absorb its pauses.
+READ_AHEAD = 4
+# Measured with bench/backup.py (bench/README.md): level 1 on two threads is the fastest and still
+# stores less than pg_dump's gzip (61 MB against 79 MB on the 1 GB reference database; 166 against
+# 188 MB in PLATFORM-NOTES); level 3 took 16% longer for no smaller output.
+ZSTD_LEVEL = 1
 ZSTD_THREADS = 2
 _STDERR_KEEP = 64 * 1024
 _PASSWORDISH = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
@@ -52,6 +58,42 @@ def _stderr_reader(pipe: object, sink: bytearray) -> threading.Thread:
     thread = threading.Thread(target=run, name="pg_dump-stderr", daemon=True)
     thread.start()
     return thread
+
+
+def _read_ahead(pipe: IO[bytes]) -> Iterator[bytes]:
+    """The pipe's chunks, read by a thread of their own so pg_dump never waits on the compressor.
+
+    At most ``READ_AHEAD`` chunks wait in between: memory stays bounded.
+    """
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                chunk = pipe.read(READ_BYTES)
+                chunks.put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the consumer
+            chunks.put(exc)
+
+    reader = threading.Thread(target=read, name="pg_dump-stdout", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = chunks.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                chunks.get_nowait()
+            reader.join(timeout=0.05)
 
 
 def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
@@ -123,7 +165,7 @@ def dump_to_blob(
     try:
         compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
         with compressor.stream_writer(writer, closefd=False) as zstd_out:  # type: ignore[arg-type]
-            while chunk := proc.stdout.read(READ_BYTES):
+            for chunk in _read_ahead(proc.stdout):
                 zstd_out.write(chunk)
                 raw += len(chunk)
                 if on_progress is not None and time.monotonic() - last_report >= progress_every:

@@ -1,0 +1,201 @@
+"""Benchmark: a pgvault backup against what an administrator would do by hand.
+
+    .venv/bin/python bench/backup.py [--scale 1.0] [--keep]
+
+Builds (or reuses, under .bench/) a reference database of about ``scale`` GB: pgbench data plus
+random text and bytea, so compression costs what it costs on real data. Then, in one run:
+- floor:   ``pg_dump -Fc -Z0 > /dev/null`` (the dump alone)
+- shell:   ``pg_dump -Fc -Z0 | zstd -3 -T0 > file`` (what a careful admin writes; no upload)
+- naive:   ``pg_dump -Fc > file`` (gzip, as Azure's service stores it) then ``upload_blob``
+- pgvault: ``dump_to_blob`` (pg_dump → zstd → staged blocks → commit) into Azurite, in a child
+           process so its peak RSS is its own
+and pgvault again on a database twice the size, to show memory stays flat. Prints wall times,
+ratios, stored sizes and peak RSS. Not a test: it asserts nothing, it reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devhost.services import Azurite, Postgres, reap_stale  # noqa: E402
+from shared.pg.dump import ZSTD_LEVEL  # noqa: E402
+
+BENCH_DIR = REPO / ".bench"
+
+
+def _psql(pg: Postgres, db: str, sql: str) -> str:
+    out = subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pg.port),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def build(pg: Postgres, db: str, gigabytes: float) -> int:
+    """Create ``db`` of about ``gigabytes`` unless it exists; return its size in bytes."""
+    exists = _psql(pg, "postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{db}'") == "1"
+    if not exists:
+        started = time.monotonic()
+        _psql(pg, "postgres", f"CREATE DATABASE {db}")
+        # pgbench scale 1 is about 15 MB; keep a quarter of the size for random text and bytea.
+        scale = max(1, int(gigabytes * 0.75 * 1024 / 15))
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", str(scale), "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", db],
+            check=True,
+            capture_output=True,
+        )
+        # About 400 bytes a row: random hex and prose-like text, and 64 random bytes of bytea.
+        rows = int(gigabytes * 0.25 * 1024**3 / 400)
+        _psql(pg, db, "CREATE TABLE blobs (id int PRIMARY KEY, note text, data bytea)")
+        random_hex = " || ".join(["md5(random()::text)"] * 4)
+        _psql(
+            pg,
+            db,
+            f"INSERT INTO blobs SELECT g, md5(random()::text) || repeat(' lorem ipsum dolor', 8), "
+            f"decode({random_hex}, 'hex') FROM generate_series(1, {rows}) g",
+        )
+        print(f"  built {db} in {time.monotonic() - started:.0f} s", flush=True)
+    return int(_psql(pg, db, "SELECT pg_database_size(current_database())"))
+
+
+def timed(command: str, env: dict[str, str]) -> float:
+    started = time.monotonic()
+    subprocess.run(["bash", "-o", "pipefail", "-c", command], check=True, env=env)
+    return time.monotonic() - started
+
+
+CHILD = """
+import json, os, resource, sys, time
+sys.path.insert(0, {repo!r})
+from azure.storage.blob import BlobServiceClient
+from shared.pg.dump import dump_to_blob
+from shared.pg.tools import pick_tool
+container = BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]).get_container_client("bench")
+started = time.monotonic()
+result = dump_to_blob(pick_tool("pg_dump", 15).path, dict(os.environ), container, {blob!r}, {{}},
+                      expected_bytes={size}, level={level})
+print(json.dumps({{"seconds": time.monotonic() - started, "stored": result.stream.stored_bytes,
+                   "raw": result.raw_bytes, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def pgvault_run(env: dict[str, str], blob: str, size: int, level: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(repo=str(REPO), blob=blob, size=size, level=level)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0, help="size of the reference database in GB")
+    parser.add_argument("--keep", action="store_true", help="keep the reference databases in .bench/ for next time")
+    parser.add_argument("--level", type=int, default=ZSTD_LEVEL, help="zstd level of the pgvault runs")
+    parser.add_argument("--also-levels", type=int, nargs="*", default=[], help="more zstd levels to compare")
+    args = parser.parse_args()
+    reap_stale()
+    BENCH_DIR.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="pgvault-bench-"))
+    pg = Postgres(BENCH_DIR / "pg").start()
+    azurite = Azurite(work / "azurite").start()
+    try:
+        from azure.storage.blob import BlobServiceClient
+
+        service = BlobServiceClient.from_connection_string(azurite.connection_string)
+        service.create_container("bench")
+        print(f"reference databases (PostgreSQL on port {pg.port}):", flush=True)
+        size1 = build(pg, "bench1", args.scale)
+        size2 = build(pg, "bench2", args.scale * 2)
+        env = {
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(pg.port),
+            "PGUSER": "postgres",
+            "PGDATABASE": "bench1",
+            "AzureWebJobsStorage": azurite.connection_string,
+        }
+        results: dict[str, float] = {}
+        results["floor"] = timed("pg_dump -Fc -Z0 > /dev/null", env)
+        shell_file = work / "shell.dump.zst"
+        results["shell"] = timed(f"pg_dump -Fc -Z0 | zstd -q -3 -T0 > {shell_file}", env)
+        naive_file = work / "naive.dump"
+        started = time.monotonic()
+        subprocess.run(["pg_dump", "-Fc", "-f", str(naive_file)], check=True, env=env)
+        with naive_file.open("rb") as f:
+            service.get_blob_client("bench", "naive.dump").upload_blob(f, overwrite=True)
+        results["naive"] = time.monotonic() - started
+        first = pgvault_run(env, "pgvault1.zst", size1, args.level)
+        second = pgvault_run({**env, "PGDATABASE": "bench2"}, "pgvault2.zst", size2, args.level)
+        others = {level: pgvault_run(env, f"level{level}.zst", size1, level) for level in args.also_levels}
+        floor2 = timed("pg_dump -Fc -Z0 > /dev/null", {**env, "PGDATABASE": "bench2"})
+        mb = 1024 * 1024
+        print()
+        print(f"database: {size1 / mb:,.0f} MB (second: {size2 / mb:,.0f} MB); dump (raw): {first['raw'] / mb:,.0f} MB")
+        print(f"{'run':<54}{'seconds':>9}{'stored MB':>11}{'pgvault ×':>11}")
+        rows = [
+            ("floor: pg_dump -Fc -Z0 > /dev/null", results["floor"], None),
+            ("shell: pg_dump -Fc -Z0 | zstd -3 -T0 > file", results["shell"], shell_file.stat().st_size),
+            ("naive: pg_dump -Fc > file + upload_blob", results["naive"], naive_file.stat().st_size),
+            (f"pgvault (zstd {args.level}): pg_dump → zstd → blocks → commit", first["seconds"], first["stored"]),
+            *((f"pgvault (zstd {level})", other["seconds"], other["stored"]) for level, other in others.items()),
+        ]
+        for name, seconds, stored in rows:
+            ratio = first["seconds"] / seconds
+            print(f"{name:<54}{seconds:>9.2f}{(stored or 0) / mb:>11.1f}{ratio:>11.2f}")
+        print()
+        print(f"pgvault / shell pipeline: {first['seconds'] / results['shell']:.2f}x (target <= 1.2)")
+        print(f"naive / pgvault:          {results['naive'] / first['seconds']:.2f}x faster (target >= 4)")
+        print(f"stored: pgvault {first['stored'] / mb:.1f} MB vs pg_dump -Fc {naive_file.stat().st_size / mb:.1f} MB")
+        print(f"pgvault / floor:          {first['seconds'] / results['floor']:.2f}x")
+        print(
+            f"peak RSS: {first['rss_mb']:.0f} MB; twice the database: {second['rss_mb']:.0f} MB "
+            f"({(second['rss_mb'] / first['rss_mb'] - 1) * 100:+.1f}%), {second['seconds']:.2f} s "
+            f"(floor {floor2:.2f} s)"
+        )
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"bench process peak RSS (for reference): {own:.0f} MB")
+    finally:
+        azurite.stop()
+        pg.stop()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(BENCH_DIR)], check=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
