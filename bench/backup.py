@@ -34,39 +34,12 @@ from shared.pg.dump import ZSTD_LEVEL  # noqa: E402
 BENCH_DIR = REPO / ".bench"
 
 
-def _psql(pg: Postgres, db: str, sql: str) -> str:
-    out = subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(pg.port),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-c",
-            sql,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
 def build(pg: Postgres, db: str, gigabytes: float) -> int:
     """Create ``db`` of about ``gigabytes`` unless it exists; return its size in bytes."""
-    exists = _psql(pg, "postgres", f"SELECT count(*) FROM pg_database WHERE datname = '{db}'") == "1"
+    exists = pg.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{db}'") == "1"
     if not exists:
         started = time.monotonic()
-        _psql(pg, "postgres", f"CREATE DATABASE {db}")
+        pg.psql(f"CREATE DATABASE {db}")
         # pgbench scale 1 is about 15 MB; keep a quarter of the size for random text and bytea.
         scale = max(1, int(gigabytes * 0.75 * 1024 / 15))
         subprocess.run(
@@ -76,16 +49,15 @@ def build(pg: Postgres, db: str, gigabytes: float) -> int:
         )
         # About 400 bytes a row: random hex and prose-like text, and 64 random bytes of bytea.
         rows = int(gigabytes * 0.25 * 1024**3 / 400)
-        _psql(pg, db, "CREATE TABLE blobs (id int PRIMARY KEY, note text, data bytea)")
+        pg.psql("CREATE TABLE blobs (id int PRIMARY KEY, note text, data bytea)", db)
         random_hex = " || ".join(["md5(random()::text)"] * 4)
-        _psql(
-            pg,
-            db,
+        pg.psql(
             f"INSERT INTO blobs SELECT g, md5(random()::text) || repeat(' lorem ipsum dolor', 8), "
             f"decode({random_hex}, 'hex') FROM generate_series(1, {rows}) g",
+            db,
         )
         print(f"  built {db} in {time.monotonic() - started:.0f} s", flush=True)
-    return int(_psql(pg, db, "SELECT pg_database_size(current_database())"))
+    return int(pg.psql("SELECT pg_database_size(current_database())", db))
 
 
 def timed(command: str, env: dict[str, str]) -> float:

@@ -63,30 +63,6 @@ class Api:
         raise TimeoutError(f"{path} did not settle in {timeout} s")
 
 
-def _psql(pg: Postgres, db: str, sql: str) -> None:
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(pg.port),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ],
-        input=sql,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-
-
 def _story(api: Api, pg: Postgres) -> None:
     status, body = api.call("GET", "/health")
     _say(f"GET /api/health -> {status} {json.dumps(body)}")
@@ -118,7 +94,7 @@ def _story(api: Api, pg: Postgres) -> None:
     if shop["backupReadiness"]["status"] != "Success":
         status, script = api.call("GET", "/backupInstances/shop/grantScript?format=sql")
         _say(f"GET .../grantScript -> {status}; running it as the administrator (psql)")
-        _psql(pg, DB, script)
+        pg.psql(script, DB)
         status, body = api.call("POST", "/backupInstances/shop:validate")
         _say(f"POST .../shop:validate -> {status}")
         shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
@@ -149,12 +125,11 @@ def main() -> int:
         ports = f"{azurite.blob_port}/{azurite.queue_port}/{azurite.table_port}"
         _say(f"Azurite on ports {ports} (blob/queue/table; data in a temporary folder)")
         _say(f"PostgreSQL {postgres.bin_dir} on port {postgres.port} (throwaway cluster)")
-        _psql(postgres, "postgres", f"CREATE ROLE {USER} LOGIN PASSWORD 'demo'; CREATE DATABASE {DB};")
-        _psql(
-            postgres,
-            DB,
+        postgres.psql(f"CREATE ROLE {USER} LOGIN PASSWORD 'demo'; CREATE DATABASE {DB};")
+        postgres.psql(
             "CREATE TABLE orders (id serial PRIMARY KEY, item text, placed timestamptz DEFAULT now());"
             "INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 50000) g;",
+            DB,
         )
         _say(f"sample database {DB} (50,000 orders) and backup user {USER} (no privileges yet)")
         port = free_port()

@@ -337,6 +337,35 @@ class Postgres:
             time.sleep(0.05)
         raise TimeoutError("PostgreSQL did not become ready in 30 s")
 
+    def psql(self, sql: str, dbname: str = "postgres", *, user: str = "postgres") -> str:
+        """Run the script ``sql`` with psql (stops at the first error); its unaligned output."""
+        assert self.bin_dir is not None
+        out = subprocess.run(
+            [
+                str(self.bin_dir / "psql"),
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                user,
+            ],
+            # The database name goes in PGDATABASE: psql would read a name holding '=' as a connection string.
+            env={"PGDATABASE": dbname, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            input=sql,
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed on {dbname}: {out.stderr.strip()}")
+        return out.stdout.strip()
+
     def stop(self, *, mode: str = "fast") -> None:
         """Stop the postmaster: ``fast`` (SIGINT) disconnects clients, ``immediate`` (SIGQUIT) crashes it."""
         if self.proc is not None:

@@ -47,27 +47,7 @@ def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
         c.execute(
             f"INSERT INTO orders SELECT g, md5(g::text) || repeat(' x', 20), g * 1.5 FROM generate_series(1, {ROWS}) g"
         )
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(postgres.port),
-            "-U",
-            "postgres",
-            "-d",
-            names["db"],
-        ],
-        input=grant_sql(names["db"], names["user"]),
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
     yield postgres
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))

@@ -77,27 +77,7 @@ def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
             "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) || md5((g + 3)::text)"
             " || md5((g + 4)::text) || md5((g + 5)::text) FROM generate_series(1, 400000) g"
         )
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(postgres.port),
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ],
-        input=grant_sql(db, user),
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    postgres.psql(grant_sql(db, user), db)
     account = StorageAccount.from_connection_setting(
         "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
     )
