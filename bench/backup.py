@@ -47,12 +47,12 @@ def build(pg: Postgres, db: str, gigabytes: float) -> int:
             check=True,
             capture_output=True,
         )
-        # About 400 bytes a row: random hex and prose-like text, and 64 random bytes of bytea.
+        # About 400 bytes a row: random hex text and random bytea, as PLATFORM-NOTES' reference.
         rows = int(gigabytes * 0.25 * 1024**3 / 400)
         pg.psql("CREATE TABLE blobs (id int PRIMARY KEY, note text, data bytea)", db)
         random_hex = " || ".join(["md5(random()::text)"] * 4)
         pg.psql(
-            f"INSERT INTO blobs SELECT g, md5(random()::text) || repeat(' lorem ipsum dolor', 8), "
+            f"INSERT INTO blobs SELECT g, {random_hex} || ' ' || {random_hex}, "
             f"decode({random_hex}, 'hex') FROM generate_series(1, {rows}) g",
             db,
         )

@@ -32,8 +32,8 @@ READ_BYTES = 4 * 1024 * 1024
 # Chunks read ahead of the compressor (READ_BYTES each): enough to absorb its pauses.
 READ_AHEAD = 4
 # Measured with bench/backup.py (bench/README.md): level 1 on two threads is the fastest and still
-# stores less than pg_dump's gzip (61 MB against 79 MB on the 1 GB reference database; 166 against
-# 188 MB in PLATFORM-NOTES); level 3 took 16% longer for no smaller output.
+# stores less than pg_dump's gzip (137 MB against 159 MB on the 1 GB reference database); level 3
+# took 16-20% longer for 1-2% smaller output, negative levels doubled what goes over the wire.
 ZSTD_LEVEL = 1
 ZSTD_THREADS = 2
 _STDERR_KEEP = 64 * 1024

@@ -73,9 +73,9 @@ def db(request: pytest.FixtureRequest, postgres: Postgres) -> Iterator[Db]:
     if request.param == "plain":
         names = (f"backup_{s}", f"owner_{s}", f"orders_{s}")
     else:
-        names = (f'bä"ck; up\\{s}', f"o'wner {s}", f'or"d; ers\\ é {s}')
+        names = (f'Bä"ck; Up\\{s}', f"O'wner {s}", f'Or"d; ers\\ É {s}')
     d = _make(postgres, s, *names)
-    schema = 'we"ird; sch\\ema' if request.param == "hostile" else "sales"
+    schema = 'We"ird; Sch\\ema ü' if request.param == "hostile" else "sales"
     with d.as_role(d.owner) as c:
         c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         c.execute(
