@@ -327,7 +327,7 @@ class InstanceService:
                 target="name",
                 recommended_action="Configure the other database under a new name.",
             )
-        self._policies.get(spec.policy_name)
+        self._require_policy(spec.policy_name, "policyName")
         job = self._validation_job(spec.name, now)
         updated = Instance(spec, current.protection_status, Readiness.VALIDATING, job.job_id, None, current.created)
         try:
@@ -338,14 +338,17 @@ class InstanceService:
         self._enqueue(job, updated)
         return Configured(name, updated, job)
 
+    def _require_policy(self, name: str, target: str) -> None:
+        try:
+            self._policies.get(name)
+        except UserError as exc:
+            raise UserError(ErrorCode.NOT_FOUND, exc.message, target=target) from exc
+
     def _validation_job(self, name: str, now: datetime) -> Job:
         return Job(new_job_id(now), Operation.VALIDATE, name, JobStatus.IN_PROGRESS, now)
 
     def _create(self, spec: InstanceSpec, now: datetime, target: str) -> Configured:
-        try:
-            self._policies.get(spec.policy_name)
-        except UserError as exc:
-            raise UserError(ErrorCode.NOT_FOUND, exc.message, target=f"{target}.policyName") from exc
+        self._require_policy(spec.policy_name, f"{target}.policyName")
         self._claim(spec, target, now)
         job = self._validation_job(spec.name, now)
         instance = Instance(spec, ProtectionStatus.CONFIGURING, Readiness.VALIDATING, job.job_id, None, now)

@@ -7,7 +7,8 @@ twice or two workers on one job change nothing twice.
 Layout (see ``shared.storage.layout``): a job lives in the partition of the UTC day it was
 created (``jobs-YYYYMMDD``) under its id; ids begin with the inverted creation time, so a
 partition reads newest first and the id alone says where the job is. The 7-day list reads seven
-partitions; one instance's history reads a small index partition per instance.
+partitions; one instance's history reads its index partition (a summary row per job, written when
+the job is created and when it finishes).
 """
 
 from __future__ import annotations
@@ -224,14 +225,21 @@ class JobStore:
     def create(self, job: Job) -> tuple[Job, bool]:
         """Store a new job; if its id exists already (a repeated request), return that one and False."""
         pk = partition_for(job_time(job.job_id))
-        # The per-instance index first: one small row per job, so an instance's history is one
-        # partition. A crash before the job is written leaves an index row that readers skip.
-        self._state.upsert(layout.instance_jobs(job.instance), job.job_id, {"operation": job.operation.value})
         try:
             entity = self._state.insert(pk, job.job_id, job._data())
         except EntityExists:
-            return self.get(job.job_id), False
+            existing = self.get(job.job_id)
+            self._index(existing)  # in case the first create died between its two writes
+            return existing, False
+        self._index(job)
         return replace(job, etag=entity.etag), True
+
+    def _index(self, job: Job) -> None:
+        """The job's row in its instance's index: a summary (no steps or details), so an instance's
+        history is one partition query. Written when the job is created and when it finishes; the
+        job's own row is the truth in between (progress is not copied)."""
+        summary = {k: v for k, v in job._data().items() if k not in ("steps", "details")}
+        self._state.upsert(layout.instance_jobs(job.instance), job.job_id, summary)
 
     def get(self, job_id: str) -> Job:
         """Job ``job_id``; ``NotFound`` if there is none."""
@@ -263,7 +271,9 @@ class JobStore:
         """Move ``job`` to a finished ``status`` at ``now`` (with its error when it failed)."""
         if not status.finished:
             raise IllegalTransition(f"{status} is not a finished status")
-        return self.save(job, status=status, end_time=now, error=error, **changes)
+        finished = self.save(job, status=status, end_time=now, error=error, **changes)
+        self._index(finished)
+        return finished
 
     def recent(
         self,
@@ -297,9 +307,8 @@ class JobStore:
             day -= timedelta(days=1)
 
     def history(self, instance: str) -> Iterator[Job]:
-        """Every job of one instance, newest first (the index partition is in id order)."""
-        for entry in self._state.partition(layout.instance_jobs(instance)):
-            try:
-                yield self.get(entry.row_key)
-            except UserError:
-                continue  # the index row was written, the job was not (a crash in between)
+        """Every job of one instance, newest first, as summaries (steps and details left out).
+
+        One partition query whatever the table holds; a running job shows its state at start.
+        """
+        return (Job._from(entry) for entry in self._state.partition(layout.instance_jobs(instance)))

@@ -9,14 +9,14 @@ asks is a query on one partition (or a few), never a table scan:
 | ``instance``         | instance name (lowercase)| a backup instance; ``policyKey`` names its policy|
 | ``claim``            | sha256(host, port, db)   | which instance protects a database (unique)      |
 | ``jobs-YYYYMMDD``    | job id                   | a job, in the partition of its UTC creation day  |
-| ``instjobs-<name>``  | job id                   | index: the jobs of one instance                  |
+| ``instjobs-<name>``  | job id                   | index: a summary of each job of one instance     |
 | ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
 | ``lock``             | instance name (lowercase)| the one backup running on an instance            |
 | ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it        |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
-many jobs the table holds; one instance's history is one index partition plus point reads.
+many jobs the table holds; one instance's history is one query of its index partition.
 Names are compared case-insensitively, as Azure resource names are: the row key is the
 lowercase name, the record keeps the name as the user wrote it.
 """

@@ -100,6 +100,9 @@ def test_list_is_newest_first_within_days_and_filters(jobs: JobStore) -> None:
     assert [j.operation for j in jobs.recent(T0, operation=Operation.VALIDATE)] == [Operation.VALIDATE]
     assert list(jobs.recent(T0, status=JobStatus.FAILED)) == []
     assert [j.job_id for j in jobs.history("b")] == [j.job_id for j in made if j.instance == "b"]
+    jobs.finish(jobs.get(made[1].job_id), JobStatus.FAILED, T0, error=JobError("X", "y", "z"))
+    shown = {j.job_id: j for j in jobs.history("a")}
+    assert shown[made[1].job_id].status is JobStatus.FAILED and shown[made[1].job_id].error is not None
 
 
 def test_unknown_or_malformed_job_id_is_not_found(jobs: JobStore) -> None:

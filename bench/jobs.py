@@ -1,0 +1,124 @@
+"""Benchmark: the jobs list with 100,000 jobs in the state table.
+
+    .venv/bin/python bench/jobs.py [--jobs 100000] [--days 90] [--instances 50]
+
+Fills a table in a throwaway Azurite with jobs spread over ``days`` days and ``instances``
+instances (as ``JobStore`` lays them out: one partition per day, an index partition per
+instance), then times what the API and the dashboard ask: the last 7 days of every instance,
+the last 7 days of one instance, one instance's whole history, one job by id. The baseline is
+the same 7-day question asked as one filter over the whole table, which is what a layout without
+day partitions would have to do. Not a test: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devhost.services import Azurite, reap_stale  # noqa: E402
+from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id, partition_for  # noqa: E402
+from shared.storage import layout  # noqa: E402
+from shared.storage.clients import StorageAccount  # noqa: E402
+from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES  # noqa: E402
+from shared.storage.tables import StateTable, _to_table  # noqa: E402
+
+
+def fill(client: object, *, jobs: int, days: int, instances: int, now: datetime) -> list[Job]:
+    """Write ``jobs`` finished jobs and their index rows in batches of 100 (one partition each)."""
+    rng = random.Random(7)
+    made: list[Job] = []
+    by_partition: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for _ in range(jobs):
+        created = now - timedelta(seconds=rng.uniform(0, days * 86400))
+        job = Job(
+            new_job_id(created),
+            rng.choice(list(Operation)),
+            f"instance-{rng.randrange(instances):03d}",
+            rng.choice([JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED]),
+            created,
+            start_time=created,
+            end_time=created + timedelta(minutes=3),
+            bytes=rng.randrange(10**9),
+        )
+        made.append(job)
+        by_partition[partition_for(created)].append(_to_table(partition_for(created), job.job_id, job._data()))
+        index = layout.instance_jobs(job.instance)
+        summary = {k: v for k, v in job._data().items() if k not in ("steps", "details")}
+        by_partition[index].append(_to_table(index, job.job_id, summary))
+    for rows in by_partition.values():
+        for i in range(0, len(rows), MAX_TABLE_BATCH_ENTITIES):
+            client.submit_transaction([("upsert", row) for row in rows[i : i + MAX_TABLE_BATCH_ENTITIES]])  # type: ignore[attr-defined]
+    return made
+
+
+def timed(label: str, call: object, expected: int | None = None) -> None:
+    started = time.monotonic()
+    result = call()  # type: ignore[operator]
+    seconds = time.monotonic() - started
+    count = result if isinstance(result, int) else len(result)
+    check = "" if expected is None else (f"  (expected {expected})" if count != expected else "  (all found)")
+    print(f"{label:<58}{seconds * 1000:>10.0f} ms{count:>9} rows{check}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--instances", type=int, default=50)
+    args = parser.parse_args()
+    reap_stale()
+    azurite = Azurite(Path(tempfile.mkdtemp(prefix="pgvault-bench-")) / "azurite").start()
+    try:
+        account = StorageAccount(azurite.connection_string)
+        table = StateTable(account.table_service(), "benchjobs")
+        table.ensure()
+        now = datetime.now(UTC)
+        started = time.monotonic()
+        made = fill(
+            table, account.table_service().get_table_client("benchjobs"), args.jobs, args.days, args.instances, now
+        )
+        print(
+            f"{args.jobs:,} jobs over {args.days} days and {args.instances} instances written in "
+            f"{time.monotonic() - started:.0f} s\n"
+        )
+        store = JobStore(table)
+        week = [j for j in made if j.created >= now - timedelta(days=7)]
+        one = "instance-007"
+        timed("7 days, every instance (day partitions)", lambda: list(store.recent(now)), len(week))
+        timed(
+            "7 days, every instance (baseline: one filter, whole table)",
+            lambda: [
+                e
+                for e in table.query("created ge @since", {"since": now - timedelta(days=7)})
+                if e.partition_key.startswith(layout.JOBS_PREFIX)
+            ],
+            len(week),
+        )
+        timed(
+            "7 days, one instance (day partitions + filter)",
+            lambda: list(store.recent(now, instance=one)),
+            sum(1 for j in week if j.instance == one),
+        )
+        timed(
+            "whole history of one instance (index + point reads)",
+            lambda: list(store.history(one)),
+            sum(1 for j in made if j.instance == one),
+        )
+        sample = made[len(made) // 2].job_id
+        timed("one job by id (point read)", lambda: [store.get(sample)], 1)
+    finally:
+        azurite.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
