@@ -84,7 +84,11 @@ def main() -> int:
         now = datetime.now(UTC)
         started = time.monotonic()
         made = fill(
-            table, account.table_service().get_table_client("benchjobs"), args.jobs, args.days, args.instances, now
+            account.table_service().get_table_client("benchjobs"),
+            jobs=args.jobs,
+            days=args.days,
+            instances=args.instances,
+            now=now,
         )
         print(
             f"{args.jobs:,} jobs over {args.days} days and {args.instances} instances written in "
