@@ -113,7 +113,7 @@ def main() -> int:
             sum(1 for j in week if j.instance == one),
         )
         timed(
-            "whole history of one instance (index + point reads)",
+            "whole history of one instance (its index partition)",
             lambda: list(store.history(one)),
             sum(1 for j in made if j.instance == one),
         )
