@@ -16,13 +16,12 @@ from azure.storage.blob import BlobServiceClient
 from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
 
-from devhost.services import Azurite, Postgres
+from devhost.services import Postgres
 from shared.pg.grants import grant_sql
 from shared.storage.blockstream import read_verified
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
-KEY = "e2e-backups-key"
 PASSWORD = "B4ckup-S3cret-9"
 ROWS = 200_000
 
@@ -30,7 +29,7 @@ ROWS = 200_000
 @pytest.fixture(scope="module")
 def names() -> dict[str, str]:
     s = uuid.uuid4().hex[:6]
-    return {"db": f"shop_{s}", "user": f"backup_{s}", "container": f"backups-{s}", "table": f"state{s}"}
+    return {"db": f"shop_{s}", "user": f"backup_{s}"}
 
 
 def _connect(pg: Postgres, db: str) -> psycopg.Connection[Any]:
@@ -57,20 +56,15 @@ def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
 
 @pytest.fixture(scope="module")
 def host(
-    azurite: Azurite, server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevhostProcess]:
     env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "PGVAULT_VAULT_NAME": "pgvault-e2e",
-        "PGVAULT_ALLOW_ENV_SECRETS": "true",
+        **app_env,
         "PGVAULT_SCHEDULER_SCHEDULE": "*/3 * * * * *",
-        "PGVAULT_STATE_TABLE": names["table"],
-        "PGVAULT_BACKUP_CONTAINER": names["container"],
-        "PGVAULT_DEVHOST_KEY": KEY,
         "SHOP_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": KEY}
+    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
     yield h
     assert h.stop() == 0, h.log()
 
@@ -89,7 +83,11 @@ def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
 
 
 def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
-    host: DevhostProcess, server: Postgres, names: dict[str, str], azurite: Azurite, tmp_path: Path
+    host: DevhostProcess,
+    server: Postgres,
+    names: dict[str, str],
+    app_env: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     slot = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
     assert host.request("PUT", "/backupPolicies/mwf", data=_policy(slot)).status_code == 201
@@ -130,8 +128,8 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     assert point["archiveMove"] == point["vaultExpiry"]
 
     # The blob restores to the same data.
-    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
-        names["container"]
+    container = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client(
+        app_env["PGVAULT_BACKUP_CONTAINER"]
     )
     blob_name = next(b.name for b in container.list_blobs() if job["recoveryPointId"] in b.name)
     target = f"restored_{uuid.uuid4().hex[:6]}"

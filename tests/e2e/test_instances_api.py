@@ -14,11 +14,10 @@ import pytest
 from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
 
-from devhost.services import Azurite, Postgres
+from devhost.services import Postgres
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
-KEY = "e2e-instances-key"
 # Distinctive, so a leak into any answer is found by a plain substring search.
 PASSWORDS = ("Sh0p-S3cret-1", "N0body-S3cret-2", "Wr0ng-S3cret-3", "Br0ken-S3cret-4")
 
@@ -57,18 +56,10 @@ def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
 
 @pytest.fixture(scope="module")
 def host(
-    azurite: Azurite, server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevhostProcess]:
-    suffix = uuid.uuid4().hex[:8]
     env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "PGVAULT_VAULT_NAME": "pgvault-e2e",
-        "PGVAULT_REGION": "westeurope",
-        "PGVAULT_ALLOW_ENV_SECRETS": "true",
-        "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
-        "PGVAULT_STATE_TABLE": f"state{suffix}",
-        "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
-        "PGVAULT_DEVHOST_KEY": KEY,
+        **app_env,
         "SHOP_CS": (
             f"Server=ignored.example.com;Port=1;User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
         ),
@@ -78,7 +69,7 @@ def host(
         "BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": KEY}
+    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
     assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
     yield h
     assert h.stop() == 0, h.log()
