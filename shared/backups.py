@@ -9,7 +9,6 @@ of the instance already running is refused with ``UserErrorMaxConcurrentOperatio
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,16 +26,6 @@ log = logging.getLogger(__name__)
 
 # An on-demand backup still queued (not started) this long counts as running for collisions.
 QUEUED_WINDOW = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class BackupRequest:
-    """What a backup job is asked to do (carried on the job and in its queue message)."""
-
-    instance: str
-    rule_name: str
-    retention_tag: str | None  # None: the scheduler's tagging decides when the backup succeeds
-    on_demand: bool
 
 
 def parse_trigger(body: Any, policy_rule: str) -> tuple[str, str | None]:

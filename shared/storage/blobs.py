@@ -67,16 +67,6 @@ class BlobStore:
             raise TransientError(f"blob storage failed writing {name}: {type(exc).__name__}") from exc
         return True
 
-    def put_json(self, name: str, document: Mapping[str, Any]) -> None:
-        """Write (or overwrite) a small JSON document."""
-        body = json.dumps(document, sort_keys=True).encode()
-        try:
-            self._client.upload_blob(
-                name, body, overwrite=True, content_settings=ContentSettings(content_type="application/json")
-            )
-        except AzureError as exc:
-            raise TransientError(f"blob storage failed writing {name}: {type(exc).__name__}") from exc
-
     def get_json(self, name: str) -> Any | None:
         """The JSON document stored under ``name``, or None when there is none."""
         try:
