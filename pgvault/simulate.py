@@ -23,8 +23,10 @@ LONG_RANGE = dt.timedelta(days=92)
 """Ranges longer than about a quarter also get the per-month table, which reads better than the list."""
 
 
-def add_policy_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the ``policy`` group and its ``simulate`` command."""
+def add_policy_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Register the ``policy`` group and its ``simulate`` command; return the group's commands."""
     policy = groups.add_parser("policy", help="backup policies", description="Work with backup policies.")
     commands = policy.add_subparsers(dest="command", metavar="<command>", required=True)
     sim = commands.add_parser(
@@ -45,6 +47,7 @@ def add_policy_commands(groups: argparse._SubParsersAction[argparse.ArgumentPars
         "in table output)",
     )
     sim.set_defaults(handler=run_simulate)
+    return commands
 
 
 def parse_instant(text: str) -> dt.datetime:
