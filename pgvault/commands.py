@@ -499,7 +499,7 @@ def add_recovery_point_commands(groups: Groups) -> None:
 
 
 def add_restore_commands(groups: Groups) -> None:
-    """``restore database|files`` (Azure's restore request shapes)."""
+    """``restore database|files|verify`` (Azure's restore request shapes)."""
     restore = groups.add_parser("restore", help="restore a recovery point")
     commands = restore.add_subparsers(dest="command", metavar="<command>", required=True)
     shared = argparse.ArgumentParser(add_help=False)
@@ -542,6 +542,17 @@ def add_restore_commands(groups: Groups) -> None:
     files.add_argument("--zstd", action="store_true", help="keep the dump zstd-compressed")
     files.add_argument("--connection-string-secret-uri", help="secret with the container account's connection string")
     files.set_defaults(handler=api_command(restore_files))
+    verify = commands.add_parser(
+        "verify",
+        parents=[common_options(), wait_options()],
+        help="prove a recovery point restores (scratch database, compared, dropped)",
+        description="Restore a point into a scratch database on the target secret's server, compare every "
+        "table with the manifest taken at backup time, and drop the scratch database.",
+    )
+    verify.add_argument("--instance", "-i", required=True)
+    verify.add_argument("--recovery-point", required=True)
+    verify.add_argument("--target-secret-uri", required=True, help="secret of the server to restore on")
+    verify.set_defaults(handler=api_command(restore_verify))
 
 
 def _restore_request(args: argparse.Namespace, target: dict[str, Any]) -> dict[str, Any]:
@@ -616,4 +627,20 @@ def restore_database(args: argparse.Namespace, client: Client) -> int:
 
 def restore_files(args: argparse.Namespace, client: Client) -> int:
     answer = client.request("POST", f"/backupInstances/{seg(args.instance)}:restore", body=restore_files_body(args))
+    return finish_job(args, client, answer.body["jobId"])
+
+
+def verify_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``:verifyRestore`` request: the point and the secret of the scratch server."""
+    return {
+        "recoveryPointId": args.recovery_point,
+        "datasourceAuthCredentials": {
+            "objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"uri": args.target_secret_uri, "secretStoreType": "AzureKeyVault"},
+        },
+    }
+
+
+def restore_verify(args: argparse.Namespace, client: Client) -> int:
+    answer = client.request("POST", f"/backupInstances/{seg(args.instance)}:verifyRestore", body=verify_body(args))
     return finish_job(args, client, answer.body["jobId"])

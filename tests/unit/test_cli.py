@@ -200,3 +200,16 @@ def test_unreachable_api_exits_3_with_a_code(
     monkeypatch.setenv("PGVAULT_URL", f"http://127.0.0.1:{free_port()}")
     assert main(["job", "list", "-o", "json"]) == 3
     assert "pgvault: ConnectionFailed" in capsys.readouterr().err
+
+
+def test_restore_verify_sends_the_point_and_the_scratch_servers_secret() -> None:
+    from pgvault.commands import verify_body
+
+    args = parse("restore", "verify", "-i", "orders", "--recovery-point", "rp1", "--target-secret-uri", "env:T")
+    assert verify_body(args) == {
+        "recoveryPointId": "rp1",
+        "datasourceAuthCredentials": {
+            "objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"uri": "env:T", "secretStoreType": "AzureKeyVault"},
+        },
+    }
