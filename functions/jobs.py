@@ -35,9 +35,10 @@ def _bounded(req: func.HttpRequest, name: str, default: int, high: int) -> int:
 
 
 def _next_link(req: func.HttpRequest, token: str) -> str:
-    """This request's URL with the continuation token in place of any earlier one."""
+    """This request's URL with the continuation token in place of any earlier one (and no ``code``)."""
     parts = urlsplit(req.url)
-    params = [(k, v) for k, v in req.params.items() if k not in CONTINUATION_PARAMS]
+    # A function key given as ?code= stays out of the body: send it again (or use x-functions-key).
+    params = [(k, v) for k, v in req.params.items() if k not in (*CONTINUATION_PARAMS, "code")]
     return str(
         urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*params, (CONTINUATION_PARAM, token)]), ""))
     )

@@ -92,7 +92,11 @@ def _schemas() -> dict[str, Schema]:
                 "status": {"type": "string", "enum": ["Healthy", "Unhealthy"]},
                 "vault": STR,
                 "region": NSTR,
-                "settings": {"type": "array", "items": STR, "description": "Unhealthy: the settings to fix"},
+                "settings": {
+                    "type": "object",
+                    "additionalProperties": STR,
+                    "description": "Unhealthy: each setting to fix and why",
+                },
             },
         ),
         "BackupPolicy": _obj(

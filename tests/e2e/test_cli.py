@@ -197,3 +197,35 @@ def test_openapi_description_is_served_with_the_key(host: DevhostProcess) -> Non
     assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.")
     assert "/backupJobs" in doc.json()["paths"]
     assert host.get("/openapi.json", headers={"x-functions-key": "wrong"}).status_code == 401
+
+
+def test_next_link_never_carries_a_function_key_given_as_code(
+    host: DevhostProcess, app_env: dict[str, str], protected: list[str]
+) -> None:
+    import requests
+
+    key = app_env["PGVAULT_DEVHOST_KEY"]
+    r = requests.get(f"{host.url}/backupJobs", params={"top": 1, "code": key}, timeout=30)
+    assert r.status_code == 200 and "nextLink" in r.json()
+    assert key not in r.json()["nextLink"] and "code=" not in r.json()["nextLink"]
+
+
+def test_real_answers_match_the_openapi_schemas(host: DevhostProcess, protected: list[str]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from shared.openapi import openapi
+
+    components = openapi()["components"]
+
+    def check(schema: str, body: Any) -> None:
+        Draft202012Validator({"$ref": f"#/components/schemas/{schema}", "components": components}).validate(body)
+
+    jobs = host.get("/backupJobs?top=3").json()
+    check("JobList", jobs)
+    check("Job", host.get(f"/backupJobs/{jobs['value'][0]['jobId']}").json())
+    check("BackupInstanceList", host.get("/backupInstances").json())
+    check("BackupInstance", host.get("/backupInstances/shop").json())
+    check("RecoveryPointList", host.get("/backupInstances/shop/recoveryPoints").json())
+    check("PolicyList", host.get("/backupPolicies").json())
+    check("Error", host.get("/backupInstances/nothing-here").json())
+    check("Error", host.get("/backupJobs?days=0").json())
