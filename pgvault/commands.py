@@ -244,6 +244,30 @@ def add_policy_api_commands(commands: Groups) -> None:
     delete.set_defaults(handler=api_command(policy_delete))
 
 
+SIMULATED_ROW: list[Column] = [
+    ("TIME", _k("time")),
+    ("TAG", _k("tag")),
+    ("VAULT EXPIRY", _k("vaultExpiry")),
+    ("ARCHIVE MOVE", _k("archiveMove")),
+    ("DELETION", _k("deletion")),
+]
+
+
+def _simulate_stored(args: argparse.Namespace, client: Client) -> int:
+    body = {"from": args.start.isoformat(), "to": args.end.isoformat()}
+    result = client.request("POST", f"/backupPolicies/{seg(args.name)}:simulate", body=body).body
+    if args.output == "json":
+        emit(result, "json")
+    else:
+        emit(result.get("backups", []), "table", SIMULATED_ROW)
+        print(f"summary: {json.dumps(result.get('summary'))}")
+    return EXIT_OK
+
+
+simulate_stored = api_command(_simulate_stored)
+"""``policy simulate --name``: the API simulates a stored policy (``POST .../{name}:simulate``)."""
+
+
 def policy_create(args: argparse.Namespace, client: Client) -> int:
     answer = client.request("PUT", f"/backupPolicies/{seg(args.name)}", body=read_json_file(args.file))
     emit(answer.body, args.output, POLICY_ROW)

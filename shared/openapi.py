@@ -421,6 +421,9 @@ def _op(
         out["requestBody"] = body
     if anonymous:
         out["security"] = []
+    else:
+        # Azure's host answers 401 with no body; devhost with the error shape (without recommendedAction).
+        out["responses"] = {**responses, "401": {"description": "the function key is missing or wrong"}}
     return out
 
 

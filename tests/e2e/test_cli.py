@@ -229,3 +229,18 @@ def test_real_answers_match_the_openapi_schemas(host: DevhostProcess, protected:
     check("PolicyList", host.get("/backupPolicies").json())
     check("Error", host.get("/backupInstances/nothing-here").json())
     check("Error", host.get("/backupJobs?days=0").json())
+
+
+def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[str], names: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    sim = cli("policy", "simulate", "--name", "weekly", "--from", "2026-01-01", "--to", "2026-03-01", "-o", "json")
+    assert sim.code == 0, sim.err
+    assert len(sim.json()["backups"]) == 8 and {b["tag"] for b in sim.json()["backups"]} == {"Default"}
+    policies = cli("policy", "list", "-o", "table")
+    assert policies.code == 0 and policies.out.splitlines()[0].split() == ["NAME", "RULES"] and "weekly" in policies.out
+    instances = cli("instance", "list", "-o", "json")
+    assert instances.code == 0 and {i["name"] for i in instances.json()} == {"shop", "shop2"}
+    shown = cli("instance", "show", "-n", "shop", "-o", "table")
+    assert shown.code == 0 and "Success" in shown.out and names["db"] in shown.out
+    script = cli("instance", "grant-script", "-n", "shop", "--format", "sh")
+    assert script.code == 0 and "psql" in script.out and names["user"] in script.out
+    assert cli("policy", "delete", "-n", "weekly").code == 3  # in use: 409 Conflict

@@ -98,7 +98,8 @@ def test_every_error_answer_has_the_error_shape_and_only_health_is_anonymous() -
     for path, item in openapi()["paths"].items():
         for method, op in item.items():
             for status, response in op["responses"].items():
-                if int(status) >= 400 and path not in ("/health", "/dashboard/{path}"):
+                if int(status) >= 400 and status != "401" and path not in ("/health", "/dashboard/{path}"):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"} or status == "400", (path, method, status)
             assert ("security" in op) == (path == "/health"), (path, method)
+            assert ("401" in op["responses"]) == (path != "/health"), (path, method)
