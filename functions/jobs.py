@@ -8,11 +8,19 @@ import azure.functions as func
 
 from functions.http import api, json_response
 from shared.errors import ErrorCode, UserError
-from shared.jobs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, JobQuery, JobStatus, JobStore, Operation
+from shared.jobs import (
+    DEFAULT_PAGE_SIZE,
+    MAX_LIST_DAYS,
+    MAX_PAGE_SIZE,
+    Cursor,
+    JobQuery,
+    JobStatus,
+    JobStore,
+    Operation,
+)
 from shared.vault import current_vault
 
 bp = func.Blueprint()
-MAX_DAYS = 90
 CONTINUATION_PARAM = "continuationToken"
 CONTINUATION_PARAMS = (CONTINUATION_PARAM, "$skipToken")  # Azure list APIs use either name; nextLink uses the first
 
@@ -49,7 +57,7 @@ def _next_link(req: func.HttpRequest, token: str) -> str:
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     """Jobs of the last ``days`` days (default 7), newest first, filtered by instance, status, operation;
     ``top`` per page (default 100) and a ``nextLink`` carrying ``continuationToken`` while more remain."""
-    days = _bounded(req, "days", 7, MAX_DAYS)
+    days = _bounded(req, "days", 7, MAX_LIST_DAYS)
     top = _bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     vault = current_vault()
     query = JobQuery.last_days(

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 _MAX_MS = 0xFFFFFFFFFFFF
 _JOB_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
 DEFAULT_PAGE_SIZE = 100
+MAX_LIST_DAYS = 90  # the jobs list looks this far back at most
+_CLOCK_SKEW = timedelta(minutes=5)  # between the instances that wrote a token and read it
 MAX_PAGE_SIZE = 1000  # Azure Table Storage's own page size: one request per page at most
 
 
@@ -449,7 +451,9 @@ class Cursor:
         match = _PARTITION.match(partition) if isinstance(partition, str) else None
         if match is None or not isinstance(after, str) or (after and not _JOB_ID.match(after)):
             raise InvalidToken(target, "malformed position")
-        if not since <= until or not partition_for(since) <= partition <= partition_for(until):
+        if not since <= until <= query.until + _CLOCK_SKEW or until - since > timedelta(days=MAX_LIST_DAYS):
+            raise InvalidToken(target, "window not of this query")
+        if not partition_for(since) <= partition <= partition_for(until):
             raise InvalidToken(target, "position outside the query's window")
         return cls(partition, after, since, until, fingerprint)
 

@@ -14,13 +14,12 @@ from functools import cache
 from typing import Any
 
 from shared.errors import ErrorCode
-from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, JobStatus, Operation
+from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobStatus, Operation
 from shared.policy import DataStore
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,149}$"
-MAX_JOB_DAYS = 90
 RETAIN_DATA = ("forever", "asPerPolicy", "delete")
 
 Schema = dict[str, Any]
@@ -434,7 +433,9 @@ def _q(name: str, schema: Schema, description: str) -> dict[str, Any]:
 def _paths() -> dict[str, Any]:
     inst = ("name",)
     job_filters = [
-        _q("days", {"type": "integer", "minimum": 1, "maximum": MAX_JOB_DAYS, "default": 7}, "jobs of the last N days"),
+        _q(
+            "days", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_DAYS, "default": 7}, "jobs of the last N days"
+        ),
         _q("instance", STR, "only this backup instance's jobs"),
         _q("status", _ref("JobStatus"), "only jobs in this status"),
         _q("operation", _ref("Operation"), "only this kind of job"),

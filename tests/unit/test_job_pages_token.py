@@ -75,6 +75,8 @@ def test_forged_token_cannot_leave_the_querys_window_or_name_another_partition()
         {"p": partition_for(NOW - timedelta(days=30))},
         {"r": "' or 1 eq 1"},
         {"s": int((NOW + timedelta(days=1)).timestamp() * 1000)},
+        {"s": int((NOW - timedelta(days=3650)).timestamp() * 1000), "p": partition_for(NOW - timedelta(days=3000))},
+        {"u": int((NOW + timedelta(days=3)).timestamp() * 1000), "p": partition_for(NOW + timedelta(days=2))},
         {"v": 2},
     ):
         with pytest.raises(InvalidToken):
