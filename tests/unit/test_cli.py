@@ -213,3 +213,82 @@ def test_restore_verify_sends_the_point_and_the_scratch_servers_secret() -> None
             "secretStoreResource": {"uri": "env:T", "secretStoreType": "AzureKeyVault"},
         },
     }
+
+
+class _StuckJobServer:
+    """A tiny real HTTP server whose one job never finishes (and which records the keys it was sent)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        keys: list[str | None] = []
+        self.keys = keys
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                keys.append(self.headers.get("x-functions-key"))
+                body = json.dumps(
+                    {
+                        "jobId": "j1",
+                        "status": "InProgress",
+                        "progress": 0.25,
+                        "bytes": 2048,
+                        "steps": [{"name": "Dump"}],
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_watch_gives_up_after_timeout_with_exit_4_and_sends_the_key(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _StuckJobServer()
+    try:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        monkeypatch.setenv("PGVAULT_KEY", "the-key")
+        assert main(["job", "watch", "j1", "--timeout", "0.2", "--poll", "0.05", "-o", "json"]) == 4
+    finally:
+        server.close()
+    captured = capsys.readouterr()
+    assert "still InProgress" in captured.err and "j1: InProgress Dump 2.0 KiB" in captured.err
+    assert json.loads(captured.out) == {"jobId": "j1"}
+    assert server.keys and set(server.keys) == {"the-key"}
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
+    import io
+
+    from pgvault.output import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = Progress(screen)
+    bar.show({"status": "InProgress", "progress": 0.5, "bytes": 3 * 2**20, "steps": [{"name": "Dump"}]})
+    bar.show({"status": "Completed", "progress": 1.0, "bytes": 6 * 2**20, "steps": [{"name": "Commit"}]})
+    bar.done()
+    text = screen.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    assert "[" + "#" * 15 + "." * 15 + "]  50%" in text and "6.0 MiB  Completed Commit" in text
