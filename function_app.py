@@ -8,6 +8,7 @@ from functions.backups import bp as backups
 from functions.health import bp as health
 from functions.instances import bp as instances
 from functions.jobs import bp as jobs
+from functions.openapi import bp as openapi
 from functions.policies import bp as policies
 from functions.workers import bp as workers
 from shared.settings import load_settings
@@ -17,6 +18,7 @@ app.register_functions(health)
 app.register_functions(policies)
 app.register_functions(instances)
 app.register_functions(jobs)
+app.register_functions(openapi)
 app.register_functions(backups)
 app.register_functions(workers)
 

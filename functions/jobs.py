@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
 import azure.functions as func
 
 from functions.http import api, json_response
 from shared.errors import ErrorCode, UserError
-from shared.jobs import JobStatus, JobStore, Operation
+from shared.jobs import (
+    DEFAULT_PAGE_SIZE,
+    MAX_LIST_DAYS,
+    MAX_PAGE_SIZE,
+    Cursor,
+    JobQuery,
+    JobStatus,
+    JobStore,
+    Operation,
+)
 from shared.vault import current_vault
 
 bp = func.Blueprint()
-MAX_DAYS = 90
+CONTINUATION_PARAM = "continuationToken"
+CONTINUATION_PARAMS = (CONTINUATION_PARAM, "$skipToken")  # Azure list APIs use either name; nextLink uses the first
 
 
 def _enum(kind: type[JobStatus] | type[Operation], value: str | None, target: str) -> JobStatus | Operation | None:
@@ -23,28 +35,51 @@ def _enum(kind: type[JobStatus] | type[Operation], value: str | None, target: st
     raise UserError(ErrorCode.INVALID_REQUEST, f"{target} must be one of {allowed}; got {value!r}", target=target)
 
 
+def _bounded(req: func.HttpRequest, name: str, default: int, high: int) -> int:
+    raw = req.params.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise UserError(ErrorCode.INVALID_REQUEST, f"{name} must be a whole number 1-{high}; got {raw!r}", target=name)
+    return int(raw)
+
+
+def _next_link(req: func.HttpRequest, token: str) -> str:
+    """This request's URL with the continuation token in place of any earlier one (and no ``code``)."""
+    parts = urlsplit(req.url)
+    # A function key given as ?code= stays out of the body: send it again (or use x-functions-key).
+    params = [(k, v) for k, v in req.params.items() if k not in (*CONTINUATION_PARAMS, "code")]
+    return str(
+        urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*params, (CONTINUATION_PARAM, token)]), ""))
+    )
+
+
 @bp.route(route="backupJobs", methods=["GET"])
 @api
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    """Jobs of the last ``days`` days (default 7), newest first, filtered by instance, status, operation."""
-    raw_days = req.params.get("days", "7")
-    if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
-        raise UserError(ErrorCode.INVALID_REQUEST, f"days must be a whole number 1-{MAX_DAYS}", target="days")
-    status = _enum(JobStatus, req.params.get("status"), "status")
-    operation = _enum(Operation, req.params.get("operation"), "operation")
+    """Jobs of the last ``days`` days (default 7), newest first, filtered by instance, status, operation;
+    ``top`` per page (default 100) and a ``nextLink`` carrying ``continuationToken`` while more remain."""
+    days = _bounded(req, "days", 7, MAX_LIST_DAYS)
+    top = _bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     vault = current_vault()
-    jobs = JobStore(vault.state).recent(
+    query = JobQuery.last_days(
         vault.clock(),
-        days=int(raw_days),
+        days,
         instance=req.params.get("instance") or None,
-        status=status,  # type: ignore[arg-type]
-        operation=operation,  # type: ignore[arg-type]
+        status=_enum(JobStatus, req.params.get("status"), "status"),  # type: ignore[arg-type]
+        operation=_enum(Operation, req.params.get("operation"), "operation"),  # type: ignore[arg-type]
     )
-    return json_response({"value": [j.to_dict() for j in jobs]})
+    cursor = None
+    for name in CONTINUATION_PARAMS:
+        if req.params.get(name):
+            cursor = Cursor.decode(req.params[name], query, target=name)
+    page = JobStore(vault.state).page(query, top=top, cursor=cursor)
+    body: dict[str, object] = {"value": [j.to_dict() for j in page.jobs]}
+    if page.next is not None:
+        body["nextLink"] = _next_link(req, page.next.encode())
+    return json_response(body)
 
 
 @bp.route(route="backupJobs/{jobId}", methods=["GET"])
 @api
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
-    """One job with its steps, timings, bytes and error."""
+    """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
     return json_response(JobStore(current_vault().state).get(req.route_params["jobId"]).to_dict())

@@ -23,18 +23,22 @@ LONG_RANGE = dt.timedelta(days=92)
 """Ranges longer than about a quarter also get the per-month table, which reads better than the list."""
 
 
-def add_policy_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the ``policy`` group and its ``simulate`` command."""
+def add_policy_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Register the ``policy`` group and its ``simulate`` command; return the group's commands."""
     policy = groups.add_parser("policy", help="backup policies", description="Work with backup policies.")
     commands = policy.add_subparsers(dest="command", metavar="<command>", required=True)
     sim = commands.add_parser(
         "simulate",
-        help="dry-run a policy file (offline: no server needed)",
+        help="dry-run a policy file (offline: no server needed) or a stored policy (--name)",
         description="Offline: list every scheduled backup of a policy file in [--from, --to), assuming all "
         "succeed, with its tag, vault expiry, archive move and deletion, and the points alive per datastore. "
         "Dates without a time are midnight UTC; date-times without an offset are UTC.",
     )
-    sim.add_argument("--file", "-f", required=True, type=Path, help="Azure BackupPolicy JSON (wrapped or bare)")
+    source = sim.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", "-f", type=Path, help="Azure BackupPolicy JSON (wrapped or bare)")
+    source.add_argument("--name", "-n", help="instead of a file: a stored policy, simulated by the API (PGVAULT_URL)")
     sim.add_argument("--from", dest="start", required=True, type=parse_instant, help="start, e.g. 2025-01-01")
     sim.add_argument("--to", dest="end", required=True, type=parse_instant, help="end (exclusive), e.g. 2026-01-01")
     sim.add_argument("--output", "-o", choices=("table", "json"), default="table", help="output format")
@@ -45,6 +49,7 @@ def add_policy_commands(groups: argparse._SubParsersAction[argparse.ArgumentPars
         "in table output)",
     )
     sim.set_defaults(handler=run_simulate)
+    return commands
 
 
 def parse_instant(text: str) -> dt.datetime:
@@ -60,6 +65,10 @@ def run_simulate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     """Print the simulation; 2 with a message on stderr when the file or the policy is invalid."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.file is None:
+        from pgvault.commands import simulate_stored
+
+        return simulate_stored(args)
     try:
         document = json.loads(args.file.read_text(encoding="utf-8"))
     except OSError as error:

@@ -1,0 +1,246 @@
+"""The CLI through the real HTTP API: devhost, Azurite and a real PostgreSQL, `python -m pgvault` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from devhost_process import REPO, DevhostProcess
+from psycopg import sql
+
+from devhost.services import Postgres
+from shared.pg.grants import grant_sql
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "Cli-S3cret-7"
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture(scope="module")
+def names() -> dict[str, str]:
+    s = uuid.uuid4().hex[:6]
+    return {"db": f"cli_{s}", "db2": f"cli2_{s}", "user": f"clibackup_{s}"}
+
+
+@pytest.fixture(scope="module")
+def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
+        )
+        for db in (names["db"], names["db2"]):
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    for db in (names["db"], names["db2"]):
+        with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
+            c.execute("CREATE TABLE items (id int PRIMARY KEY, label text)")
+            c.execute("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
+        postgres.psql(grant_sql(db, names["user"]), db)
+    yield postgres
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for db in (names["db"], names["db2"]):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+
+
+@pytest.fixture(scope="module")
+def host(
+    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevhostProcess]:
+    env = {**app_env, "CLI_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
+    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
+    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    yield h
+    assert h.stop() == 0, h.log()
+
+
+@pytest.fixture(scope="module")
+def cli(host: DevhostProcess, app_env: dict[str, str]):  # type: ignore[no-untyped-def]
+    def run(*argv: str) -> Run:
+        env = {
+            **os.environ,
+            "PGVAULT_URL": f"http://127.0.0.1:{host.port}",
+            "PGVAULT_KEY": app_env["PGVAULT_DEVHOST_KEY"],
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "pgvault", *argv],
+            check=False,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def protected(cli, server: Postgres, names: dict[str, str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """Policy stored and two instances protected (validated) through the CLI."""
+    policy = cli("policy", "create", "-n", "weekly", "-f", str(EXAMPLES / "sunday-default-only.json"), "-o", "json")
+    assert policy.code == 0, policy.err
+    assert policy.json()["name"] == "weekly"
+    made = []
+    for name, db in (("shop", names["db"]), ("shop2", names["db2"])):
+        r = cli(
+            "instance",
+            "configure",
+            "-n",
+            name,
+            "--server",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+            "-d",
+            db,
+            "--secret-uri",
+            "env:CLI_CS",
+            "--policy",
+            "weekly",
+            "--wait",
+            "--poll",
+            "0.3",
+            "-o",
+            "json",
+        )
+        assert r.code == 0, r.err
+        assert r.json()["status"] == "Completed" and r.json()["operation"] == "Validate"
+        made.append(name)
+    return made
+
+
+def test_backup_now_wait_exits_0_and_prints_the_recovery_point(cli, protected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    r = cli("backup", "now", "--instance", "shop", "--tag", "Default", "--wait", "--poll", "0.3", "-o", "json")
+    assert r.code == 0, r.err
+    job = r.json()
+    assert job["status"] == "Completed" and job["operation"] == "Backup" and job["bytes"] > 0
+    point_id = job["recoveryPointId"]
+    assert point_id and job["links"]["recoveryPoint"].endswith(f"/recoveryPoints/{point_id}")
+    shown = cli("recovery-point", "show", "-i", "shop", "--id", point_id, "-o", "json")
+    assert shown.code == 0 and shown.json()["retentionTag"] == "Default" and len(shown.json()["sha256"]) == 64
+    table = cli("recovery-point", "list", "-i", "shop", "-o", "table")
+    assert table.code == 0 and point_id in table.out and "VaultStore" in table.out
+    detail = cli("job", "show", job["jobId"], "-o", "table")
+    assert detail.code == 0 and "step Dump" in detail.out and point_id in detail.out
+
+
+def test_backup_of_an_instance_whose_user_lost_its_privileges_exits_1_with_the_code(  # type: ignore[no-untyped-def]
+    cli, protected: list[str], server: Postgres, names: dict[str, str]
+) -> None:
+    with psycopg.connect(
+        host="127.0.0.1", port=server.port, dbname=names["db2"], user="postgres", autocommit=True
+    ) as c:
+        c.execute(sql.SQL("REVOKE SELECT ON items FROM {}").format(sql.Identifier(names["user"])))
+    r = cli("backup", "now", "--instance", "shop2", "--wait", "--poll", "0.3", "-o", "json")
+    assert r.code == 1, (r.out, r.err)
+    # Progress lines (one per change of status or step: stderr is not a terminal here), then the error.
+    assert any(line.startswith("pgvault: UserErrorMissingDBPermissions: job ") for line in r.err.splitlines()), r.err
+    assert "Recommended action:" in r.err
+    assert r.json()["status"] == "Failed"
+    watched = cli("job", "watch", r.json()["jobId"], "-o", "json")
+    assert watched.code == 1 and "UserErrorMissingDBPermissions" in watched.err
+
+
+def test_api_errors_exit_3_with_the_code(cli, protected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    r = cli("backup", "now", "--instance", "nothing-here", "-o", "json")
+    assert r.code == 3 and r.err.startswith("pgvault: NotFound: ")
+    r = cli("backup", "now", "--instance", "shop", "--tag", "Hourly", "-o", "json")
+    assert r.code == 3 and "InvalidRequest" in r.err and "retentionTagOverride" in r.err
+
+
+def test_job_list_reads_every_page(cli, host: DevhostProcess, protected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    everything = host.get("/backupJobs?top=1000").json()
+    assert "nextLink" not in everything and len(everything["value"]) >= 3
+    first = host.get("/backupJobs?top=2").json()
+    assert len(first["value"]) == 2 and "continuationToken=" in first["nextLink"]
+    paged = cli("job", "list", "--top", "2", "-o", "json")
+    assert paged.code == 0, paged.err
+    assert [j["jobId"] for j in paged.json()] == [j["jobId"] for j in everything["value"]]
+    validations = cli("job", "list", "--top", "1", "--operation", "Validate", "-o", "table")
+    assert validations.code == 0 and validations.out.count("Validate") == 2
+
+
+def test_tampered_continuation_token_is_a_400_naming_the_parameter(host: DevhostProcess, protected: list[str]) -> None:
+    link = host.get("/backupJobs?top=1").json()["nextLink"]
+    assert link.startswith(host.url + "/backupJobs?")
+    token = link.split("continuationToken=")[1]
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    r = host.get(f"/backupJobs?top=1&continuationToken={tampered}")
+    assert r.status_code == 400 and r.json()["error"]["target"] == "continuationToken"
+    other_filter = host.get(f"/backupJobs?top=1&status=Failed&$skipToken={token}")
+    assert other_filter.status_code == 400 and other_filter.json()["error"]["target"] == "$skipToken"
+    assert host.get(link.removeprefix(host.url)).status_code == 200
+
+
+def test_openapi_description_is_served_with_the_key(host: DevhostProcess) -> None:
+    doc = host.get("/openapi.json")
+    assert doc.status_code == 200 and doc.json()["openapi"].startswith("3.")
+    assert "/backupJobs" in doc.json()["paths"]
+    assert host.get("/openapi.json", headers={"x-functions-key": "wrong"}).status_code == 401
+
+
+def test_next_link_never_carries_a_function_key_given_as_code(
+    host: DevhostProcess, app_env: dict[str, str], protected: list[str]
+) -> None:
+    import requests
+
+    key = app_env["PGVAULT_DEVHOST_KEY"]
+    r = requests.get(f"{host.url}/backupJobs", params={"top": 1, "code": key}, timeout=30)
+    assert r.status_code == 200 and "nextLink" in r.json()
+    assert key not in r.json()["nextLink"] and "code=" not in r.json()["nextLink"]
+
+
+def test_real_answers_match_the_openapi_schemas(host: DevhostProcess, protected: list[str]) -> None:
+    from jsonschema import Draft202012Validator
+
+    from shared.openapi import openapi
+
+    components = openapi()["components"]
+
+    def check(schema: str, body: Any) -> None:
+        Draft202012Validator({"$ref": f"#/components/schemas/{schema}", "components": components}).validate(body)
+
+    jobs = host.get("/backupJobs?top=3").json()
+    check("JobList", jobs)
+    check("Job", host.get(f"/backupJobs/{jobs['value'][0]['jobId']}").json())
+    check("BackupInstanceList", host.get("/backupInstances").json())
+    check("BackupInstance", host.get("/backupInstances/shop").json())
+    check("RecoveryPointList", host.get("/backupInstances/shop/recoveryPoints").json())
+    check("PolicyList", host.get("/backupPolicies").json())
+    check("Error", host.get("/backupInstances/nothing-here").json())
+    check("Error", host.get("/backupJobs?days=0").json())
+
+
+def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[str], names: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    sim = cli("policy", "simulate", "--name", "weekly", "--from", "2026-01-01", "--to", "2026-03-01", "-o", "json")
+    assert sim.code == 0, sim.err
+    assert len(sim.json()["backups"]) == 8 and {b["tag"] for b in sim.json()["backups"]} == {"Default"}
+    policies = cli("policy", "list", "-o", "table")
+    assert policies.code == 0 and policies.out.splitlines()[0].split() == ["NAME", "RULES"] and "weekly" in policies.out
+    instances = cli("instance", "list", "-o", "json")
+    assert instances.code == 0 and {i["name"] for i in instances.json()} == {"shop", "shop2"}
+    shown = cli("instance", "show", "-n", "shop", "-o", "table")
+    assert shown.code == 0 and "Success" in shown.out and names["db"] in shown.out
+    script = cli("instance", "grant-script", "-n", "shop", "--format", "sh")
+    assert script.code == 0 and "psql" in script.out and names["user"] in script.out
+    assert cli("policy", "delete", "-n", "weekly").code == 3  # in use: 409 Conflict
