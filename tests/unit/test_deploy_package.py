@@ -1,0 +1,81 @@
+"""The files `func azure functionapp publish` would upload, computed as Core Tools computes them.
+
+Core Tools (src/Azure.Functions.Cli, ``GetLocalFiles``) walks the project folder, skips the
+folders ``.git`` and ``.vscode`` and the files ``.funcignore``, ``.gitignore``,
+``local.settings.json`` and ``project.lock.json`` by name, then keeps each file whose path
+relative to the root (with ``/``) the gitignore-style patterns of ``.funcignore`` accept.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pathspec
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ALWAYS_SKIPPED_DIRS = {".git", ".vscode"}
+ALWAYS_SKIPPED_FILES = {".funcignore", ".gitignore", "local.settings.json", "project.lock.json"}
+
+
+def _spec(root: Path) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines((root / ".funcignore").read_text().splitlines())
+
+
+def package_files(root: Path) -> set[str]:
+    """Relative paths of the files Core Tools would zip from ``root``."""
+    spec = _spec(root)
+    files: set[str] = set()
+    for folder, dirs, names in os.walk(root):
+        rel_folder = Path(folder).relative_to(root).as_posix()
+        prefix = "" if rel_folder == "." else f"{rel_folder}/"
+        # A folder the patterns exclude excludes all below it (gitignore cannot re-include inside it),
+        # so not walking it changes nothing; it keeps .venv and node_modules out of the walk.
+        dirs[:] = [d for d in dirs if d not in ALWAYS_SKIPPED_DIRS and not spec.match_file(f"{prefix}{d}/")]
+        for name in names:
+            rel = f"{prefix}{name}"
+            if name not in ALWAYS_SKIPPED_FILES and not spec.match_file(rel):
+                files.add(rel)
+    return files
+
+
+@pytest.fixture(scope="module")
+def files() -> set[str]:
+    return package_files(REPO)
+
+
+def _tops(files: set[str]) -> set[str]:
+    return {f.split("/", 1)[0] + ("/" if "/" in f else "") for f in files}
+
+
+def test_the_package_holds_the_app_and_its_requirements(files: set[str]) -> None:
+    for needed in ("function_app.py", "host.json", "requirements.txt"):
+        assert needed in files
+    assert {"functions/", "shared/"} <= _tops(files)
+    assert "shared/settings.py" in files and "functions/workers.py" in files
+    assert "shared/policy/timezones.py" in files
+
+
+def test_the_package_leaves_out_tests_tools_and_local_state(files: set[str]) -> None:
+    tops = _tops(files)
+    for left_out in ("tests/", "devhost/", "bench/", ".venv/", "node_modules/", "pgvault/", "infra/", ".git/", ".ci/"):
+        assert left_out not in tops, left_out
+    for name in ("local.settings.json", "local.settings.sample.json", "requirements-dev.txt", "Makefile",
+                 "Dockerfile", "pyproject.toml", "README.md", "DEPLOY.md"):
+        assert name not in files, name
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def test_nothing_but_the_app_is_at_the_top_level(files: set[str]) -> None:
+    assert _tops(files) - {"pgtools/"} == {"function_app.py", "host.json", "requirements.txt", "functions/", "shared/"}
+
+
+def test_bundled_pg_tools_and_a_local_settings_file_are_handled_as_core_tools_would(tmp_path: Path) -> None:
+    (tmp_path / ".funcignore").write_text((REPO / ".funcignore").read_text())
+    for rel in ("function_app.py", "pgtools/bin/pg_dump", "pgtools/lib/libpq.so.5", "local.settings.json",
+                "shared/__pycache__/x.cpython-311.pyc", ".venv/bin/python", ".vscode/settings.json",
+                "tests/unit/test_x.py", "shared/tests/helper.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    assert package_files(tmp_path) == {"function_app.py", "pgtools/bin/pg_dump", "pgtools/lib/libpq.so.5"}
