@@ -9,7 +9,9 @@ relative to the root (with ``/``) the gitignore-style patterns of ``.funcignore`
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pathspec
 import pytest
@@ -79,3 +81,46 @@ def test_bundled_pg_tools_and_a_local_settings_file_are_handled_as_core_tools_wo
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     assert package_files(tmp_path) == {"function_app.py", "pgtools/bin/pg_dump", "pgtools/lib/libpq.so.5"}
+
+
+# ------------------------------------------------------------------ bundled pg tools (Flex Consumption)
+
+BUNDLE = REPO / "infra" / "bundle-pg-tools.sh"
+PG15 = Path("/usr/lib/postgresql/15/bin")
+needs_pg15 = pytest.mark.skipif(not (PG15 / "pg_dump").exists(), reason="needs this machine's PostgreSQL 15 client")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("package") / "pgtools"
+    subprocess.run(["bash", str(BUNDLE), str(PG15), str(dest)], check=True, capture_output=True, timeout=120)
+    return dest
+
+
+@needs_pg15
+def test_bundled_pg_dump_runs_with_an_empty_environment_on_its_own_libpq(bundle: Path) -> None:
+    out = subprocess.run(
+        [str(bundle / "bin" / "pg_dump"), "--version"], env={"LD_DEBUG": "libs"}, capture_output=True, text=True,
+        timeout=30, check=True,
+    )
+    assert out.stdout.startswith("pg_dump (PostgreSQL) 15.")
+    assert f"calling init: {bundle}/bin/../lib/libpq.so.5" in out.stderr
+    assert sorted(p.name for p in (bundle / "bin").iterdir()) == ["pg_dump", "pg_restore", "psql"]
+    assert not [p.name for p in (bundle / "lib").iterdir() if p.name.startswith(("libc.so", "ld-linux"))]
+
+
+@needs_pg15
+def test_pgvault_finds_the_bundled_tools_through_pg_bin_dir(bundle: Path) -> None:
+    from shared.pg.tools import pick_tool
+
+    tool = pick_tool("pg_dump", 15, bundle / "bin", search_path="")
+    assert tool.major == 15
+    assert tool.path == bundle / "bin" / "pg_dump"  # the bin dir comes first among equals
+
+
+@needs_pg15
+@pytest.mark.integration
+def test_the_bundled_pg_dump_dumps_a_real_server_with_only_pg_variables_set(bundle: Path, postgres: Any) -> None:
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGUSER": "postgres", "PGDATABASE": "postgres"}
+    out = subprocess.run([str(bundle / "bin" / "pg_dump"), "-Fc"], env=env, capture_output=True, timeout=60, check=True)
+    assert out.stdout.startswith(b"PGDMP")
