@@ -8,7 +8,9 @@ relative to the root (with ``/``) the gitignore-style patterns of ``.funcignore`
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,55 @@ def test_the_bundled_pg_dump_dumps_a_real_server_with_only_pg_variables_set(bund
     env = {"PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGUSER": "postgres", "PGDATABASE": "postgres"}
     out = subprocess.run([str(bundle / "bin" / "pg_dump"), "-Fc"], env=env, capture_output=True, timeout=60, check=True)
     assert out.stdout.startswith(b"PGDMP")
+
+
+# ------------------------------------------------------------------ the container image
+
+
+def _docker_context(root: Path) -> set[str]:
+    """Files `docker build` sends, by .dockerignore (patterns from the context root, ``**`` any depth)."""
+    patterns = [p.strip() for p in (root / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"]
+
+    def ignored(rel: str) -> bool:
+        parts = rel.split("/")
+        for pattern in patterns:
+            if pattern.startswith("**/"):
+                if any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts):
+                    return True
+            elif any(fnmatch.fnmatchcase("/".join(parts[: i + 1]), pattern) for i in range(len(parts))):
+                return True
+        return False
+
+    files = set()
+    for folder, dirs, names in os.walk(root):
+        rel_folder = Path(folder).relative_to(root).as_posix()
+        prefix = "" if rel_folder == "." else f"{rel_folder}/"
+        dirs[:] = [d for d in dirs if not ignored(f"{prefix}{d}")]
+        files |= {f"{prefix}{n}" for n in names if not ignored(f"{prefix}{n}")}
+    return files
+
+
+def test_the_image_holds_the_same_files_as_the_zip_package(files: set[str]) -> None:
+    assert _docker_context(REPO) == {f for f in files if not f.startswith("pgtools/")}
+
+
+def test_dockerfile_builds_on_the_functions_python_image_with_postgresql_17_client() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM mcr\.microsoft\.com/azure-functions/python:4-python3\.11$", text, re.M)
+    assert re.search(r"^ARG PG_MAJOR=17$", text, re.M)
+    assert "https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" in text
+    assert "https://www.postgresql.org/media/keys/ACCC4CF8.asc" in text
+    assert '"postgresql-client-${PG_MAJOR}"' in text
+    # The build stops unless pg_dump of that major runs, and libpq speaks TLS.
+    assert '"$PGVAULT_PG_BIN_DIR/pg_dump" --version | grep -E "^pg_dump \\(PostgreSQL\\) ${PG_MAJOR}\\."' in text
+    assert 'grep -E "libssl\\.so"' in text
+
+
+def test_the_images_tool_folder_is_the_one_the_template_gives_premium_apps() -> None:
+    from tests.arm_template import arm_app_settings, load_arm
+
+    text = (REPO / "Dockerfile").read_text()
+    bin_dir = re.search(r"PGVAULT_PG_BIN_DIR=(\S+)", text)
+    assert bin_dir is not None
+    image_dir = bin_dir.group(1).replace("${PG_MAJOR}", "17")
+    assert arm_app_settings(load_arm(), planKind="ElasticPremium")["PGVAULT_PG_BIN_DIR"] == image_dir
