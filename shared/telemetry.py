@@ -71,6 +71,8 @@ def configure_telemetry(env: Mapping[str, str]) -> bool:
     """
     global _configured  # noqa: PLW0603 - OpenTelemetry's providers are process-wide
     install_record_factory()
+    # The Azure SDK logs every HTTP request at INFO: a backup stages thousands of blocks.
+    logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
     connection = env.get(CONNECTION_SETTING, "").strip()
     with _lock:
         if _configured or not connection:
