@@ -113,11 +113,12 @@ def test_bundled_pg_dump_runs_with_an_empty_environment_on_its_own_libpq(bundle:
 
 @needs_pg15
 def test_pgvault_finds_the_bundled_tools_through_pg_bin_dir(bundle: Path) -> None:
-    from shared.pg.tools import pick_tool
+    from shared.pg.tools import list_tools
 
-    tool = pick_tool("pg_dump", 15, bundle / "bin", search_path="")
-    assert tool.major == 15
-    assert tool.path == bundle / "bin" / "pg_dump"  # the bin dir comes first among equals
+    tools = list_tools("pg_dump", bundle / "bin", search_path="")
+    bundled = [t for t in tools if t.path == bundle / "bin" / "pg_dump"]
+    assert len(bundled) == 1 and bundled[0].major == 15  # its version read through the wrapper
+    assert tools.index(bundled[0]) == min(i for i, t in enumerate(tools) if t.major == 15)  # first among equals
 
 
 @needs_pg15

@@ -63,6 +63,6 @@ def test_start_up_names_the_pg_dump_versions_it_found(caplog: pytest.LogCaptureF
          "PGVAULT_PG_BIN_DIR": str(PG15)}
     )
     lines = log_client_tools(settings)
-    assert lines[0].startswith("pg_dump found: 15.") and str(PG15 / "pg_dump") in lines[0]
-    assert lines[1].startswith("pg_restore found: 15.")
+    assert lines[0].startswith("pg_dump found: ") and "15." in lines[0] and f"({PG15 / 'pg_dump'})" in lines[0]
+    assert lines[1].startswith("pg_restore found: ") and f"({PG15 / 'pg_restore'})" in lines[1]
     assert [r.getMessage() for r in caplog.records if r.name == "shared.vault"] == lines
