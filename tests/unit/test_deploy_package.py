@@ -179,3 +179,27 @@ def test_the_images_tool_folder_is_the_one_the_template_gives_premium_apps() -> 
     assert bin_dir is not None
     image_dir = bin_dir.group(1).replace("${PG_MAJOR}", "17")
     assert arm_app_settings(load_arm(), planKind="ElasticPremium")["PGVAULT_PG_BIN_DIR"] == image_dir
+
+
+# ------------------------------------------------------------------ host.json is explained
+
+
+def _leaf_keys(node: Any) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            keys.add(key)
+            keys |= _leaf_keys(value)
+    return keys
+
+
+def test_every_host_json_setting_is_explained_in_deploy_md() -> None:
+    import json
+
+    host = json.loads((REPO / "host.json").read_text())
+    section = (REPO / "DEPLOY.md").read_text().split("## 6. host.json", 1)[1].split("\n## ", 1)[0]
+    # Containers of settings need no paragraph of their own; every setting in them does.
+    containers = {"version", "logging", "logLevel", "extensions", "http", "queues", "applicationInsights",
+                  "samplingSettings", "isEnabled", "excludedTypes", "default", "Host.Results", "Function", "id"}
+    unexplained = {k for k in _leaf_keys(host) - containers if f"`{k}" not in section and f"{k}:" not in section}
+    assert not unexplained, f"host.json settings without a word in DEPLOY.md §6: {sorted(unexplained)}"

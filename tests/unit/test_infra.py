@@ -345,3 +345,43 @@ def test_bicep_and_json_assign_the_same_roles(arm: dict[str, Any], bicep: Bicep)
 
 def test_bicep_and_json_have_the_same_outputs(arm: dict[str, Any], bicep: Bicep) -> None:
     assert bicep.outputs == {name: o["type"] for name, o in arm["outputs"].items()}
+
+
+# Properties whose value decides security or data safety: Bicep and JSON must say the same.
+GUARDED = [
+    ("storage", "allowSharedKeyAccess", False),
+    ("storage", "allowBlobPublicAccess", False),
+    ("storage", "minimumTlsVersion", "TLS1_2"),
+    ("storage", "supportsHttpsTrafficOnly", True),
+    ("blobService", "isVersioningEnabled", True),
+    ("backupContainer", "publicAccess", "None"),
+    ("deploymentContainer", "publicAccess", "None"),
+    ("backupImmutability", "allowProtectedAppendWrites", False),
+    ("keyVault", "enableRbacAuthorization", True),
+    ("keyVault", "enableSoftDelete", True),
+    ("keyVault", "enablePurgeProtection", True),
+    ("app", "httpsOnly", True),
+    ("app", "ftpsState", "Disabled"),
+]
+
+
+def _find(node: Any, key: str) -> list[Any]:
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                found.append(v)
+            found += _find(v, key)
+    elif isinstance(node, list):
+        for v in node:
+            found += _find(v, key)
+    return found
+
+
+@pytest.mark.parametrize(("resource", "key", "value"), GUARDED, ids=[f"{r}.{k}" for r, k, _ in GUARDED])
+def test_bicep_and_json_agree_on_security_properties(
+    arm: dict[str, Any], bicep: Bicep, resource: str, key: str, value: Any
+) -> None:
+    assert _find(arm["resources"][resource], key) == [value]
+    lines = re.findall(rf"^\s+{key}: (.+)$", bicep.resources[resource].body, re.M)
+    assert [bicep_literal(v) for v in lines] == [value]
