@@ -20,7 +20,7 @@ param premiumSku string = 'EP1'
 @description('Region of every resource.')
 param location string = resourceGroup().location
 
-@description('Prefix of the generated resource names.')
+@description('Prefix of the generated resource names: lowercase letters and digits (it starts the storage account name).')
 @minLength(2)
 @maxLength(10)
 param baseName string = 'pgvault'

@@ -97,7 +97,7 @@ def _function_timeout(env: Mapping[str, str], problems: dict[str, str]) -> timed
     if raw == "-1":
         return None
     m = _TIMESPAN.match(raw)
-    if m is None or int(m.group(3)) > 59 or int(m.group(4)) > 59:
+    if m is None or int(m.group(2)) > 23 or int(m.group(3)) > 59 or int(m.group(4)) > 59:
         problems["PGVAULT_FUNCTION_TIMEOUT"] = (
             f"must be the host's functionTimeout as [d.]hh:mm:ss (e.g. 02:00:00) or -1, got {raw!r}"
         )

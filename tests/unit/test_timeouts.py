@@ -65,7 +65,7 @@ def test_a_malformed_function_timeout_is_named_at_start() -> None:
 
     from shared.errors import SettingsError
 
-    for bad in ("30m", "00:75:00", "00:00:00"):
+    for bad in ("30m", "00:75:00", "24:00:00", "00:00:00"):
         with pytest.raises(SettingsError) as err:
             load_settings({**BASE, "PGVAULT_FUNCTION_TIMEOUT": bad})
         assert set(err.value.problems) == {"PGVAULT_FUNCTION_TIMEOUT"}, bad
