@@ -10,6 +10,7 @@ import azure.functions as func
 
 from shared.backup_runner import BackupRunner
 from shared.storage import layout
+from shared.telemetry import job_context
 from shared.validation import ValidationService
 from shared.vault import current_vault
 
@@ -34,15 +35,24 @@ def _payload(msg: func.QueueMessage) -> dict[str, Any]:
 def validation_worker(msg: func.QueueMessage) -> None:
     """Run one validation job."""
     payload = _payload(msg)
-    vault = current_vault()
-    service = ValidationService(vault.state, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
-    service.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+    with job_context(payload["jobId"], payload.get("instance")):
+        vault = current_vault()
+        service = ValidationService(vault.state, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
+        service.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_QUEUE, connection="AzureWebJobsStorage")
 def backup_worker(msg: func.QueueMessage) -> None:
     """Run one backup job."""
     payload = _payload(msg)
-    vault = current_vault()
-    runner = BackupRunner(vault.state, vault.backups, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
-    runner.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+    with job_context(payload["jobId"], payload.get("instance")):
+        vault = current_vault()
+        runner = BackupRunner(
+            vault.state,
+            vault.backups,
+            vault.secrets,
+            vault.clock,
+            pg_bin_dir=vault.settings.pg_bin_dir,
+            function_timeout=vault.settings.function_timeout,
+        )
+        runner.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.tables import ETagMismatch, StateTable
+from shared.timeouts import overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class BackupRunner:
         clock: Callable[[], datetime],
         *,
         pg_bin_dir: Path | None = None,
+        function_timeout: timedelta | None = None,
     ) -> None:
         self._jobs = JobStore(state)
         self._instances = InstanceService(state, lambda job, instance: None)
@@ -79,6 +81,7 @@ class BackupRunner:
         self._secrets = secrets
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
+        self._function_timeout = function_timeout
 
     def run(self, job_id: str, *, last_try: bool) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
@@ -88,6 +91,9 @@ class BackupRunner:
         job = self._recorded(job_id, last_try)
         if job is None or job.status.finished:
             return job
+        timed_out = overran(job, self._clock(), self._function_timeout)
+        if timed_out is not None:  # the host stopped the last attempt: never retried into the same wall
+            return self._fail(job, timed_out, [])
         lock = self._locks.acquire(job.instance, job.job_id, self._clock())
         if lock is None:
             return self._busy(job, last_try)
@@ -144,7 +150,9 @@ class BackupRunner:
 
     def _backup(self, job: Job, lock: Lock, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
-        job = self._jobs.save(job, start_time=job.start_time or started, steps=())
+        job = self._jobs.save(
+            job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
+        )
         instance = self._instances.get(job.instance)
         if instance.readiness is not Readiness.SUCCESS:
             raise UserError(

@@ -92,6 +92,12 @@ class ErrorCode(StrEnum):
         400,
         "Install a pg_dump whose major version is at least the server's and point PGVAULT_PG_BIN_DIR at it.",
     )
+    FUNCTION_TIMEOUT_EXCEEDED = (
+        "UserErrorFunctionTimeoutExceeded",
+        400,
+        "Raise the function timeout (host.json functionTimeout and PGVAULT_FUNCTION_TIMEOUT) or move to a plan "
+        "without the 10-minute limit (Flex Consumption, Elastic Premium), then start the operation again.",
+    )
     INVALID_SETTINGS = (
         "InvalidSettings",
         500,

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from shared.errors import SettingsError
@@ -21,6 +22,11 @@ _VAULT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,49}$")
 _REGION = re.compile(r"^[a-z0-9]+$")
 
 STORAGE_SETTING = "AzureWebJobsStorage"
+
+# host.json's functionTimeout; PGVAULT_FUNCTION_TIMEOUT must say the same (the template sets both
+# from one parameter). The Functions host stops a run at this limit; see shared/timeouts.py.
+DEFAULT_FUNCTION_TIMEOUT = "00:30:00"
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Settings:
     backup_container: str
     schedule: str
     retention_schedule: str
+    # None: no limit (functionTimeout -1, possible on Flex Consumption, Premium and Dedicated plans).
+    function_timeout: timedelta | None = timedelta(minutes=30)
 
     def __repr__(self) -> str:
         # The connection string can hold an account key: never print it.
@@ -82,6 +90,23 @@ def _ncrontab(env: Mapping[str, str], name: str, default: str | None, problems: 
             f"must be a six-field NCRONTAB expression (second minute hour day month weekday), got {value!r}"
         )
     return value
+
+
+def _function_timeout(env: Mapping[str, str], problems: dict[str, str]) -> timedelta | None:
+    raw = env.get("PGVAULT_FUNCTION_TIMEOUT", "").strip() or DEFAULT_FUNCTION_TIMEOUT
+    if raw == "-1":
+        return None
+    m = _TIMESPAN.match(raw)
+    if m is None or int(m.group(2)) > 23 or int(m.group(3)) > 59 or int(m.group(4)) > 59:
+        problems["PGVAULT_FUNCTION_TIMEOUT"] = (
+            f"must be the host's functionTimeout as [d.]hh:mm:ss (e.g. 02:00:00) or -1, got {raw!r}"
+        )
+        return timedelta(minutes=30)
+    days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    limit = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if limit <= timedelta(0):
+        problems["PGVAULT_FUNCTION_TIMEOUT"] = f"must be longer than zero, got {raw!r}"
+    return limit
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", None, problems)
     retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", "0 17 * * * *", problems)
+    function_timeout = _function_timeout(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -151,4 +177,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backup_container=container,
         schedule=schedule,
         retention_schedule=retention_schedule,
+        function_timeout=function_timeout,
     )

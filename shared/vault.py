@@ -6,11 +6,14 @@ no I/O and a misconfigured app fails with every settings problem named.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.pg.tools import list_tools
 from shared.secrets import EnvSecretProvider, KeyVaultSecretProvider, SecretProvider, SecretResolver
 from shared.settings import Settings, load_settings
 from shared.storage import layout
@@ -18,6 +21,9 @@ from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
+from shared.telemetry import configure_telemetry
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -64,5 +70,33 @@ def current_vault() -> Vault:
     global _vault  # noqa: PLW0603 - one composition root per process, as the host runs one app
     with _lock:
         if _vault is None:
-            _vault = Vault.connect(load_settings())
+            settings = load_settings()
+            configure_telemetry(os.environ)
+            log_client_tools(settings)
+            _vault = Vault.connect(settings)
         return _vault
+
+
+def log_client_tools(settings: Settings) -> list[str]:
+    """Log, once per process at start, which pg_dump / pg_restore versions this app can use.
+
+    Returns the lines logged. No pg_dump at all is a warning: every validation and backup would
+    fail with ``UserErrorPgDumpVersionTooOld``.
+    """
+    lines = []
+    for name in ("pg_dump", "pg_restore"):
+        tools = list_tools(name, settings.pg_bin_dir)
+        if tools:
+            found = ", ".join(f"{t.version_text.split()[-1]} ({t.path})" for t in tools)
+            lines.append(f"{name} found: {found}")
+            log.info("%s found: %s", name, found)
+        else:
+            where = f"PGVAULT_PG_BIN_DIR={settings.pg_bin_dir}, " if settings.pg_bin_dir else ""
+            lines.append(f"{name} not found")
+            log.warning(
+                "%s not found (%sPATH, /usr/lib/postgresql/*/bin): validations and backups will fail with "
+                "UserErrorPgDumpVersionTooOld",
+                name,
+                where,
+            )
+    return lines

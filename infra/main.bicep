@@ -1,0 +1,403 @@
+// pgvault in your own subscription: one storage account (state table, queues, backups, the Flex
+// deployment package), a Key Vault in RBAC mode for the database credentials, one user-assigned
+// identity with exactly the data roles the app needs, Application Insights on Log Analytics, and
+// the Function App on Flex Consumption (default) or Elastic Premium.
+//
+// infra/main.json is the ARM JSON form of this file, written by hand (no Bicep compiler here);
+// tests/unit/test_infra.py keeps the two in step. Change both, or the test fails.
+// Deploy: see DEPLOY.md.
+
+targetScope = 'resourceGroup'
+
+@description('Hosting plan: FlexConsumption (default; deploy the code with func publish) or ElasticPremium (EP1..EP3; runs the container image built from the Dockerfile).')
+@allowed(['FlexConsumption', 'ElasticPremium'])
+param planKind string = 'FlexConsumption'
+
+@description('Elastic Premium size, used only when planKind is ElasticPremium.')
+@allowed(['EP1', 'EP2', 'EP3'])
+param premiumSku string = 'EP1'
+
+@description('Region of every resource.')
+param location string = resourceGroup().location
+
+@description('Prefix of the generated resource names: lowercase letters and digits (it starts the storage account name).')
+@minLength(2)
+@maxLength(10)
+param baseName string = 'pgvault'
+
+@description('Function App name (globally unique, part of <name>.azurewebsites.net).')
+param functionAppName string = '${baseName}-${uniqueString(resourceGroup().id)}'
+
+@description('Storage account name: 3-24 lowercase letters and digits, globally unique.')
+@minLength(3)
+@maxLength(24)
+param storageAccountName string = take('${toLower(baseName)}${uniqueString(resourceGroup().id)}', 24)
+
+@description('Key Vault name: 3-24 letters, digits and hyphens, globally unique.')
+@minLength(3)
+@maxLength(24)
+param keyVaultName string = take('kv-${baseName}-${uniqueString(resourceGroup().id)}', 24)
+
+@description('Name of the user-assigned managed identity the app runs as.')
+param identityName string = 'id-${baseName}'
+
+@description('PGVAULT_VAULT_NAME: this vault\'s name as the API shows it.')
+param pgvaultVaultName string = baseName
+
+@description('PGVAULT_REGION: the vault\'s region; a database server in another region is refused. Defaults to the deployment region.')
+param pgvaultRegion string = location
+
+@description('PGVAULT_SCHEDULER_SCHEDULE: six-field NCRONTAB of the timer that starts due backups.')
+param schedulerSchedule string = '0 */5 * * * *'
+
+@description('PGVAULT_RETENTION_SCHEDULE: six-field NCRONTAB of the retention sweep.')
+param retentionSchedule string = '0 17 * * * *'
+
+@description('Longest run of one function (host functionTimeout and PGVAULT_FUNCTION_TIMEOUT, hh:mm:ss). A backup that needs longer fails with UserErrorFunctionTimeoutExceeded instead of retrying.')
+param functionTimeout string = '02:00:00'
+
+@description('Blob container of the recovery points (PGVAULT_BACKUP_CONTAINER).')
+param backupContainerName string = 'pgvault-backups'
+
+@description('Days a time-based immutability (WORM) policy keeps each backup blob undeletable; 0 = no policy. Keep it at or below the shortest retention of your policies (VaultStore allows 7 days), or expired points cannot be deleted on time.')
+@minValue(0)
+@maxValue(3650)
+param backupImmutabilityDays int = 0
+
+@description('Days deleted blobs (and containers) stay recoverable (blob soft delete).')
+@minValue(1)
+@maxValue(365)
+param softDeleteDays int = 14
+
+@description('Days a previous blob version is kept before the lifecycle rule deletes it.')
+@minValue(1)
+@maxValue(3650)
+param previousVersionDays int = 30
+
+@description('Flex Consumption instance memory (MB).')
+@allowed([2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Flex Consumption: the most instances the app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('ElasticPremium only: the container image to run, e.g. myregistry.azurecr.io/pgvault:1.0 (built from the Dockerfile).')
+param containerImage string = ''
+
+@description('Log Analytics retention (days).')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+var isFlex = planKind == 'FlexConsumption'
+var deploymentContainerName = 'app-package'
+var pgToolsDir = isFlex ? '/home/site/wwwroot/pgtools/bin' : '/usr/lib/postgresql/17/bin'
+
+// Built-in role definitions (same ids in every cloud; learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: identityName
+  location: location
+}
+
+resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: 'log-${baseName}-${uniqueString(resourceGroup().id)}'
+  location: location
+  properties: {
+    retentionInDays: logRetentionDays
+    sku: { name: 'PerGB2018' }
+  }
+}
+
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${baseName}-${uniqueString(resourceGroup().id)}'
+  location: location
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id
+  }
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageAccountName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: 'Standard_ZRS' }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    // No account keys anywhere: the app and the Functions host connect with the identity.
+    allowSharedKeyAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    isVersioningEnabled: true
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource backupContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: backupContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// WORM for the backups: a blob cannot be deleted or overwritten for backupImmutabilityDays after it
+// is written. Changing a blob's tier stays allowed, so pgvault's archive moves keep working.
+resource backupImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (backupImmutabilityDays > 0) {
+  parent: backupContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: backupImmutabilityDays
+    allowProtectedAppendWrites: false
+  }
+}
+
+// Lifecycle rules that do not fight pgvault: pgvault itself moves each recovery point to the
+// Archive tier and deletes it when its policy says so (and records that in the state table), so
+// no rule here touches a current blob in the backups container: a lifecycle tier move or delete
+// would happen behind pgvault's back and break its records. The rules only clean what versioning
+// and deployments leave behind: previous versions (what a delete or an overwrite keeps while
+// versioning is on) after previousVersionDays, in both containers.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-previous-backup-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${backupContainerName}/']
+            }
+            actions: {
+              version: {
+                delete: { daysAfterCreationGreaterThan: previousVersionDays }
+              }
+            }
+          }
+        }
+        {
+          name: 'delete-old-deployment-packages'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: ['blockBlob']
+              prefixMatch: ['${deploymentContainerName}/']
+            }
+            actions: {
+              version: {
+                delete: { daysAfterCreationGreaterThan: previousVersionDays }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+  dependsOn: [blobService]
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: keyVaultName
+  location: location
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    // RBAC mode: access by role assignments (Key Vault Secrets User for the app), no access policies.
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+// Exactly the roles the app needs: blobs (backups, deployment package, host leases), queues and
+// tables on the one account; reading secrets on the one vault.
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, identity.id, keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-${baseName}-${uniqueString(resourceGroup().id)}'
+  location: location
+  kind: isFlex ? 'functionapp' : 'elastic'
+  sku: isFlex ? { name: 'FC1', tier: 'FlexConsumption' } : { name: premiumSku, tier: 'ElasticPremium' }
+  properties: {
+    reserved: true
+    maximumElasticWorkerCount: isFlex ? null : 20
+  }
+}
+
+// Every setting the app reads (shared/settings.py, local.settings.sample.json), identity-based.
+var commonAppSettings = {
+  AzureWebJobsStorage__accountName: storage.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.properties.clientId
+  AZURE_CLIENT_ID: identity.properties.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+  AzureFunctionsJobHost__functionTimeout: functionTimeout
+  PGVAULT_FUNCTION_TIMEOUT: functionTimeout
+  PGVAULT_VAULT_NAME: pgvaultVaultName
+  PGVAULT_REGION: pgvaultRegion
+  PGVAULT_ALLOW_ENV_SECRETS: 'false'
+  PGVAULT_PG_BIN_DIR: pgToolsDir
+  PGVAULT_STATE_TABLE: 'pgvaultstate'
+  PGVAULT_BACKUP_CONTAINER: backupContainerName
+  PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
+  PGVAULT_RETENTION_SCHEDULE: retentionSchedule
+}
+
+// Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig
+// and must not have FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION.
+var premiumAppSettings = {
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'python'
+  WEBSITES_ENABLE_APP_SERVICE_STORAGE: 'false'
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: functionAppName
+  location: location
+  kind: isFlex ? 'functionapp,linux' : 'functionapp,linux,container'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identity.id
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      linuxFxVersion: isFlex ? null : 'DOCKER|${containerImage}'
+      acrUseManagedIdentityCreds: !isFlex
+      acrUserManagedIdentityID: isFlex ? null : identity.properties.clientId
+    }
+    functionAppConfig: isFlex
+      ? {
+          deployment: {
+            storage: {
+              type: 'blobContainer'
+              value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+              authentication: {
+                type: 'UserAssignedIdentity'
+                userAssignedIdentityResourceId: identity.id
+              }
+            }
+          }
+          scaleAndConcurrency: {
+            maximumInstanceCount: maximumInstanceCount
+            instanceMemoryMB: instanceMemoryMB
+          }
+          runtime: {
+            name: 'python'
+            version: '3.11'
+          }
+        }
+      : null
+  }
+  dependsOn: [blobOwner, queueContributor, tableContributor, secretsUser]
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings)
+}
+
+output functionAppName string = app.name
+output functionAppUrl string = 'https://${app.properties.defaultHostName}/api'
+output storageAccountName string = storage.name
+output backupContainerName string = backupContainer.name
+output keyVaultName string = keyVault.name
+output keyVaultUri string = keyVault.properties.vaultUri
+output identityClientId string = identity.properties.clientId
+output identityPrincipalId string = identity.properties.principalId
+output applicationInsightsName string = insights.name

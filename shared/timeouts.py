@@ -1,0 +1,62 @@
+"""Runs that outlive the Functions host's time limit: recognised on the retry, failed with advice.
+
+The host stops a function at ``functionTimeout`` (host.json, or the app setting
+``AzureFunctionsJobHost__functionTimeout``): 10 minutes at most on the Consumption plan, 30 by
+default and unbounded at most on Flex Consumption, Premium and Dedicated. A stopped backup's queue
+message comes back and would run into the same wall five times, then land in the poison queue
+with the job still ``InProgress``. Instead each attempt records when it started in the job
+(``details.attempt``); a delivery that finds an unfinished attempt started at least one timeout
+ago knows the host stopped it, and fails the job with ``UserErrorFunctionTimeoutExceeded`` and
+what to change. ``PGVAULT_FUNCTION_TIMEOUT`` tells the app the host's limit (the template sets both
+from one parameter).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.errors import ErrorCode, UserError
+from shared.jobs import Job
+
+ATTEMPT = "attempt"
+
+
+def with_attempt_started(job: Job, now: datetime) -> dict[str, Any]:
+    """The job's details with a new attempt recorded: its number and when it started."""
+    previous = job.details.get(ATTEMPT) or {}
+    number = int(previous.get("number", 0)) + 1
+    return {**job.details, ATTEMPT: {"number": number, "started": now.isoformat()}}
+
+
+def last_attempt_started(job: Job) -> datetime | None:
+    """When the job's last attempt started, if one did."""
+    attempt = job.details.get(ATTEMPT)
+    if not isinstance(attempt, dict) or "started" not in attempt:
+        return None
+    return datetime.fromisoformat(str(attempt["started"]))
+
+
+def overran(job: Job, now: datetime, limit: timedelta | None) -> UserError | None:
+    """The error to fail ``job`` with if its last attempt ran into the function timeout ``limit``.
+
+    An unfinished attempt that started at least ``limit`` before ``now`` cannot still be running:
+    the host stops every run at the limit. None when there is no limit, no attempt, or time left.
+    """
+    started = last_attempt_started(job)
+    if limit is None or started is None or job.status.finished or now - started < limit:
+        return None
+    number = int(job.details[ATTEMPT].get("number", 1))
+    return UserError(
+        ErrorCode.FUNCTION_TIMEOUT_EXCEEDED,
+        f"attempt {number} of {job.operation.value.lower()} job {job.job_id} started at "
+        f"{started.isoformat()} and did not finish within the function timeout ({limit}); "
+        "the host stopped it, and another try would stop at the same limit",
+        recommended_action=(
+            f"Raise the function timeout above the time this database takes to dump (now {limit}): set host.json "
+            "functionTimeout, or the app setting AzureFunctionsJobHost__functionTimeout, and PGVAULT_FUNCTION_TIMEOUT "
+            "to the same value, e.g. 04:00:00 (the template's functionTimeout parameter sets both; -1 means no "
+            "limit). The Consumption plan stops every run at 10 minutes: use Flex Consumption or Elastic Premium. "
+            "Then start the backup again."
+        ),
+    )
