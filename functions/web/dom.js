@@ -1,5 +1,5 @@
 // Building the page from data without ever parsing data as HTML: elements are created one by
-// one and every piece of text goes in through text nodes (textContent), never innerHTML.
+// one and every piece of text goes in through text nodes, never parsed as markup.
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
