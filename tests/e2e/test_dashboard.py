@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,28 @@ def test_dashboard_files_are_served_with_a_content_security_policy_and_nothing_e
     assert requests.get(f"{host.url}/backupJobs", timeout=10).status_code == 401
 
 
+def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
+    host: DevhostProcess, vault: dict[str, Any]
+) -> None:
+    shop = host.get("/backupInstances/shop").json()
+    done = vault["job"]
+    assert shop["lastBackup"] == {
+        "time": done["endTime"],
+        "status": "Completed",
+        "jobId": done["jobId"],
+        "recoveryPointId": done["recoveryPointId"],
+        "retentionTag": "Default",
+    }
+    # The example policy backs up on Mondays, Wednesdays and Fridays at 22:00 UTC.
+    upcoming = datetime.fromisoformat(shop["nextScheduledBackup"])
+    now = datetime.now(UTC)
+    assert now < upcoming <= now + timedelta(days=3) and upcoming.weekday() in (0, 2, 4)
+    assert (upcoming.hour, upcoming.minute) == (22, 0)
+    listed = {i["name"]: i for i in host.get("/backupInstances").json()["value"]}
+    assert listed["shop"]["lastBackup"] == shop["lastBackup"]
+    assert listed["hostile"]["lastBackup"] is None and listed["hostile"]["nextScheduledBackup"] is None
+
+
 def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
     host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str]
 ) -> None:
@@ -187,11 +210,16 @@ def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
     assert page.evaluate("window.__pwned") is None
     _shot(page, "2-instances")
 
-    # The hostile instance's page shows its validation error, still as text.
+    # The hostile instance's page and its failed validation job show the error, still as text.
     page.click('tr[data-instance="hostile"] a')
     expect(page.locator("#instance-name")).to_have_text("hostile")
-    expect(page.locator(".error-box")).to_contain_text("UserError")
+    expect(page.locator(".error-box")).to_contain_text("UserErrorDBNotFound")
     expect(page.locator("main")).to_contain_text(HOSTILE_DB)
+    assert page.locator("main img").count() == 0 and page.evaluate("window.__pwned") is None
+    page.click("text=validation job")
+    expect(page.locator("#job-status")).to_have_text("Failed")
+    expect(page.locator(".error-box")).to_contain_text(HOSTILE_DB)
+    expect(page.locator(".error-box .action")).not_to_be_empty()
     assert page.locator("main img").count() == 0 and page.evaluate("window.__pwned") is None
 
     # Instance page: the recovery point on the timeline and in the list.
