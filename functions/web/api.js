@@ -48,7 +48,10 @@ export async function call(path, { method = 'GET', body } = {}) {
   return data;
 }
 
-/** Every item of a list, following nextLink (same origin only) up to MAX_PAGES pages. */
+/**
+ * Every item of a list, following nextLink (same origin only) up to MAX_PAGES pages. The array's
+ * `truncated` property says whether more pages were left unread.
+ */
 export async function listAll(path) {
   const out = [];
   let next = path;
@@ -57,6 +60,7 @@ export async function listAll(path) {
     out.push(...((page && page.value) || []));
     next = page && page.nextLink ? String(page.nextLink) : null;
   }
+  out.truncated = Boolean(next);
   return out;
 }
 

@@ -47,8 +47,9 @@ function backupForm(instance, policy, ctx) {
     h('label', { for: 'backup-tag' }, 'Retention tag'), tagSelect, button, result);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const body = { backupRuleOptions: { ruleName: backupRule ? backupRule.name : undefined,
-      triggerOption: { retentionTagOverride: tagSelect.value } } };
+    // Without the policy (it could not be read) the server applies the policy's own rule and tag.
+    const body = backupRule ? { backupRuleOptions: { ruleName: backupRule.name,
+      triggerOption: tagSelect.value ? { retentionTagOverride: tagSelect.value } : undefined } } : {};
     post(`backupInstances/${ep(instance.name)}:backup`, body, outcome(result), ctx, button);
   });
   return form;

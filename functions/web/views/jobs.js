@@ -59,6 +59,8 @@ export async function renderJobs(main, _arg, params, ctx) {
 
   mount(main,
     h('div', { class: 'page-head' }, h('h1', null, 'Jobs'), h('span', { class: 'muted' }, `last ${DAYS} days`)),
+    all.truncated ? h('p', { class: 'note' }, `More jobs than the dashboard reads at once: the counts and the chart `
+      + `cover the newest ${all.length}. Use the filters or the API's nextLink for the rest.`) : null,
     cards,
     h('section', { class: 'card' }, h('h2', null, 'Outcomes per day'), outcomesChart(perDay(all, DAYS))),
     h('section', { class: 'card' },
