@@ -24,11 +24,13 @@ function pick(parts) {
   return ['jobs', renderJobs, null];
 }
 
-function keyForm(retry) {
+function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',
     required: true, placeholder: 'function key' });
   const form = h('form', { class: 'card key-form', id: 'key-form' },
     h('h1', null, 'Function key needed'),
+    refused ? h('p', { class: 'error-box', id: 'key-refused' }, 'The vault refused that key. Check it and try again.')
+      : null,
     h('p', null, 'This vault answers only requests that carry its function key (x-functions-key). ',
       'The key stays in this browser tab (sessionStorage) and goes only to this vault\'s API.'),
     h('label', { for: 'function-key' }, 'Function key'),
@@ -62,8 +64,10 @@ async function route() {
   } catch (err) {
     if (!ctx.alive()) return;
     if (err instanceof AuthNeeded) {
-      if (key.get()) key.forget();
-      mount(main, keyForm(route));
+      const refused = Boolean(key.get());
+      key.forget();
+      forget.hidden = true;
+      mount(main, keyForm(route, refused));
       document.getElementById('function-key').focus();
     } else {
       mount(main, errorBox(err.error || { code: 'Error', message: String(err.message || err) }, 'Could not load'));

@@ -178,6 +178,9 @@ def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
     page.goto(f"{host.url}/dashboard")
 
     # The key is asked for once, then sent on every call (devhost refuses calls without it).
+    page.fill("#function-key", "not-the-key")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-refused")).to_be_visible()
     page.fill("#function-key", host.headers["x-functions-key"])
     page.click("#key-form button[type=submit]")
 
@@ -224,7 +227,9 @@ def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
 
     # Instance page: the recovery point on the timeline and in the list.
     page.goto(f"{host.url}/dashboard#/instances/shop")
+    page.reload()  # the key is kept for the tab: no second prompt
     point = done["recoveryPointId"]
+    expect(page.locator("#key-form")).to_have_count(0)
     expect(page.locator(f'circle[data-recovery-point="{point}"]')).to_have_count(1)
     expect(page.locator(f'tr[data-recovery-point="{point}"]')).to_contain_text("VaultStore")
     _shot(page, "3-instance")
