@@ -43,7 +43,10 @@ def _serve(asset: Asset) -> func.HttpResponse:
     if asset.is_html:
         headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         headers["X-Frame-Options"] = "DENY"
-    return func.HttpResponse(asset.body, status_code=200, headers=headers)
+    # The mimetype as well as the header, so both agree whichever one the worker answers with.
+    return func.HttpResponse(
+        asset.body, status_code=200, headers=headers, mimetype=asset.content_type.split(";")[0], charset="utf-8"
+    )
 
 
 @bp.route(route="dashboard", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -142,6 +142,8 @@ def test_dashboard_files_are_served_with_a_content_security_policy_and_nothing_e
     assert "<script" in page.text and "<script>" not in page.text  # module files only, nothing inline
     js = requests.get(f"{host.url}/dashboard/views/jobs.js", timeout=10)
     assert js.status_code == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    slash = requests.get(f"{host.url}/dashboard/", timeout=10, allow_redirects=False)
+    assert slash.status_code == 302 and slash.headers["Location"] == "../dashboard"  # relative links need no slash
     for path in ("%2e%2e/function_app.py", "..%2f..%2fhost.json", "nothing.js", "dashboard.py"):
         assert requests.get(f"{host.url}/dashboard/{path}", timeout=10).status_code == 404, path
     # The data behind it needs the key.
