@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test lint typecheck unit demo run clean
+.PHONY: deps test lint typecheck unit demo run clean chromium
 
-deps: $(VENV)/.installed node_modules/.installed postgres-server
+deps: $(VENV)/.installed node_modules/.installed postgres-server chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required"; exit 1; }
@@ -26,6 +26,11 @@ node_modules/.installed: package.json package-lock.json
 postgres-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-15 ; }
+
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; no `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium ; }
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.backups import bp as backups
+from functions.dashboard import bp as dashboard
 from functions.health import bp as health
 from functions.instances import bp as instances
 from functions.jobs import bp as jobs
@@ -21,6 +22,7 @@ app.register_functions(jobs)
 app.register_functions(openapi)
 app.register_functions(backups)
 app.register_functions(workers)
+app.register_functions(dashboard)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

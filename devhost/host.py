@@ -134,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, status: int, code: str, message: str) -> None:
+        # An error answered before the request body was read leaves that body in the socket, where
+        # it would be parsed as the next request of this keep-alive connection: close it instead.
+        self.close_connection = True
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         self._send(status, body, {"Content-Type": "application/json"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import accepted, api, json_response
+from shared.backup_times import BackupTimesReader
 from shared.errors import ErrorCode, UserError
 from shared.instances import InstanceService
 from shared.request_body import parse_json_body
@@ -54,15 +55,19 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="backupInstances", methods=["GET"])
 @api
 def list_instances(req: func.HttpRequest) -> func.HttpResponse:
-    """Every backup instance with its protection status and readiness."""
-    return json_response({"value": [i.to_dict() for i in _service(current_vault()).all()]})
+    """Every backup instance with its protection status, readiness, last and next backup."""
+    vault = current_vault()
+    times, now = BackupTimesReader(vault.state), vault.clock()
+    return json_response({"value": [{**i.to_dict(), **times.of(i, now).to_dict()} for i in _service(vault).all()]})
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])
 @api
 def get_instance(req: func.HttpRequest) -> func.HttpResponse:
-    """One backup instance."""
-    return json_response(_service(current_vault()).get(req.route_params["name"]).to_dict())
+    """One backup instance, with its last and next backup."""
+    vault = current_vault()
+    instance = _service(vault).get(req.route_params["name"])
+    return json_response({**instance.to_dict(), **BackupTimesReader(vault.state).of(instance, vault.clock()).to_dict()})
 
 
 @bp.route(route="backupInstances/{name}:validate", methods=["POST"])

@@ -67,6 +67,15 @@ def test_unknown_route_is_404_and_wrong_method_is_405(sample_host: DevhostProces
     assert sample_host.request("DELETE", "/echo/x").status_code == 405
 
 
+def test_a_refused_request_with_a_body_does_not_spoil_the_next_request_on_its_connection(
+    sample_host: DevhostProcess,
+) -> None:
+    with requests.Session() as session:
+        refused = session.put(f"{sample_host.url}/echo/x", data=b'{"a": 1}', timeout=10)
+        assert refused.status_code == 405
+        assert session.post(f"{sample_host.url}/echo/orders:shout", data=b"{}", timeout=10).text == "ORDERS"
+
+
 def test_function_level_route_needs_the_key(sample_host: DevhostProcess) -> None:
     assert sample_host.get("/secure").status_code == 401
     assert sample_host.get("/secure", headers={"x-functions-key": "wrong"}).status_code == 401

@@ -48,6 +48,8 @@ EXPECTED_HTTP = {
     "backup_now": ("backupInstances/{name}:backup", {"POST"}, "function"),
     "list_recovery_points": ("backupInstances/{name}/recoveryPoints", {"GET"}, "function"),
     "get_recovery_point": ("backupInstances/{name}/recoveryPoints/{recoveryPointId}", {"GET"}, "function"),
+    "dashboard": ("dashboard", {"GET"}, "anonymous"),
+    "dashboard_asset": ("dashboard/{*path}", {"GET"}, "anonymous"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -100,13 +102,14 @@ def test_workers_know_the_hosts_max_dequeue_count() -> None:
     assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
 
 
-def test_only_health_is_anonymous(functions: dict[str, dict[str, Any]]) -> None:
+def test_only_health_and_the_dashboard_files_are_anonymous(functions: dict[str, dict[str, Any]]) -> None:
     anonymous = {
         name
         for name, f in functions.items()
         if f["trigger"]["type"] == "httpTrigger" and _v(f["trigger"].get("authLevel", "function")) == "anonymous"
     }
-    assert anonymous == {"health"}
+    # The dashboard routes serve fixed files without data; the data comes from the keyed API.
+    assert anonymous == {"health", "dashboard", "dashboard_asset"}
 
 
 def test_app_module_only_wires() -> None:

@@ -1,0 +1,41 @@
+// Every backup instance: readiness, policy, protection, last and next backup.
+import { listAll } from '../api.js';
+import { badge, fmtRelative, fmtTime, h, link, mount, table } from '../dom.js';
+
+function lastBackup(last) {
+  if (!last) return h('span', { class: 'muted' }, 'never');
+  return h('span', null, badge(last.status), ' ', link(fmtTime(last.time), 'jobs', last.jobId));
+}
+
+function nextBackup(next) {
+  if (!next) return h('span', { class: 'muted' }, 'not scheduled');
+  return h('span', { title: next }, fmtTime(next), h('small', { class: 'muted' }, ` (${fmtRelative(next)})`));
+}
+
+export async function renderInstances(main, _arg, _params, ctx) {
+  const instances = await listAll('backupInstances');
+  if (!ctx.alive()) return;
+  const rows = instances.map((i) => {
+    const readiness = i.backupReadiness || {};
+    return h('tr', { 'data-instance': i.name },
+      h('td', null, link(i.name, 'instances', i.name)),
+      h('td', null, h('div', null, i.database), h('small', { class: 'muted' }, `${i.server}:${i.port}`)),
+      h('td', null, badge(readiness.status),
+        readiness.error ? h('div', { class: 'small bad-text' }, readiness.error.code) : null),
+      h('td', null, i.policyName),
+      h('td', null, badge(i.protectionStatus)),
+      h('td', null, lastBackup(i.lastBackup)),
+      h('td', null, nextBackup(i.nextScheduledBackup)));
+  });
+  mount(main,
+    h('div', { class: 'page-head' }, h('h1', null, 'Backup instances'),
+      h('span', { class: 'muted' }, `${instances.length} protected database${instances.length === 1 ? '' : 's'}`)),
+    h('section', { class: 'card' },
+      table(['Name', 'Database', 'Readiness', 'Policy', 'Protection', 'Last backup', 'Next scheduled'], rows,
+        'No backup instances yet: configure one with POST /api/backupInstances or the CLI.')));
+  if (instances.some((i) => (i.backupReadiness || {}).status === 'Validating')) {
+    const timer = setTimeout(() => { if (ctx.alive()) renderInstances(main, _arg, _params, ctx).catch(() => {}); },
+      3000);
+    ctx.onLeave(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,82 @@
+// Jobs of the last 7 days: counts by status, outcomes per day, and the filtered list.
+import { listAll, query } from '../api.js';
+import { outcomesChart, perDay } from '../chart.js';
+import { badge, fmtBytes, fmtDuration, fmtTime, h, link, mount, table } from '../dom.js';
+
+const DAYS = 7;
+const STATUSES = ['InProgress', 'Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled'];
+const OPERATIONS = ['Backup', 'Validate', 'Restore', 'VerifyRestore', 'Rehydrate', 'ArchiveMove', 'Delete'];
+
+function select(name, label, options, value, onChange) {
+  const el = h('select', { name, id: `filter-${name}` },
+    h('option', { value: '' }, `any ${label.toLowerCase()}`),
+    options.map((o) => h('option', { value: o, selected: o === value }, o)));
+  el.addEventListener('change', onChange);
+  return h('label', { class: 'filter' }, h('span', null, label), el);
+}
+
+export function jobRow(job) {
+  return h('tr', { 'data-job-id': job.jobId },
+    h('td', null, link(job.operation, 'jobs', job.jobId)),
+    h('td', null, link(job.instance, 'instances', job.instance)),
+    h('td', null, badge(job.status)),
+    h('td', null, fmtTime(job.startTime || job.createdTime)),
+    h('td', { class: 'num' }, job.status === 'InProgress' ? `${Math.round((job.progress || 0) * 100)} %`
+      : fmtDuration(job.durationSeconds)),
+    h('td', { class: 'num' }, job.bytes ? fmtBytes(job.bytes) : '—'),
+    h('td', null, job.retentionTag || '—'),
+    h('td', { class: 'mono' }, link(job.jobId.slice(-8), 'jobs', job.jobId)));
+}
+
+export const JOB_HEADERS = ['Operation', 'Instance', 'Status', 'Started', 'Duration', 'Bytes', 'Tag', 'Job'];
+
+export async function renderJobs(main, _arg, params, ctx) {
+  const filters = { instance: params.get('instance') || '', status: params.get('status') || '',
+    operation: params.get('operation') || '' };
+  const filtered = filters.instance || filters.status || filters.operation;
+  const [all, instances] = await Promise.all([
+    listAll(`backupJobs${query({ days: DAYS })}`),
+    listAll('backupInstances'),
+  ]);
+  const shown = filtered ? await listAll(`backupJobs${query({ days: DAYS, ...filters })}`) : all;
+  if (!ctx.alive()) return;
+
+  const apply = () => {
+    const q = new URLSearchParams();
+    for (const name of ['instance', 'status', 'operation']) {
+      const v = document.getElementById(`filter-${name}`).value;
+      if (v) q.set(name, v);
+    }
+    ctx.go(`#/jobs${q.toString() ? `?${q}` : ''}`);
+  };
+  const counts = Object.fromEntries(STATUSES.map((st) => [st, all.filter((j) => j.status === st).length]));
+  const cards = h('div', { class: 'cards' },
+    h('a', { class: 'card stat', href: '#/jobs' }, h('span', { class: 'n' }, String(all.length)),
+      h('span', null, 'All jobs')),
+    STATUSES.map((st) => h('a', { class: `card stat ${filters.status === st ? 'selected' : ''}`,
+      href: `#/jobs?status=${encodeURIComponent(st)}`, 'data-status': st },
+    h('span', { class: 'n' }, String(counts[st])), badge(st, st === 'CompletedWithWarnings' ? 'With warnings' : st))));
+
+  mount(main,
+    h('div', { class: 'page-head' }, h('h1', null, 'Jobs'), h('span', { class: 'muted' }, `last ${DAYS} days`)),
+    all.truncated ? h('p', { class: 'note' }, `More jobs than the dashboard reads at once: the counts and the chart `
+      + `cover the newest ${all.length}. Use the filters or the API's nextLink for the rest.`) : null,
+    cards,
+    h('section', { class: 'card' }, h('h2', null, 'Outcomes per day'), outcomesChart(perDay(all, DAYS))),
+    h('section', { class: 'card' },
+      h('div', { class: 'section-head' }, h('h2', null, filtered ? 'Jobs (filtered)' : 'All jobs'),
+        h('form', { class: 'filters', id: 'job-filters' },
+          select('instance', 'Instance', [...new Set([...instances.map((i) => i.name),
+            ...(filters.instance ? [filters.instance] : [])])].sort(), filters.instance, apply),
+          select('status', 'Status', STATUSES, filters.status, apply),
+          select('operation', 'Operation', OPERATIONS, filters.operation, apply),
+          filtered ? h('a', { href: '#/jobs', class: 'button' }, 'Clear') : null)),
+      table(JOB_HEADERS, shown.map(jobRow), filtered ? 'No job matches these filters.'
+        : 'No jobs in the last 7 days.')));
+
+  // Running jobs change: refresh the page while any is in progress.
+  if (all.some((j) => j.status === 'InProgress')) {
+    const timer = setTimeout(() => { if (ctx.alive()) renderJobs(main, _arg, params, ctx).catch(() => {}); }, 5000);
+    ctx.onLeave(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,90 @@
+"""When an instance was last backed up and when its policy backs it up next (read-only).
+
+Both are derived, never stored: the last backup from the instance's job index (one partition,
+newest first, read until the first finished backup), the next one from the policy's schedule
+and ``now``. The next scheduled backup is shown only when the scheduler would take it: the
+instance is protected and ready (see ``BackupStarter.schedule``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.errors import UserError
+from shared.instances import Instance, ProtectionStatus, Readiness
+from shared.jobs import Job, JobStatus, JobStore, Operation
+from shared.policies import PolicyService
+from shared.policy import Policy, next_occurrence
+from shared.storage.tables import StateTable
+
+log = logging.getLogger(__name__)
+
+# Finished backups that count as "the last backup": a Cancelled one (e.g. a skipped slot) never ran.
+_ATTEMPTS = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS, JobStatus.FAILED})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+@dataclass(frozen=True)
+class BackupTimes:
+    """The last finished backup of an instance (if any) and its next scheduled one (if any)."""
+
+    last_backup: Job | None
+    next_scheduled: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``lastBackup`` (time, status, job, recovery point, tag) and ``nextScheduledBackup`` (ISO UTC)."""
+        last = self.last_backup
+        return {
+            "lastBackup": None
+            if last is None
+            else {
+                "time": _iso(last.end_time or last.created),
+                "status": last.status.value,
+                "jobId": last.job_id,
+                "recoveryPointId": last.recovery_point_id,
+                "retentionTag": last.retention_tag,
+            },
+            "nextScheduledBackup": _iso(self.next_scheduled),
+        }
+
+
+class BackupTimesReader:
+    """Reads ``BackupTimes`` for instances; keeps each policy it parsed for the reader's lifetime."""
+
+    def __init__(self, state: StateTable) -> None:
+        self._jobs = JobStore(state)
+        self._policies = PolicyService(state)
+        self._parsed: dict[str, Policy | None] = {}
+
+    def _policy(self, name: str) -> Policy | None:
+        if name not in self._parsed:
+            try:
+                self._parsed[name] = self._policies.get(name).policy
+            except UserError as exc:
+                log.warning("policy %s cannot be read for the next backup time: %s", name, exc.message)
+                self._parsed[name] = None
+        return self._parsed[name]
+
+    def last_backup(self, instance: str) -> Job | None:
+        """The newest backup job of ``instance`` that finished having run (Completed, with warnings, or Failed)."""
+        for job in self._jobs.history(instance):
+            if job.operation is Operation.BACKUP and job.status in _ATTEMPTS:
+                return job
+        return None
+
+    def next_scheduled(self, instance: Instance, now: datetime) -> datetime | None:
+        """The first slot of the instance's policy after ``now``, or None when the scheduler skips it."""
+        if instance.protection_status is not ProtectionStatus.PROTECTED or instance.readiness is not Readiness.SUCCESS:
+            return None
+        policy = self._policy(instance.spec.policy_name)
+        return None if policy is None else next_occurrence(policy.schedule, now)
+
+    def of(self, instance: Instance, now: datetime) -> BackupTimes:
+        """Both times for ``instance`` as of ``now``."""
+        return BackupTimes(self.last_backup(instance.spec.name), self.next_scheduled(instance, now))

@@ -1,0 +1,281 @@
+"""The web dashboard in headless Chromium against devhost, PostgreSQL and Azurite.
+
+Debian's ``chromium`` driven by Playwright (``playwright install`` is never run: the browser is
+the system one). One screenshot per page goes to ``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from devhost_process import REPO, DevhostProcess, wait_until
+from psycopg import sql
+
+from devhost.services import Postgres
+from shared.pg.grants import grant_sql
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts" / "dashboard"
+PASSWORD = "D4shboard-S3cret-7"
+# A database name is data the page shows; this one is valid for PostgreSQL and hostile to HTML.
+HOSTILE_DB = '<img src=x onerror="window.__pwned=1">'
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("Debian's chromium is not installed (make deps installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def names() -> dict[str, str]:
+    s = uuid.uuid4().hex[:6]
+    return {"db": f"dash_{s}", "user": f"dashbackup_{s}", "restored": f"dash_{s}_restored"}
+
+
+@pytest.fixture(scope="module")
+def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
+        )
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
+    with psycopg.connect(postgres.dsn(dbname=names["db"]), autocommit=True) as c:
+        c.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
+        c.execute("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
+    yield postgres
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for db in (names["db"], names["restored"]):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+
+
+@pytest.fixture(scope="module")
+def host(
+    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevhostProcess]:
+    env = {**app_env, "DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
+    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
+    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    yield h
+    assert h.stop() == 0, h.log()
+
+
+def _finished(host: DevhostProcess, job_id: str) -> dict[str, Any]:
+    return wait_until(  # type: ignore[return-value]
+        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
+    )
+
+
+def _configure(host: DevhostProcess, server: Postgres, name: str, database: str) -> dict[str, Any]:
+    body = {"server": "127.0.0.1", "port": server.port, "database": database, "secretUri": "env:DASH_CS",
+            "policyName": "weekly"}  # fmt: skip
+    r = host.request("PUT", f"/backupInstances/{name}", data=json.dumps(body))
+    assert r.status_code == 202, r.text
+    return _finished(host, r.json()["validationJobId"])
+
+
+@pytest.fixture(scope="module")
+def vault(host: DevhostProcess, server: Postgres, names: dict[str, str]) -> dict[str, Any]:
+    """A policy, a protected database with one completed backup, and an instance with a hostile name."""
+    policy = (EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_bytes()
+    assert host.request("PUT", "/backupPolicies/weekly", data=policy).status_code == 201
+    assert _configure(host, server, "shop", names["db"])["status"] == "Completed"
+    assert _configure(host, server, "hostile", HOSTILE_DB)["status"] == "Failed"
+    r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
+    assert r.status_code == 202, r.text
+    job = _finished(host, r.json()["jobId"])
+    assert job["status"] == "Completed", job
+    return {"job": job}
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        pg = context.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        pg.errors = errors
+        yield pg
+        context.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_dashboard_files_are_served_with_a_content_security_policy_and_nothing_else_is(host: DevhostProcess) -> None:
+    page = requests.get(f"{host.url}/dashboard", timeout=10)  # no key: the page holds no data
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert "<script" in page.text and "<script>" not in page.text  # module files only, nothing inline
+    js = requests.get(f"{host.url}/dashboard/views/jobs.js", timeout=10)
+    assert js.status_code == 200 and js.headers["Content-Type"].startswith("text/javascript")
+    slash = requests.get(f"{host.url}/dashboard/", timeout=10, allow_redirects=False)
+    assert slash.status_code == 302 and slash.headers["Location"] == "../dashboard"  # relative links need no slash
+    for path in ("%2e%2e/function_app.py", "..%2f..%2fhost.json", "nothing.js", "dashboard.py"):
+        assert requests.get(f"{host.url}/dashboard/{path}", timeout=10).status_code == 404, path
+    # The data behind it needs the key.
+    assert requests.get(f"{host.url}/backupJobs", timeout=10).status_code == 401
+
+
+def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
+    host: DevhostProcess, vault: dict[str, Any]
+) -> None:
+    shop = host.get("/backupInstances/shop").json()
+    done = vault["job"]
+    assert shop["lastBackup"] == {
+        "time": done["endTime"],
+        "status": "Completed",
+        "jobId": done["jobId"],
+        "recoveryPointId": done["recoveryPointId"],
+        "retentionTag": "Default",
+    }
+    # The example policy backs up on Mondays, Wednesdays and Fridays at 22:00 UTC.
+    upcoming = datetime.fromisoformat(shop["nextScheduledBackup"])
+    now = datetime.now(UTC)
+    assert now < upcoming <= now + timedelta(days=3) and upcoming.weekday() in (0, 2, 4)
+    assert (upcoming.hour, upcoming.minute) == (22, 0)
+    listed = {i["name"]: i for i in host.get("/backupInstances").json()["value"]}
+    assert listed["shop"]["lastBackup"] == shop["lastBackup"]
+    assert listed["hostile"]["lastBackup"] is None and listed["hostile"]["nextScheduledBackup"] is None
+
+
+def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str]
+) -> None:
+    expect = sync_api.expect
+    done = vault["job"]
+    page.goto(f"{host.url}/dashboard")
+
+    # The key is asked for once, then sent on every call (devhost refuses calls without it).
+    page.fill("#function-key", "not-the-key")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#key-refused")).to_be_visible()
+    page.fill("#function-key", host.headers["x-functions-key"])
+    page.click("#key-form button[type=submit]")
+
+    # Jobs of the last 7 days: the completed backup is listed, counted and charted.
+    row = page.locator(f'tr[data-job-id="{done["jobId"]}"]')
+    expect(row).to_contain_text("Completed")
+    expect(row).to_contain_text("Backup")
+    expect(page.locator('[data-status="Completed"] .n')).to_have_text("2")  # the backup and shop's validation
+    expect(page.locator('[data-status="Failed"] .n')).to_have_text("1")  # the hostile instance's validation
+    assert page.locator("svg.chart rect.bar.ok").count() >= 1
+    expect(page.locator("#vault")).to_contain_text("pgvault-e2e")
+    _shot(page, "1-jobs")
+    page.select_option("#filter-status", "Failed")
+    expect(page.locator("tr[data-job-id]")).to_have_count(1)
+    expect(page.locator("tr[data-job-id]")).to_contain_text("hostile")
+    page.click("text=Clear")
+
+    # Backup instances: readiness, policy, last and next backup; the hostile name is only text.
+    page.click("header nav >> text=Backup instances")
+    shop = page.locator('tr[data-instance="shop"]')
+    expect(shop).to_contain_text("Success")
+    expect(shop).to_contain_text("ProtectionConfigured")
+    expect(shop).to_contain_text("weekly")
+    expect(shop).not_to_contain_text("not scheduled")
+    expect(shop).not_to_contain_text("never")
+    hostile = page.locator('tr[data-instance="hostile"]')
+    expect(hostile).to_contain_text(HOSTILE_DB)
+    expect(hostile).to_contain_text("Failed")
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    _shot(page, "2-instances")
+
+    # The hostile instance's page and its failed validation job show the error, still as text.
+    page.click('tr[data-instance="hostile"] a')
+    expect(page.locator("#instance-name")).to_have_text("hostile")
+    expect(page.locator(".error-box")).to_contain_text("UserErrorDBNotFound")
+    expect(page.locator("main")).to_contain_text(HOSTILE_DB)
+    assert page.locator("main img").count() == 0 and page.evaluate("window.__pwned") is None
+    page.click("text=validation job")
+    expect(page.locator("#job-status")).to_have_text("Failed")
+    expect(page.locator(".error-box")).to_contain_text(HOSTILE_DB)
+    expect(page.locator(".error-box .action")).not_to_be_empty()
+    assert page.locator("main img").count() == 0 and page.evaluate("window.__pwned") is None
+
+    # Instance page: the recovery point on the timeline and in the list.
+    page.goto(f"{host.url}/dashboard#/instances/shop")
+    page.reload()  # the key is kept for the tab: no second prompt
+    point = done["recoveryPointId"]
+    expect(page.locator("#key-form")).to_have_count(0)
+    expect(page.locator(f'circle[data-recovery-point="{point}"]')).to_have_count(1)
+    expect(page.locator(f'tr[data-recovery-point="{point}"]')).to_contain_text("VaultStore")
+    _shot(page, "3-instance")
+
+    # Restore: the form posts Azure's restore request for the chosen point.
+    page.locator(f'tr[data-recovery-point="{point}"] button').click()
+    page.fill("#restore-database", names["restored"])
+    with page.expect_request(lambda r: r.url.endswith("/backupInstances/shop:restore")) as sent:
+        page.click("#restore")
+    assert sent.value.method == "POST"
+    assert sent.value.headers["x-functions-key"] == host.headers["x-functions-key"]
+    assert json.loads(sent.value.post_data) == {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "datasourceInfo": {"resourceName": names["restored"]},
+            "datasourceAuthCredentials": {
+                "objectType": "SecretStoreBasedAuthCredentials",
+                "secretStoreResource": {"uri": "env:DASH_CS", "secretStoreType": "AzureKeyVault"},
+            },
+        },
+    }
+    # Where the restore route exists the page follows its job; until then it shows the refusal.
+    page.wait_for_function("() => location.hash.startsWith('#/jobs/') || !!document.querySelector('#restore-result *')")
+
+    # Backup now from the page, with a chosen tag: the job page follows it to Completed.
+    page.goto(f"{host.url}/dashboard#/instances/shop")
+    page.select_option("#backup-tag", "Weekly")
+    page.click("#backup-now")
+    try:
+        page.wait_for_function("() => location.hash.startsWith('#/jobs/')")
+    except sync_api.TimeoutError:
+        _shot(page, "failed-backup-now")
+        raise AssertionError(page.locator("#backup-result").inner_text() + host.log()[-3000:]) from None
+    job_id = page.url.rsplit("/", 1)[1]
+    assert job_id != done["jobId"]
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=120_000)
+    expect(page.locator("#job-progress")).to_have_text("100 %")
+    expect(page.locator("main")).to_contain_text("Dump")
+    _shot(page, "4-job")
+    job = host.get(f"/backupJobs/{job_id}").json()
+    assert job["status"] == "Completed" and job["retentionTag"] == "Weekly" and job["recoveryPointId"]
+    assert page.locator("#job-recovery-point").inner_text() == job["recoveryPointId"]
+    assert not [e for e in page.errors if "401" not in e and "405" not in e and "404" not in e], page.errors
