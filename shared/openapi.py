@@ -677,6 +677,7 @@ def _paths() -> dict[str, Any]:
                 "The web dashboard (HTML; it asks for the function key and calls this API)",
                 {"200": {"description": "HTML page", "content": {"text/html": {"schema": STR}}}},
                 tag="Dashboard",
+                anonymous=True,
             )
         },
         "/dashboard/{path}": {
@@ -686,6 +687,7 @@ def _paths() -> dict[str, Any]:
                 {"200": {"description": "a static asset"}, "404": {"description": "no such asset"}},
                 tag="Dashboard",
                 query=[{"name": "path", "in": "path", "required": True, "schema": STR}],
+                anonymous=True,
             )
         },
     }
