@@ -47,6 +47,8 @@ EXPECTED_HTTP = {
     "backup_now": ("backupInstances/{name}:backup", {"POST"}, "function"),
     "list_recovery_points": ("backupInstances/{name}/recoveryPoints", {"GET"}, "function"),
     "get_recovery_point": ("backupInstances/{name}/recoveryPoints/{recoveryPointId}", {"GET"}, "function"),
+    "stop_protection": ("backupInstances/{name}:stopProtection", {"POST"}, "function"),
+    "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -56,6 +58,7 @@ EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
+    "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
 }
 
 
