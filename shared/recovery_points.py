@@ -291,6 +291,8 @@ class RecoveryPointStore:
                     "at": upcoming[0],
                     "event": upcoming[1].value,
                     "pointTime": point.time,
+                    "pendingJobId": point.pending_job_id,
+                    "claimedAt": point.claimed_at,
                 },
             )
         if previous is not None and previous != key:

@@ -8,12 +8,13 @@ points get an Archive-tier copy at the first sweep after the backup and lose eac
 Every step is a job (``ArchiveMove`` or ``Delete``) and a small state machine on the point
 (``shared.recovery_points.PointState``), written with the point's ETag BEFORE the sweep acts:
 
-    claim      point -> Moving/Copying/Deleting, with the step's job id and this run's id
+    claim      point -> Moving/Copying/Deleting, with the step's job id and this run's id; the
+               point's due-index row names the job too (so it is found after the record goes)
     job        the job is recorded (an insert: a re-run finds the same job)
     blob       tier set / copy made / blob deleted (each idempotent; "already gone" is fine)
     record     point -> Archived/Active with the next event, or the record deleted (blob first!)
-    index      the point's due-index row moves to its next event's day, or goes
     finish     the job is Completed
+    index      the point's due-index row moves to its next event's day, or goes
 
 A sweep killed after any of these leaves the point claimed; the next run (after ``CLAIM_TIMEOUT``)
 takes the claim over, with an ETag-guarded write, and repeats the idempotent steps. Two runs at
@@ -62,8 +63,8 @@ class SweepStep(StrEnum):
     JOB_RECORDED = "JobRecorded"
     BLOB_DONE = "BlobDone"
     RECORD_DONE = "RecordDone"
-    INDEXED = "Indexed"
     FINISHED = "Finished"
+    INDEXED = "Indexed"
 
 
 # Called after each step with the step and the point: the port where tests inject a crash.
@@ -179,31 +180,71 @@ class RetentionSweep:
                     report.held += 1  # asPerPolicy keeps the latest point forever
                     continue
             point = self._points.find(str(entry["instance"]), str(entry["recoveryPointId"]))
-            if point is None or due_key(point) != (entry.partition_key, entry.row_key):
-                # The point is gone, or moved on and has its row elsewhere (a run died in between).
-                self._state.delete(Entity(entry.partition_key, entry.row_key))
-                report.dropped_index_rows += 1
+            if not self._repair(entry, point, now, report):
                 continue
-            actions += 1
-            self._try(point, now, report, None)
+            assert point is not None
+            # Act until nothing more is due: a point may owe two events after a long pause.
+            current: RecoveryPoint | None = point
+            while current is not None and actions < self._max_actions:
+                upcoming = current.next_event()
+                if upcoming is None or upcoming[0] > now:
+                    break
+                actions += 1
+                current = self._try(current, now, report, None)
         log.info("retention sweep %s at %s: %s", self.run_id, now.isoformat(), report.to_dict())
         return report
 
-    def _try(self, point: RecoveryPoint, now: datetime, report: SweepReport, forced: LifecycleEvent | None) -> bool:
+    def _repair(self, entry: Entity, point: RecoveryPoint | None, now: datetime, report: SweepReport) -> bool:
+        """Mend what a run that died after settling a point left behind; True when ``point`` is ready to act on.
+
+        The index row names the job of the step in flight: if the point's record no longer does
+        (the record was settled or deleted, then the run died), that step is done, so its job is
+        finished here, and the row is moved to the point's next event (or dropped).
+        """
+        key = (entry.partition_key, entry.row_key)
+        left_job = entry.get("pendingJobId")
+        if left_job is not None and (point is None or point.pending_job_id != left_job):
+            claimed_at = entry.get("claimedAt")
+            if claimed_at is not None and now - claimed_at < CLAIM_TIMEOUT:
+                report.busy += 1  # its run may be alive and about to finish it
+                return False
+            self._finish_left(str(left_job), now)
+        if point is None:
+            self._state.delete(Entity(*key))
+            report.dropped_index_rows += 1
+            return False
+        if due_key(point) != key:
+            self._points.index(point, previous=key)
+            report.dropped_index_rows += 1
+            return False
+        return True
+
+    def _finish_left(self, job_id: str, now: datetime) -> None:
         try:
-            event = self.advance(point, now, forced=forced)
+            job = self._jobs.get(job_id)
+        except UserError:
+            return  # the run died before recording it
+        if not job.status.finished:
+            with contextlib.suppress(ETagMismatch):
+                self._jobs.finish(job, JobStatus.COMPLETED, now, progress=1.0)
+
+    def _try(
+        self, point: RecoveryPoint, now: datetime, report: SweepReport, forced: LifecycleEvent | None
+    ) -> RecoveryPoint | None:
+        """Advance one point, counting the outcome; the settled point (None when gone or not done)."""
+        try:
+            event, settled = self.advance(point, now, forced=forced)
         except (Claimed, ETagMismatch):
             report.busy += 1
-            return False
+            return None
         except (TransientError, UserError) as exc:
             report.errors.append(f"{point.instance}/{point.recovery_point_id}: {exc}")
             log.warning(
                 "retention sweep %s: point %s of %s: %s", self.run_id, point.recovery_point_id, point.instance, exc
             )
-            return False
-        if event is not None:
-            report.count(event)
-        return True
+            return None
+        report.count(event)
+        return settled
 
     def _instances(self) -> list[Instance]:
         return [Instance.from_entity(e) for e in self._state.partition(layout.INSTANCE)]
@@ -234,8 +275,9 @@ class RetentionSweep:
 
     def advance(
         self, point: RecoveryPoint, now: datetime, *, forced: LifecycleEvent | None = None
-    ) -> LifecycleEvent | None:
-        """Run the point's next due event (or the one in flight) to its end; the event done, or None.
+    ) -> tuple[LifecycleEvent, RecoveryPoint | None]:
+        """Run the point's next due event (or the one in flight) to its end: the event and the settled
+        point (None when the point is gone).
 
         ``forced=DELETE`` deletes the point whatever its lifecycle says (stop protection with delete).
         Raises ``Claimed`` or ``ETagMismatch`` when another run holds or just took the point.
@@ -244,6 +286,8 @@ class RetentionSweep:
         point = self._claim(point, now, forced)
         event = point.pending_event
         assert event is not None and point.pending_job_id is not None
+        # The index row names the job in flight, so it is found even after the record is gone.
+        self._points.index(point)
         self._step(SweepStep.CLAIMED, point)
         job, _ = self._jobs.create(
             Job(
@@ -267,13 +311,7 @@ class RetentionSweep:
         warnings = self._blob_step(point, event)
         self._step(SweepStep.BLOB_DONE, point)
         settled = self._record_step(point, event)
-        self._step(SweepStep.RECORD_DONE, point)
-        if settled is None:
-            if index_key is not None:
-                self._state.delete(Entity(*index_key))
-        else:
-            self._points.index(settled, previous=index_key)
-        self._step(SweepStep.INDEXED, settled or point)
+        self._step(SweepStep.RECORD_DONE, settled or point)
         if not job.status.finished:
             self._jobs.finish(
                 job,
@@ -283,10 +321,16 @@ class RetentionSweep:
                 details={**job.details, **({"warnings": warnings} if warnings else {})},
             )
         self._step(SweepStep.FINISHED, settled or point)
+        if settled is None:
+            if index_key is not None:
+                self._state.delete(Entity(*index_key))
+        else:
+            self._points.index(settled, previous=index_key)
+        self._step(SweepStep.INDEXED, settled or point)
         log.info(
             "retention: %s of point %s (%s) done, job %s", event, point.recovery_point_id, point.instance, job.job_id
         )
-        return event
+        return event, settled
 
     def _claim(self, point: RecoveryPoint, now: datetime, forced: LifecycleEvent | None) -> RecoveryPoint:
         """Write the in-flight state before acting (ETag-guarded), or take over a dead run's claim."""
@@ -394,8 +438,9 @@ class RetentionSweep:
                 report.more = True
                 return False, used
             used += 1
-            if not self._try(point, now, report, LifecycleEvent.DELETE):
-                return False, used
+            self._try(point, now, report, LifecycleEvent.DELETE)
+            if self._points.find(name, point.recovery_point_id) is not None:
+                return False, used  # busy or failed: the next run goes on
         if next(iter(self._points.of(name, include_deleting=True)), None) is not None:
             return False, used  # a backup finished meanwhile: the next run deletes its point too
         self._forget_instance(instance, now)
