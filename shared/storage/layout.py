@@ -13,7 +13,7 @@ asks is a query on one partition (or a few), never a table scan:
 | ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
 | ``lock``             | instance name (lowercase)| the one backup running on an instance            |
 | ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it        |
-| ``due-YYYYMMDD``     | ``<instance>|<rp id>``   | retention index: a point's next lifecycle event  |
+| ``due-YYYYMMDD``     | instance, bar, rp id     | retention index: a point's next lifecycle event  |
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
 
