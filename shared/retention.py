@@ -168,17 +168,9 @@ class RetentionSweep:
                 report.more = True
                 break
             owner = instances.get(layout.row_key(str(entry["instance"])))
-            if owner is not None and owner.retain_data is not None:
-                if owner.retain_data is not RetainData.AS_PER_POLICY:
-                    report.held += 1  # forever: nothing changes; delete: purge_instance's work
-                    continue
-                key = layout.row_key(owner.spec.name)
-                if key not in latest:
-                    newest = self._points.newest(owner.spec.name)
-                    latest[key] = newest.recovery_point_id if newest else None
-                if latest[key] == entry["recoveryPointId"]:
-                    report.held += 1  # asPerPolicy keeps the latest point forever
-                    continue
+            if self._held(entry, owner, latest):
+                report.held += 1
+                continue
             point = self._points.find(str(entry["instance"]), str(entry["recoveryPointId"]))
             if not self._repair(entry, point, now, report):
                 continue
@@ -189,10 +181,29 @@ class RetentionSweep:
                 upcoming = current.next_event()
                 if upcoming is None or upcoming[0] > now:
                     break
+                held = owner is not None and owner.retain_data not in (None, RetainData.AS_PER_POLICY)
+                if current.pending_event is None and held:
+                    break  # the in-flight step is done; a stopped instance's next one waits
                 actions += 1
                 current = self._try(current, now, report, None)
         log.info("retention sweep %s at %s: %s", self.run_id, now.isoformat(), report.to_dict())
         return report
+
+    def _held(self, entry: Entity, owner: Instance | None, latest: dict[str, str | None]) -> bool:
+        """Whether a stopped instance keeps this due point as it is.
+
+        ``forever`` keeps every point (``delete`` points are ``purge_instance``'s work); ``asPerPolicy``
+        keeps the latest. A step already in flight when protection stopped is finished regardless.
+        """
+        if owner is None or owner.retain_data is None or entry.get("pendingJobId") is not None:
+            return False
+        if owner.retain_data is not RetainData.AS_PER_POLICY:
+            return True
+        key = layout.row_key(owner.spec.name)
+        if key not in latest:
+            newest = self._points.newest(owner.spec.name)
+            latest[key] = newest.recovery_point_id if newest else None
+        return bool(latest[key] == entry["recoveryPointId"])
 
     def _repair(self, entry: Entity, point: RecoveryPoint | None, now: datetime, report: SweepReport) -> bool:
         """Mend what a run that died after settling a point left behind; True when ``point`` is ready to act on.

@@ -19,7 +19,7 @@ from shared.policies import PolicyService
 from shared.policy import DataStore, Policy, lifecycle, simulate, tag_backup
 from shared.protection import INLINE_DELETES, ProtectionService
 from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
-from shared.retention import RetentionSweep
+from shared.retention import RetentionSweep, SweepStep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
@@ -265,3 +265,27 @@ def test_an_immediate_archive_copy_lives_beside_the_vault_copy_until_each_expire
     sweep.sweep(life.archive_expiry)
     assert world.points.find(NAME, point.recovery_point_id) is None
     assert point.blob_name not in world.blob_names() and copy_name not in world.blob_names()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_step_in_flight_when_protection_stops_forever_is_finished_and_nothing_new_starts(world: World) -> None:
+    (point,) = [p for p in world.record(world.backups(weeks=5)) if p.retention_tag == "Monthly"]
+    assert point.archive_move is not None and point.archive_expiry is not None
+
+    def die(step: SweepStep, p: RecoveryPoint) -> None:
+        if step is SweepStep.BLOB_DONE and p.recovery_point_id == point.recovery_point_id:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        RetentionSweep(world.state, world.blobs, on_step=die).sweep(point.archive_move)
+    assert world.points.get(NAME, point.recovery_point_id).state is PointState.MOVING
+    ProtectionService(world.state, world.blobs).stop(NAME, {"retainData": "forever"}, point.archive_move)
+
+    RetentionSweep(world.state, world.blobs).sweep(point.archive_expiry + timedelta(days=1))
+    moved = world.points.get(NAME, point.recovery_point_id)
+    assert (moved.state, moved.datastore) == (PointState.ARCHIVED, DataStore.ARCHIVE_STORE)  # not deleted: held
+    moves = [j for j in JobStore(world.state).history(NAME) if j.operation is Operation.ARCHIVE_MOVE]
+    assert [j.status for j in moves] == [JobStatus.COMPLETED]
