@@ -140,6 +140,7 @@ def main() -> int:
             "PGVAULT_REGION": "westeurope",
             "PGVAULT_ALLOW_ENV_SECRETS": "true",
             "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+            "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
             "PGVAULT_DEVHOST_KEY": KEY,
             "DEMO_SHOP_CS": f"Server=127.0.0.1;User Id={USER};Password=demo;Ssl Mode=Disable",
         }

@@ -80,6 +80,14 @@ class BackupStarter:
     def on_demand(self, name: str, body: Any, now: datetime) -> Job:
         """Start an on-demand backup of instance ``name`` with the tag the request asks for."""
         instance = self._instances.get(name)
+        if instance.protection_status is ProtectionStatus.STOPPED:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"protection of backup instance {name!r} is stopped ({instance.current_protection_state}); "
+                "it takes no backups",
+                target="name",
+                recommended_action="Resume protection (POST .../{name}:resumeProtection), then back up.",
+            )
         if instance.readiness is not Readiness.SUCCESS:
             raise UserError(
                 ErrorCode.CONFLICT,

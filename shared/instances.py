@@ -58,6 +58,25 @@ class ProtectionStatus(StrEnum):
     STOPPED = "ProtectionStopped"
 
 
+class RetainData(StrEnum):
+    """What happens to a stopped instance's recovery points (``:stopProtection``'s ``retainData``)."""
+
+    FOREVER = "forever"
+    """Kept as they are: no backups, no deletions, no archive moves (Azure: StopProtection, retain data)."""
+    AS_PER_POLICY = "asPerPolicy"
+    """Retention continues, but the latest point is kept forever (Azure: SuspendBackups)."""
+    DELETE = "delete"
+    """Every point is deleted (each a Delete job, blob first), then the instance and its claim."""
+
+
+# Azure's ``currentProtectionState`` for each way of stopping (KnownCurrentProtectionState).
+STOPPED_STATE: dict[RetainData, str] = {
+    RetainData.FOREVER: "ProtectionStopped",
+    RetainData.AS_PER_POLICY: "BackupSchedulesSuspended",
+    RetainData.DELETE: "SoftDeleting",
+}
+
+
 @dataclass(frozen=True)
 class InstanceSpec:
     """What a user asks to protect, checked and normalised."""
@@ -92,11 +111,26 @@ class Instance:
     readiness_error: dict[str, str] | None
     created: datetime
     etag: str | None = None
+    retain_data: RetainData | None = None
+    """How its points are kept while protection is stopped; None while protected."""
+    stopped_at: datetime | None = None
+    delete_job_id: str | None = None
+    """The instance's Delete job while ``retain_data`` is ``delete``."""
+
+    @property
+    def current_protection_state(self) -> str:
+        """Azure's ``currentProtectionState``: the protection status, refined for a stopped instance."""
+        if self.protection_status is ProtectionStatus.STOPPED and self.retain_data is not None:
+            return STOPPED_STATE[self.retain_data]
+        return self.protection_status.value
 
     def to_dict(self) -> dict[str, Any]:
         """The public backup instance shape of DESIGN.md §3."""
         s = self.spec
         return {
+            "currentProtectionState": self.current_protection_state,
+            "retainData": self.retain_data.value if self.retain_data else None,
+            "stoppedAt": self.stopped_at.isoformat().replace("+00:00", "Z") if self.stopped_at else None,
             "name": s.name,
             "server": s.server,
             "port": s.port,
@@ -129,6 +163,9 @@ class Instance:
             "readinessJobId": self.readiness_job_id,
             "readinessError": None if self.readiness_error is None else _json(self.readiness_error),
             "created": self.created,
+            "retainData": self.retain_data.value if self.retain_data else None,
+            "stoppedAt": self.stopped_at,
+            "deleteJobId": self.delete_job_id,
         }
 
     @classmethod
@@ -152,6 +189,9 @@ class Instance:
             json.loads(err) if err else None,
             e["created"],
             e.etag,
+            RetainData(e["retainData"]) if e.get("retainData") else None,
+            e.get("stoppedAt"),
+            e.get("deleteJobId"),
         )
 
 
@@ -329,7 +369,17 @@ class InstanceService:
             )
         self._require_policy(spec.policy_name, "policyName")
         job = self._validation_job(spec.name, now)
-        updated = Instance(spec, current.protection_status, Readiness.VALIDATING, job.job_id, None, current.created)
+        if current.retain_data is RetainData.DELETE:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"backup instance {name!r} is being deleted (stopProtection with retainData delete)",
+                target="name",
+                recommended_action="Wait until the instance is gone, then configure the database again.",
+            )
+        # replace() keeps what configuring does not change (a stopped instance stays stopped).
+        updated = replace(
+            current, spec=spec, readiness=Readiness.VALIDATING, readiness_job_id=job.job_id, readiness_error=None
+        )
         try:
             self._state.update(existing, updated.data())
         except ETagMismatch as exc:

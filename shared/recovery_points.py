@@ -11,12 +11,45 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
-from shared.policy import DataStore, Lifecycle
+from shared.policy import CopyOption, DataStore, Lifecycle, LifecycleEvent
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+
+class PointState(StrEnum):
+    """Where a recovery point is in its retention life (the sweep's state machine, ``shared.retention``).
+
+    Settled states say where the point's copies are; in-flight states are written, with the step's
+    job id, BEFORE the sweep acts, so a sweep killed at any step is finished by the next one.
+    Legal moves: Active -> Moving -> Archived; Active -> Copying -> Active (an immediate archive
+    copy); Active|Archived -> Deleting -> (record gone, or back to Active/Archived after a partial
+    delete of one of two copies).
+    """
+
+    ACTIVE = "Active"
+    """Settled; its restorable copy is in VaultStore (points written before states existed read as Active)."""
+    MOVING = "Moving"
+    """Its blob is being moved to the Archive tier (CopyOnExpiryOption); still listed, datastore VaultStore."""
+    COPYING = "Copying"
+    """An archive copy of its blob is being made (ImmediateCopyOption); still restorable from VaultStore."""
+    ARCHIVED = "Archived"
+    """Settled; its only copy is in ArchiveStore (blob tier Archive): restorable after rehydration."""
+    DELETING = "Deleting"
+    """A copy is being deleted (blob first, then the record). Not listed and not restorable meanwhile."""
+
+
+# The in-flight state each sweep step writes before it acts.
+STEP_STATE: dict[LifecycleEvent, PointState] = {
+    LifecycleEvent.ARCHIVE_MOVE: PointState.MOVING,
+    LifecycleEvent.ARCHIVE_COPY: PointState.COPYING,
+    LifecycleEvent.DELETE_VAULT: PointState.DELETING,
+    LifecycleEvent.DELETE_ARCHIVE: PointState.DELETING,
+    LifecycleEvent.DELETE: PointState.DELETING,
+}
 
 
 def recovery_point_id(job_id: str) -> str:
@@ -50,6 +83,45 @@ class RecoveryPoint:
     job_id: str
     on_demand: bool = False
     etag: str | None = None
+    # Retention state machine (shared.retention). Defaults are what a point written before it reads as.
+    state: PointState = PointState.ACTIVE
+    copy_option: CopyOption | None = None
+    """How the point reaches ArchiveStore; None for old records (inferred from ``archive_move``)."""
+    events_done: int = 0
+    """How many of its lifecycle events (``lifecycle().events()``) the sweep has finished."""
+    pending_event: LifecycleEvent | None = None
+    """The event in flight while ``state`` is Moving/Copying/Deleting."""
+    pending_job_id: str | None = None
+    """The ArchiveMove/Delete job of the event in flight."""
+    claimed_by: str | None = None
+    """The sweep run acting on the point now (another run takes over only after ``CLAIM_TIMEOUT``)."""
+    claimed_at: datetime | None = None
+    archive_blob_name: str | None = None
+    """The blob of the ArchiveStore copy while the point is in both stores (ImmediateCopyOption)."""
+
+    @property
+    def effective_copy_option(self) -> CopyOption | None:
+        """The copy option, inferred for records written before it was stored."""
+        if self.copy_option is not None:
+            return self.copy_option
+        return CopyOption.COPY_ON_EXPIRY if self.archive_move is not None else None
+
+    def lifecycle(self) -> Lifecycle:
+        """The point's lifecycle as recorded (the dates fixed when it was written)."""
+        option = self.effective_copy_option
+        if option is None or self.archive_expiry is None:
+            return Lifecycle(self.retention_tag, self.time, self.vault_expiry)
+        copied = self.vault_expiry if option is CopyOption.COPY_ON_EXPIRY else self.time
+        return Lifecycle(self.retention_tag, self.time, self.vault_expiry, option, copied, self.archive_expiry)
+
+    def next_event(self) -> tuple[datetime, LifecycleEvent] | None:
+        """The next thing the sweep does to this point and when (the event in flight, if any); None at the end."""
+        events = self.lifecycle().events()
+        if self.pending_event is not None:
+            return (events[self.events_done][0] if self.events_done < len(events) else self.time), self.pending_event
+        if self.events_done >= len(events):
+            return None
+        return events[self.events_done]
 
     @classmethod
     def from_lifecycle(
@@ -75,7 +147,7 @@ class RecoveryPoint:
             DataStore.VAULT_STORE,
             life.tag,
             life.vault_expiry,
-            life.vault_expiry if life.archive_copy is not None else None,
+            life.archive_copy,
             life.archive_expiry,
             life.deletion,
             blob_name,
@@ -86,6 +158,7 @@ class RecoveryPoint:
             pg_dump_version,
             job_id,
             on_demand,
+            copy_option=life.copy_option,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +181,9 @@ class RecoveryPoint:
             "pgDumpVersion": self.pg_dump_version,
             "jobId": self.job_id,
             "onDemand": self.on_demand,
+            "state": self.state.value,
+            "copyOption": self.copy_option.value if self.copy_option else None,
+            "inArchiveStore": self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
         }
 
     def _data(self) -> dict[str, Any]:
@@ -128,6 +204,14 @@ class RecoveryPoint:
             "pgDumpVersion": self.pg_dump_version,
             "jobId": self.job_id,
             "onDemand": self.on_demand,
+            "state": self.state.value,
+            "copyOption": self.copy_option.value if self.copy_option else None,
+            "eventsDone": self.events_done,
+            "pendingEvent": self.pending_event.value if self.pending_event else None,
+            "pendingJobId": self.pending_job_id,
+            "claimedBy": self.claimed_by,
+            "claimedAt": self.claimed_at,
+            "archiveBlobName": self.archive_blob_name,
         }
 
     @classmethod
@@ -151,11 +235,33 @@ class RecoveryPoint:
             str(e["jobId"]),
             bool(e.get("onDemand", False)),
             e.etag,
+            PointState(e.get("state") or PointState.ACTIVE.value),
+            CopyOption(e["copyOption"]) if e.get("copyOption") else None,
+            int(e.get("eventsDone") or 0),
+            LifecycleEvent(e["pendingEvent"]) if e.get("pendingEvent") else None,
+            e.get("pendingJobId"),
+            e.get("claimedBy"),
+            e.get("claimedAt"),
+            e.get("archiveBlobName"),
         )
 
 
+def due_key(point: RecoveryPoint) -> tuple[str, str] | None:
+    """The (partition, row) of the point's row in the retention due index; None when nothing is due ever."""
+    upcoming = point.next_event()
+    if upcoming is None:
+        return None
+    return layout.due_partition(upcoming[0]), layout.due_row(point.instance, point.recovery_point_id)
+
+
 class RecoveryPointStore:
-    """Recovery points in the state table."""
+    """Recovery points in the state table, and their rows in the retention due index.
+
+    Each point has one row in the due index (``due-YYYYMMDD``, the UTC day of its next lifecycle
+    event), so the retention sweep reads only what is due, never every point of every instance.
+    The index row is written before the point and removed after it: an index row without its
+    point is harmless (the sweep drops it), a point without an index row would never expire.
+    """
 
     def __init__(self, state: StateTable) -> None:
         self._state = state
@@ -163,23 +269,82 @@ class RecoveryPointStore:
     def add(self, point: RecoveryPoint) -> tuple[RecoveryPoint, bool]:
         """Record ``point``; if a point with its id exists (the job ran twice), return that one and False."""
         pk = layout.recovery_points(point.instance)
+        self.index(point)
         try:
             entity = self._state.insert(pk, point.recovery_point_id, point._data())
         except EntityExists:
-            return self.get(point.instance, point.recovery_point_id), False
+            return self.get(point.instance, point.recovery_point_id, include_deleting=True), False
         return replace(point, etag=entity.etag), True
 
-    def get(self, instance: str, rp_id: str) -> RecoveryPoint:
-        """Point ``rp_id`` of ``instance``; ``NotFound`` if there is none."""
+    def index(self, point: RecoveryPoint, previous: tuple[str, str] | None = None) -> None:
+        """Write the point's due-index row for its next event; drop ``previous`` (its former row) if different."""
+        key = due_key(point)
+        if key is not None:
+            upcoming = point.next_event()
+            assert upcoming is not None
+            self._state.upsert(
+                key[0],
+                key[1],
+                {
+                    "instance": point.instance,
+                    "recoveryPointId": point.recovery_point_id,
+                    "at": upcoming[0],
+                    "event": upcoming[1].value,
+                    "pointTime": point.time,
+                    "pendingJobId": point.pending_job_id,
+                    "claimedAt": point.claimed_at,
+                },
+            )
+        if previous is not None and previous != key:
+            self._state.delete(Entity(previous[0], previous[1]))
+
+    def get(self, instance: str, rp_id: str, *, include_deleting: bool = False) -> RecoveryPoint:
+        """Point ``rp_id`` of ``instance``; ``NotFound`` if there is none (or it is being deleted)."""
         entity = self._state.get(layout.recovery_points(instance), rp_id)
-        if entity is None:
+        point = RecoveryPoint._from(entity) if entity is not None else None
+        if point is None or (
+            point.state is PointState.DELETING and point.pending_event is LifecycleEvent.DELETE and not include_deleting
+        ):
             raise UserError(
                 ErrorCode.NOT_FOUND,
                 f"recovery point {rp_id!r} of {instance!r} does not exist",
                 target="recoveryPointId",
             )
-        return RecoveryPoint._from(entity)
+        return point
 
-    def of(self, instance: str) -> Iterator[RecoveryPoint]:
-        """Every point of ``instance``, newest first."""
-        return (RecoveryPoint._from(e) for e in self._state.partition(layout.recovery_points(instance)))
+    def find(self, instance: str, rp_id: str) -> RecoveryPoint | None:
+        """Point ``rp_id`` of ``instance`` in whatever state, or None."""
+        entity = self._state.get(layout.recovery_points(instance), rp_id)
+        return RecoveryPoint._from(entity) if entity is not None else None
+
+    def of(self, instance: str, *, include_deleting: bool = False) -> Iterator[RecoveryPoint]:
+        """Every point of ``instance``, newest first; points being deleted are left out unless asked for.
+
+        A point whose last copy is being deleted may already have lost its blob: it is not listed,
+        so nothing listed is unrestorable.
+        """
+        for e in self._state.partition(layout.recovery_points(instance)):
+            point = RecoveryPoint._from(e)
+            if include_deleting or not (
+                point.state is PointState.DELETING and point.pending_event is LifecycleEvent.DELETE
+            ):
+                yield point
+
+    def newest(self, instance: str) -> RecoveryPoint | None:
+        """The newest point of ``instance`` in any state (one row read: the partition reads newest first)."""
+        rows, _ = self._state.page("PartitionKey eq @pk", {"pk": layout.recovery_points(instance)}, page_size=1)
+        return RecoveryPoint._from(rows[0]) if rows else None
+
+    def save(self, point: RecoveryPoint, **changes: Any) -> RecoveryPoint:
+        """Write ``changes`` if the point is unchanged since ``point`` was read; ``ETagMismatch`` otherwise."""
+        new = replace(point, **changes)
+        entity = Entity(layout.recovery_points(point.instance), point.recovery_point_id, {}, point.etag)
+        written = self._state.update(entity, new._data())
+        return replace(new, etag=written.etag)
+
+    def remove(self, point: RecoveryPoint) -> None:
+        """Delete the point's record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""
+        self._state.delete(Entity(layout.recovery_points(point.instance), point.recovery_point_id, {}, point.etag))
+
+
+__all__ = ["ETagMismatch", "PointState", "RecoveryPoint", "RecoveryPointStore", "due_key", "recovery_point_id"]

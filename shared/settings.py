@@ -158,7 +158,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", None, problems)
-    retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", "0 17 * * * *", problems)
+    retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", None, problems)
     function_timeout = _function_timeout(env, problems)
 
     if problems:

@@ -18,9 +18,20 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, StandardBlobTier
 
 from shared.errors import TransientError
+
+# Azure Blob Storage, "Access tiers for blob data" (learn.microsoft.com/azure/storage/blobs/access-tiers-overview):
+# a blob deleted or moved out of the Archive tier before 180 days is charged an early-deletion fee
+# for the rest of the 180 days. A cost, not a limit: pgvault deletes on the policy's date anyway
+# (the policy engine refuses archive retention below 6 months, which keeps most points past it).
+ARCHIVE_EARLY_DELETION_DAYS = 180
+# Same source: reading an Archive-tier blob fails with 409 BlobArchived until it is rehydrated
+# (Standard priority up to 15 hours, High under 1 hour for blobs below 10 GB).
+ARCHIVED_READ_ERROR = "BlobArchived"
+# Suffix of the ArchiveStore copy of a point copied immediately (ImmediateCopyOption).
+ARCHIVE_COPY_SUFFIX = ".archive"
 
 
 class BlobStore:
@@ -91,3 +102,58 @@ class BlobStore:
         except AzureError as exc:
             raise TransientError(f"blob storage failed deleting {name}: {type(exc).__name__}") from exc
         return True
+
+    def set_archive_tier(self, name: str) -> bool:
+        """Move blob ``name`` to the Archive tier (idempotent); False if the blob does not exist.
+
+        Tiering is in place: the blob keeps its name, metadata and content; reads fail with
+        ``BlobArchived`` until it is rehydrated. Early deletion within ``ARCHIVE_EARLY_DELETION_DAYS``
+        is charged, not refused.
+        """
+        try:
+            # Pass the enum: a plain string fails inside the SDK (PLATFORM-NOTES).
+            self._client.get_blob_client(name).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise TransientError(f"blob storage failed archiving {name}: {type(exc).__name__}") from exc
+        return True
+
+    def copy_to_archive(self, source: str, target: str) -> bool:
+        """Copy blob ``source`` to ``target`` in the Archive tier (server-side; idempotent); False if no source.
+
+        The target is written with the Archive tier in the same call, so it is never billed as hot.
+        Within one account Azure usually completes the copy at once; a copy still pending raises
+        ``TransientError`` and the next call (the next sweep) finds it done.
+        """
+        src = self._client.get_blob_client(source)
+        dst = self._client.get_blob_client(target)
+        try:
+            try:
+                copy = dst.get_blob_properties().copy
+                if copy.status in (None, "success"):
+                    return True
+                if copy.status == "pending":
+                    raise TransientError(f"archive copy of {source} is still pending")
+            except ResourceNotFoundError:
+                pass
+            if self.tier(source) is None:
+                return False
+            result = dst.start_copy_from_url(src.url, standard_blob_tier=StandardBlobTier.ARCHIVE)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise TransientError(f"blob storage failed copying {source}: {type(exc).__name__}") from exc
+        if result.get("copy_status") != "success":
+            raise TransientError(f"archive copy of {source} is {result.get('copy_status')}; the next sweep checks it")
+        return True
+
+    def tier(self, name: str) -> str | None:
+        """The access tier of blob ``name`` (``Hot``, ``Cool``, ``Archive``...), or None when it does not exist."""
+        try:
+            props = self._client.get_blob_client(name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise TransientError(f"blob storage failed reading {name}: {type(exc).__name__}") from exc
+        return str(props.blob_tier or "Hot")

@@ -13,6 +13,9 @@ asks is a query on one partition (or a few), never a table scan:
 | ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
 | ``lock``             | instance name (lowercase)| the one backup running on an instance            |
 | ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it        |
+| ``due-YYYYMMDD``     | instance, bar, rp id     | retention index: a point's next lifecycle event  |
+|                      |                          | falls on that UTC day (the sweep reads only these)|
+| ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -24,6 +27,7 @@ lowercase name, the record keeps the name as the user wrote it.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 POLICY = "policy"
 INSTANCE = "instance"
@@ -31,6 +35,8 @@ JOBS_PREFIX = "jobs-"
 CLAIM = "claim"
 LOCK = "lock"
 SCHEDULE = "schedule"
+DUE_PREFIX = "due-"
+RETENTION = "retention"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"
@@ -60,3 +66,13 @@ def instance_jobs(instance: str) -> str:
 def recovery_points(instance: str) -> str:
     """The partition of one instance's recovery points."""
     return f"rp-{row_key(instance)}"
+
+
+def due_partition(at: datetime) -> str:
+    """The retention due-index partition of the UTC day of ``at``."""
+    return f"{DUE_PREFIX}{at.astimezone(UTC):%Y%m%d}"
+
+
+def due_row(instance: str, rp_id: str) -> str:
+    """The due-index row key of one recovery point ('|' may appear in row keys; names never hold it)."""
+    return f"{row_key(instance)}|{rp_id}"

@@ -23,6 +23,7 @@ def app_env(azurite: Azurite) -> dict[str, str]:
         "PGVAULT_REGION": "westeurope",
         "PGVAULT_ALLOW_ENV_SECRETS": "true",
         "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+        "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
         "PGVAULT_STATE_TABLE": f"state{suffix}",
         "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
         "PGVAULT_DEVHOST_KEY": DEVHOST_KEY,

@@ -50,6 +50,8 @@ EXPECTED_HTTP = {
     "get_recovery_point": ("backupInstances/{name}/recoveryPoints/{recoveryPointId}", {"GET"}, "function"),
     "dashboard": ("dashboard", {"GET"}, "anonymous"),
     "dashboard_asset": ("dashboard/{*path}", {"GET"}, "anonymous"),
+    "stop_protection": ("backupInstances/{name}:stopProtection", {"POST"}, "function"),
+    "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -59,6 +61,7 @@ EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
+    "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
 }
 
 

@@ -21,8 +21,6 @@ from shared.openapi import openapi
 NOT_REGISTERED_YET = {
     ("/backupInstances/{name}:restore", "post"),  # branch restore
     ("/backupInstances/{name}:verifyRestore", "post"),  # branch restore
-    ("/backupInstances/{name}:stopProtection", "post"),  # branch retention
-    ("/backupInstances/{name}:resumeProtection", "post"),  # branch retention
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 

@@ -5,7 +5,7 @@ import pytest
 from shared.errors import SettingsError
 from shared.settings import load_settings
 
-SCHEDULE = {"PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *"}
+SCHEDULE = {"PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *", "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *"}
 
 
 def test_missing_storage_and_invalid_flag_are_both_named_in_one_error() -> None:
@@ -26,6 +26,7 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
         "PGVAULT_STATE_TABLE": "1table",
         "PGVAULT_BACKUP_CONTAINER": "Upper_Case",
         "PGVAULT_SCHEDULER_SCHEDULE": "*/5 * * * *",
+        "PGVAULT_RETENTION_SCHEDULE": "every hour",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)
@@ -72,7 +73,7 @@ def test_sample_local_settings_are_valid_and_complete() -> None:
     assert read <= set(values), f"missing from local.settings.sample.json: {read - set(values)}"
 
 
-def test_the_scheduler_timer_needs_its_schedule_setting() -> None:
+def test_the_scheduler_and_retention_timers_need_their_schedule_settings() -> None:
     with pytest.raises(SettingsError) as err:
         load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
-    assert set(err.value.problems) == {"PGVAULT_SCHEDULER_SCHEDULE"}
+    assert set(err.value.problems) == {"PGVAULT_SCHEDULER_SCHEDULE", "PGVAULT_RETENTION_SCHEDULE"}

@@ -60,6 +60,7 @@ def test_start_up_names_the_pg_dump_versions_it_found(caplog: pytest.LogCaptureF
     caplog.set_level(logging.INFO, logger="shared.vault")
     settings = load_settings(
         {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+         "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
          "PGVAULT_PG_BIN_DIR": str(PG15)}
     )
     lines = log_client_tools(settings)

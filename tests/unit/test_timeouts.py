@@ -10,7 +10,8 @@ from shared.settings import DEFAULT_FUNCTION_TIMEOUT, load_settings
 from shared.timeouts import last_attempt_started, overran, with_attempt_started
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *"}
+BASE = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+        "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *"}
 
 
 def _job(started_ago: timedelta | None, status: JobStatus = JobStatus.IN_PROGRESS) -> Job:
