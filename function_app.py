@@ -9,6 +9,7 @@ from functions.health import bp as health
 from functions.instances import bp as instances
 from functions.jobs import bp as jobs
 from functions.policies import bp as policies
+from functions.restore import bp as restore
 from functions.workers import bp as workers
 from shared.settings import load_settings
 
@@ -19,6 +20,7 @@ app.register_functions(instances)
 app.register_functions(jobs)
 app.register_functions(backups)
 app.register_functions(workers)
+app.register_functions(restore)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

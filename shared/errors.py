@@ -92,6 +92,18 @@ class ErrorCode(StrEnum):
         400,
         "Install a pg_dump whose major version is at least the server's and point PGVAULT_PG_BIN_DIR at it.",
     )
+    RECOVERY_POINT_CORRUPTED = (
+        "RecoveryPointCorrupted",
+        500,
+        "The stored backup no longer matches its checksum: restore another recovery point, and check the "
+        "storage account for changes to the vault's container.",
+    )
+    RESTORE_VERIFICATION_FAILED = (
+        "RestoreVerificationFailed",
+        500,
+        "The restored data differs from the backup's manifest: look at the job's verification details, and "
+        "restore another recovery point.",
+    )
     INVALID_SETTINGS = (
         "InvalidSettings",
         500,

@@ -47,15 +47,19 @@ EXPECTED_HTTP = {
     "backup_now": ("backupInstances/{name}:backup", {"POST"}, "function"),
     "list_recovery_points": ("backupInstances/{name}/recoveryPoints", {"GET"}, "function"),
     "get_recovery_point": ("backupInstances/{name}/recoveryPoints/{recoveryPointId}", {"GET"}, "function"),
+    "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
+    "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
     "backup_worker": ("pgvault-backup", "AzureWebJobsStorage"),
+    "restore_worker": ("pgvault-restore", "AzureWebJobsStorage"),
 }
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
+    "rehydration_timer": ("30 * * * * *", False),
 }
 
 
