@@ -16,15 +16,17 @@ import logging
 import re
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from azure.storage.blob import ContainerClient
 from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
+from shared.storage.blockstream import read_verified
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +222,25 @@ def restore_stream(
     return RestoreReport(
         report.returncode, report.warnings, report.errors, closed_early, stderr_tail=report.stderr_tail
     )
+
+
+def restore_blob(
+    pg_restore: Path,
+    env: Mapping[str, str],
+    container: ContainerClient,
+    blob_name: str,
+    sha256: str,
+    *,
+    options: RestoreOptions | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> RestoreReport:
+    """The pipeline of every restore: blob → SHA-256 check → zstd → ``pg_restore`` stdin.
+
+    ``IntegrityError`` (from ``read_verified``) when the stored bytes do not match ``sha256``:
+    by then pg_restore has been killed, and what it wrote must be thrown away by the caller.
+    """
+    chunks = read_verified(container, blob_name, sha256, on_bytes=on_bytes)
+    return restore_stream(pg_restore, env, chunks, options or RestoreOptions())
 
 
 # --- the target database ----------------------------------------------------------------------

@@ -48,7 +48,7 @@ from shared.pg.restore import (
     database_marker,
     drop_database,
     error_for,
-    restore_stream,
+    restore_blob,
     table_digests,
 )
 from shared.pg.tools import Tool, pick_tool
@@ -596,8 +596,14 @@ class _Run:
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name)) as conn:
                 create_schemas(conn, schemas)
         try:
-            report = restore_stream(
-                tool.path, params.child_env(host=host, port=port, dbname=name), self.chunks(point, blob), options
+            report = restore_blob(
+                tool.path,
+                params.child_env(host=host, port=port, dbname=name),
+                self.s._backups.client,
+                blob,
+                point.sha256,
+                options=options,
+                on_bytes=self.progress(point.size_in_bytes),
             )
         except IntegrityError as exc:
             raise UserError(
