@@ -79,11 +79,13 @@ class RestoreOptions:
             out.append(f"--table={name}")
         return out
 
-    def command(self, dbname: str, path: str) -> str:
-        """The shell command that restores file ``path`` into ``dbname`` with these options."""
+    def command(self, path: str | None) -> str:
+        """The shell command that restores file ``path`` (stdin when None) with these options into
+        the database the ``PG*`` environment variables name (``PGHOST``, ``PGUSER``, ``PGDATABASE``...)."""
         import shlex
 
-        return shlex.join(["pg_restore", *self.args(), "--dbname", dbname, path])
+        tail = f" {shlex.quote(path)}" if path is not None else ""
+        return shlex.join(["pg_restore", *self.args()]) + ' --dbname "$PGDATABASE"' + tail
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shlex
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -694,9 +695,9 @@ class _Run:
 
         current = self.step("Manifest")
         path = request.file_name
-        restore_cmd = request.options.command("<database>", path if decompress else "-")
+        restore_cmd = request.options.command(path if decompress else None)
         if not decompress:
-            restore_cmd = f"zstd -dc {path} | {restore_cmd}"
+            restore_cmd = f"zstd -dc {shlex.quote(path)} | {restore_cmd}"
         manifest = {
             "source": {
                 "instance": point.instance,

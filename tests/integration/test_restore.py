@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -306,30 +308,21 @@ def test_restore_as_files_gives_a_dump_that_plain_pg_restore_restores(
     job = world.restore("src", _files_request(point, url, "exports/src"))
     assert job.status is JobStatus.COMPLETED, job.error
     manifest = json.loads(container.download_blob("exports/src.manifest.json").readall())
-    dump = tmp_path / "src.dump"
+    dump = tmp_path / "exports" / "src.dump"
+    dump.parent.mkdir()
     dump.write_bytes(container.download_blob("exports/src.dump").readall())
-    import hashlib
-
     assert hashlib.sha256(dump.read_bytes()).hexdigest() == manifest["sha256"]
     assert manifest["source"]["database"] == world.db and manifest["pgDumpVersion"] == point.pg_dump_version
-    assert manifest["restoreCommand"].startswith("pg_restore --no-owner --no-acl --dbname")
+    assert manifest["restoreCommand"] == 'pg_restore --no-owner --no-acl --dbname "$PGDATABASE" exports/src.dump'
+    # Plain pg_restore, run exactly as the manifest says, in the folder the file was downloaded to.
     target = f"fromfile_{world.u}"
     with world.connect("postgres") as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    pg_env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
     subprocess.run(
-        [
-            "pg_restore",
-            "--no-owner",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(world.pg.port),
-            "-U",
-            "postgres",
-            "-d",
-            target,
-            str(dump),
-        ],
+        ["bash", "-c", manifest["restoreCommand"]],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **pg_env},
         check=True,
         capture_output=True,
     )
