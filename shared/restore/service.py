@@ -39,7 +39,7 @@ from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_i
 from shared.locks import HEARTBEAT, InstanceLocks, Lock
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
-from shared.pg.privileges import check_create_db
+from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
     MARKER,
     compare_digests,
@@ -292,7 +292,7 @@ class RestoreService:
             raise UserError(
                 ErrorCode.MISSING_DB_PERMISSIONS,
                 f"{params.user} may not create databases on the target server (restore needs CREATEDB)",
-                recommended_action=f'Have an administrator run: ALTER ROLE "{params.user}" CREATEDB; '
+                recommended_action=f"Have an administrator run: ALTER ROLE {quote_ident(params.user)} CREATEDB; "
                 "or use a target secret whose user has CREATEDB.",
             )
         if database is not None and database_exists(conn, database):

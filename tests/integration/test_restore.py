@@ -286,6 +286,14 @@ def test_partial_restore_of_one_schema_restores_only_that_schema(world: World, p
     assert restored["sales.invoices"] == world.digests(world.db)["sales.invoices"]
 
 
+def test_owners_kept_by_a_user_who_cannot_set_them_complete_with_warnings(world: World, point: RecoveryPoint) -> None:
+    target = f"owners_{world.u}"
+    job = world.restore("src", world.request(point, target, restoreOptions={"noOwner": False}))
+    assert job.status is JobStatus.COMPLETED_WITH_WARNINGS, job.error
+    assert job.details["warnings"] and all("member of role" in w for w in job.details["warnings"])
+    assert world.digests(target) == world.digests(world.db)  # the data is whole
+
+
 def _files_request(point: RecoveryPoint, url: str, prefix: str, **details: Any) -> dict[str, Any]:
     return {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
