@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -24,11 +25,13 @@ from shared.backups import BackupStarter
 from shared.errors import UserError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
+from shared.locks import InstanceLocks
 from shared.pg.grants import grant_sql
 from shared.pg.restore import table_digests
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import ContainerProbe, RehydrationStore
+from shared.restore.request import RestoreRequest
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
@@ -210,6 +213,57 @@ def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: W
     # A second delivery of the finished job changes nothing.
     again = world.service().run(job.job_id, last_try=False)
     assert again is not None and again.end_time == job.end_time and again.status is JobStatus.COMPLETED
+
+
+def test_two_workers_on_one_restore_job_restore_once(world: World, point: RecoveryPoint) -> None:
+    target = f"twice_{world.u}"
+    service = world.service()
+    job = service.start("src", world.request(point, target), datetime.now(UTC))
+    outcomes: list[object] = []
+
+    def work() -> None:
+        try:
+            outcomes.append(world.service().run(job.job_id, last_try=False))
+        except Exception as exc:  # a retry asked of the queue counts as an outcome too
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = JobStore(world.state).get(job.job_id)
+    assert done.status is JobStatus.COMPLETED, (done.error, outcomes)
+    assert world.digests(target) == world.digests(world.db)
+
+
+def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database(
+    world: World, point: RecoveryPoint
+) -> None:
+    target = f"resumed_{world.u}"
+    job = world.service().start("src", world.request(point, target), datetime.now(UTC))
+    # What a worker killed mid-restore leaves: its marked database, half restored, and its lock.
+    with world.connect("postgres") as c:
+        c.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target), sql.Identifier(f"rr_{world.u}"))
+        )
+        c.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(target), sql.Literal(f"pgvault restore job {job.job_id}")
+            )
+        )
+    with world.connect(target) as c:
+        c.execute("CREATE TABLE half_done (x int)")
+    key = world.service()._job_lock_key(
+        JobStore(world.state).get(job.job_id), RestoreRequest.from_dict(job.details["request"])
+    )
+    assert InstanceLocks(world.state).acquire(key, job.job_id, datetime.now(UTC)) is not None
+    # Another delivery while the lock is fresh does nothing; the retry after it went stale starts over.
+    assert world.service().run(job.job_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
+    later = world.service(clock=lambda: datetime.now(UTC) + timedelta(minutes=3))
+    done = later.run(job.job_id, last_try=False)
+    assert done is not None and done.status is JobStatus.COMPLETED, done.error
+    assert world.digests(target) == world.digests(world.db)  # half_done is gone with the old database
 
 
 def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
