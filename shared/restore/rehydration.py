@@ -178,11 +178,13 @@ class RehydrationStore:
 
 def start_copy(container: ContainerClient, record: Rehydration) -> None:
     """Ask storage to rehydrate the archived blob into the record's copy (idempotent: a copy that
-    exists already, pending or done, is left alone)."""
+    exists already, pending or done, is left alone; a failed one is replaced)."""
     target = container.get_blob_client(record.copy_blob)
     try:
         if target.exists():
-            return
+            if copy_state(target.get_blob_properties()) is not CopyState.FAILED:
+                return
+            target.delete_blob()  # what a failed or aborted copy left: start over
         source = container.get_blob_client(record.source_blob).url
         target.start_copy_from_url(
             source, standard_blob_tier=StandardBlobTier.HOT, rehydrate_priority=RehydratePriority(record.priority)
