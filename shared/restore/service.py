@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import shlex
+import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +266,7 @@ class RestoreService:
         if request.kind is TargetKind.DATABASE:
             target["database"] = request.database
             holder = self._locks.holder(_lock_key(host.lower(), port, request.database))
-            if holder is not None and not holder.stale(now):
+            if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
                 raise UserError(
                     ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
                     f"a restore into {request.database!r} on {host}:{port} is running (job {holder.job_id})",
@@ -279,6 +280,12 @@ class RestoreService:
         except TransientError as exc:
             log.info("restore request: target %s:%s not reachable now (%s); the worker will check", host, port, exc)
         return target
+
+    def _finished(self, job_id: str) -> bool:
+        try:
+            return self._jobs.get(job_id).status.finished
+        except UserError:
+            return True
 
     def _target_params(self, secret_uri: str, field: str) -> ConnectionParams:
         try:
@@ -317,8 +324,10 @@ class RestoreService:
         if lock is None:
             return self._busy(job, key, last_try)
         steps: list[dict[str, Any]] = []
+        heartbeat = Heartbeat(self._locks, lock, self._clock)
         try:
-            return self._run_locked(job, request, lock, steps)
+            with heartbeat:
+                return self._run_locked(job, request, heartbeat, steps)
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
@@ -327,7 +336,7 @@ class RestoreService:
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
-            self._locks.release(lock)
+            self._locks.release(heartbeat.lock)
 
     def _recorded(self, job_id: str, last_try: bool) -> Job | None:
         try:
@@ -372,14 +381,14 @@ class RestoreService:
             job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
         )
 
-    def _run_locked(self, job: Job, request: RestoreRequest, lock: Lock, steps: list[dict[str, Any]]) -> Job:
+    def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         point = self._points.get(job.instance, request.recovery_point_id)
         source = self._source_blob(point)
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
             return job
         job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
-        run = _Run(self, job, lock, steps)
+        run = _Run(self, job, heartbeat, steps)
         if request.kind is TargetKind.FILES:
             return run.files(request, point, source)
         return run.database(request, point, source)
@@ -478,12 +487,42 @@ class RestoreService:
                 self._jobs.finish(restore, JobStatus.FAILED, now, error=JobError.from_user_error(error))
 
 
+class Heartbeat:
+    """Keeps a running job's lock alive from a thread of its own, every ``HEARTBEAT``, also while
+    pg_restore builds indexes and no bytes flow. ``lost`` when another worker took the lock over."""
+
+    def __init__(
+        self, locks: InstanceLocks, lock: Lock, clock: Callable[[], datetime], every: timedelta = HEARTBEAT
+    ) -> None:
+        self.lock, self.lost = lock, False
+        self._locks, self._clock, self._every = locks, clock, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="restore-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every.total_seconds()):
+            try:
+                self.lock = self._locks.renew(self.lock, self._clock())
+            except ETagMismatch:
+                self.lost = True
+                return
+            except Exception as exc:  # storage hiccup: the next beat tries again (the lock lasts STALE_AFTER)
+                log.warning("restore lock %s: heartbeat failed: %s", self.lock.instance, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class _Run:
     """One restore job's work, with its steps and progress."""
 
-    def __init__(self, service: RestoreService, job: Job, lock: Lock, steps: list[dict[str, Any]]) -> None:
-        self.s, self.job, self.lock, self.steps = service, job, lock, steps
-        self.beat = service._clock()
+    def __init__(self, service: RestoreService, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> None:
+        self.s, self.job, self.heartbeat, self.steps = service, job, heartbeat, steps
 
     def step(self, name: str) -> dict[str, Any]:
         entry = {"name": name, "status": "InProgress", "startTime": self.s._clock().isoformat()}
@@ -495,18 +534,16 @@ class _Run:
         entry["endTime"] = self.s._clock().isoformat()
 
     def progress(self, total: int) -> Callable[[int], None]:
-        last = [0.0]
+        last = [0]
 
         def report(read: int) -> None:
-            now = self.s._clock()
-            if (now - self.beat) < HEARTBEAT and read < total and read - last[0] < total / 20:
+            if self.heartbeat.lost:
+                raise TransientError(f"restore job {self.job.job_id} lost its lock to another worker")
+            if read < total and read - last[0] < total / 20:
                 return
             last[0] = read
             try:
                 self.job = self.s._jobs.save(self.job, bytes=read, progress=min(0.99, read / max(total, 1)))
-                if now - self.beat >= HEARTBEAT:
-                    self.lock = self.s._locks.renew(self.lock, now)
-                    self.beat = now
             except ETagMismatch as exc:
                 raise TransientError(f"restore job {self.job.job_id} was taken over by another worker") from exc
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import ContainerProbe, RehydrationStore
 from shared.restore.request import RestoreRequest
-from shared.restore.service import RestoreService
+from shared.restore.service import Heartbeat, RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -264,6 +265,23 @@ def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database
     done = later.run(job.job_id, last_try=False)
     assert done is not None and done.status is JobStatus.COMPLETED, done.error
     assert world.digests(target) == world.digests(world.db)  # half_done is gone with the old database
+
+
+def test_a_running_restore_keeps_its_lock_alive_and_gives_it_back(world: World) -> None:
+    locks = InstanceLocks(world.state)
+    start = datetime.now(UTC)
+    minutes = iter(range(1, 10_000))
+    lock = locks.acquire("restore-heartbeat-test", "job", start)
+    assert lock is not None
+    with Heartbeat(
+        locks, lock, lambda: start + timedelta(minutes=next(minutes)), every=timedelta(milliseconds=5)
+    ) as hb:
+        # pg_restore building indexes sends no bytes for minutes: the lock must not go stale meanwhile.
+        while (holder := locks.holder("restore-heartbeat-test")) is not None and holder.heartbeat == start:
+            time.sleep(0.01)
+    assert holder is not None and holder.heartbeat > start and not hb.lost
+    locks.release(hb.lock)  # the latest lock, renewed many times: released for real
+    assert locks.holder("restore-heartbeat-test") is None
 
 
 def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
