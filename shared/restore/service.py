@@ -442,6 +442,9 @@ class RestoreService:
                 if record.state is CopyState.PENDING and record.started:
                     state = self._poll(record, now)
                     counts["ready" if state is CopyState.READY else "pending"] += 1
+                elif record.state is CopyState.PENDING:
+                    self._unstarted(record, now)
+                    counts["pending"] += 1
                 elif record.state is CopyState.READY and record.expiry is not None and record.expiry <= now:
                     self._backups.delete(record.copy_blob)
                     self._rehydrations.delete(record)
@@ -449,6 +452,18 @@ class RestoreService:
             except (ETagMismatch, TransientError) as exc:
                 log.info("rehydration of %s: %s; next tick", record.recovery_point_id, exc)
         return counts
+
+    def _unstarted(self, record: Rehydration, now: datetime) -> None:
+        """A rehydration whose copy was never started: its message was lost, or its job ended early."""
+        try:
+            job: Job | None = self._jobs.get(record.job_id)
+        except UserError:
+            job = None  # the request died between the record and the job
+        if job is not None and not job.status.finished:
+            self._send(job)  # again: the worker's start is idempotent
+            return
+        why = UserError(ErrorCode.INTERNAL, "the rehydration never started; send the restore again")
+        self._finish_rehydration(record, CopyState.FAILED, why, now)
 
     def _poll(self, record: Rehydration, now: datetime) -> CopyState:
         props = self._probe.properties(record.copy_blob)
@@ -465,8 +480,8 @@ class RestoreService:
         now = now or self._clock()
         expiry = expiry_after(now, record.duration) if state is CopyState.READY else None
         record = self._rehydrations.save(record, state=state, ready_at=now, expiry=expiry)
-        job = self._jobs.get(record.job_id)
-        if not job.status.finished:
+        job = self._jobs.get(record.job_id) if self._jobs.exists(record.job_id) else None
+        if job is not None and not job.status.finished:
             if error is None:
                 self._jobs.finish(
                     job,

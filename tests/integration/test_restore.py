@@ -561,6 +561,9 @@ def test_restore_of_an_archived_point_waits_for_rehydration_then_completes(world
     restore = service.start("src", body, now)
     rehydrate_id = restore.details["rehydrationJobId"]
     assert _restore_messages(world) == [rehydrate_id]  # only the rehydration is queued
+    # Its message lost before any worker started the copy: the timer sends it again.
+    assert service.tick(now) == {"pending": 1, "ready": 0, "deleted": 0}
+    assert _restore_messages(world) == [rehydrate_id]
 
     # The worker starts the copy; Azure says pending: both jobs wait, nobody sleeps.
     jobs = JobStore(world.state)
