@@ -38,7 +38,7 @@ from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import HEARTBEAT, InstanceLocks, Lock
-from shared.pg.connect import connect
+from shared.pg.connect import connect, server_gone
 from shared.pg.connstring import ConnectionParams, parse_connection_string
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
@@ -108,6 +108,14 @@ def target_server(params: ConnectionParams, target: str) -> tuple[str, int]:
             recommended_action="Put Server=<host>;Port=<port> in the target's connection string.",
         )
     return params.host, params.port or DEFAULT_PORT
+
+
+def _pg_error(exc: psycopg.Error) -> UserError | TransientError:
+    """A failure of the target server mid-restore: retried when the server went away."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if server_gone(exc):
+        return TransientError(f"the target server failed: {first}", code=ErrorCode.SERVER_CONNECTION_CLOSED)
+    return UserError(ErrorCode.INTERNAL, f"the target server refused a step of the restore: {first}")
 
 
 def _lock_key(*parts: object) -> str:
@@ -327,7 +335,10 @@ class RestoreService:
         heartbeat = Heartbeat(self._locks, lock, self._clock)
         try:
             with heartbeat:
-                return self._run_locked(job, request, heartbeat, steps)
+                try:
+                    return self._run_locked(job, request, heartbeat, steps)
+                except psycopg.Error as exc:
+                    raise _pg_error(exc) from exc
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
