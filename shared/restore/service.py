@@ -777,6 +777,10 @@ class _Run:
             "restoreCommand": restore_cmd,
             "restoredBy": self.job.job_id,
         }
+        schemas = [*request.options.schemas, *{t.rpartition(".")[0] for t in request.options.tables if "." in t}]
+        if schemas:
+            # pg_restore --schema restores a schema's objects, not the schema itself.
+            manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
         files.write_manifest(container, request.manifest_file_name, manifest)
         self.done(current)
         return self.s._jobs.finish(

@@ -419,6 +419,38 @@ def test_restore_as_files_gives_a_dump_that_plain_pg_restore_restores(
     assert again.status is JobStatus.FAILED and again.error is not None and again.error.code == "Conflict"
 
 
+def test_restore_as_files_in_zstd_form_restores_with_the_manifests_command(
+    world: World, point: RecoveryPoint, tmp_path: Path
+) -> None:
+    container = world.blob_service.get_container_client(f"zfiles-{world.u}")
+    container.create_container()
+    body = _files_request(point, container.url, "src")
+    body["restoreOptions"] = {"fileFormat": "zstd", "schemas": ["sales"]}
+    job = world.restore("src", body)
+    assert job.status is JobStatus.COMPLETED, job.error
+    stored = container.download_blob("src.dump.zst").readall()
+    assert hashlib.sha256(stored).hexdigest() == point.sha256  # exactly what the vault keeps
+    (tmp_path / "src.dump.zst").write_bytes(stored)
+    manifest = json.loads(container.download_blob("src.manifest.json").readall())
+    command = manifest["restoreCommand"]
+    assert command == 'zstd -dc src.dump.zst | pg_restore --no-owner --no-acl --schema=sales --dbname "$PGDATABASE"'
+    target = f"fromzst_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    assert manifest["beforeRestore"] == ['CREATE SCHEMA IF NOT EXISTS "sales";']
+    with world.connect(target) as c:
+        c.execute(manifest["beforeRestore"][0])
+    pg_env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **pg_env},
+        check=True,
+        capture_output=True,
+    )
+    assert world.digests(target) == {"sales.invoices": world.digests(world.db)["sales.invoices"]}
+
+
 def test_restore_as_files_into_another_account_by_connection_string_and_a_missing_container(
     world: World, point: RecoveryPoint
 ) -> None:
