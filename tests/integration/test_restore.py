@@ -33,7 +33,8 @@ from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import ContainerProbe, RehydrationStore
 from shared.restore.request import RestoreRequest
-from shared.restore.service import Heartbeat, RestoreService
+from shared.restore.service import RestoreService
+from shared.restore.work import Heartbeat
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
