@@ -294,9 +294,15 @@ class BackupRunner:
         with connect(kwargs, autocommit=False) as snap:
             snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             snap.read_only = True
-            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            try:
+                snapshot: str | None = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            except psycopg.Error as exc:
+                # A server that cannot export snapshots still gets its backup, without a manifest.
+                log.warning("backup job %s: no manifest, cannot export a snapshot: %s", progress.job.job_id, exc)
+                snap.rollback()
+                snapshot = None
             with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
-                digests = pool.submit(table_digests, snap)
+                digests = pool.submit(table_digests, snap) if snapshot is not None else None
                 try:
                     result = dump_to_blob(
                         tool_path,
@@ -312,7 +318,7 @@ class BackupRunner:
                     snap.cancel_safe()
                     raise
                 try:
-                    tables: dict[str, Any] | None = digests.result()
+                    tables: dict[str, Any] | None = digests.result() if digests is not None else None
                 except psycopg.Error as exc:
                     log.warning("backup job %s: no manifest, the table digests failed: %s", progress.job.job_id, exc)
                     tables = None
