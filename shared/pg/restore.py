@@ -216,6 +216,13 @@ def _widen_pipe(pipe: Any) -> None:
         fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
 
 
+def conninfo_dbname(name: str) -> str:
+    """``dbname='...'``: a database name as a connection string, so a name holding ``=`` (which
+    libpq would read as a connection string itself) or quotes reaches the server unchanged."""
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
 def restore_stream(
     pg_restore: Path,
     env: Mapping[str, str],
@@ -233,10 +240,9 @@ def restore_stream(
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
     argv = [str(pg_restore), *options.args(), "--no-password"]
-    if dbname is not None:
-        argv += ["--dbname", dbname]
-    elif "PGDATABASE" in env:
-        argv += ["--dbname", env["PGDATABASE"]]
+    target = dbname if dbname is not None else env.get("PGDATABASE")
+    if target is not None:
+        argv += ["--dbname", conninfo_dbname(target)]
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env
     )
