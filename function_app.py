@@ -11,6 +11,7 @@ from functions.instances import bp as instances
 from functions.jobs import bp as jobs
 from functions.openapi import bp as openapi
 from functions.policies import bp as policies
+from functions.restore import bp as restore
 from functions.retention import bp as retention
 from functions.workers import bp as workers
 from shared.settings import load_settings
@@ -25,6 +26,7 @@ app.register_functions(backups)
 app.register_functions(workers)
 app.register_functions(dashboard)
 app.register_functions(retention)
+app.register_functions(restore)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

@@ -3,7 +3,9 @@
 It starts Azurite, PostgreSQL and devhost; creates a sample database and a backup user; stores
 a policy; protects the database with an ``env:`` secret; shows validation failing for missing
 privileges, runs the grant script pgvault generates, re-validates; takes an on-demand backup and
-shows the job and the recovery point. Every process started here is stopped before it exits,
+shows the job and the recovery point; restores the point into a new database and shows the data
+matches; verifies the point against its manifest; restores it as files (a pg_restore-ready dump
+and a manifest) into a blob container. Every process started here is stopped before it exits,
 also when a step fails.
 """
 
@@ -25,6 +27,7 @@ from devhost.services import Postgres, free_port, running_services, wait_for_por
 REPO = Path(__file__).resolve().parents[1]
 KEY = "demo-key"
 DB, USER = "demo_shop", "demo_backup"
+RESTORED, RESTORER, EXPORTS = "demo_shop_restored", "demo_restorer", "demo-exports"
 
 
 def _say(text: str) -> None:
@@ -36,6 +39,7 @@ class Api:
 
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}/api"
+        self.blob_endpoint = ""
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else None if body is None else json.dumps(body).encode()
@@ -115,6 +119,71 @@ def _story(api: Api, pg: Postgres) -> None:
     _, point = api.call("GET", f"/backupInstances/shop/recoveryPoints/{job['recoveryPointId']}")
     _say("recovery point:")
     print(json.dumps(point, indent=2), flush=True)
+    _restore_story(api, pg, point["recoveryPointId"])
+
+
+def _restore_story(api: Api, pg: Postgres, rp: str) -> None:
+    credentials = {
+        "objectType": "SecretStoreBasedAuthCredentials",
+        "secretStoreResource": {"uri": "env:DEMO_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+    }
+    body = {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": rp,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "datasourceInfo": {"resourceName": RESTORED},
+            "datasourceAuthCredentials": credentials,
+        },
+    }
+    status, accepted = api.call("POST", "/backupInstances/shop:restore", body)
+    _say(f"POST /api/backupInstances/shop:restore (new database {RESTORED}, user {RESTORER} with CREATEDB) -> {status}")
+    job = api.wait(f"/backupJobs/{accepted['jobId']}", lambda j: j["status"] != "InProgress")
+    _say(
+        f"restore job: {job['status']}, steps {[s['name'] for s in job['steps']]}, "
+        f"warnings {job['details'].get('warnings')}"
+    )
+    if job["status"] not in ("Completed", "CompletedWithWarnings"):
+        raise RuntimeError(f"restore failed: {job['error']}")
+    query = "SELECT count(*) || ' rows, md5 ' || md5(string_agg(id || item || placed, ',' ORDER BY id)) FROM orders"
+    source, restored = pg.psql(query, DB), pg.psql(query, RESTORED)
+    _say(f"source   {DB}: {source}")
+    _say(f"restored {RESTORED}: {restored} -> {'the data matches' if source == restored else 'DIFFERENT'}")
+    if source != restored:
+        raise RuntimeError("the restored data differs")
+    status, again = api.call("POST", "/backupInstances/shop:restore", body)
+    _say(f"the same restore again -> {status} {again['error']['code']} (an existing database is never touched)")
+
+    status, accepted = api.call(
+        "POST", "/backupInstances/shop:verifyRestore", {"recoveryPointId": rp, "secretUri": "env:DEMO_TARGET_CS"}
+    )
+    job = api.wait(f"/backupJobs/{accepted['jobId']}", lambda j: j["status"] != "InProgress")
+    _say(f"POST .../shop:verifyRestore -> {status}; job {job['status']}: {job['details'].get('verification')}")
+
+    container_url = f"{api.blob_endpoint}/{EXPORTS}"
+    files = {
+        **body,
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "targetDetails": {
+                "url": container_url,
+                "filePrefix": "shop/latest",
+                "restoreTargetLocationType": "AzureBlobs",
+            },
+        },
+    }
+    status, accepted = api.call("POST", "/backupInstances/shop:restore", files)
+    job = api.wait(f"/backupJobs/{accepted['jobId']}", lambda j: j["status"] != "InProgress")
+    _say(
+        f"POST .../shop:restore as files into {container_url} -> {status}; "
+        f"job {job['status']}: {job['details'].get('files')}"
+    )
+    if job["status"] != "Completed":
+        raise RuntimeError(f"restore as files failed: {job['error']}")
+    _say(f"to restore the file by hand: {job['details']['restoreCommand']}")
 
 
 def main() -> int:
@@ -125,7 +194,10 @@ def main() -> int:
         ports = f"{azurite.blob_port}/{azurite.queue_port}/{azurite.table_port}"
         _say(f"Azurite on ports {ports} (blob/queue/table; data in a temporary folder)")
         _say(f"PostgreSQL {postgres.bin_dir} on port {postgres.port} (throwaway cluster)")
-        postgres.psql(f"CREATE ROLE {USER} LOGIN PASSWORD 'demo'; CREATE DATABASE {DB};")
+        postgres.psql(
+            f"CREATE ROLE {USER} LOGIN PASSWORD 'demo'; CREATE ROLE {RESTORER} LOGIN CREATEDB PASSWORD 'demo';"
+            f"CREATE DATABASE {DB};"
+        )
         postgres.psql(
             "CREATE TABLE orders (id serial PRIMARY KEY, item text, placed timestamptz DEFAULT now());"
             "INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 50000) g;",
@@ -143,7 +215,14 @@ def main() -> int:
             "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
             "PGVAULT_DEVHOST_KEY": KEY,
             "DEMO_SHOP_CS": f"Server=127.0.0.1;User Id={USER};Password=demo;Ssl Mode=Disable",
+            "DEMO_TARGET_CS": (
+                f"Server=127.0.0.1;Port={postgres.port};User Id={RESTORER};Password=demo;Ssl Mode=Disable"
+            ),
         }
+        from azure.storage.blob import BlobServiceClient
+
+        blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+        blobs.create_container(EXPORTS)
         log_path = azurite.location.parent / "devhost.log"
         with log_path.open("wb") as log:
             devhost = subprocess.Popen(
@@ -157,7 +236,9 @@ def main() -> int:
             try:
                 wait_for_port(port, 30, devhost)  # type: ignore[arg-type]
                 _say(f"devhost serving function_app.app on http://127.0.0.1:{port}/api")
-                _story(Api(port), postgres)
+                api = Api(port)
+                api.blob_endpoint = blobs.url.rstrip("/")
+                _story(api, postgres)
             except Exception as exc:  # the demo reports and still cleans up
                 failed = True
                 _say(f"demo step failed: {exc}")

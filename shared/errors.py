@@ -98,6 +98,18 @@ class ErrorCode(StrEnum):
         "Raise the function timeout (host.json functionTimeout and PGVAULT_FUNCTION_TIMEOUT) or move to a plan "
         "without the 10-minute limit (Flex Consumption, Elastic Premium), then start the operation again.",
     )
+    RECOVERY_POINT_CORRUPTED = (
+        "RecoveryPointCorrupted",
+        500,
+        "The stored backup no longer matches its checksum: restore another recovery point, and check the "
+        "storage account for changes to the vault's container.",
+    )
+    RESTORE_VERIFICATION_FAILED = (
+        "RestoreVerificationFailed",
+        500,
+        "The restored data differs from the backup's manifest: look at the job's verification details, and "
+        "restore another recovery point.",
+    )
     INVALID_SETTINGS = (
         "InvalidSettings",
         500,

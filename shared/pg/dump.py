@@ -142,15 +142,21 @@ def dump_to_blob(
     level: int = ZSTD_LEVEL,
     threads: int = ZSTD_THREADS,
     expected_bytes: int = 0,
+    snapshot: str | None = None,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
     ``on_progress(raw_bytes)`` is called at most every ``progress_every`` seconds. Raises the
     mapped error if pg_dump fails (nothing committed) and kills pg_dump if the upload fails.
+    ``snapshot`` (from ``pg_export_snapshot()``) makes pg_dump read that snapshot, so another
+    session can read exactly what the dump holds (the backup's manifest).
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
+    argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
+    if snapshot is not None:
+        argv.append(f"--snapshot={snapshot}")
     proc = subprocess.Popen(
-        [str(pg_dump), "--format=custom", "--compress=0", "--no-password"],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

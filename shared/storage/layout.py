@@ -41,7 +41,9 @@ RETENTION = "retention"
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"
 BACKUP_QUEUE = "pgvault-backup"
-QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE)
+# Restore, verification and rehydration jobs (functions/restore.py).
+RESTORE_QUEUE = "pgvault-restore"
+QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE, RESTORE_QUEUE)
 
 # Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
 # ('/', '\\', '#', '?') or control characters.

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +16,8 @@ from psycopg import sql
 
 from devhost.services import Postgres
 from shared.pg.grants import grant_sql
-from shared.storage.blockstream import read_verified
+from shared.pg.restore import restore_blob
+from shared.pg.tools import pick_tool
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +86,6 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     server: Postgres,
     names: dict[str, str],
     app_env: dict[str, str],
-    tmp_path: Path,
 ) -> None:
     slot = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
     assert host.request("PUT", "/backupPolicies/mwf", data=_policy(slot)).status_code == 201
@@ -131,21 +129,20 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     container = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client(
         app_env["PGVAULT_BACKUP_CONTAINER"]
     )
-    blob_name = next(b.name for b in container.list_blobs() if job["recoveryPointId"] in b.name)
+    blob_name = next(
+        b.name for b in container.list_blobs() if job["recoveryPointId"] in b.name and b.name.endswith(".pgdump.zst")
+    )
     target = f"restored_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(server.dsn(), autocommit=True) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
-    with (tmp_path / "err").open("wb") as err:
-        restore = subprocess.Popen(
-            ["pg_restore", "--no-owner", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-d", target],
-            stdin=subprocess.PIPE,
-            stderr=err,
-        )
-        assert restore.stdin is not None
-        for chunk in read_verified(container, blob_name, point["sha256"]):
-            restore.stdin.write(chunk)
-        restore.stdin.close()
-        assert restore.wait() == 0, (tmp_path / "err").read_text()
+    report = restore_blob(
+        pick_tool("pg_restore", 15).path,
+        {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "postgres", "PGDATABASE": target},
+        container,
+        blob_name,
+        point["sha256"],
+    )
+    assert report.ok and not report.warnings, report.stderr_tail
     query = "SELECT count(*), sum(paid), md5(string_agg(item, ',' ORDER BY id)) FROM orders"
     with _connect(server, target) as a, _connect(server, names["db"]) as b:
         assert a.execute(query).fetchone() == b.execute(query).fetchone()

@@ -37,6 +37,10 @@ def test_demo_runs_end_to_end_and_stops_everything_it_started() -> None:
         "readiness: Success",
         ": Completed,",
         '"datastore": "VaultStore"',
+        "the data matches",
+        "UserErrorDatabaseNameAlreadyInUse",
+        "'mismatches': []",
+        "shop/latest.dump",
         "devhost stopped (exit code 0)",
     ):
         assert expected in out.stdout

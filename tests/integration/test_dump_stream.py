@@ -6,7 +6,6 @@ import hashlib
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +15,7 @@ from psycopg import sql
 from devhost.services import Azurite, Postgres
 from shared.errors import TransientError, UserError
 from shared.pg.dump import dump_to_blob, map_dump_error
+from shared.pg.restore import RestoreOptions, restore_blob
 from shared.pg.tools import pick_tool
 from shared.storage.blockstream import IntegrityError, blocks_needed, next_block_size, read_verified
 from shared.storage.limits import MAX_BLOCKS_PER_BLOB
@@ -66,7 +66,7 @@ def _rows(pg: Postgres, db: str) -> tuple[int, str]:
 
 
 def test_dump_streams_into_a_blob_that_restores_identically(
-    postgres: Postgres, source: str, container: ContainerClient, tmp_path: Path
+    postgres: Postgres, source: str, container: ContainerClient
 ) -> None:
     pg_dump = pick_tool("pg_dump", 15).path
     progress: list[int] = []
@@ -88,17 +88,15 @@ def test_dump_streams_into_a_blob_that_restores_identically(
 
     target = f"dst_{uuid.uuid4().hex[:6]}"
     subprocess.run(["createdb", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", target], check=True)
-    with (tmp_path / "restore.err").open("wb") as err:
-        restore = subprocess.Popen(
-            ["pg_restore", "--no-owner", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-d", target],
-            stdin=subprocess.PIPE,
-            stderr=err,
-        )
-        assert restore.stdin is not None
-        for chunk in read_verified(container, "inst/rp1.pgdump.zst", result.stream.sha256):
-            restore.stdin.write(chunk)
-        restore.stdin.close()
-        assert restore.wait() == 0, (tmp_path / "restore.err").read_text()
+    report = restore_blob(
+        pick_tool("pg_restore", 15).path,
+        _env(postgres, target),
+        container,
+        "inst/rp1.pgdump.zst",
+        result.stream.sha256,
+        options=RestoreOptions(no_owner=True, no_acl=False),
+    )
+    assert report.ok and report.returncode == 0 and not report.warnings, report.stderr_tail
     assert _rows(postgres, target) == _rows(postgres, source) and _rows(postgres, target)[0] == 20000
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", target], check=True)
 

@@ -52,16 +52,20 @@ EXPECTED_HTTP = {
     "dashboard_asset": ("dashboard/{*path}", {"GET"}, "anonymous"),
     "stop_protection": ("backupInstances/{name}:stopProtection", {"POST"}, "function"),
     "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
+    "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
+    "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
     "backup_worker": ("pgvault-backup", "AzureWebJobsStorage"),
+    "restore_worker": ("pgvault-restore", "AzureWebJobsStorage"),
 }
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
+    "rehydration_timer": ("30 * * * * *", False),
 }
 
 

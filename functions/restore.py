@@ -1,0 +1,72 @@
+"""Restores: the HTTP API (restore, verify), the queue worker, and the rehydration timer."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+
+from functions.http import accepted, api
+from functions.workers import MAX_DEQUEUE_COUNT
+from shared.request_body import parse_json_body
+from shared.restore.service import RestoreService
+from shared.storage import layout
+from shared.storage.clients import StorageAccount
+from shared.vault import Vault, current_vault
+
+log = logging.getLogger(__name__)
+bp = func.Blueprint()
+
+
+def _service(vault: Vault) -> RestoreService:
+    return RestoreService(
+        vault.state,
+        vault.backups,
+        vault.secrets,
+        vault.clock,
+        queues=vault.queues,
+        vault_blobs=StorageAccount.from_settings(vault.settings).blob_service(),
+        pg_bin_dir=vault.settings.pg_bin_dir,
+        allow_env_secrets=vault.settings.allow_env_secrets,
+    )
+
+
+@bp.route(route="backupInstances/{name}:restore", methods=["POST"])
+@api
+def restore(req: func.HttpRequest) -> func.HttpResponse:
+    """Azure's restore request (as a database or as files) → 202 with the job's Location."""
+    vault = current_vault()
+    job = _service(vault).start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    return accepted({"jobId": job.job_id}, job.job_id)
+
+
+@bp.route(route="backupInstances/{name}:verifyRestore", methods=["POST"])
+@api
+def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
+    """Restore a point into a scratch database, compare it with the backup's manifest → 202 + job."""
+    vault = current_vault()
+    job = _service(vault).start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    return accepted({"jobId": job.job_id}, job.job_id)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")
+def restore_worker(msg: func.QueueMessage) -> None:
+    """Run one restore, verification or rehydration job."""
+    try:
+        payload = json.loads(msg.get_body())
+    except ValueError as exc:
+        raise ValueError(f"message {msg.id} is not JSON") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("jobId"), str):
+        raise ValueError(f"message {msg.id} has no jobId")
+    vault = current_vault()
+    _service(vault).run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)
+def rehydration_timer(timer: func.TimerRequest) -> None:
+    """Every minute: poll pending rehydrations, release their restores, delete expired copies."""
+    vault = current_vault()
+    counts = _service(vault).tick(vault.clock())
+    if any(counts.values()):
+        log.info("rehydration timer: %s", counts)

@@ -1,0 +1,399 @@
+"""``pg_restore`` fed from a stream, its messages read, and the databases it restores into.
+
+The archive arrives as an iterator of chunks (the blob, checked and decompressed as it
+downloads: ``shared.storage.blockstream.read_verified``) and goes straight to ``pg_restore``'s
+stdin: no temporary file, memory bounded by the pipe. ``pg_restore`` goes on after an error and
+exits 1 at the end (``errors ignored on restore: N``); some of those errors are harmless (a
+setting the target server does not know, an owner role missing there), others mean the data is
+not all there. ``classify`` tells them apart, so a restore can end ``CompletedWithWarnings`` or
+``Failed`` on what actually happened rather than on the exit code alone (PLATFORM-NOTES).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import queue
+import re
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from azure.storage.blob import ContainerClient
+from psycopg import sql
+
+from shared.errors import ErrorCode, TransientError, UserError
+from shared.storage.blockstream import read_verified
+
+log = logging.getLogger(__name__)
+
+_STDERR_KEEP = 256 * 1024
+# Downloaded, decompressed chunks waiting for pg_restore (each up to a few MiB): bounds memory.
+PREFETCH = 4
+PIPE_BYTES = 1024 * 1024
+_PASSWORDISH = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
+# Errors pg_restore reports that leave the data complete: they are listed as warnings.
+IGNORABLE = (
+    re.compile(r"unrecognized configuration parameter"),  # a newer pg_dump's SET on an older server
+    re.compile(r'role "[^"]*" does not exist'),  # owners and grantees missing on the target server
+    re.compile(r'must be (?:a )?member of role "[^"]*"'),  # owners kept (noOwner false) by a non-superuser
+    re.compile(r'schema "public" already exists'),
+    re.compile(r"must be owner of (?:schema public|extension)"),
+    re.compile(r'extension "[^"]*" already exists'),
+)
+# What pg_restore says when the target server itself went away (worth a retry).
+_SERVER_GONE = (
+    "server closed the connection",
+    "terminating connection",
+    "could not connect",
+    "connection to server",
+    "the database system is shutting down",
+)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What ``pg_restore`` is asked to do (the pgvault ``restoreOptions`` of a request)."""
+
+    no_owner: bool = True
+    no_acl: bool = True
+    schemas: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        """``pg_restore`` arguments for these options (no connection parameters: those go in env)."""
+        out: list[str] = []
+        if self.no_owner:
+            out.append("--no-owner")
+        if self.no_acl:
+            out.append("--no-acl")
+        table_schema: set[str] = set()
+        names: list[str] = []
+        for table in self.tables:
+            schema, _, name = table.rpartition(".")
+            if schema:
+                table_schema.add(schema)
+            names.append(name)
+        for schema in (*self.schemas, *sorted(table_schema - set(self.schemas))):
+            out.append(f"--schema={schema}")
+        for name in names:
+            out.append(f"--table={name}")
+        return out
+
+    def command(self, path: str | None) -> str:
+        """The shell command that restores file ``path`` (stdin when None) with these options into
+        the database the ``PG*`` environment variables name (``PGHOST``, ``PGUSER``, ``PGDATABASE``...)."""
+        import shlex
+
+        tail = f" {shlex.quote(path)}" if path is not None else ""
+        return shlex.join(["pg_restore", *self.args()]) + ' --dbname "$PGDATABASE"' + tail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "noOwner": self.no_owner,
+            "noAcl": self.no_acl,
+            "schemas": list(self.schemas),
+            "tables": list(self.tables),
+        }
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a finished ``pg_restore`` said: harmless warnings, and errors that lose data."""
+
+    returncode: int
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    stdin_closed_early: bool = False
+    stderr_tail: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the data is all there (possibly with warnings)."""
+        if self.errors:
+            return False
+        return self.returncode == 0 or bool(self.warnings)
+
+
+def _clean(text: str) -> str:
+    return _PASSWORDISH.sub(r"\1***", text).strip()
+
+
+def classify(stderr: str, returncode: int) -> RestoreReport:
+    """Split ``pg_restore``'s messages into harmless warnings and data-losing errors.
+
+    Every ``error:`` line counts; those matching ``IGNORABLE`` are warnings. A non-zero exit
+    with no error line at all (an unreadable archive, a crash) is an error of its own.
+    """
+    text = _clean(stderr)
+    warnings: list[str] = []
+    errors: list[str] = []
+    for line in text.splitlines():
+        m = re.match(r"^pg_restore: (?:error|ERROR): (.*)$", line.strip())
+        if m is None:
+            continue
+        message = m.group(1).strip()
+        (warnings if any(p.search(message) for p in IGNORABLE) else errors).append(message)
+    if returncode != 0 and not warnings and not errors:
+        last = " | ".join(text.splitlines()[-3:]) or f"exit code {returncode}"
+        errors.append(f"pg_restore failed: {last}")
+    return RestoreReport(returncode, tuple(dict.fromkeys(warnings)), tuple(dict.fromkeys(errors)), stderr_tail=text)
+
+
+def error_for(report: RestoreReport) -> UserError | TransientError:
+    """The pgvault error a failed restore means."""
+    first = report.errors[0] if report.errors else f"exit code {report.returncode}"
+    more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+    if any(g in e for e in report.errors for g in _SERVER_GONE):
+        return TransientError(
+            f"the target server went away during pg_restore: {first}", code=ErrorCode.SERVER_CONNECTION_CLOSED
+        )
+    if any("permission denied" in e for e in report.errors):
+        return UserError(
+            ErrorCode.MISSING_DB_PERMISSIONS,
+            f"pg_restore was refused: {first}{more}",
+            recommended_action="Restore with a user that may create the objects of the backup (or as the "
+            "database's owner), or keep noOwner/noAcl true.",
+        )
+    return UserError(ErrorCode.INTERNAL, f"pg_restore failed: {first}{more}")
+
+
+def _drain(pipe: Any, sink: bytearray) -> threading.Thread:
+    def run() -> None:
+        for line in iter(pipe.readline, b""):
+            sink.extend(line)
+            if len(sink) > _STDERR_KEEP:
+                del sink[: len(sink) - _STDERR_KEEP]
+
+    thread = threading.Thread(target=run, name="pg_restore-stderr", daemon=True)
+    thread.start()
+    return thread
+
+
+def _prefetch(chunks: Iterable[bytes], depth: int = PREFETCH) -> Iterator[bytes]:
+    """``chunks``, produced by a thread of their own (download, checksum, decompression) while the
+    caller feeds pg_restore: the two overlap instead of taking turns. At most ``depth`` wait."""
+    items: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                items.put(chunk)
+            items.put(None)
+        except BaseException as exc:  # handed to the consumer
+            items.put(exc)
+
+    worker = threading.Thread(target=produce, name="restore-download", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = items.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                items.get_nowait()
+            worker.join(timeout=0.05)
+
+
+def _widen_pipe(pipe: Any) -> None:
+    """A 1 MiB pipe instead of 64 KiB: fewer turns between us and pg_restore (Linux only)."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), set_size, PIPE_BYTES)
+
+
+def conninfo_dbname(name: str) -> str:
+    """``dbname='...'``: a database name as a connection string, so a name holding ``=`` (which
+    libpq would read as a connection string itself) or quotes reaches the server unchanged."""
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
+def restore_stream(
+    pg_restore: Path,
+    env: Mapping[str, str],
+    chunks: Iterable[bytes],
+    options: RestoreOptions,
+    *,
+    dbname: str | None = None,
+) -> RestoreReport:
+    """Feed ``chunks`` (a custom-format archive) to ``pg_restore`` into the database ``env`` names.
+
+    The iterator is always read to its end, even when ``pg_restore`` stops reading early (a
+    partial restore), so a checksum check inside it runs; if it raises (a checksum mismatch,
+    storage failing), ``pg_restore`` is killed and the error propagates. The password reaches
+    the child only through ``env``.
+    """
+    child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
+    argv = [str(pg_restore), *options.args(), "--no-password"]
+    target = dbname if dbname is not None else env.get("PGDATABASE")
+    if target is not None:
+        argv += ["--dbname", conninfo_dbname(target)]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    stderr = bytearray()
+    reader = _drain(proc.stderr, stderr)
+    _widen_pipe(proc.stdin)
+    closed_early = False
+    try:
+        for chunk in _prefetch(chunks):
+            if closed_early:
+                continue
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                closed_early = True
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        returncode = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.close()
+        reader.join(timeout=10)
+        proc.stderr.close()
+    report = classify(stderr.decode(errors="replace"), returncode)
+    if closed_early and returncode == 0:
+        log.info("pg_restore finished before the end of the archive (a partial restore); the rest was verified")
+    return RestoreReport(
+        report.returncode, report.warnings, report.errors, closed_early, stderr_tail=report.stderr_tail
+    )
+
+
+def restore_blob(
+    pg_restore: Path,
+    env: Mapping[str, str],
+    container: ContainerClient,
+    blob_name: str,
+    sha256: str,
+    *,
+    options: RestoreOptions | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> RestoreReport:
+    """The pipeline of every restore: blob → SHA-256 check → zstd → ``pg_restore`` stdin.
+
+    ``IntegrityError`` (from ``read_verified``) when the stored bytes do not match ``sha256``:
+    by then pg_restore has been killed, and what it wrote must be thrown away by the caller.
+    """
+    chunks = read_verified(container, blob_name, sha256, on_bytes=on_bytes)
+    return restore_stream(pg_restore, env, chunks, options or RestoreOptions())
+
+
+# --- the target database ----------------------------------------------------------------------
+
+# The comment a restore puts on the database it creates, so a retry knows the database is its own.
+MARKER = "pgvault restore job {job_id}"
+
+
+def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether database ``name`` exists on the server ``conn`` is connected to."""
+    row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %(n)s", {"n": name}).fetchone()
+    return row is not None
+
+
+def database_marker(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """The comment on database ``name`` (None when there is none or no such database)."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %(n)s", {"n": name}
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def create_database(conn: psycopg.Connection[Any], name: str, job_id: str) -> bool:
+    """Create database ``name`` marked as this job's; False when the name is taken already."""
+    try:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.errors.DuplicateDatabase:
+        return False
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(MARKER.format(job_id=job_id)))
+    )
+    return True
+
+
+def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
+    """Drop database ``name`` (closing its sessions); nothing if it does not exist."""
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def create_schemas(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> None:
+    """Create ``schemas`` if missing: ``pg_restore --schema`` restores a schema's objects, not the schema."""
+    for schema in schemas:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+# --- per-table manifest: row counts and hashes --------------------------------------------------
+
+# Settings that fix how values print, so the same rows give the same text on both sides.
+STABLE_OUTPUT = (
+    "SET TimeZone = 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'postgres'",
+    "SET extra_float_digits = 1",
+    "SET bytea_output = 'hex'",
+)
+_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                  AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+# An order-free digest: the sum of the first 60 bits of each row's md5 (no sort of the table).
+_DIGEST = "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)::text FROM {} t"
+
+
+def table_digests(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
+    """``{"schema.table": {"rows": n, "hash": "..."}}`` for every user table, as ``conn`` sees them.
+
+    Run inside the transaction whose snapshot matters (the dump's, or the restored database).
+    """
+    for statement in STABLE_OUTPUT:
+        conn.execute(statement)
+    out: dict[str, dict[str, Any]] = {}
+    for schema, table in conn.execute(_TABLES).fetchall():
+        ident = sql.Identifier(schema, table)
+        row = conn.execute(sql.SQL(_DIGEST).format(ident)).fetchone()
+        assert row is not None
+        out[f"{schema}.{table}"] = {"rows": int(row[0]), "hash": str(row[1])}
+    return out
+
+
+def compare_digests(
+    expected: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The tables whose rows differ between a manifest and a restore (empty when all match)."""
+    problems: list[dict[str, Any]] = []
+    for name in sorted(set(expected) | set(actual)):
+        want, got = expected.get(name), actual.get(name)
+        if want is None:
+            problems.append({"table": name, "problem": "restored but not in the manifest"})
+        elif got is None:
+            problems.append({"table": name, "problem": "missing from the restore"})
+        elif want["rows"] != got["rows"] or want["hash"] != got["hash"]:
+            problems.append(
+                {"table": name, "problem": "rows differ", "expectedRows": want["rows"], "restoredRows": got["rows"]}
+            )
+    return problems

@@ -1,0 +1,205 @@
+"""Rehydration of archived recovery points: a readable copy, waited for across timer runs.
+
+An archived point's blob (tier Archive) cannot be read. Rehydrating copies it to
+``rehydrated/<blob name>`` with ``start_copy_from_url(standard_blob_tier=Hot,
+rehydrate_priority=...)``; Azure takes hours (``archive_status`` says
+``rehydrate-pending-to-hot`` meanwhile), Azurite is done at once. Nobody sleeps on it: a
+record in the state table (partition ``rehydration``, one per point) says where the copy is,
+whether it is ready, which restore jobs wait for it and when it expires; a timer polls pending
+copies, releases the waiting restores when a copy is readable, and deletes copies whose
+retention has passed. Every change of the record is ETag-guarded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+import isodate
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import BlobProperties, ContainerClient, RehydratePriority, StandardBlobTier
+
+from shared.errors import ErrorCode, TransientError, UserError
+from shared.storage.tables import Entity, EntityExists, StateTable
+
+log = logging.getLogger(__name__)
+
+PARTITION = "rehydration"
+COPY_PREFIX = "rehydrated/"
+
+
+class CopyState(StrEnum):
+    """Where a rehydrated copy is."""
+
+    PENDING = "Pending"
+    """Azure is still rehydrating (or copying)."""
+    READY = "Ready"
+    """Readable (tier Hot, copy finished)."""
+    FAILED = "Failed"
+    """The copy failed or was aborted; a new request starts over."""
+
+
+def copy_state(props: BlobProperties) -> CopyState:
+    """What a copy's properties say (Azure's ``x-ms-archive-status`` and ``x-ms-copy-status``)."""
+    status = props.copy.status if props.copy is not None else None
+    if status in ("failed", "aborted"):
+        return CopyState.FAILED
+    if props.archive_status or status == "pending" or props.blob_tier == "Archive":
+        return CopyState.PENDING
+    return CopyState.READY
+
+
+class BlobProbe(Protocol):
+    """Reads a blob's properties (the real one asks storage; tests can play recorded answers)."""
+
+    def properties(self, blob_name: str) -> BlobProperties | None:
+        """The blob's properties, or None when it does not exist."""
+        ...
+
+
+class ContainerProbe:
+    """``BlobProbe`` over a real container."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def properties(self, blob_name: str) -> BlobProperties | None:
+        try:
+            return self._container.get_blob_client(blob_name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
+
+
+def copy_name_for(blob_name: str) -> str:
+    """Where the rehydrated copy of ``blob_name`` goes."""
+    return COPY_PREFIX + blob_name
+
+
+@dataclass(frozen=True)
+class Rehydration:
+    """One point's rehydrated copy, as recorded."""
+
+    recovery_point_id: str
+    instance: str
+    source_blob: str
+    copy_blob: str
+    priority: str
+    duration: str
+    job_id: str
+    state: CopyState = CopyState.PENDING
+    started: bool = False
+    waiting: tuple[str, ...] = ()
+    ready_at: datetime | None = None
+    expiry: datetime | None = None
+    etag: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "sourceBlob": self.source_blob,
+            "copyBlob": self.copy_blob,
+            "priority": self.priority,
+            "duration": self.duration,
+            "jobId": self.job_id,
+            "state": self.state.value,
+            "started": self.started,
+            "waiting": json.dumps(list(self.waiting)),
+            "readyAt": self.ready_at,
+            "expiry": self.expiry,
+        }
+
+    @classmethod
+    def from_entity(cls, e: Entity) -> Rehydration:
+        return cls(
+            e.row_key,
+            str(e["instance"]),
+            str(e["sourceBlob"]),
+            str(e["copyBlob"]),
+            str(e["priority"]),
+            str(e["duration"]),
+            str(e["jobId"]),
+            CopyState(e["state"]),
+            bool(e.get("started", False)),
+            tuple(json.loads(e.get("waiting") or "[]")),
+            e.get("readyAt"),
+            e.get("expiry"),
+            e.etag,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """For job details."""
+        return {
+            "copyBlob": self.copy_blob,
+            "state": self.state.value,
+            "priority": self.priority,
+            "duration": self.duration,
+            "expiry": self.expiry.isoformat() if self.expiry else None,
+        }
+
+
+class RehydrationStore:
+    """Rehydration records in the state table, every write ETag-guarded."""
+
+    def __init__(self, state: StateTable) -> None:
+        self._state = state
+
+    def get(self, rp_id: str) -> Rehydration | None:
+        entity = self._state.get(PARTITION, rp_id)
+        return None if entity is None else Rehydration.from_entity(entity)
+
+    def create(self, record: Rehydration) -> tuple[Rehydration, bool]:
+        """Insert ``record``; if the point has one already, return that and False."""
+        try:
+            entity = self._state.insert(PARTITION, record.recovery_point_id, record.data())
+        except EntityExists:
+            existing = self.get(record.recovery_point_id)
+            assert existing is not None
+            return existing, False
+        return replace(record, etag=entity.etag), True
+
+    def save(self, record: Rehydration, **changes: Any) -> Rehydration:
+        """Write ``changes`` if nobody changed the record since it was read (``ETagMismatch`` otherwise)."""
+        new = replace(record, **changes)
+        entity = Entity(PARTITION, record.recovery_point_id, {}, record.etag)
+        return replace(new, etag=self._state.update(entity, new.data()).etag)
+
+    def delete(self, record: Rehydration) -> None:
+        self._state.delete(Entity(PARTITION, record.recovery_point_id, {}, record.etag))
+
+    def all(self) -> list[Rehydration]:
+        return [Rehydration.from_entity(e) for e in self._state.partition(PARTITION)]
+
+
+def start_copy(container: ContainerClient, record: Rehydration) -> None:
+    """Ask storage to rehydrate the archived blob into the record's copy (idempotent: a copy that
+    exists already, pending or done, is left alone; a failed one is replaced)."""
+    target = container.get_blob_client(record.copy_blob)
+    try:
+        if target.exists():
+            if copy_state(target.get_blob_properties()) is not CopyState.FAILED:
+                return
+            target.delete_blob()  # what a failed or aborted copy left: start over
+        source = container.get_blob_client(record.source_blob).url
+        target.start_copy_from_url(
+            source, standard_blob_tier=StandardBlobTier.HOT, rehydrate_priority=RehydratePriority(record.priority)
+        )
+    except ResourceNotFoundError as exc:
+        raise UserError(
+            ErrorCode.NOT_FOUND,
+            f"the archived blob of recovery point {record.recovery_point_id} is missing from the vault",
+            target="recoveryPointId",
+        ) from exc
+    except AzureError as exc:
+        raise TransientError(f"blob storage refused to rehydrate {record.source_blob}: {type(exc).__name__}") from exc
+
+
+def expiry_after(ready_at: datetime, duration: str) -> datetime:
+    """When a copy that became readable at ``ready_at`` is deleted."""
+    span: timedelta = isodate.parse_duration(duration)
+    return ready_at + span

@@ -1,0 +1,445 @@
+"""Restores: starting them (HTTP), running them (the queue worker), rehydrating (the timer).
+
+``RestoreService.start`` / ``start_verify`` check the request completely and the target as far
+as a request can (the secret reads, the user may create databases, the name is free), record a
+job and queue it; an archived point gets a Rehydrate job first and its restore waits. ``run``
+takes the target's lock (one restore per target at a time; a second delivery of a message, or a
+second worker, changes nothing) and hands the work to ``shared.restore.work``. ``tick`` moves
+rehydrations on (see ``shared.restore.rehydration``): pending copies polled, waiting restores
+released, expired copies deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from azure.storage.blob import BlobServiceClient
+
+from shared.errors import ErrorCode, TransientError, UserError
+from shared.instances import InstanceService
+from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
+from shared.locks import InstanceLocks
+from shared.pg.connect import connect, server_gone
+from shared.policy import DataStore
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.rehydration import (
+    BlobProbe,
+    ContainerProbe,
+    CopyState,
+    Rehydration,
+    RehydrationStore,
+    copy_name_for,
+    copy_state,
+    expiry_after,
+    start_copy,
+)
+from shared.restore.request import RestoreRequest, TargetKind, parse_restore_request, parse_verify_request
+from shared.restore.work import (
+    MAINTENANCE_DB,
+    Context,
+    Heartbeat,
+    RestoreWork,
+    check_target,
+    target_params,
+    target_server,
+)
+from shared.secrets import SecretProvider
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.queues import QueueSender
+from shared.storage.tables import ETagMismatch, StateTable
+
+log = logging.getLogger(__name__)
+
+# Seconds a request waits for the target server before leaving the checks to the worker.
+REQUEST_CONNECT_TIMEOUT = 5
+
+
+def _pg_error(exc: psycopg.Error) -> UserError | TransientError:
+    """A failure of the target server mid-restore: retried when the server went away."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if server_gone(exc):
+        return TransientError(f"the target server failed: {first}", code=ErrorCode.SERVER_CONNECTION_CLOSED)
+    return UserError(ErrorCode.INTERNAL, f"the target server refused a step of the restore: {first}")
+
+
+def _lock_key(*parts: object) -> str:
+    """A lock row key for a restore target (hashed: hosts and names may hold any character)."""
+    return "restore-" + hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+class RestoreService:
+    """Starts and runs restore, verification and rehydration jobs."""
+
+    def __init__(
+        self,
+        state: StateTable,
+        backups: BlobStore,
+        secrets: SecretProvider,
+        clock: Callable[[], datetime],
+        *,
+        queues: QueueSender | None = None,
+        vault_blobs: BlobServiceClient | None = None,
+        pg_bin_dir: Path | None = None,
+        probe: BlobProbe | None = None,
+        allow_env_secrets: bool = False,
+    ) -> None:
+        self._state = state
+        self._jobs = JobStore(state)
+        self._instances = InstanceService(state, lambda job, instance: None)
+        self._points = RecoveryPointStore(state)
+        self._locks = InstanceLocks(state)
+        self._rehydrations = RehydrationStore(state)
+        self._backups = backups
+        self._secrets = secrets
+        self._clock = clock
+        self._queues = queues
+        self._vault_blobs = vault_blobs
+        self._pg_bin_dir = pg_bin_dir
+        self._probe = probe or ContainerProbe(backups.client)
+        self._allow_env = allow_env_secrets
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def start(self, name: str, body: Any, now: datetime) -> Job:
+        """``:restore``: check the request and the target, record the job, queue it (or its rehydration)."""
+        instance = self._instances.get(name)
+        request = parse_restore_request(body, allow_env=self._allow_env)
+        return self._start(instance.spec.name, request, Operation.RESTORE, now)
+
+    def start_verify(self, name: str, body: Any, now: datetime) -> Job:
+        """``:verifyRestore``: restore a point into a scratch database and compare it with its manifest."""
+        instance = self._instances.get(name)
+        request = parse_verify_request(body, allow_env=self._allow_env)
+        return self._start(instance.spec.name, request, Operation.VERIFY_RESTORE, now)
+
+    def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Job:
+        point = self._points.get(instance, request.recovery_point_id)
+        if point.datastore is not request.source_datastore:
+            raise UserError(
+                ErrorCode.INVALID_REQUEST,
+                f"sourceDataStoreType: recovery point {point.recovery_point_id} is in {point.datastore.value}",
+                target="sourceDataStoreType",
+            )
+        rehydration = self._rehydrations.get(point.recovery_point_id)
+        archived = point.datastore is DataStore.ARCHIVE_STORE
+        usable_copy = rehydration is not None and rehydration.state is not CopyState.FAILED
+        if archived and not usable_copy and request.rehydration_priority is None:
+            raise UserError(
+                ErrorCode.INVALID_REQUEST,
+                "rehydrationPriority: the recovery point is archived; send objectType "
+                "'AzureBackupRestoreWithRehydrationRequest' with rehydrationPriority (Standard or High) and "
+                "rehydrationRetentionDuration (P10D..P30D)",
+                target="rehydrationPriority",
+            )
+        target = self._check_target(request, now)
+        job = Job(
+            new_job_id(now),
+            operation,
+            instance,
+            JobStatus.IN_PROGRESS,
+            now,
+            recovery_point_id=point.recovery_point_id,
+            details={"request": request.to_dict(), "target": target},
+        )
+        if not archived:
+            self._send(job)
+            job, _ = self._jobs.create(job)
+            return job
+        return self._start_archived(job, point, request, rehydration, now)
+
+    def _start_archived(
+        self, job: Job, point: RecoveryPoint, request: RestoreRequest, rehydration: Rehydration | None, now: datetime
+    ) -> Job:
+        if rehydration is not None and rehydration.state is CopyState.READY:
+            self._send(job)
+            job, _ = self._jobs.create(job)
+            return job
+        job, _ = self._jobs.create(job)
+        if rehydration is None or rehydration.state is CopyState.FAILED:
+            if rehydration is not None:
+                self._rehydrations.delete(rehydration)
+            rehydrate = Job(
+                new_job_id(now),
+                Operation.REHYDRATE,
+                point.instance,
+                JobStatus.IN_PROGRESS,
+                now,
+                recovery_point_id=point.recovery_point_id,
+                details={"priority": request.rehydration_priority, "duration": request.rehydration_duration},
+            )
+            record, created = self._rehydrations.create(
+                Rehydration(
+                    point.recovery_point_id,
+                    point.instance,
+                    point.blob_name,
+                    copy_name_for(point.blob_name),
+                    str(request.rehydration_priority),
+                    str(request.rehydration_duration),
+                    rehydrate.job_id,
+                    waiting=(job.job_id,),
+                )
+            )
+            if created:
+                self._send(rehydrate)
+                self._jobs.create(rehydrate)
+                return self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydrate.job_id})
+            rehydration = record
+        # Someone else's rehydration of this point is under way: wait for the same copy.
+        for _ in range(5):
+            try:
+                self._rehydrations.save(rehydration, waiting=(*rehydration.waiting, job.job_id))
+                break
+            except ETagMismatch:
+                rehydration = self._rehydrations.get(point.recovery_point_id)
+                assert rehydration is not None
+                if rehydration.state is CopyState.READY:
+                    self._send(job)
+                    break
+        return self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydration.job_id})
+
+    def _send(self, job: Job) -> None:
+        if self._queues is None:
+            raise RuntimeError("RestoreService needs queues to start jobs")
+        self._queues.send(layout.RESTORE_QUEUE, {"jobId": job.job_id, "instance": job.instance})
+
+    def _check_target(self, request: RestoreRequest, now: datetime) -> dict[str, Any]:
+        """What a request can check about its target quickly; the worker checks again."""
+        if request.kind is TargetKind.FILES:
+            return {"containerUrl": request.container_url, "file": request.file_name}
+        assert request.secret_uri is not None
+        field = (
+            "secretUri"
+            if request.kind is TargetKind.VERIFY
+            else "restoreTargetInfo.datasourceAuthCredentials.secretStoreResource.uri"
+        )
+        params = target_params(self._secrets, request.secret_uri, field)
+        host, port = target_server(params, field)
+        target: dict[str, Any] = {"server": host, "port": port}
+        if request.kind is TargetKind.DATABASE:
+            target["database"] = request.database
+            holder = self._locks.holder(_lock_key(host.lower(), port, request.database))
+            if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
+                raise UserError(
+                    ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
+                    f"a restore into {request.database!r} on {host}:{port} is running (job {holder.job_id})",
+                    target="restoreTargetInfo.datasourceInfo.resourceName",
+                )
+        kwargs = params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB)
+        kwargs["connect_timeout"] = REQUEST_CONNECT_TIMEOUT
+        try:
+            with connect(kwargs) as conn:
+                check_target(conn, params, request.database if request.kind is TargetKind.DATABASE else None)
+        except TransientError as exc:
+            log.info("restore request: target %s:%s not reachable now (%s); the worker will check", host, port, exc)
+        return target
+
+    def _finished(self, job_id: str) -> bool:
+        try:
+            return self._jobs.get(job_id).status.finished
+        except UserError:
+            return True
+
+    # --- the worker -------------------------------------------------------------------------
+
+    def run(self, job_id: str, *, last_try: bool) -> Job | None:
+        """Run restore, verification or rehydration job ``job_id``; ``TransientError`` to be retried."""
+        job = self._recorded(job_id, last_try)
+        if job is None or job.status.finished:
+            return job
+        if job.operation is Operation.REHYDRATE:
+            return self._rehydrate(job, last_try)
+        request = RestoreRequest.from_dict(job.details["request"])
+        key = self._job_lock_key(job, request)
+        lock = self._locks.acquire(key, job.job_id, self._clock())
+        if lock is None:
+            return self._busy(job, key, last_try)
+        steps: list[dict[str, Any]] = []
+        heartbeat = Heartbeat(self._locks, lock, self._clock)
+        try:
+            with heartbeat:
+                try:
+                    return self._run_locked(job, request, heartbeat, steps)
+                except psycopg.Error as exc:
+                    raise _pg_error(exc) from exc
+        except UserError as exc:
+            return self._fail(self._jobs.get(job_id), exc, steps)
+        except TransientError as exc:
+            if not last_try:
+                log.warning("restore job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                raise
+            return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
+        finally:
+            self._locks.release(heartbeat.lock)
+
+    def _recorded(self, job_id: str, last_try: bool) -> Job | None:
+        try:
+            job = self._jobs.get(job_id)
+        except UserError as exc:
+            # The message is sent just before its job is recorded: give the job a moment to appear.
+            if not last_try:
+                raise TransientError(f"restore job {job_id} is not recorded yet") from exc
+            log.warning("restore job %s was never recorded; its message is dropped", job_id)
+            return None
+        if job.status.finished:
+            log.info("restore job %s already %s; nothing to do", job_id, job.status)
+        return job
+
+    def _busy(self, job: Job, key: str, last_try: bool) -> Job:
+        """The target's lock is taken: by this job elsewhere (drop this delivery) or by another restore."""
+        holder = self._locks.holder(key)
+        if holder is not None and holder.job_id == job.job_id:
+            log.info("restore job %s runs elsewhere; this delivery is dropped", job.job_id)
+            return job
+        if not last_try:
+            raise TransientError("another restore into the same target runs; retrying later")
+        error = UserError(ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED, "another restore into the target ran")
+        return self._fail(job, error, [])
+
+    def _job_lock_key(self, job: Job, request: RestoreRequest) -> str:
+        target = job.details.get("target") or {}
+        if request.kind is TargetKind.DATABASE:
+            return _lock_key(str(target.get("server", "")).lower(), target.get("port"), request.database)
+        if request.kind is TargetKind.FILES:
+            return _lock_key(request.container_url, request.file_prefix)
+        return _lock_key(job.job_id)
+
+    def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
+        if job.status.finished:
+            return job
+        for step in steps:
+            if step["status"] == "InProgress":
+                step["status"] = "Failed"
+        log.info("restore job %s instance %s failed: %s", job.job_id, job.instance, error.code)
+        return self._jobs.finish(
+            job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
+        )
+
+    def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
+        point = self._points.get(job.instance, request.recovery_point_id)
+        source = self._source_blob(point)
+        if source is None:
+            log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
+            return job
+        job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
+        ctx = Context(
+            self._jobs, self._instances, self._backups, self._secrets, self._clock, self._pg_bin_dir, self._vault_blobs
+        )
+        run = RestoreWork(ctx, job, heartbeat, steps)
+        if request.kind is TargetKind.FILES:
+            return run.files(request, point, source)
+        return run.database(request, point, source)
+
+    def _source_blob(self, point: RecoveryPoint) -> str | None:
+        """The blob to read a point from: its own, or its rehydrated copy (None while not ready)."""
+        if point.datastore is not DataStore.ARCHIVE_STORE:
+            return point.blob_name
+        record = self._rehydrations.get(point.recovery_point_id)
+        if record is None or record.state is CopyState.FAILED:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"recovery point {point.recovery_point_id} is archived and has no rehydrated copy",
+                recommended_action="Send the restore again with rehydrationPriority and rehydrationRetentionDuration.",
+            )
+        return record.copy_blob if record.state is CopyState.READY else None
+
+    # --- rehydration --------------------------------------------------------------------------
+
+    def _rehydrate(self, job: Job, last_try: bool) -> Job:
+        record = self._rehydrations.get(job.recovery_point_id or "")
+        if record is None or record.job_id != job.job_id:
+            return self._jobs.finish(
+                job, JobStatus.CANCELLED, self._clock(), details={**job.details, "why": "superseded"}
+            )
+        try:
+            start_copy(self._backups.client, record)
+        except UserError as exc:
+            self._finish_rehydration(record, CopyState.FAILED, exc)
+            return self._jobs.get(job.job_id)
+        except TransientError:
+            if not last_try:
+                raise
+            self._finish_rehydration(record, CopyState.FAILED, UserError(ErrorCode.INTERNAL, "could not start"))
+            return self._jobs.get(job.job_id)
+        if job.start_time is None:
+            job = self._jobs.save(job, start_time=self._clock(), details={**job.details, "copyBlob": record.copy_blob})
+        if not record.started:
+            try:
+                record = self._rehydrations.save(record, started=True)
+            except ETagMismatch:
+                record = self._rehydrations.get(record.recovery_point_id) or record
+        self._poll(record, self._clock())
+        return self._jobs.get(job.job_id)
+
+    def tick(self, now: datetime) -> dict[str, int]:
+        """The timer: poll pending copies, release their restores, delete copies past their retention."""
+        counts = {"pending": 0, "ready": 0, "deleted": 0}
+        for record in self._rehydrations.all():
+            try:
+                if record.state is CopyState.PENDING and record.started:
+                    state = self._poll(record, now)
+                    counts["ready" if state is CopyState.READY else "pending"] += 1
+                elif record.state is CopyState.PENDING:
+                    self._unstarted(record, now)
+                    counts["pending"] += 1
+                elif record.state is CopyState.READY and record.expiry is not None and record.expiry <= now:
+                    self._backups.delete(record.copy_blob)
+                    self._rehydrations.delete(record)
+                    counts["deleted"] += 1
+            except (ETagMismatch, TransientError) as exc:
+                log.info("rehydration of %s: %s; next tick", record.recovery_point_id, exc)
+        return counts
+
+    def _unstarted(self, record: Rehydration, now: datetime) -> None:
+        """A rehydration whose copy was never started: its message was lost, or its job ended early."""
+        try:
+            job: Job | None = self._jobs.get(record.job_id)
+        except UserError:
+            job = None  # the request died between the record and the job
+        if job is not None and not job.status.finished:
+            self._send(job)  # again: the worker's start is idempotent
+            return
+        why = UserError(ErrorCode.INTERNAL, "the rehydration never started; send the restore again")
+        self._finish_rehydration(record, CopyState.FAILED, why, now)
+
+    def _poll(self, record: Rehydration, now: datetime) -> CopyState:
+        props = self._probe.properties(record.copy_blob)
+        state = CopyState.PENDING if props is None else copy_state(props)
+        if state is CopyState.PENDING:
+            return state
+        error = None if state is CopyState.READY else UserError(ErrorCode.INTERNAL, "storage could not rehydrate")
+        self._finish_rehydration(record, state, error, now)
+        return state
+
+    def _finish_rehydration(
+        self, record: Rehydration, state: CopyState, error: UserError | None, now: datetime | None = None
+    ) -> None:
+        now = now or self._clock()
+        expiry = expiry_after(now, record.duration) if state is CopyState.READY else None
+        record = self._rehydrations.save(record, state=state, ready_at=now, expiry=expiry)
+        job = self._jobs.get(record.job_id) if self._jobs.exists(record.job_id) else None
+        if job is not None and not job.status.finished:
+            if error is None:
+                self._jobs.finish(
+                    job,
+                    JobStatus.COMPLETED,
+                    now,
+                    progress=1.0,
+                    details={**job.details, "rehydration": record.to_dict()},
+                )
+            else:
+                self._jobs.finish(job, JobStatus.FAILED, now, error=JobError.from_user_error(error))
+        for waiting in record.waiting:
+            restore = self._jobs.get(waiting)
+            if restore.status.finished:
+                continue
+            if error is None:
+                self._send(restore)
+            else:
+                self._jobs.finish(restore, JobStatus.FAILED, now, error=JobError.from_user_error(error))

@@ -1,0 +1,433 @@
+"""The work of one restore job: into a database (or a scratch one, verified), or as files.
+
+``RestoreWork`` runs under the target's lock, which ``Heartbeat`` keeps alive from a thread of
+its own. Into a database: ``CREATE DATABASE`` marked with the job's id (a retry knows its own),
+blob → SHA-256 → zstd → ``pg_restore`` stdin, ignorable errors as warnings, anything else (a
+checksum mismatch included) fails the job and drops the database it created. Verification
+restores into a scratch database, compares per-table row counts and hashes with the backup's
+manifest and drops it. As files: the dump is committed only after its checksum matched, then
+its manifest with the exact ``pg_restore`` command.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.backup_runner import manifest_name_for
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.instances import InstanceService
+from shared.jobs import Job, JobStatus, JobStore
+from shared.locks import HEARTBEAT, InstanceLocks, Lock
+from shared.pg.connect import connect
+from shared.pg.connstring import ConnectionParams, parse_connection_string
+from shared.pg.privileges import check_create_db, quote_ident
+from shared.pg.restore import (
+    MARKER,
+    compare_digests,
+    create_database,
+    create_schemas,
+    database_exists,
+    database_marker,
+    drop_database,
+    error_for,
+    restore_blob,
+    table_digests,
+)
+from shared.pg.tools import Tool, pick_tool
+from shared.recovery_points import RecoveryPoint
+from shared.restore import files
+from shared.restore.request import RestoreRequest, TargetKind
+from shared.secrets import SecretProvider
+from shared.storage.blobs import BlobStore
+from shared.storage.blockstream import BlockWriter, IntegrityError, read_verified
+from shared.storage.tables import ETagMismatch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5432
+# The database a target login connects to in order to create or drop others.
+MAINTENANCE_DB = "postgres"
+VERIFY_PREFIX = "pgvault_verify_"
+
+
+def pg_dump_major(version_text: str) -> int:
+    """The major version in ``pg_dump (PostgreSQL) 15.8 ...``."""
+    for word in version_text.split():
+        head = word.split(".")[0]
+        if head.isdigit() and "." in word:
+            return int(head)
+    for word in version_text.split():
+        if word.isdigit():
+            return int(word)
+    return 0
+
+
+def target_server(params: ConnectionParams, target: str) -> tuple[str, int]:
+    """The server a restore target secret names (its Server and Port)."""
+    if not params.host:
+        raise UserError(
+            ErrorCode.SECRET_VALUE_IN_UNSUPPORTED_FORMAT,
+            "the target secret names no server: a restore goes to the server in its connection string",
+            target=target,
+            recommended_action="Put Server=<host>;Port=<port> in the target's connection string.",
+        )
+    return params.host, params.port or DEFAULT_PORT
+
+
+def target_params(secrets: SecretProvider, secret_uri: str, field: str) -> ConnectionParams:
+    """The connection parameters in a restore target's secret; errors name ``field``."""
+    try:
+        return parse_connection_string(secrets.get_secret(secret_uri))
+    except UserError as exc:
+        raise UserError(exc.code, exc.message, target=field, recommended_action=exc.recommended_action) from exc
+
+
+def check_target(conn: psycopg.Connection[Any], params: ConnectionParams, database: str | None) -> None:
+    """The target user may create databases, and ``database`` (when given) does not exist yet."""
+    if not check_create_db(conn, params.user):
+        raise UserError(
+            ErrorCode.MISSING_DB_PERMISSIONS,
+            f"{params.user} may not create databases on the target server (restore needs CREATEDB)",
+            recommended_action=f"Have an administrator run: ALTER ROLE {quote_ident(params.user)} CREATEDB; "
+            "or use a target secret whose user has CREATEDB.",
+        )
+    if database is not None and database_exists(conn, database):
+        raise UserError(
+            ErrorCode.DATABASE_NAME_ALREADY_IN_USE,
+            f"database {database!r} exists on the target server; a restore never overwrites a database",
+            target="restoreTargetInfo.datasourceInfo.resourceName",
+        )
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a restore's work needs of the vault."""
+
+    jobs: JobStore
+    instances: InstanceService
+    backups: BlobStore
+    secrets: SecretProvider
+    clock: Callable[[], datetime]
+    pg_bin_dir: Path | None = None
+    vault_blobs: BlobServiceClient | None = None
+
+
+class Heartbeat:
+    """Keeps a running job's lock alive from a thread of its own, every ``HEARTBEAT``, also while
+    pg_restore builds indexes and no bytes flow. ``lost`` when another worker took the lock over."""
+
+    def __init__(
+        self, locks: InstanceLocks, lock: Lock, clock: Callable[[], datetime], every: timedelta = HEARTBEAT
+    ) -> None:
+        self.lock, self.lost = lock, False
+        self._locks, self._clock, self._every = locks, clock, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="restore-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every.total_seconds()):
+            try:
+                self.lock = self._locks.renew(self.lock, self._clock())
+            except ETagMismatch:
+                self.lost = True
+                return
+            except Exception as exc:  # storage hiccup: the next beat tries again (the lock lasts STALE_AFTER)
+                log.warning("restore lock %s: heartbeat failed: %s", self.lock.instance, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RestoreWork:
+    """One restore job's work, with its steps and progress."""
+
+    def __init__(self, ctx: Context, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> None:
+        self.s, self.job, self.heartbeat, self.steps = ctx, job, heartbeat, steps
+
+    def step(self, name: str) -> dict[str, Any]:
+        entry = {"name": name, "status": "InProgress", "startTime": self.s.clock().isoformat()}
+        self.steps.append(entry)
+        return entry
+
+    def done(self, entry: dict[str, Any]) -> None:
+        entry["status"] = "Completed"
+        entry["endTime"] = self.s.clock().isoformat()
+
+    def progress(self, total: int) -> Callable[[int], None]:
+        last = [0]
+
+        def report(read: int) -> None:
+            if self.heartbeat.lost:
+                raise TransientError(f"restore job {self.job.job_id} lost its lock to another worker")
+            if read < total and read - last[0] < total / 20:
+                return
+            last[0] = read
+            try:
+                self.job = self.s.jobs.save(self.job, bytes=read, progress=min(0.99, read / max(total, 1)))
+            except ETagMismatch as exc:
+                raise TransientError(f"restore job {self.job.job_id} was taken over by another worker") from exc
+
+        return report
+
+    def chunks(self, point: RecoveryPoint, blob: str, *, decompress: bool = True) -> Iterator[bytes]:
+        return read_verified(
+            self.s.backups.client,
+            blob,
+            point.sha256,
+            decompress=decompress,
+            on_bytes=self.progress(point.size_in_bytes),
+        )
+
+    # --- into a database --------------------------------------------------------------------
+
+    def database(self, request: RestoreRequest, point: RecoveryPoint, blob: str) -> Job:
+        verify = request.kind is TargetKind.VERIFY
+        current = self.step("CheckTarget")
+        assert request.secret_uri is not None
+        params = target_params(self.s.secrets, request.secret_uri, "secretUri")
+        host, port = target_server(params, "secretUri")
+        name = request.database if not verify else f"{VERIFY_PREFIX}{self.job.job_id[-12:]}"
+        assert name is not None
+        admin = params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB)
+        tool = pick_tool("pg_restore", pg_dump_major(point.pg_dump_version), self.s.pg_bin_dir)
+        expected: dict[str, Any] | None = self._manifest(point) if verify else None
+        with connect(admin) as conn:
+            check_target(conn, params, None)
+            marker = database_marker(conn, name) if database_exists(conn, name) else None
+            if marker == MARKER.format(job_id=self.job.job_id):
+                # An earlier try of this very job died mid-restore: its database goes, and we start over.
+                drop_database(conn, name)
+            elif marker is not None or database_exists(conn, name):
+                raise UserError(
+                    ErrorCode.DATABASE_NAME_ALREADY_IN_USE,
+                    f"database {name!r} exists on {host}:{port}; a restore never overwrites a database",
+                    target="restoreTargetInfo.datasourceInfo.resourceName",
+                )
+        self.done(current)
+        current = self.step("CreateDatabase")
+        with connect(admin) as conn:
+            if not create_database(conn, name, self.job.job_id):
+                raise UserError(
+                    ErrorCode.DATABASE_NAME_ALREADY_IN_USE,
+                    f"database {name!r} was created on {host}:{port} by someone else meanwhile",
+                    target="restoreTargetInfo.datasourceInfo.resourceName",
+                )
+        self.done(current)
+        try:
+            return self._restore_into(
+                request=request,
+                point=point,
+                blob=blob,
+                params=params,
+                where=(host, port, name),
+                tool=tool,
+                expected=expected,
+            )
+        except BaseException:
+            self._drop(admin, name)
+            raise
+
+    def _drop(self, admin: dict[str, Any], name: str) -> None:
+        try:
+            with connect(admin) as conn:
+                drop_database(conn, name)
+            log.info("restore job %s: dropped database %s", self.job.job_id, name)
+        except (PgVaultError, psycopg.Error) as exc:
+            log.error("restore job %s: could not drop database %s: %s", self.job.job_id, name, exc)
+
+    def _restore_into(
+        self,
+        *,
+        request: RestoreRequest,
+        point: RecoveryPoint,
+        blob: str,
+        params: ConnectionParams,
+        where: tuple[str, int, str],
+        tool: Tool,
+        expected: dict[str, Any] | None,
+    ) -> Job:
+        host, port, name = where
+        current = self.step("Restore")
+        options = request.options
+        schemas = [*options.schemas, *{t.rpartition(".")[0] for t in options.tables if "." in t}]
+        if schemas:
+            with connect(params.libpq_kwargs(host=host, port=port, dbname=name)) as conn:
+                create_schemas(conn, schemas)
+        try:
+            report = restore_blob(
+                tool.path,
+                params.child_env(host=host, port=port, dbname=name),
+                self.s.backups.client,
+                blob,
+                point.sha256,
+                options=options,
+                on_bytes=self.progress(point.size_in_bytes),
+            )
+        except IntegrityError as exc:
+            raise UserError(
+                ErrorCode.RECOVERY_POINT_CORRUPTED,
+                f"recovery point {point.recovery_point_id} failed its checksum while restoring: {exc}",
+            ) from exc
+        if not report.ok:
+            raise error_for(report)
+        self.done(current)
+        details: dict[str, Any] = {
+            **self.job.details,
+            "target": {"server": host, "port": port, "database": name},
+            "pgRestoreVersion": tool.version_text,
+            "warnings": list(report.warnings),
+        }
+        if expected is not None:
+            current = self.step("Compare")
+            with connect(params.libpq_kwargs(host=host, port=port, dbname=name), autocommit=False) as conn:
+                actual = table_digests(conn)
+            problems = compare_digests(expected, actual)
+            details["verification"] = {"tablesCompared": len(expected), "mismatches": problems}
+            self._drop(params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB), name)
+            details["scratchDatabaseDropped"] = True
+            if problems:
+                self.job = self.s.jobs.save(self.job, details=details)
+                first = problems[0]
+                raise UserError(
+                    ErrorCode.RESTORE_VERIFICATION_FAILED,
+                    f"{len(problems)} table(s) differ from the backup's manifest, first {first['table']}: "
+                    f"{first['problem']}",
+                )
+            self.done(current)
+        status = JobStatus.COMPLETED_WITH_WARNINGS if report.warnings else JobStatus.COMPLETED
+        log.info("restore job %s into %s:%s/%s: %s", self.job.job_id, host, port, name, status)
+        return self.s.jobs.finish(
+            self.job,
+            status,
+            self.s.clock(),
+            progress=1.0,
+            bytes=point.size_in_bytes,
+            steps=tuple(self.steps),
+            details=details,
+        )
+
+    def _manifest(self, point: RecoveryPoint) -> dict[str, Any]:
+        doc = self.s.backups.get_json(manifest_name_for(point.blob_name))
+        if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict):
+            raise UserError(
+                ErrorCode.RESTORE_VERIFICATION_FAILED,
+                f"recovery point {point.recovery_point_id} has no manifest to compare with "
+                "(taken before pgvault recorded manifests)",
+                recommended_action="Verify a newer recovery point.",
+            )
+        return dict(doc["tables"])
+
+    # --- as files -----------------------------------------------------------------------------
+
+    def files(self, request: RestoreRequest, point: RecoveryPoint, blob: str) -> Job:
+        assert request.container_url is not None and request.file_prefix is not None
+        if self.s.vault_blobs is None:
+            raise RuntimeError("RestoreService needs the vault's blob service for restores as files")
+        current = self.step("CheckTarget")
+        container = files.target_container(request, self.s.vault_blobs, self.s.secrets)
+        files.probe_writable(container, request.file_prefix, request.container_url)
+        self._refuse_foreign(container, request.file_name)
+        self.done(current)
+
+        current = self.step("Write")
+        decompress = request.file_format == "dump"
+        writer = BlockWriter(container, request.file_name, expected_bytes=point.raw_bytes)
+        try:
+            for chunk in self.chunks(point, blob, decompress=decompress):
+                writer.write(chunk)
+        except IntegrityError as exc:
+            writer.close()  # nothing committed: a corrupted point never appears as a file
+            raise UserError(
+                ErrorCode.RECOVERY_POINT_CORRUPTED,
+                f"recovery point {point.recovery_point_id} failed its checksum: {exc}",
+            ) from exc
+        except BaseException:
+            writer.close()
+            raise
+        written = writer.commit(
+            {"jobid": self.job.job_id, "recoverypointid": point.recovery_point_id},
+            content_type="application/octet-stream" if decompress else "application/zstd",
+        )
+        self.done(current)
+
+        current = self.step("Manifest")
+        path = request.file_name
+        restore_cmd = request.options.command(path if decompress else None)
+        if not decompress:
+            restore_cmd = f"zstd -dc {shlex.quote(path)} | {restore_cmd}"
+        manifest = {
+            "source": {
+                "instance": point.instance,
+                "recoveryPointId": point.recovery_point_id,
+                "backupTime": point.time.isoformat(),
+                **self._instance_source(point.instance),
+            },
+            "serverVersion": point.server_version,
+            "pgDumpVersion": point.pg_dump_version,
+            "file": path,
+            "format": "pg_dump custom" + (" (zstd-compressed)" if not decompress else ""),
+            "bytes": written.stored_bytes,
+            "sha256": written.sha256,
+            "restoreCommand": restore_cmd,
+            "restoredBy": self.job.job_id,
+        }
+        schemas = [*request.options.schemas, *{t.rpartition(".")[0] for t in request.options.tables if "." in t}]
+        if schemas:
+            # pg_restore --schema restores a schema's objects, not the schema itself.
+            manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
+        files.write_manifest(container, request.manifest_file_name, manifest)
+        self.done(current)
+        return self.s.jobs.finish(
+            self.job,
+            JobStatus.COMPLETED,
+            self.s.clock(),
+            progress=1.0,
+            bytes=written.stored_bytes,
+            steps=tuple(self.steps),
+            details={
+                **self.job.details,
+                "files": [request.file_name, request.manifest_file_name],
+                "sha256": written.sha256,
+                "restoreCommand": restore_cmd,
+            },
+        )
+
+    def _instance_source(self, instance: str) -> dict[str, Any]:
+        try:
+            spec = self.s.instances.get(instance).spec
+        except UserError:
+            return {}
+        return {"server": spec.server, "port": spec.port, "database": spec.database}
+
+    def _refuse_foreign(self, container: ContainerClient, name: str) -> None:
+        """FailIfExists for files: an existing file is refused unless an earlier try of this job wrote it."""
+        try:
+            client = container.get_blob_client(name)
+            if not client.exists():
+                return
+            owner = (client.get_blob_properties().metadata or {}).get("jobid")
+        except AzureError as exc:
+            raise TransientError(f"storage failed reading {name}: {type(exc).__name__}") from exc
+        if owner != self.job.job_id:
+            raise UserError(
+                ErrorCode.CONFLICT,
+                f"{name} exists in the target container; a restore never overwrites a file",
+                target="restoreTargetInfo.targetDetails.filePrefix",
+                recommended_action="Choose another filePrefix.",
+            )

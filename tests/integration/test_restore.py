@@ -1,0 +1,658 @@
+"""Restores on real PostgreSQL and Azurite: as a database, as files, partial, verified, rehydrated."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+import pytest
+from azure.storage.blob import BlobProperties, BlobServiceClient, StandardBlobTier
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from shared.backup_runner import BackupRunner
+from shared.backups import BackupStarter
+from shared.errors import UserError
+from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.jobs import Job, JobStatus, JobStore
+from shared.locks import InstanceLocks
+from shared.pg.grants import grant_sql
+from shared.pg.restore import table_digests
+from shared.policies import PolicyService
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.rehydration import ContainerProbe, RehydrationStore
+from shared.restore.request import RestoreRequest
+from shared.restore.service import RestoreService
+from shared.restore.work import Heartbeat
+from shared.secrets import EnvSecretProvider
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.clients import StorageAccount
+from shared.storage.queues import QueueSender, queue_client
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.integration
+ODD = 'Odd "Schema"'
+
+
+@dataclass
+class World:
+    pg: Postgres
+    u: str
+    db: str
+    state: StateTable
+    backups: BlobStore
+    queues: QueueSender
+    blob_service: BlobServiceClient
+    queue_service: Any
+    env: dict[str, str]
+
+    def service(self, clock: Any = None, probe: Any = None) -> RestoreService:
+        return RestoreService(
+            self.state,
+            self.backups,
+            EnvSecretProvider(True, self.env),
+            clock or (lambda: datetime.now(UTC)),
+            queues=self.queues,
+            vault_blobs=self.blob_service,
+            probe=probe,
+            allow_env_secrets=True,
+        )
+
+    def backup(self, instance: str) -> RecoveryPoint:
+        body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
+        job_id = BackupStarter(self.state, self.queues).on_demand(instance, body, datetime.now(UTC)).job_id
+        runner = BackupRunner(self.state, self.backups, EnvSecretProvider(True, self.env), lambda: datetime.now(UTC))
+        job = runner.run(job_id, last_try=True)
+        assert job is not None and job.status is JobStatus.COMPLETED, job
+        return RecoveryPointStore(self.state).get(instance, str(job.recovery_point_id))
+
+    def connect(self, db: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(host="127.0.0.1", port=self.pg.port, dbname=db, user="postgres", autocommit=True)
+
+    def exists(self, db: str) -> bool:
+        with self.connect("postgres") as c:
+            return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+
+    def drop(self, db: str) -> None:
+        with self.connect("postgres") as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+
+    def digests(self, db: str) -> dict[str, Any]:
+        with psycopg.connect(host="127.0.0.1", port=self.pg.port, dbname=db, user="postgres") as c:
+            return table_digests(c)
+
+    def request(
+        self,
+        point: RecoveryPoint,
+        database: str,
+        secret: str = "env:TARGET_CS",  # noqa: S107 - a secret reference, not a secret
+        **extra: Any,
+    ) -> dict[str, Any]:
+        return {
+            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+            "recoveryPointId": point.recovery_point_id,
+            "sourceDataStoreType": "VaultStore",
+            "restoreTargetInfo": {
+                "objectType": "RestoreTargetInfo",
+                "recoveryOption": "FailIfExists",
+                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
+                "datasourceAuthCredentials": {
+                    "objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"uri": secret, "secretStoreType": "AzureKeyVault"},
+                },
+            },
+            **extra,
+        }
+
+    def restore(self, instance: str, body: dict[str, Any], **kw: Any) -> Job:
+        service = self.service(**kw)
+        job = service.start(instance, body, datetime.now(UTC))
+        done = service.run(job.job_id, last_try=True)
+        assert done is not None
+        return done
+
+
+def _protect(world: World, name: str, db: str) -> None:
+    world.pg.psql(grant_sql(db, f"rb_{world.u}"), db)
+    instances = InstanceService(world.state, lambda job, instance: None)
+    spec = {
+        "server": "127.0.0.1",
+        "port": world.pg.port,
+        "database": db,
+        "secretUri": "env:SRC_CS",
+        "policyName": "mwf",
+    }
+    instances.configure_one(name, spec, datetime.now(UTC), allow_env_secrets=True, vault_region=None)
+    current = instances.get(name)
+    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+
+
+@pytest.fixture(scope="module")
+def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
+    u = uuid.uuid4().hex[:8]
+    db = f"rsrc_{u}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"rb_{u}")))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(f"rr_{u}")))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"rn_{u}")))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
+        c.execute("CREATE TABLE orders (id int PRIMARY KEY, item text, paid numeric, at timestamptz, f float8)")
+        c.execute(
+            "INSERT INTO orders SELECT g, md5(g::text) || repeat('é', g % 7), g * 1.5, "
+            "'2026-01-01'::timestamptz + g * interval '1 minute', g / 3.0 FROM generate_series(1, 30000) g"
+        )
+        c.execute("CREATE SCHEMA sales")
+        c.execute("CREATE TABLE sales.invoices (id int PRIMARY KEY, order_id int, total numeric, data bytea)")
+        c.execute(
+            "INSERT INTO sales.invoices SELECT g, g, g * 2, decode(md5(g::text), 'hex') FROM generate_series(1, 5000) g"
+        )
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ODD)))
+        c.execute(sql.SQL("CREATE TABLE {} (k text)").format(sql.Identifier(ODD, "Ta ble")))
+        c.execute(sql.SQL("INSERT INTO {} VALUES ('a'), ('b'), (NULL)").format(sql.Identifier(ODD, "Ta ble")))
+    account = StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
+    state = StateTable(account.table_service(), f"rst{u}")
+    state.ensure()
+    backups = BlobStore(account.blob_service(), f"rst-{u}")
+    backups.ensure()
+    queues = QueueSender(account.queue_service())
+    for q in (layout.BACKUP_QUEUE, layout.RESTORE_QUEUE):
+        queues.ensure(q)
+    PolicyService(state).put(
+        "mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), datetime.now(UTC)
+    )
+    server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
+    env = {
+        "SRC_CS": f"User Id=rb_{u};Password=unused;Ssl Mode=Disable",
+        "TARGET_CS": f"{server};User Id=rr_{u}",
+        "NOCREATE_CS": f"{server};User Id=rn_{u}",
+        "NOSERVER_CS": f"User Id=rr_{u};Password=unused",
+        "OTHER_ACCOUNT_CS": azurite.connection_string,
+    }
+    w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env)
+    _protect(w, "src", db)
+    yield w
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
+            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        for role in (f"rb_{u}", f"rr_{u}", f"rn_{u}"):
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="module")
+def point(world: World) -> RecoveryPoint:
+    return world.backup("src")
+
+
+def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: World, point: RecoveryPoint) -> None:
+    # A name libpq would read as a connection string, with quotes and a backslash: it must stay a name.
+    target = f"copy=1 \"it's\" \\ {world.u}"
+    job = world.restore("src", world.request(point, target))
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert [s["name"] for s in job.steps] == ["CheckTarget", "CreateDatabase", "Restore"]
+    source, restored = world.digests(world.db), world.digests(target)
+    assert source == restored
+    assert source["public.orders"]["rows"] == 30000 and source[f"{ODD}.Ta ble"]["rows"] == 3
+    assert job.details["target"] == {"server": "127.0.0.1", "port": world.pg.port, "database": target}
+    # The manifest taken at dump time says the same.
+    manifest = world.backups.get_json(point.blob_name + ".manifest.json")
+    assert manifest["tables"] == source
+    # A second delivery of the finished job changes nothing.
+    again = world.service().run(job.job_id, last_try=False)
+    assert again is not None and again.end_time == job.end_time and again.status is JobStatus.COMPLETED
+
+
+def test_two_workers_on_one_restore_job_restore_once(world: World, point: RecoveryPoint) -> None:
+    target = f"twice_{world.u}"
+    service = world.service()
+    job = service.start("src", world.request(point, target), datetime.now(UTC))
+    outcomes: list[object] = []
+
+    def work() -> None:
+        try:
+            outcomes.append(world.service().run(job.job_id, last_try=False))
+        except Exception as exc:  # a retry asked of the queue counts as an outcome too
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = JobStore(world.state).get(job.job_id)
+    assert done.status is JobStatus.COMPLETED, (done.error, outcomes)
+    assert world.digests(target) == world.digests(world.db)
+
+
+def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database(
+    world: World, point: RecoveryPoint
+) -> None:
+    target = f"resumed_{world.u}"
+    job = world.service().start("src", world.request(point, target), datetime.now(UTC))
+    # What a worker killed mid-restore leaves: its marked database, half restored, and its lock.
+    with world.connect("postgres") as c:
+        c.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(target), sql.Identifier(f"rr_{world.u}"))
+        )
+        c.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(target), sql.Literal(f"pgvault restore job {job.job_id}")
+            )
+        )
+    with world.connect(target) as c:
+        c.execute("CREATE TABLE half_done (x int)")
+    key = world.service()._job_lock_key(
+        JobStore(world.state).get(job.job_id), RestoreRequest.from_dict(job.details["request"])
+    )
+    assert InstanceLocks(world.state).acquire(key, job.job_id, datetime.now(UTC)) is not None
+    # Another delivery while the lock is fresh does nothing; the retry after it went stale starts over.
+    assert world.service().run(job.job_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
+    later = world.service(clock=lambda: datetime.now(UTC) + timedelta(minutes=3))
+    done = later.run(job.job_id, last_try=False)
+    assert done is not None and done.status is JobStatus.COMPLETED, done.error
+    assert world.digests(target) == world.digests(world.db)  # half_done is gone with the old database
+
+
+def test_a_running_restore_keeps_its_lock_alive_and_gives_it_back(world: World) -> None:
+    locks = InstanceLocks(world.state)
+    start = datetime.now(UTC)
+    minutes = iter(range(1, 10_000))
+    lock = locks.acquire("restore-heartbeat-test", "job", start)
+    assert lock is not None
+    with Heartbeat(
+        locks, lock, lambda: start + timedelta(minutes=next(minutes)), every=timedelta(milliseconds=5)
+    ) as hb:
+        # pg_restore building indexes sends no bytes for minutes: the lock must not go stale meanwhile.
+        while (holder := locks.holder("restore-heartbeat-test")) is not None and holder.heartbeat == start:
+            time.sleep(0.01)
+    assert holder is not None and holder.heartbeat > start and not hb.lost
+    locks.release(hb.lock)  # the latest lock, renewed many times: released for real
+    assert locks.holder("restore-heartbeat-test") is None
+
+
+def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
+    world: World, point: RecoveryPoint
+) -> None:
+    taken = f"taken_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(taken)))
+    with world.connect(taken) as c:
+        c.execute("CREATE TABLE mine (v text)")
+        c.execute("INSERT INTO mine VALUES ('precious')")
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", world.request(point, taken), datetime.now(UTC))
+    assert refused.value.code.value == "UserErrorDatabaseNameAlreadyInUse"
+    assert refused.value.target == "restoreTargetInfo.datasourceInfo.resourceName"
+
+    # Created between the request and the worker: the worker refuses too, and touches nothing.
+    late = f"late_{world.u}"
+    service = world.service()
+    job = service.start("src", world.request(point, late), datetime.now(UTC))
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(late)))
+    with world.connect(late) as c:
+        c.execute("CREATE TABLE mine (v text)")
+        c.execute("INSERT INTO mine VALUES ('also precious')")
+    done = service.run(job.job_id, last_try=True)
+    assert done is not None and done.status is JobStatus.FAILED and done.error is not None
+    assert done.error.code == "UserErrorDatabaseNameAlreadyInUse"
+    for db, value in ((taken, "precious"), (late, "also precious")):
+        with world.connect(db) as c:
+            assert c.execute("SELECT v FROM mine").fetchall() == [(value,)]
+            assert c.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'orders'").fetchone() == (0,)
+
+
+def test_a_target_user_without_createdb_is_refused_with_the_grant_to_run(world: World, point: RecoveryPoint) -> None:
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", world.request(point, f"nope_{world.u}", "env:NOCREATE_CS"), datetime.now(UTC))
+    assert refused.value.code.value == "UserErrorMissingDBPermissions"
+    assert "CREATEDB" in refused.value.recommended_action
+    assert not world.exists(f"nope_{world.u}")
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        ({"objectType": "SomethingElse"}, "objectType"),
+        ({"sourceDataStoreType": "Snapshot"}, "sourceDataStoreType"),
+        ({"recoveryPointId": ""}, "recoveryPointId"),
+        ({"restoreOptions": {"noOwner": "yes"}}, "restoreOptions.noOwner"),
+        ({"restoreOptions": {"tables": ["a.t", "b.t"]}}, "restoreOptions.tables"),
+        ({"rehydrationPriority": "High"}, "objectType"),
+    ],
+)
+def test_a_malformed_request_is_refused_naming_the_field(
+    world: World, point: RecoveryPoint, change: dict[str, Any], target: str
+) -> None:
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", {**world.request(point, "whatever"), **change}, datetime.now(UTC))
+    assert refused.value.code.value == "InvalidRequest" and refused.value.target == target
+
+
+def test_a_target_secret_without_a_server_is_refused(world: World, point: RecoveryPoint) -> None:
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", world.request(point, "x", "env:NOSERVER_CS"), datetime.now(UTC))
+    assert refused.value.code.value == "UserErrorSecretValueInUnsupportedFormat"
+
+
+def test_partial_restore_of_tables_restores_only_those(world: World, point: RecoveryPoint) -> None:
+    target = f"tables_{world.u}"
+    job = world.restore("src", world.request(point, target, restoreOptions={"tables": ["public.orders"]}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert world.digests(target) == {"public.orders": world.digests(world.db)["public.orders"]}
+
+
+def test_partial_restore_of_one_schema_restores_only_that_schema(world: World, point: RecoveryPoint) -> None:
+    target = f"part_{world.u}"
+    job = world.restore("src", world.request(point, target, restoreOptions={"schemas": ["sales"]}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    restored = world.digests(target)
+    assert set(restored) == {"sales.invoices"}
+    assert restored["sales.invoices"] == world.digests(world.db)["sales.invoices"]
+
+
+def test_owners_kept_by_a_user_who_cannot_set_them_complete_with_warnings(world: World, point: RecoveryPoint) -> None:
+    target = f"owners_{world.u}"
+    job = world.restore("src", world.request(point, target, restoreOptions={"noOwner": False}))
+    assert job.status is JobStatus.COMPLETED_WITH_WARNINGS, job.error
+    assert job.details["warnings"] and all("member of role" in w for w in job.details["warnings"])
+    assert world.digests(target) == world.digests(world.db)  # the data is whole
+
+
+def _files_request(point: RecoveryPoint, url: str, prefix: str, **details: Any) -> dict[str, Any]:
+    return {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point.recovery_point_id,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "targetDetails": {"url": url, "filePrefix": prefix, "restoreTargetLocationType": "AzureBlobs", **details},
+        },
+    }
+
+
+def test_restore_as_files_gives_a_dump_that_plain_pg_restore_restores(
+    world: World, point: RecoveryPoint, tmp_path: Path
+) -> None:
+    container = world.blob_service.get_container_client(f"files-{world.u}")
+    container.create_container()
+    url = f"{container.url}"
+    job = world.restore("src", _files_request(point, url, "exports/src"))
+    assert job.status is JobStatus.COMPLETED, job.error
+    manifest = json.loads(container.download_blob("exports/src.manifest.json").readall())
+    dump = tmp_path / "exports" / "src.dump"
+    dump.parent.mkdir()
+    dump.write_bytes(container.download_blob("exports/src.dump").readall())
+    assert hashlib.sha256(dump.read_bytes()).hexdigest() == manifest["sha256"]
+    assert manifest["source"]["database"] == world.db and manifest["pgDumpVersion"] == point.pg_dump_version
+    assert manifest["restoreCommand"] == 'pg_restore --no-owner --no-acl --dbname "$PGDATABASE" exports/src.dump'
+    # Plain pg_restore, run exactly as the manifest says, in the folder the file was downloaded to.
+    target = f"fromfile_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    pg_env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
+    subprocess.run(
+        ["bash", "-c", manifest["restoreCommand"]],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **pg_env},
+        check=True,
+        capture_output=True,
+    )
+    assert world.digests(target) == world.digests(world.db)
+    # FailIfExists holds for files too.
+    again = world.restore("src", _files_request(point, url, "exports/src"))
+    assert again.status is JobStatus.FAILED and again.error is not None and again.error.code == "Conflict"
+
+
+def test_restore_as_files_in_zstd_form_restores_with_the_manifests_command(
+    world: World, point: RecoveryPoint, tmp_path: Path
+) -> None:
+    container = world.blob_service.get_container_client(f"zfiles-{world.u}")
+    container.create_container()
+    body = _files_request(point, container.url, "src")
+    body["restoreOptions"] = {"fileFormat": "zstd", "schemas": ["sales"]}
+    job = world.restore("src", body)
+    assert job.status is JobStatus.COMPLETED, job.error
+    stored = container.download_blob("src.dump.zst").readall()
+    assert hashlib.sha256(stored).hexdigest() == point.sha256  # exactly what the vault keeps
+    (tmp_path / "src.dump.zst").write_bytes(stored)
+    manifest = json.loads(container.download_blob("src.manifest.json").readall())
+    command = manifest["restoreCommand"]
+    assert command == 'zstd -dc src.dump.zst | pg_restore --no-owner --no-acl --schema=sales --dbname "$PGDATABASE"'
+    target = f"fromzst_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    assert manifest["beforeRestore"] == ['CREATE SCHEMA IF NOT EXISTS "sales";']
+    with world.connect(target) as c:
+        c.execute(manifest["beforeRestore"][0])
+    pg_env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
+    subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **pg_env},
+        check=True,
+        capture_output=True,
+    )
+    assert world.digests(target) == {"sales.invoices": world.digests(world.db)["sales.invoices"]}
+
+
+def test_restore_as_files_into_another_account_by_connection_string_and_a_missing_container(
+    world: World, point: RecoveryPoint
+) -> None:
+    other = world.blob_service.get_container_client(f"other-{world.u}")
+    other.create_container()
+    # Seen from the vault as another account: reached with the connection string in a secret.
+    url = other.url.replace("127.0.0.1", "localhost")
+    job = world.restore(
+        "src",
+        _files_request(point, url, "z/src", connectionStringSecretUri="env:OTHER_ACCOUNT_CS"),
+    )
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert other.get_blob_client("z/src.dump").exists() and other.get_blob_client("z/src.manifest.json").exists()
+    missing = world.restore(
+        "src",
+        _files_request(
+            point,
+            url.replace(f"other-{world.u}", f"gone-{world.u}"),
+            "p",
+            connectionStringSecretUri="env:OTHER_ACCOUNT_CS",
+        ),
+    )
+    assert missing.status is JobStatus.FAILED and missing.error is not None
+    assert missing.error.code == "UserErrorContainerNotAccessible"
+
+
+def _verify(world: World, point: RecoveryPoint) -> Job:
+    service = world.service()
+    body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:TARGET_CS"}
+    job = service.start_verify("src", body, datetime.now(UTC))
+    done = service.run(job.job_id, last_try=True)
+    assert done is not None
+    return done
+
+
+def _scratch_left(world: World) -> list[str]:
+    with world.connect("postgres") as c:
+        return [r[0] for r in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'pgvault_verify_%'")]
+
+
+def test_verify_restore_passes_on_a_good_point_and_fails_on_a_corrupted_one(world: World) -> None:
+    point = world.backup("src")
+    good = _verify(world, point)
+    assert good.status is JobStatus.COMPLETED, good.error
+    assert good.details["verification"] == {"tablesCompared": 3, "mismatches": []}
+    assert _scratch_left(world) == []
+
+    blob = world.backups.client.get_blob_client(point.blob_name)
+    data = bytearray(blob.download_blob().readall())
+    data[len(data) // 2] ^= 0xFF
+    blob.upload_blob(bytes(data), overwrite=True)
+    bad = _verify(world, point)
+    assert bad.status is JobStatus.FAILED and bad.error is not None
+    assert bad.error.code in ("RecoveryPointCorrupted", "RestoreVerificationFailed")
+    assert bad.error.code == "RecoveryPointCorrupted", bad.error.message
+    assert _scratch_left(world) == []
+    # The same corrupted point restored as a database: failed, and the database it created is gone.
+    target = f"corrupt_{world.u}"
+    failed = world.restore("src", world.request(point, target))
+    assert failed.status is JobStatus.FAILED and failed.error is not None
+    assert failed.error.code == "RecoveryPointCorrupted"
+    assert not world.exists(target)
+
+
+def test_a_failing_pg_restore_fails_the_job_and_drops_the_database_it_created(world: World) -> None:
+    # An extension only a superuser may create: the (non-superuser) target user cannot restore it.
+    db = f"fdw_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with world.connect(db) as c:
+        c.execute("CREATE EXTENSION file_fdw")
+        c.execute("CREATE SERVER files FOREIGN DATA WRAPPER file_fdw")
+        c.execute("CREATE TABLE t (id int)")
+    _protect(world, "fdw", db)
+    point = world.backup("fdw")
+    target = f"fdwcopy_{world.u}"
+    job = world.restore("fdw", world.request(point, target))
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert "file_fdw" in job.error.message
+    assert not world.exists(target)
+
+
+def _archive(world: World, point: RecoveryPoint) -> RecoveryPoint:
+    """What the retention sweep does on an archive move: tier Archive, then the record's datastore."""
+    world.backups.client.get_blob_client(point.blob_name).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    entity = world.state.get(layout.recovery_points(point.instance), point.recovery_point_id)
+    assert entity is not None
+    world.state.update(entity, {**entity.data, "datastore": "ArchiveStore"})
+    return RecoveryPointStore(world.state).get(point.instance, point.recovery_point_id)
+
+
+class RecordedPending:
+    """Azure's answer while it rehydrates (recorded headers), ``pending`` times; then the real blob's."""
+
+    HEADERS: ClassVar[dict[str, str]] = {
+        "x-ms-blob-type": "BlockBlob",
+        "x-ms-access-tier": "Archive",
+        "x-ms-archive-status": "rehydrate-pending-to-hot",
+        "x-ms-rehydrate-priority": "Standard",
+        "x-ms-copy-status": "pending",
+        "x-ms-copy-progress": "0/1048576",
+    }
+
+    def __init__(self, real: ContainerProbe, pending: int) -> None:
+        self.real, self.pending, self.calls = real, pending, 0
+
+    def properties(self, blob_name: str) -> BlobProperties | None:
+        self.calls += 1
+        if self.calls <= self.pending:
+            return BlobProperties(name=blob_name, **self.HEADERS)
+        return self.real.properties(blob_name)
+
+
+def _restore_messages(world: World) -> list[str]:
+    client = queue_client(world.queue_service, layout.RESTORE_QUEUE)
+    found = []
+    for msg in client.receive_messages(max_messages=32, visibility_timeout=1):
+        found.append(json.loads(msg.content)["jobId"])
+        client.delete_message(msg)
+    return found
+
+
+def test_restore_of_an_archived_point_waits_for_rehydration_then_completes(world: World) -> None:
+    point = _archive(world, world.backup("src"))
+    _restore_messages(world)  # start from an empty queue
+    body = world.request(point, f"arch_{world.u}")
+    body["sourceDataStoreType"] = "ArchiveStore"
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", body, datetime.now(UTC))
+    assert refused.value.target == "rehydrationPriority"
+    body = {
+        **body,
+        "objectType": "AzureBackupRestoreWithRehydrationRequest",
+        "rehydrationPriority": "High",
+        "rehydrationRetentionDuration": "P12D",
+    }
+    now = datetime.now(UTC)
+    probe = RecordedPending(ContainerProbe(world.backups.client), pending=2)
+    service = world.service(probe=probe)
+    restore = service.start("src", body, now)
+    rehydrate_id = restore.details["rehydrationJobId"]
+    assert _restore_messages(world) == [rehydrate_id]  # only the rehydration is queued
+    # Its message lost before any worker started the copy: the timer sends it again.
+    assert service.tick(now) == {"pending": 1, "ready": 0, "deleted": 0}
+    assert _restore_messages(world) == [rehydrate_id]
+
+    # The worker starts the copy; Azure says pending: both jobs wait, nobody sleeps.
+    jobs = JobStore(world.state)
+    assert service.run(rehydrate_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
+    assert service.tick(now + timedelta(minutes=1)) == {"pending": 1, "ready": 0, "deleted": 0}
+    assert jobs.get(restore.job_id).status is JobStatus.IN_PROGRESS and _restore_messages(world) == []
+    # A stray delivery of the restore while the copy is pending changes nothing.
+    assert service.run(restore.job_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
+
+    # Rehydrated: the rehydration completes and releases the restore, which then runs.
+    ready_at = now + timedelta(minutes=2)
+    assert service.tick(ready_at) == {"pending": 0, "ready": 1, "deleted": 0}
+    assert jobs.get(rehydrate_id).status is JobStatus.COMPLETED
+    assert _restore_messages(world) == [restore.job_id]
+    done = service.run(restore.job_id, last_try=False)
+    assert done is not None and done.status is JobStatus.COMPLETED, done.error
+    assert world.digests(f"arch_{world.u}") == world.digests(world.db)
+
+    # The copy stays for its retention (P12D from when it became readable), then goes.
+    record = RehydrationStore(world.state).get(point.recovery_point_id)
+    assert record is not None and record.expiry == ready_at + timedelta(days=12)
+    assert service.tick(ready_at + timedelta(days=11)) == {"pending": 0, "ready": 0, "deleted": 0}
+    assert service.tick(ready_at + timedelta(days=12)) == {"pending": 0, "ready": 0, "deleted": 1}
+    assert not world.backups.client.get_blob_client(record.copy_blob).exists()
+    assert world.backups.client.get_blob_client(point.blob_name).exists()  # the archived original stays
+    assert RehydrationStore(world.state).get(point.recovery_point_id) is None
+
+
+def test_the_manifest_describes_exactly_the_dump_while_writes_go_on(world: World) -> None:
+    # Rows arrive all through the backup: only a manifest read from pg_dump's own snapshot matches.
+    with world.connect(world.db) as c:
+        c.execute("CREATE TABLE live (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+    world.pg.psql(grant_sql(world.db, f"rb_{world.u}"), world.db)
+    stop = threading.Event()
+
+    def write() -> None:
+        with world.connect(world.db) as c:
+            while not stop.is_set():
+                c.execute("INSERT INTO live DEFAULT VALUES")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        point = world.backup("src")
+    finally:
+        stop.set()
+        writer.join()
+    try:
+        manifest = world.backups.get_json(point.blob_name + ".manifest.json")
+        with world.connect(world.db) as c:
+            now_rows = c.execute("SELECT count(*) FROM live").fetchone()
+        assert 0 < manifest["tables"]["public.live"]["rows"] < now_rows[0]  # type: ignore[index]
+        verified = _verify(world, point)
+        assert verified.status is JobStatus.COMPLETED, verified.error
+        assert verified.details["verification"]["mismatches"] == []
+    finally:
+        with world.connect(world.db) as c:
+            c.execute("DROP TABLE live")
