@@ -24,7 +24,7 @@ from azure.storage.blob import ContentSettings
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore
-from shared.locks import HEARTBEAT, InstanceLocks, Lock
+from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect
 from shared.pg.dump import DumpResult, dump_to_blob
 from shared.pg.privileges import check_backup_privileges, to_user_error
@@ -54,19 +54,17 @@ def manifest_name_for(blob_name: str) -> str:
 
 
 class _Progress:
-    """Writes a running backup's progress to its job and keeps its lock alive (every few seconds)."""
+    """Writes a running backup's progress to its job (every few seconds); stops the dump if another
+    worker took the job or the instance's lock over."""
 
-    def __init__(self, runner: BackupRunner, job: Job, lock: Lock, size: int) -> None:
-        self.runner, self.job, self.lock, self.size = runner, job, lock, size
-        self.beat = runner._clock()
+    def __init__(self, runner: BackupRunner, job: Job, heartbeat: Heartbeat, size: int) -> None:
+        self.runner, self.job, self.heartbeat, self.size = runner, job, heartbeat, size
 
     def __call__(self, raw: int) -> None:
-        now = self.runner._clock()
+        if self.heartbeat.lost:
+            raise TransientError(f"the lock of {self.job.instance} was taken over by another worker")
         try:
             self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
-            if now - self.beat >= HEARTBEAT:
-                self.lock = self.runner._locks.renew(self.lock, now)
-                self.beat = now
         except ETagMismatch as exc:
             raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
 
@@ -110,8 +108,10 @@ class BackupRunner:
         if lock is None:
             return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
+        heartbeat = Heartbeat(self._locks, lock, self._clock)
         try:
-            return self._backup(job, lock, steps)
+            with heartbeat:
+                return self._backup(job, heartbeat, steps)
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
@@ -120,7 +120,7 @@ class BackupRunner:
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
-            self._locks.release(lock)
+            self._locks.release(heartbeat.lock)  # the latest: the first ETag is stale after a renewal
 
     def _recorded(self, job_id: str, last_try: bool) -> Job | None:
         try:
@@ -160,7 +160,7 @@ class BackupRunner:
             job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
         )
 
-    def _backup(self, job: Job, lock: Lock, steps: list[dict[str, Any]]) -> Job:
+    def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
         job = self._jobs.save(
             job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
@@ -199,7 +199,7 @@ class BackupRunner:
         current = step("Dump")
         rp_id = recovery_point_id(job.job_id)
         blob_name = blob_name_for(instance.spec.name, rp_id)
-        progress = _Progress(self, job, lock, size)
+        progress = _Progress(self, job, heartbeat, size)
         dump_started = self._clock()
         result, tables = self._dump(
             tool_path=tool.path,

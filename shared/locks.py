@@ -8,12 +8,17 @@ A worker that dies mid-backup stops beating; after ``STALE_AFTER`` the next try 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+log = logging.getLogger(__name__)
 
 # A holder renews at least this often; a lock not renewed for STALE_AFTER is abandoned.
 HEARTBEAT = timedelta(seconds=15)
@@ -85,3 +90,35 @@ class InstanceLocks:
         """Give the lock back (nothing happens if it was already taken over)."""
         with contextlib.suppress(ETagMismatch):
             self._state.delete(lock.entity)
+
+
+class Heartbeat:
+    """Keeps a running job's lock alive from a thread of its own, every ``HEARTBEAT``, also while no
+    bytes flow (pg_restore building indexes, pg_dump waiting on a lock). ``lock`` is always the
+    latest (release that one: its ETag is current); ``lost`` when another worker took it over."""
+
+    def __init__(
+        self, locks: InstanceLocks, lock: Lock, clock: Callable[[], datetime], every: timedelta = HEARTBEAT
+    ) -> None:
+        self.lock, self.lost = lock, False
+        self._locks, self._clock, self._every = locks, clock, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._every.total_seconds()):
+            try:
+                self.lock = self._locks.renew(self.lock, self._clock())
+            except ETagMismatch:
+                self.lost = True
+                return
+            except Exception as exc:  # storage hiccup: the next beat tries again (the lock lasts STALE_AFTER)
+                log.warning("lock of %s: heartbeat failed: %s", self.lock.instance, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()

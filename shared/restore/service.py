@@ -24,7 +24,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
-from shared.locks import InstanceLocks
+from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect, server_gone
 from shared.policy import DataStore
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
@@ -43,7 +43,6 @@ from shared.restore.request import RestoreRequest, TargetKind, parse_restore_req
 from shared.restore.work import (
     MAINTENANCE_DB,
     Context,
-    Heartbeat,
     RestoreWork,
     check_target,
     target_params,

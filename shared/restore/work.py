@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import logging
 import shlex
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from shared.backup_runner import manifest_name_for
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobStatus, JobStore
-from shared.locks import HEARTBEAT, InstanceLocks, Lock
+from shared.locks import Heartbeat
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
 from shared.pg.privileges import check_create_db, quote_ident
@@ -121,37 +120,6 @@ class Context:
     clock: Callable[[], datetime]
     pg_bin_dir: Path | None = None
     vault_blobs: BlobServiceClient | None = None
-
-
-class Heartbeat:
-    """Keeps a running job's lock alive from a thread of its own, every ``HEARTBEAT``, also while
-    pg_restore builds indexes and no bytes flow. ``lost`` when another worker took the lock over."""
-
-    def __init__(
-        self, locks: InstanceLocks, lock: Lock, clock: Callable[[], datetime], every: timedelta = HEARTBEAT
-    ) -> None:
-        self.lock, self.lost = lock, False
-        self._locks, self._clock, self._every = locks, clock, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="restore-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._every.total_seconds()):
-            try:
-                self.lock = self._locks.renew(self.lock, self._clock())
-            except ETagMismatch:
-                self.lost = True
-                return
-            except Exception as exc:  # storage hiccup: the next beat tries again (the lock lasts STALE_AFTER)
-                log.warning("restore lock %s: heartbeat failed: %s", self.lock.instance, exc)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class RestoreWork:

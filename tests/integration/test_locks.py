@@ -1,0 +1,61 @@
+"""Per-instance operation locks on a real Azurite: heartbeats, release, takeover."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devhost.services import Azurite
+from shared.locks import STALE_AFTER, Heartbeat, InstanceLocks
+from shared.storage.clients import StorageAccount
+from shared.storage.tables import StateTable
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def locks(azurite: Azurite, unique: str) -> InstanceLocks:
+    account = StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
+    state = StateTable(account.table_service(), f"locks{unique}")
+    state.ensure()
+    return InstanceLocks(state)
+
+
+def _wait_for_a_renewal(heartbeat: Heartbeat) -> None:
+    first = heartbeat.lock.entity.etag
+    deadline = time.monotonic() + 10
+    while heartbeat.lock.entity.etag == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert heartbeat.lock.entity.etag != first, "the heartbeat never renewed the lock"
+
+
+def test_a_lock_renewed_by_its_heartbeat_is_released_with_its_latest_etag(locks: InstanceLocks) -> None:
+    lock = locks.acquire("orders", "job-1", T0)
+    assert lock is not None
+    with Heartbeat(locks, lock, lambda: T0, every=timedelta(milliseconds=20)) as heartbeat:
+        _wait_for_a_renewal(heartbeat)
+    locks.release(lock)  # the ETag from before the renewals: refused, silently
+    assert locks.holder("orders") is not None
+    locks.release(heartbeat.lock)
+    assert locks.holder("orders") is None
+    assert locks.acquire("orders", "job-2", T0) is not None  # the next operation needs no wait
+
+
+def test_a_heartbeat_whose_lock_was_taken_over_says_so_and_stops(locks: InstanceLocks) -> None:
+    lock = locks.acquire("orders", "job-1", T0)
+    assert lock is not None
+    heartbeat = Heartbeat(locks, lock, lambda: T0, every=timedelta(milliseconds=20))
+    taken = locks.acquire("orders", "job-2", T0 + STALE_AFTER + timedelta(seconds=1))  # job-1 looked dead
+    assert taken is not None
+    with heartbeat:
+        deadline = time.monotonic() + 10
+        while not heartbeat.lost and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert heartbeat.lost
+    holder = locks.holder("orders")
+    assert holder is not None and holder.job_id == "job-2"
