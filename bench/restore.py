@@ -65,8 +65,8 @@ def main() -> int:
         import psycopg
         from azure.storage.blob import BlobServiceClient
 
+        from shared.pg.digests import table_digests
         from shared.pg.dump import dump_to_blob
-        from shared.pg.restore import table_digests
         from shared.pg.tools import pick_tool
 
         service = BlobServiceClient.from_connection_string(azurite.connection_string)

@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
@@ -26,9 +24,8 @@ from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect
-from shared.pg.dump import DumpResult, dump_to_blob
+from shared.pg.dump import dump_with_manifest
 from shared.pg.privileges import check_backup_privileges, to_user_error
-from shared.pg.restore import table_digests
 from shared.pg.tools import pick_tool
 from shared.policies import PolicyService
 from shared.policy import lifecycle, tag_backup
@@ -201,19 +198,20 @@ class BackupRunner:
         blob_name = blob_name_for(instance.spec.name, rp_id)
         progress = _Progress(self, job, heartbeat, size)
         dump_started = self._clock()
-        result, tables = self._dump(
-            tool_path=tool.path,
-            kwargs=kwargs,
-            env=params.child_env(host=instance.spec.server, port=instance.spec.port, dbname=instance.spec.database),
-            blob_name=blob_name,
+        result, tables = dump_with_manifest(
+            tool.path,
+            kwargs,
+            params.child_env(host=instance.spec.server, port=instance.spec.port, dbname=instance.spec.database),
+            self._backups.client,
+            blob_name,
             metadata={
                 "instance": layout.row_key(instance.spec.name),
                 "jobid": job.job_id,
                 "serverversion": server_text,
                 "pgdumpversion": tool.version_text.split()[-1],
             },
-            progress=progress,
-            size=size,
+            on_progress=progress,
+            expected_bytes=size,
         )
         job = progress.job
         manifest = self._write_manifest(
@@ -282,56 +280,6 @@ class BackupRunner:
                 "manifest": manifest,
             },
         )
-
-    def _dump(
-        self,
-        *,
-        tool_path: Path,
-        kwargs: dict[str, Any],
-        env: dict[str, str],
-        blob_name: str,
-        metadata: dict[str, str],
-        progress: _Progress,
-        size: int,
-    ) -> tuple[DumpResult, dict[str, Any] | None]:
-        """The dump into its blob, and the per-table digests of the same snapshot (None if they failed).
-
-        The manifest reads the very snapshot pg_dump reads (exported here, imported by pg_dump with
-        ``--snapshot``), on a thread of its own while the dump streams.
-        """
-        with connect(kwargs, autocommit=False) as snap:
-            snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            snap.read_only = True
-            try:
-                snapshot: str | None = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-            except psycopg.Error as exc:
-                # A server that cannot export snapshots still gets its backup, without a manifest.
-                log.warning("backup job %s: no manifest, cannot export a snapshot: %s", progress.job.job_id, exc)
-                snap.rollback()
-                snapshot = None
-            with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
-                digests = pool.submit(table_digests, snap) if snapshot is not None else None
-                try:
-                    result = dump_to_blob(
-                        tool_path,
-                        env,
-                        self._backups.client,
-                        blob_name,
-                        metadata,
-                        on_progress=progress,
-                        expected_bytes=size,
-                        snapshot=snapshot,
-                    )
-                except BaseException:
-                    snap.cancel_safe()
-                    raise
-                try:
-                    tables: dict[str, Any] | None = digests.result() if digests is not None else None
-                except psycopg.Error as exc:
-                    log.warning("backup job %s: no manifest, the table digests failed: %s", progress.job.job_id, exc)
-                    tables = None
-            snap.rollback()
-        return result, tables
 
     def _write_manifest(self, blob_name: str, tables: dict[str, Any] | None, about: dict[str, Any]) -> str | None:
         """Store the dump's manifest beside its blob (overwritten by a retry, as the blob is)."""

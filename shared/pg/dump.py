@@ -16,14 +16,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import psycopg
 import zstandard
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.pg.connect import connect
+from shared.pg.digests import table_digests
 from shared.storage.blockstream import BlockWriter, StreamResult
 
 log = logging.getLogger(__name__)
@@ -202,3 +206,56 @@ def dump_to_blob(
         result.seconds,
     )
     return DumpResult(result, raw)
+
+
+def dump_with_manifest(
+    pg_dump: Path,
+    libpq: Mapping[str, Any],
+    env: Mapping[str, str],
+    container: ContainerClient,
+    blob_name: str,
+    *,
+    metadata: Mapping[str, str],
+    on_progress: Callable[[int], None] | None = None,
+    expected_bytes: int = 0,
+    level: int = ZSTD_LEVEL,
+) -> tuple[DumpResult, dict[str, Any] | None]:
+    """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
+
+    The digests read the very snapshot pg_dump reads (exported here on a connection made with
+    ``libpq``, imported by pg_dump with ``--snapshot``), on a thread of their own while the dump
+    streams. A server that cannot export a snapshot still gets its backup, without a manifest.
+    """
+    with connect(libpq, autocommit=False) as snap:
+        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snap.read_only = True
+        try:
+            snapshot: str | None = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            log.warning("%s: no manifest, cannot export a snapshot: %s", blob_name, exc)
+            snap.rollback()
+            snapshot = None
+        with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
+            digests = pool.submit(table_digests, snap) if snapshot is not None else None
+            try:
+                result = dump_to_blob(
+                    pg_dump,
+                    env,
+                    container,
+                    blob_name,
+                    metadata,
+                    on_progress=on_progress,
+                    expected_bytes=expected_bytes,
+                    level=level,
+                    snapshot=snapshot,
+                )
+            except BaseException:
+                snap.cancel_safe()
+                raise
+            try:
+                tables = digests.result() if digests is not None else None
+            except psycopg.Error as exc:
+                log.warning("%s: no manifest, the table digests failed: %s", blob_name, exc)
+                tables = None
+        snap.rollback()
+    return result, tables

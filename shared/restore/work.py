@@ -30,10 +30,10 @@ from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
+from shared.pg.digests import compare_digests, methods_of, table_digests
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
     MARKER,
-    compare_digests,
     create_database,
     create_schemas,
     database_exists,
@@ -41,7 +41,6 @@ from shared.pg.restore import (
     drop_database,
     error_for,
     restore_blob,
-    table_digests,
 )
 from shared.pg.tools import Tool, pick_tool
 from shared.recovery_points import RecoveryPoint
@@ -264,7 +263,7 @@ class RestoreWork:
         if expected is not None:
             current = self.step("Compare")
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name), autocommit=False) as conn:
-                actual = table_digests(conn)
+                actual = table_digests(conn, methods_of(expected))
             problems = compare_digests(expected, actual)
             details["verification"] = {"tablesCompared": len(expected), "mismatches": problems}
             self._drop(params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB), name)

@@ -14,8 +14,8 @@ from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
 
 from devhost.services import Postgres
+from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
-from shared.pg.restore import table_digests
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e

@@ -27,8 +27,8 @@ from shared.errors import UserError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import InstanceLocks
+from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
-from shared.pg.restore import table_digests
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import ContainerProbe, RehydrationStore

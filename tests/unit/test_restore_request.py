@@ -8,7 +8,8 @@ import pytest
 from azure.storage.blob import BlobProperties
 
 from shared.errors import UserError
-from shared.pg.restore import RestoreOptions, classify, compare_digests
+from shared.pg.digests import compare_digests
+from shared.pg.restore import RestoreOptions, classify
 from shared.restore.rehydration import CopyState, copy_state
 from shared.restore.request import RehydrationPriority, TargetKind, parse_restore_request, parse_verify_request
 
