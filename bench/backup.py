@@ -7,8 +7,9 @@ random text and bytea, so compression costs what it costs on real data. Then, in
 - floor:   ``pg_dump -Fc -Z0 > /dev/null`` (the dump alone)
 - shell:   ``pg_dump -Fc -Z0 | zstd -3 -T0 > file`` (what a careful admin writes; no upload)
 - naive:   ``pg_dump -Fc > file`` (gzip, as Azure's service stores it) then ``upload_blob``
-- pgvault: ``dump_to_blob`` (pg_dump → zstd → staged blocks → commit) into Azurite, in a child
-           process so its peak RSS is its own
+- pgvault: ``dump_with_manifest``, what the backup worker runs: pg_dump → zstd → staged blocks →
+           commit into Azurite, and the per-table digests of the same snapshot beside it; in a
+           child process so its peak RSS is its own
 and pgvault again on a database twice the size, to show memory stays flat. Each of the four runs
 ``--repeat`` times, interleaved; prints median wall times, the CPU seconds every process spent
 (ours, PostgreSQL's backends, Azurite: robust when the VM is busy), ratios, stored sizes and peak
@@ -117,20 +118,23 @@ CHILD = """
 import json, os, resource, sys, time
 sys.path.insert(0, {repo!r})
 from azure.storage.blob import BlobServiceClient
-from shared.pg.dump import dump_to_blob
+from shared.pg.dump import dump_with_manifest
 from shared.pg.tools import pick_tool
 container = BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]).get_container_client("bench")
+libpq = {{"host": os.environ["PGHOST"], "port": os.environ["PGPORT"], "user": os.environ["PGUSER"],
+         "dbname": os.environ["PGDATABASE"]}}
 started = time.monotonic()
-result = dump_to_blob(pick_tool("pg_dump", 15).path, dict(os.environ), container, {blob!r}, {{}},
-                      expected_bytes={size}, level={level})
+result, tables = dump_with_manifest(pick_tool("pg_dump", 15).path, libpq, dict(os.environ), container, {blob!r},
+                                    metadata={{}}, expected_bytes={size}, level={level}, digests={digests})
+assert bool(tables) == {digests}, "manifest"
 print(json.dumps({{"seconds": time.monotonic() - started, "stored": result.stream.stored_bytes,
                    "raw": result.raw_bytes, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
-def pgvault_run(env: dict[str, str], blob: str, size: int, level: int) -> dict[str, float]:
+def pgvault_run(env: dict[str, str], blob: str, size: int, level: int, digests: bool = True) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(repo=str(REPO), blob=blob, size=size, level=level)],
+        [sys.executable, "-c", CHILD.format(repo=str(REPO), blob=blob, size=size, level=level, digests=digests)],
         env=env,
         check=True,
         capture_output=True,
@@ -176,10 +180,10 @@ def main() -> int:
             with naive_file.open("rb") as f:
                 service.get_blob_client("bench", "naive.dump").upload_blob(f, overwrite=True)
 
-        pgvault_result: dict[str, float] = {}
+        pgvault_results: dict[str, dict[str, float]] = {"pgvault": {}, "bare": {}}
 
-        def pgvault() -> None:
-            pgvault_result.update(pgvault_run(env, "pgvault1.zst", size1, args.level))
+        def pgvault(key: str, digests: bool) -> Callable[[], None]:
+            return lambda: pgvault_results[key].update(pgvault_run(env, f"{key}.zst", size1, args.level, digests))
 
         def shell(command: str) -> Callable[[], None]:
             return lambda: bash(command, env)
@@ -188,21 +192,20 @@ def main() -> int:
             "floor": shell("pg_dump -Fc -Z0 > /dev/null"),
             "shell": shell(f"pg_dump -Fc -Z0 | zstd -q -3 -T0 > {shell_file}"),
             "naive": naive,
-            "pgvault": pgvault,
+            "pgvault": pgvault("pgvault", True),
+            "bare": pgvault("bare", False),
         }
         # Interleaved repeats, medians: a burst of load on the VM hits one repeat of each, not one variant.
         walls: dict[str, list[float]] = {name: [] for name in runs}
         cpus: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
-        first_seconds: list[float] = []
         for _ in range(args.repeat):
             for name, run in runs.items():
                 wall, used = cpu.measure(run)
-                if name == "pgvault":  # the worker's own time, without the child interpreter's start-up
-                    wall = pgvault_result["seconds"]
-                    first_seconds.append(wall)
+                if name in pgvault_results:  # the worker's own time, without the child interpreter's start-up
+                    wall = pgvault_results[name]["seconds"]
                 walls[name].append(wall)
                 cpus[name].append(used)
-        first = pgvault_result
+        first, bare = pgvault_results["pgvault"], pgvault_results["bare"]
         results = {name: statistics.median(values) for name, values in walls.items()}
         cpu_total = {name: statistics.median(sum(u.values()) for u in used) for name, used in cpus.items()}
         cpu_parts = {
@@ -220,7 +223,8 @@ def main() -> int:
             ("floor", "floor: pg_dump -Fc -Z0 > /dev/null", None),
             ("shell", "shell: pg_dump -Fc -Z0 | zstd -3 -T0 > file", shell_file.stat().st_size),
             ("naive", "naive: pg_dump -Fc > file + upload_blob", naive_file.stat().st_size),
-            ("pgvault", f"pgvault (zstd {args.level}): pg_dump → zstd → blocks → commit", first["stored"]),
+            ("pgvault", f"pgvault (zstd {args.level}): dump + manifest → blocks → commit", first["stored"]),
+            ("bare", "pgvault, PGVAULT_BACKUP_MANIFEST=false: no manifest", bare["stored"]),
         ]
         for key, name, stored in rows:
             ratio = results["pgvault"] / results[key]
@@ -231,12 +235,15 @@ def main() -> int:
         print("CPU seconds by process (median):")
         for key, parts in cpu_parts.items():
             print(f"  {key:<8} " + ", ".join(f"{part} {value:.2f}" for part, value in parts.items()))
-        print("pgvault runs (s): " + ", ".join(f"{x:.2f}" for x in first_seconds))
+        for key in pgvault_results:
+            print(f"{key} runs (s): " + ", ".join(f"{x:.2f}" for x in walls[key]))
         print()
-        print(f"pgvault / shell pipeline: {results['pgvault'] / results['shell']:.2f}x (target <= 1.2)")
-        print(f"naive / pgvault:          {results['naive'] / results['pgvault']:.2f}x faster (target >= 4)")
+        for key, label in (("pgvault", "with manifest (default)"), ("bare", "without manifest")):
+            print(f"pgvault {label}:")
+            print(f"  / shell pipeline: {results[key] / results['shell']:.2f}x (target <= 1.2)")
+            print(f"  naive / pgvault:  {results['naive'] / results[key]:.2f}x faster (target >= 4)")
+            print(f"  / floor:          {results[key] / results['floor']:.2f}x")
         print(f"stored: pgvault {first['stored'] / mb:.1f} MB vs pg_dump -Fc {naive_file.stat().st_size / mb:.1f} MB")
-        print(f"pgvault / floor:          {results['pgvault'] / results['floor']:.2f}x")
         print(
             f"peak RSS: {first['rss_mb']:.0f} MB; twice the database: {second['rss_mb']:.0f} MB "
             f"({(second['rss_mb'] / first['rss_mb'] - 1) * 100:+.1f}%), {second['seconds']:.2f} s "

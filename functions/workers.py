@@ -54,5 +54,6 @@ def backup_worker(msg: func.QueueMessage) -> None:
             vault.clock,
             pg_bin_dir=vault.settings.pg_bin_dir,
             function_timeout=vault.settings.function_timeout,
+            manifest=vault.settings.backup_manifest,
         )
         runner.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)

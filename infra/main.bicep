@@ -329,6 +329,7 @@ var commonAppSettings = {
   PGVAULT_BACKUP_CONTAINER: backupContainerName
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
+  PGVAULT_BACKUP_MANIFEST: 'true'
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig

@@ -78,6 +78,7 @@ class BackupRunner:
         *,
         pg_bin_dir: Path | None = None,
         function_timeout: timedelta | None = None,
+        manifest: bool = True,
     ) -> None:
         self._jobs = JobStore(state)
         self._instances = InstanceService(state, lambda job, instance: None)
@@ -89,6 +90,7 @@ class BackupRunner:
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
         self._function_timeout = function_timeout
+        self._manifest = manifest
 
     def run(self, job_id: str, *, last_try: bool) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
@@ -212,6 +214,7 @@ class BackupRunner:
             },
             on_progress=progress,
             expected_bytes=size,
+            digests=self._manifest,
         )
         job = progress.job
         manifest = self._write_manifest(

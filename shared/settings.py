@@ -53,6 +53,8 @@ class Settings:
     retention_schedule: str
     # None: no limit (functionTimeout -1, possible on Flex Consumption, Premium and Dedicated plans).
     function_timeout: timedelta | None = timedelta(minutes=30)
+    # Per-table digests beside each dump, for :verifyRestore; a second read of every table.
+    backup_manifest: bool = True
 
     def __repr__(self) -> str:
         # The connection string can hold an account key: never print it.
@@ -160,6 +162,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     schedule = _ncrontab(env, "PGVAULT_SCHEDULER_SCHEDULE", None, problems)
     retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", None, problems)
     function_timeout = _function_timeout(env, problems)
+    backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
 
     if problems:
         raise SettingsError(problems)
@@ -178,4 +181,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         schedule=schedule,
         retention_schedule=retention_schedule,
         function_timeout=function_timeout,
+        backup_manifest=backup_manifest,
     )

@@ -219,13 +219,27 @@ def dump_with_manifest(
     on_progress: Callable[[int], None] | None = None,
     expected_bytes: int = 0,
     level: int = ZSTD_LEVEL,
+    digests: bool = True,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
     The digests read the very snapshot pg_dump reads (exported here on a connection made with
     ``libpq``, imported by pg_dump with ``--snapshot``), on a thread of their own while the dump
     streams. A server that cannot export a snapshot still gets its backup, without a manifest.
+    ``digests=False`` spares the server that second read of every table: no manifest.
     """
+    if not digests:
+        dumped = dump_to_blob(
+            pg_dump,
+            env,
+            container,
+            blob_name,
+            metadata,
+            on_progress=on_progress,
+            expected_bytes=expected_bytes,
+            level=level,
+        )
+        return dumped, None
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
@@ -236,7 +250,7 @@ def dump_with_manifest(
             snap.rollback()
             snapshot = None
         with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
-            digests = pool.submit(table_digests, snap) if snapshot is not None else None
+            pending = pool.submit(table_digests, snap) if snapshot is not None else None
             try:
                 result = dump_to_blob(
                     pg_dump,
@@ -253,7 +267,7 @@ def dump_with_manifest(
                 snap.cancel_safe()
                 raise
             try:
-                tables = digests.result() if digests is not None else None
+                tables = pending.result() if pending is not None else None
             except psycopg.Error as exc:
                 log.warning("%s: no manifest, the table digests failed: %s", blob_name, exc)
                 tables = None

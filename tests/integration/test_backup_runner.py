@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
-from shared.backup_runner import BackupRunner, blob_name_for
+from shared.backup_runner import BackupRunner, blob_name_for, manifest_name_for
 from shared.backups import BackupStarter
 from shared.errors import TransientError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
@@ -52,9 +52,10 @@ class World:
     env: dict[str, str]
     names: dict[str, str]
 
-    def runner(self, clock: object = None) -> BackupRunner:
+    def runner(self, clock: object = None, *, manifest: bool = True) -> BackupRunner:
         secrets = EnvSecretProvider(True, self.env)
-        return BackupRunner(self.state, self.backups, secrets, clock or (lambda: datetime.now(UTC)))  # type: ignore[arg-type]
+        now = clock or (lambda: datetime.now(UTC))
+        return BackupRunner(self.state, self.backups, secrets, now, manifest=manifest)  # type: ignore[arg-type]
 
     def new_job(self) -> str:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
@@ -112,6 +113,18 @@ def _readable(world: World) -> None:
     for point in world.points():
         data = b"".join(read_verified(world.backups.client, point.blob_name, point.sha256))
         assert data.startswith(b"PGDMP")
+
+
+def test_a_backup_keeps_a_manifest_of_its_tables_unless_told_not_to(world: World) -> None:
+    with_manifest = world.runner().run(world.new_job(), last_try=False)
+    without = world.runner(manifest=False).run(world.new_job(), last_try=False)
+    assert with_manifest is not None and without is not None
+    assert with_manifest.status is without.status is JobStatus.COMPLETED
+    manifest = world.backups.get_json(with_manifest.details["manifest"])
+    assert manifest["tables"]["public.t"]["rows"] == 400000
+    assert without.details["manifest"] is None
+    point = RecoveryPointStore(world.state).get("orders", without.recovery_point_id or "")
+    assert world.backups.get_json(manifest_name_for(point.blob_name)) is None
 
 
 def test_a_second_delivery_of_a_finished_job_changes_nothing(world: World) -> None:

@@ -27,6 +27,7 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
         "PGVAULT_BACKUP_CONTAINER": "Upper_Case",
         "PGVAULT_SCHEDULER_SCHEDULE": "*/5 * * * *",
         "PGVAULT_RETENTION_SCHEDULE": "every hour",
+        "PGVAULT_BACKUP_MANIFEST": "sometimes",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)
@@ -38,6 +39,9 @@ def test_development_storage_with_defaults_is_valid() -> None:
     assert s.storage_connection_string == "UseDevelopmentStorage=true"
     assert s.vault_name == "pgvault"
     assert s.allow_env_secrets is False
+    assert s.backup_manifest is True
+    assert load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST": "false",
+                          **SCHEDULE}).backup_manifest is False
     assert s.backup_container == "pgvault-backups"
 
 
