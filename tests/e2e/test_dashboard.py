@@ -56,7 +56,10 @@ def names() -> dict[str, str]:
 def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         c.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
+            # CREATEDB: the restore from the page goes to this server as this user.
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(names["user"]), sql.Literal(PASSWORD)
+            )
         )
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
     with psycopg.connect(postgres.dsn(dbname=names["db"]), autocommit=True) as c:
@@ -75,7 +78,13 @@ def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
 def host(
     app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevhostProcess]:
-    env = {**app_env, "DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
+    env = {
+        **app_env,
+        "DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
+        # A restore's target secret names its server (the instance's secret need not).
+        "DASH_TARGET_CS": f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORD};"
+        "Ssl Mode=Disable",
+    }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
     yield h
@@ -172,8 +181,8 @@ def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
     assert listed["hostile"]["lastBackup"] is None and listed["hostile"]["nextScheduledBackup"] is None
 
 
-def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
-    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str]
+def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_now(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], server: Postgres
 ) -> None:
     expect = sync_api.expect
     done = vault["job"]
@@ -239,6 +248,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
     # Restore: the form posts Azure's restore request for the chosen point.
     page.locator(f'tr[data-recovery-point="{point}"] button').click()
     page.fill("#restore-database", names["restored"])
+    page.fill("#restore-secret", "env:DASH_TARGET_CS")
     with page.expect_request(lambda r: r.url.endswith("/backupInstances/shop:restore")) as sent:
         page.click("#restore")
     assert sent.value.method == "POST"
@@ -253,12 +263,18 @@ def test_dashboard_shows_jobs_instances_recovery_points_and_backs_up_now(
             "datasourceInfo": {"resourceName": names["restored"]},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:DASH_CS", "secretStoreType": "AzureKeyVault"},
+                "secretStoreResource": {"uri": "env:DASH_TARGET_CS", "secretStoreType": "AzureKeyVault"},
             },
         },
     }
-    # Where the restore route exists the page follows its job; until then it shows the refusal.
-    page.wait_for_function("() => location.hash.startsWith('#/jobs/') || !!document.querySelector('#restore-result *')")
+    # The page follows the restore's job to its end; the restored database holds the rows.
+    try:
+        page.wait_for_function("() => location.hash.startsWith('#/jobs/')")
+    except sync_api.TimeoutError:
+        raise AssertionError(page.locator("#restore-result").inner_text()) from None
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=120_000)
+    with psycopg.connect(server.dsn(dbname=names["restored"])) as c:
+        assert c.execute("SELECT count(*) FROM orders").fetchone() == (5000,)
 
     # Backup now from the page, with a chosen tag: the job page follows it to Completed.
     page.goto(f"{host.url}/dashboard#/instances/shop")
