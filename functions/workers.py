@@ -45,4 +45,5 @@ def backup_worker(msg: func.QueueMessage) -> None:
     payload = _payload(msg)
     vault = current_vault()
     runner = BackupRunner(vault.state, vault.backups, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
-    runner.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+    attempt = msg.dequeue_count or 1
+    runner.run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)

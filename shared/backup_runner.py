@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore
 from shared.locks import HEARTBEAT, InstanceLocks, Lock
@@ -33,6 +33,8 @@ from shared.storage.tables import ETagMismatch, StateTable
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
+# A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
+MAX_RETRIES_KEPT = 5
 
 
 def blob_name_for(instance: str, rp_id: str) -> str:
@@ -80,15 +82,16 @@ class BackupRunner:
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
 
-    def run(self, job_id: str, *, last_try: bool) -> Job | None:
+    def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
 
-        None when the job was never recorded (its message outlived a failed request).
+        ``attempt`` is the delivery number of the job's message (its dequeue count). None when
+        the job was never recorded (its message outlived a failed request).
         """
         job = self._recorded(job_id, last_try)
         if job is None or job.status.finished:
             return job
-        lock = self._locks.acquire(job.instance, job.job_id, self._clock())
+        lock = self._locks.acquire(job.instance, job.job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
@@ -99,10 +102,31 @@ class BackupRunner:
         except TransientError as exc:
             if not last_try:
                 log.warning("backup job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                self._note_retry(job_id, exc, attempt)
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
             self._locks.release(lock)
+
+    def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
+        """Record on the job why this try failed (``details.retries``), so the retry is visible.
+
+        Best effort: when the state table itself is what failed, the warning in the log is all.
+        """
+        try:
+            job = self._jobs.get(job_id)
+            if job.status.finished:
+                return
+            entry = {
+                "attempt": attempt,
+                "time": self._clock().isoformat(),
+                "code": exc.code.value,
+                "message": exc.message,
+            }
+            retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
+            self._jobs.save(job, details={**job.details, "retries": retries})
+        except PgVaultError as note_failed:
+            log.warning("backup job %s: could not record the retry: %s", job_id, type(note_failed).__name__)
 
     def _recorded(self, job_id: str, last_try: bool) -> Job | None:
         try:
