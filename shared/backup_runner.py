@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,18 @@ def blob_name_for(instance: str, rp_id: str) -> str:
     return f"{layout.row_key(instance)}/{rp_id}.pgdump.zst"
 
 
+@dataclass
+class _Held:
+    """The instance's lock as last written: every heartbeat changes its ETag, and the release needs the latest."""
+
+    lock: Lock
+
+
 class _Progress:
     """Writes a running backup's progress to its job and keeps its lock alive (every few seconds)."""
 
-    def __init__(self, runner: BackupRunner, job: Job, lock: Lock, size: int) -> None:
-        self.runner, self.job, self.lock, self.size = runner, job, lock, size
+    def __init__(self, runner: BackupRunner, job: Job, held: _Held, size: int) -> None:
+        self.runner, self.job, self.held, self.size = runner, job, held, size
         self.beat = runner._clock()
 
     def __call__(self, raw: int) -> None:
@@ -54,7 +62,7 @@ class _Progress:
         try:
             self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
             if now - self.beat >= HEARTBEAT:
-                self.lock = self.runner._locks.renew(self.lock, now)
+                self.held.lock = self.runner._locks.renew(self.held.lock, now)
                 self.beat = now
         except ETagMismatch as exc:
             raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
@@ -95,8 +103,9 @@ class BackupRunner:
         if lock is None:
             return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
+        held = _Held(lock)
         try:
-            return self._backup(job, lock, steps)
+            return self._backup(job, held, steps)
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
@@ -106,7 +115,7 @@ class BackupRunner:
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
-            self._locks.release(lock)
+            self._locks.release(held.lock)
 
     def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
         """Record on the job why this try failed (``details.retries``), so the retry is visible.
@@ -166,7 +175,7 @@ class BackupRunner:
             job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
         )
 
-    def _backup(self, job: Job, lock: Lock, steps: list[dict[str, Any]]) -> Job:
+    def _backup(self, job: Job, held: _Held, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
         job = self._jobs.save(job, start_time=job.start_time or started, steps=())
         instance = self._instances.get(job.instance)
@@ -203,7 +212,7 @@ class BackupRunner:
         current = step("Dump")
         rp_id = recovery_point_id(job.job_id)
         blob_name = blob_name_for(instance.spec.name, rp_id)
-        progress = _Progress(self, job, lock, size)
+        progress = _Progress(self, job, held, size)
         dump_started = self._clock()
         result = dump_to_blob(
             tool.path,
