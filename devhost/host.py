@@ -259,6 +259,9 @@ class QueueListener:
                         messages_per_page=min(free, 32),
                         max_messages=min(free, 32),
                         visibility_timeout=int(self.host.message_lease),
+                        # No SDK retries (15 s, 18 s, ... for storage): when storage is down the
+                        # loop below polls again within maxPollingInterval, as the host does.
+                        retry_total=0,
                     )
                 )
             except AzureError as exc:
