@@ -77,6 +77,7 @@ class Vault:
         self.env = env
         self.logs = logs
         self.starts = 0
+        self.verified: set[tuple[str, str]] = set()
         self.host = self.start()
 
     def start(self) -> DevhostProcess:
@@ -137,8 +138,11 @@ class Vault:
         points = list(RecoveryPointStore(state).of(INSTANCE))
         container = self.container()
         for point in points:
+            if (point.recovery_point_id, point.sha256) in self.verified:
+                continue  # read back whole after an earlier fault; the last test reads every point again
             data = b"".join(read_verified(container, point.blob_name, point.sha256))
             assert data.startswith(b"PGDMP"), point
+            self.verified.add((point.recovery_point_id, point.sha256))
         committed = {b.name for b in container.list_blobs()}
         assert committed == {p.blob_name for p in points}, "a committed blob has no recovery point, or one its blob"
         # The worker releases the instance's lock just after it writes the job's end.
@@ -247,7 +251,8 @@ def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_v
     after = vault.assert_consistent()
     assert after == before + (1 if job["status"] == "Completed" else 0), "a point was lost"
     FIGURES["points"] = after
-    # A backup after the outage runs as usual.
+    # A backup after the outage runs as usual; then every point of the module is read back again.
     assert vault.finished(vault.backup())["status"] == "Completed"
+    vault.verified.clear()
     assert vault.assert_consistent() == after + 1
     FIGURES["points"] = after + 1
