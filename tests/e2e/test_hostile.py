@@ -43,7 +43,7 @@ ODD_DB = "db'; DROP DATABASE postgres; --\\ \"é😀"
 ODD_SCHEMA = 'sch"ema; \\ ñ'
 ODD_ROLE = "r'o;l\"e\\ü"
 PASSWORD = "H0stile;'pa\"ss=word"
-EXAMPLES_PER_OPERATION = 10
+EXAMPLES_PER_OPERATION = 8
 
 
 def _cs_quote(value: str) -> str:
@@ -127,6 +127,10 @@ def _fuzz(operation: Any, label: str, host: DevhostProcess, snapshot: Snapshot, 
     strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE) | operation.as_strategy(
         generation_mode=GenerationMode.NEGATIVE
     )
+    if (operation.method.upper(), operation.path) == ("PUT", "/backupPolicies/{name}"):
+        # A valid policy body too: random ones almost never satisfy the policy rules.
+        example = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+        strategy |= operation.as_strategy(generation_mode=GenerationMode.POSITIVE, body=example)
     if "{name}" in operation.path:
         # Half the requests go to things that exist, so the handlers get past their lookups.
         existing = {"name": "weekly" if operation.path.startswith("/backupPolicies") else "odd"}
