@@ -175,9 +175,50 @@ class BackupRunner:
             job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
         )
 
+    def _point_of_earlier_try(self, job: Job) -> RecoveryPoint | None:
+        """The point an earlier try of ``job`` recorded before it could finish the job, if any."""
+        try:
+            return self._points.get(job.instance, recovery_point_id(job.job_id))
+        except UserError:
+            return None
+
+    def _finish_with(self, job: Job, point: RecoveryPoint) -> Job:
+        """Complete ``job`` with the point an earlier try committed and recorded.
+
+        Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
+        """
+        now = self._clock().isoformat()
+        log.info(
+            "backup job %s instance %s: point %s was recorded by an earlier try",
+            job.job_id,
+            job.instance,
+            point.recovery_point_id,
+        )
+        commit = {"name": "Commit", "status": "Completed", "startTime": now, "endTime": now, "byEarlierTry": True}
+        return self._jobs.finish(
+            job,
+            JobStatus.COMPLETED,
+            self._clock(),
+            bytes=point.raw_bytes,
+            progress=1.0,
+            retention_tag=point.retention_tag,
+            recovery_point_id=point.recovery_point_id,
+            steps=(commit,),
+            details={
+                **job.details,
+                "storedBytes": point.size_in_bytes,
+                "sha256": point.sha256,
+                "serverVersion": point.server_version,
+                "pgDumpVersion": point.pg_dump_version,
+            },
+        )
+
     def _backup(self, job: Job, held: _Held, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
         job = self._jobs.save(job, start_time=job.start_time or started, steps=())
+        recorded = self._point_of_earlier_try(job)
+        if recorded is not None:
+            return self._finish_with(job, recorded)
         instance = self._instances.get(job.instance)
         if instance.readiness is not Readiness.SUCCESS:
             raise UserError(
