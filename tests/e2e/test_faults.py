@@ -236,11 +236,12 @@ def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_v
     azurite.stop()
     FIGURES["faults"] += 1
     down = time.monotonic()
-    # Meanwhile the API keeps answering, with an error in the public shape and no crash.
+    # Meanwhile the API keeps answering: 503 with Retry-After in the public error shape, no crash.
     while time.monotonic() - down < 20:
         assert vault.host.get("/health").status_code == 200
         r = vault.host.get(f"/backupJobs/{job_id}")
-        assert r.status_code >= 500 and r.json()["error"]["code"], r.text
+        assert r.status_code == 503 and r.json()["error"]["code"] == "ServiceUnavailable", r.text
+        assert int(r.headers["Retry-After"]) > 0
         assert vault.host.proc.poll() is None
         time.sleep(2)
     azurite.start(keep_ports=True)
