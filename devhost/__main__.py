@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devhost.host import DevHost
+from devhost.host import MESSAGE_LEASE_SECONDS, DevHost
 from devhost.hostconfig import HostConfig
 from devhost.wiring import WiringError, read_app
 from shared.errors import PgVaultError
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         dict(os.environ),
         port=args.port,
         key=os.environ.get("PGVAULT_DEVHOST_KEY") or None,
+        # Tests that kill a devhost shorten this so the dead host's messages come back in seconds.
+        message_lease=float(os.environ.get("PGVAULT_DEVHOST_MESSAGE_LEASE") or MESSAGE_LEASE_SECONDS),
     )
     stop = threading.Event()
 

@@ -46,8 +46,7 @@ log = logging.getLogger("devhost")
 
 # How long a running invocation keeps its message hidden before devhost renews it (the host
 # uses 10 minutes and renews at half-time).
-_INVISIBLE_WHILE_RUNNING = 600
-_RENEW_EVERY = 300
+MESSAGE_LEASE_SECONDS = 600
 # The HTTP request body limit of the Functions host (100 MB).
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
 _TIMER_LOCKS_CONTAINER = "azure-webjobs-hosts"
@@ -262,7 +261,10 @@ class QueueListener:
                     self.client.receive_messages(
                         messages_per_page=min(free, 32),
                         max_messages=min(free, 32),
-                        visibility_timeout=_INVISIBLE_WHILE_RUNNING,
+                        visibility_timeout=int(self.host.message_lease),
+                        # No SDK retries (15 s, 18 s, ... for storage): when storage is down the
+                        # loop below polls again within maxPollingInterval, as the host does.
+                        retry_total=0,
                     )
                 )
             except AzureError as exc:
@@ -342,10 +344,10 @@ class QueueListener:
             log.warning("queue %s: message %s was gone before delete", self.trigger.queue, message.id)
 
     def _keep_hidden(self, message: StorageQueueMessage, receipt: _Receipt, done: threading.Event) -> None:
-        while not done.wait(_RENEW_EVERY):
+        while not done.wait(self.host.message_lease / 2):
             try:
                 updated = self.client.update_message(
-                    message.id, receipt.value, visibility_timeout=_INVISIBLE_WHILE_RUNNING
+                    message.id, receipt.value, visibility_timeout=int(self.host.message_lease)
                 )
                 receipt.value = updated.pop_receipt
             except AzureError as exc:
@@ -431,8 +433,12 @@ class DevHost:
         port: int = 7071,
         bind: str = "127.0.0.1",
         key: str | None = None,
+        message_lease: float = MESSAGE_LEASE_SECONDS,
     ) -> None:
         self.wiring = wiring
+        # How long a message stays hidden while its invocation runs (renewed at half-time): when
+        # the process dies, the message comes back after at most this long.
+        self.message_lease = max(2.0, float(message_lease))
         self.config = config
         self.settings = settings
         self.key = key

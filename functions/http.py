@@ -10,7 +10,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.errors import ErrorCode, SettingsError, UserError, error_body
+from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[f
             return handler(req)
         except UserError as exc:
             return error_response(exc)
+        except TransientError as exc:
+            # Storage (or another dependency) did not answer: the client should retry, not give up.
+            log.warning("%s %s: %s", req.method, req.url, exc.message)
+            unavailable = UserError(ErrorCode.SERVICE_UNAVAILABLE, "the vault's storage is unavailable; retry shortly")
+            return json_response(error_body(unavailable), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except SettingsError as exc:
             log.error("request refused: %s", exc)
             return error_response(UserError(ErrorCode.INVALID_SETTINGS, str(exc)))

@@ -56,4 +56,5 @@ def backup_worker(msg: func.QueueMessage) -> None:
             function_timeout=vault.settings.function_timeout,
             manifest=vault.settings.backup_manifest,
         )
-        runner.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+        attempt = msg.dequeue_count or 1
+        runner.run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)

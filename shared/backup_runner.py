@@ -19,7 +19,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
@@ -38,6 +38,8 @@ from shared.timeouts import overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
+# A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
+MAX_RETRIES_KEPT = 5
 
 
 def blob_name_for(instance: str, rp_id: str) -> str:
@@ -92,10 +94,11 @@ class BackupRunner:
         self._function_timeout = function_timeout
         self._manifest = manifest
 
-    def run(self, job_id: str, *, last_try: bool) -> Job | None:
+    def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
 
-        None when the job was never recorded (its message outlived a failed request).
+        ``attempt`` is the delivery number of the job's message (its dequeue count). None when
+        the job was never recorded (its message outlived a failed request).
         """
         job = self._recorded(job_id, last_try)
         if job is None or job.status.finished:
@@ -103,7 +106,7 @@ class BackupRunner:
         timed_out = overran(job, self._clock(), self._function_timeout)
         if timed_out is not None:  # the host stopped the last attempt: never retried into the same wall
             return self._fail(job, timed_out, [])
-        lock = self._locks.acquire(job.instance, job.job_id, self._clock())
+        lock = self._locks.acquire(job.instance, job.job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
@@ -116,10 +119,31 @@ class BackupRunner:
         except TransientError as exc:
             if not last_try:
                 log.warning("backup job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                self._note_retry(job_id, exc, attempt)
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
             self._locks.release(heartbeat.lock)  # the latest: the first ETag is stale after a renewal
+
+    def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
+        """Record on the job why this try failed (``details.retries``), so the retry is visible.
+
+        Best effort: when the state table itself is what failed, the warning in the log is all.
+        """
+        try:
+            job = self._jobs.get(job_id)
+            if job.status.finished:
+                return
+            entry = {
+                "attempt": attempt,
+                "time": self._clock().isoformat(),
+                "code": exc.code.value,
+                "message": exc.message,
+            }
+            retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
+            self._jobs.save(job, details={**job.details, "retries": retries})
+        except PgVaultError as note_failed:
+            log.warning("backup job %s: could not record the retry: %s", job_id, type(note_failed).__name__)
 
     def _recorded(self, job_id: str, last_try: bool) -> Job | None:
         try:
@@ -159,11 +183,52 @@ class BackupRunner:
             job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
         )
 
+    def _point_of_earlier_try(self, job: Job) -> RecoveryPoint | None:
+        """The point an earlier try of ``job`` recorded before it could finish the job, if any."""
+        try:
+            return self._points.get(job.instance, recovery_point_id(job.job_id))
+        except UserError:
+            return None
+
+    def _finish_with(self, job: Job, point: RecoveryPoint) -> Job:
+        """Complete ``job`` with the point an earlier try committed and recorded.
+
+        Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
+        """
+        now = self._clock().isoformat()
+        log.info(
+            "backup job %s instance %s: point %s was recorded by an earlier try",
+            job.job_id,
+            job.instance,
+            point.recovery_point_id,
+        )
+        commit = {"name": "Commit", "status": "Completed", "startTime": now, "endTime": now, "byEarlierTry": True}
+        return self._jobs.finish(
+            job,
+            JobStatus.COMPLETED,
+            self._clock(),
+            bytes=point.raw_bytes,
+            progress=1.0,
+            retention_tag=point.retention_tag,
+            recovery_point_id=point.recovery_point_id,
+            steps=(commit,),
+            details={
+                **job.details,
+                "storedBytes": point.size_in_bytes,
+                "sha256": point.sha256,
+                "serverVersion": point.server_version,
+                "pgDumpVersion": point.pg_dump_version,
+            },
+        )
+
     def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
         job = self._jobs.save(
             job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
         )
+        recorded = self._point_of_earlier_try(job)
+        if recorded is not None:
+            return self._finish_with(job, recorded)
         instance = self._instances.get(job.instance)
         if instance.readiness is not Readiness.SUCCESS:
             raise UserError(

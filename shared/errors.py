@@ -121,6 +121,11 @@ class ErrorCode(StrEnum):
         500,
         "Retry later; if it persists, look up the job or the log records for this request.",
     )
+    SERVICE_UNAVAILABLE = (
+        "ServiceUnavailable",
+        503,
+        "Retry after the number of seconds in Retry-After; the vault's storage did not answer.",
+    )
 
     def __new__(cls, code: str, status: int, action: str) -> ErrorCode:
         member = str.__new__(cls, code)

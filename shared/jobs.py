@@ -107,7 +107,11 @@ def job_time(job_id: str) -> datetime:
     """The creation time encoded in a job id (``NotFound`` for ids pgvault never makes)."""
     if not _JOB_ID.match(job_id):
         raise UserError(ErrorCode.NOT_FOUND, f"job {job_id!r} does not exist", target="jobId")
-    return datetime.fromtimestamp((_MAX_MS - int(job_id[:12], 16)) / 1000, UTC)
+    try:
+        return datetime.fromtimestamp((_MAX_MS - int(job_id[:12], 16)) / 1000, UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        # Well formed, but its time is outside what datetime holds (year 10,000 and more).
+        raise UserError(ErrorCode.NOT_FOUND, f"job {job_id!r} does not exist", target="jobId") from exc
 
 
 def partition_for(at: datetime) -> str:

@@ -3,6 +3,9 @@
 A lock is a row in the state table: taken with an insert (or an ETag-guarded takeover of a
 lock whose holder stopped beating), renewed by the holder's heartbeat, released with its ETag.
 A worker that dies mid-backup stops beating; after ``STALE_AFTER`` the next try takes over.
+A later delivery of the same job's message (a higher ``attempt``: the host shows a message again
+only after the delivery that took the lock ended, failed or died) takes over at once, so a lock
+whose release failed (storage down) does not turn the retry away and leave the job InProgress.
 """
 
 from __future__ import annotations
@@ -60,10 +63,14 @@ class InstanceLocks:
             return None
         return Holder(str(entity["jobId"]), entity["heartbeat"])
 
-    def acquire(self, instance: str, job_id: str, now: datetime) -> Lock | None:
-        """Take the lock for ``job_id``; None when a live holder (even the same job elsewhere) has it."""
+    def acquire(self, instance: str, job_id: str, now: datetime, *, attempt: int = 1) -> Lock | None:
+        """Take the lock for ``job_id``'s delivery number ``attempt``.
+
+        None when a live holder has it: another job, or the same job under a delivery that is not
+        older than this one (a duplicate running elsewhere).
+        """
         token = secrets.token_hex(8)
-        data = {"jobId": job_id, "token": token, "heartbeat": now, "acquired": now}
+        data = {"jobId": job_id, "token": token, "heartbeat": now, "acquired": now, "attempt": attempt}
         key = layout.row_key(instance)
         for _ in range(3):
             try:
@@ -73,7 +80,8 @@ class InstanceLocks:
             current = self._state.get(layout.LOCK, key)
             if current is None:
                 continue
-            if now - current["heartbeat"] <= STALE_AFTER:
+            superseded = current["jobId"] == job_id and attempt > int(current.get("attempt") or 1)
+            if now - current["heartbeat"] <= STALE_AFTER and not superseded:
                 return None
             try:
                 return Lock(instance, job_id, token, self._state.update(current, data))

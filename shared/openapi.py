@@ -423,6 +423,12 @@ def _op(
     else:
         # Azure's host answers 401 with no body; devhost with the error shape (without recommendedAction).
         out["responses"] = {**responses, "401": {"description": "the function key is missing or wrong"}}
+        # Any keyed operation reads the state table: 503 while storage does not answer.
+        out["responses"]["503"] = {
+            "description": "the vault's storage did not answer; retry after Retry-After seconds",
+            "headers": {"Retry-After": {"description": "seconds before retrying", "schema": INT}},
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
     return out
 
 

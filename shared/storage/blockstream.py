@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -97,6 +98,7 @@ class BlockWriter:
         self.stored = 0
         self._started = time.monotonic()
         self._closed = False
+        self._writer_id = secrets.token_hex(8)
 
     # The file-like API zstandard's stream_writer needs.
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -117,7 +119,9 @@ class BlockWriter:
         self._raise_failed()
         if len(self._ids) >= MAX_BLOCKS_PER_BLOB:
             raise TransientError(f"{self.blob_name}: more than {MAX_BLOCKS_PER_BLOB} blocks")
-        block_id = base64.b64encode(f"{len(self._ids):08d}".encode()).decode()
+        # Ids are this writer's own: a second writer of the same blob name (a worker taken over
+        # while it still ran) stages other blocks, so a commit never lists bytes it did not write.
+        block_id = base64.b64encode(f"{self._writer_id}-{len(self._ids):08d}".encode()).decode()
         self._ids.append(block_id)
         self._slots.acquire()  # bounds memory: at most in_flight blocks waiting to upload
         future = self._pool.submit(self._upload, block_id, block)

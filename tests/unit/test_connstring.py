@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import UserError
@@ -142,8 +142,14 @@ def test_any_values_round_trip_through_adonet_quoting(user: str, password: str, 
 
 
 @settings(max_examples=400, deadline=None)
-@given(text=st.text(max_size=80), password=st.text(min_size=6, max_size=12).filter(lambda s: s.strip() == s and s))
+@given(
+    text=st.text(max_size=80),
+    # "§" starts no word of our messages: a password found in one came from the password, not from
+    # the message's own words ("connec" is in "connection string") nor from the text around it.
+    password=st.text(min_size=5, max_size=11).map(lambda s: "§" + s).filter(lambda s: s.strip() == s),
+)
 def test_any_input_is_parsed_or_refused_cleanly_without_leaking_the_password(text: str, password: str) -> None:
+    assume(password not in text)
     candidate = f"{text};Password='{password.replace(chr(39), chr(39) * 2)}';{text}"
     try:
         parse_connection_string(candidate)

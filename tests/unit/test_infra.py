@@ -37,6 +37,7 @@ KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 # Settings the code knows that the deployed app deliberately does not get, and why.
 NOT_DEPLOYED = {
     "PGVAULT_DEVHOST_KEY": "devhost only; Azure uses function keys",
+    "PGVAULT_DEVHOST_MESSAGE_LEASE": "devhost only; the Functions host keeps a running message hidden itself",
     "AzureWebJobsStorage": "a connection string holds the account key: the identity-based form is set instead",
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig (Premium sets it)",
     "AzureWebJobsFeatureFlags": "EnableWorkerIndexing is the default of the v2 Python model on Functions 4",

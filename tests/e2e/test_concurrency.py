@@ -1,0 +1,197 @@
+"""Three devhost processes on one storage account: on-demand storms and the scheduler, together.
+
+10 instances (10 small databases), a policy whose weekly slot falls due during the test, the
+scheduler timer every 2 s in all three processes, and 30 on-demand requests spread over the three
+at the same moment. Every slot is backed up exactly once, every request is answered 202 or 409
+UserErrorMaxConcurrentOperationLimitReached, every accepted job ends, and the jobs' own start and
+end times show no two backups of one instance at once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from devhost_process import DevhostProcess, wait_until
+from psycopg import sql
+
+from devhost.services import Postgres
+from shared.pg.grants import grant_sql
+from shared.recovery_points import RecoveryPointStore
+from shared.storage.clients import StorageAccount
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+INSTANCES = 10
+ON_DEMAND = 30
+HOSTS = 3
+PASSWORD = "C0ncurrent-Secret-3"
+
+
+@pytest.fixture(scope="module")
+def databases(postgres: Postgres) -> Iterator[tuple[str, list[str]]]:
+    s = uuid.uuid4().hex[:6]
+    user, dbs = f"conc_{s}", [f"conc_{s}_{i}" for i in range(INSTANCES)]
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(PASSWORD)))
+        c.execute(sql.SQL("GRANT password_required TO {}").format(sql.Identifier(user)))
+        for db in dbs:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    for i, db in enumerate(dbs):
+        postgres.psql(
+            f"CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {1000 * (i + 1)}) g;\n"
+            + grant_sql(db, user),
+            db,
+        )
+    yield user, dbs
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for db in dbs:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+
+
+@pytest.fixture(scope="module")
+def hosts(
+    app_env: dict[str, str], databases: tuple[str, list[str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[DevhostProcess]]:
+    env = {
+        **app_env,
+        "PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *",
+        "CONC_CS": f"User Id={databases[0]};Password={PASSWORD};Ssl Mode=Disable",
+    }
+    logs = tmp_path_factory.mktemp("concurrency")
+    started = [DevhostProcess(env, logs / f"devhost-{i}.log") for i in range(HOSTS)]
+    for h in started:
+        h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    yield started
+    for h in started:
+        assert h.stop() == 0, h.log()
+        assert PASSWORD not in h.log()
+
+
+def _policy(slot: datetime) -> bytes:
+    doc = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+    schedule = doc["policyRules"][0]["trigger"]["schedule"]
+    schedule["repeatingTimeIntervals"] = [f"R/{slot.strftime('%Y-%m-%dT%H:%M:%S')}+00:00/P1W"]
+    return json.dumps(doc).encode()
+
+
+def _jobs(host: DevhostProcess) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    url: str | None = "/backupJobs?days=1&operation=Backup"
+    while url:
+        page = host.get(url).json()
+        jobs.extend(page["value"])
+        next_link = page.get("nextLink")
+        url = next_link.split("/api", 1)[1] if next_link else None
+    return jobs
+
+
+def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_overlap_on_an_instance(
+    hosts: list[DevhostProcess], databases: tuple[str, list[str]], postgres: Postgres, app_env: dict[str, str]
+) -> None:
+    _, dbs = databases
+    first = hosts[0]
+    # First a slot a week away; once every instance is ready, the policy is replaced by one whose
+    # slot falls due a few seconds later (the scheduler reads the policy at every tick).
+    later = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
+    assert first.request("PUT", "/backupPolicies/soon", data=_policy(later)).status_code == 201
+    body = {
+        "instances": [
+            {
+                "name": f"c{i}",
+                "server": "127.0.0.1",
+                "port": postgres.port,
+                "database": db,
+                "secretUri": "env:CONC_CS",
+                "policyName": "soon",
+            }
+            for i, db in enumerate(dbs)
+        ]
+    }
+    r = first.request("POST", "/backupInstances", data=json.dumps(body))
+    assert r.status_code == 202, r.text
+    wait_until(
+        lambda: all(i["backupReadiness"]["status"] == "Success" for i in first.get("/backupInstances").json()["value"]),
+        60,
+        interval=0.5,
+    )
+    slot = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
+    assert first.request("PUT", "/backupPolicies/soon", data=_policy(slot)).status_code == 200
+
+    # 30 on-demand requests, three per instance, each through another host, all at once.
+    trigger = json.dumps(
+        {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
+    )
+
+    def ask(n: int) -> tuple[str, requests.Response]:
+        name = f"c{n % INSTANCES}"
+        return name, hosts[n % HOSTS].request("POST", f"/backupInstances/{name}:backup", data=trigger)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(ON_DEMAND)))
+    accepted: dict[str, str] = {}
+    for name, answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["error"]["code"] == "UserErrorMaxConcurrentOperationLimitReached", answer.text
+        else:
+            assert answer.status_code == 202, answer.text
+            accepted[answer.json()["jobId"]] = name
+    assert accepted, "no on-demand request was accepted"
+
+    # The slot falls due; every scheduled job and every accepted one ends.
+    def settled() -> list[dict[str, Any]] | None:
+        jobs = _jobs(hosts[1])
+        scheduled = [j for j in jobs if j["details"].get("trigger") == "Schedule"]
+        if len(scheduled) < INSTANCES or any(j["status"] == "InProgress" for j in jobs):
+            return None
+        return jobs
+
+    jobs: list[dict[str, Any]] = wait_until(settled, 120, interval=1)  # type: ignore[assignment]
+    by_id = {j["jobId"]: j for j in jobs}
+    assert set(accepted) <= set(by_id)
+    for job_id in accepted:
+        job = by_id[job_id]
+        assert job["status"] == "Completed" or (
+            job["status"] == "Failed" and job["error"]["code"] == "UserErrorMaxConcurrentOperationLimitReached"
+        ), job
+
+    scheduled = [j for j in jobs if j["details"].get("trigger") == "Schedule"]
+    per_slot = Counter((j["instance"], j["details"]["slot"]) for j in scheduled)
+    assert per_slot == Counter({(f"c{i}", slot.isoformat()): 1 for i in range(INSTANCES)}), per_slot
+    assert all(j["status"] == "Completed" for j in scheduled), [j for j in scheduled if j["status"] != "Completed"]
+
+    # No two backups of one instance at once: under its lock, each job's [startTime, endTime].
+    state = StateTable(
+        StorageAccount.from_connection_setting("AzureWebJobsStorage", app_env).table_service(),
+        app_env["PGVAULT_STATE_TABLE"],
+    )
+    for i in range(INSTANCES):
+        name = f"c{i}"
+        ran = sorted(
+            (datetime.fromisoformat(j["startTime"]), datetime.fromisoformat(j["endTime"]))
+            for j in jobs
+            if j["instance"] == name and j["status"] == "Completed"
+        )
+        for (_, end), (start, _) in pairwise(ran):
+            assert end <= start, f"two backups of {name} overlapped: {ran}"
+        points = list(RecoveryPointStore(state).of(name))
+        assert len(points) == len(ran), f"{name}: {len(ran)} completed jobs but {len(points)} points"
+
+    fired = [h.log().count("timer scheduler firing") for h in hosts]
+    print(
+        f"\nconcurrency figures: accepted={len(accepted)} refused={ON_DEMAND - len(accepted)} "
+        f"jobs={len(jobs)} scheduled={len(scheduled)} timer fires per host={fired}"
+    )
+    assert sum(fired) > 0

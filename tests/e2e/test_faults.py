@@ -1,0 +1,259 @@
+"""Faults in the middle of a backup, end to end: a devhost killed, Azurite stopped, PostgreSQL restarted.
+
+One database big enough for a backup of a few seconds; one devhost (restarted after it is
+killed) whose running messages come back after PGVAULT_DEVHOST_MESSAGE_LEASE seconds, as a dead
+Functions host's do after its lease. After each fault the vault must tell the truth: the job
+ends Completed or Failed, with one recovery point or none, every listed point reads back with its
+checksum, no lock or InProgress job is left behind and no committed blob lacks its point.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from devhost_process import DevhostProcess, wait_until
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from shared.backup_runner import blob_name_for
+from shared.pg.grants import grant_sql
+from shared.recovery_points import RecoveryPointStore, recovery_point_id
+from shared.storage import layout
+from shared.storage.blockstream import read_verified
+from shared.storage.clients import StorageAccount
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PASSWORD = "Fault-Pa55word-7"
+INSTANCE = "big"
+# Random hex compresses about 2x: ~170 MB dumped, ~10 blocks of 8 MiB, a few seconds of backup.
+ROWS = 600_000
+LEASE = "5"
+# Every fault injected and every job run, for RELIABILITY.md (printed at the end of the module).
+FIGURES: dict[str, int] = {"faults": 0, "jobs": 0, "points": 0, "pointsLost": 0}
+
+
+@pytest.fixture(scope="module")
+def database(postgres: Postgres) -> Iterator[dict[str, str]]:
+    s = uuid.uuid4().hex[:6]
+    names = {"db": f"faults_{s}", "user": f"faults_{s}"}
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
+        )
+        c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier("password_required"), sql.Identifier(names["user"])))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
+    with psycopg.connect(
+        host="127.0.0.1", port=postgres.port, dbname=names["db"], user="postgres", autocommit=True
+    ) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
+        # Random hex: no row repeats another, so it compresses about 2x and only 2x.
+        pieces = " || ".join(["md5(random()::text)"] * 8)
+        c.execute(f"INSERT INTO t SELECT g, {pieces} FROM generate_series(1, {ROWS}) g")
+    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
+    yield names
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+    print(f"\nfault figures: {json.dumps(FIGURES)}")
+
+
+class Vault:
+    """The devhost under test (replaced when killed) and direct views of its storage."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.starts = 0
+        self.verified: set[tuple[str, str]] = set()
+        self.host = self.start()
+
+    def start(self) -> DevhostProcess:
+        self.starts += 1
+        self.host = DevhostProcess(self.env, self.logs / f"devhost-{self.starts}.log")
+        self.host.headers = {"x-functions-key": self.env["PGVAULT_DEVHOST_KEY"]}
+        return self.host
+
+    def state(self) -> StateTable:
+        account = StorageAccount.from_connection_setting("AzureWebJobsStorage", self.env)
+        return StateTable(account.table_service(), self.env["PGVAULT_STATE_TABLE"])
+
+    def container(self) -> ContainerClient:
+        service = BlobServiceClient.from_connection_string(self.env["AzureWebJobsStorage"])
+        return service.get_container_client(self.env["PGVAULT_BACKUP_CONTAINER"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.host.get(f"/backupJobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def finished(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
+        return wait_until(  # type: ignore[return-value]
+            lambda: (j := self.job(job_id))["status"] != "InProgress" and j, timeout, interval=0.5
+        )
+
+    def backup(self) -> str:
+        body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
+        r = self.host.request("POST", f"/backupInstances/{INSTANCE}:backup", data=json.dumps(body))
+        assert r.status_code == 202, r.text
+        FIGURES["jobs"] += 1
+        return str(r.json()["jobId"])
+
+    def wait_mid_dump(self, job_id: str) -> None:
+        """Return once the job's blob has staged blocks (the dump is running, nothing committed)."""
+        blob = self.container().get_blob_client(blob_name_for(INSTANCE, recovery_point_id(job_id)))
+
+        def staged() -> int:
+            try:
+                return len(blob.get_block_list("uncommitted")[1])
+            except ResourceNotFoundError:
+                return 0
+
+        def running() -> int:
+            job = self.job(job_id)
+            assert job["status"] == "InProgress", f"the backup ended before the fault (grow ROWS): {job}"
+            return staged()
+
+        wait_until(running, 60, interval=0.02)
+        assert self.job(job_id)["status"] == "InProgress", "the backup finished before the fault: grow ROWS"
+
+    def assert_consistent(self) -> int:
+        """Every listed point reads back with its checksum; no blob without its point; no lock, no job running.
+
+        Returns the number of points.
+        """
+        state = self.state()
+        points = list(RecoveryPointStore(state).of(INSTANCE))
+        container = self.container()
+        for point in points:
+            if (point.recovery_point_id, point.sha256) in self.verified:
+                continue  # read back whole after an earlier fault; the last test reads every point again
+            data = b"".join(read_verified(container, point.blob_name, point.sha256))
+            assert data.startswith(b"PGDMP"), point
+            self.verified.add((point.recovery_point_id, point.sha256))
+        committed = {b.name for b in container.list_blobs()}
+        assert committed == {p.blob_name for p in points}, "a committed blob has no recovery point, or one its blob"
+        # The worker releases the instance's lock just after it writes the job's end.
+        deadline = time.monotonic() + 10
+        while (locks := list(state.partition(layout.LOCK))) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert locks == [], f"a lock outlived its job: {locks}"
+        listed = self.host.get("/backupJobs?operation=Backup").json()["value"]
+        assert [j["jobId"] for j in listed if j["status"] == "InProgress"] == []
+        api_points = self.host.get(f"/backupInstances/{INSTANCE}/recoveryPoints").json()["value"]
+        assert sorted(p["recoveryPointId"] for p in api_points) == sorted(p.recovery_point_id for p in points)
+        return len(points)
+
+
+@pytest.fixture(scope="module")
+def vault(
+    app_env: dict[str, str], database: dict[str, str], postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Vault]:
+    env = {
+        **app_env,
+        "PGVAULT_DEVHOST_MESSAGE_LEASE": LEASE,
+        "FAULTS_CS": f"User Id={database['user']};Password={PASSWORD};Ssl Mode=Disable",
+    }
+    v = Vault(env, tmp_path_factory.mktemp("faults"))
+    h = v.host
+    assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
+    r = h.request(
+        "PUT",
+        f"/backupInstances/{INSTANCE}",
+        data=json.dumps(
+            {
+                "server": "127.0.0.1",
+                "port": postgres.port,
+                "database": database["db"],
+                "secretUri": "env:FAULTS_CS",
+                "policyName": "weekly",
+            }
+        ),
+    )
+    assert r.status_code == 202, r.text
+    assert v.finished(r.json()["validationJobId"])["status"] == "Completed"
+    yield v
+    assert v.host.stop() == 0, v.host.log()
+    for log in v.logs.glob("*.log"):
+        assert PASSWORD not in log.read_text(errors="replace"), f"the password is in {log.name}"
+
+
+def test_a_devhost_killed_mid_backup_leaves_a_truthful_job_and_no_unreadable_point(vault: Vault) -> None:
+    job_id = vault.backup()
+    vault.wait_mid_dump(job_id)
+    vault.host.stop(signal.SIGKILL)
+    FIGURES["faults"] += 1
+    # The truth right after the crash: not finished, nothing recorded, nothing committed.
+    assert vault.state().get(layout.recovery_points(INSTANCE), recovery_point_id(job_id)) is None
+    assert list(vault.container().list_blobs()) == []
+
+    vault.start()  # the dead host's message comes back after its lease; the new host takes the job over
+    job = vault.finished(job_id)
+    assert job["status"] in {"Completed", "Failed"}, job
+    if job["status"] == "Completed":
+        assert job["recoveryPointId"] == recovery_point_id(job_id) and job["bytes"] > 0
+        assert [s["status"] for s in job["steps"]] == ["Completed"] * 3
+    else:
+        assert job["error"]["code"] and job["recoveryPointId"] is None
+    count = vault.assert_consistent()
+    assert count == (1 if job["status"] == "Completed" else 0)
+    assert job["status"] == "Completed", f"the retry after the crash did not finish the backup: {job}"
+
+
+def test_postgres_restarted_mid_dump_is_recorded_as_connection_closed_then_retried_to_success(
+    vault: Vault, postgres: Postgres
+) -> None:
+    before = vault.assert_consistent()
+    job_id = vault.backup()
+    vault.wait_mid_dump(job_id)
+    postgres.restart()  # fast shutdown: pg_dump's connection is closed under it
+    FIGURES["faults"] += 1
+    job = vault.finished(job_id)
+    assert job["status"] == "Completed", job
+    retries = job["details"]["retries"]
+    assert retries and retries[0]["code"] == "UserErrorServerConnectionClosed", retries
+    assert vault.assert_consistent() == before + 1
+
+
+def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_vault_stays_consistent(
+    vault: Vault, azurite: Azurite
+) -> None:
+    before = vault.assert_consistent()
+    job_id = vault.backup()
+    vault.wait_mid_dump(job_id)
+    azurite.stop()
+    FIGURES["faults"] += 1
+    down = time.monotonic()
+    # Meanwhile the API keeps answering: 503 with Retry-After in the public error shape, no crash.
+    while time.monotonic() - down < 20:
+        assert vault.host.get("/health").status_code == 200
+        r = vault.host.get(f"/backupJobs/{job_id}")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "ServiceUnavailable", r.text
+        assert int(r.headers["Retry-After"]) > 0
+        assert vault.host.proc.poll() is None
+        time.sleep(2)
+    azurite.start(keep_ports=True)
+    job = vault.finished(job_id, timeout=150)
+    assert job["status"] in {"Completed", "Failed"}, job
+    if job["status"] == "Failed":
+        assert job["error"]["code"] and job["recoveryPointId"] is None
+    after = vault.assert_consistent()
+    assert after == before + (1 if job["status"] == "Completed" else 0), "a point was lost"
+    FIGURES["points"] = after
+    # A backup after the outage runs as usual; then every point of the module is read back again.
+    assert vault.finished(vault.backup())["status"] == "Completed"
+    vault.verified.clear()
+    assert vault.assert_consistent() == after + 1
+    FIGURES["points"] = after + 1

@@ -1,0 +1,123 @@
+"""A try that committed its blob and recorded its point, then failed before finishing the job.
+
+Storage failing between the point's insert and the job's end leaves the job InProgress with its
+point recorded. The retry must finish the job with that point, not dump again: a second dump would
+overwrite the committed blob with other bytes (a dump holds its own time) than the point's
+recorded checksum, and the point would no longer read back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from shared.backup_runner import BackupRunner, blob_name_for
+from shared.backups import BackupStarter
+from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.pg.grants import grant_sql
+from shared.policies import PolicyService
+from shared.recovery_points import RecoveryPointStore, recovery_point_id
+from shared.secrets import EnvSecretProvider
+from shared.storage import layout
+from shared.storage.blobs import BlobStore
+from shared.storage.blockstream import read_verified
+from shared.storage.clients import StorageAccount
+from shared.storage.queues import QueueSender
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+TRIGGER = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
+
+
+@pytest.fixture
+def world(postgres: Postgres, azurite: Azurite) -> Iterator[tuple[StateTable, BlobStore, QueueSender, BackupRunner]]:
+    s = uuid.uuid4().hex[:8]
+    db, user = f"ac_{s}", f"ac_{s}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    postgres.psql(
+        "CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g;\n" + grant_sql(db, user), db
+    )
+    account = StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
+    state = StateTable(account.table_service(), f"ac{s}")
+    state.ensure()
+    backups = BlobStore(account.blob_service(), f"ac-{s}")
+    backups.ensure()
+    queues = QueueSender(account.queue_service())
+    queues.ensure(layout.BACKUP_QUEUE)
+    now = datetime.now(UTC)
+    PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
+    instances = InstanceService(state, lambda job, instance: None)
+    spec = {
+        "server": "127.0.0.1",
+        "port": postgres.port,
+        "database": db,
+        "secretUri": "env:AC_CS",
+        "policyName": "weekly",
+    }
+    instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)
+    current = instances.get("orders")
+    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    secrets = EnvSecretProvider(True, {"AC_CS": f"User Id={user};Password=unused;Ssl Mode=Disable"})
+    runner = BackupRunner(state, backups, secrets, lambda: datetime.now(UTC))
+    yield state, backups, queues, runner
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+
+
+def test_a_retry_after_the_point_was_recorded_finishes_the_job_with_it_and_leaves_the_blob_alone(
+    world: tuple[StateTable, BlobStore, QueueSender, BackupRunner],
+) -> None:
+    state, backups, queues, runner = world
+    points = RecoveryPointStore(state)
+    # A real backup gives a committed blob and its point.
+    first = BackupStarter(state, queues).on_demand("orders", TRIGGER, datetime.now(UTC))
+    done = runner.run(first.job_id, last_try=False)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    made = points.get("orders", recovery_point_id(first.job_id))
+
+    # The state an interrupted try of a second job leaves: its blob committed, its point recorded,
+    # the job still InProgress.
+    now = datetime.now(UTC)
+    job, _ = JobStore(state).create(
+        Job(
+            new_job_id(now),
+            Operation.BACKUP,
+            "orders",
+            JobStatus.IN_PROGRESS,
+            now,
+            retention_tag="Default",
+            details={"trigger": "OnDemand"},
+        )
+    )
+    rp_id = recovery_point_id(job.job_id)
+    blob = blob_name_for("orders", rp_id)
+    data = b"".join(read_verified(backups.client, made.blob_name, made.sha256))
+    stored = backups.client.get_blob_client(made.blob_name).download_blob().readall()
+    backups.client.get_blob_client(blob).upload_blob(stored)
+    points.add(replace(made, recovery_point_id=rp_id, blob_name=blob, job_id=job.job_id, etag=None))
+    etag = backups.client.get_blob_client(blob).get_blob_properties().etag
+
+    retried = runner.run(job.job_id, last_try=False, attempt=2)
+    assert retried is not None and retried.status is JobStatus.COMPLETED
+    assert retried.recovery_point_id == rp_id and retried.bytes == made.raw_bytes
+    assert backups.client.get_blob_client(blob).get_blob_properties().etag == etag, "the committed blob was rewritten"
+    point = points.get("orders", rp_id)
+    assert b"".join(read_verified(backups.client, point.blob_name, point.sha256)) == data
+    assert len(list(points.of("orders"))) == 2
+    assert list(state.partition(layout.LOCK)) == []
