@@ -21,7 +21,7 @@ from azure.storage.blob import ContentSettings
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService, Readiness
-from shared.jobs import Job, JobError, JobStatus, JobStore
+from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect
 from shared.pg.dump import dump_with_manifest
@@ -100,7 +100,7 @@ class BackupRunner:
         ``attempt`` is the delivery number of the job's message (its dequeue count). None when
         the job was never recorded (its message outlived a failed request).
         """
-        job = self._recorded(job_id, last_try)
+        job = self._jobs.for_delivery(job_id, last_try=last_try)
         if job is None or job.status.finished:
             return job
         timed_out = overran(job, self._clock(), self._function_timeout)
@@ -145,19 +145,6 @@ class BackupRunner:
         except PgVaultError as note_failed:
             log.warning("backup job %s: could not record the retry: %s", job_id, type(note_failed).__name__)
 
-    def _recorded(self, job_id: str, last_try: bool) -> Job | None:
-        try:
-            job = self._jobs.get(job_id)
-        except UserError as exc:
-            # The message is sent just before its job is recorded: give the job a moment to appear.
-            if not last_try:
-                raise TransientError(f"backup job {job_id} is not recorded yet") from exc
-            log.warning("backup job %s was never recorded; its message is dropped", job_id)
-            return None
-        if job.status.finished:
-            log.info("backup job %s already %s; nothing to do", job_id, job.status)
-        return job
-
     def _busy(self, job: Job, last_try: bool) -> Job:
         """The instance's lock is taken: by this job elsewhere (drop this delivery) or by another."""
         holder = self._locks.holder(job.instance)
@@ -173,15 +160,7 @@ class BackupRunner:
         return self._fail(job, error, [])
 
     def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
-        if job.status.finished:
-            return job
-        for step in steps:
-            if step["status"] == "InProgress":
-                step["status"] = "Failed"
-        log.info("backup job %s instance %s failed: %s", job.job_id, job.instance, error.code)
-        return self._jobs.finish(
-            job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
-        )
+        return self._jobs.fail(job, error, self._clock(), steps)
 
     def _point_of_earlier_try(self, job: Job) -> RecoveryPoint | None:
         """The point an earlier try of ``job`` recorded before it could finish the job, if any."""

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
-from shared.errors import ErrorCode, UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, StateTable
 
@@ -296,6 +296,35 @@ class JobStore:
         finished = self.save(job, status=status, end_time=now, error=error, **changes)
         self._index(finished)
         return finished
+
+    def for_delivery(self, job_id: str, *, last_try: bool) -> Job | None:
+        """The job a queue message names, for a worker to run.
+
+        The message is sent just before its job is recorded, so a job not there yet is a
+        ``TransientError`` (the queue retries) until the last try, when the message is dropped (None).
+        A finished job is returned as it is: the worker then has nothing to do.
+        """
+        try:
+            job = self.get(job_id)
+        except UserError as exc:
+            if not last_try:
+                raise TransientError(f"job {job_id} is not recorded yet") from exc
+            log.warning("job %s was never recorded; its message is dropped", job_id)
+            return None
+        if job.status.finished:
+            log.info("%s job %s already %s; nothing to do", job.operation, job_id, job.status)
+        return job
+
+    def fail(self, job: Job, error: UserError, now: datetime, steps: list[dict[str, Any]]) -> Job:
+        """Finish ``job`` as Failed with ``error``, marking its running steps Failed (a finished job stays)."""
+        if job.status.finished:
+            return job
+        for step in steps:
+            if step["status"] == "InProgress":
+                step["status"] = "Failed"
+        log.info("%s job %s instance %s failed: %s", job.operation, job.job_id, job.instance, error.code)
+        error_record = JobError.from_user_error(error)
+        return self.finish(job, JobStatus.FAILED, now, error=error_record, steps=tuple(steps) or job.steps)
 
     def recent(
         self,

@@ -249,7 +249,7 @@ class RestoreService:
 
     def run(self, job_id: str, *, last_try: bool) -> Job | None:
         """Run restore, verification or rehydration job ``job_id``; ``TransientError`` to be retried."""
-        job = self._recorded(job_id, last_try)
+        job = self._jobs.for_delivery(job_id, last_try=last_try)
         if job is None or job.status.finished:
             return job
         if job.operation is Operation.REHYDRATE:
@@ -277,19 +277,6 @@ class RestoreService:
         finally:
             self._locks.release(heartbeat.lock)
 
-    def _recorded(self, job_id: str, last_try: bool) -> Job | None:
-        try:
-            job = self._jobs.get(job_id)
-        except UserError as exc:
-            # The message is sent just before its job is recorded: give the job a moment to appear.
-            if not last_try:
-                raise TransientError(f"restore job {job_id} is not recorded yet") from exc
-            log.warning("restore job %s was never recorded; its message is dropped", job_id)
-            return None
-        if job.status.finished:
-            log.info("restore job %s already %s; nothing to do", job_id, job.status)
-        return job
-
     def _busy(self, job: Job, key: str, last_try: bool) -> Job:
         """The target's lock is taken: by this job elsewhere (drop this delivery) or by another restore."""
         holder = self._locks.holder(key)
@@ -310,15 +297,7 @@ class RestoreService:
         return _lock_key(job.job_id)
 
     def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
-        if job.status.finished:
-            return job
-        for step in steps:
-            if step["status"] == "InProgress":
-                step["status"] = "Failed"
-        log.info("restore job %s instance %s failed: %s", job.job_id, job.instance, error.code)
-        return self._jobs.finish(
-            job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(error), steps=tuple(steps) or job.steps
-        )
+        return self._jobs.fail(job, error, self._clock(), steps)
 
     def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         point = self._points.get(job.instance, request.recovery_point_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devhost.services import Azurite
-from shared.errors import UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.jobs import (
     TRANSITIONS,
     IllegalTransition,
@@ -110,3 +110,23 @@ def test_unknown_or_malformed_job_id_is_not_found(jobs: JobStore) -> None:
         with pytest.raises(UserError) as err:
             jobs.get(bad)
         assert err.value.code.value == "NotFound"
+
+
+def test_a_message_for_a_job_not_recorded_yet_is_retried_then_dropped_on_its_last_try(jobs: JobStore) -> None:
+    missing = new_job_id(T0)
+    with pytest.raises(TransientError, match="not recorded yet"):
+        jobs.for_delivery(missing, last_try=False)
+    assert jobs.for_delivery(missing, last_try=True) is None
+    job, _ = jobs.create(_job(T0))
+    assert jobs.for_delivery(job.job_id, last_try=False) == jobs.get(job.job_id)
+
+
+def test_failing_a_job_marks_its_running_steps_and_keeps_a_finished_job_as_it_is(jobs: JobStore) -> None:
+    job, _ = jobs.create(_job(T0))
+    steps = [{"name": "Check", "status": "Completed"}, {"name": "Dump", "status": "InProgress"}]
+    error = UserError(ErrorCode.DB_NOT_FOUND, "database 'orders' does not exist")
+    failed = jobs.fail(job, error, T0 + timedelta(minutes=1), steps)
+    assert failed.status is JobStatus.FAILED and failed.error is not None
+    assert failed.error.code == "UserErrorDBNotFound"
+    assert [s["status"] for s in failed.steps] == ["Completed", "Failed"]
+    assert jobs.fail(failed, UserError(ErrorCode.INTERNAL, "late"), T0 + timedelta(minutes=2), []) == failed
