@@ -33,6 +33,7 @@ from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_p
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
+from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch, StateTable
 from shared.timeouts import overran, with_attempt_started
 from shared.validation import credentials, libpq_for
@@ -45,11 +46,6 @@ MAX_RETRIES_KEPT = 5
 def blob_name_for(instance: str, rp_id: str) -> str:
     """Where a recovery point's dump lives in the backup container."""
     return f"{layout.row_key(instance)}/{rp_id}.pgdump.zst"
-
-
-def manifest_name_for(blob_name: str) -> str:
-    """Where a recovery point's manifest (per-table row counts and hashes at dump time) lives."""
-    return f"{blob_name}.manifest.json"
 
 
 class _Progress:

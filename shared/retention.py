@@ -43,6 +43,7 @@ from shared.policy import DataStore, LifecycleEvent
 from shared.recovery_points import STEP_STATE, PointState, RecoveryPoint, RecoveryPointStore, due_key
 from shared.storage import layout
 from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
+from shared.storage.layout import manifest_name_for
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
 
 log = logging.getLogger(__name__)
@@ -405,6 +406,8 @@ class RetentionSweep:
             self._blobs.delete(point.blob_name)
             if point.archive_blob_name is not None:
                 self._blobs.delete(point.archive_blob_name)
+            # The dump's manifest goes with its last copy (only :verifyRestore reads it).
+            self._blobs.delete(manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
         return warnings
 
     def _record_step(self, point: RecoveryPoint, event: LifecycleEvent) -> RecoveryPoint | None:

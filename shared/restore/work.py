@@ -23,7 +23,6 @@ import psycopg
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from shared.backup_runner import manifest_name_for
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobStatus, JobStore
@@ -49,6 +48,7 @@ from shared.restore.request import RestoreRequest, TargetKind
 from shared.secrets import SecretProvider
 from shared.storage.blobs import BlobStore
 from shared.storage.blockstream import BlockWriter, IntegrityError, read_verified
+from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch
 
 log = logging.getLogger(__name__)

@@ -65,6 +65,11 @@ def instance_jobs(instance: str) -> str:
     return f"instjobs-{row_key(instance)}"
 
 
+def manifest_name_for(blob_name: str) -> str:
+    """Where a recovery point's manifest (per-table row counts and hashes at dump time) lives."""
+    return f"{blob_name}.manifest.json"
+
+
 def recovery_points(instance: str) -> str:
     """The partition of one instance's recovery points."""
     return f"rp-{row_key(instance)}"

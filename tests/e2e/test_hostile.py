@@ -260,12 +260,8 @@ def test_every_keyed_route_in_the_description_refuses_a_request_without_the_righ
             if method not in {"get", "put", "post", "delete", "patch"}:
                 continue
             concrete = path.replace("{", "").replace("}", "")
-            if op.get("security", spec.get("security")) == []:
-                assert host.request(method.upper(), concrete, headers={"x-functions-key": ""}).status_code < 400
-                continue
-            with_key = host.request(method.upper(), concrete)
-            # A route described for another branch is not registered here: devhost answers 404/405 first.
-            if with_key.status_code == 405 or (with_key.status_code == 404 and "no function answers" in with_key.text):
+            if op.get("security", spec.get("security")) == []:  # health and the dashboard's files: no key asked
+                assert host.request(method.upper(), concrete, headers={"x-functions-key": ""}).status_code != 401
                 continue
             keyed += 1
             for headers in ({"x-functions-key": ""}, {"x-functions-key": "wrong"}):

@@ -27,6 +27,7 @@ from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import CLAIM_TIMEOUT, RetentionSweep, SweepStep
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
+from shared.storage.layout import manifest_name_for
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
 
@@ -70,6 +71,7 @@ class World:
             rp_id = new_job_id(backup.time, key=f"{NAME}@{backup.time.isoformat()}")
             blob = f"{NAME}/{rp_id}.pgdump.zst"
             self.blobs.client.upload_blob(blob, b"fake dump " + rp_id.encode(), overwrite=True)
+            self.blobs.client.upload_blob(manifest_name_for(blob), b'{"tables": {}}', overwrite=True)
             life = lifecycle(self.policy, tag, backup.time)
             point = RecoveryPoint.from_lifecycle(
                 rp_id,
@@ -128,8 +130,10 @@ def _expected(world: World, at: datetime, end: datetime) -> dict[DataStore, set[
 def _assert_blobs_match_points(world: World) -> None:
     points = {p.blob_name: p for p in RecoveryPointStore(world.state).of(NAME)}
     blobs = {b.name: b for b in world.blobs.client.list_blobs(name_starts_with=f"{NAME}/")}
-    assert set(blobs) == set(points)  # deleted points left no blob; every listed point has its blob
-    for name, point in points.items():
+    manifests = {manifest_name_for(name) for name in points}
+    # Deleted points left no blob, nor manifest; every listed point has its blob (and its manifest).
+    assert set(blobs) == set(points) | manifests
+    for name, point in points.items():  # (a manifest stays in the hot tier: it is small)
         tier = str(blobs[name].blob_tier or "Hot")
         assert (tier == "Archive") == (point.datastore is DataStore.ARCHIVE_STORE), (name, tier)
 
