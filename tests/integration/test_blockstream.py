@@ -8,12 +8,13 @@ import os
 from typing import Any
 
 import pytest
+import zstandard
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from devhost.services import Azurite
 from shared.errors import TransientError
-from shared.storage.blockstream import MIN_BLOCK_BYTES, BlockWriter
+from shared.storage.blockstream import MIN_BLOCK_BYTES, READ_OUT_BYTES, BlockWriter, read_verified
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +61,16 @@ def test_a_block_corrupted_on_the_way_is_refused_and_nothing_is_committed(azurit
         writer.commit({})
     with pytest.raises(ResourceNotFoundError):
         container.get_blob_client("corrupted").get_blob_properties()
+
+
+def test_a_very_compressible_blob_is_read_back_a_bounded_piece_at_a_time(azurite: Azurite, unique: str) -> None:
+    container = _container(azurite, unique, None)
+    original = b" " * (64 * 1024 * 1024)  # 64 MiB of spaces: a few KiB stored, one download chunk
+    writer = BlockWriter(container, "spaces")
+    with zstandard.ZstdCompressor(level=1).stream_writer(writer, closefd=False) as out:  # type: ignore[arg-type]
+        out.write(original)
+    result = writer.commit({})
+    assert result.stored_bytes < 64 * 1024
+    pieces = list(read_verified(container, "spaces", result.sha256))
+    assert b"".join(pieces) == original
+    assert max(len(p) for p in pieces) <= READ_OUT_BYTES < len(original)
