@@ -189,6 +189,8 @@ def _transient(blob_name: str, error: BaseException) -> TransientError:
 # Decompressed bytes handed out at a time: a 4 MiB chunk of a very compressible dump (pgbench's
 # filler column is spaces) inflates to hundreds of MiB if decompressed whole.
 READ_OUT_BYTES = 1024 * 1024
+# Stored bytes the decompressor asks for at a time: the download's own chunk size (4 MiB).
+READ_IN_BYTES = 4 * 1024 * 1024
 
 
 class _Hashing:
@@ -196,7 +198,7 @@ class _Hashing:
 
     def __init__(self, chunks: Iterator[bytes], on_bytes: Callable[[int], None] | None) -> None:
         self._chunks, self._on_bytes = chunks, on_bytes
-        self._pending = b""
+        self._pending = memoryview(b"")
         self.digest = hashlib.sha256()
         self.read_bytes = 0
 
@@ -209,10 +211,10 @@ class _Hashing:
             self.read_bytes += len(chunk)
             if self._on_bytes is not None:
                 self._on_bytes(self.read_bytes)
-            self._pending = chunk
+            self._pending = memoryview(chunk)
         size = len(self._pending) if size < 0 else size
-        out, self._pending = self._pending[:size], self._pending[size:]
-        return out
+        out, self._pending = self._pending[:size], self._pending[size:]  # views: no copy of the rest
+        return bytes(out)
 
 
 def read_verified(
@@ -238,7 +240,11 @@ def read_verified(
     raw = _Hashing(iter(downloader.chunks()), on_bytes)
     try:
         if decompress:
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[arg-type]
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                raw,  # type: ignore[arg-type]
+                read_size=READ_IN_BYTES,
+                read_across_frames=True,
+            )
             while out := reader.read(READ_OUT_BYTES):
                 yield out
         else:
