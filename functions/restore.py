@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import azure.functions as func
 
 from functions.http import accepted, api
-from functions.workers import MAX_DEQUEUE_COUNT
+from functions.workers import MAX_DEQUEUE_COUNT, job_payload
 from shared.request_body import parse_json_body
 from shared.restore.service import RestoreService
 from shared.storage import layout
 from shared.storage.clients import StorageAccount
+from shared.telemetry import job_context
 from shared.vault import Vault, current_vault
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,10 @@ def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
 @bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")
 def restore_worker(msg: func.QueueMessage) -> None:
     """Run one restore, verification or rehydration job."""
-    try:
-        payload = json.loads(msg.get_body())
-    except ValueError as exc:
-        raise ValueError(f"message {msg.id} is not JSON") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("jobId"), str):
-        raise ValueError(f"message {msg.id} has no jobId")
-    vault = current_vault()
-    _service(vault).run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+    payload = job_payload(msg)
+    with job_context(payload["jobId"], payload.get("instance")):
+        vault = current_vault()
+        _service(vault).run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)

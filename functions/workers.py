@@ -21,7 +21,8 @@ bp = func.Blueprint()
 MAX_DEQUEUE_COUNT = 5
 
 
-def _payload(msg: func.QueueMessage) -> dict[str, Any]:
+def job_payload(msg: func.QueueMessage) -> dict[str, Any]:
+    """The JSON body of a job message (``{"jobId", ...}``); ValueError, so the host retries then poisons it."""
     try:
         payload = json.loads(msg.get_body())
     except ValueError as exc:
@@ -34,7 +35,7 @@ def _payload(msg: func.QueueMessage) -> dict[str, Any]:
 @bp.queue_trigger(arg_name="msg", queue_name=layout.VALIDATE_QUEUE, connection="AzureWebJobsStorage")
 def validation_worker(msg: func.QueueMessage) -> None:
     """Run one validation job."""
-    payload = _payload(msg)
+    payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
         service = ValidationService(vault.state, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
@@ -44,7 +45,7 @@ def validation_worker(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_QUEUE, connection="AzureWebJobsStorage")
 def backup_worker(msg: func.QueueMessage) -> None:
     """Run one backup job."""
-    payload = _payload(msg)
+    payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
         runner = BackupRunner(
