@@ -56,7 +56,8 @@ def restore_worker(msg: func.QueueMessage) -> None:
     payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
-        _service(vault).run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+        attempt = msg.dequeue_count or 1
+        _service(vault).run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)

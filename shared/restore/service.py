@@ -247,8 +247,12 @@ class RestoreService:
 
     # --- the worker -------------------------------------------------------------------------
 
-    def run(self, job_id: str, *, last_try: bool) -> Job | None:
-        """Run restore, verification or rehydration job ``job_id``; ``TransientError`` to be retried."""
+    def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
+        """Run restore, verification or rehydration job ``job_id``; ``TransientError`` to be retried.
+
+        ``attempt`` is the delivery number of the job's message (its dequeue count): a later
+        delivery of a job whose worker died takes its lock over instead of being dropped.
+        """
         job = self._jobs.for_delivery(job_id, last_try=last_try)
         if job is None or job.status.finished:
             return job
@@ -256,7 +260,7 @@ class RestoreService:
             return self._rehydrate(job, last_try)
         request = RestoreRequest.from_dict(job.details["request"])
         key = self._job_lock_key(job, request)
-        lock = self._locks.acquire(key, job.job_id, self._clock())
+        lock = self._locks.acquire(key, job.job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, key, last_try)
         steps: list[dict[str, Any]] = []

@@ -28,6 +28,7 @@ from psycopg import sql
 from schemathesis import GenerationMode
 
 from devhost.services import Postgres
+from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPointStore
 from shared.request_body import MAX_BODY_BYTES
@@ -43,6 +44,7 @@ ODD_DB = "db'; DROP DATABASE postgres; --\\ \"é😀"
 ODD_SCHEMA = 'sch"ema; \\ ñ'
 ODD_ROLE = "r'o;l\"e\\ü"
 PASSWORD = "H0stile;'pa\"ss=word"
+ODD_COPY = "copy \"'; \\ ñ😀"
 EXAMPLES_PER_OPERATION = 8
 
 
@@ -66,9 +68,13 @@ def odd(postgres: Postgres) -> Iterator[dict[str, str]]:
             )
         )
     postgres.psql(grant_sql(ODD_DB, ODD_ROLE), ODD_DB)
-    yield {"cs": f"User Id={_cs_quote(ODD_ROLE)};Password={_cs_quote(PASSWORD)};Ssl Mode=Disable"}
+    yield {
+        "cs": f"User Id={_cs_quote(ODD_ROLE)};Password={_cs_quote(PASSWORD)};Ssl Mode=Disable",
+        "target_cs": f"Server=127.0.0.1;Port={postgres.port};User Id=postgres;Password=unused;Ssl Mode=Disable",
+    }
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ODD_DB)))
+        for db in (ODD_DB, ODD_COPY):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
         c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(ODD_ROLE)))
         c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(ODD_ROLE)))
 
@@ -79,7 +85,12 @@ def host(
 ) -> Iterator[DevhostProcess]:
     # The scheduler writes its marker for every ready instance at each tick: keep it out of the
     # state comparisons (once a year).
-    env = {**app_env, "ODD_CS": odd["cs"], "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *"}
+    env = {
+        **app_env,
+        "ODD_CS": odd["cs"],
+        "ODD_TARGET_CS": odd["target_cs"],
+        "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
+    }
     h = DevhostProcess(env, tmp_path_factory.mktemp("hostile") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
     yield h
@@ -234,6 +245,76 @@ def test_odd_database_schema_and_role_names_go_through_configure_validate_and_ba
         ["pg_restore", "--data-only", "-f", "-", str(dump)], capture_output=True, text=True, check=True
     )
     assert "ünï;code\\\\" in data.stdout
+
+
+def _odd_digests(postgres: Postgres, db: str) -> dict[str, Any]:
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres") as c:
+        return table_digests(c)
+
+
+def _finished(host: DevhostProcess, job_id: str) -> dict[str, Any]:
+    return wait_until(  # type: ignore[return-value]
+        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 60, interval=0.3
+    )
+
+
+def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_verify_restore(
+    host: DevhostProcess, postgres: Postgres, snapshot: Snapshot, app_env: dict[str, str], tmp_path: Any
+) -> None:
+    # The point of the backup test above: the odd database, schema, table and role.
+    (point,) = RecoveryPointStore(snapshot.state).of("odd")
+    target = {"uri": "env:ODD_TARGET_CS", "secretStoreType": "AzureKeyVault"}
+    credentials = {"objectType": "SecretStoreBasedAuthCredentials", "secretStoreResource": target}
+    body = {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point.recovery_point_id,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "datasourceInfo": {"resourceName": ODD_COPY},
+            "datasourceAuthCredentials": credentials,
+        },
+    }
+    r = host.request("POST", "/backupInstances/odd:restore", data=json.dumps(body))
+    assert r.status_code == 202, r.text
+    job = _finished(host, r.json()["jobId"])
+    assert job["status"] == "Completed", job
+    copied = _odd_digests(postgres, ODD_COPY)
+    assert copied == _odd_digests(postgres, ODD_DB) and len(copied) == 1, copied
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=ODD_COPY, user="postgres") as c:
+        table = sql.SQL("{}.{}").format(sql.Identifier(ODD_SCHEMA), sql.Identifier("t;'\""))
+        row = c.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchone()
+    assert row == ("ünï;code\\",)
+
+    r = host.request(
+        "POST",
+        "/backupInstances/odd:verifyRestore",
+        data=json.dumps({"recoveryPointId": point.recovery_point_id, "secretUri": "env:ODD_TARGET_CS"}),
+    )
+    assert r.status_code == 202, r.text
+    verify = _finished(host, r.json()["jobId"])
+    assert verify["status"] == "Completed", verify
+    assert verify["details"]["verification"] == {"tablesCompared": 1, "mismatches": []}
+
+    service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
+    container = service.get_container_client(f"{app_env['PGVAULT_BACKUP_CONTAINER']}-files")
+    container.create_container()
+    files = {
+        **body,
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "targetDetails": {"url": container.url, "filePrefix": "odd", "restoreTargetLocationType": "AzureBlobs"},
+        },
+    }
+    r = host.request("POST", "/backupInstances/odd:restore", data=json.dumps(files))
+    assert r.status_code == 202, r.text
+    assert _finished(host, r.json()["jobId"])["status"] == "Completed"
+    dump = tmp_path / "odd-files.dump"
+    dump.write_bytes(container.download_blob("odd.dump").readall())
+    listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True).stdout
+    assert ODD_SCHEMA in listing and "t;'\"" in listing
 
 
 def test_generated_requests_on_every_route_get_no_5xx_and_refused_ones_write_nothing(
