@@ -9,6 +9,7 @@ its environment. A failed dump commits nothing, and its stderr is mapped to an e
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -228,18 +229,19 @@ def dump_with_manifest(
     streams. A server that cannot export a snapshot still gets its backup, without a manifest.
     ``digests=False`` spares the server that second read of every table: no manifest.
     """
+    dump = functools.partial(
+        dump_to_blob,
+        pg_dump,
+        env,
+        container,
+        blob_name,
+        metadata,
+        on_progress=on_progress,
+        expected_bytes=expected_bytes,
+        level=level,
+    )
     if not digests:
-        dumped = dump_to_blob(
-            pg_dump,
-            env,
-            container,
-            blob_name,
-            metadata,
-            on_progress=on_progress,
-            expected_bytes=expected_bytes,
-            level=level,
-        )
-        return dumped, None
+        return dump(), None
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
@@ -252,17 +254,7 @@ def dump_with_manifest(
         with ThreadPoolExecutor(1, thread_name_prefix="manifest") as pool:
             pending = pool.submit(table_digests, snap) if snapshot is not None else None
             try:
-                result = dump_to_blob(
-                    pg_dump,
-                    env,
-                    container,
-                    blob_name,
-                    metadata,
-                    on_progress=on_progress,
-                    expected_bytes=expected_bytes,
-                    level=level,
-                    snapshot=snapshot,
-                )
+                result = dump(snapshot=snapshot)
             except BaseException:
                 snap.cancel_safe()
                 raise
