@@ -135,9 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, code: str, message: str) -> None:
         # An error answered before the request body was read leaves that body in the socket, where
         # it would be parsed as the next request of this keep-alive connection: close it instead.
+        # Say so in the answer: a client that sends its next request before the socket closes
+        # would otherwise see the connection drop under it (RemoteDisconnected on a busy machine).
         self.close_connection = True
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
-        self._send(status, body, {"Content-Type": "application/json"})
+        self._send(status, body, {"Content-Type": "application/json", "Connection": "close"})
 
     def _handle(self) -> None:
         host: DevHost = self.server.host
