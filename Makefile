@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test lint typecheck unit demo run clean chromium
+.PHONY: deps test lint typecheck unit demo run clean chromium soak
 
 deps: $(VENV)/.installed node_modules/.installed postgres-server chromium
 
@@ -43,6 +43,11 @@ test: deps lint typecheck
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit
+
+# The fault tests RUNS times in a row under a CPU load (RELIABILITY.md quotes the count).
+RUNS ?= 10
+soak: deps
+	tests/soak.sh $(RUNS)
 
 demo: deps
 	$(BIN)/python -m devhost.demo
