@@ -213,18 +213,24 @@ def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
     service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
     container = service.get_container_client(names["container"])
     container.create_container()
-    container.upload_blob("taken.dump", b"someone else's file")
-    etag = container.get_blob_client("taken.dump").get_blob_properties().etag
-    r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, "taken"))
-    assert r.status_code == 202, r.text
-    job = _job(host, r.json()["jobId"])
-    assert job["status"] == "Failed", job
-    assert job["error"]["code"] == "Conflict" and "taken.dump exists" in job["error"]["message"], job["error"]
-    assert container.download_blob("taken.dump").readall() == b"someone else's file"
-    assert container.get_blob_client("taken.dump").get_blob_properties().etag == etag
-    assert {b.name for b in container.list_blobs()} == {"taken.dump"}  # no manifest, no probe left
+    # Someone else's files, named as a restore's dump, its manifest, and its write probe would be.
+    theirs = ("taken.dump", "other.manifest.json", "fresh.pgvault-probe")
+    for name in theirs:
+        container.upload_blob(name, f"someone else's {name}".encode())
+    etags = {name: container.get_blob_client(name).get_blob_properties().etag for name in theirs}
 
-    # The same container under another prefix takes the files.
+    for prefix, existing in (("taken", "taken.dump"), ("other", "other.manifest.json")):
+        r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, prefix))
+        assert r.status_code == 202, r.text
+        job = _job(host, r.json()["jobId"])
+        assert job["status"] == "Failed", job
+        assert job["error"]["code"] == "Conflict" and f"{existing} exists" in job["error"]["message"], job["error"]
+    # The same container under a free prefix takes the files.
     r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, "fresh"))
     assert _job(host, r.json()["jobId"])["status"] == "Completed"
-    assert {b.name for b in container.list_blobs()} == {"taken.dump", "fresh.dump", "fresh.manifest.json"}
+
+    for name in theirs:
+        assert container.download_blob(name).readall() == f"someone else's {name}".encode()
+        assert container.get_blob_client(name).get_blob_properties().etag == etags[name]
+    # Nothing else was left: no dump beside a foreign manifest, no probe.
+    assert {b.name for b in container.list_blobs()} == {*theirs, "fresh.dump", "fresh.manifest.json"}
