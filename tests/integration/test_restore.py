@@ -506,6 +506,26 @@ def test_restore_as_files_is_checked_again_by_the_worker_when_the_settings_chang
     assert list(container.list_blobs()) == []
 
 
+def test_a_retry_keeps_the_dump_an_earlier_try_of_its_job_committed_and_writes_the_manifest(
+    world: World, point: RecoveryPoint
+) -> None:
+    container = world.blob_service.get_container_client(f"retry-{world.u}")
+    container.create_container()
+    service = world.service()
+    job = service.start("src", _files_request(point, container.url, "again"), datetime.now(UTC))
+    # What a try that committed the dump, then died before the manifest, leaves.
+    data = b"the dump as an earlier try committed it"
+    sha = hashlib.sha256(data).hexdigest()
+    meta = {"jobid": job.job_id, "recoverypointid": point.recovery_point_id, "sha256": sha, "storedbytes": "39"}
+    container.upload_blob("again.dump", data, metadata=meta)
+    etag = container.get_blob_client("again.dump").get_blob_properties().etag
+    done = service.run(job.job_id, last_try=True)
+    assert done is not None and done.status is JobStatus.COMPLETED, done
+    assert container.get_blob_client("again.dump").get_blob_properties().etag == etag  # not rewritten
+    manifest = json.loads(container.download_blob("again.manifest.json").readall())
+    assert manifest["sha256"] == sha and manifest["bytes"] == 39 and manifest["restoredBy"] == job.job_id
+
+
 def test_restore_as_files_into_the_backup_container_is_refused_before_anything_is_recorded(
     world: World, point: RecoveryPoint
 ) -> None:
