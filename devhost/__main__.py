@@ -21,6 +21,7 @@ from devhost.host import MESSAGE_LEASE_SECONDS, DevHost
 from devhost.hostconfig import HostConfig
 from devhost.wiring import WiringError, read_app
 from shared.errors import PgVaultError
+from shared.telemetry import install_record_factory
 
 
 def load_local_settings(path: Path) -> dict[str, str]:
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The Azure SDKs log every request at INFO; the host does not show them either.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # No record carries a function key (request lines hold ?code=), as the Functions host's logs don't.
+    install_record_factory()
 
     # The host sets local.settings.json values as environment variables; real ones win.
     for key, value in load_local_settings(args.settings).items():

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from devhost.services import Postgres, free_port, running_services, wait_for_port
+from devhost.services import AZURITE_ACCOUNT, Postgres, free_port, running_services, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "demo-key"
@@ -214,6 +214,8 @@ def main() -> int:
             "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
             "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
             "PGVAULT_DEVHOST_KEY": KEY,
+            # The demo's restore as files goes to the emulator's account (the vault runs on Azurite).
+            "PGVAULT_EXPORT_ACCOUNTS": AZURITE_ACCOUNT,
             "DEMO_SHOP_CS": f"Server=127.0.0.1;User Id={USER};Password=demo;Ssl Mode=Disable",
             "DEMO_TARGET_CS": (
                 f"Server=127.0.0.1;Port={postgres.port};User Id={RESTORER};Password=demo;Ssl Mode=Disable"

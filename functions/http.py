@@ -11,6 +11,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
+from shared.telemetry import install_record_factory, redact_keys
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +49,21 @@ def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[f
 
     @wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        install_record_factory()  # from the first request on, no log record carries a function key
         try:
             return handler(req)
         except UserError as exc:
             return error_response(exc)
         except TransientError as exc:
             # Storage (or another dependency) did not answer: the client should retry, not give up.
-            log.warning("%s %s: %s", req.method, req.url, exc.message)
+            log.warning("%s %s: %s", req.method, redact_keys(req.url), exc.message)
             unavailable = UserError(ErrorCode.SERVICE_UNAVAILABLE, "the vault's storage is unavailable; retry shortly")
             return json_response(error_body(unavailable), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
         except SettingsError as exc:
             log.error("request refused: %s", exc)
             return error_response(UserError(ErrorCode.INVALID_SETTINGS, str(exc)))
         except Exception:
-            log.exception("%s %s failed", req.method, req.url)
+            log.exception("%s %s failed", req.method, redact_keys(req.url))
             return error_response(UserError(ErrorCode.INTERNAL, "the request failed inside pgvault"))
 
     return wrapper

@@ -9,6 +9,7 @@ import azure.functions as func
 from functions.http import accepted, api
 from functions.workers import MAX_DEQUEUE_COUNT, job_payload
 from shared.request_body import parse_json_body
+from shared.restore.files import ExportRules
 from shared.restore.service import RestoreService
 from shared.storage import layout
 from shared.storage.clients import StorageAccount
@@ -29,6 +30,7 @@ def _service(vault: Vault) -> RestoreService:
         vault_blobs=StorageAccount.from_settings(vault.settings).blob_service(),
         pg_bin_dir=vault.settings.pg_bin_dir,
         allow_env_secrets=vault.settings.allow_env_secrets,
+        exports=ExportRules.from_settings(vault.settings),
     )
 
 

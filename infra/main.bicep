@@ -53,6 +53,9 @@ param schedulerSchedule string = '0 */5 * * * *'
 @description('PGVAULT_RETENTION_SCHEDULE: six-field NCRONTAB of the retention sweep.')
 param retentionSchedule string = '0 17 * * * *'
 
+@description('PGVAULT_EXPORT_ACCOUNTS: storage account names (comma-separated) whose containers restore-as-files may write to; empty: no restores as files. Never the vault\'s own containers.')
+param exportAccounts string = ''
+
 @description('Longest run of one function (host functionTimeout and PGVAULT_FUNCTION_TIMEOUT, hh:mm:ss). A backup that needs longer fails with UserErrorFunctionTimeoutExceeded instead of retrying.')
 param functionTimeout string = '02:00:00'
 
@@ -330,6 +333,7 @@ var commonAppSettings = {
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  PGVAULT_EXPORT_ACCOUNTS: exportAccounts
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig

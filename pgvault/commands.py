@@ -559,7 +559,8 @@ def add_restore_commands(groups: Groups) -> None:
         "files",
         parents=[common_options(), wait_options(), shared],
         help="restore as files into a blob container",
-        description="Write <prefix>.dump (pg_restore-ready) and <prefix>.manifest.json into a blob container.",
+        description="Write <prefix>.dump (pg_restore-ready) and <prefix>.manifest.json into a blob container "
+        "of a storage account the app's PGVAULT_EXPORT_ACCOUNTS lists; existing files are never overwritten.",
     )
     files.add_argument("--container-url", required=True, help="https://<account>.blob.core.windows.net/<container>")
     files.add_argument("--file-prefix", required=True)

@@ -296,10 +296,18 @@ def _schemas() -> dict[str, Schema]:
                 "targetDetails": _obj(
                     ["url", "filePrefix"],
                     {
-                        "url": {"type": "string", "description": "the blob container's URL"},
+                        "url": {
+                            "type": "string",
+                            "description": "the blob container's URL, https://<account>.blob.core.windows.net/"
+                            "<container>, of an account listed in PGVAULT_EXPORT_ACCOUNTS; never one of the "
+                            "vault's own containers (else 400 InvalidRequest naming this field)",
+                        },
                         "filePrefix": {"type": "string", "minLength": 1},
                         "restoreTargetLocationType": {"const": "AzureBlobs"},
-                        "connectionStringSecretUri": {"type": "string", "description": "pgvault: another account"},
+                        "connectionStringSecretUri": {
+                            "type": "string",
+                            "description": "pgvault: a secret with the connection string of the URL's account",
+                        },
                     },
                 ),
             },

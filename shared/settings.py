@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.errors import SettingsError
 
@@ -20,6 +21,11 @@ _FALSE = {"false", "0", "no", ""}
 # Azure resource names for a vault: letters, digits and hyphens, 2-50 characters.
 _VAULT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,49}$")
 _REGION = re.compile(r"^[a-z0-9]+$")
+# Azure storage account names: 3-24 lowercase letters and digits.
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+# The storage emulator's well-known account (Azurite's default; public, documented by Microsoft).
+EMULATOR_ACCOUNT = "devstoreaccount1"
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 STORAGE_SETTING = "AzureWebJobsStorage"
 
@@ -55,6 +61,18 @@ class Settings:
     function_timeout: timedelta | None = timedelta(minutes=30)
     # Per-table digests beside each dump, for :verifyRestore; a second read of every table.
     backup_manifest: bool = True
+    # Storage accounts restore-as-files may write to (PGVAULT_EXPORT_ACCOUNTS); none: no exports.
+    export_accounts: tuple[str, ...] = ()
+
+    @property
+    def storage_account(self) -> str | None:
+        """The name of the vault's own storage account, when the settings say it."""
+        return storage_account_of(self)
+
+    @property
+    def storage_emulator_blob_endpoint(self) -> str | None:
+        """The blob endpoint of the storage emulator the vault runs on; None on a real account."""
+        return emulator_blob_endpoint(self.storage_connection_string)
 
     def __repr__(self) -> str:
         # The connection string can hold an account key: never print it.
@@ -63,6 +81,54 @@ class Settings:
             f"storage={'connection string' if self.storage_connection_string else self.storage_account_name!r}, "
             f"allow_env_secrets={self.allow_env_secrets}, pg_bin_dir={self.pg_bin_dir})"
         )
+
+
+def connection_string_parts(connection_string: str) -> dict[str, str]:
+    """The ``Key=value`` pairs of a storage connection string."""
+    if connection_string.strip() == "UseDevelopmentStorage=true":
+        return {"AccountName": EMULATOR_ACCOUNT, "BlobEndpoint": f"http://127.0.0.1:10000/{EMULATOR_ACCOUNT}"}
+    return dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (the storage emulator only ever runs there)."""
+    return host.lower() in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def emulator_blob_endpoint(connection_string: str | None) -> str | None:
+    """The blob endpoint when ``connection_string`` is the storage emulator's (a loopback BlobEndpoint)."""
+    if not connection_string:
+        return None
+    endpoint = connection_string_parts(connection_string).get("BlobEndpoint", "").strip()
+    host = urlsplit(endpoint).hostname if endpoint else None
+    return endpoint if host is not None and is_loopback(host) else None
+
+
+def storage_account_of(settings: Settings) -> str | None:
+    """The vault's own account name: from the connection string, ``__accountName`` or the blob URI."""
+    if settings.storage_connection_string:
+        name = connection_string_parts(settings.storage_connection_string).get("AccountName")
+        return name.strip().lower() if name else None
+    if settings.storage_account_name:
+        return settings.storage_account_name.lower()
+    host = urlsplit(settings.storage_blob_uri or "").hostname or ""
+    return host.split(".", 1)[0].lower() or None
+
+
+def _export_accounts(env: Mapping[str, str], emulator: bool, problems: dict[str, str]) -> tuple[str, ...]:
+    raw = env.get("PGVAULT_EXPORT_ACCOUNTS", "")
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    bad = [n for n in names if not _ACCOUNT.match(n)]
+    if bad:
+        problems["PGVAULT_EXPORT_ACCOUNTS"] = (
+            f"must be storage account names (3-24 lowercase letters or digits), comma-separated; got {bad[0]!r}"
+        )
+    elif EMULATOR_ACCOUNT in names and not emulator:
+        problems["PGVAULT_EXPORT_ACCOUNTS"] = (
+            f"{EMULATOR_ACCOUNT} is the storage emulator's account: it may be listed only when "
+            f"{STORAGE_SETTING} is the emulator (local use)"
+        )
+    return names
 
 
 def _bool(env: Mapping[str, str], name: str, problems: dict[str, str], default: bool = False) -> bool:
@@ -127,7 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"identity-based connection, {STORAGE_SETTING}__accountName"
         )
     elif connection_string is not None and connection_string != "UseDevelopmentStorage=true":
-        parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+        parts = connection_string_parts(connection_string)
         if not ({"AccountName", "AccountKey"} <= parts.keys() or "SharedAccessSignature" in parts):
             problems[STORAGE_SETTING] = (
                 "not a storage connection string: expected AccountName=...;AccountKey=... (with "
@@ -163,6 +229,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", None, problems)
     function_timeout = _function_timeout(env, problems)
     backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
+    export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -182,4 +249,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_schedule=retention_schedule,
         function_timeout=function_timeout,
         backup_manifest=backup_manifest,
+        export_accounts=export_accounts,
     )

@@ -4,6 +4,10 @@
 any logger in the process (ours, the Azure SDK's, psycopg's), carries ``job_id`` and ``instance``
 attributes, through a log-record factory installed once per process. Outside a job they are "-".
 
+No record carries a function key: the same factory rewrites a record whose text (message,
+arguments or traceback) holds a ``code=`` query value or an ``x-functions-key`` header value, so
+no handler, ours, the host's or OpenTelemetry's, ever sees one (``redact_keys``).
+
 ``configure_telemetry()`` runs once per process when the vault is first built (shared/vault.py),
 never at import. With ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set and the
 ``azure-monitor-opentelemetry`` distro installed, records go to Application Insights through
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -28,12 +33,47 @@ NONE = "-"
 _job_id: contextvars.ContextVar[str] = contextvars.ContextVar("pgvault_job_id", default=NONE)
 _instance: contextvars.ContextVar[str] = contextvars.ContextVar("pgvault_instance", default=NONE)
 _lock = threading.Lock()
+REDACTED = "REDACTED"
+# A function key in a URL's query (``?code=...``, also percent-encoded inside another URL) or in
+# the ``x-functions-key`` header, however it is printed (``name: value``, ``'name': 'value'``, ``name=value``).
+_KEY_PATTERNS = (
+    re.compile(r"(?i)((?:[?&;]|%3F|%26)code(?:=|%3D))[^&;:#\s'\"<>]+"),
+    re.compile(r"(?i)(x-functions-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",;}\]]+"),
+)
+_MARKERS = ("code=", "code%3d", "x-functions-key")
 _factory_installed = False
 _configured = False
 
 
+def redact_keys(text: str) -> str:
+    """``text`` with every function key (``code=`` query values, ``x-functions-key`` values) replaced."""
+    lowered = text.lower()
+    if not any(marker in lowered for marker in _MARKERS):
+        return text
+    for pattern in _KEY_PATTERNS:
+        text = pattern.sub(rf"\g<1>{REDACTED}", text)
+    return text
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    """Take function keys out of the record's message and traceback (rendered once, here)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: the logging module reports it when a handler formats it
+        return
+    clean = redact_keys(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info:
+        text = logging.Formatter().formatException(record.exc_info)
+        clean = redact_keys(text)
+        if clean != text:
+            # Handlers (OpenTelemetry's too) would render the exception again: they get the text only.
+            record.msg, record.args, record.exc_info = f"{record.getMessage()}\n{clean}", None, None
+
+
 def install_record_factory() -> None:
-    """Give every log record of this process ``job_id`` and ``instance`` (idempotent)."""
+    """Give every log record of this process ``job_id`` and ``instance``, and no function key (idempotent)."""
     global _factory_installed  # noqa: PLW0603 - the record factory is process-wide by nature
     with _lock:
         if _factory_installed:
@@ -44,6 +84,7 @@ def install_record_factory() -> None:
             record = previous(*args, **kwargs)
             record.job_id = _job_id.get()
             record.instance = _instance.get()
+            _redact_record(record)
             return record
 
         logging.setLogRecordFactory(factory)

@@ -31,8 +31,14 @@ get_logger_provider().add_log_record_processor(SimpleLogRecordProcessor(memory))
 with job_context("0123-job", "orders"):
     logging.getLogger("azure.storage.blob").warning("inside the job")
 logging.getLogger("shared.scheduler").warning("outside any job")
+# Function keys, in a message, in its arguments and in a traceback: none may reach the exporter.
+try:
+    raise RuntimeError("GET http://127.0.0.1/api/backupJobs?days=7&code=CHILD-KEY-0123 answered 500")
+except RuntimeError:
+    logging.getLogger("functions.http").exception("POST %s failed", "http://127.0.0.1/api/x?code=CHILD-KEY-0123")
+logging.getLogger("devhost").warning("request headers %s", {"x-functions-key": "CHILD-KEY-0123"})
 records = []
 for item in memory.get_finished_logs():
     record = getattr(item, "log_record", item)
-    records.append({"body": str(record.body), "attributes": dict(record.attributes or {})})
+    records.append({"body": str(record.body), "attributes": {k: str(v) for k, v in (record.attributes or {}).items()}})
 print(json.dumps({"configured": configured, "again": again, "records": records}, default=str))

@@ -28,6 +28,7 @@ from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect, server_gone
 from shared.policy import DataStore
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.files import ExportRules, check_destination
 from shared.restore.rehydration import (
     BlobProbe,
     ContainerProbe,
@@ -88,6 +89,7 @@ class RestoreService:
         pg_bin_dir: Path | None = None,
         probe: BlobProbe | None = None,
         allow_env_secrets: bool = False,
+        exports: ExportRules | None = None,
     ) -> None:
         self._state = state
         self._jobs = JobStore(state)
@@ -103,6 +105,8 @@ class RestoreService:
         self._pg_bin_dir = pg_bin_dir
         self._probe = probe or ContainerProbe(backups.client)
         self._allow_env = allow_env_secrets
+        # Where restores as files may write; without rules, nowhere.
+        self._exports = exports or ExportRules()
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -110,6 +114,8 @@ class RestoreService:
         """``:restore``: check the request and the target, record the job, queue it (or its rehydration)."""
         instance = self._instances.get(name)
         request = parse_restore_request(body, allow_env=self._allow_env)
+        if request.kind is TargetKind.FILES:
+            check_destination(request, self._exports, self._secrets)  # before anything is read or sent
         return self._start(instance.spec.name, request, Operation.RESTORE, now)
 
     def start_verify(self, name: str, body: Any, now: datetime) -> Job:
@@ -311,7 +317,14 @@ class RestoreService:
             return job
         job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
         ctx = Context(
-            self._jobs, self._instances, self._backups, self._secrets, self._clock, self._pg_bin_dir, self._vault_blobs
+            self._jobs,
+            self._instances,
+            self._backups,
+            self._secrets,
+            self._clock,
+            self._pg_bin_dir,
+            self._vault_blobs,
+            self._exports,
         )
         run = RestoreWork(ctx, job, heartbeat, steps)
         if request.kind is TargetKind.FILES:

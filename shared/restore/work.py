@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from shared.restore import files
 from shared.restore.request import RestoreRequest, TargetKind
 from shared.secrets import SecretProvider
 from shared.storage.blobs import BlobStore
-from shared.storage.blockstream import BlockWriter, IntegrityError, read_verified
+from shared.storage.blockstream import BlobExists, BlockWriter, IntegrityError, read_verified
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch
 
@@ -119,6 +119,8 @@ class Context:
     clock: Callable[[], datetime]
     pg_bin_dir: Path | None = None
     vault_blobs: BlobServiceClient | None = None
+    # Where restores as files may write (none: nowhere).
+    exports: files.ExportRules = field(default_factory=files.ExportRules)
 
 
 class RestoreWork:
@@ -307,30 +309,17 @@ class RestoreWork:
         if self.s.vault_blobs is None:
             raise RuntimeError("RestoreService needs the vault's blob service for restores as files")
         current = self.step("CheckTarget")
-        container = files.target_container(request, self.s.vault_blobs, self.s.secrets)
+        # Checked again here: the settings may have changed since the request was accepted.
+        container = files.target_container(request, self.s.exports, self.s.vault_blobs, self.s.secrets)
         files.probe_writable(container, request.file_prefix, request.container_url)
-        self._refuse_foreign(container, request.file_name)
+        earlier = self._own_file(container, request.file_name)
+        if files.owner_of(container, request.manifest_file_name) not in (None, self.job.job_id):
+            raise files.FileExists(request.manifest_file_name)
         self.done(current)
 
         current = self.step("Write")
         decompress = request.file_format == "dump"
-        writer = BlockWriter(container, request.file_name, expected_bytes=point.raw_bytes)
-        try:
-            for chunk in self.chunks(point, blob, decompress=decompress):
-                writer.write(chunk)
-        except IntegrityError as exc:
-            writer.close()  # nothing committed: a corrupted point never appears as a file
-            raise UserError(
-                ErrorCode.RECOVERY_POINT_CORRUPTED,
-                f"recovery point {point.recovery_point_id} failed its checksum: {exc}",
-            ) from exc
-        except BaseException:
-            writer.close()
-            raise
-        written = writer.commit(
-            {"jobid": self.job.job_id, "recoverypointid": point.recovery_point_id},
-            content_type="application/octet-stream" if decompress else "application/zstd",
-        )
+        written = earlier or self._write_dump(container, request, point, blob, decompress)
         self.done(current)
 
         current = self.step("Manifest")
@@ -358,7 +347,8 @@ class RestoreWork:
         if schemas:
             # pg_restore --schema restores a schema's objects, not the schema itself.
             manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
-        files.write_manifest(container, request.manifest_file_name, manifest)
+        if files.owner_of(container, request.manifest_file_name) != self.job.job_id:
+            files.write_manifest(container, request.manifest_file_name, manifest, self.job.job_id)
         self.done(current)
         return self.s.jobs.finish(
             self.job,
@@ -382,19 +372,52 @@ class RestoreWork:
             return {}
         return {"server": spec.server, "port": spec.port, "database": spec.database}
 
-    def _refuse_foreign(self, container: ContainerClient, name: str) -> None:
-        """FailIfExists for files: an existing file is refused unless an earlier try of this job wrote it."""
+    def _write_dump(
+        self, container: ContainerClient, request: RestoreRequest, point: RecoveryPoint, blob: str, decompress: bool
+    ) -> Written:
+        """Stream the point into the dump file, created only once its checksum matched (If-None-Match: *)."""
+        writer = BlockWriter(container, request.file_name, expected_bytes=point.raw_bytes)
         try:
-            client = container.get_blob_client(name)
-            if not client.exists():
-                return
-            owner = (client.get_blob_properties().metadata or {}).get("jobid")
+            for chunk in self.chunks(point, blob, decompress=decompress):
+                writer.write(chunk)
+        except IntegrityError as exc:
+            writer.close()  # nothing committed: a corrupted point never appears as a file
+            raise UserError(
+                ErrorCode.RECOVERY_POINT_CORRUPTED,
+                f"recovery point {point.recovery_point_id} failed its checksum: {exc}",
+            ) from exc
+        except BaseException:
+            writer.close()
+            raise
+        try:
+            result = writer.commit(
+                {"jobid": self.job.job_id, "recoverypointid": point.recovery_point_id},
+                content_type="application/octet-stream" if decompress else "application/zstd",
+                if_missing=True,
+            )
+        except BlobExists as exc:
+            raise files.FileExists(request.file_name) from exc
+        return Written(result.sha256, result.stored_bytes)
+
+    def _own_file(self, container: ContainerClient, name: str) -> Written | None:
+        """FailIfExists for files: the dump an earlier try of this job committed (kept as it is), None
+        when there is none; ``FileExists`` when someone else's file has the name."""
+        owner = files.owner_of(container, name)
+        if owner is None:
+            return None
+        if owner != self.job.job_id:
+            raise files.FileExists(name)
+        try:
+            meta = container.get_blob_client(name).get_blob_properties().metadata or {}
         except AzureError as exc:
             raise TransientError(f"storage failed reading {name}: {type(exc).__name__}") from exc
-        if owner != self.job.job_id:
-            raise UserError(
-                ErrorCode.CONFLICT,
-                f"{name} exists in the target container; a restore never overwrites a file",
-                target="restoreTargetInfo.targetDetails.filePrefix",
-                recommended_action="Choose another filePrefix.",
-            )
+        log.info("restore job %s: %s was committed by an earlier try; kept", self.job.job_id, name)
+        return Written(str(meta.get("sha256", "")), int(meta.get("storedbytes", 0)))
+
+
+@dataclass(frozen=True)
+class Written:
+    """The dump file of a files restore, as committed: its SHA-256 and size."""
+
+    sha256: str
+    stored_bytes: int

@@ -26,7 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import zstandard
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from shared.errors import PgVaultError, TransientError
@@ -44,6 +45,10 @@ DEFAULT_IN_FLIGHT = 2
 
 class IntegrityError(PgVaultError):
     """What was read back is not what was stored: the checksum does not match."""
+
+
+class BlobExists(PgVaultError):
+    """A commit asked to create its blob (``if_missing``) found one of that name: nothing was changed."""
 
 
 def next_block_size(stored_so_far: int, expected: int = 0) -> int:
@@ -144,8 +149,14 @@ class BlockWriter:
             if error is not None:
                 raise _transient(self.blob_name, error)
 
-    def commit(self, metadata: Mapping[str, str], *, content_type: str = "application/zstd") -> StreamResult:
-        """Stage what is left, then commit every block with ``metadata``. The blob appears only now."""
+    def commit(
+        self, metadata: Mapping[str, str], *, content_type: str = "application/zstd", if_missing: bool = False
+    ) -> StreamResult:
+        """Stage what is left, then commit every block with ``metadata``. The blob appears only now.
+
+        ``if_missing`` commits with If-None-Match: *, so an existing blob of that name is left as it
+        is and ``BlobExists`` raised.
+        """
         if self._buffer or not self._ids:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
@@ -157,7 +168,12 @@ class BlockWriter:
                 [BlobBlock(block_id=i) for i in self._ids],
                 metadata={**metadata, "sha256": self._hash.hexdigest(), "storedbytes": str(self.stored)},
                 content_settings=ContentSettings(content_type=content_type),
+                match_condition=MatchConditions.IfMissing if if_missing else None,
             )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if not if_missing:
+                raise _transient(self.blob_name, exc) from exc
+            raise BlobExists(f"{self.blob_name} exists") from exc
         except AzureError as exc:
             raise _transient(self.blob_name, exc) from exc
         finally:

@@ -27,6 +27,8 @@ def app_env(azurite: Azurite) -> dict[str, str]:
         "PGVAULT_STATE_TABLE": f"state{suffix}",
         "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
         "PGVAULT_DEVHOST_KEY": DEVHOST_KEY,
+        # Restores as files may write to the emulator's account (never to the vault's own containers).
+        "PGVAULT_EXPORT_ACCOUNTS": "devstoreaccount1",
     }
 
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 class DevhostProcess:
     """One devhost child with its log captured in a file."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, *, app: str = "function_app:app") -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, *, app: str = "function_app:app", args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         self.headers: dict[str, str] = {}
         self.log_path = log_path
@@ -36,6 +38,7 @@ class DevhostProcess:
                 app,
                 "--settings",
                 str(log_path.with_suffix(".nosettings.json")),
+                *args,
             ],
             cwd=REPO,
             env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},

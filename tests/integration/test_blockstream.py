@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 
 from devhost.services import Azurite
 from shared.errors import TransientError
-from shared.storage.blockstream import MIN_BLOCK_BYTES, READ_OUT_BYTES, BlockWriter, read_verified
+from shared.storage.blockstream import MIN_BLOCK_BYTES, READ_OUT_BYTES, BlobExists, BlockWriter, read_verified
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +74,21 @@ def test_a_very_compressible_blob_is_read_back_a_bounded_piece_at_a_time(azurite
     pieces = list(read_verified(container, "spaces", result.sha256))
     assert b"".join(pieces) == original
     assert max(len(p) for p in pieces) <= READ_OUT_BYTES < len(original)
+
+
+def test_a_commit_asked_to_create_its_blob_leaves_an_existing_one_as_it_was(azurite: Azurite, unique: str) -> None:
+    container = _container(azurite, unique, None)
+    writer = BlockWriter(container, "file.dump")
+    writer.write(b"staged while the name was free")
+    # Someone else's blob of that name appears between the check and the commit.
+    container.upload_blob("file.dump", b"someone else's")
+    etag = container.get_blob_client("file.dump").get_blob_properties().etag
+    with pytest.raises(BlobExists):
+        writer.commit({"jobid": "j"}, if_missing=True)
+    assert container.download_blob("file.dump").readall() == b"someone else's"
+    assert container.get_blob_client("file.dump").get_blob_properties().etag == etag
+    # Without asking, a commit replaces it (what the vault's own backups rely on for a retry of theirs).
+    other = BlockWriter(container, "file.dump")
+    other.write(b"mine")
+    other.commit({"jobid": "j"})
+    assert container.download_blob("file.dump").readall() == b"mine"

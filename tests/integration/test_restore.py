@@ -31,11 +31,13 @@ from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.files import ExportRules
 from shared.restore.rehydration import ContainerProbe, RehydrationStore
 from shared.restore.request import RestoreRequest
 from shared.restore.service import RestoreService
 from shared.restore.work import Heartbeat
 from shared.secrets import EnvSecretProvider
+from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
@@ -58,8 +60,9 @@ class World:
     blob_service: BlobServiceClient
     queue_service: Any
     env: dict[str, str]
+    exports: ExportRules
 
-    def service(self, clock: Any = None, probe: Any = None) -> RestoreService:
+    def service(self, clock: Any = None, probe: Any = None, exports: ExportRules | None = None) -> RestoreService:
         return RestoreService(
             self.state,
             self.backups,
@@ -69,6 +72,7 @@ class World:
             vault_blobs=self.blob_service,
             probe=probe,
             allow_env_secrets=True,
+            exports=exports or self.exports,
         )
 
     def backup(self, instance: str) -> RecoveryPoint:
@@ -184,7 +188,17 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         "NOSERVER_CS": f"User Id=rr_{u};Password=unused",
         "OTHER_ACCOUNT_CS": azurite.connection_string,
     }
-    w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env)
+    settings = load_settings(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PGVAULT_BACKUP_CONTAINER": f"rst-{u}",
+            "PGVAULT_EXPORT_ACCOUNTS": "devstoreaccount1",
+            "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+            "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+        }
+    )
+    exports = ExportRules.from_settings(settings)
+    w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env, exports)
     _protect(w, "src", db)
     yield w
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
@@ -477,6 +491,50 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
     )
     assert missing.status is JobStatus.FAILED and missing.error is not None
     assert missing.error.code == "UserErrorContainerNotAccessible"
+
+
+def test_restore_as_files_is_checked_again_by_the_worker_when_the_settings_changed(
+    world: World, point: RecoveryPoint
+) -> None:
+    container = world.blob_service.get_container_client(f"later-{world.u}")
+    container.create_container()
+    job = world.service().start("src", _files_request(point, container.url, "later"), datetime.now(UTC))
+    # Before the worker runs, the account is taken off PGVAULT_EXPORT_ACCOUNTS.
+    done = world.service(exports=replace(world.exports, accounts=())).run(job.job_id, last_try=True)
+    assert done is not None and done.status is JobStatus.FAILED and done.error is not None
+    assert done.error.code == "InvalidRequest" and "devstoreaccount1" in done.error.message, done.error
+    assert list(container.list_blobs()) == []
+
+
+def test_a_retry_keeps_the_dump_an_earlier_try_of_its_job_committed_and_writes_the_manifest(
+    world: World, point: RecoveryPoint
+) -> None:
+    container = world.blob_service.get_container_client(f"retry-{world.u}")
+    container.create_container()
+    service = world.service()
+    job = service.start("src", _files_request(point, container.url, "again"), datetime.now(UTC))
+    # What a try that committed the dump, then died before the manifest, leaves.
+    data = b"the dump as an earlier try committed it"
+    sha = hashlib.sha256(data).hexdigest()
+    meta = {"jobid": job.job_id, "recoverypointid": point.recovery_point_id, "sha256": sha, "storedbytes": "39"}
+    container.upload_blob("again.dump", data, metadata=meta)
+    etag = container.get_blob_client("again.dump").get_blob_properties().etag
+    done = service.run(job.job_id, last_try=True)
+    assert done is not None and done.status is JobStatus.COMPLETED, done
+    assert container.get_blob_client("again.dump").get_blob_properties().etag == etag  # not rewritten
+    manifest = json.loads(container.download_blob("again.manifest.json").readall())
+    assert manifest["sha256"] == sha and manifest["bytes"] == 39 and manifest["restoredBy"] == job.job_id
+
+
+def test_restore_as_files_into_the_backup_container_is_refused_before_anything_is_recorded(
+    world: World, point: RecoveryPoint
+) -> None:
+    before = {(b.name, b.etag) for b in world.backups.client.list_blobs()}
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", _files_request(point, world.backups.client.url, "x"), datetime.now(UTC))
+    assert refused.value.code.value == "InvalidRequest"
+    assert refused.value.target == "restoreTargetInfo.targetDetails.url"
+    assert {(b.name, b.etag) for b in world.backups.client.list_blobs()} == before
 
 
 def _verify(world: World, point: RecoveryPoint) -> Job:

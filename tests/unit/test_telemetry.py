@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import load_settings
-from shared.telemetry import configure_telemetry, job_context
+from shared.telemetry import configure_telemetry, install_record_factory, job_context, redact_keys
 from shared.vault import log_client_tools
 
 CHILD = Path(__file__).resolve().parents[1] / "telemetry_child.py"
@@ -53,6 +53,43 @@ def test_with_a_connection_string_records_reach_opentelemetry_with_job_and_insta
     by_body = {r["body"]: r["attributes"] for r in result["records"]}
     assert by_body["inside the job"] == {"job_id": "0123-job", "instance": "orders"}
     assert by_body["outside any job"] == {"job_id": "-", "instance": "-"}
+    assert "CHILD-KEY-0123" not in out, "a function key reached OpenTelemetry"
+    redacted = [body for body in by_body if "REDACTED" in body]
+    assert any(b.startswith("POST http://127.0.0.1/api/x?code=REDACTED failed") for b in redacted), redacted
+    assert any("days=7&code=REDACTED answered 500" in b for b in redacted), redacted  # the traceback's text
+    assert "request headers {'x-functions-key': 'REDACTED'}" in redacted, redacted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("GET /api/backupJobs?code=abc%2B1== HTTP/1.1", "GET /api/backupJobs?code=REDACTED HTTP/1.1"),
+        ("http://h/api/x?days=7&code=k3y&top=5", "http://h/api/x?days=7&code=REDACTED&top=5"),
+        ("http://h/api/x?CODE=k3y", "http://h/api/x?CODE=REDACTED"),
+        ("GET http://h/api/x?code=k3y: storage down", "GET http://h/api/x?code=REDACTED: storage down"),
+        ("next=http%3A%2F%2Fh%2Fapi%3Fcode%3Dk3y", "next=http%3A%2F%2Fh%2Fapi%3Fcode%3DREDACTED"),
+        ("{'X-Functions-Key': 'k3y', 'Host': 'h'}", "{'X-Functions-Key': 'REDACTED', 'Host': 'h'}"),
+        ('{"x-functions-key":"k3y"}', '{"x-functions-key":"REDACTED"}'),
+        ("x-functions-key: k3y", "x-functions-key: REDACTED"),
+        ("this route needs a function key: x-functions-key header or code=", None),
+        ("errorcode=5 and ?zipcode=1", None),
+    ],
+)
+def test_function_keys_are_taken_out_of_text(text: str, expected: str | None) -> None:
+    assert redact_keys(text) == (text if expected is None else expected)
+
+
+def test_no_log_record_carries_a_function_key(caplog: pytest.LogCaptureFixture) -> None:
+    install_record_factory()
+    caplog.set_level(logging.INFO)
+    log = logging.getLogger("functions.http")
+    log.warning("%s %s: %s", "GET", "http://127.0.0.1:7071/api/backupPolicies?code=UNIT-KEY", "storage down")
+    try:
+        raise ValueError("headers {'x-functions-key': 'UNIT-KEY'}")
+    except ValueError:
+        log.exception("failed")
+    text = caplog.text + "".join(r.getMessage() for r in caplog.records)
+    assert "UNIT-KEY" not in text and text.count("REDACTED") >= 2, text
 
 
 @pytest.mark.skipif(not (PG15 / "pg_dump").exists(), reason="needs the PostgreSQL 15 client of the test machine")

@@ -1,0 +1,236 @@
+"""Backups leave only for places the owner allowed: restore-as-files through devhost.
+
+devhost runs on Azurite with ``PGVAULT_EXPORT_ACCOUNTS=devstoreaccount1``. A listener on
+127.0.0.1 counts every connection made to it: named as the target (as an unlisted account, as the
+listed emulator account on a port that is not the emulator's, as an http URL of a real account's
+name), each request is refused with 400 naming the URL field, and the listener hears nothing. The
+vault's own containers (its backup container, the Functions host's) are refused and stay as they
+were. Into an allowed container where a file of that name exists, the job fails and the file is
+left as it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from azure.storage.blob import BlobServiceClient
+from devhost_process import DevhostProcess, wait_until
+from psycopg import sql
+
+from devhost.services import Postgres
+from shared.pg.grants import grant_sql
+from tests.examples import EXAMPLES
+
+pytestmark = pytest.mark.e2e
+DETAILS = "restoreTargetInfo.targetDetails"
+URL_FIELD = f"{DETAILS}.url"
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections made to it (and answers none)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def names() -> dict[str, str]:
+    s = uuid.uuid4().hex[:6]
+    return {"db": f"xshop_{s}", "user": f"xbackup_{s}", "container": f"allowed-{s}"}
+
+
+@pytest.fixture(scope="module")
+def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
+    postgres.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 2000) g;", names["db"])
+    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
+    yield postgres
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[Listener]:
+    li = Listener()
+    yield li
+    li.close()
+
+
+@pytest.fixture(scope="module")
+def host(
+    app_env: dict[str, str],
+    server: Postgres,
+    names: dict[str, str],
+    listener: Listener,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[DevhostProcess]:
+    assert app_env["PGVAULT_EXPORT_ACCOUNTS"] == "devstoreaccount1"
+    key = base64.b64encode(b"not a key").decode()
+    env = {
+        **app_env,
+        "SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+        # A storage connection string whose endpoint is the listener.
+        "LISTENER_CS": (
+            f"DefaultEndpointsProtocol=http;AccountName=otheraccount;AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{listener.port}/otheraccount;"
+        ),
+    }
+    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
+    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    yield h
+    assert h.stop() == 0, h.log()
+
+
+@pytest.fixture(scope="module")
+def point(host: DevhostProcess, server: Postgres, names: dict[str, str]) -> str:
+    assert host.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
+    spec = {"server": "127.0.0.1", "port": server.port, "database": names["db"], "secretUri": "env:SHOP_CS"}
+    r = host.request("PUT", "/backupInstances/shop", data=json.dumps({**spec, "policyName": "p"}))
+    assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
+    backup = _job(host, host.request("POST", "/backupInstances/shop:backup").json()["jobId"])
+    assert backup["status"] == "Completed", backup
+    return str(backup["recoveryPointId"])
+
+
+def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
+    return wait_until(  # type: ignore[return-value]
+        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
+    )
+
+
+def _files(point: str, url: str, prefix: str = "shop", **details: str) -> str:
+    return json.dumps(
+        {
+            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+            "recoveryPointId": point,
+            "sourceDataStoreType": "VaultStore",
+            "restoreTargetInfo": {
+                "objectType": "RestoreFilesTargetInfo",
+                "recoveryOption": "FailIfExists",
+                "targetDetails": {
+                    "url": url,
+                    "filePrefix": prefix,
+                    "restoreTargetLocationType": "AzureBlobs",
+                    **details,
+                },
+            },
+        }
+    )
+
+
+def _refused(host: DevhostProcess, point: str, url: str, field: str = URL_FIELD, **details: str) -> dict[str, Any]:
+    r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, url, **details))
+    assert r.status_code == 400, (url, r.status_code, r.text)
+    error: dict[str, Any] = r.json()["error"]
+    assert error["code"] == "InvalidRequest" and error["target"] == field, error
+    return error
+
+
+def _restore_jobs(host: DevhostProcess) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = host.get("/backupJobs?operation=Restore").json()["value"]
+    return jobs
+
+
+def test_restore_as_files_to_an_unlisted_account_is_refused_and_the_listener_hears_nothing(
+    host: DevhostProcess, point: str, listener: Listener, app_env: dict[str, str]
+) -> None:
+    before = _restore_jobs(host)
+    urls = [
+        f"http://127.0.0.1:{listener.port}/otheraccount/exports",  # an account not listed
+        f"http://127.0.0.1:{listener.port}/devstoreaccount1/exports",  # listed, but not the emulator's endpoint
+        f"http://localhost:{listener.port}/devstoreaccount1/exports",
+        f"https://127.0.0.1:{listener.port}/devstoreaccount1/exports",
+        "https://otheraccount.blob.core.windows.net/exports",  # a real account, not listed
+        "http://devstoreaccount1.blob.core.windows.net/exports",  # http to a real endpoint
+    ]
+    for url in urls:
+        error = _refused(host, point, url)
+        assert "PGVAULT_EXPORT_ACCOUNTS" in error["recommendedAction"], error
+    # With a connection string whose endpoint is the listener: as the URL, and behind an allowed URL.
+    secret = {"connectionStringSecretUri": "env:LISTENER_CS"}
+    _refused(host, point, f"http://127.0.0.1:{listener.port}/otheraccount/exports", **secret)
+    allowed = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client("anyname")
+    error = _refused(host, point, allowed.url, f"{DETAILS}.connectionStringSecretUri", **secret)
+    assert "not for the account" in error["message"], error
+    assert listener.connections == 0
+    assert _restore_jobs(host) == before  # no job was recorded either
+
+
+def test_restore_as_files_into_the_vaults_own_containers_is_refused_and_they_stay_as_they_were(
+    host: DevhostProcess, point: str, app_env: dict[str, str]
+) -> None:
+    service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
+    backups = service.get_container_client(app_env["PGVAULT_BACKUP_CONTAINER"])
+    hosts = service.get_container_client("azure-webjobs-hosts")  # devhost's timer claims live here
+    seen = {c.container_name: {(b.name, b.etag) for b in c.list_blobs()} for c in (backups, hosts)}
+    assert seen[backups.container_name], "the backup container holds the point"
+    for container in (backups, hosts):
+        error = _refused(host, point, container.url)
+        assert container.container_name in error["message"]
+        # Spelled another way, it is the same container.
+        _refused(host, point, container.url.replace("127.0.0.1", "localhost"))
+    for container in (backups, hosts):
+        assert {(b.name, b.etag) for b in container.list_blobs()} == seen[container.container_name]
+
+
+def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
+    host: DevhostProcess, point: str, app_env: dict[str, str], names: dict[str, str]
+) -> None:
+    service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
+    container = service.get_container_client(names["container"])
+    container.create_container()
+    # Someone else's files, named as a restore's dump, its manifest, and its write probe would be.
+    theirs = ("taken.dump", "other.manifest.json", "fresh.pgvault-probe")
+    for name in theirs:
+        container.upload_blob(name, f"someone else's {name}".encode())
+    etags = {name: container.get_blob_client(name).get_blob_properties().etag for name in theirs}
+
+    for prefix, existing in (("taken", "taken.dump"), ("other", "other.manifest.json")):
+        r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, prefix))
+        assert r.status_code == 202, r.text
+        job = _job(host, r.json()["jobId"])
+        assert job["status"] == "Failed", job
+        assert job["error"]["code"] == "Conflict" and f"{existing} exists" in job["error"]["message"], job["error"]
+    # The same container under a free prefix takes the files.
+    r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, "fresh"))
+    assert _job(host, r.json()["jobId"])["status"] == "Completed"
+
+    for name in theirs:
+        assert container.download_blob(name).readall() == f"someone else's {name}".encode()
+        assert container.get_blob_client(name).get_blob_properties().etag == etags[name]
+    # Nothing else was left: no dump beside a foreign manifest, no probe.
+    assert {b.name for b in container.list_blobs()} == {*theirs, "fresh.dump", "fresh.manifest.json"}
