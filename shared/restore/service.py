@@ -224,7 +224,7 @@ class RestoreService:
         if request.kind is TargetKind.DATABASE:
             target["database"] = request.database
             holder = self._locks.holder(_lock_key(host.lower(), port, request.database))
-            if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
+            if holder is not None and not holder.stale() and not self._finished(holder.job_id):
                 raise UserError(
                     ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
                     f"a restore into {request.database!r} on {host}:{port} is running (job {holder.job_id})",

@@ -60,12 +60,16 @@ EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
     "backup_worker": ("pgvault-backup", "AzureWebJobsStorage"),
     "restore_worker": ("pgvault-restore", "AzureWebJobsStorage"),
+    "validation_poison": ("pgvault-validate-poison", "AzureWebJobsStorage"),
+    "backup_poison": ("pgvault-backup-poison", "AzureWebJobsStorage"),
+    "restore_poison": ("pgvault-restore-poison", "AzureWebJobsStorage"),
 }
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
     "rehydration_timer": ("30 * * * * *", False),
+    "hung_jobs": ("0 */5 * * * *", False),
 }
 
 
