@@ -19,7 +19,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
-from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
@@ -35,12 +35,10 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch, StateTable
-from shared.timeouts import overran, with_attempt_started
+from shared.timeouts import note_retry, overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
-# A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
-MAX_RETRIES_KEPT = 5
 
 
 def blob_name_for(instance: str, rp_id: str) -> str:
@@ -122,24 +120,7 @@ class BackupRunner:
             self._locks.release(heartbeat.lock)  # the latest: the first ETag is stale after a renewal
 
     def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
-        """Record on the job why this try failed (``details.retries``), so the retry is visible.
-
-        Best effort: when the state table itself is what failed, the warning in the log is all.
-        """
-        try:
-            job = self._jobs.get(job_id)
-            if job.status.finished:
-                return
-            entry = {
-                "attempt": attempt,
-                "time": self._clock().isoformat(),
-                "code": exc.code.value,
-                "message": exc.message,
-            }
-            retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
-            self._jobs.save(job, details={**job.details, "retries": retries})
-        except PgVaultError as note_failed:
-            log.warning("backup job %s: could not record the retry: %s", job_id, type(note_failed).__name__)
+        note_retry(self._jobs, job_id, exc, attempt, self._clock())
 
     def _busy(self, job: Job, last_try: bool) -> Job:
         """The instance's lock is taken: by this job elsewhere (drop this delivery) or by another."""

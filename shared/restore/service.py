@@ -53,6 +53,7 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateTable
+from shared.timeouts import note_retry, with_attempt_started
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,7 @@ class RestoreService:
         except TransientError as exc:
             if not last_try:
                 log.warning("restore job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                note_retry(self._jobs, job_id, exc, attempt, self._clock())
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
@@ -309,7 +311,10 @@ class RestoreService:
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
             return job
-        job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
+        started = self._clock()
+        job = self._jobs.save(
+            job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
+        )
         ctx = Context(
             self._jobs, self._instances, self._backups, self._secrets, self._clock, self._pg_bin_dir, self._vault_blobs
         )

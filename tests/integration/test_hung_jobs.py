@@ -17,7 +17,7 @@ from azure.storage.queue import QueueClient
 from devhost.services import Azurite
 from shared.backup_times import BackupTimesReader
 from shared.backups import BackupStarter
-from shared.errors import ErrorCode, TransientError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.hung_jobs import HungJobs
 from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
@@ -151,8 +151,9 @@ def test_a_poisoned_backup_message_fails_its_job_with_the_reason_and_frees_the_i
     # What the last try left: the job InProgress, its lock still there (its release failed too).
     assert locks.acquire(NAME, job.job_id, _now(), attempt=5) is not None
     jobs.save(jobs.get(job.job_id), start_time=_now())
-    refused = pytest.raises(Exception, world.on_demand)
-    assert "queued or running" in str(refused.value)
+    with pytest.raises(UserError) as refused:
+        world.on_demand()
+    assert refused.value.code is ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED
 
     failed = HungJobs(world.state).fail_poisoned(job.job_id, layout.BACKUP_QUEUE, _now())
     assert failed is not None and failed.status is JobStatus.FAILED

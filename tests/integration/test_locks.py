@@ -50,7 +50,12 @@ def test_a_heartbeat_whose_lock_was_taken_over_says_so_and_stops(locks: Instance
     lock = locks.acquire("orders", "job-1", T0)
     assert lock is not None
     heartbeat = Heartbeat(locks, lock, lambda: T0, every=timedelta(milliseconds=20))
-    taken = locks.acquire("orders", "job-2", T0 + STALE_AFTER + timedelta(seconds=1))  # job-1 looked dead
+    # job-1 looks dead once storage's clock says it went a second unrenewed (STALE_AFTER, shortened).
+    quick = InstanceLocks(locks._state, stale_after=timedelta(seconds=1))
+    assert quick.acquire("orders", "job-2", T0 + STALE_AFTER + timedelta(seconds=1)) is None  # not by our clock
+    deadline = time.monotonic() + 30
+    while (taken := quick.acquire("orders", "job-2", T0)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert taken is not None
     with heartbeat:
         deadline = time.monotonic() + 10
