@@ -62,6 +62,35 @@ class _Progress:
             raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
 
 
+def finish_with_point(jobs: JobStore, job: Job, point: RecoveryPoint, now: datetime) -> Job:
+    """Complete backup ``job`` with ``point``, which an earlier try of it committed and recorded."""
+    log.info(
+        "backup job %s instance %s: point %s was recorded by an earlier try",
+        job.job_id,
+        job.instance,
+        point.recovery_point_id,
+    )
+    at = now.isoformat()
+    commit = {"name": "Commit", "status": "Completed", "startTime": at, "endTime": at, "byEarlierTry": True}
+    return jobs.finish(
+        job,
+        JobStatus.COMPLETED,
+        now,
+        bytes=point.raw_bytes,
+        progress=1.0,
+        retention_tag=point.retention_tag,
+        recovery_point_id=point.recovery_point_id,
+        steps=(commit,),
+        details={
+            **job.details,
+            "storedBytes": point.size_in_bytes,
+            "sha256": point.sha256,
+            "serverVersion": point.server_version,
+            "pgDumpVersion": point.pg_dump_version,
+        },
+    )
+
+
 class BackupRunner:
     """Runs backup jobs (the queue worker calls ``run``)."""
 
@@ -151,31 +180,7 @@ class BackupRunner:
 
         Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
         """
-        now = self._clock().isoformat()
-        log.info(
-            "backup job %s instance %s: point %s was recorded by an earlier try",
-            job.job_id,
-            job.instance,
-            point.recovery_point_id,
-        )
-        commit = {"name": "Commit", "status": "Completed", "startTime": now, "endTime": now, "byEarlierTry": True}
-        return self._jobs.finish(
-            job,
-            JobStatus.COMPLETED,
-            self._clock(),
-            bytes=point.raw_bytes,
-            progress=1.0,
-            retention_tag=point.retention_tag,
-            recovery_point_id=point.recovery_point_id,
-            steps=(commit,),
-            details={
-                **job.details,
-                "storedBytes": point.size_in_bytes,
-                "sha256": point.sha256,
-                "serverVersion": point.server_version,
-                "pgDumpVersion": point.pg_dump_version,
-            },
-        )
+        return finish_with_point(self._jobs, job, point, self._clock())
 
     def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()

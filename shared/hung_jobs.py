@@ -31,6 +31,7 @@ from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import ErrorCode, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation, partition_for
 from shared.locks import STALE_AFTER, InstanceLocks
+from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
 from shared.storage.queues import QueueSender
 from shared.storage.tables import Entity, ETagMismatch, StateTable
@@ -221,7 +222,9 @@ class HungJobs:
                 break
             try:
                 job = self._fail(job, abandoned(job, why), now)
-                log.error("%s job %s instance %s abandoned: %s", job.operation, job.job_id, job.instance, why)
+                log.error(
+                    "%s job %s instance %s abandoned (%s): %s", job.operation, job.job_id, job.instance, job.status, why
+                )
                 break
             except ETagMismatch:
                 job = self._jobs.get(job.job_id)
@@ -231,6 +234,12 @@ class HungJobs:
         return job
 
     def _fail(self, job: Job, error: UserError, now: datetime) -> Job:
+        if job.operation is Operation.BACKUP:
+            from shared.backup_runner import finish_with_point  # the runner's own rule, not a copy of it
+
+            point = RecoveryPointStore(self._state).find(job.instance, recovery_point_id(job.job_id))
+            if point is not None:  # a try recorded its point, then could not finish the job: it did its work
+                return finish_with_point(self._jobs, job, point, now)
         if job.operation is Operation.VALIDATE:
             from shared.validation import fail_validation  # validation needs the PostgreSQL tools; only here
 

@@ -24,7 +24,7 @@ from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
 from shared.policy import lifecycle, tag_backup
-from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_point_id
 from shared.retention import RetentionSweep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -168,6 +168,17 @@ def test_a_poisoned_backup_message_fails_its_job_with_the_reason_and_frees_the_i
     assert again is not None and again.etag == jobs.get(job.job_id).etag
 
 
+def test_a_poisoned_backup_whose_try_recorded_its_point_completes_with_that_point(world: World, unique: str) -> None:
+    blobs = BlobStore(world.account.blob_service(), f"pois-{unique}")
+    blobs.ensure()
+    job = world.on_demand()
+    # A try committed the blob and recorded the point, then storage failed before the job was finished.
+    point = _record_point(world, blobs, _now(), recovery_point_id(job.job_id))
+    ended = HungJobs(world.state).fail_poisoned(job.job_id, layout.BACKUP_QUEUE, _now())
+    assert ended is not None and ended.status is JobStatus.COMPLETED and ended.error is None
+    assert ended.recovery_point_id == point.recovery_point_id
+
+
 def test_a_poisoned_validation_message_fails_the_instances_readiness_too(world: World) -> None:
     job = InstanceService(world.state, enqueue_validation(world.queues)).revalidate(NAME, _now())
     HungJobs(world.state).fail_poisoned(job.job_id, layout.VALIDATE_QUEUE, _now())
@@ -240,10 +251,10 @@ def test_a_lock_left_unrenewed_is_taken_over_by_storage_time_whatever_the_hosts_
     assert taken is not None
 
 
-def _record_point(world: World, blobs: BlobStore, at: datetime) -> RecoveryPoint:
+def _record_point(world: World, blobs: BlobStore, at: datetime, rp_id: str | None = None) -> RecoveryPoint:
     policy = PolicyService(world.state).get("weekly").policy
     tag = tag_backup(policy, at, [])
-    rp_id = "rp-" + at.strftime("%Y%m%d%H%M%S")
+    rp_id = rp_id or "rp-" + at.strftime("%Y%m%d%H%M%S")
     blob = f"{NAME}/{rp_id}.pgdump.zst"
     blobs.client.upload_blob(blob, b"a dump", overwrite=True)
     point = RecoveryPoint.from_lifecycle(
