@@ -5,8 +5,8 @@ A job is run by the deliveries of its queue message. Two ways leave it ``InProgr
 - the message failed every try (storage down while the last try tried to fail the job) and the
   host moved it to ``<queue>-poison``: a trigger on each poison queue calls ``fail_poisoned``;
 - the message is gone (deleted, expired, never sent, a queue lost): nobody will ever run the job.
-  A timer calls ``HungJobs.sweep``: a job of a queue-run operation that holds no live lock and has
-  not been written for ``longest_delivery`` is re-queued once (a duplicate message changes nothing:
+  A timer calls ``HungJobs.sweep_on_time`` (at the storage service's time): a job of a queue-run
+  operation that holds no live lock and has not been written for ``longest_delivery`` is re-queued once (a duplicate message changes nothing:
   the job's lock and status turn a second delivery away), and failed when it stays silent as long
   again after that.
 
