@@ -6,9 +6,10 @@ A job is run by the deliveries of its queue message. Two ways leave it ``InProgr
   host moved it to ``<queue>-poison``: a trigger on each poison queue calls ``fail_poisoned``;
 - the message is gone (deleted, expired, never sent, a queue lost): nobody will ever run the job.
   A timer calls ``HungJobs.sweep_on_time`` (at the storage service's time): a job of a queue-run
-  operation that holds no live lock and has not been written for ``longest_delivery`` is re-queued once (a duplicate message changes nothing:
-  the job's lock and status turn a second delivery away), and failed when it stays silent as long
-  again after that.
+  operation that holds no live lock and has not been written for ``longest_delivery`` is re-queued
+  once (a duplicate message changes nothing: the job's lock and status turn a second delivery
+  away), and failed when it stays silent as long again after that. (A backup whose try recorded
+  its point is completed with it instead, by the runner's own rule.)
 
 Either way the job is failed with ``JobAbandoned`` and the reason, with its ETag; the locks it
 holds are removed (each with the ETag read) and, for a validation, the instance's readiness says
