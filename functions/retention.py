@@ -20,7 +20,7 @@ bp = func.Blueprint()
 def retention_sweep(timer: func.TimerRequest) -> None:
     """Delete expired recovery points, move those due to the archive, empty instances stopped with delete."""
     vault = current_vault()
-    report = RetentionSweep(vault.state, vault.backups).sweep(vault.clock())
+    report = RetentionSweep(vault.state, vault.backups).sweep_on_time(vault.clock())
     log.info("retention sweep: %s%s", report.to_dict(), " (past due)" if timer.past_due else "")
 
 

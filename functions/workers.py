@@ -1,4 +1,5 @@
-"""Queue workers: validation and backup jobs. Each parses its message and runs one service."""
+"""Queue workers: validation and backup jobs; the poison queues of every worker queue and the timer
+that finds jobs whose message was lost. Each parses its input and runs one service."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import azure.functions as func
 
 from shared.backup_runner import BackupRunner
+from shared.hung_jobs import MAX_DEQUEUE_COUNT, POISON_SUFFIX, SCHEDULE, HungJobs
 from shared.storage import layout
 from shared.telemetry import job_context
 from shared.validation import ValidationService
@@ -17,8 +19,7 @@ from shared.vault import current_vault
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
 
-# host.json extensions.queues.maxDequeueCount: the try after which the host poisons a message.
-MAX_DEQUEUE_COUNT = 5
+__all__ = ["MAX_DEQUEUE_COUNT", "bp", "job_payload"]
 
 
 def job_payload(msg: func.QueueMessage) -> dict[str, Any]:
@@ -59,3 +60,44 @@ def backup_worker(msg: func.QueueMessage) -> None:
         )
         attempt = msg.dequeue_count or 1
         runner.run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
+
+
+def _fail_poisoned(msg: func.QueueMessage, queue: str) -> None:
+    """Fail the job a poisoned message names. A message without a job id is logged and dropped: a
+    poison queue's own poison queue would only hide it further."""
+    try:
+        payload = job_payload(msg)
+    except ValueError as exc:
+        log.error("poison message of %s dropped: %s", queue, exc)
+        return
+    with job_context(payload["jobId"], payload.get("instance")):
+        vault = current_vault()
+        HungJobs(vault.state).fail_poisoned(payload["jobId"], queue, vault.clock())
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.VALIDATE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
+def validation_poison(msg: func.QueueMessage) -> None:
+    """A validation message that failed every try: its job ends Failed, the instance's readiness too."""
+    _fail_poisoned(msg, layout.VALIDATE_QUEUE)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
+def backup_poison(msg: func.QueueMessage) -> None:
+    """A backup message that failed every try: its job ends Failed and the instance's lock is freed."""
+    _fail_poisoned(msg, layout.BACKUP_QUEUE)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
+def restore_poison(msg: func.QueueMessage) -> None:
+    """A restore, verification or rehydration message that failed every try: its job ends Failed."""
+    _fail_poisoned(msg, layout.RESTORE_QUEUE)
+
+
+@bp.timer_trigger(arg_name="timer", schedule=SCHEDULE, run_on_startup=False)
+def hung_jobs(timer: func.TimerRequest) -> None:
+    """Every 5 minutes: re-queue once, then fail, the jobs whose queue message was lost."""
+    vault = current_vault()
+    service = HungJobs(vault.state, vault.queues, function_timeout=vault.settings.function_timeout)
+    report = service.sweep_on_time(vault.clock())
+    if report.requeued or report.failed or report.refused:
+        log.info("hung jobs: %s", report.to_dict())

@@ -19,7 +19,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
-from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
@@ -35,12 +35,10 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch, StateTable
-from shared.timeouts import overran, with_attempt_started
+from shared.timeouts import note_retry, overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
-# A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
-MAX_RETRIES_KEPT = 5
 
 
 def blob_name_for(instance: str, rp_id: str) -> str:
@@ -62,6 +60,35 @@ class _Progress:
             self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
         except ETagMismatch as exc:
             raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
+
+
+def finish_with_point(jobs: JobStore, job: Job, point: RecoveryPoint, now: datetime) -> Job:
+    """Complete backup ``job`` with ``point``, which an earlier try of it committed and recorded."""
+    log.info(
+        "backup job %s instance %s: point %s was recorded by an earlier try",
+        job.job_id,
+        job.instance,
+        point.recovery_point_id,
+    )
+    at = now.isoformat()
+    commit = {"name": "Commit", "status": "Completed", "startTime": at, "endTime": at, "byEarlierTry": True}
+    return jobs.finish(
+        job,
+        JobStatus.COMPLETED,
+        now,
+        bytes=point.raw_bytes,
+        progress=1.0,
+        retention_tag=point.retention_tag,
+        recovery_point_id=point.recovery_point_id,
+        steps=(commit,),
+        details={
+            **job.details,
+            "storedBytes": point.size_in_bytes,
+            "sha256": point.sha256,
+            "serverVersion": point.server_version,
+            "pgDumpVersion": point.pg_dump_version,
+        },
+    )
 
 
 class BackupRunner:
@@ -122,24 +149,7 @@ class BackupRunner:
             self._locks.release(heartbeat.lock)  # the latest: the first ETag is stale after a renewal
 
     def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
-        """Record on the job why this try failed (``details.retries``), so the retry is visible.
-
-        Best effort: when the state table itself is what failed, the warning in the log is all.
-        """
-        try:
-            job = self._jobs.get(job_id)
-            if job.status.finished:
-                return
-            entry = {
-                "attempt": attempt,
-                "time": self._clock().isoformat(),
-                "code": exc.code.value,
-                "message": exc.message,
-            }
-            retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
-            self._jobs.save(job, details={**job.details, "retries": retries})
-        except PgVaultError as note_failed:
-            log.warning("backup job %s: could not record the retry: %s", job_id, type(note_failed).__name__)
+        note_retry(self._jobs, job_id, exc, attempt, self._clock())
 
     def _busy(self, job: Job, last_try: bool) -> Job:
         """The instance's lock is taken: by this job elsewhere (drop this delivery) or by another."""
@@ -170,31 +180,7 @@ class BackupRunner:
 
         Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
         """
-        now = self._clock().isoformat()
-        log.info(
-            "backup job %s instance %s: point %s was recorded by an earlier try",
-            job.job_id,
-            job.instance,
-            point.recovery_point_id,
-        )
-        commit = {"name": "Commit", "status": "Completed", "startTime": now, "endTime": now, "byEarlierTry": True}
-        return self._jobs.finish(
-            job,
-            JobStatus.COMPLETED,
-            self._clock(),
-            bytes=point.raw_bytes,
-            progress=1.0,
-            retention_tag=point.retention_tag,
-            recovery_point_id=point.recovery_point_id,
-            steps=(commit,),
-            details={
-                **job.details,
-                "storedBytes": point.size_in_bytes,
-                "sha256": point.sha256,
-                "serverVersion": point.server_version,
-                "pgDumpVersion": point.pg_dump_version,
-            },
-        )
+        return finish_with_point(self._jobs, job, point, self._clock())
 
     def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()

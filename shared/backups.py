@@ -125,7 +125,7 @@ class BackupStarter:
         A queued job counts for ``QUEUED_WINDOW``: one still waiting after that lost its message.
         """
         holder = self._locks.holder(instance)
-        if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
+        if holder is not None and not holder.stale() and not self._finished(holder.job_id):
             return holder.job_id
         for job in self._jobs.recent(
             now, days=1, instance=instance, status=JobStatus.IN_PROGRESS, operation=Operation.BACKUP

@@ -110,6 +110,17 @@ class ErrorCode(StrEnum):
         "The restored data differs from the backup's manifest: look at the job's verification details, and "
         "restore another recovery point.",
     )
+    JOB_ABANDONED = (
+        "JobAbandoned",
+        500,
+        "Start the operation again (a scheduled backup also runs at its next slot). If it happens again, look "
+        "at the log records of the job's tries: its queue message failed every try or was lost.",
+    )
+    CLOCK_SKEW = (
+        "ClockSkew",
+        500,
+        "Synchronise the host's clock (NTP); the vault deletes nothing while its clock disagrees with storage.",
+    )
     INVALID_SETTINGS = (
         "InvalidSettings",
         500,

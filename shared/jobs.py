@@ -14,6 +14,7 @@ the job is created and when it finishes).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from urllib.parse import quote
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,11 @@ class Job:
         )
 
 
+def _summary(job: Job) -> dict[str, Any]:
+    """A job's row in its instance's index: the job without its steps and details."""
+    return {k: v for k, v in job._data().items() if k not in ("steps", "details")}
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
@@ -259,9 +265,15 @@ class JobStore:
     def _index(self, job: Job) -> None:
         """The job's row in its instance's index: a summary (no steps or details), so an instance's
         history is one partition query. Written when the job is created and when it finishes; the
-        job's own row is the truth in between (progress is not copied)."""
-        summary = {k: v for k, v in job._data().items() if k not in ("steps", "details")}
-        self._state.upsert(layout.instance_jobs(job.instance), job.job_id, summary)
+        job's own row is the truth in between (progress is not copied). An unfinished summary never
+        replaces one already there (it may be a finished one). When storage fails between the job's
+        write and this one, ``history`` repairs the summary from the job's row."""
+        pk = layout.instance_jobs(job.instance)
+        if job.status.finished:
+            self._state.upsert(pk, job.job_id, _summary(job))
+        else:
+            with contextlib.suppress(EntityExists):
+                self._state.insert(pk, job.job_id, _summary(job))
 
     def get(self, job_id: str) -> Job:
         """Job ``job_id``; ``NotFound`` if there is none."""
@@ -360,9 +372,27 @@ class JobStore:
     def history(self, instance: str) -> Iterator[Job]:
         """Every job of one instance, newest first, as summaries (steps and details left out).
 
-        One partition query whatever the table holds; a running job shows its state at start.
+        One partition query whatever the table holds; a running job shows its state at start. A
+        summary that still says InProgress is checked against its job's row (one read each), and
+        repaired when the job has finished since: the summary's write was lost to a storage failure.
         """
-        return (Job._from(entry) for entry in self._state.partition(layout.instance_jobs(instance)))
+        for entry in self._state.partition(layout.instance_jobs(instance)):
+            summary = Job._from(entry)
+            yield self._repaired(entry, summary) if not summary.status.finished else summary
+
+    def _repaired(self, entry: Entity, summary: Job) -> Job:
+        """The truth about an unfinished summary: its job's row, written back over the summary
+        (guarded by the summary's ETag: a writer that got there first wrote the same truth)."""
+        try:
+            job = self.get(summary.job_id)
+        except UserError:
+            return summary  # its create died before the job's row: nothing truer to show
+        if not job.status.finished:
+            return summary
+        log.warning("job %s: its summary said %s, its row %s; summary repaired", job.job_id, summary.status, job.status)
+        with contextlib.suppress(ETagMismatch):
+            self._state.update(entry, _summary(job))
+        return replace(job, steps=(), details={})
 
     def page(self, query: JobQuery, *, top: int = DEFAULT_PAGE_SIZE, cursor: Cursor | None = None) -> JobPage:
         """One page of ``query`` (see ``list_page``): up to ``top`` jobs and where the next page starts."""

@@ -6,6 +6,11 @@ A worker that dies mid-backup stops beating; after ``STALE_AFTER`` the next try 
 A later delivery of the same job's message (a higher ``attempt``: the host shows a message again
 only after the delivery that took the lock ended, failed or died) takes over at once, so a lock
 whose release failed (storage down) does not turn the retry away and leave the job InProgress.
+
+Staleness is judged by the storage service's clock: the lock row's ``Timestamp`` (set by the
+service on every renewal) against the ``Date`` of the answer that read it. A host whose own clock
+runs ahead therefore never sees a live lock as abandoned, nor one whose clock lags a dead one as
+alive; the ``heartbeat`` the holder writes is for people reading the row.
 """
 
 from __future__ import annotations
@@ -38,30 +43,74 @@ class Lock:
     entity: Entity
 
 
+def silent_for(entity: Entity, now: datetime) -> timedelta:
+    """How long the lock row ``entity`` has gone without a renewal, by the storage service's clock.
+
+    ``now`` (the host's clock, against the holder's ``heartbeat``) only when the row was not read
+    with the service's times (an entity built in memory).
+    """
+    if entity.read_at is not None and entity.timestamp is not None:
+        return entity.read_at - entity.timestamp
+    heartbeat: datetime = entity["heartbeat"]
+    return now - heartbeat
+
+
 @dataclass(frozen=True)
 class Holder:
-    """Who holds an instance's lock, as read."""
+    """Who holds an instance's lock, as read, and how long it has gone without a heartbeat."""
 
     job_id: str
     heartbeat: datetime
+    silent: timedelta
+    stale_after: timedelta = STALE_AFTER
 
-    def stale(self, now: datetime) -> bool:
-        """Whether the holder stopped renewing (died)."""
-        return now - self.heartbeat > STALE_AFTER
+    def stale(self) -> bool:
+        """Whether the holder stopped renewing (died), judged by the storage service's clock."""
+        return self.silent > self.stale_after
 
 
 class InstanceLocks:
-    """Per-instance operation locks in the state table."""
+    """Per-instance operation locks in the state table.
 
-    def __init__(self, state: StateTable) -> None:
+    ``stale_after``: how long a lock may go unrenewed before another worker takes it over.
+    """
+
+    def __init__(self, state: StateTable, *, stale_after: timedelta = STALE_AFTER) -> None:
         self._state = state
+        self._stale_after = stale_after
 
-    def holder(self, instance: str) -> Holder | None:
+    def holder(self, instance: str, now: datetime | None = None) -> Holder | None:
         """The current holder of ``instance``'s lock, or None."""
         entity = self._state.get(layout.LOCK, layout.row_key(instance))
         if entity is None:
             return None
-        return Holder(str(entity["jobId"]), entity["heartbeat"])
+        silent = silent_for(entity, now or entity["heartbeat"])
+        return Holder(str(entity["jobId"]), entity["heartbeat"], silent, self._stale_after)
+
+    def held_by(self, job_id: str) -> list[Entity]:
+        """The lock rows ``job_id`` holds (one partition of a row per running operation)."""
+        return [e for e in self._state.partition(layout.LOCK) if e.get("jobId") == job_id]
+
+    def live(self, now: datetime) -> set[str]:
+        """The ids of the jobs holding a lock that is not stale (one read of the lock partition)."""
+        service_now = self._state.service_time()
+        alive = set()
+        for entity in self._state.partition(layout.LOCK):
+            stamped = entity.timestamp
+            silent = service_now - stamped if stamped is not None else now - entity["heartbeat"]
+            if silent <= self._stale_after:
+                alive.add(str(entity.get("jobId")))
+        return alive
+
+    def break_for(self, job_id: str) -> int:
+        """Remove every lock ``job_id`` holds (its job has ended): each delete guarded by the ETag
+        read, so a lock taken over meanwhile stays. How many were removed."""
+        removed = 0
+        for entity in self.held_by(job_id):
+            with contextlib.suppress(ETagMismatch):
+                self._state.delete(entity)
+                removed += 1
+        return removed
 
     def acquire(self, instance: str, job_id: str, now: datetime, *, attempt: int = 1) -> Lock | None:
         """Take the lock for ``job_id``'s delivery number ``attempt``.
@@ -81,7 +130,7 @@ class InstanceLocks:
             if current is None:
                 continue
             superseded = current["jobId"] == job_id and attempt > int(current.get("attempt") or 1)
-            if now - current["heartbeat"] <= STALE_AFTER and not superseded:
+            if silent_for(current, now) <= self._stale_after and not superseded:
                 return None
             try:
                 return Lock(instance, job_id, token, self._state.update(current, data))

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import TransientError, UserError
 from shared.instances import Instance, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
@@ -99,6 +100,8 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
     more: bool = False
     """True when the run stopped at ``MAX_ACTIONS_PER_RUN`` with work left."""
+    refused: str | None = None
+    """Why the run did nothing at all (the host's clock is off the storage service's)."""
 
     def count(self, event: LifecycleEvent) -> None:
         self.acted[event.value] = self.acted.get(event.value, 0) + 1
@@ -112,6 +115,7 @@ class SweepReport:
             "instancesDeleted": list(self.instances_deleted),
             "errors": list(self.errors),
             "more": self.more,
+            **({"refused": self.refused} if self.refused else {}),
         }
 
 
@@ -145,6 +149,17 @@ class RetentionSweep:
             self._on_step(step, point)
 
     # -- the timer's entry point ------------------------------------------------------------------
+
+    def sweep_on_time(self, host_now: datetime) -> SweepReport:
+        """The timer's sweep: at the storage service's time, or not at all when this host's clock
+        (``host_now``) is more than ``MAX_CLOCK_SKEW`` off it (a clock a year ahead would delete a
+        year of points early). The report's ``refused`` says why; the log says it as an error."""
+        try:
+            now = service_now(self._state, host_now)
+        except ClockSkewed as exc:
+            log.error("retention sweep %s refused: %s", self.run_id, exc.message)
+            return SweepReport(refused=exc.message)
+        return self.sweep(now)
 
     def sweep(self, now: datetime) -> SweepReport:
         """Act on every point whose next lifecycle event is due at ``now``, oldest first.

@@ -13,13 +13,17 @@ from one parameter).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import ErrorCode, UserError
-from shared.jobs import Job
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.jobs import Job, JobStore
 
+log = logging.getLogger(__name__)
 ATTEMPT = "attempt"
+# A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
+MAX_RETRIES_KEPT = 5
 
 
 def with_attempt_started(job: Job, now: datetime) -> dict[str, Any]:
@@ -27,6 +31,22 @@ def with_attempt_started(job: Job, now: datetime) -> dict[str, Any]:
     previous = job.details.get(ATTEMPT) or {}
     number = int(previous.get("number", 0)) + 1
     return {**job.details, ATTEMPT: {"number": number, "started": now.isoformat()}}
+
+
+def note_retry(jobs: JobStore, job_id: str, exc: TransientError, attempt: int, now: datetime) -> None:
+    """Record on the job why try ``attempt`` failed (``details.retries``, the last few), so the retry is visible.
+
+    Best effort: when the state table itself is what failed, the warning in the log is all.
+    """
+    try:
+        job = jobs.get(job_id)
+        if job.status.finished:
+            return
+        entry = {"attempt": attempt, "time": now.isoformat(), "code": exc.code.value, "message": exc.message}
+        retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
+        jobs.save(job, details={**job.details, "retries": retries})
+    except PgVaultError as note_failed:
+        log.warning("%s: could not record the retry: %s", job_id, type(note_failed).__name__)
 
 
 def last_attempt_started(job: Job) -> datetime | None:

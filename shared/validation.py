@@ -140,39 +140,70 @@ class ValidationService:
         failure: UserError | None,
         details: dict[str, Any],
     ) -> Job:
-        now = self._clock()
-        for entry in steps:
-            if entry["status"] == "InProgress":
-                entry["status"] = "Failed" if failure else "Completed"
-        error = JobError.from_user_error(failure) if failure else None
-        readiness = Readiness.FAILED if failure else Readiness.SUCCESS
-        # A stopped instance stays stopped, and a failed re-validation does not unprotect a protected
-        # one (its readiness says Failed, so the scheduler skips it until it validates again).
-        was = instance.protection_status
-        protection: ProtectionStatus
-        if was is ProtectionStatus.STOPPED or (failure is not None and was is ProtectionStatus.PROTECTED):
-            protection = was
-        elif failure is None:
-            protection = ProtectionStatus.PROTECTED
-        else:
-            protection = ProtectionStatus.CONFIGURING_FAILED
-        updated = replace(
-            instance,
-            readiness=readiness,
-            readiness_error=error.to_dict() if error else None,
-            protection_status=protection,
+        return record_validation(
+            self._jobs, self._instances, job, instance, steps=steps, failure=failure, details=details, now=self._clock()
         )
-        try:
-            self._instances.save(instance, updated)
-        except ETagMismatch:
-            # Reconfigured meanwhile: the newer validation decides; this job still says what it found.
-            log.info("instance %s changed during validation job %s", instance.spec.name, job.job_id)
-        status = JobStatus.FAILED if failure else JobStatus.COMPLETED
-        log.info(
-            "validation job %s instance %s: %s%s",
-            job.job_id,
-            instance.spec.name,
-            status,
-            f" ({failure.code})" if failure else "",
-        )
-        return self._jobs.finish(job, status, now, error=error, steps=tuple(steps), details=details)
+
+
+def fail_validation(state: StateTable, job: Job, failure: UserError, now: datetime) -> Job:
+    """Fail validation ``job`` with ``failure`` and, when it is its instance's current validation,
+    set the instance's readiness Failed with it (as a validation that found ``failure`` does)."""
+    jobs, instances = JobStore(state), InstanceService(state, lambda job, instance: None)
+    try:
+        instance = instances.get(job.instance)
+    except UserError:
+        return jobs.fail(job, failure, now, [])
+    if instance.readiness_job_id != job.job_id:
+        return jobs.fail(job, failure, now, [])
+    return record_validation(
+        jobs, instances, job, instance, steps=[], failure=failure, details={**job.details}, now=now
+    )
+
+
+def record_validation(
+    jobs: JobStore,
+    instances: InstanceService,
+    job: Job,
+    instance: Instance,
+    *,
+    steps: list[dict[str, Any]],
+    failure: UserError | None,
+    details: dict[str, Any],
+    now: datetime,
+) -> Job:
+    """Record a validation's outcome: the instance's readiness (and protection), then the job."""
+    for entry in steps:
+        if entry["status"] == "InProgress":
+            entry["status"] = "Failed" if failure else "Completed"
+    error = JobError.from_user_error(failure) if failure else None
+    readiness = Readiness.FAILED if failure else Readiness.SUCCESS
+    # A stopped instance stays stopped, and a failed re-validation does not unprotect a protected
+    # one (its readiness says Failed, so the scheduler skips it until it validates again).
+    was = instance.protection_status
+    protection: ProtectionStatus
+    if was is ProtectionStatus.STOPPED or (failure is not None and was is ProtectionStatus.PROTECTED):
+        protection = was
+    elif failure is None:
+        protection = ProtectionStatus.PROTECTED
+    else:
+        protection = ProtectionStatus.CONFIGURING_FAILED
+    updated = replace(
+        instance,
+        readiness=readiness,
+        readiness_error=error.to_dict() if error else None,
+        protection_status=protection,
+    )
+    try:
+        instances.save(instance, updated)
+    except ETagMismatch:
+        # Reconfigured meanwhile: the newer validation decides; this job still says what it found.
+        log.info("instance %s changed during validation job %s", instance.spec.name, job.job_id)
+    status = JobStatus.FAILED if failure else JobStatus.COMPLETED
+    log.info(
+        "validation job %s instance %s: %s%s",
+        job.job_id,
+        instance.spec.name,
+        status,
+        f" ({failure.code})" if failure else "",
+    )
+    return jobs.finish(job, status, now, error=error, steps=tuple(steps), details=details)

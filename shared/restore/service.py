@@ -54,6 +54,7 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateTable
+from shared.timeouts import note_retry, with_attempt_started
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class RestoreService:
         if request.kind is TargetKind.DATABASE:
             target["database"] = request.database
             holder = self._locks.holder(_lock_key(host.lower(), port, request.database))
-            if holder is not None and not holder.stale(now) and not self._finished(holder.job_id):
+            if holder is not None and not holder.stale() and not self._finished(holder.job_id):
                 raise UserError(
                     ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
                     f"a restore into {request.database!r} on {host}:{port} is running (job {holder.job_id})",
@@ -282,6 +283,7 @@ class RestoreService:
         except TransientError as exc:
             if not last_try:
                 log.warning("restore job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
+                note_retry(self._jobs, job_id, exc, attempt, self._clock())
                 raise
             return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
         finally:
@@ -315,7 +317,10 @@ class RestoreService:
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
             return job
-        job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
+        started = self._clock()
+        job = self._jobs.save(
+            job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
+        )
         ctx = Context(
             self._jobs,
             self._instances,

@@ -16,6 +16,7 @@ asks is a query on one partition (or a few), never a table scan:
 | ``due-YYYYMMDD``     | instance, bar, rp id     | retention index: a point's next lifecycle event  |
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
+| ``housekeeping``     | marker name              | hung-jobs sweep: the oldest job day to scan from  |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -37,6 +38,7 @@ LOCK = "lock"
 SCHEDULE = "schedule"
 DUE_PREFIX = "due-"
 RETENTION = "retention"
+HOUSEKEEPING = "housekeeping"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

@@ -11,7 +11,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _T = TypeVar("_T")
+# The keys service_time() reads (never written: the 404's Date header is the answer).
+_CLOCK = "service-clock"
 
 
 class EntityExists(PgVaultError):
@@ -51,6 +54,9 @@ class Entity:
     data: Mapping[str, Any] = field(default_factory=dict)
     etag: str | None = None
     timestamp: datetime | None = None
+    """When the service last wrote the entity, by the service's clock (its ``Timestamp``)."""
+    read_at: datetime | None = None
+    """When the service answered the read that returned the entity, by its clock (the ``Date`` header)."""
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -83,6 +89,18 @@ def _from_table(raw: Mapping[str, Any]) -> Entity:
     return Entity(raw["PartitionKey"], raw["RowKey"], data, meta.get("etag"), meta.get("timestamp"))
 
 
+class _ServiceDate:
+    """A response hook that keeps the ``Date`` header of the last answer: the service's clock."""
+
+    def __init__(self) -> None:
+        self.value: datetime | None = None
+
+    def __call__(self, response: Any) -> None:
+        raw = response.http_response.headers.get("Date")
+        if raw:
+            self.value = parsedate_to_datetime(raw).astimezone(UTC)
+
+
 def _guard(what: str, call: Callable[[], _T]) -> _T:
     """Run one service call, turning service-side failures into ``TransientError``."""
     try:
@@ -113,12 +131,27 @@ class StateTable:
             _guard("create table", lambda: self._service.create_table(self.name))
 
     def get(self, pk: str, rk: str) -> Entity | None:
-        """The entity with these keys, or None."""
+        """The entity with these keys, or None. Its ``read_at`` is the service's time of the read."""
+        date = _ServiceDate()
         try:
-            raw = _guard("read", lambda: self._client.get_entity(pk, rk))
+            raw = _guard("read", lambda: self._client.get_entity(pk, rk, raw_response_hook=date))
         except ResourceNotFoundError:
             return None
-        return _from_table(raw)
+        entity = _from_table(raw)
+        return Entity(entity.partition_key, entity.row_key, entity.data, entity.etag, entity.timestamp, date.value)
+
+    def service_time(self) -> datetime:
+        """The storage service's current time (the ``Date`` of its answer to one small read).
+
+        Whole seconds: the header has no finer resolution. Judging ages with this clock and the
+        entities' ``Timestamp`` keeps a host whose own clock is wrong from misjudging them.
+        """
+        date = _ServiceDate()
+        with contextlib.suppress(ResourceNotFoundError):
+            _guard("read the service time", lambda: self._client.get_entity(_CLOCK, _CLOCK, raw_response_hook=date))
+        if date.value is None:
+            raise TransientError("table storage answered without a Date header")
+        return date.value
 
     def insert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
         """Create the entity; ``EntityExists`` if one with these keys is already there."""

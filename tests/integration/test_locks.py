@@ -17,12 +17,17 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def locks(azurite: Azurite, unique: str) -> InstanceLocks:
+def state(azurite: Azurite, unique: str) -> StateTable:
     account = StorageAccount.from_connection_setting(
         "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
     )
-    state = StateTable(account.table_service(), f"locks{unique}")
-    state.ensure()
+    table = StateTable(account.table_service(), f"locks{unique}")
+    table.ensure()
+    return table
+
+
+@pytest.fixture
+def locks(state: StateTable) -> InstanceLocks:
     return InstanceLocks(state)
 
 
@@ -46,11 +51,16 @@ def test_a_lock_renewed_by_its_heartbeat_is_released_with_its_latest_etag(locks:
     assert locks.acquire("orders", "job-2", T0) is not None  # the next operation needs no wait
 
 
-def test_a_heartbeat_whose_lock_was_taken_over_says_so_and_stops(locks: InstanceLocks) -> None:
+def test_a_heartbeat_whose_lock_was_taken_over_says_so_and_stops(locks: InstanceLocks, state: StateTable) -> None:
     lock = locks.acquire("orders", "job-1", T0)
     assert lock is not None
     heartbeat = Heartbeat(locks, lock, lambda: T0, every=timedelta(milliseconds=20))
-    taken = locks.acquire("orders", "job-2", T0 + STALE_AFTER + timedelta(seconds=1))  # job-1 looked dead
+    # job-1 looks dead once storage's clock says it went a second unrenewed (STALE_AFTER, shortened).
+    quick = InstanceLocks(state, stale_after=timedelta(seconds=1))
+    assert quick.acquire("orders", "job-2", T0 + STALE_AFTER + timedelta(seconds=1)) is None  # not by our clock
+    deadline = time.monotonic() + 30
+    while (taken := quick.acquire("orders", "job-2", T0)) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert taken is not None
     with heartbeat:
         deadline = time.monotonic() + 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -23,7 +24,7 @@ from psycopg import sql
 from devhost.services import Azurite, Postgres
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
-from shared.errors import UserError
+from shared.errors import TransientError, UserError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import InstanceLocks
@@ -277,10 +278,33 @@ def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database
     assert InstanceLocks(world.state).acquire(key, job.job_id, datetime.now(UTC)) is not None
     # Another delivery while the lock is fresh does nothing; the retry after it went stale starts over.
     assert world.service().run(job.job_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
+    # (Its second delivery: a lock's staleness is judged by storage's clock, not this host's.)
     later = world.service(clock=lambda: datetime.now(UTC) + timedelta(minutes=3))
-    done = later.run(job.job_id, last_try=False)
+    done = later.run(job.job_id, last_try=False, attempt=2)
     assert done is not None and done.status is JobStatus.COMPLETED, done.error
     assert world.digests(target) == world.digests(world.db)  # half_done is gone with the old database
+
+
+def test_a_restore_records_each_attempt_and_why_the_failed_ones_failed(world: World, point: RecoveryPoint) -> None:
+    target = f"retried_{world.u}"
+    with socket.socket() as s:  # a port nothing listens on: the target server is down
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    world.env["FLAKY_CS"] = world.env["TARGET_CS"].replace(f"Port={world.pg.port}", f"Port={closed}")
+    service = world.service()
+    job = service.start("src", world.request(point, target, secret="env:FLAKY_CS"), datetime.now(UTC))
+    with pytest.raises(TransientError):
+        service.run(job.job_id, last_try=False, attempt=1)
+    tried = JobStore(world.state).get(job.job_id)
+    assert tried.status is JobStatus.IN_PROGRESS and tried.details["attempt"]["number"] == 1
+    assert [(r["attempt"], r["code"]) for r in tried.details["retries"]] == [(1, "UserErrorServerConnectionClosed")]
+
+    world.env["FLAKY_CS"] = world.env["TARGET_CS"]  # the server is back for the queue's retry
+    done = service.run(job.job_id, last_try=False, attempt=2)
+    assert done is not None and done.status is JobStatus.COMPLETED, done.error
+    assert done.details["attempt"]["number"] == 2
+    assert [r["attempt"] for r in done.details["retries"]] == [1]  # the failed try stays visible
+    assert world.digests(target) == world.digests(world.db)
 
 
 def test_a_running_restore_keeps_its_lock_alive_and_gives_it_back(world: World) -> None:

@@ -60,12 +60,16 @@ EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_worker": ("pgvault-validate", "AzureWebJobsStorage"),
     "backup_worker": ("pgvault-backup", "AzureWebJobsStorage"),
     "restore_worker": ("pgvault-restore", "AzureWebJobsStorage"),
+    "validation_poison": ("pgvault-validate-poison", "AzureWebJobsStorage"),
+    "backup_poison": ("pgvault-backup-poison", "AzureWebJobsStorage"),
+    "restore_poison": ("pgvault-restore-poison", "AzureWebJobsStorage"),
 }
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "scheduler": ("%PGVAULT_SCHEDULER_SCHEDULE%", False),
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
     "rehydration_timer": ("30 * * * * *", False),
+    "hung_jobs": ("0 */5 * * * *", False),
 }
 
 
@@ -107,6 +111,22 @@ def test_workers_know_the_hosts_max_dequeue_count() -> None:
 
     host = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
     assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+
+
+def test_the_hung_jobs_bound_is_made_of_host_json_queue_settings() -> None:
+    import json
+    from datetime import timedelta
+    from pathlib import Path
+
+    from devhost.hostconfig import timespan_seconds
+    from shared import hung_jobs
+
+    queues = json.loads((Path(function_app.__file__).parent / "host.json").read_text())["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == hung_jobs.MAX_DEQUEUE_COUNT
+    assert timedelta(seconds=timespan_seconds(queues["visibilityTimeout"])) == hung_jobs.VISIBILITY_TIMEOUT
+    assert timedelta(seconds=timespan_seconds(queues["maxPollingInterval"])) == hung_jobs.MAX_POLLING_INTERVAL
+    # 5 tries x (30 min function timeout + 2 min until the lock looks abandoned + 10 s + 2 s)
+    assert hung_jobs.longest_delivery(timedelta(minutes=30)) == timedelta(hours=2, minutes=41)
 
 
 def test_only_health_and_the_dashboard_files_are_anonymous(functions: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,105 @@
+"""A poisoned backup message, end to end: devhost moves it to the poison queue as the Functions host
+does, the poison trigger fails its job with the reason and frees the instance for the next backup.
+
+The message has been delivered maxDequeueCount times already (each try died without ending the
+job, the last one leaving the instance's lock behind) when devhost starts: its next delivery is
+over the limit, so devhost moves it to ``pgvault-backup-poison`` untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devhost_process import DevhostProcess, wait_until
+
+from devhost.services import Azurite
+from shared.backups import BackupStarter
+from shared.hung_jobs import MAX_DEQUEUE_COUNT
+from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.jobs import JobStatus, JobStore
+from shared.locks import InstanceLocks
+from shared.policies import PolicyService
+from shared.storage import layout
+from shared.storage.clients import StorageAccount
+from shared.storage.queues import QueueSender, queue_client
+from shared.storage.tables import StateTable
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+NAME = "poisoned"
+KEY = "poison-test-key"
+BODY = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
+
+
+def test_a_poisoned_backup_message_ends_its_job_failed_and_the_instance_takes_the_next_backup(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:10]
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PGVAULT_VAULT_NAME": "pgvault-e2e",
+        "PGVAULT_ALLOW_ENV_SECRETS": "true",
+        "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
+        "PGVAULT_RETENTION_SCHEDULE": "0 0 0 1 1 *",
+        "PGVAULT_STATE_TABLE": f"state{suffix}",
+        "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
+        "PGVAULT_DEVHOST_KEY": KEY,
+    }
+    account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
+    state = StateTable(account.table_service(), env["PGVAULT_STATE_TABLE"])
+    state.ensure()
+    queues = QueueSender(account.queue_service())
+    for queue in layout.QUEUES:
+        queues.ensure(queue)
+        queue_client(account.queue_service(), queue).clear_messages()
+        queues.ensure(queue + "-poison")
+        queue_client(account.queue_service(), queue + "-poison").clear_messages()
+    now = datetime.now(UTC)
+    PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
+    instances = InstanceService(state, lambda job, instance: None)
+    spec = {"server": "db.invalid", "database": "shop", "secretUri": "env:NOPE", "policyName": "weekly"}
+    validation = instances.configure_one(NAME, spec, now, allow_env_secrets=True, vault_region=None).job
+    assert validation is not None
+    JobStore(state).finish(JobStore(state).get(validation.job_id), JobStatus.COMPLETED, now)
+    current = instances.get(NAME)
+    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+
+    job = BackupStarter(state, queues).on_demand(NAME, BODY, now)
+    backup_queue = queue_client(account.queue_service(), layout.BACKUP_QUEUE)
+    # maxDequeueCount deliveries, each dying without ending the job; the last one's lock stays.
+    for delivery in range(1, MAX_DEQUEUE_COUNT + 1):
+        message = wait_until(lambda: next(iter(backup_queue.receive_messages(visibility_timeout=1)), None), 30)
+        assert message.dequeue_count == delivery  # type: ignore[attr-defined]
+    assert InstanceLocks(state).acquire(NAME, job.job_id, datetime.now(UTC), attempt=MAX_DEQUEUE_COUNT) is not None
+    time.sleep(1.5)  # the last delivery's message is visible again
+
+    host = DevhostProcess(env, tmp_path / "devhost.log")
+    host.headers = {"x-functions-key": KEY}
+    try:
+
+        def ended() -> dict[str, Any] | None:
+            body: dict[str, Any] = host.get(f"/backupJobs/{job.job_id}").json()
+            return body if body["status"] != "InProgress" else None
+
+        failed: dict[str, Any] = wait_until(ended, 60, interval=0.5)  # type: ignore[assignment]
+        assert failed["status"] == "Failed", failed
+        assert failed["error"]["code"] == "JobAbandoned"
+        assert "moved to the poison queue pgvault-backup-poison" in failed["error"]["message"]
+        assert f"retried {MAX_DEQUEUE_COUNT} times" in failed["error"]["message"]
+        assert "moved to pgvault-backup-poison" in host.log()  # devhost's own poison rule did it
+        assert InstanceLocks(state).holder(NAME) is None
+        last = host.get(f"/backupInstances/{NAME}").json()["lastBackup"]
+        assert last["jobId"] == job.job_id and last["status"] == "Failed"
+
+        again = host.request("POST", f"/backupInstances/{NAME}:backup", data=json.dumps(BODY))
+        assert again.status_code == 202, again.text
+        assert again.json()["jobId"] != job.job_id
+    finally:
+        assert host.stop() == 0, host.log()
