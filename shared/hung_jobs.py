@@ -50,7 +50,7 @@ SLOT_LAG = timedelta(days=8)
 SCHEDULE = "0 */5 * * * *"
 # A try under functionTimeout -1 counts as long as one under the host's default (host.json, settings.py).
 UNBOUNDED_TRY = timedelta(minutes=30)
-POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
+POISON_SUFFIX = layout.POISON_SUFFIX
 
 # The operations run by queue messages, and their queues.
 QUEUE_OF: dict[Operation, str] = {

@@ -53,6 +53,9 @@ class Vault:
         queues = QueueSender(account.queue_service())
         for name in layout.QUEUES:
             queues.ensure(name)
+            # The poison queues have triggers of their own (shared/hung_jobs.py): make them exist
+            # before the host first moves a message there.
+            queues.ensure(name + layout.POISON_SUFFIX)
         from azure.identity import DefaultAzureCredential
 
         secrets = SecretResolver(

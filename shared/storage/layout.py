@@ -46,6 +46,7 @@ BACKUP_QUEUE = "pgvault-backup"
 # Restore, verification and rehydration jobs (functions/restore.py).
 RESTORE_QUEUE = "pgvault-restore"
 QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE, RESTORE_QUEUE)
+POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
 
 # Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
 # ('/', '\\', '#', '?') or control characters.
