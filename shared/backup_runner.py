@@ -249,6 +249,7 @@ class BackupRunner:
                 host=instance.spec.server,
                 port=instance.spec.port,
                 dbname=instance.spec.database,
+                refuses_cleartext=tool.refuses_cleartext,
                 allowed_servers=self._allowed_servers,
             ),
             self._backups.client,

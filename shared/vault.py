@@ -90,6 +90,15 @@ def log_client_tools(settings: Settings) -> list[str]:
             found = ", ".join(f"{t.version_text.split()[-1]} ({t.path})" for t in tools)
             lines.append(f"{name} found: {found}")
             log.info("%s found: %s", name, found)
+            old = [t for t in tools if not t.refuses_cleartext]
+            if old:
+                # PGREQUIREAUTH needs libpq 16: these get a password only over TLS that verifies the server.
+                log.warning(
+                    "%s with libpq older than 16 (cannot refuse a cleartext password): %s; they get a password "
+                    "only for servers verified by TLS (Ssl Mode=VerifyFull) or on this machine",
+                    name,
+                    ", ".join(f"{t.path} (libpq {t.libpq or 'unknown'})" for t in old),
+                )
         else:
             where = f"PGVAULT_PG_BIN_DIR={settings.pg_bin_dir}, " if settings.pg_bin_dir else ""
             lines.append(f"{name} not found")

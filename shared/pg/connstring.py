@@ -196,6 +196,17 @@ def is_host(host: str) -> bool:
         return bool(HOST_NAME.match(value))
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (``localhost``, 127.0.0.0/8, ::1)."""
+    name = normal_host(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def allowed_by(host: str, patterns: Sequence[str]) -> bool:
     """Whether ``host`` (normalised) matches one of ``patterns`` (``fnmatch``, ``*.example.com``)."""
     name = normal_host(host)
@@ -330,13 +341,30 @@ class ConnectionParams:
         return kwargs
 
     def child_env(
-        self, *, host: str, port: int, dbname: str, allowed_servers: Sequence[str] = ()
+        self,
+        *,
+        host: str,
+        port: int,
+        dbname: str,
+        refuses_cleartext: bool,
+        allowed_servers: Sequence[str] = (),
     ) -> dict[str, str]:
         """``PG*`` variables for a ``pg_dump``/``pg_restore`` child: the password goes only here.
 
-        The same binding and ``require_auth`` as ``libpq_kwargs`` (``PGREQUIREAUTH``; a child
-        whose libpq is older than 16 ignores it, see ``shared.pg.tools``).
+        The same binding and ``require_auth`` as ``libpq_kwargs`` (``PGREQUIREAUTH``). A child
+        whose libpq is older than 16 ignores ``PGREQUIREAUTH`` (``refuses_cleartext`` False, see
+        ``shared.pg.tools.Tool``): it gets the password only when TLS verifies the server or the
+        server is on this machine, else ``UserErrorPgDumpVersionTooOld`` says what to change.
         """
+        if not refuses_cleartext and not self.verifies_server and not is_loopback(host):
+            raise UserError(
+                ErrorCode.PG_DUMP_VERSION_TOO_OLD,
+                f"the client tools found run with a libpq older than 16, which cannot refuse to send the password "
+                f"in cleartext; pgvault gives them the password for {host}:{port} only over TLS that verifies the "
+                "server",
+                recommended_action="Install PostgreSQL client tools with libpq 16 or newer (apt.postgresql.org's "
+                "libpq5) and point PGVAULT_PG_BIN_DIR at them, or set Ssl Mode=VerifyFull in the secret.",
+            )
         kw = self.libpq_kwargs(host=host, port=port, dbname=dbname, allowed_servers=allowed_servers)
         env = {
             "PGHOST": str(kw["host"]),

@@ -9,6 +9,7 @@ the newest installed tool whose major version is at least the server's. Candidat
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_LIBPQ = re.compile(r"^\s*libpq\.so[.\d]*\s+=>\s+(\S+)", re.MULTILINE)
+# libpq's require_auth (PGREQUIREAUTH), with which a client refuses the cleartext password: libpq 16.
+REQUIRE_AUTH_LIBPQ = 160000
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,17 @@ class Tool:
     path: Path
     major: int
     version_text: str
+
+    @property
+    def libpq(self) -> int | None:
+        """The version of the libpq this tool runs with (``PQlibVersion``), None when unknown."""
+        return libpq_version(_executable(self.path, self.major, self.name))
+
+    @property
+    def refuses_cleartext(self) -> bool:
+        """Whether this tool honours ``PGREQUIREAUTH`` (libpq 16+), so it can refuse a cleartext password."""
+        version = self.libpq
+        return version is not None and version >= REQUIRE_AUTH_LIBPQ
 
 
 @functools.cache
@@ -45,6 +60,39 @@ def _version(path: Path) -> tuple[int, str] | None:
     if out.returncode != 0 or m is None:
         return None
     return int(m.group(1)), out.stdout.strip()
+
+
+def _executable(path: Path, major: int, name: str) -> Path:
+    """The binary behind ``path``: Debian's ``/usr/bin`` tools are a Perl wrapper around the versioned ones."""
+    try:
+        with path.open("rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return path
+    except OSError:
+        return path
+    versioned = DEBIAN_ROOT / str(major) / "bin" / name
+    return versioned if versioned.is_file() else path
+
+
+@functools.cache
+def libpq_version(path: Path) -> int | None:
+    """The version of the libpq ``path`` runs with (``PQlibVersion()``, e.g. 150018), None if unknown.
+
+    Found with ``ldd`` and read from the library itself: a tool's own version does not say
+    which libpq it loads (apt.postgresql.org's pg_dump 15 runs with the newest libpq5).
+    """
+    try:
+        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = _LIBPQ.search(out.stdout)
+    if m is None:
+        return None
+    try:
+        lib = ctypes.CDLL(m.group(1))
+        return int(lib.PQlibVersion())
+    except (OSError, AttributeError):
+        return None
 
 
 def _candidates(name: str, bin_dir: Path | None, search_path: str | None) -> list[Path]:

@@ -244,7 +244,7 @@ class RestoreWork:
         try:
             report = restore_blob(
                 tool.path,
-                params.child_env(host=host, port=port, dbname=name),
+                params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext),
                 self.s.backups.client,
                 blob,
                 point.sha256,
