@@ -98,7 +98,7 @@ class World:
         self,
         point: RecoveryPoint,
         database: str,
-        secret: str = "env:TARGET_CS",  # noqa: S107 - a secret reference, not a secret
+        secret: str = "env:PGVAULT_SECRET_TARGET_CS",  # noqa: S107 - a secret reference, not a secret
         **extra: Any,
     ) -> dict[str, Any]:
         return {
@@ -132,7 +132,7 @@ def _protect(world: World, name: str, db: str) -> None:
         "server": "127.0.0.1",
         "port": world.pg.port,
         "database": db,
-        "secretUri": "env:SRC_CS",
+        "secretUri": "env:PGVAULT_SECRET_SRC_CS",
         "policyName": "mwf",
     }
     instances.configure_one(name, spec, datetime.now(UTC), allow_env_secrets=True, vault_region=None)
@@ -178,11 +178,11 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
     )
     server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
     env = {
-        "SRC_CS": f"User Id=rb_{u};Password=unused;Ssl Mode=Disable",
-        "TARGET_CS": f"{server};User Id=rr_{u}",
-        "NOCREATE_CS": f"{server};User Id=rn_{u}",
-        "NOSERVER_CS": f"User Id=rr_{u};Password=unused",
-        "OTHER_ACCOUNT_CS": azurite.connection_string,
+        "PGVAULT_SECRET_SRC_CS": f"User Id=rb_{u};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=rr_{u}",
+        "PGVAULT_SECRET_NOCREATE_CS": f"{server};User Id=rn_{u}",
+        "PGVAULT_SECRET_NOSERVER_CS": f"User Id=rr_{u};Password=unused",
+        "PGVAULT_SECRET_OTHER_ACCOUNT_CS": azurite.connection_string,
     }
     w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env)
     _protect(w, "src", db)
@@ -320,7 +320,9 @@ def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
 
 def test_a_target_user_without_createdb_is_refused_with_the_grant_to_run(world: World, point: RecoveryPoint) -> None:
     with pytest.raises(UserError) as refused:
-        world.service().start("src", world.request(point, f"nope_{world.u}", "env:NOCREATE_CS"), datetime.now(UTC))
+        world.service().start(
+            "src", world.request(point, f"nope_{world.u}", "env:PGVAULT_SECRET_NOCREATE_CS"), datetime.now(UTC)
+        )
     assert refused.value.code.value == "UserErrorMissingDBPermissions"
     assert "CREATEDB" in refused.value.recommended_action
     assert not world.exists(f"nope_{world.u}")
@@ -347,7 +349,7 @@ def test_a_malformed_request_is_refused_naming_the_field(
 
 def test_a_target_secret_without_a_server_is_refused(world: World, point: RecoveryPoint) -> None:
     with pytest.raises(UserError) as refused:
-        world.service().start("src", world.request(point, "x", "env:NOSERVER_CS"), datetime.now(UTC))
+        world.service().start("src", world.request(point, "x", "env:PGVAULT_SECRET_NOSERVER_CS"), datetime.now(UTC))
     assert refused.value.code.value == "UserErrorSecretValueInUnsupportedFormat"
 
 
@@ -462,7 +464,7 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
     url = other.url.replace("127.0.0.1", "localhost")
     job = world.restore(
         "src",
-        _files_request(point, url, "z/src", connectionStringSecretUri="env:OTHER_ACCOUNT_CS"),
+        _files_request(point, url, "z/src", connectionStringSecretUri="env:PGVAULT_SECRET_OTHER_ACCOUNT_CS"),
     )
     assert job.status is JobStatus.COMPLETED, job.error
     assert other.get_blob_client("z/src.dump").exists() and other.get_blob_client("z/src.manifest.json").exists()
@@ -472,7 +474,7 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
             point,
             url.replace(f"other-{world.u}", f"gone-{world.u}"),
             "p",
-            connectionStringSecretUri="env:OTHER_ACCOUNT_CS",
+            connectionStringSecretUri="env:PGVAULT_SECRET_OTHER_ACCOUNT_CS",
         ),
     )
     assert missing.status is JobStatus.FAILED and missing.error is not None
@@ -481,7 +483,7 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
 
 def _verify(world: World, point: RecoveryPoint) -> Job:
     service = world.service()
-    body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:TARGET_CS"}
+    body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
     job = service.start_verify("src", body, datetime.now(UTC))
     done = service.run(job.job_id, last_try=True)
     assert done is not None

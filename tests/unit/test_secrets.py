@@ -149,19 +149,19 @@ def test_key_vault_uri_parts() -> None:
 
 
 def test_env_references_only_when_allowed() -> None:
-    env = {"ORDERS_CS": "Server=x;User Id=u;Password=p"}
-    assert EnvSecretProvider(True, env).get_secret("env:ORDERS_CS").endswith("Password=p")
+    env = {"PGVAULT_SECRET_ORDERS_CS": "Server=x;User Id=u;Password=p"}
+    assert EnvSecretProvider(True, env).get_secret("env:PGVAULT_SECRET_ORDERS_CS").endswith("Password=p")
     with pytest.raises(UserError) as err:
-        EnvSecretProvider(False, env).get_secret("env:ORDERS_CS")
+        EnvSecretProvider(False, env).get_secret("env:PGVAULT_SECRET_ORDERS_CS")
     assert "PGVAULT_ALLOW_ENV_SECRETS" in err.value.recommended_action
     with pytest.raises(UserError) as err:
-        EnvSecretProvider(True, env).get_secret("env:MISSING")
+        EnvSecretProvider(True, env).get_secret("env:PGVAULT_SECRET_MISSING")
     assert "MISSING" in err.value.message
 
 
 def test_resolver_chooses_by_form(provider: KeyVaultSecretProvider) -> None:
-    resolver = SecretResolver(provider, EnvSecretProvider(True, {"A": "from-env"}))
-    assert resolver.get_secret("env:A") == "from-env"
+    resolver = SecretResolver(provider, EnvSecretProvider(True, {"PGVAULT_SECRET_A": "from-env"}))
+    assert resolver.get_secret("env:PGVAULT_SECRET_A") == "from-env"
     assert resolver.get_secret(URI).endswith("first")
     with pytest.raises(UserError):
         resolver.get_secret("file:/etc/passwd")
