@@ -330,6 +330,8 @@ var commonAppSettings = {
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
+  PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig
