@@ -27,6 +27,8 @@ def app_env(azurite: Azurite) -> dict[str, str]:
         "PGVAULT_STATE_TABLE": f"state{suffix}",
         "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
         "PGVAULT_DEVHOST_KEY": DEVHOST_KEY,
+        # The test secrets without a Server are for the test clusters on this machine.
+        "PGVAULT_ALLOWED_SERVERS": "127.0.0.1",
     }
 
 

@@ -178,7 +178,7 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
     )
     server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
     env = {
-        "PGVAULT_SECRET_SRC_CS": f"User Id=rb_{u};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=rb_{u}",
         "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=rr_{u}",
         "PGVAULT_SECRET_NOCREATE_CS": f"{server};User Id=rn_{u}",
         "PGVAULT_SECRET_NOSERVER_CS": f"User Id=rr_{u};Password=unused",
