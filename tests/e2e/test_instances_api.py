@@ -60,8 +60,9 @@ def host(
 ) -> Iterator[DevhostProcess]:
     env = {
         **app_env,
+        # The secret names its server: the instances below must name the same one (DESIGN C3).
         "PGVAULT_SECRET_SHOP_CS": (
-            f"Server=ignored.example.com;Port=1;User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
+            f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
         ),
         "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
         "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
