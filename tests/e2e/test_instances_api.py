@@ -64,6 +64,7 @@ def host(
         "PGVAULT_SECRET_SHOP_CS": (
             f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
         ),
+        "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable",
         "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
         "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
         "PGVAULT_SECRET_RIGHT_PASSWORD_CS": f"User Id={names['user']}_pw;Password=right;Ssl Mode=Disable",
@@ -210,7 +211,8 @@ def test_unreachable_server_fails_after_retries_with_connection_closed(host: Dev
                 "server": "127.0.0.1",
                 "port": free_port(),
                 "database": "x",
-                "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
+                # A secret without a Server (127.0.0.1 is allowed): SHOP_CS names the real port.
+                "secretUri": "env:PGVAULT_SECRET_NOBODY_CS",
                 "policyName": "weekly",
             }
         ),
@@ -253,7 +255,8 @@ def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one
     batch = [
         _entry(server, f"a_{tag}", name=f"a-{tag}"),
         _entry(server, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
-        {**_entry(second_server, f"c_{tag}", name=f"c-{tag}")},
+        # SHOP_CS names the first server; on the second, a secret without a Server (127.0.0.1 is allowed).
+        _entry(second_server, f"c_{tag}", name=f"c-{tag}", secretUri="env:PGVAULT_SECRET_SHOP_ANY_CS"),
         _entry(second_server, "azure_sys", name=f"d-{tag}"),
         _entry(server, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
     ]
