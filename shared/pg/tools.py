@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
-_LIBPQ = re.compile(r"^\s*libpq\.so[.\d]*\s+=>\s+(\S+)", re.MULTILINE)
+# The dynamic loader's line (LD_DEBUG=libs) when it initialises the libpq a program loaded.
+_LIBPQ = re.compile(r"calling init: (\S*/libpq\.so[.\d]*)")
 # libpq's require_auth (PGREQUIREAUTH), with which a client refuses the cleartext password: libpq 16.
 REQUIRE_AUTH_LIBPQ = 160000
 
@@ -41,7 +42,7 @@ class Tool:
     @property
     def libpq(self) -> int | None:
         """The version of the libpq this tool runs with (``PQlibVersion``), None when unknown."""
-        return libpq_version(_executable(self.path, self.major, self.name))
+        return libpq_version(self.path)
 
     @property
     def refuses_cleartext(self) -> bool:
@@ -62,36 +63,26 @@ def _version(path: Path) -> tuple[int, str] | None:
     return int(m.group(1)), out.stdout.strip()
 
 
-def _executable(path: Path, major: int, name: str) -> Path:
-    """The binary behind ``path``: Debian's ``/usr/bin`` tools are a Perl wrapper around the versioned ones."""
-    try:
-        with path.open("rb") as f:
-            if f.read(4) == b"\x7fELF":
-                return path
-    except OSError:
-        return path
-    versioned = DEBIAN_ROOT / str(major) / "bin" / name
-    return versioned if versioned.is_file() else path
-
-
 @functools.cache
 def libpq_version(path: Path) -> int | None:
     """The version of the libpq ``path`` runs with (``PQlibVersion()``, e.g. 150018), None if unknown.
 
-    Found with ``ldd`` and read from the library itself: a tool's own version does not say
-    which libpq it loads (apt.postgresql.org's pg_dump 15 runs with the newest libpq5).
+    Read from the library the dynamic loader gives the tool when it runs (``LD_DEBUG=libs``), so
+    wrappers (Debian's pg_wrapper, the bundle's LD_LIBRARY_PATH script) count as they run: a
+    tool's own version does not say which libpq it loads (apt.postgresql.org's pg_dump 15 runs
+    with the newest libpq5).
     """
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_DEBUG": "libs", "LC_ALL": "C"}
     try:
-        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=10, check=False)
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10, env=env, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    m = _LIBPQ.search(out.stdout)
+    m = _LIBPQ.search(out.stderr)
     if m is None:
         return None
     try:
-        lib = ctypes.CDLL(m.group(1))
-        return int(lib.PQlibVersion())
-    except (OSError, AttributeError):
+        return int(ctypes.CDLL(m.group(1)).PQlibVersion())
+    except (OSError, AttributeError, ValueError):
         return None
 
 

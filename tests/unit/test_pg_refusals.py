@@ -11,7 +11,7 @@ from shared.errors import ErrorCode, TransientError, UserError
 from shared.pg.connect import map_connect_error
 from shared.pg.dump import map_dump_error
 from shared.pg.restore import classify, error_for
-from shared.pg.tools import list_tools
+from shared.pg.tools import libpq_version, list_tools
 
 SERVER = 'connection to server at "db1.example.com" (10.0.0.7), port 5432 failed: '
 REFUSALS = [
@@ -82,3 +82,13 @@ def test_the_libpq_a_tool_runs_with_is_read_from_the_library() -> None:
     # Debian 12's libpq5 is 15: it ignores PGREQUIREAUTH, so these tools cannot refuse cleartext.
     assert all(t.refuses_cleartext is (t.libpq is not None and t.libpq >= 160000) for t in tools)
     assert psycopg.pq.version() >= 160000  # psycopg's own libpq has require_auth
+
+
+@pytest.mark.skipif(not Path("/usr/lib/postgresql/15/bin/pg_dump").exists(), reason="needs Debian's PostgreSQL 15")
+def test_a_wrapper_script_is_followed_to_the_libpq_the_tool_loads(tmp_path: Path) -> None:
+    # As infra/bundle-pg-tools.sh lays tools out: bin/<tool> is a shell script that execs the binary.
+    wrapper = tmp_path / "pg_dump"
+    wrapper.write_text('#!/bin/sh\nexec /usr/lib/postgresql/15/bin/pg_dump "$@"\n')
+    wrapper.chmod(0o755)
+    assert libpq_version(wrapper) == libpq_version(Path("/usr/lib/postgresql/15/bin/pg_dump")) is not None
+    assert libpq_version(tmp_path / "missing") is None
