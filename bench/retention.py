@@ -47,7 +47,7 @@ def fill(state: StateTable, blobs: BlobStore, *, instances: int, points: int, du
     n = 0
     for i in range(instances):
         name = f"db-{i:04d}"
-        spec = InstanceSpec(name, "db.example.com", 5432, name, "env:X", "p")
+        spec = InstanceSpec(name, "db.example.com", 5432, name, "env:PGVAULT_SECRET_X", "p")
         inst = Instance(spec, ProtectionStatus.PROTECTED, Readiness.SUCCESS, None, None, NOW - timedelta(days=900))
         rows[layout.INSTANCE].append(_to_table(layout.INSTANCE, layout.row_key(name), inst.data()))
         for k in range(points):

@@ -84,12 +84,12 @@ def _story(api: Api, pg: Postgres) -> None:
         "server": "127.0.0.1",
         "port": pg.port,
         "database": DB,
-        "secretUri": "env:DEMO_SHOP_CS",
+        "secretUri": "env:PGVAULT_SECRET_DEMO_SHOP_CS",
         "policyName": "weekly",
     }
     status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
     _say(
-        f"POST /api/backupInstances (secret env:DEMO_SHOP_CS) -> {status}, validation job "
+        f"POST /api/backupInstances (secret env:PGVAULT_SECRET_DEMO_SHOP_CS) -> {status}, validation job "
         f"{body['value'][0].get('validationJobId')}"
     )
     shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
@@ -125,7 +125,7 @@ def _story(api: Api, pg: Postgres) -> None:
 def _restore_story(api: Api, pg: Postgres, rp: str) -> None:
     credentials = {
         "objectType": "SecretStoreBasedAuthCredentials",
-        "secretStoreResource": {"uri": "env:DEMO_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+        "secretStoreResource": {"uri": "env:PGVAULT_SECRET_DEMO_TARGET_CS", "secretStoreType": "AzureKeyVault"},
     }
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -157,7 +157,9 @@ def _restore_story(api: Api, pg: Postgres, rp: str) -> None:
     _say(f"the same restore again -> {status} {again['error']['code']} (an existing database is never touched)")
 
     status, accepted = api.call(
-        "POST", "/backupInstances/shop:verifyRestore", {"recoveryPointId": rp, "secretUri": "env:DEMO_TARGET_CS"}
+        "POST",
+        "/backupInstances/shop:verifyRestore",
+        {"recoveryPointId": rp, "secretUri": "env:PGVAULT_SECRET_DEMO_TARGET_CS"},
     )
     job = api.wait(f"/backupJobs/{accepted['jobId']}", lambda j: j["status"] != "InProgress")
     _say(f"POST .../shop:verifyRestore -> {status}; job {job['status']}: {job['details'].get('verification')}")
@@ -216,8 +218,11 @@ def main() -> int:
             "PGVAULT_DEVHOST_KEY": KEY,
             # The demo's restore as files goes to the emulator's account (the vault runs on Azurite).
             "PGVAULT_EXPORT_ACCOUNTS": AZURITE_ACCOUNT,
-            "DEMO_SHOP_CS": f"Server=127.0.0.1;User Id={USER};Password=demo;Ssl Mode=Disable",
-            "DEMO_TARGET_CS": (
+            # The secret names its server: its password goes nowhere else (PGVAULT_ALLOWED_SERVERS is not set).
+            "PGVAULT_SECRET_DEMO_SHOP_CS": (
+                f"Server=127.0.0.1;Port={postgres.port};User Id={USER};Password=demo;Ssl Mode=Disable"
+            ),
+            "PGVAULT_SECRET_DEMO_TARGET_CS": (
                 f"Server=127.0.0.1;Port={postgres.port};User Id={RESTORER};Password=demo;Ssl Mode=Disable"
             ),
         }

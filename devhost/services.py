@@ -215,16 +215,54 @@ host all +{PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 host all all ::1/128 trust
 """
+CLEARTEXT_ROLE = "password_cleartext"
+_TLS_OPTIONS = ("-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key")
+# A TLS-only cluster: no connection without TLS, and members of password_cleartext are asked for
+# their password in cleartext (the "password" method), which is safe only to a verified server.
+_PG_HBA_TLS = f"""# pgvault test cluster, TLS only
+local all all trust
+hostssl all +{CLEARTEXT_ROLE} 127.0.0.1/32 password
+hostssl all +{PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256
+hostssl all all 127.0.0.1/32 trust
+hostnossl all all 127.0.0.1/32 reject
+"""
 
 
 @dataclass
 class Postgres:
-    """A throwaway PostgreSQL cluster on a free port, trust auth for the ``postgres`` superuser."""
+    """A throwaway PostgreSQL cluster on a free port, trust auth for the ``postgres`` superuser.
+
+    With ``tls``, the cluster accepts TLS connections only, with a self-signed certificate for
+    127.0.0.1 made at its first start (``cert_file``, to give as a Root Certificate).
+    """
 
     root: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     bin_dir: Path | None = None
+    tls: bool = False
+
+    @property
+    def cert_file(self) -> Path:
+        """The server's self-signed certificate (TLS clusters): its own CA."""
+        return self.data_dir / "server.crt"
+
+    def _make_certificate(self) -> None:
+        key = self.data_dir / "server.key"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7",
+                "-keyout", str(key), "-out", str(self.cert_file),
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        key.chmod(0o600)
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            for path in (key, self.cert_file):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
 
     @property
     def data_dir(self) -> Path:
@@ -273,7 +311,9 @@ class Postgres:
                 preexec_fn=_as_user(self._user, signal.SIGKILL),
             )
             # Trust for everyone except members of password_required, so tests can prove wrong passwords fail.
-            (self.data_dir / "pg_hba.conf").write_text(_PG_HBA)
+            (self.data_dir / "pg_hba.conf").write_text(_PG_HBA_TLS if self.tls else _PG_HBA)
+            if self.tls:
+                self._make_certificate()
         self.port = self.port or free_port()
         log = (self.root / "postgres.log").open("ab")
         self.proc = subprocess.Popen(
@@ -293,6 +333,7 @@ class Postgres:
                 "max_connections=100",
                 "-c",
                 "shared_buffers=64MB",
+                *(_TLS_OPTIONS if self.tls else ()),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -318,7 +359,7 @@ class Postgres:
                     "-d",
                     "postgres",
                     "-c",
-                    f"CREATE ROLE {PASSWORD_ROLE} NOLOGIN",
+                    f"CREATE ROLE {PASSWORD_ROLE} NOLOGIN; CREATE ROLE {CLEARTEXT_ROLE} NOLOGIN",
                 ],
                 check=True,
                 capture_output=True,

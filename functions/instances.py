@@ -31,6 +31,8 @@ def configure_instances(req: func.HttpRequest) -> func.HttpResponse:
         vault.clock(),
         allow_env_secrets=vault.settings.allow_env_secrets,
         vault_region=vault.settings.region,
+        secrets=vault.secrets,
+        allowed_servers=vault.settings.allowed_servers,
     )
     status = 400 if all(r.error is not None for r in results) else 202
     return json_response({"value": [r.to_dict() for r in results]}, status)
@@ -47,6 +49,8 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
         vault.clock(),
         allow_env_secrets=vault.settings.allow_env_secrets,
         vault_region=vault.settings.region,
+        secrets=vault.secrets,
+        allowed_servers=vault.settings.allowed_servers,
     )
     assert result.job is not None
     return accepted(result.to_dict(), result.job.job_id)
@@ -111,4 +115,12 @@ def list_databases_route(req: func.HttpRequest) -> func.HttpResponse:
     """The databases a secret's user can see on its server, marking those already protected."""
     vault = current_vault()
     body = parse_json_body(req.get_body())
-    return json_response(list_databases(vault.state, vault.secrets, body, allow_env=vault.settings.allow_env_secrets))
+    return json_response(
+        list_databases(
+            vault.state,
+            vault.secrets,
+            body,
+            allow_env=vault.settings.allow_env_secrets,
+            allowed_servers=vault.settings.allowed_servers,
+        )
+    )

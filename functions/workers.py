@@ -39,7 +39,13 @@ def validation_worker(msg: func.QueueMessage) -> None:
     payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
-        service = ValidationService(vault.state, vault.secrets, vault.clock, pg_bin_dir=vault.settings.pg_bin_dir)
+        service = ValidationService(
+            vault.state,
+            vault.secrets,
+            vault.clock,
+            pg_bin_dir=vault.settings.pg_bin_dir,
+            allowed_servers=vault.settings.allowed_servers,
+        )
         service.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
 
 
@@ -57,6 +63,7 @@ def backup_worker(msg: func.QueueMessage) -> None:
             pg_bin_dir=vault.settings.pg_bin_dir,
             function_timeout=vault.settings.function_timeout,
             manifest=vault.settings.backup_manifest,
+            allowed_servers=vault.settings.allowed_servers,
         )
         attempt = msg.dequeue_count or 1
         runner.run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)

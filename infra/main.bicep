@@ -334,6 +334,8 @@ var commonAppSettings = {
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
+  // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
+  PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig

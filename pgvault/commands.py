@@ -309,7 +309,7 @@ def add_instance_commands(groups: Groups) -> None:
     configure.add_argument("--server")
     configure.add_argument("--port", type=int)
     configure.add_argument("--database", "-d")
-    configure.add_argument("--secret-uri", help="Key Vault secret URI, or env:VARIABLE (local use)")
+    configure.add_argument("--secret-uri", help="Key Vault secret URI, or env:PGVAULT_SECRET_<NAME> (local use)")
     configure.add_argument("--policy", help="the backup policy's name")
     configure.add_argument("--server-region")
     configure.set_defaults(handler=api_command(instance_configure))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,9 @@ class BackupRunner:
         pg_bin_dir: Path | None = None,
         function_timeout: timedelta | None = None,
         manifest: bool = True,
+        allowed_servers: Sequence[str] = (),
     ) -> None:
+        self._allowed_servers = tuple(allowed_servers)
         self._jobs = JobStore(state)
         self._instances = InstanceService(state, lambda job, instance: None)
         self._policies = PolicyService(state)
@@ -210,7 +212,7 @@ class BackupRunner:
 
         current = step("CheckPrivileges")
         params = credentials(self._secrets, instance)
-        kwargs = libpq_for(instance, params)
+        kwargs = libpq_for(instance, params, self._allowed_servers)
         with connect(kwargs) as conn:
             server_num = int(conn.info.server_version)
             server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -229,7 +231,13 @@ class BackupRunner:
         result, tables = dump_with_manifest(
             tool.path,
             kwargs,
-            params.child_env(host=instance.spec.server, port=instance.spec.port, dbname=instance.spec.database),
+            params.child_env(
+                host=instance.spec.server,
+                port=instance.spec.port,
+                dbname=instance.spec.database,
+                refuses_cleartext=tool.refuses_cleartext,
+                allowed_servers=self._allowed_servers,
+            ),
             self._backups.client,
             blob_name,
             metadata={

@@ -62,6 +62,12 @@ class ErrorCode(StrEnum):
         503,
         "Check that the server is running and reachable (firewall, network rules); the operation is retried.",
     )
+    SERVER_REFUSED_CONNECTION = (
+        "UserErrorServerRefusedConnection",
+        400,
+        "The server refuses this kind of connection, and retrying will not change that: follow the advice in "
+        "the message (usually Ssl Mode in the secret's connection string), then re-validate.",
+    )
     DATABASE_NAME_ALREADY_IN_USE = (
         "UserErrorDatabaseNameAlreadyInUse",
         409,

@@ -12,15 +12,15 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shared.errors import ErrorCode, UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
-from shared.pg.connstring import parse_connection_string
+from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
 from shared.secrets import SecretProvider, validate_secret_reference
@@ -279,6 +279,24 @@ def parse_spec(
     return InstanceSpec(instance_name, server, port, database, secret_uri, policy_name, region)
 
 
+def check_secret_server(
+    spec: InstanceSpec, secrets: SecretProvider | None, allowed_servers: Sequence[str], target: str
+) -> None:
+    """Refuse ``spec`` (400 naming ``target.server``) when its secret may not be used for its server.
+
+    Nothing is checked without ``secrets``, or when the secret cannot be read or parsed now:
+    the validation job reports that, and every run checks the server again.
+    """
+    if secrets is None:
+        return
+    try:
+        params = parse_connection_string(secrets.get_secret(spec.secret_uri))
+    except (UserError, TransientError) as exc:
+        log.info("instance %s: secret not readable at configure time (%s); validation will say", spec.name, exc.code)
+        return
+    check_server(params, spec.server, spec.port, allowed_servers=allowed_servers, target=f"{target}.server")
+
+
 @dataclass(frozen=True)
 class Configured:
     """The answer for one entry of a configure request."""
@@ -314,9 +332,20 @@ class InstanceService:
         self._enqueue = enqueue_validation
 
     def configure_many(
-        self, body: Any, now: datetime, *, allow_env_secrets: bool, vault_region: str | None
+        self,
+        body: Any,
+        now: datetime,
+        *,
+        allow_env_secrets: bool,
+        vault_region: str | None,
+        secrets: SecretProvider | None = None,
+        allowed_servers: Sequence[str] = (),
     ) -> list[Configured]:
-        """Configure every entry of ``{"instances": [...]}``; one bad entry does not stop the others."""
+        """Configure every entry of ``{"instances": [...]}``; one bad entry does not stop the others.
+
+        With ``secrets``, each entry's secret is read now and an entry whose server the secret
+        may not be used for is refused (``check_server``); see ``configure_one``.
+        """
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise _bad(
                 'the body must be {"instances": [{"server", "database", "secretUri", "policyName"}, ...]}', "instances"
@@ -332,6 +361,7 @@ class InstanceService:
             target = f"instances[{i}]"
             try:
                 spec = parse_spec(raw, target, allow_env_secrets=allow_env_secrets, vault_region=vault_region)
+                check_secret_server(spec, secrets, allowed_servers, target)
                 if layout.row_key(spec.name) in seen:
                     raise _bad(
                         f"{target}.name {spec.name!r} appears twice in this request",
@@ -346,11 +376,26 @@ class InstanceService:
         return results
 
     def configure_one(
-        self, name: str, body: Any, now: datetime, *, allow_env_secrets: bool, vault_region: str | None
+        self,
+        name: str,
+        body: Any,
+        now: datetime,
+        *,
+        allow_env_secrets: bool,
+        vault_region: str | None,
+        secrets: SecretProvider | None = None,
+        allowed_servers: Sequence[str] = (),
     ) -> Configured:
-        """Create instance ``name``, or update its policy and secret if it protects the same database."""
+        """Create instance ``name``, or update its policy and secret if it protects the same database.
+
+        With ``secrets``, the secret is read now: when it names another server than the
+        instance's, or names none and the server matches no ``allowed_servers``, the request is
+        refused (400) and nothing is stored. A secret that cannot be read now is left to the
+        validation job, which reads it again (as every backup does: a secret can change).
+        """
         check_name(name)
         spec = parse_spec(body, "body", allow_env_secrets=allow_env_secrets, vault_region=vault_region, name=name)
+        check_secret_server(spec, secrets, allowed_servers, "body")
         existing = self._state.get(layout.INSTANCE, layout.row_key(name))
         if existing is None:
             result = self._create(spec, now, "body")

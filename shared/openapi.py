@@ -147,13 +147,20 @@ def _schemas() -> dict[str, Schema]:
             ["server", "database", "secretUri", "policyName"],
             {
                 "name": NAME,
-                "server": {"type": "string", "minLength": 1},
+                "server": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "one host name or IP address; when the secret names a Server (and Port), the "
+                    "same server and port (host case, a trailing dot and the default port 5432 aside), else 400 "
+                    "InvalidRequest naming both; a secret without a Server only for hosts matching "
+                    "PGVAULT_ALLOWED_SERVERS",
+                },
                 "port": PORT,
                 "database": {"type": "string", "minLength": 1},
                 "secretUri": {
                     "type": "string",
-                    "description": "https://<vault>.vault.azure.net/secrets/<name>[/<version>], or env:<VARIABLE> "
-                    "when PGVAULT_ALLOW_ENV_SECRETS=true",
+                    "description": "https://<vault>.vault.azure.net/secrets/<name>[/<version>], or "
+                    "env:PGVAULT_SECRET_<NAME> when PGVAULT_ALLOW_ENV_SECRETS=true (only variables with that prefix)",
                 },
                 "policyName": NAME,
                 "serverRegion": STR,
@@ -195,7 +202,12 @@ def _schemas() -> dict[str, Schema]:
             },
         ),
         "BackupInstanceList": _list("BackupInstance"),
-        "ListDatabasesRequest": _obj(["secretUri"], {"secretUri": STR, "server": STR, "port": PORT}),
+        "ListDatabasesRequest": _obj(
+            ["secretUri"],
+            {"secretUri": STR, "server": STR, "port": PORT},
+            doc="server and port default to the secret's Server and Port; others are refused (400), and a secret "
+            "without a Server needs a server matching PGVAULT_ALLOWED_SERVERS",
+        ),
         "DatabaseList": _obj(
             ["server", "port", "value"],
             {
@@ -514,7 +526,7 @@ def _paths() -> dict[str, Any]:
         "/servers:listDatabases": {
             "post": _op(
                 "Servers_ListDatabases",
-                "The databases a secret's user sees on its server, those protected marked",
+                "The databases a secret's user sees on its server (no other server), those protected marked",
                 {**_ok("DatabaseList"), **_err(400, 404, 413, 500)},
                 tag="BackupInstances",
                 body=_body("ListDatabasesRequest"),

@@ -4,7 +4,9 @@ A backup instance names its secret by reference:
 - ``https://<vault>.vault.azure.net/secrets/<name>[/<version>]``: read with the real
   ``SecretClient`` and ``DefaultAzureCredential``; the latest version at every run unless the URI
   pins one; cached for a few minutes so a burst of jobs reads it once.
-- ``env:<VARIABLE>``: for local use, only when ``PGVAULT_ALLOW_ENV_SECRETS=true``.
+- ``env:PGVAULT_SECRET_<NAME>``: for local use, only when ``PGVAULT_ALLOW_ENV_SECRETS=true``, and
+  only variables with that prefix, so no reference can read the app's own settings
+  (``AzureWebJobsStorage``, keys) as if they were database credentials.
 
 Key Vault's failures become the codes Azure Backup uses: ``UserErrorInvalidSecret`` (no such
 secret), ``UserErrorMissingPermissionsOnSecretStore`` (403, or the identity cannot get a token),
@@ -41,8 +43,12 @@ _KV_URI = re.compile(
     r"(?P<suffix>vault\.azure\.net|vault\.azure\.cn|vault\.usgovcloudapi\.net|vault\.microsoftazure\.de)(?::443)?"
     r"/secrets/(?P<name>[A-Za-z0-9-]{1,127})(?:/(?P<version>[0-9A-Fa-f]{32}))?/?$"
 )
+# The prefix every env: reference's variable must carry.
+ENV_SECRET_PREFIX = "PGVAULT_SECRET_"  # noqa: S105 - a variable name prefix, not a password
 _ENV_REF = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
-_FORMS = "https://<vault>.vault.azure.net/secrets/<name>[/<version>] or, for local use, env:<VARIABLE>"
+_FORMS = (
+    f"https://<vault>.vault.azure.net/secrets/<name>[/<version>] or, for local use, env:{ENV_SECRET_PREFIX}<NAME>"
+)
 DEFAULT_CACHE_SECONDS = 300.0
 
 
@@ -86,6 +92,14 @@ def validate_secret_reference(reference: str, allow_env: bool) -> None:
     if reference.startswith("env:"):
         if _ENV_REF.match(reference) is None:
             raise _invalid(reference, "names no valid environment variable")
+        if not reference[len("env:") :].startswith(ENV_SECRET_PREFIX) or reference == f"env:{ENV_SECRET_PREFIX}":
+            raise UserError(
+                ErrorCode.INVALID_SECRET,
+                f"env: secret references may name only variables starting with {ENV_SECRET_PREFIX}",
+                target="secretUri",
+                recommended_action=f"Put the connection string in a variable named {ENV_SECRET_PREFIX}<NAME> and "
+                f"refer to it as env:{ENV_SECRET_PREFIX}<NAME>.",
+            )
         if not allow_env:
             raise UserError(
                 ErrorCode.INVALID_SECRET,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
 from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec
 from shared.pg.connect import connect
-from shared.pg.connstring import parse_connection_string
+from shared.pg.connstring import check_server, parse_connection_string
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import StateTable
@@ -19,11 +20,20 @@ ORDER BY datname
 """
 
 
-def list_databases(state: StateTable, secrets: SecretProvider, body: Any, *, allow_env: bool) -> dict[str, Any]:
+def list_databases(
+    state: StateTable,
+    secrets: SecretProvider,
+    body: Any,
+    *,
+    allow_env: bool,
+    allowed_servers: Sequence[str] = (),
+) -> dict[str, Any]:
     """The databases on the secret's server that its user may connect to, minus unsupported ones.
 
-    Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host.
-    Each database says whether this vault protects it already.
+    Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host. A
+    ``server``/``port`` other than the secret's is refused (400) before anything connects; a
+    secret without a Server needs a ``server`` matching ``allowed_servers``. Each database says
+    whether this vault protects it already.
     """
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
@@ -42,7 +52,10 @@ def list_databases(state: StateTable, secrets: SecretProvider, body: Any, *, all
     port = body.get("port") or params.port or DEFAULT_PORT
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise UserError(ErrorCode.INVALID_REQUEST, "port must be a TCP port number 1-65535", target="port")
-    kwargs = params.libpq_kwargs(host=server, port=port, dbname=params.database or "postgres")
+    check_server(params, server, port, allowed_servers=allowed_servers, target="server")
+    kwargs = params.libpq_kwargs(
+        host=server, port=port, dbname=params.database or "postgres", allowed_servers=allowed_servers
+    )
     with connect(kwargs) as conn:
         names = [row[0] for row in conn.execute(_DATABASES).fetchall()]
     value = []

@@ -61,6 +61,8 @@ class Settings:
     function_timeout: timedelta | None = timedelta(minutes=30)
     # Per-table digests beside each dump, for :verifyRestore; a second read of every table.
     backup_manifest: bool = True
+    # Host patterns a secret without its own Server may be used for (empty: such a secret is refused).
+    allowed_servers: tuple[str, ...] = ()
     # Storage accounts restore-as-files may write to (PGVAULT_EXPORT_ACCOUNTS); none: no exports.
     export_accounts: tuple[str, ...] = ()
 
@@ -177,6 +179,22 @@ def _function_timeout(env: Mapping[str, str], problems: dict[str, str]) -> timed
     return limit
 
 
+# A host pattern: DNS labels of letters, digits, '-', '_' and the wildcards '*' and '?'.
+_HOST_PATTERN = re.compile(r"^[a-z0-9_*?-]+(\.[a-z0-9_*?-]+)*$")
+
+
+def _allowed_servers(env: Mapping[str, str], problems: dict[str, str]) -> tuple[str, ...]:
+    raw = env.get("PGVAULT_ALLOWED_SERVERS", "")
+    patterns = tuple(p.strip().lower().rstrip(".") for p in raw.split(",") if p.strip())
+    bad = [p for p in patterns if not _HOST_PATTERN.match(p) or not any(c.isalnum() for c in p)]
+    if bad:
+        problems["PGVAULT_ALLOWED_SERVERS"] = (
+            "must be comma-separated host patterns such as *.postgres.database.azure.com (letters, digits, '-', "
+            f"'.', wildcards * and ?; a pattern of wildcards alone would allow every server), got {', '.join(bad)}"
+        )
+    return patterns
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
     env = os.environ if env is None else env
@@ -230,6 +248,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     function_timeout = _function_timeout(env, problems)
     backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
+    allowed_servers = _allowed_servers(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -250,4 +269,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         function_timeout=function_timeout,
         backup_manifest=backup_manifest,
         export_accounts=export_accounts,
+        allowed_servers=allowed_servers,
     )

@@ -9,7 +9,7 @@ answers and the login works, the user holds the backup privileges on the databas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -49,9 +49,18 @@ def credentials(secrets: SecretProvider, instance: Instance) -> ConnectionParams
     return parse_connection_string(secrets.get_secret(instance.spec.secret_uri))
 
 
-def libpq_for(instance: Instance, params: ConnectionParams) -> dict[str, Any]:
-    """libpq parameters for the instance's database: its server, port and database, the secret's login."""
-    return params.libpq_kwargs(host=instance.spec.server, port=instance.spec.port, dbname=instance.spec.database)
+def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Sequence[str] = ()) -> dict[str, Any]:
+    """libpq parameters for the instance's database: its server, port and database, the secret's login.
+
+    ``UserError`` (InvalidRequest) when the secret may not be used for the instance's server
+    (``shared.pg.connstring.check_server``): checked at every run, since a secret can change.
+    """
+    return params.libpq_kwargs(
+        host=instance.spec.server,
+        port=instance.spec.port,
+        dbname=instance.spec.database,
+        allowed_servers=allowed_servers,
+    )
 
 
 class ValidationService:
@@ -64,7 +73,9 @@ class ValidationService:
         clock: Callable[[], datetime],
         *,
         pg_bin_dir: Path | None = None,
+        allowed_servers: Sequence[str] = (),
     ) -> None:
+        self._allowed_servers = tuple(allowed_servers)
         self._state = state
         self._jobs = JobStore(state)
         self._instances = InstanceService(state, lambda job, instance: None)
@@ -116,7 +127,7 @@ class ValidationService:
         params = credentials(self._secrets, instance)
         current["status"] = "Completed"
         current = step("Connect")
-        kwargs = libpq_for(instance, params)
+        kwargs = libpq_for(instance, params, self._allowed_servers)
         with connect(kwargs) as conn:
             server_num = int(conn.info.server_version)
             current["status"] = "Completed"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.pg.tools import list_tools
+from shared.pg.tools import Tool, list_tools
 from shared.secrets import EnvSecretProvider, KeyVaultSecretProvider, SecretProvider, SecretResolver
 from shared.settings import Settings, load_settings
 from shared.storage import layout
@@ -84,15 +84,18 @@ def log_client_tools(settings: Settings) -> list[str]:
     """Log, once per process at start, which pg_dump / pg_restore versions this app can use.
 
     Returns the lines logged. No pg_dump at all is a warning: every validation and backup would
-    fail with ``UserErrorPgDumpVersionTooOld``.
+    fail with ``UserErrorPgDumpVersionTooOld``; so are tools whose libpq cannot refuse a cleartext
+    password (older than 16).
     """
     lines = []
+    old: list[Tool] = []
     for name in ("pg_dump", "pg_restore"):
         tools = list_tools(name, settings.pg_bin_dir)
         if tools:
             found = ", ".join(f"{t.version_text.split()[-1]} ({t.path})" for t in tools)
             lines.append(f"{name} found: {found}")
             log.info("%s found: %s", name, found)
+            old.extend(t for t in tools if not t.refuses_cleartext)
         else:
             where = f"PGVAULT_PG_BIN_DIR={settings.pg_bin_dir}, " if settings.pg_bin_dir else ""
             lines.append(f"{name} not found")
@@ -102,4 +105,13 @@ def log_client_tools(settings: Settings) -> list[str]:
                 name,
                 where,
             )
+    if old:
+        # PGREQUIREAUTH needs libpq 16: these tools get a password only over TLS that verifies the server.
+        line = (
+            "client tools with a libpq older than 16 (they cannot refuse a cleartext password, so they get a "
+            "password only for servers verified by TLS or on this machine): "
+            + ", ".join(f"{t.path} (libpq {t.libpq or 'unknown'})" for t in old)
+        )
+        lines.append(line)
+        log.warning("%s", line)
     return lines

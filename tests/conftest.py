@@ -59,6 +59,14 @@ def postgres(run_dir: Path) -> Iterator[Postgres]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def tls_postgres(run_dir: Path) -> Iterator[Postgres]:
+    """A PostgreSQL cluster that accepts TLS connections only (self-signed ``cert_file``), started on demand."""
+    server = Postgres(run_dir / "pg-tls", tls=True).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def storage_env(azurite: Azurite) -> dict[str, str]:
     """App settings pointing at the session's Azurite, with names unique to this test."""

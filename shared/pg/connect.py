@@ -2,11 +2,16 @@
 
 Failures the user must fix (wrong password, no such database, no CONNECT privilege) become
 ``UserError`` with Azure Backup's codes; a server that is down, restarting or unreachable is a
-``TransientError`` (``UserErrorServerConnectionClosed`` once retries run out).
+``TransientError`` (``UserErrorServerConnectionClosed`` once retries run out). A server that
+refuses the connection for a reason no retry changes (pg_hba has no entry for it, TLS required
+or missing, an authentication method pgvault will not use, a certificate that does not verify)
+is ``UserErrorServerRefusedConnection`` at once, with the change that fixes it (``refusal``,
+also read from pg_dump's and pg_restore's messages).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +28,69 @@ _NO_PRIVILEGE = {"42501"}
 _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004", "53300"}
 
 
+# libpq's and the server's words for refusals that retrying cannot fix, each with its advice.
+_SET_SSL = "Set Ssl Mode=Require (better: VerifyFull) in the secret's connection string, then re-validate."
+_REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (
+        re.compile(r"SSL connection is required|no pg_hba\.conf entry .*(?:no encryption|SSL off)", re.IGNORECASE),
+        "the server accepts only TLS connections here, and the secret's Ssl Mode does not use TLS",
+        _SET_SSL,
+    ),
+    (
+        re.compile(r"pg_hba\.conf rejects connection .*(?:no encryption|SSL off)", re.IGNORECASE),
+        "the server rejects connections without TLS",
+        _SET_SSL,
+    ),
+    (
+        re.compile(r"server does not support SSL", re.IGNORECASE),
+        "the server does not offer TLS, and the secret's Ssl Mode requires it",
+        "Turn on TLS on the server (ssl=on). Only on a network you trust, lower Ssl Mode in the secret's "
+        "connection string.",
+    ),
+    (
+        re.compile(r'authentication method requirement "[^"]*" failed', re.IGNORECASE),
+        "the server asked for the password in cleartext, and pgvault sends a password in cleartext only to a "
+        "server verified by TLS",
+        "Set Ssl Mode=VerifyFull in the secret's connection string (with Root Certificate=<file> for a private "
+        "CA), or have the server use scram-sha-256 for this user (password_encryption, pg_hba.conf).",
+    ),
+    (
+        re.compile(r"authentication method \d+ not supported|authentication method .* (?:is )?not supported", re.I),
+        "the server asks for an authentication method pgvault's client does not support",
+        "Have the server use scram-sha-256 or md5 for this user (pg_hba.conf).",
+    ),
+    (
+        re.compile(
+            r"certificate verify failed|does not match host name|root certificate file .* does not exist|"
+            r"could not read root certificate file|weak sslmode",
+            re.IGNORECASE,
+        ),
+        "TLS could not verify the server's certificate",
+        "Check Root Certificate in the secret (the CA file that signed the server's certificate) and that the "
+        "instance's server is the name on the certificate; or use Ssl Mode=Require, which encrypts without "
+        "verifying.",
+    ),
+    (
+        re.compile(r"no pg_hba\.conf entry|pg_hba\.conf rejects connection", re.IGNORECASE),
+        "the server's pg_hba.conf allows no connection of this user to this database from the app's address",
+        "Have the server's administrator allow this user, database and the app's address (pg_hba.conf, or the "
+        "server's firewall and network rules), then re-validate.",
+    ),
+)
+
+
+def refusal(text: str, where: str) -> UserError | None:
+    """``UserErrorServerRefusedConnection`` when ``text`` (a libpq or tool message) is a lasting refusal."""
+    for pattern, why, advice in _REFUSALS:
+        if pattern.search(text):
+            return UserError(
+                ErrorCode.SERVER_REFUSED_CONNECTION,
+                f"{where}: {why} ({text})",
+                recommended_action=advice,
+            )
+    return None
+
+
 def describe(kwargs: Mapping[str, Any]) -> str:
     """``user@host:port/dbname`` for messages: never the password."""
     return f"{kwargs.get('user')}@{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('dbname')}"
@@ -36,9 +104,16 @@ def map_connect_error(exc: psycopg.Error, kwargs: Mapping[str, Any]) -> Exceptio
     password = str(kwargs.get("password") or "")
     if password and password in text:
         text = text.replace(password, "***")
+    # libpq tries TLS then plain (Ssl Mode Prefer) and reports each try on a line of its own.
+    whole = " | ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    if password and password in whole:
+        whole = whole.replace(password, "***")
+    refused = refusal(whole, f"connecting to {where}")
+    if refused is not None:
+        return refused
     # Connection-time failures come without an SQLSTATE from libpq: read the server's message.
     role_missing = 'role "' in text and "does not exist" in text
-    auth_failed = any(t in text for t in ("authentication failed", "no pg_hba.conf entry"))
+    auth_failed = "authentication failed" in text
     if state in _AUTH_FAILED or auth_failed or role_missing:
         return UserError(ErrorCode.DB_USER_AUTH_FAILED, f"login to {where} failed: {text}")
     if state in _DB_NOT_FOUND or ("database" in text and "does not exist" in text):

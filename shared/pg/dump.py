@@ -27,7 +27,7 @@ import zstandard
 from azure.storage.blob import ContainerClient
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.pg.connect import connect
+from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
 from shared.storage.blockstream import BlockWriter, StreamResult
 
@@ -101,14 +101,25 @@ def _read_ahead(pipe: IO[bytes]) -> Iterator[bytes]:
             reader.join(timeout=0.05)
 
 
-def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
-    """The error a failed ``pg_dump`` means, read from its messages (never showing a password)."""
-    text = _PASSWORDISH.sub(r"\1***", stderr.strip())
-    last = " | ".join(text.splitlines()[-3:]) or f"exit code {returncode}"
+def _connect_error(text: str, last: str, database: str) -> UserError | None:
+    """The error of a pg_dump that could not connect or log in, if that is what ``text`` says."""
+    refused = refusal(last, "pg_dump could not connect")
+    if refused is not None:
+        return refused
     if "password authentication failed" in text or re.search(r'role ".*" does not exist', text):
         return UserError(ErrorCode.DB_USER_AUTH_FAILED, f"pg_dump could not log in: {last}")
     if re.search(r'database ".*" does not exist', text):
         return UserError(ErrorCode.DB_NOT_FOUND, f"database {database!r} does not exist: {last}")
+    return None
+
+
+def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
+    """The error a failed ``pg_dump`` means, read from its messages (never showing a password)."""
+    text = _PASSWORDISH.sub(r"\1***", stderr.strip())
+    last = " | ".join(text.splitlines()[-3:]) or f"exit code {returncode}"
+    login = _connect_error(text, last, database)
+    if login is not None:
+        return login
     if "server version mismatch" in text:
         return UserError(ErrorCode.PG_DUMP_VERSION_TOO_OLD, f"pg_dump is older than the server: {last}")
     denied = re.findall(r"permission denied for (?:table|relation|schema|sequence|large object) ([^\s]+)", text)

@@ -28,6 +28,7 @@ from azure.storage.blob import ContainerClient
 from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
+from shared.pg.connect import refusal
 from shared.storage.blockstream import read_verified
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,10 @@ def error_for(report: RestoreReport) -> UserError | TransientError:
     """The pgvault error a failed restore means."""
     first = report.errors[0] if report.errors else f"exit code {report.returncode}"
     more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+    for e in report.errors:
+        refused = refusal(e, "pg_restore could not connect")
+        if refused is not None:
+            return refused
     if any(g in e for e in report.errors for g in _SERVER_GONE):
         return TransientError(
             f"the target server went away during pg_restore: {first}", code=ErrorCode.SERVER_CONNECTION_CLOSED

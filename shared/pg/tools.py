@@ -9,6 +9,7 @@ the newest installed tool whose major version is at least the server's. Candidat
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+# The dynamic loader's line (LD_DEBUG=libs) when it initialises the libpq a program loaded.
+_LIBPQ = re.compile(r"calling init: (\S*/libpq\.so[.\d]*)")
+# libpq's require_auth (PGREQUIREAUTH), with which a client refuses the cleartext password: libpq 16.
+REQUIRE_AUTH_LIBPQ = 160000
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,17 @@ class Tool:
     path: Path
     major: int
     version_text: str
+
+    @property
+    def libpq(self) -> int | None:
+        """The version of the libpq this tool runs with (``PQlibVersion``), None when unknown."""
+        return libpq_version(self.path)
+
+    @property
+    def refuses_cleartext(self) -> bool:
+        """Whether this tool honours ``PGREQUIREAUTH`` (libpq 16+), so it can refuse a cleartext password."""
+        version = self.libpq
+        return version is not None and version >= REQUIRE_AUTH_LIBPQ
 
 
 @functools.cache
@@ -45,6 +61,29 @@ def _version(path: Path) -> tuple[int, str] | None:
     if out.returncode != 0 or m is None:
         return None
     return int(m.group(1)), out.stdout.strip()
+
+
+@functools.cache
+def libpq_version(path: Path) -> int | None:
+    """The version of the libpq ``path`` runs with (``PQlibVersion()``, e.g. 150018), None if unknown.
+
+    Read from the library the dynamic loader gives the tool when it runs (``LD_DEBUG=libs``), so
+    wrappers (Debian's pg_wrapper, the bundle's LD_LIBRARY_PATH script) count as they run: a
+    tool's own version does not say which libpq it loads (apt.postgresql.org's pg_dump 15 runs
+    with the newest libpq5).
+    """
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LD_DEBUG": "libs", "LC_ALL": "C"}
+    try:
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = _LIBPQ.search(out.stderr)
+    if m is None:
+        return None
+    try:
+        return int(ctypes.CDLL(m.group(1)).PQlibVersion())
+    except (OSError, AttributeError, ValueError):
+        return None
 
 
 def _candidates(name: str, bin_dir: Path | None, search_path: str | None) -> list[Path]:

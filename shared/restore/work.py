@@ -28,7 +28,7 @@ from shared.instances import InstanceService
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat
 from shared.pg.connect import connect
-from shared.pg.connstring import ConnectionParams, parse_connection_string
+from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.pg.digests import compare_digests, methods_of, table_digests
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
@@ -72,7 +72,11 @@ def pg_dump_major(version_text: str) -> int:
 
 
 def target_server(params: ConnectionParams, target: str) -> tuple[str, int]:
-    """The server a restore target secret names (its Server and Port)."""
+    """The server a restore target secret names (its Server and Port): a restore goes nowhere else.
+
+    The secret's password goes to that server only (``check_server``, as for backups), so a
+    target secret without one Server is refused.
+    """
     if not params.host:
         raise UserError(
             ErrorCode.SECRET_VALUE_IN_UNSUPPORTED_FORMAT,
@@ -80,6 +84,7 @@ def target_server(params: ConnectionParams, target: str) -> tuple[str, int]:
             target=target,
             recommended_action="Put Server=<host>;Port=<port> in the target's connection string.",
         )
+    check_server(params, params.host, params.port, target=target)
     return params.host, params.port or DEFAULT_PORT
 
 
@@ -241,7 +246,7 @@ class RestoreWork:
         try:
             report = restore_blob(
                 tool.path,
-                params.child_env(host=host, port=port, dbname=name),
+                params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext),
                 self.s.backups.client,
                 blob,
                 point.sha256,

@@ -29,6 +29,8 @@ def app_env(azurite: Azurite) -> dict[str, str]:
         "PGVAULT_DEVHOST_KEY": DEVHOST_KEY,
         # Restores as files may write to the emulator's account (never to the vault's own containers).
         "PGVAULT_EXPORT_ACCOUNTS": "devstoreaccount1",
+        # The test secrets without a Server are for the test clusters on this machine.
+        "PGVAULT_ALLOWED_SERVERS": "127.0.0.1",
     }
 
 

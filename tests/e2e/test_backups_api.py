@@ -60,7 +60,7 @@ def host(
     env = {
         **app_env,
         "PGVAULT_SCHEDULER_SCHEDULE": "*/3 * * * * *",
-        "SHOP_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
+        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
@@ -97,7 +97,7 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
                 "server": "127.0.0.1",
                 "port": server.port,
                 "database": names["db"],
-                "secretUri": "env:SHOP_CS",
+                "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
                 "policyName": "mwf",
             }
         ),

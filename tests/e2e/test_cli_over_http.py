@@ -65,7 +65,7 @@ def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
 def host(
     app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DevhostProcess]:
-    env = {**app_env, "CLI_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
+    env = {**app_env, "PGVAULT_SECRET_CLI_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
     yield h
@@ -114,7 +114,7 @@ def protected(cli, server: Postgres, names: dict[str, str]) -> list[str]:  # typ
             "-d",
             db,
             "--secret-uri",
-            "env:CLI_CS",
+            "env:PGVAULT_SECRET_CLI_CS",
             "--policy",
             "weekly",
             "--wait",

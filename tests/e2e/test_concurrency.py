@@ -68,7 +68,7 @@ def hosts(
     env = {
         **app_env,
         "PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *",
-        "CONC_CS": f"User Id={databases[0]};Password={PASSWORD};Ssl Mode=Disable",
+        "PGVAULT_SECRET_CONC_CS": f"User Id={databases[0]};Password={PASSWORD};Ssl Mode=Disable",
     }
     logs = tmp_path_factory.mktemp("concurrency")
     started = [DevhostProcess(env, logs / f"devhost-{i}.log") for i in range(HOSTS)]
@@ -114,7 +114,7 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
                 "server": "127.0.0.1",
                 "port": postgres.port,
                 "database": db,
-                "secretUri": "env:CONC_CS",
+                "secretUri": "env:PGVAULT_SECRET_CONC_CS",
                 "policyName": "soon",
             }
             for i, db in enumerate(dbs)

@@ -80,9 +80,10 @@ def host(
 ) -> Iterator[DevhostProcess]:
     env = {
         **app_env,
-        "DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
+        "PGVAULT_SECRET_DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
         # A restore's target secret names its server (the instance's secret need not).
-        "DASH_TARGET_CS": f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORD};"
+        "PGVAULT_SECRET_DASH_TARGET_CS": f"Server=127.0.0.1;Port={server.port};User Id={names['user']};"
+        f"Password={PASSWORD};"
         "Ssl Mode=Disable",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
@@ -98,7 +99,7 @@ def _finished(host: DevhostProcess, job_id: str) -> dict[str, Any]:
 
 
 def _configure(host: DevhostProcess, server: Postgres, name: str, database: str) -> dict[str, Any]:
-    body = {"server": "127.0.0.1", "port": server.port, "database": database, "secretUri": "env:DASH_CS",
+    body = {"server": "127.0.0.1", "port": server.port, "database": database, "secretUri": "env:PGVAULT_SECRET_DASH_CS",
             "policyName": "weekly"}  # fmt: skip
     r = host.request("PUT", f"/backupInstances/{name}", data=json.dumps(body))
     assert r.status_code == 202, r.text
@@ -248,7 +249,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
     # Restore: the form posts Azure's restore request for the chosen point.
     page.locator(f'tr[data-recovery-point="{point}"] button').click()
     page.fill("#restore-database", names["restored"])
-    page.fill("#restore-secret", "env:DASH_TARGET_CS")
+    page.fill("#restore-secret", "env:PGVAULT_SECRET_DASH_TARGET_CS")
     with page.expect_request(lambda r: r.url.endswith("/backupInstances/shop:restore")) as sent:
         page.click("#restore")
     assert sent.value.method == "POST"
@@ -263,7 +264,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
             "datasourceInfo": {"resourceName": names["restored"]},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:DASH_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+                "secretStoreResource": {"uri": "env:PGVAULT_SECRET_DASH_TARGET_CS", "secretStoreType": "AzureKeyVault"},
             },
         },
     }

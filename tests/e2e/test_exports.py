@@ -102,9 +102,9 @@ def host(
     key = base64.b64encode(b"not a key").decode()
     env = {
         **app_env,
-        "SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
         # A storage connection string whose endpoint is the listener.
-        "LISTENER_CS": (
+        "PGVAULT_SECRET_LISTENER_CS": (
             f"DefaultEndpointsProtocol=http;AccountName=otheraccount;AccountKey={key};"
             f"BlobEndpoint=http://127.0.0.1:{listener.port}/otheraccount;"
         ),
@@ -118,7 +118,12 @@ def host(
 @pytest.fixture(scope="module")
 def point(host: DevhostProcess, server: Postgres, names: dict[str, str]) -> str:
     assert host.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    spec = {"server": "127.0.0.1", "port": server.port, "database": names["db"], "secretUri": "env:SHOP_CS"}
+    spec = {
+        "server": "127.0.0.1",
+        "port": server.port,
+        "database": names["db"],
+        "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
+    }
     r = host.request("PUT", "/backupInstances/shop", data=json.dumps({**spec, "policyName": "p"}))
     assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
     backup = _job(host, host.request("POST", "/backupInstances/shop:backup").json()["jobId"])
@@ -181,7 +186,7 @@ def test_restore_as_files_to_an_unlisted_account_is_refused_and_the_listener_hea
         error = _refused(host, point, url)
         assert "PGVAULT_EXPORT_ACCOUNTS" in error["recommendedAction"], error
     # With a connection string whose endpoint is the listener: as the URL, and behind an allowed URL.
-    secret = {"connectionStringSecretUri": "env:LISTENER_CS"}
+    secret = {"connectionStringSecretUri": "env:PGVAULT_SECRET_LISTENER_CS"}
     _refused(host, point, f"http://127.0.0.1:{listener.port}/otheraccount/exports", **secret)
     allowed = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client("anyname")
     error = _refused(host, point, allowed.url, f"{DETAILS}.connectionStringSecretUri", **secret)

@@ -166,7 +166,7 @@ def vault(
     env = {
         **app_env,
         "PGVAULT_DEVHOST_MESSAGE_LEASE": LEASE,
-        "FAULTS_CS": f"User Id={database['user']};Password={PASSWORD};Ssl Mode=Disable",
+        "PGVAULT_SECRET_FAULTS_CS": f"User Id={database['user']};Password={PASSWORD};Ssl Mode=Disable",
     }
     v = Vault(env, tmp_path_factory.mktemp("faults"))
     h = v.host
@@ -179,7 +179,7 @@ def vault(
                 "server": "127.0.0.1",
                 "port": postgres.port,
                 "database": database["db"],
-                "secretUri": "env:FAULTS_CS",
+                "secretUri": "env:PGVAULT_SECRET_FAULTS_CS",
                 "policyName": "weekly",
             }
         ),

@@ -65,13 +65,16 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[tuple[StateTable, Bl
         "server": "127.0.0.1",
         "port": postgres.port,
         "database": db,
-        "secretUri": "env:AC_CS",
+        "secretUri": "env:PGVAULT_SECRET_AC_CS",
         "policyName": "weekly",
     }
     instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)
     current = instances.get("orders")
     instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
-    secrets = EnvSecretProvider(True, {"AC_CS": f"User Id={user};Password=unused;Ssl Mode=Disable"})
+    secrets = EnvSecretProvider(
+        True,
+        {"PGVAULT_SECRET_AC_CS": f"Server=127.0.0.1;Port={postgres.port};User Id={user};Password=x;Ssl Mode=Disable"},
+    )
     runner = BackupRunner(state, backups, secrets, lambda: datetime.now(UTC))
     yield state, backups, queues, runner
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:

@@ -37,7 +37,7 @@ OUTAGE_REQUEST_TIMEOUT = 240
 
 @pytest.fixture(scope="module")
 def host(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    env = {**app_env, "PGVAULT_DEVHOST_KEY": KEY, "KEYED_CS": "User Id=nobody;Password=unused"}
+    env = {**app_env, "PGVAULT_DEVHOST_KEY": KEY, "PGVAULT_SECRET_KEYED_CS": "User Id=nobody;Password=unused"}
     h = DevhostProcess(env, tmp_path_factory.mktemp("keys") / "devhost.log", args=["--verbose"])
     yield h
     h.stop()
@@ -78,7 +78,7 @@ def test_the_function_key_is_in_no_log_answer_or_record_while_storage_is_down(
         "server": "127.0.0.1",
         "port": 9,
         "database": "keyed",
-        "secretUri": "env:KEYED_CS",
+        "secretUri": "env:PGVAULT_SECRET_KEYED_CS",
         "policyName": "p",
     }
     assert call("GET", "/backupPolicies", "none").status_code == 401  # the key is required

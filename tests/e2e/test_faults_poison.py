@@ -64,7 +64,7 @@ def test_a_poisoned_backup_message_ends_its_job_failed_and_the_instance_takes_th
     now = datetime.now(UTC)
     PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "db.invalid", "database": "shop", "secretUri": "env:NOPE", "policyName": "weekly"}
+    spec = {"server": "db.invalid", "database": "shop", "secretUri": "env:PGVAULT_SECRET_NOPE", "policyName": "weekly"}
     validation = instances.configure_one(NAME, spec, now, allow_env_secrets=True, vault_region=None).job
     assert validation is not None
     JobStore(state).finish(JobStore(state).get(validation.job_id), JobStatus.COMPLETED, now)

@@ -95,8 +95,10 @@ def vault(
     env = {
         **app_env,
         "PGVAULT_DEVHOST_MESSAGE_LEASE": LEASE,
-        "RF_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
-        "RF_TARGET_CS": f"Server=127.0.0.1;Port={postgres.port};User Id=postgres;Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_RF_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_RF_TARGET_CS": (
+            f"Server=127.0.0.1;Port={postgres.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
+        ),
     }
     v = Host(env, tmp_path_factory.mktemp("faults-restore"))
     yield v
@@ -108,7 +110,12 @@ def test_a_devhost_killed_mid_restore_ends_with_every_row_restored_and_no_stray_
 ) -> None:
     h = vault.host
     assert h.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    spec = {"server": "127.0.0.1", "port": postgres.port, "database": names["db"], "secretUri": "env:RF_CS"}
+    spec = {
+        "server": "127.0.0.1",
+        "port": postgres.port,
+        "database": names["db"],
+        "secretUri": "env:PGVAULT_SECRET_RF_CS",
+    }
     r = h.request("PUT", "/backupInstances/rf", data=json.dumps({**spec, "policyName": "p"}))
     assert r.status_code == 202, r.text
     assert vault.finished(r.json()["validationJobId"])["status"] == "Completed"
@@ -126,7 +133,7 @@ def test_a_devhost_killed_mid_restore_ends_with_every_row_restored_and_no_stray_
             "datasourceInfo": {"resourceName": names["copy"]},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:RF_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+                "secretStoreResource": {"uri": "env:PGVAULT_SECRET_RF_TARGET_CS", "secretStoreType": "AzureKeyVault"},
             },
         },
     }

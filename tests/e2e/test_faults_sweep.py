@@ -78,7 +78,7 @@ def _record_a_year(storage: Storage, start: datetime, now: datetime) -> int:
     policies = PolicyService(storage.state)
     policies.put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), start)
     instances = InstanceService(storage.state, lambda job, instance: None)
-    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:X", "policyName": "mwf"}
+    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
     instances.configure_one(NAME, spec, start, allow_env_secrets=True, vault_region=None)
     current = instances.get(NAME)
     instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))

@@ -87,8 +87,8 @@ def host(
     # state comparisons (once a year).
     env = {
         **app_env,
-        "ODD_CS": odd["cs"],
-        "ODD_TARGET_CS": odd["target_cs"],
+        "PGVAULT_SECRET_ODD_CS": odd["cs"],
+        "PGVAULT_SECRET_ODD_TARGET_CS": odd["target_cs"],
         "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("hostile") / "devhost.log")
@@ -214,7 +214,7 @@ def test_odd_database_schema_and_role_names_go_through_configure_validate_and_ba
                 "server": "127.0.0.1",
                 "port": postgres.port,
                 "database": ODD_DB,
-                "secretUri": "env:ODD_CS",
+                "secretUri": "env:PGVAULT_SECRET_ODD_CS",
                 "policyName": "weekly",
             }
         ),
@@ -263,7 +263,7 @@ def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_v
 ) -> None:
     # The point of the backup test above: the odd database, schema, table and role.
     (point,) = RecoveryPointStore(snapshot.state).of("odd")
-    target = {"uri": "env:ODD_TARGET_CS", "secretStoreType": "AzureKeyVault"}
+    target = {"uri": "env:PGVAULT_SECRET_ODD_TARGET_CS", "secretStoreType": "AzureKeyVault"}
     credentials = {"objectType": "SecretStoreBasedAuthCredentials", "secretStoreResource": target}
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -290,7 +290,7 @@ def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_v
     r = host.request(
         "POST",
         "/backupInstances/odd:verifyRestore",
-        data=json.dumps({"recoveryPointId": point.recovery_point_id, "secretUri": "env:ODD_TARGET_CS"}),
+        data=json.dumps({"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_ODD_TARGET_CS"}),
     )
     assert r.status_code == 202, r.text
     verify = _finished(host, r.json()["jobId"])

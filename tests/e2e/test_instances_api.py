@@ -60,13 +60,15 @@ def host(
 ) -> Iterator[DevhostProcess]:
     env = {
         **app_env,
-        "SHOP_CS": (
-            f"Server=ignored.example.com;Port=1;User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
+        # The secret names its server: the instances below must name the same one (DESIGN C3).
+        "PGVAULT_SECRET_SHOP_CS": (
+            f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
         ),
-        "NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
-        "WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
-        "RIGHT_PASSWORD_CS": f"User Id={names['user']}_pw;Password=right;Ssl Mode=Disable",
-        "BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
+        "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable",
+        "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
+        "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
+        "PGVAULT_SECRET_RIGHT_PASSWORD_CS": f"User Id={names['user']}_pw;Password=right;Ssl Mode=Disable",
+        "PGVAULT_SECRET_BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
@@ -75,7 +77,7 @@ def host(
     assert h.stop() == 0, h.log()
 
 
-SHOP_SECRET = "env:SHOP_CS"
+SHOP_SECRET = "env:PGVAULT_SECRET_SHOP_CS"
 
 
 def _entry(server: Postgres, database: str, secret: str = SHOP_SECRET, **over: Any) -> dict[str, Any]:
@@ -157,7 +159,7 @@ def test_protect_validate_grant_and_revalidate(
     listed = host.request(
         "POST",
         "/servers:listDatabases",
-        data=json.dumps({"secretUri": "env:SHOP_CS", "server": "127.0.0.1", "port": server.port}),
+        data=json.dumps({"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": server.port}),
     )
     assert listed.status_code == 200, listed.text
     dbs = {d["database"]: d for d in listed.json()["value"]}
@@ -172,11 +174,11 @@ def test_protect_validate_grant_and_revalidate(
 @pytest.mark.parametrize(
     ("database", "secret", "code"),
     [
-        ("no_such_db_here", "env:SHOP_CS", "UserErrorDBNotFound"),
-        (None, "env:NOBODY_CS", "UserErrorDBUserAuthFailed"),
-        (None, "env:WRONG_PASSWORD_CS", "UserErrorDBUserAuthFailed"),
-        (None, "env:BROKEN_CS", "UserErrorSecretValueInUnsupportedFormat"),
-        (None, "env:NOT_SET_ANYWHERE", "UserErrorInvalidSecret"),
+        ("no_such_db_here", "env:PGVAULT_SECRET_SHOP_CS", "UserErrorDBNotFound"),
+        (None, "env:PGVAULT_SECRET_NOBODY_CS", "UserErrorDBUserAuthFailed"),
+        (None, "env:PGVAULT_SECRET_WRONG_PASSWORD_CS", "UserErrorDBUserAuthFailed"),
+        (None, "env:PGVAULT_SECRET_BROKEN_CS", "UserErrorSecretValueInUnsupportedFormat"),
+        (None, "env:PGVAULT_SECRET_NOT_SET_ANYWHERE", "UserErrorInvalidSecret"),
     ],
 )
 def test_validation_failures_carry_azure_codes(  # noqa: PLR0917
@@ -209,7 +211,8 @@ def test_unreachable_server_fails_after_retries_with_connection_closed(host: Dev
                 "server": "127.0.0.1",
                 "port": free_port(),
                 "database": "x",
-                "secretUri": "env:SHOP_CS",
+                # A secret without a Server (127.0.0.1 is allowed): SHOP_CS names the real port.
+                "secretUri": "env:PGVAULT_SECRET_NOBODY_CS",
                 "policyName": "weekly",
             }
         ),
@@ -251,8 +254,9 @@ def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one
     tag = uuid.uuid4().hex[:6]
     batch = [
         _entry(server, f"a_{tag}", name=f"a-{tag}"),
-        _entry(server, f"b_{tag}", name=f"b-{tag}", secretUri="env:RIGHT_PASSWORD_CS"),
-        {**_entry(second_server, f"c_{tag}", name=f"c-{tag}")},
+        _entry(server, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
+        # SHOP_CS names the first server; on the second, a secret without a Server (127.0.0.1 is allowed).
+        _entry(second_server, f"c_{tag}", name=f"c-{tag}", secretUri="env:PGVAULT_SECRET_SHOP_ANY_CS"),
         _entry(second_server, "azure_sys", name=f"d-{tag}"),
         _entry(server, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
     ]

@@ -16,7 +16,12 @@ def test_stop_resume_and_stop_with_delete_over_http(app_host: DevhostProcess) ->
     name = f"stopme-{uuid.uuid4().hex[:6]}"
     body = (EXAMPLES / "sunday-default-only.json").read_bytes()
     assert app_host.request("PUT", "/backupPolicies/sunday", data=body).ok
-    instance = {"server": "db.invalid", "database": name, "secretUri": "env:NOT_SET", "policyName": "sunday"}
+    instance = {
+        "server": "db.invalid",
+        "database": name,
+        "secretUri": "env:PGVAULT_SECRET_NOT_SET",
+        "policyName": "sunday",
+    }
     assert app_host.request("PUT", f"/backupInstances/{name}", json=instance).status_code == 202
 
     bad = app_host.request("POST", f"/backupInstances/{name}:stopProtection", json={"retainData": "sometimes"})

@@ -52,8 +52,10 @@ def host(
 ) -> Iterator[DevhostProcess]:
     env = {
         **app_env,
-        "SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
-        "TARGET_CS": f"Server=127.0.0.1;Port={server.port};User Id=postgres;Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_TARGET_CS": (
+            f"Server=127.0.0.1;Port={server.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
+        ),
     }
     h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
     h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
@@ -76,7 +78,12 @@ def test_restore_verify_and_files_through_the_api(
     host: DevhostProcess, server: Postgres, names: dict[str, str], app_env: dict[str, str]
 ) -> None:
     assert host.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    spec = {"server": "127.0.0.1", "port": server.port, "database": names["db"], "secretUri": "env:SHOP_CS"}
+    spec = {
+        "server": "127.0.0.1",
+        "port": server.port,
+        "database": names["db"],
+        "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
+    }
     r = host.request("PUT", "/backupInstances/shop", data=json.dumps({**spec, "policyName": "p"}))
     assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
     r = host.request("POST", "/backupInstances/shop:backup")
@@ -94,7 +101,7 @@ def test_restore_verify_and_files_through_the_api(
             "datasourceInfo": {"resourceName": names["copy"]},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:TARGET_CS", "secretStoreType": "AzureKeyVault"},
+                "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
             },
         },
     }
@@ -110,7 +117,7 @@ def test_restore_verify_and_files_through_the_api(
     r = host.request(
         "POST",
         "/backupInstances/shop:verifyRestore",
-        data=json.dumps({"recoveryPointId": rp, "secretUri": "env:TARGET_CS"}),
+        data=json.dumps({"recoveryPointId": rp, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}),
     )
     assert r.status_code == 202, r.text
     verify = _job(host, r.json()["jobId"])

@@ -102,7 +102,7 @@ def test_no_password_in_any_answer_log_entity_blob_metadata_or_message(
 ) -> None:
     env = {
         **app_env,
-        "SECRET_CS": (
+        "PGVAULT_SECRET_SECRET_CS": (
             f"Server=127.0.0.1;Port={postgres.port};User Id={role['user']};Password={PASSWORD};Ssl Mode=Disable"
         ),
     }
@@ -111,13 +111,13 @@ def test_no_password_in_any_answer_log_entity_blob_metadata_or_message(
     call = Recorder(host)
     try:
         assert call("PUT", "/backupPolicies/weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text())).ok
-        listed = call("POST", "/servers:listDatabases", {"secretUri": "env:SECRET_CS"})
+        listed = call("POST", "/servers:listDatabases", {"secretUri": "env:PGVAULT_SECRET_SECRET_CS"})
         assert listed.status_code == 200 and role["db"] in listed.text, listed.text
         instance = {
             "server": "127.0.0.1",
             "port": postgres.port,
             "database": role["db"],
-            "secretUri": "env:SECRET_CS",
+            "secretUri": "env:PGVAULT_SECRET_SECRET_CS",
             "policyName": "weekly",
         }
         r = call("PUT", "/backupInstances/story", instance)

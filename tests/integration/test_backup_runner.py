@@ -91,12 +91,15 @@ def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
     now = datetime.now(UTC)
     PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), now)
     instances = InstanceService(state, lambda job, instance: None)
-    env = {"ORDERS_CS": f"User Id={user};Password=unused;Ssl Mode=Disable"}
+    env = {
+        "PGVAULT_SECRET_ORDERS_CS": f"Server=127.0.0.1;Port={postgres.port};User Id={user};Password=unused;"
+        "Ssl Mode=Disable"
+    }
     spec = {
         "server": "127.0.0.1",
         "port": postgres.port,
         "database": db,
-        "secretUri": "env:ORDERS_CS",
+        "secretUri": "env:PGVAULT_SECRET_ORDERS_CS",
         "policyName": "mwf",
     }
     instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)

@@ -95,7 +95,7 @@ def world(azurite: Azurite, unique: str) -> World:
     now = _now()
     PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:X", "policyName": "weekly"}
+    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "weekly"}
     validation = instances.configure_one(NAME, spec, now, allow_env_secrets=True, vault_region=None).job
     assert validation is not None
     JobStore(state).finish(JobStore(state).get(validation.job_id), JobStatus.COMPLETED, now)

@@ -78,7 +78,7 @@ def test_configure_many_answers_per_entry_and_one_bad_entry_does_not_stop_others
         entry(name="nopolicy", database="x", policyName="missing"),
         entry(name="badport", database="y", port=70000),
         entry(name="region", database="z", serverRegion="eastus"),
-        entry(name="envsecret", database="w", secretUri="env:PGPASS"),
+        entry(name="envsecret", database="w", secretUri="env:PGVAULT_SECRET_PGPASS"),
         entry(name="billing", database="billing", port="6432"),
     )
     by_name = {o["name"]: o for o in out}

@@ -30,7 +30,7 @@ from tests.examples import EXAMPLES
 pytestmark = pytest.mark.integration
 START = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)  # a Monday; backups Mon/Wed/Fri 22:00 UTC
 NAME = "orders"
-SPEC = {"server": "db.example.com", "database": NAME, "secretUri": "env:X", "policyName": "mwf"}
+SPEC = {"server": "db.example.com", "database": NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
 
 
 @dataclass

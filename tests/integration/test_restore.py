@@ -103,7 +103,7 @@ class World:
         self,
         point: RecoveryPoint,
         database: str,
-        secret: str = "env:TARGET_CS",  # noqa: S107 - a secret reference, not a secret
+        secret: str = "env:PGVAULT_SECRET_TARGET_CS",  # noqa: S107 - a secret reference, not a secret
         **extra: Any,
     ) -> dict[str, Any]:
         return {
@@ -137,7 +137,7 @@ def _protect(world: World, name: str, db: str) -> None:
         "server": "127.0.0.1",
         "port": world.pg.port,
         "database": db,
-        "secretUri": "env:SRC_CS",
+        "secretUri": "env:PGVAULT_SECRET_SRC_CS",
         "policyName": "mwf",
     }
     instances.configure_one(name, spec, datetime.now(UTC), allow_env_secrets=True, vault_region=None)
@@ -183,11 +183,11 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
     )
     server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
     env = {
-        "SRC_CS": f"User Id=rb_{u};Password=unused;Ssl Mode=Disable",
-        "TARGET_CS": f"{server};User Id=rr_{u}",
-        "NOCREATE_CS": f"{server};User Id=rn_{u}",
-        "NOSERVER_CS": f"User Id=rr_{u};Password=unused",
-        "OTHER_ACCOUNT_CS": azurite.connection_string,
+        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=rb_{u}",
+        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=rr_{u}",
+        "PGVAULT_SECRET_NOCREATE_CS": f"{server};User Id=rn_{u}",
+        "PGVAULT_SECRET_NOSERVER_CS": f"User Id=rr_{u};Password=unused",
+        "PGVAULT_SECRET_OTHER_ACCOUNT_CS": azurite.connection_string,
     }
     settings = load_settings(
         {
@@ -290,16 +290,17 @@ def test_a_restore_records_each_attempt_and_why_the_failed_ones_failed(world: Wo
     with socket.socket() as s:  # a port nothing listens on: the target server is down
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    world.env["FLAKY_CS"] = world.env["TARGET_CS"].replace(f"Port={world.pg.port}", f"Port={closed}")
+    target_cs = world.env["PGVAULT_SECRET_TARGET_CS"]
+    world.env["PGVAULT_SECRET_FLAKY_CS"] = target_cs.replace(f"Port={world.pg.port}", f"Port={closed}")
     service = world.service()
-    job = service.start("src", world.request(point, target, secret="env:FLAKY_CS"), datetime.now(UTC))
+    job = service.start("src", world.request(point, target, secret="env:PGVAULT_SECRET_FLAKY_CS"), datetime.now(UTC))
     with pytest.raises(TransientError):
         service.run(job.job_id, last_try=False, attempt=1)
     tried = JobStore(world.state).get(job.job_id)
     assert tried.status is JobStatus.IN_PROGRESS and tried.details["attempt"]["number"] == 1
     assert [(r["attempt"], r["code"]) for r in tried.details["retries"]] == [(1, "UserErrorServerConnectionClosed")]
 
-    world.env["FLAKY_CS"] = world.env["TARGET_CS"]  # the server is back for the queue's retry
+    world.env["PGVAULT_SECRET_FLAKY_CS"] = target_cs  # the server is back for the queue's retry
     done = service.run(job.job_id, last_try=False, attempt=2)
     assert done is not None and done.status is JobStatus.COMPLETED, done.error
     assert done.details["attempt"]["number"] == 2
@@ -358,7 +359,9 @@ def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
 
 def test_a_target_user_without_createdb_is_refused_with_the_grant_to_run(world: World, point: RecoveryPoint) -> None:
     with pytest.raises(UserError) as refused:
-        world.service().start("src", world.request(point, f"nope_{world.u}", "env:NOCREATE_CS"), datetime.now(UTC))
+        world.service().start(
+            "src", world.request(point, f"nope_{world.u}", "env:PGVAULT_SECRET_NOCREATE_CS"), datetime.now(UTC)
+        )
     assert refused.value.code.value == "UserErrorMissingDBPermissions"
     assert "CREATEDB" in refused.value.recommended_action
     assert not world.exists(f"nope_{world.u}")
@@ -385,7 +388,7 @@ def test_a_malformed_request_is_refused_naming_the_field(
 
 def test_a_target_secret_without_a_server_is_refused(world: World, point: RecoveryPoint) -> None:
     with pytest.raises(UserError) as refused:
-        world.service().start("src", world.request(point, "x", "env:NOSERVER_CS"), datetime.now(UTC))
+        world.service().start("src", world.request(point, "x", "env:PGVAULT_SECRET_NOSERVER_CS"), datetime.now(UTC))
     assert refused.value.code.value == "UserErrorSecretValueInUnsupportedFormat"
 
 
@@ -500,7 +503,7 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
     url = other.url.replace("127.0.0.1", "localhost")
     job = world.restore(
         "src",
-        _files_request(point, url, "z/src", connectionStringSecretUri="env:OTHER_ACCOUNT_CS"),
+        _files_request(point, url, "z/src", connectionStringSecretUri="env:PGVAULT_SECRET_OTHER_ACCOUNT_CS"),
     )
     assert job.status is JobStatus.COMPLETED, job.error
     assert other.get_blob_client("z/src.dump").exists() and other.get_blob_client("z/src.manifest.json").exists()
@@ -510,7 +513,7 @@ def test_restore_as_files_into_another_account_by_connection_string_and_a_missin
             point,
             url.replace(f"other-{world.u}", f"gone-{world.u}"),
             "p",
-            connectionStringSecretUri="env:OTHER_ACCOUNT_CS",
+            connectionStringSecretUri="env:PGVAULT_SECRET_OTHER_ACCOUNT_CS",
         ),
     )
     assert missing.status is JobStatus.FAILED and missing.error is not None
@@ -563,7 +566,7 @@ def test_restore_as_files_into_the_backup_container_is_refused_before_anything_i
 
 def _verify(world: World, point: RecoveryPoint) -> Job:
     service = world.service()
-    body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:TARGET_CS"}
+    body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
     job = service.start_verify("src", body, datetime.now(UTC))
     done = service.run(job.job_id, last_try=True)
     assert done is not None

@@ -103,7 +103,7 @@ def world(azurite: Azurite, unique: str) -> World:
     policies = PolicyService(state)
     policies.put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), START)
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:X", "policyName": "mwf"}
+    spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
     instances.configure_one(NAME, spec, START, allow_env_secrets=True, vault_region=None)
     current = instances.get(NAME)
     instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))

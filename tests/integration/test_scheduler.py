@@ -34,7 +34,7 @@ def world(azurite: Azurite, unique: str) -> tuple[StateTable, QueueSender, Stora
     queues.ensure(layout.BACKUP_QUEUE)
     PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), START)
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "db.example.com", "database": "orders", "secretUri": "env:X", "policyName": "mwf"}
+    spec = {"server": "db.example.com", "database": "orders", "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
     configured = instances.configure_one("orders", spec, START, allow_env_secrets=True, vault_region=None)
     assert configured.instance is not None
     current = instances.get("orders")

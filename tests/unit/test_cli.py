@@ -84,7 +84,7 @@ def test_restore_of_an_archived_point_asks_for_rehydration() -> None:
         "--target-database",
         "x",
         "--target-secret-uri",
-        "env:T",
+        "env:PGVAULT_SECRET_T",
         "--rehydration-priority",
         "High",
         "--rehydration-duration",
@@ -139,18 +139,24 @@ def test_instance_configure_from_flags_puts_one_named_instance() -> None:
         "-d",
         "orders",
         "--secret-uri",
-        "env:CS",
+        "env:PGVAULT_SECRET_CS",
         "--policy",
         "weekly",
     )
     assert instance_body(args) == (
         "orders",
-        {"server": "db1", "port": 5433, "database": "orders", "secretUri": "env:CS", "policyName": "weekly"},
+        {
+            "server": "db1",
+            "port": 5433,
+            "database": "orders",
+            "secretUri": "env:PGVAULT_SECRET_CS",
+            "policyName": "weekly",
+        },
     )
 
 
 def test_instance_configure_from_a_file_of_many_posts_it_as_is(tmp_path: Path) -> None:
-    doc = {"instances": [{"server": "db1", "database": "a", "secretUri": "env:A", "policyName": "p"}]}
+    doc = {"instances": [{"server": "db1", "database": "a", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "p"}]}
     (tmp_path / "many.json").write_text(json.dumps(doc))
     assert instance_body(parse("instance", "configure", "--file", str(tmp_path / "many.json"))) == (None, doc)
     with pytest.raises(UsageError, match="no other instance flags"):
@@ -205,12 +211,14 @@ def test_unreachable_api_exits_3_with_a_code(
 def test_restore_verify_sends_the_point_and_the_scratch_servers_secret() -> None:
     from pgvault.commands import verify_body
 
-    args = parse("restore", "verify", "-i", "orders", "--recovery-point", "rp1", "--target-secret-uri", "env:T")
+    args = parse(
+        "restore", "verify", "-i", "orders", "--recovery-point", "rp1", "--target-secret-uri", "env:PGVAULT_SECRET_T"
+    )
     assert verify_body(args) == {
         "recoveryPointId": "rp1",
         "datasourceAuthCredentials": {
             "objectType": "SecretStoreBasedAuthCredentials",
-            "secretStoreResource": {"uri": "env:T", "secretStoreType": "AzureKeyVault"},
+            "secretStoreResource": {"uri": "env:PGVAULT_SECRET_T", "secretStoreType": "AzureKeyVault"},
         },
     }
 

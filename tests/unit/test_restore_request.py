@@ -136,7 +136,7 @@ def test_what_azure_would_refuse_is_refused_naming_the_field(body: dict[str, Any
         (("datasourceInfo", "resourceName"), "x" * 64, "restoreTargetInfo.datasourceInfo.resourceName"),
         (
             ("datasourceAuthCredentials", "secretStoreResource", "uri"),
-            "env:TARGET",
+            "env:PGVAULT_SECRET_TARGET",
             "restoreTargetInfo.datasourceAuthCredentials.secretStoreResource.uri",
         ),
         (
@@ -159,11 +159,12 @@ def test_a_wrong_target_field_is_refused_naming_it(path: tuple[str, ...], value:
 
 
 def test_a_verification_restores_whole_points_only() -> None:
-    ok = parse_verify_request({"recoveryPointId": "rp", "secretUri": "env:T"}, allow_env=True)
-    assert ok.kind is TargetKind.VERIFY and ok.secret_uri == "env:T"
+    ok = parse_verify_request({"recoveryPointId": "rp", "secretUri": "env:PGVAULT_SECRET_T"}, allow_env=True)
+    assert ok.kind is TargetKind.VERIFY and ok.secret_uri == "env:PGVAULT_SECRET_T"
     with pytest.raises(UserError) as refused:
         parse_verify_request(
-            {"recoveryPointId": "rp", "secretUri": "env:T", "restoreOptions": {"schemas": ["a"]}}, allow_env=True
+            {"recoveryPointId": "rp", "secretUri": "env:PGVAULT_SECRET_T", "restoreOptions": {"schemas": ["a"]}},
+            allow_env=True,
         )
     assert refused.value.target == "restoreOptions"
 

@@ -27,6 +27,6 @@ def test_key_vault_secret_and_azure_server_need_both_roles() -> None:
 
 
 def test_env_secret_and_other_servers_need_no_roles_and_say_so() -> None:
-    t = role_assignment_template("env:ORDERS", "db.internal.example.com")
+    t = role_assignment_template("env:PGVAULT_SECRET_ORDERS", "db.internal.example.com")
     assert t["resources"] == []
     assert len(t["metadata"]["notes"]) == 2

@@ -149,19 +149,35 @@ def test_key_vault_uri_parts() -> None:
 
 
 def test_env_references_only_when_allowed() -> None:
-    env = {"ORDERS_CS": "Server=x;User Id=u;Password=p"}
-    assert EnvSecretProvider(True, env).get_secret("env:ORDERS_CS").endswith("Password=p")
+    env = {"PGVAULT_SECRET_ORDERS_CS": "Server=x;User Id=u;Password=p"}
+    assert EnvSecretProvider(True, env).get_secret("env:PGVAULT_SECRET_ORDERS_CS").endswith("Password=p")
     with pytest.raises(UserError) as err:
-        EnvSecretProvider(False, env).get_secret("env:ORDERS_CS")
+        EnvSecretProvider(False, env).get_secret("env:PGVAULT_SECRET_ORDERS_CS")
     assert "PGVAULT_ALLOW_ENV_SECRETS" in err.value.recommended_action
     with pytest.raises(UserError) as err:
-        EnvSecretProvider(True, env).get_secret("env:MISSING")
+        EnvSecretProvider(True, env).get_secret("env:PGVAULT_SECRET_MISSING")
     assert "MISSING" in err.value.message
 
 
+@pytest.mark.parametrize(
+    "name", ["AzureWebJobsStorage", "PGVAULT_DEVHOST_KEY", "APPLICATIONINSIGHTS_CONNECTION_STRING", "PGVAULT_SECRET_"]
+)
+def test_env_references_name_only_variables_with_the_secret_prefix(name: str) -> None:
+    env = {name: "UseDevelopmentStorage=true"}
+    with pytest.raises(UserError) as err:
+        validate_secret_reference(f"env:{name}", allow_env=True)
+    assert err.value.code.value == "UserErrorInvalidSecret" and "PGVAULT_SECRET_" in err.value.message
+    assert err.value.target == "secretUri"
+    with pytest.raises(UserError):
+        EnvSecretProvider(True, env).get_secret(f"env:{name}")
+    with pytest.raises(UserError):
+        SecretResolver(EnvSecretProvider(True, env), EnvSecretProvider(True, env)).get_secret(f"env:{name}")
+    assert "UseDevelopmentStorage" not in err.value.message
+
+
 def test_resolver_chooses_by_form(provider: KeyVaultSecretProvider) -> None:
-    resolver = SecretResolver(provider, EnvSecretProvider(True, {"A": "from-env"}))
-    assert resolver.get_secret("env:A") == "from-env"
+    resolver = SecretResolver(provider, EnvSecretProvider(True, {"PGVAULT_SECRET_A": "from-env"}))
+    assert resolver.get_secret("env:PGVAULT_SECRET_A") == "from-env"
     assert resolver.get_secret(URI).endswith("first")
     with pytest.raises(UserError):
         resolver.get_secret("file:/etc/passwd")

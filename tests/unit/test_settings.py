@@ -28,6 +28,7 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
         "PGVAULT_SCHEDULER_SCHEDULE": "*/5 * * * *",
         "PGVAULT_RETENTION_SCHEDULE": "every hour",
         "PGVAULT_BACKUP_MANIFEST": "sometimes",
+        "PGVAULT_ALLOWED_SERVERS": "*.postgres.database.azure.com, *",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)
@@ -81,3 +82,14 @@ def test_the_scheduler_and_retention_timers_need_their_schedule_settings() -> No
     with pytest.raises(SettingsError) as err:
         load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     assert set(err.value.problems) == {"PGVAULT_SCHEDULER_SCHEDULE", "PGVAULT_RETENTION_SCHEDULE"}
+
+
+def test_allowed_servers_are_normalised_host_patterns_empty_by_default() -> None:
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE}
+    assert load_settings(base).allowed_servers == ()
+    s = load_settings({**base, "PGVAULT_ALLOWED_SERVERS": " *.Postgres.Database.Azure.com. , db1.example.com,"})
+    assert s.allowed_servers == ("*.postgres.database.azure.com", "db1.example.com")
+    for bad in ("*", "*.*", "db1.example.com/5432", "[a-z].example.com", "db one"):
+        with pytest.raises(SettingsError) as err:
+            load_settings({**base, "PGVAULT_ALLOWED_SERVERS": bad})
+        assert set(err.value.problems) == {"PGVAULT_ALLOWED_SERVERS"}, bad
