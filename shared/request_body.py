@@ -102,7 +102,12 @@ def parse_instant(value: Any, target: str) -> datetime:
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:00-05:00 is past the last instant a datetime holds
+        raise UserError(
+            ErrorCode.INVALID_REQUEST, f"{target} {value!r} is outside the years 1 to 9999 in UTC", target=target
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +190,7 @@ def _closest(name: str, known: Sequence[str]) -> str | None:
     by_case = [k for k in known if k.lower() == name.lower()]
     if by_case:
         return by_case[0]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return close[0] if close else None
 
 
@@ -199,9 +204,7 @@ def check_fields(doc: Any, shape: Shape, *, code: ErrorCode = ErrorCode.INVALID_
     if not found:
         return
     path, hint, known = found[0]
-    message = f"{path}: unknown field"
-    if hint is not None:
-        message += f"; did you mean {hint}?"
+    message = f"{path}: unknown field" + (f"; did you mean {hint}?" if hint is not None else ".")
     message += f" Fields allowed here: {', '.join(known) if known else 'none'}."
     if len(found) > 1:
         others = [p + (f" (did you mean {h}?)" if h else "") for p, h, _ in found[1 : 1 + _MAX_LISTED]]
