@@ -683,9 +683,7 @@ def test_partial_restore_naming_what_the_backup_lacks_is_refused_400_before_any_
     assert not world.exists(database)
 
 
-def test_a_table_given_without_its_schema_is_resolved_from_the_backups_list(
-    world: World, point: RecoveryPoint
-) -> None:
+def test_a_table_given_without_its_schema_is_resolved_from_the_backups_list(world: World, point: RecoveryPoint) -> None:
     target = f"bare_{world.u}"
     job = world.restore("src", world.request(point, target, restoreOptions={"tables": ["invoices"]}))
     assert job.status is JobStatus.COMPLETED, job.error
