@@ -29,7 +29,7 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
-from shared.request_body import ANY, Shape, check_fields
+from shared.request_body import ANY, NO_FIELDS, Shape, check_fields
 from shared.retention import RetentionSweep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # the retention sweep removes the rest.
 INLINE_DELETES = 20
 STOP_PROTECTION: Shape = {"retainData": ANY}
-RESUME_PROTECTION: Shape = {}
+RESUME_PROTECTION: Shape = NO_FIELDS
 
 
 def parse_stop(body: Any) -> RetainData:

@@ -138,6 +138,8 @@ class OneOf:
 
 
 Shape: TypeAlias = "Mapping[str, Shape] | ListOf | OneOf | None"
+NO_FIELDS: Shape = {}
+"""The shape of a body that must be empty or ``{}`` (``:validate``, ``:resumeProtection``)."""
 _MAX_LISTED = 5
 
 
