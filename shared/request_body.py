@@ -141,6 +141,7 @@ Shape: TypeAlias = "Mapping[str, Shape] | ListOf | OneOf | None"
 NO_FIELDS: Shape = {}
 """The shape of a body that must be empty or ``{}`` (``:validate``, ``:resumeProtection``)."""
 _MAX_LISTED = 5
+_MAX_NAME = 80  # an unknown field's name is shown up to this long: errors stay small whatever the body
 
 
 def _path(parent: str, key: str) -> str:
@@ -183,7 +184,8 @@ def unknown_fields(doc: Any, shape: Shape, root: str = "") -> list[tuple[str, st
                 children.append((child, fields[key], _path(path, key)))
                 continue
             known = tuple(sorted(fields))
-            found.append((_path(path, str(key)), _closest(str(key), known), known))
+            name = str(key) if len(str(key)) <= _MAX_NAME else str(key)[:_MAX_NAME] + "..."
+            found.append((_path(path, name), _closest(name, known), known))
         stack.extend(reversed(children))
     return found
 

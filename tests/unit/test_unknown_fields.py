@@ -295,3 +295,8 @@ def test_check_fields_passes_a_body_with_only_known_fields_and_leaves_types_to_t
     check_fields({"a": 1, "b": {"c": [1, 2]}}, {"a": None, "b": {"c": None}})
     check_fields({"b": "not an object"}, {"b": {"c": None}})
     check_fields("not an object", {"a": None})
+
+
+def test_a_huge_unknown_field_name_is_shown_cut_short() -> None:
+    error = _refused(parse_stop, {"x" * 100_000: 1, "retainData": "forever"})
+    assert error.target is not None and len(error.target) < 100 and len(error.message) < 1000
