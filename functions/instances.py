@@ -6,9 +6,8 @@ import azure.functions as func
 
 from functions.http import accepted, api, json_response
 from shared.backup_times import BackupTimesReader
-from shared.errors import ErrorCode, UserError
 from shared.instances import InstanceService
-from shared.request_body import parse_json_body
+from shared.request_body import NO_FIELDS, check_fields, parse_json_body, require_object
 from shared.role_template import role_assignment_template
 from shared.servers import list_databases
 from shared.validation import enqueue_validation, revalidate
@@ -79,8 +78,9 @@ def get_instance(req: func.HttpRequest) -> func.HttpResponse:
 def validate_instance(req: func.HttpRequest) -> func.HttpResponse:
     """Re-validate an instance: 202 + job."""
     vault = current_vault()
-    if req.get_body().strip() not in (b"", b"{}"):
-        raise UserError(ErrorCode.INVALID_REQUEST, ":validate takes no body (or {})", target="body")
+    body = parse_json_body(req.get_body(), required=False)
+    if body is not None:
+        check_fields(require_object(body), NO_FIELDS)
     job = revalidate(vault.state, vault.queues, req.route_params["name"], vault.clock())
     return accepted({"jobId": job.job_id}, job.job_id)
 

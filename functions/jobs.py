@@ -18,6 +18,7 @@ from shared.jobs import (
     JobStore,
     Operation,
 )
+from shared.request_body import whole_number
 from shared.vault import current_vault
 
 bp = func.Blueprint()
@@ -36,10 +37,7 @@ def _enum(kind: type[JobStatus] | type[Operation], value: str | None, target: st
 
 
 def _bounded(req: func.HttpRequest, name: str, default: int, high: int) -> int:
-    raw = req.params.get(name, str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
-        raise UserError(ErrorCode.INVALID_REQUEST, f"{name} must be a whole number 1-{high}; got {raw!r}", target=name)
-    return int(raw)
+    return whole_number(req.params.get(name, str(default)), name, 1, high)
 
 
 def _next_link(req: func.HttpRequest, token: str) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import api, json_response
-from shared.policies import PolicyService
-from shared.request_body import parse_instant, parse_json_body, require_object
+from shared.policies import PolicyService, parse_simulation_request
+from shared.request_body import parse_json_body
 from shared.vault import current_vault
 
 bp = func.Blueprint()
@@ -53,7 +53,5 @@ def delete_policy(req: func.HttpRequest) -> func.HttpResponse:
 @api
 def simulate_policy(req: func.HttpRequest) -> func.HttpResponse:
     """Dry run of a stored policy for ``{"from", "to"}``: backups, tags, archive moves, deletions."""
-    body = require_object(parse_json_body(req.get_body()))
-    start = parse_instant(body.get("from"), "from")
-    end = parse_instant(body.get("to"), "to")
+    start, end = parse_simulation_request(parse_json_body(req.get_body()))
     return json_response(_service().simulate(req.route_params["name"], start, end))

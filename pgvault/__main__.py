@@ -2,7 +2,8 @@
 
 Each command group registers itself on the parser in :func:`build_parser`; a command sets
 ``handler`` (a function taking the parsed arguments and returning the exit code) with
-``set_defaults``. Exit codes: 0 ok, 1 job failed, 2 usage, 3 API error, 4 wait timed out
+``set_defaults``. Exit codes: 0 ok, 1 job failed, 2 usage or bad input (a 400 included), 3 other API
+error, 4 wait timed out
 (see pgvault/commands.py).
 """
 
@@ -30,8 +31,8 @@ EPILOG = """environment:
 exit codes:
   0  done (with --wait: the job Completed or CompletedWithWarnings)
   1  the job Failed or was Cancelled: error code and recommended action on stderr
-  2  bad usage or input
-  3  the API refused or could not answer: error code on stderr
+  2  bad usage or input, here or refused by the API as a 400: error code, field and fix on stderr
+  3  the API refused otherwise (404, 409, ...) or could not answer: error code on stderr
   4  --wait timed out; the job is still running
 """
 

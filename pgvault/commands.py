@@ -29,6 +29,7 @@ EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_API_ERROR = 3
 EXIT_TIMEOUT = 4
+HTTP_BAD_REQUEST = 400
 FINISHED_OK = ("Completed", "CompletedWithWarnings")
 
 Handler = Callable[[argparse.Namespace, Client], int]
@@ -75,7 +76,8 @@ def api_command(handler: Handler) -> Callable[[argparse.Namespace], int]:
             return handler(args, Client.from_env())
         except ApiError as error:
             report_error(error.code, error.message, error.action, target=error.target, status=error.status)
-            return EXIT_API_ERROR
+            # 400 is bad input, as a bad argument is: the user fixes the command, a retry cannot help.
+            return EXIT_USAGE if error.status == HTTP_BAD_REQUEST else EXIT_API_ERROR
         except UsageError as error:
             print(f"pgvault: {error}", file=sys.stderr)
             return EXIT_USAGE

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from shared.errors import UserError
 from shared.policy import DataStore, Simulation, parse_policy, simulate
-from shared.policy.simulation import iso_z
+from shared.policy.simulation import check_range
 
 EXIT_OK = 0
 EXIT_INVALID = 2
@@ -77,16 +77,18 @@ def run_simulate(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         print(f"pgvault: {args.file} is not valid JSON: {error}", file=err)
         return EXIT_INVALID
-    if args.end <= args.start:
-        print(f"pgvault: --to ({iso_z(args.end)}) must be after --from ({iso_z(args.start)})", file=err)
-        return EXIT_INVALID
     try:
         policy = parse_policy(document)
     except UserError as error:
         print(f"pgvault: {args.file}: {error.code.value}: {error.message}", file=err)
         print(f"Recommended action: {error.recommended_action}", file=err)
         return EXIT_INVALID
-    result = simulate(policy, args.start, args.end)
+    try:
+        check_range(args.start, args.end, start_field="--from", end_field="--to")
+        result = simulate(policy, args.start, args.end)
+    except UserError as error:
+        print(f"pgvault: {error.code.value}: {error.message}", file=err)
+        return EXIT_INVALID
     if args.output == "json":
         body: dict[str, Any] = result.to_dict()
         if args.monthly:

@@ -23,6 +23,7 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
+from shared.request_body import ANY, check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
@@ -216,9 +217,7 @@ def parse_spec(
     """Check one instance entry of a request; ``UserError`` naming the field (``target.field``)."""
     if not isinstance(raw, dict):
         raise _bad(f"{target} must be an object with server, database, secretUri and policyName", target)
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise _bad(f"{target} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_FIELDS))}", target)
+    check_fields(raw, dict.fromkeys(_FIELDS, ANY), root=target if target != "body" else "")
 
     def text(field: str, required: bool = True) -> str | None:
         value = raw.get(field)
@@ -252,11 +251,7 @@ def parse_spec(
             f"{target}.database",
             ErrorCode.DATABASE_NOT_SUPPORTED,
         )
-    port = raw.get("port", DEFAULT_PORT)
-    if isinstance(port, str) and port.isdigit():
-        port = int(port)
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise _bad(f"{target}.port must be a TCP port number 1-65535", f"{target}.port")
+    port = whole_number(raw.get("port", DEFAULT_PORT), f"{target}.port", 1, 65535)
     region = text("serverRegion", required=False)
     if region is not None:
         region = region.lower().replace(" ", "")
@@ -350,6 +345,7 @@ class InstanceService:
             raise _bad(
                 'the body must be {"instances": [{"server", "database", "secretUri", "policyName"}, ...]}', "instances"
             )
+        check_fields(body, {"instances": ANY})
         entries = body["instances"]
         if not entries:
             raise _bad("instances must list at least one database", "instances")

@@ -108,9 +108,18 @@ def _schemas() -> dict[str, Schema]:
                 "objectType": {"const": "BackupPolicy"},
                 "datasourceTypes": {"type": "array", "items": STR},
                 "policyRules": {"type": "array", "items": {"type": "object"}},
+                "id": STR,
+                "name": STR,
+                "type": STR,
+                "eTag": STR,
+                "systemData": {"type": "object"},
             },
-            doc='Azure Data Protection BackupPolicy, wrapped in {"properties": ...} or bare '
-            "(examples: tests/policy-examples/). Checked completely; a refused one is 400 InvalidPolicy.",
+            extra=False,
+            doc='Azure Data Protection BackupPolicy, wrapped in {"properties": ...} (with Azure\'s resource fields '
+            "id, name, type, eTag, systemData) or bare (examples: tests/policy-examples/). Checked completely; a "
+            "refused one is 400 InvalidPolicy. A field Azure's BackupPolicy does not have, at any level (such as "
+            "timezone for timeZone), is refused naming its path, e.g. "
+            "properties.policyRules[0].trigger.schedule.timezone.",
         ),
         "StoredPolicy": _obj(
             ["name", "type", "properties"],
@@ -120,7 +129,11 @@ def _schemas() -> dict[str, Schema]:
         "Deleted": _obj(["name", "deleted"], {"name": STR, "deleted": {"type": "boolean"}}),
         "SimulateRequest": _obj(
             ["from", "to"],
-            {"from": {**STR, "description": "date or date-time"}, "to": {**STR, "description": "exclusive"}},
+            {
+                "from": {**STR, "description": "date or date-time, from 1900-01-01"},
+                "to": {**STR, "description": "exclusive; at most 7320 days after from and at most 9900-01-01"},
+            },
+            extra=False,
         ),
         "Simulation": _obj(
             ["backups", "summary"],
@@ -165,9 +178,12 @@ def _schemas() -> dict[str, Schema]:
                 "policyName": NAME,
                 "serverRegion": STR,
             },
+            extra=False,
         ),
         "ConfigureManyRequest": _obj(
-            ["instances"], {"instances": {"type": "array", "items": _ref("InstanceSpec"), "minItems": 1}}
+            ["instances"],
+            {"instances": {"type": "array", "items": _ref("InstanceSpec"), "minItems": 1}},
+            extra=False,
         ),
         "Configured": _obj(
             ["name", "status"],
@@ -205,6 +221,7 @@ def _schemas() -> dict[str, Schema]:
         "ListDatabasesRequest": _obj(
             ["secretUri"],
             {"secretUri": STR, "server": STR, "port": PORT},
+            extra=False,
             doc="server and port default to the secret's Server and Port; others are refused (400), and a secret "
             "without a Server needs a server matching PGVAULT_ALLOWED_SERVERS",
         ),
@@ -224,7 +241,6 @@ def _schemas() -> dict[str, Schema]:
         "TriggerBackupRequest": _obj(
             [],
             {
-                "objectType": {"const": "TriggerBackupRequest"},
                 "backupRuleOptions": _obj(
                     [],
                     {
@@ -237,10 +253,13 @@ def _schemas() -> dict[str, Schema]:
                                     "description": "Default|Weekly|Monthly|Yearly",
                                 }
                             },
+                            extra=False,
                         ),
                     },
+                    extra=False,
                 ),
             },
+            extra=False,
             doc="Azure's TriggerBackupRequest; the body may be empty (the Default tag).",
         ),
         "Accepted": _obj(["jobId"], {"jobId": {"type": "string", "pattern": _JOB_ID.pattern}}),
@@ -272,9 +291,13 @@ def _schemas() -> dict[str, Schema]:
             {
                 "objectType": {"const": "SecretStoreBasedAuthCredentials"},
                 "secretStoreResource": _obj(
-                    ["uri"], {"uri": STR, "secretStoreType": {"const": "AzureKeyVault"}, "value": STR}
+                    ["uri"],
+                    {"uri": STR, "secretStoreType": {"const": "AzureKeyVault"}},
+                    extra=False,
+                    doc="Azure's value field is refused: a secret never travels in a request.",
                 ),
             },
+            extra=False,
         ),
         "RestoreTargetInfo": _obj(
             ["objectType", "recoveryOption", "datasourceInfo", "datasourceAuthCredentials"],
@@ -292,11 +315,14 @@ def _schemas() -> dict[str, Schema]:
                         "resourceLocation": STR,
                         "datasourceType": STR,
                         "resourceUri": STR,
+                        "resourceProperties": {"type": "object"},
                     },
+                    extra=False,
                 ),
                 "datasourceSetInfo": {"type": "object"},
                 "datasourceAuthCredentials": _ref("SecretStoreBasedAuthCredentials"),
             },
+            extra=False,
             doc="Restore as a new database on the server named in the target secret's connection string.",
         ),
         "RestoreFilesTargetInfo": _obj(
@@ -320,9 +346,12 @@ def _schemas() -> dict[str, Schema]:
                             "type": "string",
                             "description": "pgvault: a secret with the connection string of the URL's account",
                         },
+                        "targetResourceArmId": STR,
                     },
+                    extra=False,
                 ),
             },
+            extra=False,
             doc="Restore as files (<prefix>.dump and <prefix>.manifest.json) into a blob container.",
         ),
         "RestoreOptions": _obj(
@@ -331,10 +360,18 @@ def _schemas() -> dict[str, Schema]:
                 "noOwner": {"type": "boolean", "default": True},
                 "noAcl": {"type": "boolean", "default": True},
                 "schemas": {"type": "array", "items": STR},
-                "tables": {"type": "array", "items": STR},
-                "fileFormat": {"type": "string", "enum": ["custom", "zstd"]},
+                "tables": {
+                    "type": "array",
+                    "items": STR,
+                    "description": "schema.table, or a table name the backup has in one schema only",
+                },
+                "fileFormat": {"type": "string", "enum": ["dump", "zstd"]},
             },
-            doc="pgvault extensions (not in Azure's request).",
+            extra=False,
+            doc="pgvault extensions (not in Azure's request). Schemas and tables are checked against the recovery "
+            "point's manifest: a name the backup does not hold is 400 naming restoreOptions.tables[i] (or "
+            "schemas[i]); for a point without a manifest, the job ends CompletedWithWarnings naming what was "
+            "missing, or Failed (the database dropped) when nothing asked for was there.",
         ),
         "RestoreRequest": _obj(
             ["objectType", "recoveryPointId", "restoreTargetInfo"],
@@ -345,11 +382,13 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "recoveryPointId": {"type": "string", "minLength": 1},
                 "sourceDataStoreType": _ref("DataStore"),
+                "sourceResourceId": STR,
                 "restoreTargetInfo": {"oneOf": [_ref("RestoreTargetInfo"), _ref("RestoreFilesTargetInfo")]},
                 "rehydrationPriority": {"type": "string", "enum": ["Standard", "High"]},
                 "rehydrationRetentionDuration": {"type": "string", "description": "ISO 8601, P10D..P30D (P15D)"},
                 "restoreOptions": _ref("RestoreOptions"),
             },
+            extra=False,
             doc="Azure's AzureBackupRecoveryPointBasedRestoreRequest (or ...WithRehydrationRequest for an "
             "ArchiveStore point).",
         ),
@@ -358,11 +397,17 @@ def _schemas() -> dict[str, Schema]:
             {
                 "recoveryPointId": STR,
                 "datasourceAuthCredentials": _ref("SecretStoreBasedAuthCredentials"),
+                "secretUri": {"type": "string", "description": "instead of datasourceAuthCredentials"},
+                "sourceDataStoreType": _ref("DataStore"),
+                "restoreOptions": _ref("RestoreOptions"),
             },
+            extra=False,
             doc="Restore a point into a scratch database on the target secret's server, compare every table "
             "with the manifest taken at backup time, drop the scratch database.",
         ),
-        "StopProtectionRequest": _obj(["retainData"], {"retainData": {"type": "string", "enum": list(RETAIN_DATA)}}),
+        "StopProtectionRequest": _obj(
+            ["retainData"], {"retainData": {"type": "string", "enum": list(RETAIN_DATA)}}, extra=False
+        ),
         "Job": _obj(
             ["jobId", "operation", "status", "instance", "createdTime", "bytes", "progress", "steps", "error"],
             {
@@ -395,7 +440,8 @@ def _schemas() -> dict[str, Schema]:
 
 def _err(*statuses: int) -> dict[str, Any]:
     texts = {
-        400: "bad input: the message names the field",
+        400: "bad input: target names the field (an unknown or misspelled one by its dotted path, with a "
+        "'did you mean' hint when a known name is close)",
         404: "not found",
         409: "conflict",
         413: "body too large",

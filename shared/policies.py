@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
 from shared.policy import Policy, parse_policy, simulate
+from shared.policy.simulation import check_range
+from shared.request_body import ANY, Shape, check_fields, parse_instant, require_object
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
 
-# A simulation longer than this is refused: enough for the 10-year maximum retention plus a margin.
-MAX_SIMULATION = timedelta(days=366 * 20)
+SIMULATE_REQUEST: Shape = {"from": ANY, "to": ANY}
+
+
+def parse_simulation_request(body: Any) -> tuple[datetime, datetime]:
+    """``{"from", "to"}`` of ``:simulate`` as UTC instants; ``InvalidRequest`` naming the field."""
+    doc = require_object(body)
+    check_fields(doc, SIMULATE_REQUEST)
+    return parse_instant(doc.get("from"), "from"), parse_instant(doc.get("to"), "to")
 
 
 @dataclass(frozen=True)
@@ -122,13 +130,9 @@ class PolicyService:
             raise UserError(ErrorCode.CONFLICT, f"policy {name!r} changed while being deleted; retry") from exc
 
     def simulate(self, name: str, start: datetime, end: datetime) -> dict[str, Any]:
-        """The dry run of policy ``name`` between ``start`` and ``end`` (the contract's simulation shape)."""
-        if end <= start:
-            raise UserError(ErrorCode.INVALID_REQUEST, "'to' must be after 'from'", target="to")
-        if end - start > MAX_SIMULATION:
-            raise UserError(
-                ErrorCode.INVALID_REQUEST,
-                f"a simulation covers at most {MAX_SIMULATION.days} days; ask for a shorter range",
-                target="to",
-            )
+        """The dry run of policy ``name`` between ``start`` and ``end`` (the contract's simulation shape).
+
+        ``InvalidRequest`` naming ``from`` or ``to`` for a range :func:`shared.policy.simulation.check_range` refuses.
+        """
+        check_range(start, end)
         return simulate(self.get(name).policy, start, end).to_dict()

@@ -29,6 +29,7 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.request_body import ANY, NO_FIELDS, Shape, check_fields
 from shared.retention import RetentionSweep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 # Points a :stopProtection request with delete removes before it answers (HTTP must answer fast);
 # the retention sweep removes the rest.
 INLINE_DELETES = 20
+STOP_PROTECTION: Shape = {"retainData": ANY}
+RESUME_PROTECTION: Shape = NO_FIELDS
 
 
 def parse_stop(body: Any) -> RetainData:
@@ -48,13 +51,7 @@ def parse_stop(body: Any) -> RetainData:
         raise UserError(
             ErrorCode.INVALID_REQUEST, f'the body must be {{"retainData": one of {allowed}}}', target="retainData"
         )
-    unknown = sorted(set(body) - {"retainData"})
-    if unknown:
-        raise UserError(
-            ErrorCode.INVALID_REQUEST,
-            f"unknown field(s) {', '.join(unknown)}; :stopProtection takes only retainData",
-            target=unknown[0],
-        )
+    check_fields(body, STOP_PROTECTION)
     raw = body.get("retainData")
     for option in RetainData:
         if isinstance(raw, str) and raw.lower() == option.value.lower():
@@ -123,8 +120,9 @@ class ProtectionService:
 
     def resume(self, name: str, body: Any, now: datetime) -> Instance:
         """Resume protection of a stopped instance: scheduled backups from ``now`` on, retention as per policy."""
-        if body not in (None, {}):
+        if body is not None and not isinstance(body, dict):
             raise UserError(ErrorCode.INVALID_REQUEST, ":resumeProtection takes no body (or {})", target="body")
+        check_fields(body, RESUME_PROTECTION)
         for _ in range(3):
             instance = self._instances.get(name)
             if instance.retain_data is RetainData.DELETE:

@@ -9,10 +9,12 @@ from shared.errors import ErrorCode, UserError
 from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec
 from shared.pg.connect import connect
 from shared.pg.connstring import check_server, parse_connection_string
+from shared.request_body import ANY, Shape, check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import StateTable
 
+LIST_DATABASES: Shape = {"secretUri": ANY, "server": ANY, "port": ANY}
 _DATABASES = """
 SELECT datname FROM pg_database
 WHERE datallowconn AND NOT datistemplate AND has_database_privilege(datname, 'CONNECT')
@@ -37,6 +39,7 @@ def list_databases(
     """
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
+    check_fields(body, LIST_DATABASES)
     reference = body.get("secretUri")
     if not isinstance(reference, str):
         raise UserError(ErrorCode.INVALID_REQUEST, "secretUri is required", target="secretUri")
@@ -49,9 +52,7 @@ def list_databases(
             "no server: give 'server' in the body or a Server/Host in the secret's connection string",
             target="server",
         )
-    port = body.get("port") or params.port or DEFAULT_PORT
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise UserError(ErrorCode.INVALID_REQUEST, "port must be a TCP port number 1-65535", target="port")
+    port = whole_number(body.get("port") or params.port or DEFAULT_PORT, "port", 1, 65535)
     check_server(params, server, port, allowed_servers=allowed_servers, target="server")
     kwargs = params.libpq_kwargs(
         host=server, port=port, dbname=params.database or "postgres", allowed_servers=allowed_servers

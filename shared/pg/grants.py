@@ -83,6 +83,56 @@ END
 """
 
 
+# After the grants: what pg_dump still cannot read (what validation checks, shared.pg.privileges,
+# except row-level security, which no grant fixes). Anything left fails the script, so a run by
+# someone who may grant nothing (every GRANT a warning "no privileges were granted") exits non-zero.
+_CHECK = """\
+DO {tag}
+DECLARE
+  backup_user text := {user_literal};
+  missing text[];
+BEGIN
+  SELECT array_agg(what) INTO missing FROM (
+    SELECT format('CONNECT on database %I', current_database()) AS what
+    WHERE NOT has_database_privilege(backup_user, current_database(), 'CONNECT')
+    UNION ALL
+    SELECT format('USAGE on schema %I', n.nspname) FROM pg_namespace n
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                      AND d.objid = n.oid AND d.deptype = 'e')
+      AND NOT has_schema_privilege(backup_user, n.oid, 'USAGE')
+    UNION ALL
+    SELECT format('SELECT on %s %I.%I', CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
+                  n.nspname, c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'S')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+      AND NOT has_table_privilege(backup_user, c.oid, 'SELECT')
+    UNION ALL
+    SELECT format('SELECT on large object %s', m.oid) FROM pg_largeobject_metadata m
+    WHERE NOT current_setting('lo_compat_privileges')::bool
+      AND pg_get_userbyid(m.lomowner) <> backup_user
+      AND NOT EXISTS (
+        SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
+        WHERE a.privilege_type = 'SELECT'
+          AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(backup_user, a.grantee, 'MEMBER') END)
+  ) AS gaps;
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'pgvault: % still lacks % privilege(s) that pg_dump needs, first: %',
+      backup_user, cardinality(missing), array_to_string(missing[1:5], '; ')
+      USING HINT = 'Run this script as the owner of those objects or an administrator '
+                   '(on Azure Database for PostgreSQL: a member of azure_pg_admin); see the WARNINGs above.';
+  END IF;
+  RAISE NOTICE 'pgvault: % can read everything pg_dump needs in this database', backup_user;
+END
+{tag};
+"""
+
+
 def _dollar_tag(text: str) -> str:
     """A dollar-quote tag that does not occur in ``text`` (a user name could hold ``$pgvault$``)."""
     tag = "$pgvault$"
@@ -92,14 +142,23 @@ def _dollar_tag(text: str) -> str:
 
 
 def grant_sql(database: str, user: str) -> str:
-    """The SQL script that grants ``user`` what ``pg_dump`` needs in ``database``."""
+    """The SQL script that grants ``user`` what ``pg_dump`` needs in ``database``.
+
+    Run by psql, it exits non-zero (3) when, after its grants, the user still lacks any privilege
+    pg_dump needs (for example when run by a role that owns nothing and may grant nothing).
+    """
+    tag = _dollar_tag(user)
     return (
         f"-- pgvault: grant the backup privileges on database {quote_ident(database)} to {quote_ident(user)}.\n"
         "-- Run it connected to that database, as the owner of its objects or an administrator\n"
         "-- (on Azure Database for PostgreSQL: a member of azure_pg_admin). It can run again safely.\n"
+        "-- It fails (psql exits 3) when the user still lacks something pg_dump needs. Run it with psql;\n"
+        "-- in another SQL tool, leave out the \\set line.\n"
+        "\\set ON_ERROR_STOP on\n"
         "SET standard_conforming_strings = on;\n"
         f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {quote_ident(user)};\n"
-        + _BODY.format(user_literal=quote_literal(user), tag=_dollar_tag(user))
+        + _BODY.format(user_literal=quote_literal(user), tag=tag)
+        + _CHECK.format(user_literal=quote_literal(user), tag=tag)
         + "-- Tables with row-level security need a backup user that bypasses it. Only a superuser can\n"
         "-- grant that (Azure Database for PostgreSQL does not allow it; disable RLS or exclude those tables):\n"
         f"-- ALTER ROLE {quote_ident(user)} BYPASSRLS;\n"

@@ -40,6 +40,7 @@ from shared.policy.model import (
     WeekOfMonth,
 )
 from shared.policy.timezones import resolve_time_zone
+from shared.request_body import ANY, ListOf, OneOf, Shape, check_fields
 
 UTC = dt.UTC
 
@@ -56,10 +57,81 @@ DEFAULT_TIME_ZONE = "UTC"
 _DURATION_FORM = re.compile(r"P(?=\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?")
 _INTERVAL_FORM = re.compile(r"R/(?P<start>[^/]+)/(?P<period>[^/]+)")
 _TIME_ONLY = re.compile(r"T?\d{1,2}(:\d{2}(:\d{2}(\.\d+)?)?)?([+-]\d{2}(:?\d{2})?|Z)?")
+# A schedule's first start: any real one is in this range, and the arithmetic around it (time
+# zones, weeks, retention) stays inside datetime's years 1..9999.
+_EARLIEST_START = dt.datetime(1900, 1, 1)
+_LATEST_START = dt.datetime(9000, 1, 1)
 _WRAPPER_HELP = '{"properties": {...}} or the bare properties'
 _INTERVAL_HELP = "R/<start date and time with UTC offset>/P1W, e.g. R/2025-03-02T03:30:00+01:00/P1W"
 
 _E = TypeVar("_E", bound=StrEnum)
+
+# The fields of Azure's BackupPolicy (Microsoft.DataProtection, API 2025-01-01) that apply to
+# PostgreSQL; any other field is refused, so a misspelling ("timezone") never goes unnoticed.
+_DATASTORE: Shape = {"objectType": ANY, "dataStoreType": ANY}
+_TAGGING_CRITERION: Shape = {
+    "isDefault": ANY,
+    "taggingPriority": ANY,
+    "tagInfo": {"tagName": ANY, "eTag": ANY, "id": ANY},
+    "criteria": ListOf(
+        {
+            "objectType": ANY,
+            "absoluteCriteria": ANY,
+            "daysOfMonth": ListOf({"date": ANY, "isLast": ANY}),
+            "daysOfTheWeek": ANY,
+            "weeksOfTheMonth": ANY,
+            "monthsOfYear": ANY,
+            "scheduleTimes": ANY,
+        }
+    ),
+}
+# CustomCopyOption (refused by the parser, which says why) is the one option with a duration.
+_COPY_AFTER = OneOf(
+    "objectType",
+    {
+        "CopyOnExpiryOption": {"objectType": ANY},
+        "ImmediateCopyOption": {"objectType": ANY},
+        "CustomCopyOption": {"objectType": ANY, "duration": ANY},
+    },
+)
+_BACKUP_RULE: dict[str, Shape] = {
+    "name": ANY,
+    "objectType": ANY,
+    "backupParameters": {"objectType": ANY, "backupType": ANY},
+    "dataStore": _DATASTORE,
+    "trigger": {
+        "objectType": ANY,
+        "schedule": {"timeZone": ANY, "repeatingTimeIntervals": ANY},
+        "taggingCriteria": ListOf(_TAGGING_CRITERION),
+    },
+}
+_RETENTION_RULE: dict[str, Shape] = {
+    "name": ANY,
+    "objectType": ANY,
+    "isDefault": ANY,
+    "lifecycles": ListOf(
+        {
+            "sourceDataStore": _DATASTORE,
+            "deleteAfter": {"objectType": ANY, "duration": ANY},
+            "targetDataStoreCopySettings": ListOf({"copyAfter": _COPY_AFTER, "dataStore": _DATASTORE}),
+        }
+    ),
+}
+POLICY_PROPERTIES: Shape = {
+    "objectType": ANY,
+    "datasourceTypes": ANY,
+    "policyRules": ListOf(
+        OneOf("objectType", {"AzureBackupRule": _BACKUP_RULE, "AzureRetentionRule": _RETENTION_RULE})
+    ),
+}
+POLICY_RESOURCE: Shape = {
+    "properties": POLICY_PROPERTIES,
+    "id": ANY,
+    "name": ANY,
+    "type": ANY,
+    "eTag": ANY,
+    "systemData": ANY,
+}
 
 
 def _fail(path: str, message: str) -> NoReturn:
@@ -159,9 +231,20 @@ def _reference_starts() -> tuple[dt.datetime, ...]:
 _REFERENCE_STARTS = _reference_starts()
 
 
+# Far above the longest retention (10 years): a duration beyond it is "too long" without being
+# computed, so no count of days can overflow the calendar.
+_LONGEST_COUNTED = {"Y": 100, "M": 1200, "W": 5300, "D": 37000}
+
+
 @lru_cache(maxsize=1024)
 def _never_shorter(value: RetentionDuration, bound: RetentionDuration) -> bool:
     return all(value.after(s) >= bound.after(s) for s in _REFERENCE_STARTS)
+
+
+def _too_long_to_count(text: str) -> bool:
+    return any(
+        len(n.lstrip("0")) > 6 or int(n) > _LONGEST_COUNTED[unit] for n, unit in re.findall(r"(\d+)([YMWD])", text)
+    )
 
 
 def _duration_value(text: str) -> RetentionDuration | None:
@@ -170,7 +253,7 @@ def _duration_value(text: str) -> RetentionDuration | None:
         return None
     try:
         parsed = isodate.parse_duration(text)
-    except (isodate.ISO8601Error, ValueError):
+    except (isodate.ISO8601Error, ValueError, OverflowError):
         return None
     if isinstance(parsed, dt.timedelta):
         return RetentionDuration(text=text, days=parsed.days)
@@ -187,6 +270,8 @@ def parse_retention_duration(value: object, path: str, store: DataStore) -> Rete
     allowed = f"for {store.value} it must be between {low_text} and {high_text} ({words})"
     if not isinstance(value, str):
         _fail(path, f"must be an ISO 8601 duration string such as P7D, P12W, P6M or P1Y; {allowed}.")
+    if _DURATION_FORM.fullmatch(value) and _too_long_to_count(value):
+        _fail(path, f"{value!r} is too long: {allowed}.")
     duration = _duration_value(value)
     if duration is None:
         _fail(
@@ -241,6 +326,9 @@ def _parse_interval(text: object, path: str, zone: ZoneInfo) -> RepeatingInterva
         _fail(path, f"the start {start_text!r} is not an ISO 8601 date and time ({_INTERVAL_HELP}).")
     if start.tzinfo is None or start.utcoffset() is None:
         _fail(path, f"the start {start_text!r} has no UTC offset; add one, e.g. +01:00 or Z ({_INTERVAL_HELP}).")
+    if not _EARLIEST_START <= start.replace(tzinfo=None) <= _LATEST_START:
+        years = f"{_EARLIEST_START.year} and {_LATEST_START.year}"
+        _fail(path, f"the start {start_text!r} must be between the years {years}.")
     local = start.astimezone(zone)
     return RepeatingInterval(
         text=text.strip(),
@@ -630,6 +718,7 @@ def parse_policy(doc: object) -> Policy:
     """
     if not isinstance(doc, dict):
         _fail("", f"The policy must be a JSON object ({_WRAPPER_HELP}), got {_json_type(doc)}.")
+    check_fields(doc, POLICY_RESOURCE if "properties" in doc else POLICY_PROPERTIES, code=ErrorCode.INVALID_POLICY)
     if "properties" in doc:
         root = "properties"
         props = _object(doc["properties"], root)

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from shared.errors import ErrorCode, UserError
 from shared.policy.model import CopyOption, DataStore, Policy
 from shared.policy.retention import Lifecycle, lifecycle
 from shared.policy.schedule import occurrences
@@ -156,13 +157,59 @@ class Simulation:
         return {"backups": [b.to_dict() for b in self.backups], "summary": self.summary()}
 
 
+# A point may live 20 years after its backup (10 in VaultStore, then 10 in ArchiveStore), and every
+# instant must stay inside datetime's years 1..9999: simulations are kept well inside both.
+EARLIEST_START = dt.datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_END = dt.datetime(9900, 1, 1, tzinfo=UTC)
+# Longer ranges are refused: enough for the 10-year maximum retention twice over.
+MAX_SIMULATION = dt.timedelta(days=366 * 20)
+
+
+def _check_calendar(start: dt.datetime, end: dt.datetime, start_field: str, end_field: str) -> None:
+    if not EARLIEST_START <= start < LATEST_END:
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            f"{start_field} must be from {EARLIEST_START.date()} to before {LATEST_END.date()}, "
+            f"got {start.isoformat()}",
+            target=start_field,
+        )
+    if not EARLIEST_START <= end <= LATEST_END:
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            f"{end_field} must be from {EARLIEST_START.date()} to {LATEST_END.date()} (the retention of its last "
+            f"backup must fit in the calendar), got {end.isoformat()}",
+            target=end_field,
+        )
+
+
+def check_range(start: dt.datetime, end: dt.datetime, *, start_field: str = "from", end_field: str = "to") -> None:
+    """``InvalidRequest`` naming the field unless ``[start, end)`` is a forward range of at most
+    ``MAX_SIMULATION`` inside the simulated years (what the API and the CLI accept)."""
+    _check_calendar(start, end, start_field, end_field)
+    if end <= start:
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            f"{end_field} ({end.isoformat()}) must be after {start_field} ({start.isoformat()})",
+            target=end_field,
+        )
+    if end - start > MAX_SIMULATION:
+        raise UserError(
+            ErrorCode.INVALID_REQUEST,
+            f"a simulation covers at most {MAX_SIMULATION.days} days; ask for a shorter range",
+            target=end_field,
+        )
+
+
 def simulate(policy: Policy, start: dt.datetime, end: dt.datetime) -> Simulation:
     """Every scheduled backup in ``[start, end)`` (timezone-aware), assuming all succeed, with tags and lifecycles.
 
-    Deterministic: the same policy and range give an equal result.
+    Deterministic: the same policy and range give an equal result. An instant outside the
+    simulated years (``EARLIEST_START`` .. ``LATEST_END``) raises ``UserError(InvalidRequest)``
+    naming ``from`` or ``to``.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
+    _check_calendar(start, end, "from", "to")
     tagger = Tagger(policy)
     backups = []
     for time in occurrences(policy.schedule, start, end):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from shared.restore.rehydration import (
     start_copy,
 )
 from shared.restore.request import RestoreRequest, TargetKind, parse_restore_request, parse_verify_request
+from shared.restore.selection import resolve_selection
 from shared.restore.work import (
     MAINTENANCE_DB,
     Context,
@@ -52,6 +54,7 @@ from shared.restore.work import (
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
+from shared.storage.layout import manifest_name_for
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateTable
 from shared.timeouts import note_retry, with_attempt_started
@@ -127,6 +130,7 @@ class RestoreService:
 
     def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Job:
         point = self._points.get(instance, request.recovery_point_id)
+        request = self._check_selection(request, point)
         if point.datastore is not request.source_datastore:
             raise UserError(
                 ErrorCode.INVALID_REQUEST,
@@ -159,6 +163,19 @@ class RestoreService:
             job, _ = self._jobs.create(job)
             return job
         return self._start_archived(job, point, request, rehydration, now)
+
+    def _check_selection(self, request: RestoreRequest, point: RecoveryPoint) -> RestoreRequest:
+        """The request with its partial selection checked against the point's manifest (when it has one)."""
+        if not (request.options.schemas or request.options.tables):
+            return request
+        try:
+            manifest = self._backups.get_json(manifest_name_for(point.blob_name))
+        except TransientError:
+            manifest = None  # unreadable now: the worker's check of the restored database still applies
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), dict):
+            return request  # no manifest: the worker checks the restored database instead
+        options = resolve_selection(request.options, set(manifest["tables"]), point.recovery_point_id)
+        return replace(request, options=options)
 
     def _start_archived(
         self, job: Job, point: RecoveryPoint, request: RestoreRequest, rehydration: Rehydration | None, now: datetime

@@ -33,6 +33,7 @@ from shared.pg.digests import compare_digests, methods_of, table_digests
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
     MARKER,
+    RestoreOptions,
     create_database,
     create_schemas,
     database_exists,
@@ -45,6 +46,7 @@ from shared.pg.tools import Tool, pick_tool
 from shared.recovery_points import RecoveryPoint
 from shared.restore import files
 from shared.restore.request import RestoreRequest, TargetKind
+from shared.restore.selection import missing_after_restore
 from shared.secrets import SecretProvider
 from shared.storage.blobs import BlobStore
 from shared.storage.blockstream import BlobExists, BlockWriter, IntegrityError, read_verified
@@ -260,12 +262,13 @@ class RestoreWork:
             ) from exc
         if not report.ok:
             raise error_for(report)
+        warnings = [*report.warnings, *self._missing(options, params.libpq_kwargs(host=host, port=port, dbname=name))]
         self.done(current)
         details: dict[str, Any] = {
             **self.job.details,
             "target": {"server": host, "port": port, "database": name},
             "pgRestoreVersion": tool.version_text,
-            "warnings": list(report.warnings),
+            "warnings": warnings,
         }
         if expected is not None:
             current = self.step("Compare")
@@ -284,7 +287,7 @@ class RestoreWork:
                     f"{first['problem']}",
                 )
             self.done(current)
-        status = JobStatus.COMPLETED_WITH_WARNINGS if report.warnings else JobStatus.COMPLETED
+        status = JobStatus.COMPLETED_WITH_WARNINGS if warnings else JobStatus.COMPLETED
         log.info("restore job %s into %s:%s/%s: %s", self.job.job_id, host, port, name, status)
         return self.s.jobs.finish(
             self.job,
@@ -295,6 +298,23 @@ class RestoreWork:
             steps=tuple(self.steps),
             details=details,
         )
+
+    def _missing(self, options: RestoreOptions, restored: dict[str, Any]) -> list[str]:
+        """Warnings naming what a partial restore asked for and did not get; ``InvalidRequest`` if it got nothing."""
+        if not (options.schemas or options.tables):
+            return []
+        with connect(restored) as conn:
+            missing = missing_after_restore(conn, options)
+        asked = len(options.tables) or len(options.schemas)
+        if missing and len(missing) == asked:
+            raise UserError(
+                ErrorCode.INVALID_REQUEST,
+                f"restoreOptions: nothing asked for is in the backup ({', '.join(missing)}); the restored "
+                "database was empty and is dropped",
+                target="restoreOptions",
+                recommended_action="Name schemas and tables as the backup has them (schema.table) and restore again.",
+            )
+        return [f"not in the backup, so not restored: {what}" for what in missing]
 
     def _manifest(self, point: RecoveryPoint) -> dict[str, Any]:
         doc = self.s.backups.get_json(manifest_name_for(point.blob_name))

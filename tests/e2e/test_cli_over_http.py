@@ -161,11 +161,18 @@ def test_backup_of_an_instance_whose_user_lost_its_privileges_exits_1_with_the_c
     assert watched.code == 1 and "UserErrorMissingDBPermissions" in watched.err
 
 
-def test_api_errors_exit_3_with_the_code(cli, protected: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_api_errors_exit_3_with_the_code_and_bad_input_exits_2(cli, protected: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
     r = cli("backup", "now", "--instance", "nothing-here", "-o", "json")
     assert r.code == 3 and r.err.startswith("pgvault: NotFound: ")
     r = cli("backup", "now", "--instance", "shop", "--tag", "Hourly", "-o", "json")
-    assert r.code == 3 and "InvalidRequest" in r.err and "retentionTagOverride" in r.err
+    assert r.code == 2 and "InvalidRequest" in r.err and "retentionTagOverride" in r.err
+    doc = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+    doc["policyRules"][1]["lifecycles"][0]["deleteAfter"]["duration"] = "P99999999999999999999D"
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps(doc))
+    r = cli("policy", "create", "-n", "huge", "-f", str(huge), "-o", "json")
+    assert r.code == 2 and "Traceback" not in r.err, r.err
+    assert "InvalidPolicy" in r.err and "Target: policyRules[1].lifecycles[0].deleteAfter.duration" in r.err
 
 
 def test_job_list_reads_every_page(cli, host: DevhostProcess, protected: list[str]) -> None:  # type: ignore[no-untyped-def]

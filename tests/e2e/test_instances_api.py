@@ -271,3 +271,9 @@ def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one
     assert {f"a-{tag}", f"b-{tag}", f"c-{tag}"} <= listed and not {f"d-{tag}", f"e-{tag}"} & listed
     # The right password logs in (the databases do not exist, which validation then says).
     assert _settled(host, f"b-{tag}")["backupReadiness"]["error"]["code"] == "UserErrorDBNotFound"
+
+
+def test_validate_refuses_any_body_field_naming_it(host: DevhostProcess) -> None:
+    r = host.request("POST", "/backupInstances/shop:validate", json={"deep": True})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["target"] == "deep"

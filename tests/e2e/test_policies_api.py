@@ -138,3 +138,49 @@ def test_simulate_of_a_missing_policy_is_404(app_host: DevhostProcess) -> None:
         "POST", "/backupPolicies/none:simulate", data=json.dumps({"from": "2025-01-01", "to": "2025-02-01"})
     )
     assert r.status_code == 404
+
+
+def _sunday_with(change: str) -> dict:
+    doc = json.loads(_example("sunday-default-only.json"))
+    if change == "timezone":
+        schedule = doc["policyRules"][0]["trigger"]["schedule"]
+        schedule["timezone"] = schedule.pop("timeZone")
+    else:
+        doc["policyRules"][1]["lifecycles"][0]["deleteAfter"]["duration"] = "P99999999999999999999D"
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        ("timezone", "policyRules[0].trigger.schedule.timezone"),
+        ("huge", "policyRules[1].lifecycles[0].deleteAfter.duration"),
+    ],
+)
+def test_misspelled_field_or_huge_duration_is_refused_400_naming_it_and_nothing_is_stored(
+    app_host: DevhostProcess, change: str, target: str
+) -> None:
+    r = app_host.request("PUT", f"/backupPolicies/bad-{change}", json=_sunday_with(change))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "InvalidPolicy"
+    assert r.json()["error"]["target"] == target
+    assert app_host.request("GET", f"/backupPolicies/bad-{change}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "target"),
+    [
+        ({"from": "9999-01-01", "to": "9999-12-31"}, "from"),
+        ({"from": "2025-01-01", "to": "9999-12-31T23:59:59-05:00"}, "to"),
+        ({"from": "2025-01-01", "to": "2026-01-01", "timeZone": "UTC"}, "timeZone"),
+    ],
+)
+def test_simulation_to_year_9999_or_with_an_unknown_field_is_refused_400(
+    app_host: DevhostProcess, body: dict, target: str
+) -> None:
+    r = app_host.request("PUT", "/backupPolicies/sim-bounds", data=_example("sunday-default-only.json"))
+    assert r.status_code in (200, 201), r.text
+    r = app_host.request("POST", "/backupPolicies/sim-bounds:simulate", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "InvalidRequest"
+    assert r.json()["error"]["target"] == target

@@ -158,3 +158,60 @@ def test_create_db_check(db: Db) -> None:
     with db.admin() as c:
         assert check_create_db(c, "postgres") is True
         assert check_create_db(c, db.user) is False
+
+
+@pytest.fixture
+def stranger(db: Db) -> Iterator[str]:
+    """A login role that owns nothing in the database and may grant nothing there."""
+    role = f"stranger_{uuid.uuid4().hex[:6]}"
+    with db.admin() as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    yield role
+    with db.admin() as c:
+        c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _run_sh(db: Db, tmp_path: Path, as_role: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "grant.sh"
+    script.write_text(grant_script(db.name, db.user, "127.0.0.1", db.pg.port, ScriptFormat.SH))
+    return subprocess.run(
+        ["sh", str(script)],
+        env={"PGUSER": as_role, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_sh_script_run_by_a_role_that_may_grant_nothing_exits_non_zero_saying_what_is_missing(
+    db: Db, tmp_path: Path, stranger: str
+) -> None:
+    out = _run_sh(db, tmp_path, stranger)
+    assert out.returncode != 0, out.stderr
+    assert "still lacks" in out.stderr and "privilege(s) that pg_dump needs" in out.stderr, out.stderr
+    assert "SELECT on table" in out.stderr and "as the owner of those objects or an administrator" in out.stderr
+    assert not db.check().ok  # the exit code agrees with what validation finds
+
+
+def test_sql_script_run_with_plain_psql_by_a_role_that_may_grant_nothing_exits_3(
+    db: Db, tmp_path: Path, stranger: str
+) -> None:
+    script = tmp_path / "grant.sql"
+    script.write_text(grant_sql(db.name, db.user))
+    out = subprocess.run(  # no -v ON_ERROR_STOP: the script sets it itself
+        ["psql", "-X", "-h", "127.0.0.1", "-p", str(db.pg.port), "-U", stranger, "-f", str(script)],
+        env={"PGDATABASE": db.name, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 3, (out.returncode, out.stderr)
+    assert "still lacks" in out.stderr
+
+
+def test_sh_script_run_by_the_owner_or_a_superuser_exits_0(db: Db, tmp_path: Path) -> None:
+    owner = _run_sh(db, tmp_path, db.owner)
+    assert owner.returncode == 0, owner.stderr
+    assert "can read everything pg_dump needs" in owner.stderr
+    assert db.check().ok
+    assert _run_sh(db, tmp_path, "postgres").returncode == 0

@@ -741,3 +741,53 @@ def test_the_manifest_describes_exactly_the_dump_while_writes_go_on(world: World
     finally:
         with world.connect(world.db) as c:
             c.execute("DROP TABLE live")
+
+
+# --- partial restores naming what the backup does not hold --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "target", "hint"),
+    [
+        ({"tables": ["public.ordrs"]}, "restoreOptions.tables[0]", "public.orders"),
+        ({"tables": ["public.orders", "nothere"]}, "restoreOptions.tables[1]", None),
+        ({"schemas": ["sale"]}, "restoreOptions.schemas[0]", "sales"),
+        ({"schemas": ["sales"], "tables": ["orders"]}, "restoreOptions.tables[0]", None),
+    ],
+)
+def test_partial_restore_naming_what_the_backup_lacks_is_refused_400_before_any_job(
+    world: World, point: RecoveryPoint, options: dict[str, Any], target: str, hint: str | None
+) -> None:
+    database = f"never_{world.u}"
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", world.request(point, database, restoreOptions=options), datetime.now(UTC))
+    assert refused.value.code.value == "InvalidRequest" and refused.value.http_status == 400
+    assert refused.value.target == target
+    assert point.recovery_point_id in refused.value.message and "public" in refused.value.message  # what it has
+    assert (f"did you mean {hint}?" in refused.value.message) is (hint is not None), refused.value.message
+    assert not world.exists(database)
+
+
+def test_a_table_given_without_its_schema_is_resolved_from_the_backups_list(world: World, point: RecoveryPoint) -> None:
+    target = f"bare_{world.u}"
+    job = world.restore("src", world.request(point, target, restoreOptions={"tables": ["invoices"]}))
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.details["request"]["restoreOptions"]["tables"] == ["sales.invoices"]
+    assert world.digests(target) == {"sales.invoices": world.digests(world.db)["sales.invoices"]}
+
+
+def test_without_a_manifest_a_missing_table_is_named_in_warnings_or_fails_when_nothing_is_there(
+    world: World,
+) -> None:
+    bare = world.backup("src")
+    world.backups.delete(bare.blob_name + ".manifest.json")  # a point from before manifests
+    some = f"some_{world.u}"
+    job = world.restore("src", world.request(bare, some, restoreOptions={"tables": ["public.orders", "public.gone"]}))
+    assert job.status is JobStatus.COMPLETED_WITH_WARNINGS, job.error
+    assert "not in the backup, so not restored: table public.gone" in job.details["warnings"]
+    assert set(world.digests(some)) == {"public.orders"}
+    none = f"none_{world.u}"
+    job = world.restore("src", world.request(bare, none, restoreOptions={"schemas": ["nowhere"]}))
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.code == "InvalidRequest" and "schema nowhere" in job.error.message
+    assert not world.exists(none)  # never a "Completed" empty database

@@ -26,7 +26,17 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False)
     | st.text(max_size=30)
-    | st.sampled_from(["P7D", "P10Y", "P99999999Y", "R/2025-01-05T02:00:00+00:00/P1W", "VaultStore", "Default"]),
+    | st.sampled_from(
+        [
+            "P7D",
+            "P10Y",
+            "P99999999Y",
+            "P99999999999999999999D",
+            "R/2025-01-05T02:00:00+00:00/P1W",
+            "VaultStore",
+            "Default",
+        ]
+    ),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )

@@ -114,7 +114,7 @@ def test_rehydration_fields_default_to_fifteen_days() -> None:
             "rehydrationRetentionDuration",
         ),
         (_database(restoreOptions={"fileFormat": "zstd"}), "restoreOptions.fileFormat"),
-        (_database(restoreOptions={"jobs": 4}), "restoreOptions"),
+        (_database(restoreOptions={"jobs": 4}), "restoreOptions.jobs"),
         (_files(url="ftp://x/y"), "restoreTargetInfo.targetDetails.url"),
         (_files(url="https://acct.blob.core.windows.net/"), "restoreTargetInfo.targetDetails.url"),
         (_files(filePrefix="../escape"), "restoreTargetInfo.targetDetails.filePrefix"),
