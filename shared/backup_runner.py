@@ -253,9 +253,7 @@ class BackupRunner:
         commit = {"name": "Commit", "status": "Completed", "startTime": now, "endTime": now, "byEarlierTry": True}
         return self._complete(job, point, (commit,), self._manifest_of(point))
 
-    def _complete(
-        self, job: Job, point: RecoveryPoint, steps: tuple[dict[str, Any], ...], manifest: str | None
-    ) -> Job:
+    def _complete(self, job: Job, point: RecoveryPoint, steps: tuple[dict[str, Any], ...], manifest: str | None) -> Job:
         """Finish ``job`` Completed with exactly ``point``'s blob and checksum (whichever attempt made it).
 
         The point's insert already decided the outcome, so a job row changed meanwhile (a cancel
