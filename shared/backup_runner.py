@@ -27,6 +27,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
+from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobStatus, JobStore
@@ -61,53 +62,6 @@ def blob_name_for(instance: str, rp_id: str, attempt: str) -> str:
     Every attempt has a blob of its own: two attempts of one job never commit over each other.
     """
     return f"{layout.row_key(instance)}/{rp_id}.{attempt}{DUMP_SUFFIX}"
-
-
-def cancel_watch(jobs: JobStore, job_id: str) -> Callable[[], PgVaultError | None]:
-    """What a heartbeat watches: the job's row, for a cancel request (``:cancel``)."""
-
-    def look() -> PgVaultError | None:
-        job = jobs.get(job_id)
-        if job.cancel_requested is not None and not job.status.finished:
-            return WorkCancelled(f"{job.operation.value.lower()} job {job_id} was cancelled on request")
-        return None
-
-    return look
-
-
-def job_changed(jobs: JobStore, job: Job) -> PgVaultError:
-    """Why ``job``'s ETag-guarded write failed: its cancel was requested, or another worker took it."""
-    try:
-        fresh = jobs.get(job.job_id)
-    except UserError:
-        fresh = None
-    if fresh is not None and fresh.cancel_requested is not None and not fresh.status.finished:
-        return WorkCancelled(f"{job.operation.value.lower()} job {job.job_id} was cancelled on request")
-    return TransientError(f"job {job.job_id} was taken over by another worker")
-
-
-def end_cancelled(jobs: JobStore, job_id: str, now: datetime, steps: list[dict[str, Any]], why: str) -> Job:
-    """Finish job ``job_id`` as Cancelled (its running steps too); a finished job stays as it is."""
-    for entry in steps:
-        if entry["status"] == "InProgress":
-            entry["status"] = "Cancelled"
-            entry["endTime"] = now.isoformat()
-    for _ in range(5):
-        job = jobs.get(job_id)
-        if job.status.finished:
-            return job
-        try:
-            log.info("%s job %s instance %s cancelled: %s", job.operation, job_id, job.instance, why)
-            return jobs.finish(
-                job,
-                JobStatus.CANCELLED,
-                now,
-                steps=tuple(steps) or job.steps,
-                details={**job.details, "cancelled": why},
-            )
-        except ETagMismatch:
-            continue
-    return jobs.get(job_id)
 
 
 class _Progress:
@@ -161,7 +115,7 @@ class BackupRunner:
         if job is None or job.status.finished:
             return job
         if job.cancel_requested is not None:  # cancelled while queued: never runs
-            return end_cancelled(self._jobs, job_id, self._clock(), [], "cancelled before it started")
+            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
         timed_out = overran(job, self._clock(), self._function_timeout)
         if timed_out is not None:  # the host stopped the last attempt: never retried into the same wall
             return self._fail(job, timed_out, [])

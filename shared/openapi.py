@@ -366,6 +366,10 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "details": {"type": "object"},
                 "error": _nullable(_ref("JobError")),
+                "cancelRequestedTime": {
+                    **NTIME,
+                    "description": "when POST .../{jobId}:cancel was accepted; the job then ends Cancelled",
+                },
                 "links": _obj(["self", "instance"], {"self": STR, "instance": STR, "recoveryPoint": NSTR}),
             },
         ),
@@ -673,6 +677,20 @@ def _paths() -> dict[str, Any]:
                 "Jobs_Get",
                 "One job: steps, bytes, duration, throughput, error, links",
                 {**_ok("Job"), **_err(404, 500)},
+                tag="Jobs",
+                params=("jobId",),
+            )
+        },
+        "/backupJobs/{jobId}:cancel": {
+            "post": _op(
+                "Jobs_Cancel",
+                "Cancel a running backup or restore: 202 + the job, which ends Cancelled (nothing committed, a "
+                "half-restored database dropped); 200 + the job if it had finished; 409 for other operations",
+                {
+                    **_ok("Job", 202, "Cancel requested (or done, for a job not started yet)", accepted=True),
+                    **_ok("Job", 200, "The job had finished already; it is returned as it ended"),
+                    **_err(404, 409, 500),
+                },
                 tag="Jobs",
                 params=("jobId",),
             )

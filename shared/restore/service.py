@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from azure.storage.blob import BlobServiceClient
 
+from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
@@ -49,6 +50,7 @@ from shared.restore.work import (
     target_server,
 )
 from shared.secrets import SecretProvider
+from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.queues import QueueSender
@@ -258,19 +260,31 @@ class RestoreService:
             return job
         if job.operation is Operation.REHYDRATE:
             return self._rehydrate(job, last_try)
+        if job.cancel_requested is not None:  # cancelled while queued: never runs
+            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
+        return self._run_restore(job, last_try=last_try, attempt=attempt)
+
+    def _run_restore(self, job: Job, *, last_try: bool, attempt: int) -> Job:
+        """Take the target's lock for restore (or verification) ``job`` and run it under its heartbeat."""
+        job_id = job.job_id
         request = RestoreRequest.from_dict(job.details["request"])
         key = self._job_lock_key(job, request)
         lock = self._locks.acquire(key, job.job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, key, last_try)
         steps: list[dict[str, Any]] = []
-        heartbeat = Heartbeat(self._locks, lock, self._clock)
+        heartbeat = Heartbeat(self._locks, lock, self._clock, watch=cancel_watch(self._jobs, job_id))
         try:
             with heartbeat:
                 try:
                     return self._run_locked(job, request, heartbeat, steps)
                 except psycopg.Error as exc:
+                    heartbeat.signal.check()  # the query failed because the work was stopped
                     raise _pg_error(exc) from exc
+                except ETagMismatch as exc:
+                    raise job_changed(self._jobs, job) from exc
+        except WorkCancelled as exc:
+            return end_cancelled(self._jobs, job_id, self._clock(), steps, exc.args[0])
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from shared.cancel import job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobStatus, JobStore
@@ -47,7 +48,7 @@ from shared.restore import files
 from shared.restore.request import RestoreRequest, TargetKind
 from shared.secrets import SecretProvider
 from shared.storage.blobs import BlobStore
-from shared.storage.blockstream import BlockWriter, IntegrityError, read_verified
+from shared.storage.blockstream import BlockWriter, IntegrityError, StreamResult, read_verified
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch
 
@@ -140,15 +141,14 @@ class RestoreWork:
         last = [0]
 
         def report(read: int) -> None:
-            if self.heartbeat.lost:
-                raise TransientError(f"restore job {self.job.job_id} lost its lock to another worker")
+            self.heartbeat.signal.check()  # a cancel, or the lock lost to another worker
             if read < total and read - last[0] < total / 20:
                 return
             last[0] = read
             try:
                 self.job = self.s.jobs.save(self.job, bytes=read, progress=min(0.99, read / max(total, 1)))
             except ETagMismatch as exc:
-                raise TransientError(f"restore job {self.job.job_id} was taken over by another worker") from exc
+                raise job_changed(self.s.jobs, self.job) from exc
 
         return report
 
@@ -245,6 +245,7 @@ class RestoreWork:
                 point.sha256,
                 options=options,
                 on_bytes=self.progress(point.size_in_bytes),
+                stop=self.heartbeat.signal,
             )
         except IntegrityError as exc:
             raise UserError(
@@ -327,12 +328,27 @@ class RestoreWork:
         except BaseException:
             writer.close()
             raise
+        try:
+            self.heartbeat.confirm()  # no file appears after a cancel, nor from a worker taken over
+        except BaseException:
+            writer.close()
+            raise
         written = writer.commit(
             {"jobid": self.job.job_id, "recoverypointid": point.recovery_point_id},
             content_type="application/octet-stream" if decompress else "application/zstd",
         )
         self.done(current)
+        try:
+            return self._files_written(request, point, container, written)
+        except BaseException:
+            # The job will not say Completed (a cancel came, storage failed): its files go.
+            self._remove(container, [request.file_name, request.manifest_file_name])
+            raise
 
+    def _files_written(
+        self, request: RestoreRequest, point: RecoveryPoint, container: ContainerClient, written: StreamResult
+    ) -> Job:
+        decompress = request.file_format == "dump"
         current = self.step("Manifest")
         path = request.file_name
         restore_cmd = request.options.command(path if decompress else None)
@@ -374,6 +390,16 @@ class RestoreWork:
                 "restoreCommand": restore_cmd,
             },
         )
+
+    def _remove(self, container: ContainerClient, names: list[str]) -> None:
+        """Delete files this job wrote (best effort: a file left says in its metadata which job wrote it)."""
+        for name in names:
+            try:
+                container.delete_blob(name)
+            except ResourceNotFoundError:
+                pass
+            except AzureError as exc:
+                log.warning("restore job %s: could not remove %s: %s", self.job.job_id, name, type(exc).__name__)
 
     def _instance_source(self, instance: str) -> dict[str, Any]:
         try:
