@@ -129,7 +129,8 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         "TARGET_CS": f"Server=127.0.0.1;Port={postgres.port};User Id=cr_{u};Password=unused;Ssl Mode=Disable",
     }
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:SRC_CS", "policyName": "mwf"}
+    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:SRC_CS"}
+    spec["policyName"] = "mwf"
     instances.configure_one("src", spec, now, allow_env_secrets=True, vault_region=None)
     current = instances.get("src")
     instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
@@ -230,10 +231,10 @@ class _HoldingTransport(RequestsTransport):
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         ranged = str(request.headers.get("x-ms-range") or request.headers.get("Range") or "")
-        if request.method == "GET" and ranged.startswith("bytes=") and not ranged.startswith("bytes=0-"):
-            if not self.reached.is_set():
-                self.reached.set()
-                assert self.release.wait(180), "the test never released the download"
+        later_part = request.method == "GET" and ranged.startswith("bytes=") and not ranged.startswith("bytes=0-")
+        if later_part and not self.reached.is_set():
+            self.reached.set()
+            assert self.release.wait(180), "the test never released the download"
         return super().send(request, **kwargs)
 
 
