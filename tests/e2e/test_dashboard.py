@@ -295,3 +295,30 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
     assert job["status"] == "Completed" and job["retentionTag"] == "Weekly" and job["recoveryPointId"]
     assert page.locator("#job-recovery-point").inner_text() == job["recoveryPointId"]
     assert not [e for e in page.errors if "401" not in e and "405" not in e and "404" not in e], page.errors
+
+
+def test_the_job_page_cancels_a_running_backup(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], server: Postgres
+) -> None:
+    expect = sync_api.expect
+    with psycopg.connect(server.dsn(dbname=names["db"])) as holder:
+        holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits behind it: the backup runs on
+        r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
+        assert r.status_code == 202, r.text
+        job_id = r.json()["jobId"]
+        wait_until(lambda: host.get(f"/backupJobs/{job_id}").json().get("startTime"), 120, interval=0.3)
+        page.goto(f"{host.url}/dashboard#/jobs/{job_id}")
+        if page.locator("#key-form").count():
+            page.fill("#function-key", host.headers["x-functions-key"])
+            page.click("#key-form button[type=submit]")
+        expect(page.locator("#job-status")).to_have_text("InProgress")
+        page.once("dialog", lambda dialog: dialog.accept())
+        with page.expect_request(lambda req: req.url.endswith(f"/backupJobs/{job_id}:cancel")) as sent:
+            page.click("#job-cancel")
+        assert sent.value.method == "POST"
+        expect(page.locator("#job-status")).to_have_text("Cancelled", timeout=120_000)
+        holder.rollback()
+    _shot(page, "5-cancelled")
+    job = host.get(f"/backupJobs/{job_id}").json()
+    assert job["status"] == "Cancelled" and job["recoveryPointId"] is None and job["cancelRequestedTime"]
+    expect(page.locator("#job-cancel")).to_have_count(0)  # a finished job offers no cancel
