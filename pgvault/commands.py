@@ -211,6 +211,7 @@ POINT_ROW: list[Column] = [
     ("EXPIRY", _k("expiry")),
     ("SIZE", lambda p: human_bytes(p.get("sizeInBytes"))),
     ("SERVER", _k("serverVersion")),
+    ("INTEGRITY", lambda p: p.get("integrity") or "Available"),
 ]
 POLICY_ROW: list[Column] = [
     ("NAME", _k("name")),

@@ -16,6 +16,7 @@ from typing import Any
 from shared.errors import ErrorCode
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobStatus, Operation
 from shared.policy import DataStore
+from shared.recovery_points import Integrity, PointState
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
@@ -252,6 +253,20 @@ def _schemas() -> dict[str, Schema]:
                 "pgDumpVersion": STR,
                 "jobId": STR,
                 "onDemand": {"type": "boolean"},
+                "state": {
+                    "type": "string",
+                    "enum": [s.value for s in PointState],
+                    "description": "where the point is in its retention life (the sweep's state machine)",
+                },
+                "integrity": {
+                    "type": "string",
+                    "enum": [i.value for i in Integrity],
+                    "description": "Corrupted once a read found its blob failing its SHA-256; a Corrupted point is "
+                    "refused as a restore source (409 RecoveryPointCorrupted)",
+                },
+                "corruption": _nullable(
+                    _obj(["detectedTime", "reason"], {"detectedTime": TIME, "reason": STR}),
+                ),
             },
         ),
         "RecoveryPointList": _list("RecoveryPoint"),

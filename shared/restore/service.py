@@ -70,6 +70,21 @@ def _pg_error(exc: psycopg.Error) -> UserError | TransientError:
     return UserError(ErrorCode.INTERNAL, f"the target server refused a step of the restore: {first}")
 
 
+def refuse_corrupted(point: RecoveryPoint) -> None:
+    """``RecoveryPointCorrupted`` (409) naming the point and why, for a point marked Corrupted."""
+    if point.corrupted_at is None:
+        return
+    raise UserError(
+        ErrorCode.RECOVERY_POINT_CORRUPTED,
+        f"recovery point {point.recovery_point_id} of {point.instance} is Corrupted: a read on "
+        f"{point.corrupted_at.isoformat()} found {point.corruption or 'its blob failing its checksum'}; "
+        "it is not restored",
+        target="recoveryPointId",
+        recommended_action="Restore another recovery point (GET .../recoveryPoints lists each one's integrity), "
+        "and check the storage account for changes to the vault's container.",
+    )
+
+
 def _lock_key(*parts: object) -> str:
     """A lock row key for a restore target (hashed: hosts and names may hold any character)."""
     return "restore-" + hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:40]
@@ -122,6 +137,7 @@ class RestoreService:
 
     def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Job:
         point = self._points.get(instance, request.recovery_point_id)
+        refuse_corrupted(point)
         if point.datastore is not request.source_datastore:
             raise UserError(
                 ErrorCode.INVALID_REQUEST,
@@ -319,13 +335,21 @@ class RestoreService:
 
     def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         point = self._points.get(job.instance, request.recovery_point_id)
+        refuse_corrupted(point)  # marked after this job was queued: never read it again
         source = self._source_blob(point)
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
             return job
         job = self._jobs.save(job, start_time=job.start_time or self._clock(), steps=())
         ctx = Context(
-            self._jobs, self._instances, self._backups, self._secrets, self._clock, self._pg_bin_dir, self._vault_blobs
+            self._jobs,
+            self._instances,
+            self._backups,
+            self._secrets,
+            self._clock,
+            self._pg_bin_dir,
+            self._vault_blobs,
+            self._points,
         )
         run = RestoreWork(ctx, job, heartbeat, steps)
         if request.kind is TargetKind.FILES:

@@ -43,7 +43,7 @@ from shared.pg.restore import (
     restore_blob,
 )
 from shared.pg.tools import Tool, pick_tool
-from shared.recovery_points import RecoveryPoint
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore import files
 from shared.restore.request import RestoreRequest, TargetKind
 from shared.secrets import SecretProvider
@@ -120,6 +120,7 @@ class Context:
     clock: Callable[[], datetime]
     pg_bin_dir: Path | None = None
     vault_blobs: BlobServiceClient | None = None
+    points: RecoveryPointStore | None = None
 
 
 class RestoreWork:
@@ -248,10 +249,7 @@ class RestoreWork:
                 stop=self.heartbeat.signal,
             )
         except IntegrityError as exc:
-            raise UserError(
-                ErrorCode.RECOVERY_POINT_CORRUPTED,
-                f"recovery point {point.recovery_point_id} failed its checksum while restoring: {exc}",
-            ) from exc
+            raise self._corrupted(point, exc) from exc
         if not report.ok:
             raise error_for(report)
         self.done(current)
@@ -290,6 +288,25 @@ class RestoreWork:
             details=details,
         )
 
+    def _corrupted(self, point: RecoveryPoint, exc: IntegrityError) -> UserError:
+        """Mark ``point`` Corrupted (listed so, never offered as a restore source again); the job's error."""
+        reason = f"{exc} (found by {self.job.operation.value} job {self.job.job_id})"
+        if self.s.points is not None:
+            try:
+                self.s.points.mark_corrupted(point.instance, point.recovery_point_id, reason, self.s.clock())
+            except PgVaultError as mark_failed:  # the job still fails with the code; the next read marks it
+                log.error(
+                    "restore job %s: could not mark point %s Corrupted: %s",
+                    self.job.job_id,
+                    point.recovery_point_id,
+                    type(mark_failed).__name__,
+                )
+        log.error("restore job %s: recovery point %s is corrupted: %s", self.job.job_id, point.recovery_point_id, exc)
+        return UserError(
+            ErrorCode.RECOVERY_POINT_CORRUPTED,
+            f"recovery point {point.recovery_point_id} failed its checksum; it is now marked Corrupted: {exc}",
+        )
+
     def _manifest(self, point: RecoveryPoint) -> dict[str, Any]:
         doc = self.s.backups.get_json(manifest_name_for(point.blob_name))
         if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict):
@@ -321,10 +338,7 @@ class RestoreWork:
                 writer.write(chunk)
         except IntegrityError as exc:
             writer.close()  # nothing committed: a corrupted point never appears as a file
-            raise UserError(
-                ErrorCode.RECOVERY_POINT_CORRUPTED,
-                f"recovery point {point.recovery_point_id} failed its checksum: {exc}",
-            ) from exc
+            raise self._corrupted(point, exc) from exc
         except BaseException:
             writer.close()
             raise
