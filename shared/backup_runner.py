@@ -53,15 +53,12 @@ log = logging.getLogger(__name__)
 MAX_RETRIES_KEPT = 5
 
 
-DUMP_SUFFIX = ".pgdump.zst"
-
-
 def blob_name_for(instance: str, rp_id: str, attempt: str) -> str:
     """Where attempt ``attempt`` (its lock token) of the backup making point ``rp_id`` writes its dump.
 
     Every attempt has a blob of its own: two attempts of one job never commit over each other.
     """
-    return f"{layout.row_key(instance)}/{rp_id}.{attempt}{DUMP_SUFFIX}"
+    return f"{layout.row_key(instance)}/{rp_id}.{attempt}{layout.DUMP_SUFFIX}"
 
 
 class _Progress:
