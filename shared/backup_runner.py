@@ -405,7 +405,7 @@ class BackupRunner:
             self._backups.client.upload_blob(
                 name,
                 json.dumps(doc, sort_keys=True).encode(),
-                overwrite=False,  # the blob is this attempt's own: so is its manifest
+                overwrite=True,  # the name is this attempt's own, as its blob's is: only a retry of this upload
                 content_settings=ContentSettings(content_type="application/json"),
             )
         except AzureError as exc:
