@@ -31,7 +31,7 @@ from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
-from shared.recovery_points import RecoveryPointStore
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
@@ -238,13 +238,19 @@ class _HoldingTransport(RequestsTransport):
         return super().send(request, **kwargs)
 
 
-def test_a_running_restore_cancelled_ends_cancelled_and_drops_the_half_restored_database(world: World) -> None:
+@pytest.fixture(scope="module")
+def point(world: World) -> RecoveryPoint:
     backup = world.runner().run(
         BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job_id, last_try=True
     )
     assert backup is not None and backup.status is JobStatus.COMPLETED, backup
-    point = RecoveryPointStore(world.state).get("src", str(backup.recovery_point_id))
-    assert point.size_in_bytes > 3 * 1024 * 1024, "the dump is too small to be downloaded in parts"
+    made = RecoveryPointStore(world.state).get("src", str(backup.recovery_point_id))
+    assert made.size_in_bytes > 3 * 1024 * 1024, "the dump is too small to be downloaded in parts"
+    return made
+
+
+def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
+    """A restore service whose reads of the vault's blobs can be held half-way."""
     transport = _HoldingTransport()
     held = BlobServiceClient.from_connection_string(
         world.azurite.connection_string,
@@ -258,8 +264,55 @@ def test_a_running_restore_cancelled_ends_cancelled_and_drops_the_half_restored_
         world.secrets(),
         lambda: datetime.now(UTC),
         queues=world.queues,
+        vault_blobs=BlobServiceClient.from_connection_string(world.azurite.connection_string),
         allow_env_secrets=True,
     )
+    return service, transport
+
+
+def test_a_running_restore_as_files_cancelled_ends_cancelled_and_leaves_no_file(
+    world: World, point: RecoveryPoint
+) -> None:
+    service, transport = _held_service(world)
+    container = BlobServiceClient.from_connection_string(world.azurite.connection_string).get_container_client(
+        f"cxfiles-{world.u}"
+    )
+    container.create_container()
+    body = {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point.recovery_point_id,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "targetDetails": {
+                "url": container.url,
+                "filePrefix": "exports/src",
+                "restoreTargetLocationType": "AzureBlobs",
+            },
+        },
+    }
+    job = service.start("src", body, datetime.now(UTC))
+    thread, out = _in_thread(lambda: service.run(job.job_id, last_try=False))
+    try:
+        assert transport.reached.wait(120), "the restore never got half-way"
+        accepted, taken = request_cancel(world.state, job.job_id, datetime.now(UTC))
+        assert taken and accepted.cancel_requested is not None
+        # The worker notices through its heartbeat; the held download is let go once the cancel is seen.
+        wait_for(lambda: JobStore(world.state).get(job.job_id).cancel_requested, message="no cancel recorded")
+    finally:
+        transport.release.set()
+    thread.join(120)
+    assert not thread.is_alive()
+    assert isinstance(out[0], Job) and out[0].status is JobStatus.CANCELLED, out
+    assert list(container.list_blobs()) == []  # no dump, no manifest (staged blocks are never committed)
+    assert list(world.state.partition(layout.LOCK)) == []
+
+
+def test_a_running_restore_cancelled_ends_cancelled_and_drops_the_half_restored_database(
+    world: World, point: RecoveryPoint
+) -> None:
+    service, transport = _held_service(world)
     target = f"cx_copy_{world.u}"
     job = service.start("src", world.restore_body(point.recovery_point_id, target), datetime.now(UTC))
     thread, out = _in_thread(lambda: service.run(job.job_id, last_try=False))
