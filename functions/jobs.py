@@ -6,7 +6,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from functions.http import api, json_response
+from functions.http import RETRY_AFTER_SECONDS, api, json_response
+from shared.cancel import request_cancel
 from shared.errors import ErrorCode, UserError
 from shared.jobs import (
     DEFAULT_PAGE_SIZE,
@@ -81,3 +82,17 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
     return json_response(JobStore(current_vault().state).get(req.route_params["jobId"]).to_dict())
+
+
+@bp.route(route="backupJobs/{jobId}:cancel", methods=["POST"])
+@api
+def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
+    """Stop a running backup or restore: 202 + the job (it ends Cancelled); 200 + the job if it had
+    finished already; 409 for an operation that cannot be cancelled."""
+    vault = current_vault()
+    job, taken = request_cancel(vault.state, req.route_params["jobId"], vault.clock())
+    if not taken:
+        return json_response(job.to_dict())
+    return json_response(
+        job.to_dict(), 202, {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)}
+    )

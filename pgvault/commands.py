@@ -213,6 +213,7 @@ POINT_ROW: list[Column] = [
     ("EXPIRY", _k("expiry")),
     ("SIZE", lambda p: human_bytes(p.get("sizeInBytes"))),
     ("SERVER", _k("serverVersion")),
+    ("INTEGRITY", lambda p: p.get("integrity") or "Available"),
 ]
 POLICY_ROW: list[Column] = [
     ("NAME", _k("name")),
@@ -445,7 +446,7 @@ def backup_now(args: argparse.Namespace, client: Client) -> int:
 
 
 def add_job_commands(groups: Groups) -> None:
-    """``job list|show|watch``."""
+    """``job list|show|watch|cancel``."""
     job = groups.add_parser("job", help="jobs: backups, validations, restores, ...")
     commands = job.add_subparsers(dest="command", metavar="<command>", required=True)
     opts = common_options()
@@ -465,6 +466,16 @@ def add_job_commands(groups: Groups) -> None:
     watch.add_argument("--timeout", type=float, default=3600)
     watch.add_argument("--poll", type=float, default=2.0)
     watch.set_defaults(handler=api_command(job_watch), wait=True)
+    cancel = commands.add_parser(
+        "cancel",
+        parents=[opts, wait_options()],
+        help="cancel a running backup or restore (exit 0 once accepted; with --wait, 0 when it ended Cancelled)",
+        description="Stop a backup or restore: the dump is stopped, nothing is committed, a half-restored "
+        "database is dropped, the job ends Cancelled. A job that finished before the cancel reached it "
+        "keeps its status: exit 1, naming it.",
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.set_defaults(handler=api_command(job_cancel))
 
 
 def job_list(args: argparse.Namespace, client: Client) -> int:
@@ -499,6 +510,23 @@ def job_show(args: argparse.Namespace, client: Client) -> int:
 
 def job_watch(args: argparse.Namespace, client: Client) -> int:
     return finish_job(args, client, args.job_id)
+
+
+def job_cancel(args: argparse.Namespace, client: Client) -> int:
+    answer = client.request("POST", f"/backupJobs/{seg(args.job_id)}:cancel")
+    job: dict[str, Any] = answer.body
+    if answer.status == 202 and args.wait:
+        waited = wait_for_job(client, args.job_id, timeout=args.timeout, poll=args.poll, progress=Progress())
+        if waited is None:
+            print(f"pgvault: job {args.job_id} still InProgress after {args.timeout:g} s", file=sys.stderr)
+            emit(job, args.output, JOB_DETAIL)
+            return EXIT_TIMEOUT
+        job = waited
+    emit(job, args.output, JOB_DETAIL)
+    if job.get("status") in ("Cancelled", "InProgress"):
+        return EXIT_OK
+    print(f"pgvault: job {args.job_id} had finished {job.get('status')} before the cancel", file=sys.stderr)
+    return EXIT_JOB_FAILED
 
 
 def add_recovery_point_commands(groups: Groups) -> None:

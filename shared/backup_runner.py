@@ -5,6 +5,14 @@ running elsewhere is dropped, a delivery of a finished job changes nothing, and 
 worker died takes the abandoned lock over and starts clean. The recovery point is written only
 after its blob is committed with its checksum, under an id derived from the job, so a job that
 runs twice leaves one point.
+
+Two attempts of one job may still run at once (a worker frozen past its lock's takeover wakes
+up). Each attempt writes a blob of its own (its lock token is in the name), so neither commits
+over the other; the point's insert-only write decides which attempt wins, and the job always
+records the winning point's blob and checksum. An attempt whose lock is lost, or whose job's
+cancel is requested, stops before its commit and before its point (``Heartbeat.confirm``); a
+loser deletes the blob it committed, and the retention sweep collects any such blob left behind
+once it is older than ``MAX_JOB_LIFETIME``.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.storage.blob import ContentSettings
 
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
@@ -28,41 +37,88 @@ from shared.pg.dump import dump_with_manifest
 from shared.pg.privileges import check_backup_privileges, to_user_error
 from shared.pg.tools import pick_tool
 from shared.policies import PolicyService
-from shared.policy import lifecycle, tag_backup
+from shared.policy import Policy, lifecycle, tag_backup
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_point_id
 from shared.secrets import SecretProvider
+from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch, StateTable
-from shared.timeouts import note_retry, overran, with_attempt_started
+from shared.timeouts import attempt_limit, note_retry, overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
 
 
-def blob_name_for(instance: str, rp_id: str) -> str:
-    """Where a recovery point's dump lives in the backup container."""
-    return f"{layout.row_key(instance)}/{rp_id}.pgdump.zst"
+def blob_name_for(instance: str, rp_id: str, attempt: str) -> str:
+    """Where attempt ``attempt`` (its lock token) of the backup making point ``rp_id`` writes its dump.
+
+    Every attempt has a blob of its own: two attempts of one job never commit over each other.
+    """
+    return f"{layout.row_key(instance)}/{rp_id}.{attempt}{layout.DUMP_SUFFIX}"
 
 
 class _Progress:
     """Writes a running backup's progress to its job (every few seconds); stops the dump if another
-    worker took the job or the instance's lock over."""
+    worker took the job or the instance's lock over, or the job's cancel was requested."""
 
     def __init__(self, runner: BackupRunner, job: Job, heartbeat: Heartbeat, size: int) -> None:
         self.runner, self.job, self.heartbeat, self.size = runner, job, heartbeat, size
 
     def __call__(self, raw: int) -> None:
-        if self.heartbeat.lost:
-            raise TransientError(f"the lock of {self.job.instance} was taken over by another worker")
+        self.heartbeat.signal.check()
         try:
             self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
         except ETagMismatch as exc:
-            raise TransientError(f"job {self.job.job_id} was taken over by another worker") from exc
+            raise job_changed(self.runner._jobs, self.job) from exc
 
 
-def finish_with_point(jobs: JobStore, job: Job, point: RecoveryPoint, now: datetime) -> Job:
+def complete_with_point(
+    jobs: JobStore,
+    job: Job,
+    point: RecoveryPoint,
+    clock: Callable[[], datetime],
+    *,
+    steps: tuple[dict[str, Any], ...],
+    manifest: str | None,
+) -> Job:
+    """Finish ``job`` Completed with exactly ``point``'s blob and checksum (whichever attempt made it).
+
+    The point's insert already decided the outcome, so a job row changed meanwhile (a cancel
+    that came too late, another attempt's progress) is re-read and finished the same way.
+    """
+    for _ in range(5):
+        try:
+            return jobs.finish(
+                job,
+                JobStatus.COMPLETED,
+                clock(),
+                bytes=point.raw_bytes,
+                progress=1.0,
+                retention_tag=point.retention_tag,
+                recovery_point_id=point.recovery_point_id,
+                steps=steps,
+                details={
+                    **job.details,
+                    "blobName": point.blob_name,
+                    "storedBytes": point.size_in_bytes,
+                    "sha256": point.sha256,
+                    "serverVersion": point.server_version,
+                    "pgDumpVersion": point.pg_dump_version,
+                    "manifest": manifest,
+                },
+            )
+        except ETagMismatch:
+            job = jobs.get(job.job_id)
+            if job.status.finished:
+                return job
+    return jobs.get(job.job_id)
+
+
+def finish_with_point(
+    jobs: JobStore, job: Job, point: RecoveryPoint, clock: Callable[[], datetime], *, manifest: str | None = None
+) -> Job:
     """Complete backup ``job`` with ``point``, which an earlier try of it committed and recorded."""
     log.info(
         "backup job %s instance %s: point %s was recorded by an earlier try",
@@ -70,25 +126,9 @@ def finish_with_point(jobs: JobStore, job: Job, point: RecoveryPoint, now: datet
         job.instance,
         point.recovery_point_id,
     )
-    at = now.isoformat()
+    at = clock().isoformat()
     commit = {"name": "Commit", "status": "Completed", "startTime": at, "endTime": at, "byEarlierTry": True}
-    return jobs.finish(
-        job,
-        JobStatus.COMPLETED,
-        now,
-        bytes=point.raw_bytes,
-        progress=1.0,
-        retention_tag=point.retention_tag,
-        recovery_point_id=point.recovery_point_id,
-        steps=(commit,),
-        details={
-            **job.details,
-            "storedBytes": point.size_in_bytes,
-            "sha256": point.sha256,
-            "serverVersion": point.server_version,
-            "pgDumpVersion": point.pg_dump_version,
-        },
-    )
+    return complete_with_point(jobs, job, point, clock, steps=(commit,), manifest=manifest)
 
 
 class BackupRunner:
@@ -128,17 +168,29 @@ class BackupRunner:
         job = self._jobs.for_delivery(job_id, last_try=last_try)
         if job is None or job.status.finished:
             return job
+        if job.cancel_requested is not None:  # cancelled while queued: never runs
+            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
         timed_out = overran(job, self._clock(), self._function_timeout)
         if timed_out is not None:  # the host stopped the last attempt: never retried into the same wall
             return self._fail(job, timed_out, [])
-        lock = self._locks.acquire(job.instance, job.job_id, self._clock(), attempt=attempt)
+        return self._run_locked(job, last_try=last_try, attempt=attempt)
+
+    def _run_locked(self, job: Job, *, last_try: bool, attempt: int) -> Job:
+        """Take the instance's lock for ``job`` and run it under its heartbeat."""
+        job_id = job.job_id
+        lock = self._locks.acquire(job.instance, job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, last_try)
         steps: list[dict[str, Any]] = []
-        heartbeat = Heartbeat(self._locks, lock, self._clock)
+        heartbeat = Heartbeat(self._locks, lock, self._clock, watch=cancel_watch(self._jobs, job_id))
         try:
             with heartbeat:
-                return self._backup(job, heartbeat, steps)
+                try:
+                    return self._backup(job, heartbeat, steps)
+                except ETagMismatch as exc:
+                    raise job_changed(self._jobs, job) from exc
+        except WorkCancelled as exc:
+            return end_cancelled(self._jobs, job_id, self._clock(), steps, exc.args[0])
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
@@ -182,7 +234,19 @@ class BackupRunner:
 
         Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
         """
-        return finish_with_point(self._jobs, job, point, self._clock())
+        return finish_with_point(self._jobs, job, point, self._clock, manifest=self._manifest_of(point))
+
+    def _complete(self, job: Job, point: RecoveryPoint, steps: tuple[dict[str, Any], ...], manifest: str | None) -> Job:
+        return complete_with_point(self._jobs, job, point, self._clock, steps=steps, manifest=manifest)
+
+    def _manifest_of(self, point: RecoveryPoint) -> str | None:
+        if not self._manifest:
+            return None
+        name = manifest_name_for(point.blob_name)
+        try:
+            return name if self._backups.client.get_blob_client(name).exists() else None
+        except AzureError:
+            return name
 
     def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         started = self._clock()
@@ -225,7 +289,9 @@ class BackupRunner:
 
         current = step("Dump")
         rp_id = recovery_point_id(job.job_id)
-        blob_name = blob_name_for(instance.spec.name, rp_id)
+        blob_name = blob_name_for(instance.spec.name, rp_id, heartbeat.lock.token)
+        # The blob this attempt writes, on the job before a byte is staged (tests and people find it there).
+        job = self._jobs.save(job, details={**job.details, "blobName": blob_name})
         progress = _Progress(self, job, heartbeat, size)
         dump_started = self._clock()
         result, tables = dump_with_manifest(
@@ -249,33 +315,32 @@ class BackupRunner:
             on_progress=progress,
             expected_bytes=size,
             digests=self._manifest,
+            stop=heartbeat.signal,
+            before_commit=heartbeat.confirm,
         )
         job = progress.job
-        manifest = self._write_manifest(
-            blob_name,
-            tables,
-            {
-                "instance": instance.spec.name,
-                "time": dump_started.isoformat(),
-                "serverVersion": server_text,
-                "pgDumpVersion": tool.version_text,
-            },
-        )
-        done(current)
+        try:
+            manifest = self._write_manifest(
+                blob_name,
+                tables,
+                {
+                    "instance": instance.spec.name,
+                    "time": dump_started.isoformat(),
+                    "serverVersion": server_text,
+                    "pgDumpVersion": tool.version_text,
+                },
+            )
+            done(current)
 
-        current = step("Commit")
-        on_demand = job.details.get("trigger") == "OnDemand"
-        if on_demand and job.retention_tag is not None:
-            tag = job.retention_tag
-        else:
-            # First of the week/month/year counts scheduled backups only: an on-demand one takes the
-            # tag it asked for and does not take the place of the next scheduled one.
-            earlier = [
-                p.time for p in self._points.of(instance.spec.name) if not p.on_demand and p.recovery_point_id != rp_id
-            ]
-            tag = tag_backup(policy, dump_started, earlier)
-        life = lifecycle(policy, tag, dump_started)
-        point, _ = self._points.add(
+            current = step("Commit")
+            life = lifecycle(policy, self._tag(job, policy, dump_started), dump_started)
+            self._before_point(started, heartbeat)
+        except BaseException:
+            self._discard(blob_name)  # committed, but no point will ever name it
+            raise
+        # From here the blob may be referenced (an insert that failed on the way back may have
+        # happened): only a point naming another blob proves this one unreferenced.
+        point, created = self._points.add(
             RecoveryPoint.from_lifecycle(
                 rp_id,
                 instance.spec.name,
@@ -287,39 +352,59 @@ class BackupRunner:
                 server_version=server_text,
                 pg_dump_version=tool.version_text,
                 job_id=job.job_id,
-                on_demand=on_demand,
+                on_demand=job.details.get("trigger") == "OnDemand",
             )
         )
+        if not created and point.blob_name != blob_name:
+            # Another attempt of this job recorded its point first: that one is the backup.
+            log.warning(
+                "backup job %s instance %s: another attempt recorded point %s first; this attempt's blob goes",
+                job.job_id,
+                instance.spec.name,
+                point.recovery_point_id,
+            )
+            self._discard(blob_name)
+            manifest = self._manifest_of(point)
         done(current)
         log.info(
             "backup job %s instance %s: recovery point %s (%s, %s bytes)",
             job.job_id,
             instance.spec.name,
             point.recovery_point_id,
-            tag,
+            point.retention_tag,
             point.size_in_bytes,
         )
-        return self._jobs.finish(
-            job,
-            JobStatus.COMPLETED,
-            self._clock(),
-            bytes=result.raw_bytes,
-            progress=1.0,
-            retention_tag=tag,
-            recovery_point_id=point.recovery_point_id,
-            steps=tuple(steps),
-            details={
-                **job.details,
-                "storedBytes": result.stream.stored_bytes,
-                "sha256": result.stream.sha256,
-                "serverVersion": server_text,
-                "pgDumpVersion": tool.version_text,
-                "manifest": manifest,
-            },
-        )
+        return self._complete(job, point, tuple(steps), manifest)
+
+    def _tag(self, job: Job, policy: Policy, at: datetime) -> str:
+        """The retention tag of the backup ``job`` makes at ``at``."""
+        if job.details.get("trigger") == "OnDemand" and job.retention_tag is not None:
+            return job.retention_tag
+        # First of the week/month/year counts scheduled backups only: an on-demand one takes the
+        # tag it asked for and does not take the place of the next scheduled one.
+        rp_id = recovery_point_id(job.job_id)
+        earlier = [p.time for p in self._points.of(job.instance) if not p.on_demand and p.recovery_point_id != rp_id]
+        return tag_backup(policy, at, earlier)
+
+    def _before_point(self, started: datetime, heartbeat: Heartbeat) -> None:
+        """The last check before the point is recorded: the lock is still this attempt's, no cancel
+        came, and the attempt is younger than ``attempt_limit`` (the retention sweep collects an
+        unreferenced blob only once it is older than ``MAX_JOB_LIFETIME``, longer than that)."""
+        heartbeat.confirm()
+        limit = attempt_limit(self._function_timeout)
+        if self._clock() - started > limit:
+            raise TransientError(f"this attempt started more than {limit} ago; it records no point")
+
+    def _discard(self, blob_name: str) -> None:
+        """Delete a blob (and its manifest) that no point references; best effort (the sweep collects leftovers)."""
+        for name in (blob_name, manifest_name_for(blob_name)):
+            try:
+                self._backups.delete(name)
+            except PgVaultError as exc:
+                log.warning("could not delete unreferenced blob %s: %s", name, type(exc).__name__)
 
     def _write_manifest(self, blob_name: str, tables: dict[str, Any] | None, about: dict[str, Any]) -> str | None:
-        """Store the dump's manifest beside its blob (overwritten by a retry, as the blob is)."""
+        """Store the dump's manifest beside its blob (this attempt's own, like the blob)."""
         if tables is None:
             return None
         name = manifest_name_for(blob_name)
@@ -328,7 +413,7 @@ class BackupRunner:
             self._backups.client.upload_blob(
                 name,
                 json.dumps(doc, sort_keys=True).encode(),
-                overwrite=True,
+                overwrite=True,  # the name is this attempt's own, as its blob's is: only a retry of this upload
                 content_settings=ContentSettings(content_type="application/json"),
             )
         except AzureError as exc:

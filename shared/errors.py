@@ -106,7 +106,7 @@ class ErrorCode(StrEnum):
     )
     RECOVERY_POINT_CORRUPTED = (
         "RecoveryPointCorrupted",
-        500,
+        409,
         "The stored backup no longer matches its checksum: restore another recovery point, and check the "
         "storage account for changes to the vault's container.",
     )

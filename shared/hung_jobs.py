@@ -240,7 +240,7 @@ class HungJobs:
 
             point = RecoveryPointStore(self._state).find(job.instance, recovery_point_id(job.job_id))
             if point is not None:  # a try recorded its point, then could not finish the job: it did its work
-                return finish_with_point(self._jobs, job, point, now)
+                return finish_with_point(self._jobs, job, point, lambda: now)
         if job.operation is Operation.VALIDATE:
             from shared.validation import fail_validation  # validation needs the PostgreSQL tools; only here
 

@@ -54,7 +54,7 @@ class JobStatus(StrEnum):
     FAILED = "Failed"
     """Finished without doing what it was asked; ``error`` says why and what to do."""
     CANCELLED = "Cancelled"
-    """Stopped before it finished, on request or because its subject went away."""
+    """Stopped before it finished, on request (``:cancel``) or because its subject went away; terminal."""
 
     @property
     def finished(self) -> bool:
@@ -156,6 +156,8 @@ class Job:
     steps: tuple[dict[str, Any], ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     etag: str | None = None
+    cancel_requested: datetime | None = None
+    """When a user asked to cancel the job (``:cancel``); its worker stops and ends it Cancelled."""
 
     def to_dict(self) -> dict[str, Any]:
         """The public job shape of DESIGN.md §3."""
@@ -180,6 +182,7 @@ class Job:
             "steps": list(self.steps),
             "details": self.details,
             "error": self.error.to_dict() if self.error else None,
+            "cancelRequestedTime": _iso(self.cancel_requested),
             "links": self.links(),
         }
 
@@ -210,6 +213,7 @@ class Job:
             "error": json.dumps(self.error.to_dict()) if self.error else None,
             "steps": json.dumps(list(self.steps)),
             "details": json.dumps(self.details),
+            "cancelRequested": self.cancel_requested,
         }
 
     @classmethod
@@ -232,6 +236,7 @@ class Job:
             steps=tuple(json.loads(entity.get("steps") or "[]")),
             details=json.loads(entity.get("details") or "{}"),
             etag=entity.etag,
+            cancel_requested=entity.get("cancelRequested"),
         )
 
 

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.errors import PgVaultError, TransientError
+from shared.stopping import StopSignal
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
 
@@ -31,6 +33,12 @@ log = logging.getLogger(__name__)
 # A holder renews at least this often; a lock not renewed for STALE_AFTER is abandoned.
 HEARTBEAT = timedelta(seconds=15)
 STALE_AFTER = timedelta(minutes=2)
+# How often a running job's heartbeat thread looks at its job (a cancel request) between beats.
+WATCH_EVERY = timedelta(seconds=2)
+
+
+class LockLost(TransientError):
+    """Another worker took the lock over: this one stops before committing anything (the queue retries)."""
 
 
 @dataclass(frozen=True)
@@ -152,25 +160,79 @@ class InstanceLocks:
 class Heartbeat:
     """Keeps a running job's lock alive from a thread of its own, every ``HEARTBEAT``, also while no
     bytes flow (pg_restore building indexes, pg_dump waiting on a lock). ``lock`` is always the
-    latest (release that one: its ETag is current); ``lost`` when another worker took it over."""
+    latest (release that one: its ETag is current); ``lost`` when another worker took it over.
+
+    Every ``WATCH_EVERY`` the thread also calls ``watch`` (the runner's look at its job row: was
+    its cancel requested?). A lost lock or a reason from ``watch`` sets ``signal``: the running
+    pipeline's stop callbacks (kill pg_dump/pg_restore) run at once and it raises the reason.
+    ``confirm()`` does both checks synchronously, right before an irreversible step.
+    """
 
     def __init__(
-        self, locks: InstanceLocks, lock: Lock, clock: Callable[[], datetime], every: timedelta = HEARTBEAT
+        self,
+        locks: InstanceLocks,
+        lock: Lock,
+        clock: Callable[[], datetime],
+        every: timedelta = HEARTBEAT,
+        *,
+        watch: Callable[[], PgVaultError | None] | None = None,
+        watch_every: timedelta = WATCH_EVERY,
     ) -> None:
-        self.lock, self.lost = lock, False
+        self.lock = lock
+        self.signal = StopSignal()
         self._locks, self._clock, self._every = locks, clock, every
+        self._watch, self._watch_every = watch, min(watch_every, every)
+        self._renewing = threading.Lock()  # the thread and confirm() renew with the same ETag
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self._every.total_seconds()):
+    @property
+    def lost(self) -> bool:
+        """Whether another worker took the lock over."""
+        return isinstance(self.signal.reason, LockLost)
+
+    def _renew(self) -> None:
+        with self._renewing:
+            if self.signal.reason is not None:
+                return
             try:
                 self.lock = self._locks.renew(self.lock, self._clock())
             except ETagMismatch:
-                self.lost = True
-                return
+                self.signal.set(LockLost(f"the lock of {self.lock.instance} was taken over by another worker"))
+
+    def _look(self) -> None:
+        if self._watch is not None and self.signal.reason is None:
+            reason = self._watch()
+            if reason is not None:
+                self.signal.set(reason)
+
+    def _beat(self) -> None:
+        waited = timedelta(0)
+        while not self._stop.wait(self._watch_every.total_seconds()):
+            waited += self._watch_every
+            try:
+                if waited >= self._every:
+                    waited = timedelta(0)
+                    self._renew()
+                self._look()
             except Exception as exc:  # storage hiccup: the next beat tries again (the lock lasts STALE_AFTER)
                 log.warning("lock of %s: heartbeat failed: %s", self.lock.instance, exc)
+            if self.signal.reason is not None:
+                return
+
+    def confirm(self) -> None:
+        """Renew the lock and watch now; raise the reason to stop, if any (before a commit or a point insert).
+
+        A storage failure here is a ``TransientError``: never act irreversibly on a lock not confirmed.
+        """
+        try:
+            self._renew()
+            self._look()
+        except PgVaultError:
+            raise
+        except Exception as exc:
+            raise TransientError(f"could not confirm the lock of {self.lock.instance}: {type(exc).__name__}") from exc
+        self.signal.check()
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

@@ -16,6 +16,7 @@ from typing import Any
 from shared.errors import ErrorCode
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobStatus, Operation
 from shared.policy import DataStore
+from shared.recovery_points import Integrity, PointState
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
@@ -283,6 +284,20 @@ def _schemas() -> dict[str, Schema]:
                 "pgDumpVersion": STR,
                 "jobId": STR,
                 "onDemand": {"type": "boolean"},
+                "state": {
+                    "type": "string",
+                    "enum": [s.value for s in PointState],
+                    "description": "where the point is in its retention life (the sweep's state machine)",
+                },
+                "integrity": {
+                    "type": "string",
+                    "enum": [i.value for i in Integrity],
+                    "description": "Corrupted once a read found its blob failing its SHA-256; a Corrupted point is "
+                    "refused as a restore source (409 RecoveryPointCorrupted)",
+                },
+                "corruption": _nullable(
+                    _obj(["detectedTime", "reason"], {"detectedTime": TIME, "reason": STR}),
+                ),
             },
         ),
         "RecoveryPointList": _list("RecoveryPoint"),
@@ -431,6 +446,10 @@ def _schemas() -> dict[str, Schema]:
                 },
                 "details": {"type": "object"},
                 "error": _nullable(_ref("JobError")),
+                "cancelRequestedTime": {
+                    **NTIME,
+                    "description": "when POST .../{jobId}:cancel was accepted; the job then ends Cancelled",
+                },
                 "links": _obj(["self", "instance"], {"self": STR, "instance": STR, "recoveryPoint": NSTR}),
             },
         ),
@@ -739,6 +758,20 @@ def _paths() -> dict[str, Any]:
                 "Jobs_Get",
                 "One job: steps, bytes, duration, throughput, error, links",
                 {**_ok("Job"), **_err(404, 500)},
+                tag="Jobs",
+                params=("jobId",),
+            )
+        },
+        "/backupJobs/{jobId}:cancel": {
+            "post": _op(
+                "Jobs_Cancel",
+                "Cancel a running backup or restore: 202 + the job, which ends Cancelled (nothing committed, a "
+                "half-restored database dropped); 200 + the job if it had finished; 409 for other operations",
+                {
+                    **_ok("Job", 202, "Cancel requested (or done, for a job not started yet)", accepted=True),
+                    **_ok("Job", 200, "The job had finished already; it is returned as it ended"),
+                    **_err(404, 409, 500),
+                },
                 tag="Jobs",
                 params=("jobId",),
             )

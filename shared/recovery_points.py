@@ -42,6 +42,15 @@ class PointState(StrEnum):
     """A copy is being deleted (blob first, then the record). Not listed and not restorable meanwhile."""
 
 
+class Integrity(StrEnum):
+    """What reads of a point's blob have found (public ``integrity``; ``state`` is its retention state)."""
+
+    AVAILABLE = "Available"
+    """No read has found its blob altered: restorable."""
+    CORRUPTED = "Corrupted"
+    """A restore or verification found its blob failing its SHA-256: refused as a restore source."""
+
+
 # The in-flight state each sweep step writes before it acts.
 STEP_STATE: dict[LifecycleEvent, PointState] = {
     LifecycleEvent.ARCHIVE_MOVE: PointState.MOVING,
@@ -98,6 +107,15 @@ class RecoveryPoint:
     claimed_at: datetime | None = None
     archive_blob_name: str | None = None
     """The blob of the ArchiveStore copy while the point is in both stores (ImmediateCopyOption)."""
+    corrupted_at: datetime | None = None
+    """When a read found its blob failing its checksum; a Corrupted point is never restored again."""
+    corruption: str | None = None
+    """What that read found, and which job read it."""
+
+    @property
+    def integrity(self) -> Integrity:
+        """Whether the point's blob still matches its checksum as far as any read has seen."""
+        return Integrity.CORRUPTED if self.corrupted_at is not None else Integrity.AVAILABLE
 
     @property
     def effective_copy_option(self) -> CopyOption | None:
@@ -184,6 +202,12 @@ class RecoveryPoint:
             "state": self.state.value,
             "copyOption": self.copy_option.value if self.copy_option else None,
             "inArchiveStore": self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
+            "integrity": self.integrity.value,
+            "corruption": (
+                {"detectedTime": _iso(self.corrupted_at), "reason": self.corruption}
+                if self.corrupted_at is not None
+                else None
+            ),
         }
 
     def _data(self) -> dict[str, Any]:
@@ -212,6 +236,8 @@ class RecoveryPoint:
             "claimedBy": self.claimed_by,
             "claimedAt": self.claimed_at,
             "archiveBlobName": self.archive_blob_name,
+            "corruptedAt": self.corrupted_at,
+            "corruption": self.corruption,
         }
 
     @classmethod
@@ -243,6 +269,8 @@ class RecoveryPoint:
             e.get("claimedBy"),
             e.get("claimedAt"),
             e.get("archiveBlobName"),
+            e.get("corruptedAt"),
+            e.get("corruption"),
         )
 
 
@@ -342,9 +370,33 @@ class RecoveryPointStore:
         written = self._state.update(entity, new._data())
         return replace(new, etag=written.etag)
 
+    def mark_corrupted(self, instance: str, rp_id: str, reason: str, now: datetime) -> RecoveryPoint | None:
+        """Mark point ``rp_id`` Corrupted (its blob failed its checksum), ETag-guarded; the first mark stays.
+
+        Re-read and written again when another writer (the retention sweep) changed the point
+        meanwhile. None when the point is gone.
+        """
+        for _ in range(5):
+            point = self.find(instance, rp_id)
+            if point is None or point.corrupted_at is not None:
+                return point
+            try:
+                return self.save(point, corrupted_at=now, corruption=reason)
+            except ETagMismatch:
+                continue
+        return self.find(instance, rp_id)
+
     def remove(self, point: RecoveryPoint) -> None:
         """Delete the point's record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""
         self._state.delete(Entity(layout.recovery_points(point.instance), point.recovery_point_id, {}, point.etag))
 
 
-__all__ = ["ETagMismatch", "PointState", "RecoveryPoint", "RecoveryPointStore", "due_key", "recovery_point_id"]
+__all__ = [
+    "ETagMismatch",
+    "Integrity",
+    "PointState",
+    "RecoveryPoint",
+    "RecoveryPointStore",
+    "due_key",
+    "recovery_point_id",
+]

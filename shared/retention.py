@@ -42,10 +42,12 @@ from shared.instances import Instance, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.policy import DataStore, LifecycleEvent
 from shared.recovery_points import STEP_STATE, PointState, RecoveryPoint, RecoveryPointStore, due_key
+from shared.restore.rehydration import COPY_PREFIX
 from shared.storage import layout
 from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.timeouts import MAX_JOB_LIFETIME
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ CLAIM_TIMEOUT = timedelta(minutes=10)
 MAX_ACTIONS_PER_RUN = 2000
 # The due index was added after points existed: this marker says every older point has its row.
 INDEX_MARKER = "index-v1"
+# Blobs that no point references (a backup attempt that lost to another, or died between its commit
+# and its point) are looked for at most this often: a listing reads every blob of the container.
+ORPHAN_SCAN_EVERY = timedelta(days=1)
+ORPHAN_MARKER = "orphans"
 
 
 class SweepStep(StrEnum):
@@ -98,6 +104,8 @@ class SweepReport:
     dropped_index_rows: int = 0
     instances_deleted: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    orphans_deleted: int = 0
+    """Backup blobs no point referenced, older than ``MAX_JOB_LIFETIME``, deleted."""
     more: bool = False
     """True when the run stopped at ``MAX_ACTIONS_PER_RUN`` with work left."""
     refused: str | None = None
@@ -114,6 +122,7 @@ class SweepReport:
             "droppedIndexRows": self.dropped_index_rows,
             "instancesDeleted": list(self.instances_deleted),
             "errors": list(self.errors),
+            "orphanBlobsDeleted": self.orphans_deleted,
             "more": self.more,
             **({"refused": self.refused} if self.refused else {}),
         }
@@ -202,6 +211,10 @@ class RetentionSweep:
                     break  # the in-flight step is done; a stopped instance's next one waits
                 actions += 1
                 current = self._try(current, now, report, None)
+        try:
+            report.orphans_deleted = self.collect_orphans(now)
+        except (TransientError, ETagMismatch, EntityExists) as exc:
+            report.errors.append(f"orphan blobs: {exc}")
         log.info("retention sweep %s at %s: %s", self.run_id, now.isoformat(), report.to_dict())
         return report
 
@@ -297,6 +310,40 @@ class RetentionSweep:
         with contextlib.suppress(EntityExists):
             self._state.insert(layout.RETENTION, INDEX_MARKER, {"points": written})
         return written
+
+    def collect_orphans(self, now: datetime) -> int:
+        """Delete backup blobs (and manifests) that no point references and that are older than
+        ``MAX_JOB_LIFETIME``; at most once per ``ORPHAN_SCAN_EVERY``. How many were deleted.
+
+        Younger ones may belong to an attempt still running (about to record its point); an attempt
+        older than ``attempt_limit`` records none, so nothing older can become referenced. Only dump
+        blobs and their manifests are candidates (never rehydrated copies or archive copies), and the
+        points are read before the blobs are listed.
+        """
+        marker = self._state.get(layout.RETENTION, ORPHAN_MARKER)
+        if marker is not None and now - marker["scannedAt"] < ORPHAN_SCAN_EVERY:
+            return 0
+        # Claim the scan first (ETag-guarded): two sweeps at once scan once.
+        if marker is None:
+            self._state.insert(layout.RETENTION, ORPHAN_MARKER, {"scannedAt": now})
+        else:
+            self._state.update(marker, {"scannedAt": now})
+        referenced: set[str] = set()
+        for entity in self._state.query("PartitionKey ge @lo and PartitionKey lt @hi", {"lo": "rp-", "hi": "rp."}):
+            referenced.add(str(entity["blobName"]).removesuffix(ARCHIVE_COPY_SUFFIX))
+            if entity.get("archiveBlobName"):
+                referenced.add(str(entity["archiveBlobName"]))
+        deleted = 0
+        for name, modified in self._blobs.listing():
+            dump = name.removesuffix(layout.MANIFEST_SUFFIX)
+            if not dump.endswith(layout.DUMP_SUFFIX) or name.startswith(COPY_PREFIX) or dump in referenced:
+                continue
+            if now - modified <= MAX_JOB_LIFETIME:
+                continue
+            if self._blobs.delete(name):
+                deleted += 1
+                log.info("retention sweep %s: deleted %s, which no recovery point references", self.run_id, name)
+        return deleted
 
     # -- one point ---------------------------------------------------------------------------------
 

@@ -25,6 +25,28 @@ ATTEMPT = "attempt"
 # A job keeps the reasons of its last few failed tries (host.json allows 5 tries).
 MAX_RETRIES_KEPT = 5
 
+# host.json extensions.queues.maxDequeueCount: a job's message is delivered at most this often.
+MAX_DELIVERIES = 5
+# The Functions host's lease on a queue message it runs (learn.microsoft.com/azure/azure-functions/
+# functions-bindings-storage-queue-trigger, "Concurrency"/"Poison messages": 10 minutes, renewed while
+# the function runs): a delivery whose host died comes back this long after its last renewal.
+MESSAGE_LEASE = timedelta(minutes=10)
+# Where the host sets no limit (functionTimeout -1 on Flex Consumption, Premium, Dedicated) an
+# attempt still ends here: past it a backup records no point. Seven days is also how long Azure keeps
+# a blob's uncommitted blocks after the last one staged.
+UNBOUNDED_ATTEMPT = timedelta(days=7)
+# The longest any job can live, under any setting: every delivery running to its limit, each
+# followed by the lease. The retention sweep deletes a backup blob that no point references only
+# once it is older than this (an attempt still running may be about to record its point).
+MAX_JOB_LIFETIME = MAX_DELIVERIES * (UNBOUNDED_ATTEMPT + MESSAGE_LEASE)
+
+
+def attempt_limit(function_timeout: timedelta | None) -> timedelta:
+    """The longest one attempt of a job runs: the host's function timeout, at most ``UNBOUNDED_ATTEMPT``."""
+    if function_timeout is None:
+        return UNBOUNDED_ATTEMPT
+    return min(function_timeout, UNBOUNDED_ATTEMPT)
+
 
 def with_attempt_started(job: Job, now: datetime) -> dict[str, Any]:
     """The job's details with a new attempt recorded: its number and when it started."""

@@ -89,7 +89,7 @@ export function fmtDuration(seconds) {
 const STATUS_CLASSES = {
   Completed: 'ok', Success: 'ok', ProtectionConfigured: 'ok',
   CompletedWithWarnings: 'warn', Validating: 'busy', InProgress: 'busy', ConfiguringProtection: 'busy',
-  Failed: 'bad', ConfiguringProtectionFailed: 'bad',
+  Failed: 'bad', ConfiguringProtectionFailed: 'bad', Corrupted: 'bad', Available: 'ok',
   Cancelled: 'off', ProtectionStopped: 'off',
 };
 export function badge(status, label = status) {

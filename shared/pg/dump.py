@@ -29,6 +29,7 @@ from azure.storage.blob import ContainerClient
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
+from shared.stopping import StopSignal, check
 from shared.storage.blockstream import BlockWriter, StreamResult
 
 log = logging.getLogger(__name__)
@@ -159,13 +160,17 @@ def dump_to_blob(
     threads: int = ZSTD_THREADS,
     expected_bytes: int = 0,
     snapshot: str | None = None,
+    stop: StopSignal | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
     ``on_progress(raw_bytes)`` is called at most every ``progress_every`` seconds. Raises the
     mapped error if pg_dump fails (nothing committed) and kills pg_dump if the upload fails.
     ``snapshot`` (from ``pg_export_snapshot()``) makes pg_dump read that snapshot, so another
-    session can read exactly what the dump holds (the backup's manifest).
+    session can read exactly what the dump holds (the backup's manifest). When ``stop`` is set
+    (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
+    nothing is committed after the signal.
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
     argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
@@ -184,19 +189,26 @@ def dump_to_blob(
     writer = BlockWriter(container, blob_name, expected_bytes=expected_bytes)
     raw = 0
     last_report = time.monotonic()
+    killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
     try:
-        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
-        with compressor.stream_writer(writer, closefd=False) as zstd_out:  # type: ignore[arg-type]
-            for chunk in _read_ahead(proc.stdout):
-                zstd_out.write(chunk)
-                raw += len(chunk)
-                if on_progress is not None and time.monotonic() - last_report >= progress_every:
-                    last_report = time.monotonic()
-                    on_progress(raw)
-        returncode = proc.wait()
-        reader.join(timeout=10)
-        if returncode != 0:
-            raise map_dump_error(stderr.decode(errors="replace"), returncode, env.get("PGDATABASE", ""))
+        with killing:
+            compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
+            with compressor.stream_writer(writer, closefd=False) as zstd_out:  # type: ignore[arg-type]
+                for chunk in _read_ahead(proc.stdout):
+                    check(stop)
+                    zstd_out.write(chunk)
+                    raw += len(chunk)
+                    if on_progress is not None and time.monotonic() - last_report >= progress_every:
+                        last_report = time.monotonic()
+                        on_progress(raw)
+            returncode = proc.wait()
+            reader.join(timeout=10)
+            check(stop)  # pg_dump killed by the signal: its exit says nothing about the database
+            if returncode != 0:
+                raise map_dump_error(stderr.decode(errors="replace"), returncode, env.get("PGDATABASE", ""))
+            if before_commit is not None:
+                before_commit()  # e.g. the heartbeat confirms the lock and that no cancel came
+            check(stop)
         result = writer.commit(
             {**metadata, "format": "pg_dump-custom", "codec": "zstd", "rawbytes": str(raw), "zstdlevel": str(level)}
         )
@@ -232,6 +244,8 @@ def dump_with_manifest(
     expected_bytes: int = 0,
     level: int = ZSTD_LEVEL,
     digests: bool = True,
+    stop: StopSignal | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
@@ -250,6 +264,8 @@ def dump_with_manifest(
         on_progress=on_progress,
         expected_bytes=expected_bytes,
         level=level,
+        stop=stop,
+        before_commit=before_commit,
     )
     if not digests:
         return dump(), None

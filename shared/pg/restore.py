@@ -29,6 +29,7 @@ from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.pg.connect import refusal
+from shared.stopping import StopSignal, check
 from shared.storage.blockstream import read_verified
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ _STDERR_KEEP = 256 * 1024
 # Downloaded, decompressed chunks waiting for pg_restore (each up to a few MiB): bounds memory.
 PREFETCH = 4
 PIPE_BYTES = 1024 * 1024
+# Seconds between looks at the stop signal while waiting for the next downloaded chunk.
+STOP_POLL = 0.5
 _PASSWORDISH = re.compile(r"(password\s*=\s*)\S+", re.IGNORECASE)
 # Errors pg_restore reports that leave the data complete: they are listed as warnings.
 IGNORABLE = (
@@ -180,16 +183,17 @@ def _drain(pipe: Any, sink: bytearray) -> threading.Thread:
     return thread
 
 
-def _prefetch(chunks: Iterable[bytes], depth: int = PREFETCH) -> Iterator[bytes]:
+def _prefetch(chunks: Iterable[bytes], depth: int = PREFETCH, stop: StopSignal | None = None) -> Iterator[bytes]:
     """``chunks``, produced by a thread of their own (download, checksum, decompression) while the
-    caller feeds pg_restore: the two overlap instead of taking turns. At most ``depth`` wait."""
+    caller feeds pg_restore: the two overlap instead of taking turns. At most ``depth`` wait.
+    A ``stop`` set while the download stalls is raised at once (checked every ``STOP_POLL`` s)."""
     items: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    done = threading.Event()
 
     def produce() -> None:
         try:
             for chunk in chunks:
-                if stop.is_set():
+                if done.is_set():
                     return
                 items.put(chunk)
             items.put(None)
@@ -200,14 +204,18 @@ def _prefetch(chunks: Iterable[bytes], depth: int = PREFETCH) -> Iterator[bytes]
     worker.start()
     try:
         while True:
-            item = items.get()
+            try:
+                item = items.get(timeout=STOP_POLL)
+            except queue.Empty:
+                check(stop)
+                continue
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        stop.set()
+        done.set()
         while worker.is_alive():  # unblock a producer waiting on a full queue
             with contextlib.suppress(queue.Empty):
                 items.get_nowait()
@@ -235,13 +243,15 @@ def restore_stream(
     options: RestoreOptions,
     *,
     dbname: str | None = None,
+    stop: StopSignal | None = None,
 ) -> RestoreReport:
     """Feed ``chunks`` (a custom-format archive) to ``pg_restore`` into the database ``env`` names.
 
     The iterator is always read to its end, even when ``pg_restore`` stops reading early (a
     partial restore), so a checksum check inside it runs; if it raises (a checksum mismatch,
     storage failing), ``pg_restore`` is killed and the error propagates. The password reaches
-    the child only through ``env``.
+    the child only through ``env``. When ``stop`` is set (a cancel, the lock lost), pg_restore is
+    killed at once and the signal's reason raised; what it wrote is the caller's to throw away.
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
     argv = [str(pg_restore), *options.args(), "--no-password"]
@@ -256,17 +266,21 @@ def restore_stream(
     reader = _drain(proc.stderr, stderr)
     _widen_pipe(proc.stdin)
     closed_early = False
+    killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
     try:
-        for chunk in _prefetch(chunks):
-            if closed_early:
-                continue
-            try:
-                proc.stdin.write(chunk)
-            except BrokenPipeError:
-                closed_early = True
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-        returncode = proc.wait()
+        with killing:
+            for chunk in _prefetch(chunks, stop=stop):
+                check(stop)
+                if closed_early:
+                    continue
+                try:
+                    proc.stdin.write(chunk)
+                except BrokenPipeError:
+                    closed_early = True
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            returncode = proc.wait()
+            check(stop)  # killed by the signal: its exit says nothing about the archive
     except BaseException:
         if proc.poll() is None:
             proc.kill()
@@ -294,6 +308,7 @@ def restore_blob(
     *,
     options: RestoreOptions | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    stop: StopSignal | None = None,
 ) -> RestoreReport:
     """The pipeline of every restore: blob → SHA-256 check → zstd → ``pg_restore`` stdin.
 
@@ -301,7 +316,7 @@ def restore_blob(
     by then pg_restore has been killed, and what it wrote must be thrown away by the caller.
     """
     chunks = read_verified(container, blob_name, sha256, on_bytes=on_bytes)
-    return restore_stream(pg_restore, env, chunks, options or RestoreOptions())
+    return restore_stream(pg_restore, env, chunks, options or RestoreOptions(), stop=stop)
 
 
 # --- the target database ----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from azure.storage.blob import BlobServiceClient
 
+from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
@@ -52,6 +53,7 @@ from shared.restore.work import (
     target_server,
 )
 from shared.secrets import SecretProvider
+from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
@@ -71,6 +73,21 @@ def _pg_error(exc: psycopg.Error) -> UserError | TransientError:
     if server_gone(exc):
         return TransientError(f"the target server failed: {first}", code=ErrorCode.SERVER_CONNECTION_CLOSED)
     return UserError(ErrorCode.INTERNAL, f"the target server refused a step of the restore: {first}")
+
+
+def refuse_corrupted(point: RecoveryPoint) -> None:
+    """``RecoveryPointCorrupted`` (409) naming the point and why, for a point marked Corrupted."""
+    if point.corrupted_at is None:
+        return
+    raise UserError(
+        ErrorCode.RECOVERY_POINT_CORRUPTED,
+        f"recovery point {point.recovery_point_id} of {point.instance} is Corrupted: a read on "
+        f"{point.corrupted_at.isoformat()} found {point.corruption or 'its blob failing its checksum'}; "
+        "it is not restored",
+        target="recoveryPointId",
+        recommended_action="Restore another recovery point (GET .../recoveryPoints lists each one's integrity), "
+        "and check the storage account for changes to the vault's container.",
+    )
 
 
 def _lock_key(*parts: object) -> str:
@@ -130,6 +147,7 @@ class RestoreService:
 
     def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Job:
         point = self._points.get(instance, request.recovery_point_id)
+        refuse_corrupted(point)
         request = self._check_selection(request, point)
         if point.datastore is not request.source_datastore:
             raise UserError(
@@ -282,19 +300,31 @@ class RestoreService:
             return job
         if job.operation is Operation.REHYDRATE:
             return self._rehydrate(job, last_try)
+        if job.cancel_requested is not None:  # cancelled while queued: never runs
+            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
+        return self._run_restore(job, last_try=last_try, attempt=attempt)
+
+    def _run_restore(self, job: Job, *, last_try: bool, attempt: int) -> Job:
+        """Take the target's lock for restore (or verification) ``job`` and run it under its heartbeat."""
+        job_id = job.job_id
         request = RestoreRequest.from_dict(job.details["request"])
         key = self._job_lock_key(job, request)
         lock = self._locks.acquire(key, job.job_id, self._clock(), attempt=attempt)
         if lock is None:
             return self._busy(job, key, last_try)
         steps: list[dict[str, Any]] = []
-        heartbeat = Heartbeat(self._locks, lock, self._clock)
+        heartbeat = Heartbeat(self._locks, lock, self._clock, watch=cancel_watch(self._jobs, job_id))
         try:
             with heartbeat:
                 try:
                     return self._run_locked(job, request, heartbeat, steps)
                 except psycopg.Error as exc:
+                    heartbeat.signal.check()  # the query failed because the work was stopped
                     raise _pg_error(exc) from exc
+                except ETagMismatch as exc:
+                    raise job_changed(self._jobs, job) from exc
+        except WorkCancelled as exc:
+            return end_cancelled(self._jobs, job_id, self._clock(), steps, exc.args[0])
         except UserError as exc:
             return self._fail(self._jobs.get(job_id), exc, steps)
         except TransientError as exc:
@@ -330,6 +360,7 @@ class RestoreService:
 
     def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
         point = self._points.get(job.instance, request.recovery_point_id)
+        refuse_corrupted(point)  # marked after this job was queued: never read it again
         source = self._source_blob(point)
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
@@ -347,6 +378,7 @@ class RestoreService:
             self._pg_bin_dir,
             self._vault_blobs,
             self._exports,
+            self._points,
         )
         run = RestoreWork(ctx, job, heartbeat, steps)
         if request.kind is TargetKind.FILES:

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from shared.cancel import job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceService
 from shared.jobs import Job, JobStatus, JobStore
@@ -43,7 +44,7 @@ from shared.pg.restore import (
     restore_blob,
 )
 from shared.pg.tools import Tool, pick_tool
-from shared.recovery_points import RecoveryPoint
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore import files
 from shared.restore.request import RestoreRequest, TargetKind
 from shared.restore.selection import missing_after_restore
@@ -128,6 +129,7 @@ class Context:
     vault_blobs: BlobServiceClient | None = None
     # Where restores as files may write (none: nowhere).
     exports: files.ExportRules = field(default_factory=files.ExportRules)
+    points: RecoveryPointStore | None = None
 
 
 class RestoreWork:
@@ -149,15 +151,14 @@ class RestoreWork:
         last = [0]
 
         def report(read: int) -> None:
-            if self.heartbeat.lost:
-                raise TransientError(f"restore job {self.job.job_id} lost its lock to another worker")
+            self.heartbeat.signal.check()  # a cancel, or the lock lost to another worker
             if read < total and read - last[0] < total / 20:
                 return
             last[0] = read
             try:
                 self.job = self.s.jobs.save(self.job, bytes=read, progress=min(0.99, read / max(total, 1)))
             except ETagMismatch as exc:
-                raise TransientError(f"restore job {self.job.job_id} was taken over by another worker") from exc
+                raise job_changed(self.s.jobs, self.job) from exc
 
         return report
 
@@ -254,12 +255,10 @@ class RestoreWork:
                 point.sha256,
                 options=options,
                 on_bytes=self.progress(point.size_in_bytes),
+                stop=self.heartbeat.signal,
             )
         except IntegrityError as exc:
-            raise UserError(
-                ErrorCode.RECOVERY_POINT_CORRUPTED,
-                f"recovery point {point.recovery_point_id} failed its checksum while restoring: {exc}",
-            ) from exc
+            raise self._corrupted(point, exc) from exc
         if not report.ok:
             raise error_for(report)
         warnings = [*report.warnings, *self._missing(options, params.libpq_kwargs(host=host, port=port, dbname=name))]
@@ -316,6 +315,25 @@ class RestoreWork:
             )
         return [f"not in the backup, so not restored: {what}" for what in missing]
 
+    def _corrupted(self, point: RecoveryPoint, exc: IntegrityError) -> UserError:
+        """Mark ``point`` Corrupted (listed so, never offered as a restore source again); the job's error."""
+        reason = f"{exc} (found by {self.job.operation.value} job {self.job.job_id})"
+        if self.s.points is not None:
+            try:
+                self.s.points.mark_corrupted(point.instance, point.recovery_point_id, reason, self.s.clock())
+            except PgVaultError as mark_failed:  # the job still fails with the code; the next read marks it
+                log.error(
+                    "restore job %s: could not mark point %s Corrupted: %s",
+                    self.job.job_id,
+                    point.recovery_point_id,
+                    type(mark_failed).__name__,
+                )
+        log.error("restore job %s: recovery point %s is corrupted: %s", self.job.job_id, point.recovery_point_id, exc)
+        return UserError(
+            ErrorCode.RECOVERY_POINT_CORRUPTED,
+            f"recovery point {point.recovery_point_id} failed its checksum; it is now marked Corrupted: {exc}",
+        )
+
     def _manifest(self, point: RecoveryPoint) -> dict[str, Any]:
         doc = self.s.backups.get_json(manifest_name_for(point.blob_name))
         if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict):
@@ -346,7 +364,17 @@ class RestoreWork:
         decompress = request.file_format == "dump"
         written = earlier or self._write_dump(container, request, point, blob, decompress)
         self.done(current)
+        try:
+            return self._files_written(request, point, container, written)
+        except BaseException:
+            # The job will not say Completed (a cancel came, storage failed): its files go.
+            self._remove(container, [request.file_name, request.manifest_file_name])
+            raise
 
+    def _files_written(
+        self, request: RestoreRequest, point: RecoveryPoint, container: ContainerClient, written: Written
+    ) -> Job:
+        decompress = request.file_format == "dump"
         current = self.step("Manifest")
         path = request.file_name
         restore_cmd = request.options.command(path if decompress else None)
@@ -390,6 +418,22 @@ class RestoreWork:
             },
         )
 
+    def _remove(self, container: ContainerClient, names: list[str]) -> None:
+        """Delete files this job wrote (best effort: a file left says in its metadata which job wrote it)."""
+        for name in names:
+            try:
+                if files.owner_of(container, name) != self.job.job_id:
+                    continue  # never another's file, even one that appeared under the same name meanwhile
+            except TransientError:
+                log.warning("restore job %s: could not check %s before removing it; left", self.job.job_id, name)
+                continue
+            try:
+                container.delete_blob(name)
+            except ResourceNotFoundError:
+                pass
+            except AzureError as exc:
+                log.warning("restore job %s: could not remove %s: %s", self.job.job_id, name, type(exc).__name__)
+
     def _instance_source(self, instance: str) -> dict[str, Any]:
         try:
             spec = self.s.instances.get(instance).spec
@@ -407,10 +451,12 @@ class RestoreWork:
                 writer.write(chunk)
         except IntegrityError as exc:
             writer.close()  # nothing committed: a corrupted point never appears as a file
-            raise UserError(
-                ErrorCode.RECOVERY_POINT_CORRUPTED,
-                f"recovery point {point.recovery_point_id} failed its checksum: {exc}",
-            ) from exc
+            raise self._corrupted(point, exc) from exc
+        except BaseException:
+            writer.close()
+            raise
+        try:
+            self.heartbeat.confirm()  # no file appears after a cancel, nor from a worker taken over
         except BaseException:
             writer.close()
             raise

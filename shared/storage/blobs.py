@@ -8,7 +8,8 @@ claim a name exactly once across processes (``create_once``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -147,6 +148,14 @@ class BlobStore:
         if result.get("copy_status") != "success":
             raise TransientError(f"archive copy of {source} is {result.get('copy_status')}; the next sweep checks it")
         return True
+
+    def listing(self) -> Iterator[tuple[str, datetime]]:
+        """Every committed blob of the container: its name and when it was last written (the service's clock)."""
+        try:
+            for blob in self._client.list_blobs():
+                yield str(blob.name), blob.last_modified
+        except AzureError as exc:
+            raise TransientError(f"blob storage failed listing {self.container}: {type(exc).__name__}") from exc
 
     def tier(self, name: str) -> str | None:
         """The access tier of blob ``name`` (``Hot``, ``Cool``, ``Archive``...), or None when it does not exist."""

@@ -68,9 +68,14 @@ def instance_jobs(instance: str) -> str:
     return f"instjobs-{row_key(instance)}"
 
 
+# A backup's dump blob ends so (``<instance>/<point id>.<attempt>.pgdump.zst``, shared.backup_runner).
+DUMP_SUFFIX = ".pgdump.zst"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
 def manifest_name_for(blob_name: str) -> str:
     """Where a recovery point's manifest (per-table row counts and hashes at dump time) lives."""
-    return f"{blob_name}.manifest.json"
+    return f"{blob_name}{MANIFEST_SUFFIX}"
 
 
 def recovery_points(instance: str) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -251,3 +252,37 @@ def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[
     script = cli("instance", "grant-script", "-n", "shop", "--format", "sh")
     assert script.code == 0 and "psql" in script.out and names["user"] in script.out
     assert cli("policy", "delete", "-n", "weekly").code == 3  # in use: 409 Conflict
+
+
+def test_job_cancel_stops_a_running_backup_and_refuses_other_operations(  # type: ignore[no-untyped-def]
+    cli, server: Postgres, names: dict[str, str], protected: list[str]
+) -> None:
+    with psycopg.connect(host="127.0.0.1", port=server.port, dbname=names["db"], user="postgres") as holder:
+        holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump waits behind it: the backup runs on
+        started = cli("backup", "now", "--instance", "shop", "--tag", "Default", "-o", "json")
+        assert started.code == 0, started.err
+        job_id = started.json()["jobId"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with psycopg.connect(server.dsn(), autocommit=True) as c:
+                waiting = c.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+                    " AND query LIKE 'LOCK TABLE public.items %%'",
+                    (names["db"],),
+                ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"pg_dump never started: {cli('job', 'show', job_id, '-o', 'json').out}")
+        cancelled = cli("job", "cancel", job_id, "--wait", "--poll", "0.3", "-o", "json")
+        holder.rollback()
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.json()["status"] == "Cancelled" and cancelled.json()["cancelRequestedTime"]
+    points = cli("recovery-point", "list", "-i", "shop", "-o", "json")
+    assert points.code == 0 and [p for p in points.json() if p["jobId"] == job_id] == []
+    again = cli("job", "cancel", job_id, "-o", "json")  # finished Cancelled already: nothing to do, exit 0
+    assert again.code == 0 and again.json()["status"] == "Cancelled"
+    validations = cli("job", "list", "--instance", "shop", "--operation", "Validate", "-o", "json")
+    refused = cli("job", "cancel", validations.json()[0]["jobId"])
+    assert refused.code == 3 and "Conflict" in refused.err and "(HTTP 409)" in refused.err

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient
 from devhost_process import REPO, DevhostProcess, wait_until
 from psycopg import sql
 
@@ -296,3 +297,71 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
     assert job["status"] == "Completed" and job["retentionTag"] == "Weekly" and job["recoveryPointId"]
     assert page.locator("#job-recovery-point").inner_text() == job["recoveryPointId"]
     assert not [e for e in page.errors if "401" not in e and "405" not in e and "404" not in e], page.errors
+
+
+def test_the_job_page_cancels_a_running_backup(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], server: Postgres
+) -> None:
+    expect = sync_api.expect
+    with psycopg.connect(server.dsn(dbname=names["db"])) as holder:
+        holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits behind it: the backup runs on
+        r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
+        assert r.status_code == 202, r.text
+        job_id = r.json()["jobId"]
+        wait_until(lambda: host.get(f"/backupJobs/{job_id}").json().get("startTime"), 120, interval=0.3)
+        page.goto(f"{host.url}/dashboard#/jobs/{job_id}")
+        if page.locator("#key-form").count():
+            page.fill("#function-key", host.headers["x-functions-key"])
+            page.click("#key-form button[type=submit]")
+        expect(page.locator("#job-status")).to_have_text("InProgress")
+        page.once("dialog", lambda dialog: dialog.accept())
+        with page.expect_request(lambda req: req.url.endswith(f"/backupJobs/{job_id}:cancel")) as sent:
+            page.click("#job-cancel")
+        assert sent.value.method == "POST"
+        expect(page.locator("#job-status")).to_have_text("Cancelled", timeout=120_000)
+        holder.rollback()
+    _shot(page, "5-cancelled")
+    job = host.get(f"/backupJobs/{job_id}").json()
+    assert job["status"] == "Cancelled" and job["recoveryPointId"] is None and job["cancelRequestedTime"]
+    expect(page.locator("#job-cancel")).to_have_count(0)  # a finished job offers no cancel
+
+
+def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_restore(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], app_env: dict[str, str]
+) -> None:
+    expect = sync_api.expect
+    r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
+    assert r.status_code == 202, r.text
+    backup = _finished(host, r.json()["jobId"])
+    assert backup["status"] == "Completed", backup
+    point = backup["recoveryPointId"]
+    container = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client(
+        app_env["PGVAULT_BACKUP_CONTAINER"]
+    )
+    blob = container.get_blob_client(backup["details"]["blobName"])
+    data = bytearray(blob.download_blob().readall())
+    data[len(data) // 2] ^= 0x01
+    blob.upload_blob(bytes(data), overwrite=True)
+    verify = host.request(
+        "POST",
+        "/backupInstances/shop:verifyRestore",
+        data=json.dumps({"recoveryPointId": point, "secretUri": "env:DASH_TARGET_CS"}),
+    )
+    assert verify.status_code == 202, verify.text
+    failed = _finished(host, verify.json()["jobId"])
+    assert failed["status"] == "Failed" and failed["error"]["code"] == "RecoveryPointCorrupted", failed
+    listed = {p["recoveryPointId"]: p for p in host.get("/backupInstances/shop/recoveryPoints").json()["value"]}
+    assert listed[point]["integrity"] == "Corrupted" and failed["jobId"] in listed[point]["corruption"]["reason"]
+    assert listed[vault["job"]["recoveryPointId"]]["integrity"] == "Available"
+
+    page.goto(f"{host.url}/dashboard#/instances/shop")
+    if page.locator("#key-form").count():
+        page.fill("#function-key", host.headers["x-functions-key"])
+        page.click("#key-form button[type=submit]")
+    row = page.locator(f'tr[data-recovery-point="{point}"]')
+    expect(row).to_contain_text("Corrupted")
+    expect(row).to_contain_text("not restorable")
+    assert row.locator("button").count() == 0
+    expect(page.locator(f'#restore-point option[value="{point}"]')).to_have_count(0)
+    expect(page.locator(f'tr[data-recovery-point="{vault["job"]["recoveryPointId"]}"]')).to_contain_text("Available")
+    _shot(page, "6-corrupted")

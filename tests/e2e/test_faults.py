@@ -25,7 +25,7 @@ from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
-from shared.backup_runner import blob_name_for, manifest_name_for
+from shared.backup_runner import manifest_name_for
 from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
@@ -113,11 +113,13 @@ class Vault:
 
     def wait_mid_dump(self, job_id: str) -> None:
         """Return once the job's blob has staged blocks (the dump is running, nothing committed)."""
-        blob = self.container().get_blob_client(blob_name_for(INSTANCE, recovery_point_id(job_id)))
 
         def staged() -> int:
+            name = self.job(job_id)["details"].get("blobName")  # the attempt's own blob, named before it stages
+            if name is None:
+                return 0
             try:
-                return len(blob.get_block_list("uncommitted")[1])
+                return len(self.container().get_blob_client(name).get_block_list("uncommitted")[1])
             except ResourceNotFoundError:
                 return 0
 

@@ -109,7 +109,7 @@ def test_a_retry_after_the_point_was_recorded_finishes_the_job_with_it_and_leave
         )
     )
     rp_id = recovery_point_id(job.job_id)
-    blob = blob_name_for("orders", rp_id)
+    blob = blob_name_for("orders", rp_id, "earliertry")
     data = b"".join(read_verified(backups.client, made.blob_name, made.sha256))
     stored = backups.client.get_blob_client(made.blob_name).download_blob().readall()
     backups.client.get_blob_client(blob).upload_blob(stored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -9,23 +10,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
-from shared.backup_runner import BackupRunner, blob_name_for, manifest_name_for
+from shared.backup_runner import BackupRunner, manifest_name_for
 from shared.backups import BackupStarter
 from shared.errors import TransientError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
-from shared.jobs import JobStatus, JobStore
+from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.grants import grant_sql
+from shared.pg.restore import restore_blob
+from shared.pg.tools import pick_tool
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPointStore
 from shared.secrets import EnvSecretProvider
@@ -217,12 +224,14 @@ def test_a_worker_killed_mid_backup_leaves_nothing_and_the_retry_finishes_with_o
         stderr=subprocess.DEVNULL,
     )
     jobs = JobStore(world.state)
-    blob = world.backups.client.get_blob_client(blob_name_for("orders", job_id))
     deadline = time.monotonic() + 60
 
     def staged() -> int:
+        name = jobs.get(job_id).details.get("blobName")  # the attempt's own blob, named before it stages
+        if name is None:
+            return 0
         try:
-            return len(blob.get_block_list("uncommitted")[1])
+            return len(world.backups.client.get_blob_client(name).get_block_list("uncommitted")[1])
         except ResourceNotFoundError:
             return 0
 
@@ -247,3 +256,99 @@ def test_a_worker_killed_mid_backup_leaves_nothing_and_the_retry_finishes_with_o
     assert job is not None and job.status is JobStatus.COMPLETED
     assert len(world.points()) == 1
     _readable(world)
+
+
+class _PausingTransport(RequestsTransport):
+    """A real HTTP transport to Azurite that holds the first request ``matches`` picks until released:
+    the attempt using it is frozen right there, as a worker stopped by the OS would be."""
+
+    def __init__(self, matches: Callable[[Any], bool]) -> None:
+        super().__init__()
+        self.matches = matches
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.reached.is_set() and self.matches(request):
+            self.reached.set()
+            assert self.release.wait(180), "the test never released the frozen request"
+        return super().send(request, **kwargs)
+
+
+def _blob_commit(request: Any) -> bool:
+    return request.method == "PUT" and "comp=blocklist" in request.url
+
+
+def _point_insert(request: Any) -> bool:
+    body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+    return request.method == "POST" and b'"PartitionKey": "rp-' in body
+
+
+@pytest.mark.parametrize("frozen_at", ["commit", "point"])
+def test_an_attempt_frozen_and_woken_after_a_takeover_leaves_one_consistent_point(
+    world: World, azurite: Azurite, frozen_at: str
+) -> None:
+    """The old worker is frozen right before its blob commit, or right before its point insert; a
+    later delivery takes over and dumps; the old one wakes before the new one commits. Whatever
+    the order, the job, the point and the blob agree, and the point restores."""
+    job_id = world.new_job()
+    threads: dict[int, tuple[_PausingTransport, threading.Thread]] = {}
+    outcome: dict[int, object] = {}
+
+    def start(attempt: int, matches: Callable[[Any], bool], on_table: bool) -> None:
+        transport = _PausingTransport(matches)
+        blobs = BlobServiceClient.from_connection_string(
+            azurite.connection_string, **({} if on_table else {"transport": transport})
+        )
+        tables = TableServiceClient.from_connection_string(
+            azurite.connection_string, **({"transport": transport} if on_table else {})
+        )
+        runner = BackupRunner(
+            StateTable(tables, world.state.name),
+            BlobStore(blobs, world.backups.container),
+            EnvSecretProvider(True, world.env),
+            lambda: datetime.now(UTC),
+        )
+
+        def run() -> None:
+            try:
+                outcome[attempt] = runner.run(job_id, last_try=False, attempt=attempt)
+            except Exception as exc:
+                outcome[attempt] = exc
+
+        thread = threading.Thread(target=run)
+        threads[attempt] = (transport, thread)
+        thread.start()
+        assert transport.reached.wait(120), f"attempt {attempt} never reached the frozen step"
+
+    start(1, _blob_commit if frozen_at == "commit" else _point_insert, on_table=frozen_at == "point")
+    start(2, _blob_commit, on_table=False)  # the message came back: a takeover, a dump of its own
+    for attempt in (1, 2):  # the old one wakes and goes on; then the new one commits
+        transport, thread = threads[attempt]
+        transport.release.set()
+        thread.join(180)
+        assert not thread.is_alive()
+
+    job = JobStore(world.state).get(job_id)
+    assert job.status is JobStatus.COMPLETED
+    [point] = world.points()
+    stored = world.backups.client.get_blob_client(point.blob_name).download_blob().readall()
+    assert job.details["sha256"] == point.sha256 == hashlib.sha256(stored).hexdigest()
+    assert job.details["blobName"] == point.blob_name and job.recovery_point_id == point.recovery_point_id
+    dumps = [b.name for b in world.backups.client.list_blobs() if b.name.endswith(".pgdump.zst")]
+    assert dumps == [point.blob_name]  # the loser's committed blob is gone
+    for result in outcome.values():  # each attempt either finished the job or stopped to be retried
+        assert isinstance(result, (Job, TransientError)), outcome
+    # And the point restores.
+    target = f"{world.db}_copy"
+    with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    try:
+        tool = pick_tool("pg_restore", int(point.server_version.split(".")[0]), None)
+        env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
+        report = restore_blob(tool.path, env, world.backups.client, point.blob_name, point.sha256)
+        assert report.ok, report
+        with psycopg.connect(world.pg.dsn(target)) as c:
+            assert c.execute("SELECT count(*) FROM t").fetchone() == (400000,)
+    finally:
+        with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))

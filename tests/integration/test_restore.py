@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from azure.storage.blob import BlobProperties, BlobServiceClient, StandardBlobTier
+from azure.storage.blob import BlobBlock, BlobProperties, BlobServiceClient, StandardBlobTier
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
@@ -26,12 +26,12 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.errors import TransientError, UserError
 from shared.instances import InstanceService, ProtectionStatus, Readiness
-from shared.jobs import Job, JobStatus, JobStore
+from shared.jobs import Job, JobStatus, JobStore, new_job_id
 from shared.locks import InstanceLocks
 from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
-from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
 from shared.restore.rehydration import ContainerProbe, RehydrationStore
 from shared.restore.request import RestoreRequest
@@ -217,7 +217,7 @@ def point(world: World) -> RecoveryPoint:
 
 def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: World, point: RecoveryPoint) -> None:
     # A name libpq would read as a connection string, with quotes and a backslash: it must stay a name.
-    target = f"copy=1 \"it's\" \\ {world.u}"
+    target = f'copy=1 "it\'s" \\ {world.u}'
     job = world.restore("src", world.request(point, target))
     assert job.status is JobStatus.COMPLETED, job.error
     assert [s["name"] for s in job.steps] == ["CheckTarget", "CreateDatabase", "Restore"]
@@ -594,12 +594,64 @@ def test_verify_restore_passes_on_a_good_point_and_fails_on_a_corrupted_one(worl
     assert bad.error.code in ("RecoveryPointCorrupted", "RestoreVerificationFailed")
     assert bad.error.code == "RecoveryPointCorrupted", bad.error.message
     assert _scratch_left(world) == []
-    # The same corrupted point restored as a database: failed, and the database it created is gone.
-    target = f"corrupt_{world.u}"
-    failed = world.restore("src", world.request(point, target))
+    # The verification marked the point Corrupted: a restore from it is refused before anything runs.
+    with pytest.raises(UserError) as refused:
+        world.service().start("src", world.request(point, f"corrupt_{world.u}"), datetime.now(UTC))
+    assert refused.value.code.value == "RecoveryPointCorrupted"
+    assert not world.exists(f"corrupt_{world.u}")
+
+
+def _rewrite_a_block(world: World, point: RecoveryPoint) -> None:
+    """Rot one committed block of the point's blob in place: same block list, one block's bytes changed."""
+    blob = world.backups.client.get_blob_client(point.blob_name)
+    committed, _ = blob.get_block_list("committed")
+    assert len(committed) >= 1
+    victim = committed[len(committed) // 2]
+    offset = sum(b.size for b in committed[: len(committed) // 2])
+    data = bytearray(blob.download_blob(offset=offset, length=victim.size).readall())
+    data[len(data) // 2] ^= 0x01
+    blob.stage_block(victim.id, bytes(data))
+    blob.commit_block_list([BlobBlock(block_id=b.id) for b in committed])
+
+
+def test_a_point_whose_blob_fails_its_checksum_is_marked_corrupted_and_never_restored_again(
+    world: World, point: RecoveryPoint
+) -> None:
+    rotten = world.backup("src")
+    _rewrite_a_block(world, rotten)
+    target = f"rot_{world.u}"
+    failed = world.restore("src", world.request(rotten, target))
     assert failed.status is JobStatus.FAILED and failed.error is not None
     assert failed.error.code == "RecoveryPointCorrupted"
-    assert not world.exists(target)
+    assert not world.exists(target)  # the half-restored database is dropped
+    points = {p.recovery_point_id: p for p in RecoveryPointStore(world.state).of("src")}
+    marked = points[rotten.recovery_point_id]
+    assert marked.integrity is Integrity.CORRUPTED and failed.job_id in str(marked.corruption)
+    listed = marked.to_dict()
+    assert listed["integrity"] == "Corrupted" and listed["corruption"]["detectedTime"]
+    assert points[point.recovery_point_id].to_dict()["integrity"] == "Available"  # the others are untouched
+    # Never offered as a source again: refused up front (409), naming the point and why; nothing queued.
+    service = world.service()
+    for start in (
+        lambda: service.start("src", world.request(rotten, f"{target}2"), datetime.now(UTC)),
+        lambda: service.start_verify(
+            "src",
+            {"recoveryPointId": rotten.recovery_point_id, "secretUri": "env:TARGET_CS"},
+            datetime.now(UTC),
+        ),
+    ):
+        with pytest.raises(UserError) as refused:
+            start()
+        assert refused.value.code.value == "RecoveryPointCorrupted" and refused.value.http_status == 409
+        assert refused.value.target == "recoveryPointId"
+        assert rotten.recovery_point_id in refused.value.message and "Corrupted" in refused.value.message
+    assert not world.exists(f"{target}2")
+    # A restore queued before the point was marked fails at once when it runs, reading nothing.
+    fresh = {"status": JobStatus.IN_PROGRESS, "error": None, "end_time": None, "start_time": None, "steps": ()}
+    queued, _ = JobStore(world.state).create(replace(failed, job_id=new_job_id(datetime.now(UTC)), etag=None, **fresh))
+    ran = service.run(queued.job_id, last_try=True)
+    assert ran is not None and ran.status is JobStatus.FAILED and ran.error is not None
+    assert ran.error.code == "RecoveryPointCorrupted" and ran.start_time is None
 
 
 def test_a_failing_pg_restore_fails_the_job_and_drops_the_database_it_created(world: World) -> None:

@@ -44,6 +44,7 @@ EXPECTED_HTTP = {
     "list_databases_route": ("servers:listDatabases", {"POST"}, "function"),
     "list_jobs": ("backupJobs", {"GET"}, "function"),
     "get_job": ("backupJobs/{jobId}", {"GET"}, "function"),
+    "cancel_job": ("backupJobs/{jobId}:cancel", {"POST"}, "function"),
     "openapi_document": ("openapi.json", {"GET"}, "function"),
     "backup_now": ("backupInstances/{name}:backup", {"POST"}, "function"),
     "list_recovery_points": ("backupInstances/{name}/recoveryPoints", {"GET"}, "function"),

@@ -88,7 +88,8 @@ export function restoreRequest(point, databaseName, secretUri) {
   };
 }
 
-function restoreForm(instance, points, ctx) {
+function restoreForm(instance, allPoints, ctx) {
+  const points = allPoints.filter((p) => p.integrity !== 'Corrupted'); // never offered as a source
   const pointSelect = h('select', { name: 'recoveryPointId', id: 'restore-point', required: true },
     points.map((p) => h('option', { value: p.recoveryPointId },
       `${fmtTime(p.time)} · ${p.retentionTag} · ${p.datastore}`)));
@@ -127,7 +128,7 @@ function version(text) {
 }
 
 function pointsTable(points, onRestore) {
-  return table(['Time', 'Datastore', 'Tag', 'Size', 'Expires', 'PostgreSQL', 'Recovery point', ''],
+  return table(['Time', 'Datastore', 'Tag', 'Size', 'Expires', 'PostgreSQL', 'Recovery point', 'Integrity', ''],
     points.map((p) => h('tr', { 'data-recovery-point': p.recoveryPointId },
       h('td', null, fmtTime(p.time)),
       h('td', null, p.datastore),
@@ -137,7 +138,11 @@ function pointsTable(points, onRestore) {
       h('td', { title: `server ${p.serverVersion}; ${p.pgDumpVersion}` },
         `${version(p.serverVersion)} (pg_dump ${version(p.pgDumpVersion)})`),
       h('td', { class: 'mono', title: p.sha256 ? `sha256 ${p.sha256}` : null }, p.recoveryPointId),
-      h('td', null, h('button', { type: 'button', class: 'small', onclick: () => onRestore(p) }, 'Restore…')))),
+      h('td', { class: 'integrity', title: p.corruption ? `${p.corruption.detectedTime}: ${p.corruption.reason}` : null },
+        badge(p.integrity || 'Available')),
+      h('td', null, p.integrity === 'Corrupted'
+        ? h('span', { class: 'muted' }, 'not restorable')
+        : h('button', { type: 'button', class: 'small', onclick: () => onRestore(p) }, 'Restore…')))),
     'No recovery points yet: back up now, or wait for the schedule.');
 }
 

@@ -3,6 +3,31 @@ import { call } from '../api.js';
 import { badge, details, errorBox, fmtBytes, fmtDuration, fmtTime, h, link, mount, table } from '../dom.js';
 
 const REFRESH_MS = 1500;
+// The operations POST /api/backupJobs/{jobId}:cancel accepts.
+const CANCELLABLE = ['Backup', 'Restore', 'VerifyRestore'];
+
+/** "Cancel" for a running backup or restore: asks once, posts :cancel, then the page shows the outcome. */
+function cancelControl(job) {
+  if (job.status !== 'InProgress' || !CANCELLABLE.includes(job.operation)) return null;
+  if (job.cancelRequestedTime) {
+    return h('span', { class: 'muted', id: 'job-cancel-requested' }, `cancel requested ${fmtTime(job.cancelRequestedTime)}`);
+  }
+  const result = h('span', { class: 'muted', id: 'job-cancel-result' });
+  const button = h('button', { type: 'button', id: 'job-cancel', class: 'danger' }, 'Cancel');
+  button.addEventListener('click', async () => {
+    if (!window.confirm(`Cancel this ${job.operation.toLowerCase()}? Nothing it did so far is kept.`)) return;
+    button.disabled = true;
+    try {
+      const answer = await call(`backupJobs/${encodeURIComponent(job.jobId)}:cancel`, { method: 'POST' });
+      button.replaceWith(h('span', { class: 'muted', id: 'job-cancel-requested' },
+        answer && answer.status === 'InProgress' ? 'cancel requested' : `job ${answer && answer.status}`));
+    } catch (err) {
+      button.disabled = false;
+      result.textContent = (err.error && `${err.error.code}: ${err.error.message}`) || String(err.message || err);
+    }
+  });
+  return h('span', null, button, ' ', result);
+}
 
 function progressBar(job) {
   const done = job.status !== 'InProgress';
@@ -40,7 +65,8 @@ export async function renderJob(main, jobId, _params, ctx) {
       h('h1', null, h('a', { href: '#/jobs', class: 'crumb' }, 'Jobs'), ' / ', `${job.operation} of `,
         link(job.instance, 'instances', job.instance)),
       h('span', { id: 'job-status' }, badge(job.status)),
-      running ? h('span', { class: 'muted live' }, 'refreshing while it runs') : null),
+      running ? h('span', { class: 'muted live' }, 'refreshing while it runs') : null,
+      cancelControl(job)),
     h('section', { class: 'card' }, progressBar(job),
       details([
         ['Job', h('span', { class: 'mono' }, job.jobId)],

@@ -1,0 +1,90 @@
+"""The retention sweep collects backup blobs that no recovery point references, once they are old enough.
+
+Such a blob is what a backup attempt leaves when it commits and then loses (another attempt of the
+same job recorded its point) or dies before recording its own. A younger one may still belong to
+an attempt that is about to record its point, so only blobs older than ``MAX_JOB_LIFETIME`` go.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from devhost.services import Azurite
+from shared.backup_runner import blob_name_for
+from shared.policy import DataStore
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.rehydration import copy_name_for
+from shared.retention import ORPHAN_SCAN_EVERY, RetentionSweep
+from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
+from shared.storage.clients import StorageAccount
+from shared.storage.layout import manifest_name_for
+from shared.storage.tables import StateTable
+from shared.timeouts import MAX_JOB_LIFETIME
+
+pytestmark = pytest.mark.integration
+
+
+def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_nothing_else(
+    azurite: Azurite, unique: str
+) -> None:
+    account = StorageAccount.from_connection_setting(
+        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
+    )
+    state = StateTable(account.table_service(), f"orph{unique}")
+    state.ensure()
+    blobs = BlobStore(account.blob_service(), f"orph-{unique}")
+    blobs.ensure()
+    now = datetime.now(UTC)
+    kept = blob_name_for("orders", "rp1", "winner")
+    lost = blob_name_for("orders", "rp1", "loser")  # the other attempt of the same job
+    died = blob_name_for("orders", "rp2", "dead")  # an attempt that died between commit and point
+    names = {
+        kept: b"dump",
+        manifest_name_for(kept): b"{}",
+        kept + ARCHIVE_COPY_SUFFIX: b"archive copy",
+        copy_name_for(kept): b"rehydrated copy",
+        lost: b"other dump",
+        manifest_name_for(lost): b"{}",
+        died: b"half",
+        "orders/notes.txt": b"not a backup",
+    }
+    for name, data in names.items():
+        blobs.client.upload_blob(name, data)
+    # The point lives for years: its own lifecycle never runs in this test.
+    far = now + timedelta(days=3650)
+    RecoveryPointStore(state).add(
+        RecoveryPoint(
+            "rp1",
+            "orders",
+            now,
+            DataStore.VAULT_STORE,
+            "Default",
+            far,
+            None,
+            None,
+            far,
+            kept,
+            4,
+            4,
+            "0" * 64,
+            "15.8",
+            "pg_dump (PostgreSQL) 15.8",
+            "rp1",
+            archive_blob_name=kept + ARCHIVE_COPY_SUFFIX,
+        )
+    )
+
+    # While an attempt could still be running, nothing goes.
+    young = RetentionSweep(state, blobs).sweep(now + timedelta(hours=1))
+    assert young.orphans_deleted == 0 and young.errors == []
+    assert {b.name for b in blobs.client.list_blobs()} == set(names)
+
+    # Past the longest a job can live (and past the scan interval): exactly the unreferenced dumps go.
+    later = now + MAX_JOB_LIFETIME + ORPHAN_SCAN_EVERY + timedelta(hours=1)
+    old = RetentionSweep(state, blobs).sweep(later)
+    assert old.orphans_deleted == 3 and old.errors == []
+    assert {b.name for b in blobs.client.list_blobs()} == set(names) - {lost, manifest_name_for(lost), died}
+    # A second sweep within the scan interval lists nothing again.
+    assert RetentionSweep(state, blobs).sweep(later + timedelta(minutes=5)).orphans_deleted == 0
