@@ -345,7 +345,7 @@ def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_
     verify = host.request(
         "POST",
         "/backupInstances/shop:verifyRestore",
-        data=json.dumps({"recoveryPointId": point, "secretUri": "env:DASH_TARGET_CS"}),
+        data=json.dumps({"recoveryPointId": point, "secretUri": "env:PGVAULT_SECRET_DASH_TARGET_CS"}),
     )
     assert verify.status_code == 202, verify.text
     failed = _finished(host, verify.json()["jobId"])

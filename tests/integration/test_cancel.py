@@ -32,8 +32,10 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.files import ExportRules
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
+from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
@@ -90,7 +92,7 @@ class World:
                 "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
                 "datasourceAuthCredentials": {
                     "objectType": "SecretStoreBasedAuthCredentials",
-                    "secretStoreResource": {"uri": "env:TARGET_CS", "secretStoreType": "AzureKeyVault"},
+                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
                 },
             },
         }
@@ -124,12 +126,13 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         queues.ensure(q)
     now = datetime.now(UTC)
     PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), now)
+    server = f"Server=127.0.0.1;Port={postgres.port}"  # each secret names its server: it goes nowhere else
     env = {
-        "SRC_CS": f"User Id=cb_{u};Password=unused;Ssl Mode=Disable",
-        "TARGET_CS": f"Server=127.0.0.1;Port={postgres.port};User Id=cr_{u};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=cb_{u};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=cr_{u};Password=unused;Ssl Mode=Disable",
     }
     instances = InstanceService(state, lambda job, instance: None)
-    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:SRC_CS"}
+    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
     spec["policyName"] = "mwf"
     instances.configure_one("src", spec, now, allow_env_secrets=True, vault_region=None)
     current = instances.get("src")
@@ -266,6 +269,17 @@ def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
         queues=world.queues,
         vault_blobs=BlobServiceClient.from_connection_string(world.azurite.connection_string),
         allow_env_secrets=True,
+        exports=ExportRules.from_settings(
+            load_settings(
+                {
+                    "AzureWebJobsStorage": world.azurite.connection_string,
+                    "PGVAULT_BACKUP_CONTAINER": world.backups.container,
+                    "PGVAULT_EXPORT_ACCOUNTS": "devstoreaccount1",
+                    "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+                    "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+                }
+            )
+        ),
     )
     return service, transport
 

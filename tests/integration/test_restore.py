@@ -636,7 +636,7 @@ def test_a_point_whose_blob_fails_its_checksum_is_marked_corrupted_and_never_res
         lambda: service.start("src", world.request(rotten, f"{target}2"), datetime.now(UTC)),
         lambda: service.start_verify(
             "src",
-            {"recoveryPointId": rotten.recovery_point_id, "secretUri": "env:TARGET_CS"},
+            {"recoveryPointId": rotten.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"},
             datetime.now(UTC),
         ),
     ):
