@@ -23,6 +23,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
+from tests.pausing import hold_when, resume
 
 from devhost.services import Azurite, Postgres
 from shared.backup_runner import manifest_name_for
@@ -73,8 +74,9 @@ def database(postgres: Postgres) -> Iterator[dict[str, str]]:
 class Vault:
     """The devhost under test (replaced when killed) and direct views of its storage."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, db: str) -> None:
         self.env = env
+        self.db = db
         self.logs = logs
         self.starts = 0
         self.verified: set[tuple[str, str]] = set()
@@ -111,25 +113,25 @@ class Vault:
         FIGURES["jobs"] += 1
         return str(r.json()["jobId"])
 
-    def wait_mid_dump(self, job_id: str) -> None:
-        """Return once the job's blob has staged blocks (the dump is running, nothing committed)."""
+    def wait_mid_dump(self, job_id: str) -> int:
+        """Hold the job's pg_dump still once its blob has staged blocks (nothing committed); its pid.
 
-        def staged() -> int:
+        The dump stays stopped (SIGSTOP) until the caller, after its fault, calls ``resume``: on a
+        busy machine a backup polled for that moment could end between the poll and the fault.
+        """
+
+        def staged() -> bool:
             name = self.job(job_id)["details"].get("blobName")  # the attempt's own blob, named before it stages
             if name is None:
-                return 0
+                return False
             try:
-                return len(self.container().get_blob_client(name).get_block_list("uncommitted")[1])
+                return len(self.container().get_blob_client(name).get_block_list("uncommitted")[1]) > 0
             except ResourceNotFoundError:
-                return 0
+                return False
 
-        def running() -> int:
-            job = self.job(job_id)
-            assert job["status"] == "InProgress", f"the backup ended before the fault (grow ROWS): {job}"
-            return staged()
-
-        wait_until(running, 60, interval=0.02)
+        pid = hold_when("pg_dump", self.db, staged)
         assert self.job(job_id)["status"] == "InProgress", "the backup finished before the fault: grow ROWS"
+        return pid
 
     def assert_consistent(self) -> int:
         """Every listed point reads back with its checksum; no blob without its point; no lock, no job running.
@@ -170,7 +172,7 @@ def vault(
         "PGVAULT_DEVHOST_MESSAGE_LEASE": LEASE,
         "PGVAULT_SECRET_FAULTS_CS": f"User Id={database['user']};Password={PASSWORD};Ssl Mode=Disable",
     }
-    v = Vault(env, tmp_path_factory.mktemp("faults"))
+    v = Vault(env, tmp_path_factory.mktemp("faults"), database["db"])
     h = v.host
     assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
     r = h.request(
@@ -196,8 +198,9 @@ def vault(
 
 def test_a_devhost_killed_mid_backup_leaves_a_truthful_job_and_no_unreadable_point(vault: Vault) -> None:
     job_id = vault.backup()
-    vault.wait_mid_dump(job_id)
+    dump = vault.wait_mid_dump(job_id)
     vault.host.stop(signal.SIGKILL)
+    resume(dump)  # orphaned by the kill: it ends on its closed pipe
     FIGURES["faults"] += 1
     # The truth right after the crash: not finished, nothing recorded, nothing committed.
     assert vault.state().get(layout.recovery_points(INSTANCE), recovery_point_id(job_id)) is None
@@ -221,8 +224,9 @@ def test_postgres_restarted_mid_dump_is_recorded_as_connection_closed_then_retri
 ) -> None:
     before = vault.assert_consistent()
     job_id = vault.backup()
-    vault.wait_mid_dump(job_id)
+    dump = vault.wait_mid_dump(job_id)
     postgres.restart()  # fast shutdown: pg_dump's connection is closed under it
+    resume(dump)
     FIGURES["faults"] += 1
     job = vault.finished(job_id)
     assert job["status"] == "Completed", job
@@ -236,8 +240,9 @@ def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_v
 ) -> None:
     before = vault.assert_consistent()
     job_id = vault.backup()
-    vault.wait_mid_dump(job_id)
+    dump = vault.wait_mid_dump(job_id)
     azurite.stop()
+    resume(dump)
     FIGURES["faults"] += 1
     down = time.monotonic()
     # Meanwhile the API keeps answering: 503 with Retry-After in the public error shape, no crash.

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.pausing import hold_when, resume
 
 pytestmark = pytest.mark.integration
 CHILD = Path(__file__).with_name("backup_child.py")
@@ -80,10 +80,11 @@ def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
         c.execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
-        # Distinct hex per row: it compresses about 2x, so the dump stages several blocks.
+        # Random hex, no piece repeated in another row: it compresses about 2x, so the dump stages
+        # several blocks (md5(g) || md5(g + 1) ... repeats each piece in the next row: 8x, one block).
         c.execute(
-            "INSERT INTO t SELECT g, md5(g::text) || md5((g + 1)::text) || md5((g + 2)::text) || md5((g + 3)::text)"
-            " || md5((g + 4)::text) || md5((g + 5)::text) FROM generate_series(1, 400000) g"
+            "INSERT INTO t SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text)"
+            " || md5(random()::text) || md5(random()::text) || md5(random()::text) FROM generate_series(1, 400000) g"
         )
     postgres.psql(grant_sql(db, user), db)
     account = StorageAccount.from_connection_setting(
@@ -217,6 +218,9 @@ def test_a_worker_killed_mid_backup_leaves_nothing_and_the_retry_finishes_with_o
 ) -> None:
     job_id = world.new_job()
     env = {**os.environ, **world.env, "AzureWebJobsStorage": azurite.connection_string}
+    # pg_dump waits at its start for this lock, so the test finds it running however fast the dump.
+    gate = psycopg.connect(host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres")
+    gate.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
     child = subprocess.Popen(
         [sys.executable, str(CHILD), json.dumps({"job": job_id, **world.names})],
         env=env,
@@ -224,22 +228,26 @@ def test_a_worker_killed_mid_backup_leaves_nothing_and_the_retry_finishes_with_o
         stderr=subprocess.DEVNULL,
     )
     jobs = JobStore(world.state)
-    deadline = time.monotonic() + 60
 
-    def staged() -> int:
+    def staged() -> bool:
         name = jobs.get(job_id).details.get("blobName")  # the attempt's own blob, named before it stages
         if name is None:
-            return 0
+            return False
         try:
-            return len(world.backups.client.get_blob_client(name).get_block_list("uncommitted")[1])
+            return len(world.backups.client.get_blob_client(name).get_block_list("uncommitted")[1]) > 0
         except ResourceNotFoundError:
-            return 0
+            return False
 
-    while staged() == 0 and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.02)
+    # pg_dump is held still (SIGSTOP) while the state is checked, so the backup cannot end between
+    # the check and the kill, however busy the machine.
+    try:
+        dump = hold_when("pg_dump", world.db, staged, release=gate.rollback)
+    finally:
+        gate.close()
     assert child.poll() is None, "the backup finished before it could be killed: make the database bigger"
     child.send_signal(signal.SIGKILL)  # mid-dump: blocks are staged, nothing committed
     child.wait()
+    resume(dump)  # orphaned: it ends on its closed pipe
     killed = jobs.get(job_id)
     assert killed.status is JobStatus.IN_PROGRESS  # the truth: it did not finish
     assert world.points() == []
