@@ -8,11 +8,12 @@ of the instance already running is refused with ``UserErrorMaxConcurrentOperatio
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import ErrorCode, UserError
+from shared.errors import ErrorCode, PgVaultError, UserError
 from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
@@ -119,8 +120,21 @@ class BackupStarter:
             rule_name=rule,
             details={"trigger": "OnDemand"},
         )
-        self._send(job)  # message first, as for scheduled jobs (see _schedule_one)
+        # The job first, then its message: a refused or failed request never leaves a message
+        # behind, and no worker ever meets a message whose job is not recorded yet. A message
+        # that cannot be sent fails the job at once (the hung-jobs timer is the net under a crash).
         job, _ = self._jobs.create(job)
+        try:
+            self._send(job)
+        except PgVaultError as exc:
+            with contextlib.suppress(PgVaultError):
+                self._jobs.fail(
+                    job,
+                    UserError(ErrorCode.SERVICE_UNAVAILABLE, f"the backup could not be queued: {exc}"),
+                    now,
+                    [],
+                )
+            raise
         return job
 
     def running(self, instance: str, now: datetime) -> str | None:

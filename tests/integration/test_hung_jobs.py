@@ -297,3 +297,39 @@ def test_the_hung_jobs_sweep_refuses_on_a_skewed_clock(world: World) -> None:
     report = HungJobs(world.state, world.queues).sweep_on_time(_now() + timedelta(days=365))
     assert report.refused is not None and report.failed == [] and report.requeued == []
     assert JobStore(world.state).get(job.job_id).status is JobStatus.IN_PROGRESS
+
+
+class QueueThatSees(QueueSender):
+    """The real queue on Azurite that, at each send, notes whether the job it names is recorded
+    yet (what a worker taking the message at once would find); ``down`` makes sends fail as the
+    adapter fails when queue storage does not answer."""
+
+    def __init__(self, sender: QueueSender, state: StateTable) -> None:
+        super().__init__(sender._service)
+        self.jobs = JobStore(state)
+        self.seen: list[bool] = []
+        self.down = False
+
+    def send(self, name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
+        if self.down:
+            raise TransientError(f"queue storage failed sending to {name}: ServiceRequestError")
+        self.seen.append(self.jobs.exists(str(payload["jobId"])))
+        super().send(name, payload, delay_seconds=delay_seconds)
+
+
+def test_an_on_demand_backup_is_recorded_before_its_message_and_a_failed_send_fails_it(world: World) -> None:
+    queues = QueueThatSees(world.queues, world.state)
+    job = BackupStarter(world.state, queues).on_demand(NAME, BODY, _now())
+    assert queues.seen == [True]  # a worker that takes the message at once finds its job
+    JobStore(world.state).finish(job, JobStatus.COMPLETED, _now())
+    world.backup_queue().clear_messages()
+
+    queues.down = True
+    with pytest.raises(TransientError):
+        BackupStarter(world.state, queues).on_demand(NAME, BODY, _now())
+    # No message, and no job left InProgress to turn the next request away with 409.
+    assert world.backup_queue().peek_messages() == []
+    failed = [j for j in JobStore(world.state).recent(_now(), days=1, instance=NAME) if j.job_id != job.job_id]
+    assert [j.status for j in failed if j.operation.value == "Backup"] == [JobStatus.FAILED]
+    queues.down = False
+    assert BackupStarter(world.state, queues).on_demand(NAME, BODY, _now()).status is JobStatus.IN_PROGRESS
