@@ -23,7 +23,6 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost_process import DevhostProcess, wait_until
 from psycopg import sql
-from tests.pausing import hold_when, resume
 
 from devhost.services import Azurite, Postgres
 from shared.backup_runner import manifest_name_for
@@ -34,6 +33,7 @@ from shared.storage.blockstream import read_verified
 from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.pausing import hold_when, resume
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORD = "Fault-Pa55word-7"
