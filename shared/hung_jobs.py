@@ -217,7 +217,15 @@ class HungJobs:
     # --- failing ------------------------------------------------------------------------------------
 
     def _abandon(self, job: Job, why: str, now: datetime) -> Job:
-        """Fail ``job`` (ETag-guarded, re-read on a race) and remove the locks it holds."""
+        """Remove the locks ``job`` holds, then fail it (ETag-guarded, re-read on a race).
+
+        Locks first: whoever sees the job Failed finds its instance free at once. No worker runs
+        it (its message is poisoned, or it holds no live lock); if the failing write is lost, the
+        job holds no lock and the hung-jobs timer finds it again.
+        """
+        removed = self._locks.break_for(job.job_id)
+        if removed:
+            log.info("job %s: %d lock(s) it held removed", job.job_id, removed)
         for _ in range(3):
             if job.status.finished:
                 break
@@ -229,9 +237,6 @@ class HungJobs:
                 break
             except ETagMismatch:
                 job = self._jobs.get(job.job_id)
-        removed = self._locks.break_for(job.job_id)
-        if removed:
-            log.info("job %s: %d lock(s) it held removed", job.job_id, removed)
         return job
 
     def _fail(self, job: Job, error: UserError, now: datetime) -> Job:
