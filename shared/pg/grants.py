@@ -13,7 +13,7 @@ import secrets
 from enum import StrEnum
 
 from shared.errors import ErrorCode, UserError
-from shared.pg.privileges import quote_ident, quote_literal
+from shared.pg.privileges import DUMPED_SCHEMA, GAPS, quote_ident, quote_literal
 
 
 class ScriptFormat(StrEnum):
@@ -35,8 +35,7 @@ DECLARE
 BEGIN
   FOR s IN
     SELECT n.oid, n.nspname FROM pg_namespace n
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+    WHERE {dumped_schema}
   LOOP
     FOREACH stmt IN ARRAY ARRAY[
       format('GRANT USAGE ON SCHEMA %I TO %I', s.nspname, backup_user),
@@ -83,44 +82,22 @@ END
 """
 
 
-# After the grants: what pg_dump still cannot read (what validation checks, shared.pg.privileges,
-# except row-level security, which no grant fixes). Anything left fails the script, so a run by
-# someone who may grant nothing (every GRANT a warning "no privileges were granted") exits non-zero.
+# After the grants: what pg_dump still cannot read, by the query validation runs (GAPS), except
+# row-level security, which no grant fixes. Anything left fails the script, so a run by someone who
+# may grant nothing (every GRANT a warning "no privileges were granted") exits non-zero.
 _CHECK = """\
 DO {tag}
 DECLARE
   backup_user text := {user_literal};
   missing text[];
 BEGIN
-  SELECT array_agg(what) INTO missing FROM (
-    SELECT format('CONNECT on database %I', current_database()) AS what
-    WHERE NOT has_database_privilege(backup_user, current_database(), 'CONNECT')
-    UNION ALL
-    SELECT format('USAGE on schema %I', n.nspname) FROM pg_namespace n
-    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                      AND d.objid = n.oid AND d.deptype = 'e')
-      AND NOT has_schema_privilege(backup_user, n.oid, 'USAGE')
-    UNION ALL
-    SELECT format('SELECT on %s %I.%I', CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
-                  n.nspname, c.relname)
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'S')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                      AND d.objid = c.oid AND d.deptype = 'e')
-      AND NOT has_table_privilege(backup_user, c.oid, 'SELECT')
-    UNION ALL
-    SELECT format('SELECT on large object %s', m.oid) FROM pg_largeobject_metadata m
-    WHERE NOT current_setting('lo_compat_privileges')::bool
-      AND pg_get_userbyid(m.lomowner) <> backup_user
-      AND NOT EXISTS (
-        SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
-        WHERE a.privilege_type = 'SELECT'
-          AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(backup_user, a.grantee, 'MEMBER') END)
-  ) AS gaps;
+  SELECT array_agg(format('%s on %s %s', g.privilege, g.kind,
+                          CASE WHEN g.schema_name IS NOT NULL
+                               THEN quote_ident(g.schema_name) || '.' || quote_ident(g.object_name)
+                               WHEN g.kind = 'large object' THEN g.object_name
+                               ELSE quote_ident(g.object_name) END))
+  INTO missing FROM ({gaps}) AS g
+  WHERE g.privilege <> 'BYPASSRLS';
   IF missing IS NOT NULL THEN
     RAISE EXCEPTION 'pgvault: % still lacks % privilege(s) that pg_dump needs, first: %',
       backup_user, cardinality(missing), array_to_string(missing[1:5], '; ')
@@ -157,8 +134,8 @@ def grant_sql(database: str, user: str) -> str:
         "\\set ON_ERROR_STOP on\n"
         "SET standard_conforming_strings = on;\n"
         f"GRANT CONNECT ON DATABASE {quote_ident(database)} TO {quote_ident(user)};\n"
-        + _BODY.format(user_literal=quote_literal(user), tag=tag)
-        + _CHECK.format(user_literal=quote_literal(user), tag=tag)
+        + _BODY.format(user_literal=quote_literal(user), tag=tag, dumped_schema=DUMPED_SCHEMA)
+        + _CHECK.format(user_literal=quote_literal(user), tag=tag, gaps=GAPS.format(user="backup_user"))
         + "-- Tables with row-level security need a backup user that bypasses it. Only a superuser can\n"
         "-- grant that (Azure Database for PostgreSQL does not allow it; disable RLS or exclude those tables):\n"
         f"-- ALTER ROLE {quote_ident(user)} BYPASSRLS;\n"

@@ -30,55 +30,70 @@ from shared.errors import ErrorCode, UserError
 NAMED_IN_MESSAGE = 5
 
 _USER = """
-SELECT r.rolsuper, r.rolbypassrls,
+SELECT r.rolsuper,
        EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'pg_read_all_data'
-               AND pg_has_role(r.oid, g.oid, 'MEMBER')) AS read_all,
-       has_database_privilege(r.oid, current_database(), 'CONNECT') AS can_connect,
-       current_setting('lo_compat_privileges')::bool AS lo_compat
+               AND pg_has_role(r.oid, g.oid, 'MEMBER')) AS read_all
 FROM pg_roles r WHERE r.rolname = %(user)s
 """
 
-_SCHEMAS = """
-SELECT n.nspname, pg_get_userbyid(n.nspowner)
-FROM pg_namespace n
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
-                  AND d.objid = n.oid AND d.deptype = 'e')
-  AND NOT has_schema_privilege(%(user)s, n.oid, 'USAGE')
-ORDER BY 1
-"""
+# The schemas whose objects pg_dump dumps (``n`` is pg_namespace). No ``%`` and no backslash in
+# these fragments, so they read the same as psycopg query text and inside the grant script.
+DUMPED_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_)'"
 
-_RELATIONS = """
-SELECT n.nspname, c.relname, c.relkind, pg_get_userbyid(c.relowner),
-       NOT has_table_privilege(%(user)s, c.oid, 'SELECT') AS missing_select,
-       c.relrowsecurity AND pg_get_userbyid(c.relowner) <> %(user)s AS rls
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'S')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                  AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 1, 2
-"""
 
-_LARGE_OBJECTS = """
-SELECT m.oid::bigint, pg_get_userbyid(m.lomowner)
-FROM pg_largeobject_metadata m
-WHERE pg_get_userbyid(m.lomowner) <> %(user)s
-  AND NOT EXISTS (
-    SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
-    WHERE a.privilege_type = 'SELECT'
-      AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(%(user)s, a.grantee, 'MEMBER') END)
-ORDER BY 1
-"""
+def _not_extension_member(catalog: str, oid: str) -> str:
+    return (
+        f"NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{catalog}'::regclass"  # noqa: S608 (constants)
+        f" AND d.objid = {oid} AND d.deptype = 'e')"
+    )
 
-_DEFAULTS = """
+
+# Every object pg_dump would need and the user cannot read, in the order a report names them:
+# the one definition of "what pg_dump needs", run by validation and by the grant script's last
+# check. ``{user}`` is an SQL expression (a query parameter here, a PL/pgSQL variable there).
+# has_*_privilege already count pg_read_all_data, which covers schemas, tables and sequences but
+# not large objects (pg_dump fails on those: "permission denied for large object").
+# Built from the constant fragments above only: S608 does not apply.
+GAPS = f"""
+SELECT privilege, kind, schema_name, object_name, owner FROM (
+  SELECT 1 AS ord, NULL::oid AS lo, 'CONNECT' AS privilege, 'database' AS kind, NULL::text AS schema_name,
+         current_database()::text AS object_name, NULL::text AS owner
+  WHERE NOT has_database_privilege({{user}}, current_database(), 'CONNECT')
+  UNION ALL
+  SELECT 2, NULL, 'USAGE', 'schema', NULL, n.nspname::text, pg_get_userbyid(n.nspowner)::text
+  FROM pg_namespace n
+  WHERE {DUMPED_SCHEMA} AND {_not_extension_member("pg_namespace", "n.oid")}
+    AND NOT has_schema_privilege({{user}}, n.oid, 'USAGE')
+  UNION ALL
+  SELECT 3, NULL, p.privilege, p.kind, n.nspname::text, c.relname::text, pg_get_userbyid(c.relowner)::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL (VALUES
+    ('SELECT', CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END,
+     NOT has_table_privilege({{user}}, c.oid, 'SELECT')),
+    ('BYPASSRLS', 'row-level security on table',
+     c.relrowsecurity AND pg_get_userbyid(c.relowner) <> {{user}}
+     AND NOT (SELECT rolbypassrls FROM pg_roles WHERE rolname = {{user}}))
+  ) AS p (privilege, kind, missing)
+  WHERE c.relkind IN ('r', 'p', 'S') AND {DUMPED_SCHEMA} AND {_not_extension_member("pg_class", "c.oid")}
+    AND p.missing
+  UNION ALL
+  SELECT 4, m.oid, 'SELECT', 'large object', NULL, m.oid::text, pg_get_userbyid(m.lomowner)::text
+  FROM pg_largeobject_metadata m
+  WHERE NOT current_setting('lo_compat_privileges')::bool
+    AND pg_get_userbyid(m.lomowner) <> {{user}}
+    AND NOT EXISTS (
+      SELECT 1 FROM aclexplode(coalesce(m.lomacl, acldefault('L', m.lomowner))) a
+      WHERE a.privilege_type = 'SELECT'
+        AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role({{user}}, a.grantee, 'MEMBER') END)
+) AS gaps
+WHERE NOT (SELECT rolsuper FROM pg_roles WHERE rolname = {{user}})
+ORDER BY ord, lo, schema_name COLLATE "C", object_name COLLATE "C", privilege DESC
+"""  # noqa: S608
+
+_DEFAULTS = f"""
 SELECT DISTINCT n.nspname, pg_get_userbyid(c.relowner)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'S')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+WHERE c.relkind IN ('r', 'p', 'S') AND {DUMPED_SCHEMA}
   AND pg_get_userbyid(c.relowner) <> %(user)s
   AND NOT EXISTS (
     SELECT 1 FROM pg_default_acl d, aclexplode(d.defaclacl) a
@@ -87,9 +102,7 @@ WHERE c.relkind IN ('r', 'p', 'S')
       AND a.privilege_type = 'SELECT'
       AND CASE WHEN a.grantee = 0 THEN true ELSE pg_has_role(%(user)s, a.grantee, 'MEMBER') END)
 ORDER BY 1, 2
-"""
-
-_KINDS = {"r": "table", "p": "table", "S": "sequence"}
+"""  # noqa: S608 (constant fragments only)
 
 
 def quote_ident(name: str) -> str:
@@ -151,6 +164,12 @@ def _qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
+def _display(kind: str, schema: str | None, name: str) -> str:
+    if schema is not None:
+        return _qualified(schema, name)
+    return name if kind == "large object" else quote_ident(name)
+
+
 def check_backup_privileges(conn: psycopg.Connection[Any], user: str) -> PrivilegeReport:
     """Check, on a connection to the database to back up, what ``user`` lacks for ``pg_dump``."""
     database = str(conn.info.dbname)
@@ -159,35 +178,23 @@ def check_backup_privileges(conn: psycopg.Connection[Any], user: str) -> Privile
         row = cur.execute(_USER, args).fetchone()
         if row is None:
             return PrivilegeReport(user, database, (MissingPrivilege("LOGIN", "role", quote_ident(user)),), ())
-        superuser, bypassrls, read_all, can_connect, lo_compat = row
+        superuser, read_all = row
         if superuser:
             return PrivilegeReport(user, database, (), ())
-        missing: list[MissingPrivilege] = []
-        if not can_connect:
-            missing.append(MissingPrivilege("CONNECT", "database", quote_ident(database)))
-        if not read_all:
-            for schema, owner in cur.execute(_SCHEMAS, args).fetchall():
-                missing.append(MissingPrivilege("USAGE", "schema", quote_ident(schema), owner))
-        for schema, name, kind, owner, missing_select, rls in cur.execute(_RELATIONS, args).fetchall():
-            if missing_select and not read_all:
-                missing.append(MissingPrivilege("SELECT", _KINDS[kind], _qualified(schema, name), owner))
-            if rls and not bypassrls:
-                missing.append(
-                    MissingPrivilege("BYPASSRLS", "row-level security on table", _qualified(schema, name), owner)
-                )
-        if not lo_compat and not read_all:
-            for oid, owner in cur.execute(_LARGE_OBJECTS, args).fetchall():
-                missing.append(MissingPrivilege("SELECT", "large object", str(oid), owner))
+        missing = tuple(
+            MissingPrivilege(privilege, kind, _display(kind, schema, name), owner)
+            for privilege, kind, schema, name, owner in cur.execute(GAPS.format(user="%(user)s"), args).fetchall()
+        )
         warnings = (
-            tuple(
+            ()
+            if read_all
+            else tuple(
                 f"tables that {quote_ident(owner)} creates later in schema {quote_ident(schema)} will not be readable: "
                 "no default privileges grant SELECT on them"
                 for schema, owner in cur.execute(_DEFAULTS, args).fetchall()
             )
-            if not read_all
-            else ()
         )
-    return PrivilegeReport(user, database, tuple(missing), warnings)
+    return PrivilegeReport(user, database, missing, warnings)
 
 
 def check_create_db(conn: psycopg.Connection[Any], user: str) -> bool:

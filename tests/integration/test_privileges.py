@@ -215,3 +215,27 @@ def test_sh_script_run_by_the_owner_or_a_superuser_exits_0(db: Db, tmp_path: Pat
     assert "can read everything pg_dump needs" in owner.stderr
     assert db.check().ok
     assert _run_sh(db, tmp_path, "postgres").returncode == 0
+
+
+def test_a_member_of_pg_read_all_data_still_needs_select_on_large_objects(db: Db) -> None:
+    """pg_read_all_data covers tables, sequences and schemas, not large objects: pg_dump fails on them."""
+    with db.admin() as c:
+        c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(db.user)))
+    report = db.check()
+    assert [(m.privilege, m.kind) for m in report.missing] == [("SELECT", "large object")]
+    assert report.warnings == ()  # it reads the tables created later too
+    assert db.pg_dump().returncode != 0  # the check agrees with pg_dump
+    assert db.run_script(grant_sql(db.name, db.user)).returncode == 0
+    assert db.check().ok
+    dump = db.pg_dump()
+    assert dump.returncode == 0, dump.stderr.decode()
+
+
+def test_the_scripts_last_check_fails_exactly_when_validation_finds_a_gap(db: Db, stranger: str) -> None:
+    """One definition of what pg_dump needs: the script's own check and validation never disagree."""
+    with db.admin() as c:
+        c.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(db.user)))
+    assert [m.kind for m in db.check().missing] == ["large object"]
+    out = db.run_script(grant_sql(db.name, db.user), as_role=stranger)  # may grant nothing
+    assert out.returncode != 0 and "SELECT on large object" in out.stderr, out.stderr
+    assert "SELECT on table" not in out.stderr  # pg_read_all_data reads those
