@@ -9,8 +9,10 @@ the 1 GB reference database of bench/backup.py). Those functions keep their resu
 versions and machines of one byte order, because hash-partitioned tables depend on that
 (pg_upgrade keeps their rows in place). A table with a column type that has no hash function
 (``json``, ``point``, ``xml``, ...), or a server older than 14, is hashed from the text of its
-rows instead, with output settings fixed so both sides print values alike. Each digest records its
-method, and verification uses the manifest's method for each table.
+rows instead, with output settings fixed so both sides print values alike. So is a table holding,
+anywhere in a column's type (domain, array, composite, range), an enum or a ``reg*`` type: their
+hash functions hash OIDs, which a restored copy gives anew. Each digest records its method, and
+verification uses the manifest's method for each table.
 """
 
 from __future__ import annotations
@@ -41,6 +43,31 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND d.deptype = 'e')
 ORDER BY 1, 2
 """
+# Tables with a column whose type, followed through domains, arrays, composites, ranges and
+# multiranges, is an enum or a reg* type: their hashes are of OIDs, which differ in a restored copy.
+# Run on PostgreSQL 14+ only (pg_range.rngmultitypid), where hash_record_extended exists.
+_HASHED_BY_OID = """
+WITH RECURSIVE used (rel, typ) AS (
+  SELECT a.attrelid, a.atttypid FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+  UNION
+  SELECT u.rel, x.child FROM used u JOIN pg_type t ON t.oid = u.typ
+  CROSS JOIN LATERAL (
+    SELECT t.typbasetype WHERE t.typtype = 'd'
+    UNION ALL SELECT t.typelem WHERE t.typcategory = 'A' AND t.typelem <> 0
+    UNION ALL SELECT a.atttypid FROM pg_attribute a
+              WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE t.typtype = 'r' AND r.rngtypid = t.oid
+    UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE t.typtype = 'm' AND r.rngmultitypid = t.oid
+  ) AS x (child)
+)
+SELECT DISTINCT n.nspname, c.relname
+FROM used u JOIN pg_type t ON t.oid = u.typ
+JOIN pg_class c ON c.oid = u.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE t.typtype = 'e' OR (t.typnamespace = 'pg_catalog'::regnamespace AND t.typname IN (
+  'regclass', 'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator',
+  'regproc', 'regprocedure', 'regrole', 'regtype'))
+"""
 # Order-free: sums, so neither side sorts a table. The sum of signed 64-bit hashes is a numeric.
 _DIGESTS = {
     METHOD_HASH: "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text FROM {} t",
@@ -58,12 +85,14 @@ def table_digests(conn: psycopg.Connection[Any], methods: Mapping[str, str] | No
     """
     for statement in STABLE_OUTPUT:
         conn.execute(statement)
-    preferred = METHOD_HASH if conn.info.server_version >= HASH_SINCE else METHOD_TEXT
+    hashable = conn.info.server_version >= HASH_SINCE
+    by_oid = {f"{s}.{t}" for s, t in conn.execute(_HASHED_BY_OID).fetchall()} if hashable else set()
     out: dict[str, dict[str, Any]] = {}
     for schema, table in conn.execute(_TABLES).fetchall():
         name = f"{schema}.{table}"
         ident = sql.Identifier(schema, table)
         asked = (methods or {}).get(name)
+        preferred = METHOD_HASH if hashable and name not in by_oid else METHOD_TEXT
         for method in (asked,) if asked else dict.fromkeys((preferred, METHOD_TEXT)):
             try:
                 with conn.transaction():
