@@ -12,6 +12,7 @@ not all there. ``classify`` tells them apart, so a restore can end ``CompletedWi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import queue
@@ -49,6 +50,14 @@ IGNORABLE = (
     re.compile(r'schema "public" already exists'),
     re.compile(r"must be owner of (?:schema public|extension)"),
     re.compile(r'extension "[^"]*" already exists'),
+)
+# The session settings a newer pg_restore sends at the start of every restore (pg_dump's fixed
+# preamble) that an older server does not know: transaction_timeout (17), default_toast_compression
+# (14), default_table_access_method (12). They change nothing in the data, so they are notes of the
+# job, not warnings (PostgreSQL 17's pg_restore into 12-16 would otherwise always warn).
+SESSION_SETTINGS = re.compile(
+    r"unrecognized configuration parameter "
+    r'"(?:transaction_timeout|default_toast_compression|default_table_access_method)"'
 )
 # What pg_restore says when the target server itself went away (worth a retry).
 _SERVER_GONE = (
@@ -113,6 +122,7 @@ class RestoreReport:
     returncode: int
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # expected and harmless (SESSION_SETTINGS)
     stdin_closed_early: bool = False
     stderr_tail: str = field(default="", repr=False)
 
@@ -121,7 +131,7 @@ class RestoreReport:
         """Whether the data is all there (possibly with warnings)."""
         if self.errors:
             return False
-        return self.returncode == 0 or bool(self.warnings)
+        return self.returncode == 0 or bool(self.warnings or self.notes)
 
 
 def _clean(text: str) -> str:
@@ -131,10 +141,12 @@ def _clean(text: str) -> str:
 def classify(stderr: str, returncode: int) -> RestoreReport:
     """Split ``pg_restore``'s messages into harmless warnings and data-losing errors.
 
-    Every ``error:`` line counts; those matching ``IGNORABLE`` are warnings. A non-zero exit
-    with no error line at all (an unreadable archive, a crash) is an error of its own.
+    Every ``error:`` line counts: those matching ``SESSION_SETTINGS`` are notes, those matching
+    ``IGNORABLE`` warnings, the rest errors. A non-zero exit with no error line at all (an
+    unreadable archive, a crash) is an error of its own.
     """
     text = _clean(stderr)
+    notes: list[str] = []
     warnings: list[str] = []
     errors: list[str] = []
     for line in text.splitlines():
@@ -142,11 +154,20 @@ def classify(stderr: str, returncode: int) -> RestoreReport:
         if m is None:
             continue
         message = m.group(1).strip()
-        (warnings if any(p.search(message) for p in IGNORABLE) else errors).append(message)
-    if returncode != 0 and not warnings and not errors:
+        if SESSION_SETTINGS.search(message):
+            notes.append(message)
+        else:
+            (warnings if any(p.search(message) for p in IGNORABLE) else errors).append(message)
+    if returncode != 0 and not (notes or warnings or errors):
         last = " | ".join(text.splitlines()[-3:]) or f"exit code {returncode}"
         errors.append(f"pg_restore failed: {last}")
-    return RestoreReport(returncode, tuple(dict.fromkeys(warnings)), tuple(dict.fromkeys(errors)), stderr_tail=text)
+    return RestoreReport(
+        returncode,
+        tuple(dict.fromkeys(warnings)),
+        tuple(dict.fromkeys(errors)),
+        tuple(dict.fromkeys(notes)),
+        stderr_tail=text,
+    )
 
 
 def error_for(report: RestoreReport) -> UserError | TransientError:
@@ -294,9 +315,7 @@ def restore_stream(
     report = classify(stderr.decode(errors="replace"), returncode)
     if closed_early and returncode == 0:
         log.info("pg_restore finished before the end of the archive (a partial restore); the rest was verified")
-    return RestoreReport(
-        report.returncode, report.warnings, report.errors, closed_early, stderr_tail=report.stderr_tail
-    )
+    return dataclasses.replace(report, stdin_closed_early=closed_early)
 
 
 def restore_blob(

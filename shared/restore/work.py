@@ -268,6 +268,7 @@ class RestoreWork:
             "target": {"server": host, "port": port, "database": name},
             "pgRestoreVersion": tool.version_text,
             "warnings": warnings,
+            **({"notes": list(report.notes)} if report.notes else {}),
         }
         if expected is not None:
             current = self.step("Compare")
