@@ -194,6 +194,18 @@ class Azurite:
             self.proc = None
 
 
+def _runs_as(user: str, program: Path) -> bool:
+    """Whether ``user`` may run ``program`` (a server installed under /root is not for postgres)."""
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(program)], check=False).returncode == 0
+
+
+def _copy_installation(bin_dir: Path, into: Path) -> Path:
+    """A copy of the installation ``bin_dir`` belongs to (bin, lib, share) under ``into``; its bin."""
+    if not (into / "bin").is_dir():
+        shutil.copytree(bin_dir.parent, into, symlinks=True)
+    return into / "bin"
+
+
 def find_pg_bin(program: str = "initdb") -> Path:
     """The folder of the newest PostgreSQL server binaries on this machine."""
     candidates = sorted(
@@ -242,6 +254,14 @@ class Postgres:
     bin_dir: Path | None = None
     tls: bool = False
 
+    def client(self, program: str) -> Path:
+        """A client program (psql, pg_isready) for this cluster: beside the server binaries, or the
+        machine's own when the server comes without them (the npm builds of other majors carry only
+        initdb, pg_ctl and postgres)."""
+        assert self.bin_dir is not None
+        own = self.bin_dir / program
+        return own if own.exists() else find_pg_bin(program) / program
+
     @property
     def cert_file(self) -> Path:
         """The server's self-signed certificate (TLS clusters): its own CA."""
@@ -287,6 +307,8 @@ class Postgres:
         """initdb (first time only), then run the postmaster as our child and wait for it."""
         self.bin_dir = self.bin_dir or find_pg_bin()
         self.root.mkdir(parents=True, exist_ok=True)
+        if self._user and not _runs_as(self._user, self.bin_dir / "postgres"):
+            self.bin_dir = _copy_installation(self.bin_dir, self.root / "install")
         self.socket_dir.mkdir(exist_ok=True)
         if self._user:
             entry = pwd.getpwnam(self._user)
@@ -347,7 +369,7 @@ class Postgres:
         if fresh:
             subprocess.run(
                 [
-                    str(self.bin_dir / "psql"),
+                    str(self.client("psql")),
                     "-X",
                     "-q",
                     "-h",
@@ -371,7 +393,7 @@ class Postgres:
         assert self.bin_dir is not None
         while time.monotonic() < deadline:
             ok = subprocess.run(
-                [str(self.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False
+                [str(self.client("pg_isready")), "-h", "127.0.0.1", "-p", str(self.port), "-q"], check=False
             )
             if ok.returncode == 0:
                 return
@@ -383,7 +405,7 @@ class Postgres:
         assert self.bin_dir is not None
         out = subprocess.run(
             [
-                str(self.bin_dir / "psql"),
+                str(self.client("psql")),
                 "-X",
                 "-q",
                 "-At",
