@@ -24,13 +24,12 @@ from typing import IO, Any
 
 import psycopg
 import zstandard
-from azure.storage.blob import ContainerClient
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
 from shared.stopping import StopSignal, check
-from shared.storage.blockstream import BlockWriter, StreamResult
+from shared.storage.ports import BlockSinks, StreamResult
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
 def dump_to_blob(
     pg_dump: Path,
     env: Mapping[str, str],
-    container: ContainerClient,
+    sinks: BlockSinks,
     blob_name: str,
     metadata: Mapping[str, str],
     *,
@@ -186,7 +185,7 @@ def dump_to_blob(
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
-    writer = BlockWriter(container, blob_name, expected_bytes=expected_bytes)
+    writer = sinks.writer(blob_name, expected_bytes=expected_bytes)
     raw = 0
     last_report = time.monotonic()
     killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
@@ -236,7 +235,7 @@ def dump_with_manifest(
     pg_dump: Path,
     libpq: Mapping[str, Any],
     env: Mapping[str, str],
-    container: ContainerClient,
+    sinks: BlockSinks,
     blob_name: str,
     *,
     metadata: Mapping[str, str],
@@ -258,7 +257,7 @@ def dump_with_manifest(
         dump_to_blob,
         pg_dump,
         env,
-        container,
+        sinks,
         blob_name,
         metadata,
         on_progress=on_progress,

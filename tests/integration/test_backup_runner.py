@@ -353,7 +353,7 @@ def test_an_attempt_frozen_and_woken_after_a_takeover_leaves_one_consistent_poin
     try:
         tool = pick_tool("pg_restore", int(point.server_version.split(".")[0]), None)
         env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
-        report = restore_blob(tool.path, env, world.backups.client, point.blob_name, point.sha256)
+        report = restore_blob(tool.path, env, world.backups, point.blob_name, point.sha256)
         assert report.ok, report
         with psycopg.connect(world.pg.dsn(target)) as c:
             assert c.execute("SELECT count(*) FROM t").fetchone() == (400000,)

@@ -267,7 +267,9 @@ def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
         world.secrets(),
         lambda: datetime.now(UTC),
         queues=world.queues,
-        vault_blobs=BlobServiceClient.from_connection_string(world.azurite.connection_string),
+        vault_account=StorageAccount.from_connection_setting(
+            "AzureWebJobsStorage", {"AzureWebJobsStorage": world.azurite.connection_string}
+        ),
         allow_env_secrets=True,
         exports=ExportRules.from_settings(
             load_settings(

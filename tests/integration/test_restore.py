@@ -33,14 +33,14 @@ from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
 from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
-from shared.restore.rehydration import ContainerProbe, RehydrationStore
+from shared.restore.rehydration import RehydrationStore
 from shared.restore.request import RestoreRequest
 from shared.restore.service import RestoreService
 from shared.restore.work import Heartbeat
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
-from shared.storage.blobs import BlobStore
+from shared.storage.blobs import BlobInfo, BlobStore, blob_info
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
@@ -70,7 +70,9 @@ class World:
             EnvSecretProvider(True, self.env),
             clock or (lambda: datetime.now(UTC)),
             queues=self.queues,
-            vault_blobs=self.blob_service,
+            vault_account=StorageAccount.from_connection_setting(
+                "AzureWebJobsStorage", {"AzureWebJobsStorage": self.env["AzureWebJobsStorage"]}
+            ),
             probe=probe,
             allow_env_secrets=True,
             exports=exports or self.exports,
@@ -693,14 +695,14 @@ class RecordedPending:
         "x-ms-copy-progress": "0/1048576",
     }
 
-    def __init__(self, real: ContainerProbe, pending: int) -> None:
+    def __init__(self, real: BlobStore, pending: int) -> None:
         self.real, self.pending, self.calls = real, pending, 0
 
-    def properties(self, blob_name: str) -> BlobProperties | None:
+    def info(self, name: str) -> BlobInfo | None:
         self.calls += 1
         if self.calls <= self.pending:
-            return BlobProperties(name=blob_name, **self.HEADERS)
-        return self.real.properties(blob_name)
+            return blob_info(name, BlobProperties(name=name, **self.HEADERS))
+        return self.real.info(name)
 
 
 def _restore_messages(world: World) -> list[str]:
@@ -727,7 +729,7 @@ def test_restore_of_an_archived_point_waits_for_rehydration_then_completes(world
         "rehydrationRetentionDuration": "P12D",
     }
     now = datetime.now(UTC)
-    probe = RecordedPending(ContainerProbe(world.backups.client), pending=2)
+    probe = RecordedPending(world.backups, pending=2)
     service = world.service(probe=probe)
     restore = service.start("src", body, now)
     rehydrate_id = restore.details["rehydrationJobId"]
