@@ -9,8 +9,10 @@ for the kinds it words itself), so the same answer from any service is treated a
 | no answer (connection, timeout, broken response)      | UNREACHABLE | ``TransientError``            |
 | 5xx, 408, 429                                         | BUSY        | ``TransientError``            |
 | 409 (other than "exists"), 412 (other than ours)      | BUSY        | ``TransientError``            |
+| 409 ``BlobArchived`` (reading an archived blob)         | REFUSED     | ``StorageRequestRefused``     |
 | 401, 403, an authentication failure                   | DENIED      | ``StorageAccessDenied``       |
 | 404                                                   | MISSING     | (the caller decides)          |
+| 400 ``Md5Mismatch``, ``Crc64Mismatch`` (bytes damaged)  | BUSY        | ``TransientError``            |
 | 400 and any other 4xx                                 | REFUSED     | ``StorageRequestRefused``     |
 
 Why 403 is not transient (before, blobs retried it and tables did not): it means the app's
@@ -24,7 +26,7 @@ which pass. The callers keep catching ``ResourceExistsError``, ``ResourceModifie
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from azure.core.exceptions import (
     AzureError,
@@ -73,6 +75,12 @@ def status_of(exc: AzureError) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def error_code_of(exc: AzureError) -> str:
+    """The service's error code (``x-ms-error-code``), or ``""``."""
+    code = getattr(exc, "error_code", None) or ""
+    return str(code.value if isinstance(code, Enum) else code)
+
+
 def classify(exc: AzureError) -> Fault:
     """The kind of ``exc`` (see the table above)."""
     if isinstance(exc, ClientAuthenticationError):
@@ -81,9 +89,20 @@ def classify(exc: AzureError) -> Fault:
         return Fault.MISSING
     if isinstance(exc, ServiceRequestError | ServiceResponseError) or not isinstance(exc, HttpResponseError):
         return Fault.UNREACHABLE  # no answer: connection, timeout, a transport-level failure
+    code = error_code_of(exc)
+    if code in _NOT_PASSING:
+        return Fault.REFUSED
+    if code in _PASSING:
+        return Fault.BUSY
     return _BY_STATUS.get(status_of(exc) or 0, Fault.REFUSED)
 
 
+# Error codes whose status says "busy" but which do not pass by waiting: an archived blob stays
+# unreadable until someone rehydrates it (409 BlobArchived).
+_NOT_PASSING = frozenset({"BlobArchived"})
+# Error codes whose status says "refused" but which pass on a retry: the bytes were damaged on the
+# way (400 Md5Mismatch / Crc64Mismatch: the service checked the checksum sent with a block).
+_PASSING = frozenset({"Md5Mismatch", "Crc64Mismatch"})
 # Statuses with their own kind; 0 (no status), 5xx and the rest of 4xx are handled below them.
 _BY_STATUS: dict[int, Fault] = {
     0: Fault.BUSY,
@@ -104,8 +123,9 @@ def storage_error(exc: AzureError, service: str, what: str) -> PgVaultError:
     A 404 the caller did not expect is ``StorageRequestRefused``: the thing it acts on is gone,
     and retrying will not bring it back.
     """
-    status = status_of(exc)
+    status, code = status_of(exc), error_code_of(exc)
     answered = f"answered {status}" if status is not None else f"failed ({type(exc).__name__})"
+    answered += f" {code}" if code else ""
     message = f"{service} {answered} during {what}"
     kind = classify(exc)
     if kind.transient:

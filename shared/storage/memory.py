@@ -1,4 +1,6 @@
-"""An in-memory state table with the interface and the semantics of ``StateTable``.
+"""An in-memory state table and blob container with the interfaces and semantics of the real ones.
+
+``MemoryStateTable`` is ``StateTable``'s twin, ``MemoryBlobStore`` ``BlobStore``'s (below).
 
 For fast unit tests of the logic above the table (jobs, instances, retention): the same ETag
 rules (a stale or missing ETag loses with ``ETagMismatch``, an insert over existing keys with
@@ -15,7 +17,9 @@ table; the clock is injectable, so ``Timestamp`` and ``service_time`` can be dri
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +29,13 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import zstandard
+
+from shared.errors import TransientError
+from shared.storage.blobs import ARCHIVED_READ_ERROR, BlobInfo, BlobMissing
+from shared.storage.faults import StorageRequestRefused
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
+from shared.storage.ports import BlobExists, IntegrityError, StreamResult
 from shared.storage.tables import Entity, EntityExists, ETagMismatch
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -400,3 +410,232 @@ class _Parser:
 def parse_filter(text: str) -> _Test:
     """A test of (keys, properties) for an OData filter with literals (parameters substituted)."""
     return _Parser(text).parse()
+
+
+# ---- blobs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Blob:
+    body: bytes
+    etag: str
+    modified: datetime
+    content_type: str = "application/octet-stream"
+    metadata: dict[str, str] | None = None
+    tier: str = "Hot"
+    copy_status: str | None = None
+
+
+class MemoryBlobStore:
+    """A container held in this process, with ``BlobStore``'s methods and answers.
+
+    What Azurite does is done here: a blob appears only when written or committed whole; a copy
+    completes at once (to the Archive tier for ``copy_to_archive``, readable for a rehydration);
+    an archived blob cannot be read (``BlobArchived``). ``last_modified`` comes from the clock.
+    """
+
+    def __init__(self, container: str = "memory", *, clock: Callable[[], datetime] = _now) -> None:
+        self.container = container
+        self.url = f"memory://{container}"
+        self._clock = clock
+        self._blobs: dict[str, _Blob] = {}
+        self._lock = threading.RLock()
+        self._etags = itertools.count(1)
+
+    def _write(self, name: str, body: bytes, *, if_missing: bool = False, **props: Any) -> _Blob:
+        with self._lock:
+            if if_missing and name in self._blobs:
+                raise BlobExists(f"{name} exists")
+            blob = _Blob(body, f'"0x{next(self._etags):x}"', self._clock().astimezone(UTC), **props)
+            self._blobs[name] = blob
+            return blob
+
+    def _readable(self, name: str) -> _Blob | None:
+        with self._lock:
+            blob = self._blobs.get(name)
+        if blob is not None and blob.tier == "Archive":
+            raise StorageRequestRefused(f"blob storage answered 409 ({ARCHIVED_READ_ERROR}) during reading {name}")
+        return blob
+
+    def content(self, name: str) -> bytes | None:
+        """The bytes of blob ``name`` (for tests), or None."""
+        with self._lock:
+            blob = self._blobs.get(name)
+            return None if blob is None else blob.body
+
+    def ensure(self) -> None:
+        """Nothing to create: the container exists from its construction."""
+
+    def create_once(self, name: str, document: Mapping[str, Any]) -> bool:
+        """Write ``name`` only if it does not exist yet; True for the one caller that wrote it."""
+        try:
+            self._write(name, json.dumps(document, sort_keys=True).encode(), if_missing=True)
+        except BlobExists:
+            return False
+        return True
+
+    def get_json(self, name: str) -> Any | None:
+        """The JSON document stored under ``name``, or None when there is none."""
+        blob = self._readable(name)
+        return None if blob is None else json.loads(blob.body)
+
+    def delete(self, name: str, *, etag: str | None = None) -> bool:
+        """Delete ``name``; False if it was already gone (a stale ``etag`` is a transient 412, as there)."""
+        with self._lock:
+            blob = self._blobs.get(name)
+            if blob is None:
+                return False
+            if etag is not None and blob.etag != etag:
+                raise TransientError(f"blob storage answered 412 during deleting {name}")
+            del self._blobs[name]
+            return True
+
+    def set_archive_tier(self, name: str) -> bool:
+        """Move blob ``name`` to the Archive tier in place; False if it does not exist."""
+        with self._lock:
+            blob = self._blobs.get(name)
+            if blob is None:
+                return False
+            blob.tier = "Archive"
+            return True
+
+    def copy_to_archive(self, source: str, target: str) -> bool:
+        """Copy ``source`` to ``target`` in the Archive tier (idempotent); False if there is no source."""
+        with self._lock:
+            if target in self._blobs:
+                return True
+            blob = self._blobs.get(source)
+            if blob is None:
+                return False
+            self._write(target, blob.body, metadata=blob.metadata, tier="Archive", copy_status="success")
+            return True
+
+    def listing(self) -> Iterator[tuple[str, datetime]]:
+        """Every blob: its name and when it was last written, by name."""
+        with self._lock:
+            return iter([(name, blob.modified) for name, blob in sorted(self._blobs.items())])
+
+    def tier(self, name: str) -> str | None:
+        """The access tier of blob ``name``, or None when it does not exist."""
+        with self._lock:
+            blob = self._blobs.get(name)
+            return None if blob is None else blob.tier
+
+    def exists(self, name: str) -> bool:
+        """Whether blob ``name`` exists."""
+        with self._lock:
+            return name in self._blobs
+
+    def info(self, name: str) -> BlobInfo | None:
+        """Tier, copy state and metadata of blob ``name``, or None."""
+        with self._lock:
+            blob = self._blobs.get(name)
+            if blob is None:
+                return None
+            return BlobInfo(name, blob.tier, None, blob.copy_status, dict(blob.metadata or {}), blob.modified)
+
+    def put(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = True,
+    ) -> None:
+        """Write blob ``name``; without ``overwrite`` an existing one is left and ``BlobExists`` raised."""
+        self._write(
+            name, bytes(body), if_missing=not overwrite, content_type=content_type, metadata=dict(metadata or {})
+        )
+
+    def put_json(
+        self, name: str, document: Any, *, metadata: Mapping[str, str] | None = None, overwrite: bool = True
+    ) -> None:
+        """Write ``document`` as JSON under ``name``."""
+        body = json.dumps(document, indent=2, sort_keys=True).encode()
+        self.put(name, body, content_type="application/json", metadata=metadata, overwrite=overwrite)
+
+    def probe_write(self, name: str) -> str | None:
+        """A memory container is always writable."""
+        return None
+
+    def writer(self, name: str, *, expected_bytes: int = 0) -> MemoryBlockSink:
+        """A sink whose bytes become blob ``name`` only on ``commit``."""
+        return MemoryBlockSink(self, name)
+
+    def read_verified(
+        self,
+        name: str,
+        expected_sha256: str,
+        *,
+        decompress: bool = True,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """Blob ``name``'s content (decompressed), ``IntegrityError`` at the end on a checksum mismatch."""
+        blob = self._readable(name)
+        if blob is None:
+            raise IntegrityError(f"{name} is missing from the vault")
+        body = blob.body
+        if on_bytes is not None:
+            on_bytes(len(body))
+        if decompress:
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True)
+                while out := reader.read(1024 * 1024):
+                    yield out
+            except zstandard.ZstdError as exc:
+                raise IntegrityError(f"{name} is not a valid zstd stream: {exc}") from exc
+        else:
+            yield body
+        digest = hashlib.sha256(body).hexdigest()
+        if digest != expected_sha256:
+            raise IntegrityError(
+                f"{name}: SHA-256 of the stored bytes is {digest}, the recovery point says {expected_sha256}"
+            )
+
+    def start_rehydration(self, source: str, target: str, priority: str) -> None:
+        """Copy archived ``source`` to a readable ``target`` at once (as Azurite does)."""
+        with self._lock:
+            blob = self._blobs.get(source)
+            if blob is None:
+                raise BlobMissing(f"{source} does not exist")
+            self._write(target, blob.body, metadata=blob.metadata, copy_status="success")
+
+
+class MemoryBlockSink:
+    """``BlockWriter``'s twin: bytes gathered, the blob written whole on ``commit``."""
+
+    def __init__(self, store: MemoryBlobStore, name: str) -> None:
+        self._store, self.blob_name = store, name
+        self._buffer = bytearray()
+        self._closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self._closed:
+            raise ValueError(f"{self.blob_name}: the writer is closed")
+        self._buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing to do."""
+
+    def commit(
+        self, metadata: Mapping[str, str], *, content_type: str = "application/zstd", if_missing: bool = False
+    ) -> StreamResult:
+        """Write the blob with ``metadata`` (plus ``sha256`` and ``storedbytes``, as ``BlockWriter`` does)."""
+        body = bytes(self._buffer)
+        sha = hashlib.sha256(body).hexdigest()
+        try:
+            blob = self._store._write(
+                self.blob_name,
+                body,
+                if_missing=if_missing,
+                content_type=content_type,
+                metadata={**metadata, "sha256": sha, "storedbytes": str(len(body))},
+            )
+        finally:
+            self.close()
+        return StreamResult(self.blob_name, blob.etag, sha, len(body), 1, 0.0)
+
+    def close(self) -> None:
+        self._closed = True
