@@ -32,7 +32,7 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.request_body import ANY, NO_FIELDS, Shape, check_fields
 from shared.retention import RetentionSweep
 from shared.storage import layout
-from shared.storage.blobs import BlobStore
+from shared.storage.ports import BlobContainer
 from shared.storage.tables import ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def parse_stop(body: Any) -> RetainData:
 class ProtectionService:
     """Stops and resumes protection of instances."""
 
-    def __init__(self, state: StateStore, blobs: BlobStore) -> None:
+    def __init__(self, state: StateStore, blobs: BlobContainer) -> None:
         self._state = state
         self._blobs = blobs
         self._instances = InstanceStore(state)

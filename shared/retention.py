@@ -44,8 +44,9 @@ from shared.policy import DataStore, LifecycleEvent
 from shared.recovery_points import STEP_STATE, PointState, RecoveryPoint, RecoveryPointStore, due_key
 from shared.restore.rehydration import COPY_PREFIX
 from shared.storage import layout
-from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
+from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
 from shared.storage.layout import manifest_name_for
+from shared.storage.ports import BlobContainer
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 from shared.timeouts import MAX_JOB_LIFETIME
 
@@ -139,7 +140,7 @@ class RetentionSweep:
     def __init__(
         self,
         state: StateStore,
-        blobs: BlobStore,
+        blobs: BlobContainer,
         *,
         run_id: str | None = None,
         on_step: StepHook | None = None,

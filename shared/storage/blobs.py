@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +31,10 @@ from azure.storage.blob import (
     StandardBlobTier,
 )
 
-from shared.errors import PgVaultError, TransientError
+from shared.errors import TransientError
 from shared.storage.blockstream import BlobExists, BlockWriter, read_verified
 from shared.storage.faults import Fault, classify, status_of, storage_error
+from shared.storage.ports import BlobInfo, BlobMissing
 
 # Azure Blob Storage, "Access tiers for blob data" (learn.microsoft.com/azure/storage/blobs/access-tiers-overview):
 # a blob deleted or moved out of the Archive tier before 180 days is charged an early-deletion fee
@@ -47,24 +47,6 @@ ARCHIVED_READ_ERROR = "BlobArchived"
 # Suffix of the ArchiveStore copy of a point copied immediately (ImmediateCopyOption).
 ARCHIVE_COPY_SUFFIX = ".archive"
 _SERVICE = "blob storage"
-
-
-class BlobMissing(PgVaultError):
-    """The blob an operation needs does not exist."""
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    """What storage says about one blob: its tier, a copy's state, its metadata."""
-
-    name: str
-    tier: str = "Hot"
-    archive_status: str | None = None
-    """Azure's ``x-ms-archive-status`` while a rehydration runs (``rehydrate-pending-to-hot``)."""
-    copy_status: str | None = None
-    """``pending``, ``success``, ``failed``, ``aborted``; None when the blob is no copy."""
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    last_modified: datetime | None = None
 
 
 def blob_info(name: str, props: BlobProperties) -> BlobInfo:
@@ -324,3 +306,6 @@ class BlobStore:
             raise BlobMissing(f"{source} does not exist") from exc
         except AzureError as exc:
             raise storage_error(exc, _SERVICE, f"rehydrating {source}") from exc
+
+
+__all__ = ["ARCHIVE_COPY_SUFFIX", "BlobExists", "BlobInfo", "BlobMissing", "BlobStore", "blob_info"]

@@ -17,6 +17,7 @@ table; the clock is injectable, so ``Timestamp`` and ``service_time`` can be dri
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
@@ -32,10 +33,10 @@ from uuid import UUID
 import zstandard
 
 from shared.errors import TransientError
-from shared.storage.blobs import ARCHIVED_READ_ERROR, BlobInfo, BlobMissing
+from shared.storage.blobs import ARCHIVED_READ_ERROR
 from shared.storage.faults import StorageRequestRefused
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
-from shared.storage.ports import BlobExists, IntegrityError, StreamResult
+from shared.storage.ports import BlobExists, BlobInfo, BlobMissing, IntegrityError, StreamResult
 from shared.storage.tables import Entity, EntityExists, ETagMismatch
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -55,12 +56,39 @@ class _Row:
     timestamp: datetime
 
 
+class _Rows(dict[tuple[str, str], _Row]):
+    """One table's rows, with its keys in order (rebuilt after a key came or went)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._order: list[tuple[str, str]] | None = None
+
+    def __setitem__(self, key: tuple[str, str], row: _Row) -> None:
+        if key not in self:
+            self._order = None
+        super().__setitem__(key, row)
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        self._order = None
+        super().__delitem__(key)
+
+    def between(self, lo: str | None, hi: str | None) -> list[tuple[str, str]]:
+        """The keys whose partition key is in [lo, hi] (either end open when None), in order."""
+        if self._order is None:
+            self._order = sorted(self.keys())
+        start = 0 if lo is None else bisect.bisect_left(self._order, (lo, ""))
+        keys = self._order[start:]
+        if hi is not None:
+            keys = keys[: bisect.bisect_right([k[0] for k in keys], hi)]
+        return keys
+
+
 class MemoryTables:
     """An account's worth of in-memory tables: ``table(name)`` twice gives the same rows."""
 
     def __init__(self, clock: Callable[[], datetime] = _now) -> None:
         self.clock = clock
-        self._rows: dict[str, dict[tuple[str, str], _Row]] = {}
+        self._rows: dict[str, _Rows] = {}
         self._lock = threading.RLock()
         self._etags = itertools.count(1)
 
@@ -82,7 +110,7 @@ class MemoryStateTable:
         self.name = name
         self._tables = tables
         with tables._lock:
-            self._rows = tables._rows.setdefault(name, {})
+            self._rows = tables._rows.setdefault(name, _Rows())
 
     def ensure(self) -> None:
         """Nothing to create: the table exists from its construction."""
@@ -147,10 +175,15 @@ class MemoryStateTable:
             del self._rows[key]
 
     def _matching(self, filter: str, parameters: Mapping[str, Any] | None) -> list[tuple[tuple[str, str], _Row]]:
-        test = parse_filter(substitute(filter, parameters))
+        text = substitute(filter, parameters)
+        test = parse_filter(text)
         with self._tables._lock:
-            rows = sorted(self._rows.items())
-            return [(key, _Row(dict(row.data), row.etag, row.timestamp)) for key, row in rows if test(key, row.data)]
+            found = []
+            for key in self._rows.between(*_partition_range(text)):
+                row = self._rows[key]
+                if test(key, row.data):
+                    found.append((key, _Row(dict(row.data), row.etag, row.timestamp)))
+            return found
 
     def query(
         self, filter: str, parameters: Mapping[str, Any] | None = None, *, select: list[str] | None = None
@@ -405,6 +438,26 @@ class _Parser:
             return actual is not None and _comparable(actual, value) and compare(actual, value)
 
         return test
+
+
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_PK_BOUND = re.compile(r"\bPartitionKey (eq|ge|gt|le|lt) ('(?:[^']|'')*')")
+
+
+def _partition_range(text: str) -> tuple[str | None, str | None]:
+    """Bounds on the partition key that every match obeys (None: open), read off a filter whose
+    clauses are all joined by ``and``; the filter itself still decides each row."""
+    if re.search(r"\b(or|not)\b", _STRING.sub("''", text)):
+        return None, None
+    lo: str | None = None
+    hi: str | None = None
+    for op, literal in _PK_BOUND.findall(text):
+        value = literal[1:-1].replace("''", "'")
+        if op in ("eq", "ge", "gt"):
+            lo = value if lo is None else max(lo, value)
+        if op in ("eq", "le", "lt"):
+            hi = value if hi is None else min(hi, value)
+    return lo, hi
 
 
 def parse_filter(text: str) -> _Test:

@@ -65,6 +65,24 @@ class StreamResult:
     seconds: float
 
 
+class BlobMissing(PgVaultError):
+    """The blob an operation needs does not exist."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What storage says about one blob: its tier, a copy's state, its metadata."""
+
+    name: str
+    tier: str = "Hot"
+    archive_status: str | None = None
+    """Azure's ``x-ms-archive-status`` while a rehydration runs (``rehydrate-pending-to-hot``)."""
+    copy_status: str | None = None
+    """``pending``, ``success``, ``failed``, ``aborted``; None when the blob is no copy."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None
+
+
 class StateStore(Protocol):
     """A table of entities addressed by partition and row key, every write ETag-guarded.
 
@@ -120,3 +138,34 @@ class BlobReader(Protocol):
         decompress: bool = True,
         on_bytes: Callable[[int], None] | None = None,
     ) -> Iterator[bytes]: ...
+
+
+class BlobContainer(BlockSinks, BlobReader, Protocol):
+    """A container of blobs: documents, dumps, tiers and copies (``BlobStore``, ``MemoryBlobStore``)."""
+
+    container: str
+
+    def ensure(self) -> None: ...
+    def create_once(self, name: str, document: Mapping[str, Any]) -> bool: ...
+    def get_json(self, name: str) -> Any | None: ...
+    def delete(self, name: str, *, etag: str | None = None) -> bool: ...
+    def set_archive_tier(self, name: str) -> bool: ...
+    def copy_to_archive(self, source: str, target: str) -> bool: ...
+    def listing(self) -> Iterator[tuple[str, datetime]]: ...
+    def tier(self, name: str) -> str | None: ...
+    def exists(self, name: str) -> bool: ...
+    def info(self, name: str) -> BlobInfo | None: ...
+    def put(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = True,
+    ) -> None: ...
+    def put_json(
+        self, name: str, document: Any, *, metadata: Mapping[str, str] | None = None, overwrite: bool = True
+    ) -> None: ...
+    def probe_write(self, name: str) -> str | None: ...
+    def start_rehydration(self, source: str, target: str, priority: str) -> None: ...
