@@ -62,6 +62,7 @@ class World:
     queue_service: Any
     env: dict[str, str]
     exports: ExportRules
+    account: StorageAccount | None = None
 
     def service(self, clock: Any = None, probe: Any = None, exports: ExportRules | None = None) -> RestoreService:
         return RestoreService(
@@ -70,9 +71,7 @@ class World:
             EnvSecretProvider(True, self.env),
             clock or (lambda: datetime.now(UTC)),
             queues=self.queues,
-            vault_account=StorageAccount.from_connection_setting(
-                "AzureWebJobsStorage", {"AzureWebJobsStorage": self.env["AzureWebJobsStorage"]}
-            ),
+            vault_account=self.account,
             probe=probe,
             allow_env_secrets=True,
             exports=exports or self.exports,
@@ -201,7 +200,9 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         }
     )
     exports = ExportRules.from_settings(settings)
-    w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env, exports)
+    w = World(
+        postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env, exports, account
+    )
     _protect(w, "src", db)
     yield w
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:

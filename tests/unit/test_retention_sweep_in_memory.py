@@ -53,7 +53,12 @@ def test_stop_with_delete_empties_the_instance_and_frees_its_database(world: tra
     assert [name for name, _ in world.blobs.listing() if name.startswith(f"{travel.NAME}/")] == []
     assert JobStore(world.state).get(job.job_id).status.finished
     # The claim went with the instance: the same database can be protected again, under a new name.
-    spec = {"server": "db.example.com", "database": travel.NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
+    spec = {
+        "server": "db.example.com",
+        "database": travel.NAME,
+        "secretUri": "env:PGVAULT_SECRET_X",
+        "policyName": "mwf",
+    }
     again = InstanceService(world.state, lambda j, i: None).configure_one(
         "orders2", spec, now + timedelta(hours=1), allow_env_secrets=True, vault_region=None
     )
