@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import zstandard
 
-from devhost.services import Azurite
 from shared.errors import PgVaultError
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
@@ -34,13 +33,6 @@ class Transcript:
             return None
         self.lines.append((what, result))
         return result
-
-
-@pytest.fixture
-def account(azurite: Azurite) -> StorageAccount:
-    return StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
 
 
 def _both(account: StorageAccount, unique: str, scenario: Callable[[Store, Transcript], None]) -> None:

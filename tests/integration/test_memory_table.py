@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from devhost.services import Azurite
 from shared.storage.clients import StorageAccount
 from shared.storage.memory import MemoryStateTable
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
@@ -67,13 +66,6 @@ def _shown(value: Any) -> Any:
     if isinstance(value, datetime):
         return (value.isoformat(), value.utcoffset())
     return value
-
-
-@pytest.fixture
-def account(azurite: Azurite) -> StorageAccount:
-    return StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
 
 
 @pytest.fixture
