@@ -5,29 +5,16 @@ from __future__ import annotations
 import pytest
 
 from devhost.services import Azurite
-from shared.storage.blobs import BlobStore
-from shared.storage.clients import StorageAccount
-from shared.storage.tables import StateTable
 from tests import retention_travel as travel
+from tests.integration.world import open_storage
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def world(azurite: Azurite, unique: str) -> travel.World:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table, container = f"ret{unique}", f"ret-{unique}"
-    state = StateTable(account.table_service(), table)
-    state.ensure()
-    blobs = BlobStore(account.blob_service(), container)
-    blobs.ensure()
-
-    def fresh() -> tuple[StateTable, BlobStore]:
-        return StateTable(account.table_service(), table), BlobStore(account.blob_service(), container)
-
-    return travel.build_world(state, blobs, fresh)
+def world(azurite: Azurite) -> travel.World:
+    storage = open_storage(azurite, "ret", queues=[])
+    return travel.build_world(storage.state, storage.backups, storage.fresh)
 
 
 @pytest.mark.slow
