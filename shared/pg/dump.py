@@ -146,6 +146,20 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
     return UserError(ErrorCode.INTERNAL, f"pg_dump failed: {last}")
 
 
+def _start_pg_dump(pg_dump: Path, env: Mapping[str, str], snapshot: str | None) -> subprocess.Popen[bytes]:
+    """pg_dump writing the custom format, uncompressed, to its stdout (zstd compresses it here)."""
+    argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
+    if snapshot is not None:
+        argv.append(f"--snapshot={snapshot}")
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
+    )
+
+
 def dump_to_blob(
     pg_dump: Path,
     env: Mapping[str, str],
@@ -171,17 +185,7 @@ def dump_to_blob(
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal.
     """
-    child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
-    argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
-    if snapshot is not None:
-        argv.append(f"--snapshot={snapshot}")
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env,
-    )
+    proc = _start_pg_dump(pg_dump, env, snapshot)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
