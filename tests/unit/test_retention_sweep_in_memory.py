@@ -64,3 +64,21 @@ def test_stop_with_delete_empties_the_instance_and_frees_its_database(world: tra
     )
     assert again.instance is not None and again.instance.spec.database == travel.NAME
     assert InstanceStore(world.state).holder(again.instance.spec) == "orders2"
+
+
+def test_a_host_clock_a_year_ahead_deletes_nothing_while_storage_s_clock_rules() -> None:
+    # The storage service's clock is the memory account's: set it, and the host's, independently.
+    storage_now = [travel.START]
+    tables, blobs = MemoryTables(lambda: storage_now[0]), MemoryBlobStore()
+    world = travel.build_world(tables.table("state"), blobs, lambda: (tables.table("state"), blobs))
+    end = travel.START + timedelta(weeks=60)
+    world.record_until(end, end)
+    storage_now[0] = end
+    before = {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)}
+    refused = RetentionSweep(world.state, world.blobs).sweep_on_time(end + timedelta(days=365))
+    assert refused.refused is not None and "clock" in refused.refused.lower()
+    assert {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)} == before
+    ran = RetentionSweep(world.state, world.blobs).sweep_on_time(end + timedelta(seconds=20))
+    assert ran.refused is None
+    after = {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)}
+    assert after < before  # the sweep ran at storage's time: what was due by then went
