@@ -120,7 +120,8 @@ sys.path.insert(0, {repo!r})
 from azure.storage.blob import BlobServiceClient
 from shared.pg.dump import dump_with_manifest
 from shared.pg.tools import pick_tool
-container = BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]).get_container_client("bench")
+from shared.storage.blobs import BlobStore
+container = BlobStore(BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]), "bench")
 libpq = {{"host": os.environ["PGHOST"], "port": os.environ["PGPORT"], "user": os.environ["PGUSER"],
          "dbname": os.environ["PGDATABASE"]}}
 started = time.monotonic()

@@ -38,7 +38,8 @@ sys.path.insert(0, {repo!r})
 from azure.storage.blob import BlobServiceClient
 from shared.pg.restore import restore_blob
 from shared.pg.tools import pick_tool
-container = BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]).get_container_client("bench")
+from shared.storage.blobs import BlobStore
+container = BlobStore(BlobServiceClient.from_connection_string(os.environ["AzureWebJobsStorage"]), "bench")
 started = time.monotonic()
 report = restore_blob(pick_tool("pg_restore", 15).path, dict(os.environ), container, {blob!r}, {sha!r})
 print(json.dumps({{"seconds": time.monotonic() - started, "ok": report.ok, "warnings": list(report.warnings),
@@ -68,6 +69,7 @@ def main() -> int:
         from shared.pg.digests import table_digests
         from shared.pg.dump import dump_to_blob
         from shared.pg.tools import pick_tool
+        from shared.storage.blobs import BlobStore
 
         service = BlobServiceClient.from_connection_string(azurite.connection_string)
         service.create_container("bench")
@@ -84,7 +86,7 @@ def main() -> int:
         backup = dump_to_blob(
             pick_tool("pg_dump", 15).path,
             env,
-            service.get_container_client("bench"),
+            BlobStore(service, "bench"),
             "ref.zst",
             {},
             expected_bytes=size,

@@ -7,9 +7,6 @@ import logging
 import azure.functions as func
 
 from functions.http import accepted, api, json_response
-from shared.backups import BackupStarter
-from shared.instances import InstanceService
-from shared.recovery_points import RecoveryPointStore
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
 
@@ -23,7 +20,7 @@ def backup_now(req: func.HttpRequest) -> func.HttpResponse:
     """On-demand backup (Azure's TriggerBackupRequest): 202 with the job's Location."""
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
-    job = BackupStarter(vault.state, vault.queues).on_demand(req.route_params["name"], body, vault.clock())
+    job = vault.backup_starter().on_demand(req.route_params["name"], body, vault.clock())
     return accepted({"jobId": job.job_id}, job.job_id)
 
 
@@ -32,8 +29,8 @@ def backup_now(req: func.HttpRequest) -> func.HttpResponse:
 def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
     """The instance's recovery points, newest first."""
     vault = current_vault()
-    name = InstanceService(vault.state, lambda job, instance: None).get(req.route_params["name"]).spec.name
-    return json_response({"value": [p.to_dict() for p in RecoveryPointStore(vault.state).of(name)]})
+    name = vault.instances.get(req.route_params["name"]).spec.name
+    return json_response({"value": [p.to_dict() for p in vault.points.of(name)]})
 
 
 @bp.route(route="backupInstances/{name}/recoveryPoints/{recoveryPointId}", methods=["GET"])
@@ -41,7 +38,7 @@ def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
 def get_recovery_point(req: func.HttpRequest) -> func.HttpResponse:
     """One recovery point."""
     vault = current_vault()
-    point = RecoveryPointStore(vault.state).get(req.route_params["name"], req.route_params["recoveryPointId"])
+    point = vault.points.get(req.route_params["name"], req.route_params["recoveryPointId"])
     return json_response(point.to_dict())
 
 
@@ -49,5 +46,5 @@ def get_recovery_point(req: func.HttpRequest) -> func.HttpResponse:
 def scheduler(timer: func.TimerRequest) -> None:
     """Queue a backup for every slot that came due (idempotent per instance and slot)."""
     vault = current_vault()
-    started = BackupStarter(vault.state, vault.queues).schedule(vault.clock())
+    started = vault.backup_starter().schedule(vault.clock())
     log.info("scheduler queued %d backup(s)%s", len(started), " (past due)" if timer.past_due else "")

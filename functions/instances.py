@@ -10,14 +10,14 @@ from shared.instances import InstanceService
 from shared.request_body import NO_FIELDS, check_fields, parse_json_body, require_object
 from shared.role_template import role_assignment_template
 from shared.servers import list_databases
-from shared.validation import enqueue_validation, revalidate
+from shared.validation import revalidate
 from shared.vault import Vault, current_vault
 
 bp = func.Blueprint()
 
 
 def _service(vault: Vault) -> InstanceService:
-    return InstanceService(vault.state, enqueue_validation(vault.queues))
+    return vault.instance_service()
 
 
 @bp.route(route="backupInstances", methods=["POST"])

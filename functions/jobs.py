@@ -16,7 +16,6 @@ from shared.jobs import (
     Cursor,
     JobQuery,
     JobStatus,
-    JobStore,
     Operation,
 )
 from shared.request_body import whole_number
@@ -70,7 +69,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     for name in CONTINUATION_PARAMS:
         if req.params.get(name):
             cursor = Cursor.decode(req.params[name], query, target=name)
-    page = JobStore(vault.state).page(query, top=top, cursor=cursor)
+    page = vault.jobs.page(query, top=top, cursor=cursor)
     body: dict[str, object] = {"value": [j.to_dict() for j in page.jobs]}
     if page.next is not None:
         body["nextLink"] = _next_link(req, page.next.encode())
@@ -81,7 +80,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 @api
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
-    return json_response(JobStore(current_vault().state).get(req.route_params["jobId"]).to_dict())
+    return json_response(current_vault().jobs.get(req.route_params["jobId"]).to_dict())
 
 
 @bp.route(route="backupJobs/{jobId}:cancel", methods=["POST"])

@@ -13,7 +13,7 @@ bp = func.Blueprint()
 
 
 def _service() -> PolicyService:
-    return PolicyService(current_vault().state)
+    return current_vault().policies
 
 
 @bp.route(route="backupPolicies/{name}", methods=["PUT"])
@@ -21,7 +21,7 @@ def _service() -> PolicyService:
 def put_policy(req: func.HttpRequest) -> func.HttpResponse:
     """Create or replace a policy: 201 when created, 200 when replaced."""
     vault = current_vault()
-    stored, created = PolicyService(vault.state).put(
+    stored, created = vault.policies.put(
         req.route_params["name"], parse_json_body(req.get_body()), vault.clock()
     )
     return json_response(stored.to_dict(), 201 if created else 200)

@@ -9,29 +9,12 @@ import azure.functions as func
 from functions.http import accepted, api
 from functions.workers import MAX_DEQUEUE_COUNT, job_payload
 from shared.request_body import parse_json_body
-from shared.restore.files import ExportRules
-from shared.restore.service import RestoreService
 from shared.storage import layout
-from shared.storage.clients import StorageAccount
 from shared.telemetry import job_context
-from shared.vault import Vault, current_vault
+from shared.vault import current_vault
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
-
-
-def _service(vault: Vault) -> RestoreService:
-    return RestoreService(
-        vault.state,
-        vault.backups,
-        vault.secrets,
-        vault.clock,
-        queues=vault.queues,
-        vault_blobs=StorageAccount.from_settings(vault.settings).blob_service(),
-        pg_bin_dir=vault.settings.pg_bin_dir,
-        allow_env_secrets=vault.settings.allow_env_secrets,
-        exports=ExportRules.from_settings(vault.settings),
-    )
 
 
 @bp.route(route="backupInstances/{name}:restore", methods=["POST"])
@@ -39,7 +22,7 @@ def _service(vault: Vault) -> RestoreService:
 def restore(req: func.HttpRequest) -> func.HttpResponse:
     """Azure's restore request (as a database or as files) → 202 with the job's Location."""
     vault = current_vault()
-    job = _service(vault).start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    job = vault.restore().start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
     return accepted({"jobId": job.job_id}, job.job_id)
 
 
@@ -48,7 +31,7 @@ def restore(req: func.HttpRequest) -> func.HttpResponse:
 def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
     """Restore a point into a scratch database, compare it with the backup's manifest → 202 + job."""
     vault = current_vault()
-    job = _service(vault).start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    job = vault.restore().start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
     return accepted({"jobId": job.job_id}, job.job_id)
 
 
@@ -59,13 +42,13 @@ def restore_worker(msg: func.QueueMessage) -> None:
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
         attempt = msg.dequeue_count or 1
-        _service(vault).run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
+        vault.restore().run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
 
 
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False)
 def rehydration_timer(timer: func.TimerRequest) -> None:
     """Every minute: poll pending rehydrations, release their restores, delete expired copies."""
     vault = current_vault()
-    counts = _service(vault).tick(vault.clock())
+    counts = vault.restore().tick(vault.clock())
     if any(counts.values()):
         log.info("rehydration timer: %s", counts)

@@ -7,9 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.http import accepted, api, json_response
-from shared.protection import ProtectionService
 from shared.request_body import parse_json_body
-from shared.retention import RetentionSweep
 from shared.vault import current_vault
 
 log = logging.getLogger(__name__)
@@ -20,7 +18,7 @@ bp = func.Blueprint()
 def retention_sweep(timer: func.TimerRequest) -> None:
     """Delete expired recovery points, move those due to the archive, empty instances stopped with delete."""
     vault = current_vault()
-    report = RetentionSweep(vault.state, vault.backups).sweep_on_time(vault.clock())
+    report = vault.retention().sweep_on_time(vault.clock())
     log.info("retention sweep: %s%s", report.to_dict(), " (past due)" if timer.past_due else "")
 
 
@@ -30,7 +28,7 @@ def stop_protection(req: func.HttpRequest) -> func.HttpResponse:
     """Stop protection: 200 with the instance (forever, asPerPolicy), or 202 + Delete job (delete)."""
     vault = current_vault()
     body = parse_json_body(req.get_body())
-    instance, job = ProtectionService(vault.state, vault.backups).stop(req.route_params["name"], body, vault.clock())
+    instance, job = vault.protection().stop(req.route_params["name"], body, vault.clock())
     if job is None:
         return json_response(instance.to_dict())
     return accepted({"jobId": job.job_id, "instance": instance.to_dict()}, job.job_id)
@@ -42,5 +40,5 @@ def resume_protection(req: func.HttpRequest) -> func.HttpResponse:
     """Resume protection of a stopped instance: 200 with the instance."""
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
-    instance = ProtectionService(vault.state, vault.backups).resume(req.route_params["name"], body, vault.clock())
+    instance = vault.protection().resume(req.route_params["name"], body, vault.clock())
     return json_response(instance.to_dict())

@@ -9,11 +9,9 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.backup_runner import BackupRunner
-from shared.hung_jobs import MAX_DEQUEUE_COUNT, POISON_SUFFIX, SCHEDULE, HungJobs
+from shared.hung_jobs import MAX_DEQUEUE_COUNT, POISON_SUFFIX, SCHEDULE
 from shared.storage import layout
 from shared.telemetry import job_context
-from shared.validation import ValidationService
 from shared.vault import current_vault
 
 log = logging.getLogger(__name__)
@@ -39,14 +37,7 @@ def validation_worker(msg: func.QueueMessage) -> None:
     payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
-        service = ValidationService(
-            vault.state,
-            vault.secrets,
-            vault.clock,
-            pg_bin_dir=vault.settings.pg_bin_dir,
-            allowed_servers=vault.settings.allowed_servers,
-        )
-        service.run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
+        vault.validation().run(payload["jobId"], last_try=(msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_QUEUE, connection="AzureWebJobsStorage")
@@ -55,18 +46,8 @@ def backup_worker(msg: func.QueueMessage) -> None:
     payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
-        runner = BackupRunner(
-            vault.state,
-            vault.backups,
-            vault.secrets,
-            vault.clock,
-            pg_bin_dir=vault.settings.pg_bin_dir,
-            function_timeout=vault.settings.function_timeout,
-            manifest=vault.settings.backup_manifest,
-            allowed_servers=vault.settings.allowed_servers,
-        )
         attempt = msg.dequeue_count or 1
-        runner.run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
+        vault.backup_runner().run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
 
 
 def _fail_poisoned(msg: func.QueueMessage, queue: str) -> None:
@@ -79,7 +60,7 @@ def _fail_poisoned(msg: func.QueueMessage, queue: str) -> None:
         return
     with job_context(payload["jobId"], payload.get("instance")):
         vault = current_vault()
-        HungJobs(vault.state).fail_poisoned(payload["jobId"], queue, vault.clock())
+        vault.hung_jobs().fail_poisoned(payload["jobId"], queue, vault.clock())
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.VALIDATE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")
@@ -104,7 +85,6 @@ def restore_poison(msg: func.QueueMessage) -> None:
 def hung_jobs(timer: func.TimerRequest) -> None:
     """Every 5 minutes: re-queue once, then fail, the jobs whose queue message was lost."""
     vault = current_vault()
-    service = HungJobs(vault.state, vault.queues, function_timeout=vault.settings.function_timeout)
-    report = service.sweep_on_time(vault.clock())
+    report = vault.hung_jobs().sweep_on_time(vault.clock())
     if report.requeued or report.failed or report.refused:
         log.info("hung jobs: %s", report.to_dict())

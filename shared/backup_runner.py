@@ -24,12 +24,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import AzureError
-from azure.storage.blob import ContentSettings
-
 from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.instances import InstanceService, Readiness
+from shared.instances import InstanceStore, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect
@@ -44,7 +41,7 @@ from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
-from shared.storage.tables import ETagMismatch, StateTable
+from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import attempt_limit, note_retry, overran, with_attempt_started
 from shared.validation import credentials, libpq_for
 
@@ -136,7 +133,7 @@ class BackupRunner:
 
     def __init__(
         self,
-        state: StateTable,
+        state: StateStore,
         backups: BlobStore,
         secrets: SecretProvider,
         clock: Callable[[], datetime],
@@ -148,7 +145,7 @@ class BackupRunner:
     ) -> None:
         self._allowed_servers = tuple(allowed_servers)
         self._jobs = JobStore(state)
-        self._instances = InstanceService(state, lambda job, instance: None)
+        self._instances = InstanceStore(state)
         self._policies = PolicyService(state)
         self._points = RecoveryPointStore(state)
         self._locks = InstanceLocks(state)
@@ -244,8 +241,8 @@ class BackupRunner:
             return None
         name = manifest_name_for(point.blob_name)
         try:
-            return name if self._backups.client.get_blob_client(name).exists() else None
-        except AzureError:
+            return name if self._backups.exists(name) else None
+        except PgVaultError:
             return name
 
     def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
@@ -304,7 +301,7 @@ class BackupRunner:
                 refuses_cleartext=tool.refuses_cleartext,
                 allowed_servers=self._allowed_servers,
             ),
-            self._backups.client,
+            self._backups,
             blob_name,
             metadata={
                 "instance": layout.row_key(instance.spec.name),
@@ -409,13 +406,6 @@ class BackupRunner:
             return None
         name = manifest_name_for(blob_name)
         doc = {"format": 1, **about, "tables": tables}
-        try:
-            self._backups.client.upload_blob(
-                name,
-                json.dumps(doc, sort_keys=True).encode(),
-                overwrite=True,  # the name is this attempt's own, as its blob's is: only a retry of this upload
-                content_settings=ContentSettings(content_type="application/json"),
-            )
-        except AzureError as exc:
-            raise TransientError(f"blob storage failed writing {name}: {type(exc).__name__}") from exc
+        # The name is this attempt's own, as its blob's is: overwriting replaces only a retry of this upload.
+        self._backups.put(name, json.dumps(doc, sort_keys=True).encode(), content_type="application/json")
         return name

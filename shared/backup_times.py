@@ -18,7 +18,7 @@ from shared.instances import Instance, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation
 from shared.policies import PolicyService
 from shared.policy import Policy, next_occurrence
-from shared.storage.tables import StateTable
+from shared.storage.tables import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class BackupTimes:
 class BackupTimesReader:
     """Reads ``BackupTimes`` for instances; keeps each policy it parsed for the reader's lifetime."""
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateStore) -> None:
         self._jobs = JobStore(state)
         self._policies = PolicyService(state)
         self._parsed: dict[str, Policy | None] = {}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, UserError
-from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness
+from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
@@ -22,7 +22,7 @@ from shared.policy import occurrences, tag_on_demand
 from shared.request_body import ANY, Shape, check_fields
 from shared.storage import layout
 from shared.storage.queues import QueueSender
-from shared.storage.tables import EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def parse_trigger(body: Any, policy_rule: str) -> tuple[str, str | None]:
 class BackupStarter:
     """Creates backup jobs and queues them."""
 
-    def __init__(self, state: StateTable, queues: QueueSender) -> None:
+    def __init__(self, state: StateStore, queues: QueueSender) -> None:
         self._state = state
         self._queues = queues
         self._jobs = JobStore(state)
-        self._instances = InstanceService(state, lambda job, instance: None)
+        self._instances = InstanceStore(state)
         self._policies = PolicyService(state)
         self._locks = InstanceLocks(state)
 

@@ -18,7 +18,7 @@ from typing import Any
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation
 from shared.stopping import WorkCancelled
-from shared.storage.tables import ETagMismatch, StateTable
+from shared.storage.tables import ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _cancelled(job: Job) -> WorkCancelled:
     return WorkCancelled(f"{job.operation.value.lower()} job {job.job_id} was cancelled on request")
 
 
-def request_cancel(state: StateTable, job_id: str, now: datetime) -> tuple[Job, bool]:
+def request_cancel(state: StateStore, job_id: str, now: datetime) -> tuple[Job, bool]:
     """Ask for job ``job_id`` to be cancelled: (the job as it is now, whether the request was taken).
 
     False when the job had finished already (it is returned as it ended). ``Conflict`` for an

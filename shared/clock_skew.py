@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shared.errors import ErrorCode, UserError
-from shared.storage.tables import StateTable
+from shared.storage.tables import StateStore
 
 # What "more than a minute off" means (issue 13); NTP keeps hosts within milliseconds of it.
 MAX_CLOCK_SKEW = timedelta(minutes=1)
@@ -28,7 +28,7 @@ class ClockSkewed(UserError):
         self.host, self.service = host, service
 
 
-def service_now(state: StateTable, host_now: datetime) -> datetime:
+def service_now(state: StateStore, host_now: datetime) -> datetime:
     """The storage service's current time; ``ClockSkewed`` when ``host_now`` is too far from it."""
     service = state.service_time()
     if abs(host_now - service) > MAX_CLOCK_SKEW:

@@ -132,6 +132,13 @@ class ErrorCode(StrEnum):
         500,
         "Set the application settings named in the message (local.settings.json locally, app settings in Azure).",
     )
+    STORAGE_ACCESS_DENIED = (
+        "StorageAccessDenied",
+        500,
+        "Grant the app's managed identity Storage Blob Data Owner, Storage Queue Data Contributor and "
+        "Storage Table Data Contributor on the vault's storage account (infra/main.bicep assigns them), and allow "
+        "the app through the account's firewall; then start the operation again.",
+    )
     PAYLOAD_TOO_LARGE = ("PayloadTooLarge", 413, "Send a smaller request body.")
     INTERNAL = (
         "InternalError",

@@ -35,7 +35,7 @@ from shared.locks import STALE_AFTER, InstanceLocks
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
 from shared.storage.queues import QueueSender
-from shared.storage.tables import Entity, ETagMismatch, StateTable
+from shared.storage.tables import Entity, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class HungJobs:
     """Fails (or re-queues once) the jobs no queue message will ever finish."""
 
     def __init__(
-        self, state: StateTable, queues: QueueSender | None = None, *, function_timeout: timedelta | None = None
+        self, state: StateStore, queues: QueueSender | None = None, *, function_timeout: timedelta | None = None
     ) -> None:
         self._state = state
         self._queues = queues

@@ -26,7 +26,7 @@ from shared.policies import PolicyService, check_name
 from shared.request_body import ANY, check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -317,11 +317,101 @@ class Configured:
 Enqueue = Callable[[Job, Instance], None]
 
 
+class InstanceStore:
+    """Instance records and their claims in the state table: reads, ETag-guarded writes, claims.
+
+    The one place that knows where instances and claims live (``layout.INSTANCE``,
+    ``layout.CLAIM``); every service that reads an instance or lets one go asks this.
+    """
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    def find(self, name: str) -> Instance | None:
+        """Instance ``name``, or None."""
+        entity = self._state.get(layout.INSTANCE, layout.row_key(name))
+        return None if entity is None else Instance.from_entity(entity)
+
+    def get(self, name: str) -> Instance:
+        """Instance ``name``; ``NotFound`` if there is none."""
+        instance = self.find(name)
+        if instance is None:
+            raise UserError(ErrorCode.NOT_FOUND, f"backup instance {name!r} does not exist", target="name")
+        return instance
+
+    def all(self) -> Iterator[Instance]:
+        """Every instance, by name."""
+        return (Instance.from_entity(e) for e in self._state.partition(layout.INSTANCE))
+
+    def insert(self, instance: Instance) -> Instance:
+        """Write a new instance record; ``EntityExists`` if one of that name exists."""
+        written = self._state.insert(layout.INSTANCE, layout.row_key(instance.spec.name), instance.data())
+        return replace(instance, etag=written.etag)
+
+    def save(self, old: Instance, new: Instance) -> Instance:
+        """Write ``new`` over ``old`` if the instance is unchanged since ``old`` was read (else ``ETagMismatch``)."""
+        entity = Entity(layout.INSTANCE, layout.row_key(old.spec.name), {}, old.etag)
+        written = self._state.update(entity, new.data())
+        return replace(new, etag=written.etag)
+
+    def delete(self, instance: Instance) -> None:
+        """Delete the record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""
+        self._state.delete(Entity(layout.INSTANCE, layout.row_key(instance.spec.name), {}, instance.etag))
+
+    def holder(self, spec: InstanceSpec) -> str | None:
+        """The name of the instance whose claim holds ``spec``'s database, or None when unclaimed."""
+        claim = self._state.get(layout.CLAIM, spec.claim_key)
+        return None if claim is None else str(claim["instance"])
+
+    def claim(self, spec: InstanceSpec, target: str, now: datetime) -> None:
+        """Claim ``spec``'s database for instance ``spec.name``: of two claimants exactly one wins.
+
+        ``DatabaseAlreadyProtected`` when another instance holds it; a claim whose instance was
+        never written (its request died ``STALE_CLAIM`` ago) is taken over, ETag-guarded.
+        """
+        data = {"instance": spec.name, "instanceKey": layout.row_key(spec.name), "claimedAt": now}
+        for _ in range(3):
+            try:
+                self._state.insert(layout.CLAIM, spec.claim_key, data)
+                return
+            except EntityExists:
+                pass
+            held = self._state.get(layout.CLAIM, spec.claim_key)
+            if held is None:
+                continue
+            owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
+            if owner is not None and owner.get("claimKey") == spec.claim_key:
+                raise UserError(
+                    ErrorCode.DATABASE_ALREADY_PROTECTED,
+                    f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
+                    f"{held['instance']!r}",
+                    target=f"{target}.database",
+                )
+            if now - held["claimedAt"] < STALE_CLAIM:
+                break  # its request may still be writing the instance
+            # The claim's instance was never written (its request died): take the claim over.
+            try:
+                self._state.update(held, data)
+                return
+            except ETagMismatch:
+                continue
+        raise UserError(ErrorCode.CONFLICT, "another request is configuring this database; retry", target=target)
+
+    def release(self, spec: InstanceSpec) -> None:
+        """Let go of ``spec``'s claim if instance ``spec.name`` holds it (a claim changed meanwhile is left)."""
+        held = self._state.get(layout.CLAIM, spec.claim_key)
+        if held is not None and held.get("instanceKey") == layout.row_key(spec.name):
+            try:
+                self._state.delete(held)
+            except ETagMismatch:
+                log.info("claim for instance %s changed before release; left as is", spec.name)
+
+
 class InstanceService:
     """Configure, read and list backup instances."""
 
-    def __init__(self, state: StateTable, enqueue_validation: Enqueue) -> None:
-        self._state = state
+    def __init__(self, state: StateStore, enqueue_validation: Enqueue) -> None:
+        self.store = InstanceStore(state)
         self._jobs = JobStore(state)
         self._policies = PolicyService(state)
         self._enqueue = enqueue_validation
@@ -392,13 +482,12 @@ class InstanceService:
         check_name(name)
         spec = parse_spec(body, "body", allow_env_secrets=allow_env_secrets, vault_region=vault_region, name=name)
         check_secret_server(spec, secrets, allowed_servers, "body")
-        existing = self._state.get(layout.INSTANCE, layout.row_key(name))
-        if existing is None:
+        current = self.store.find(name)
+        if current is None:
             result = self._create(spec, now, "body")
             if result.error is not None:
                 raise result.error
             return result
-        current = Instance.from_entity(existing)
         if current.spec.identity != spec.identity:
             raise UserError(
                 ErrorCode.CONFLICT,
@@ -422,7 +511,7 @@ class InstanceService:
             current, spec=spec, readiness=Readiness.VALIDATING, readiness_job_id=job.job_id, readiness_error=None
         )
         try:
-            self._state.update(existing, updated.data())
+            updated = self.store.save(current, updated)
         except ETagMismatch as exc:
             raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} changed during this request; retry") from exc
         job, _ = self._jobs.create(job)
@@ -440,13 +529,13 @@ class InstanceService:
 
     def _create(self, spec: InstanceSpec, now: datetime, target: str) -> Configured:
         self._require_policy(spec.policy_name, f"{target}.policyName")
-        self._claim(spec, target, now)
+        self.store.claim(spec, target, now)
         job = self._validation_job(spec.name, now)
         instance = Instance(spec, ProtectionStatus.CONFIGURING, Readiness.VALIDATING, job.job_id, None, now)
         try:
-            self._state.insert(layout.INSTANCE, layout.row_key(spec.name), instance.data())
+            instance = self.store.insert(instance)
         except EntityExists as exc:
-            self._release(spec)
+            self.store.release(spec)
             raise UserError(
                 ErrorCode.CONFLICT,
                 f"a backup instance named {spec.name!r} exists already",
@@ -457,48 +546,9 @@ class InstanceService:
         self._enqueue(job, instance)
         return Configured(spec.name, instance, job)
 
-    def _claim(self, spec: InstanceSpec, target: str, now: datetime) -> None:
-        data = {"instance": spec.name, "instanceKey": layout.row_key(spec.name), "claimedAt": now}
-        for _ in range(3):
-            try:
-                self._state.insert(layout.CLAIM, spec.claim_key, data)
-                return
-            except EntityExists:
-                pass
-            held = self._state.get(layout.CLAIM, spec.claim_key)
-            if held is None:
-                continue
-            owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
-            if owner is not None and owner.get("claimKey") == spec.claim_key:
-                raise UserError(
-                    ErrorCode.DATABASE_ALREADY_PROTECTED,
-                    f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
-                    f"{held['instance']!r}",
-                    target=f"{target}.database",
-                )
-            if now - held["claimedAt"] < STALE_CLAIM:
-                break  # its request may still be writing the instance
-            # The claim's instance was never written (its request died): take the claim over.
-            try:
-                self._state.update(held, data)
-                return
-            except ETagMismatch:
-                continue
-        raise UserError(ErrorCode.CONFLICT, "another request is configuring this database; retry", target=target)
-
-    def _release(self, spec: InstanceSpec) -> None:
-        held = self._state.get(layout.CLAIM, spec.claim_key)
-        if held is not None and held.get("instanceKey") == layout.row_key(spec.name):
-            try:
-                self._state.delete(held)
-            except ETagMismatch:
-                log.info("claim for instance %s changed before release; left as is", spec.name)
-
     def save(self, old: Instance, new: Instance) -> Instance:
-        """Write ``new`` over ``old`` if the instance is unchanged since ``old`` was read (else ``ETagMismatch``)."""
-        entity = Entity(layout.INSTANCE, layout.row_key(old.spec.name), {}, old.etag)
-        written = self._state.update(entity, new.data())
-        return replace(new, etag=written.etag)
+        """Write ``new`` over ``old`` (``InstanceStore.save``)."""
+        return self.store.save(old, new)
 
     def revalidate(self, name: str, now: datetime) -> Job:
         """Start a new validation of ``name``: readiness goes back to Validating under a new job.
@@ -534,11 +584,8 @@ class InstanceService:
 
     def get(self, name: str) -> Instance:
         """Instance ``name``; ``NotFound`` if there is none."""
-        entity = self._state.get(layout.INSTANCE, layout.row_key(name))
-        if entity is None:
-            raise UserError(ErrorCode.NOT_FOUND, f"backup instance {name!r} does not exist", target="name")
-        return Instance.from_entity(entity)
+        return self.store.get(name)
 
     def all(self) -> Iterator[Instance]:
         """Every instance, by name."""
-        return (Instance.from_entity(e) for e in self._state.partition(layout.INSTANCE))
+        return self.store.all()

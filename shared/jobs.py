@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def _iso(value: datetime | None) -> str | None:
 class JobStore:
     """Jobs in the state table, with transitions checked and writes ETag-guarded."""
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateStore) -> None:
         self._state = state
 
     def create(self, job: Job) -> tuple[Job, bool]:
@@ -545,7 +545,7 @@ def _day(partition: str) -> datetime:
 
 
 def list_page(
-    state: StateTable, query: JobQuery, *, top: int = DEFAULT_PAGE_SIZE, cursor: Cursor | None = None
+    state: StateStore, query: JobQuery, *, top: int = DEFAULT_PAGE_SIZE, cursor: Cursor | None = None
 ) -> JobPage:
     """Up to ``top`` jobs of ``query``, newest first, starting at ``cursor`` (the first page without).
 

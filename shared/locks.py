@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from shared.errors import PgVaultError, TransientError
 from shared.stopping import StopSignal
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class InstanceLocks:
     ``stale_after``: how long a lock may go unrenewed before another worker takes it over.
     """
 
-    def __init__(self, state: StateTable, *, stale_after: timedelta = STALE_AFTER) -> None:
+    def __init__(self, state: StateStore, *, stale_after: timedelta = STALE_AFTER) -> None:
         self._state = state
         self._stale_after = stale_after
 

@@ -18,7 +18,7 @@ from shared.policy.simulation import check_range
 from shared.request_body import ANY, Shape, check_fields, parse_instant, require_object
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 SIMULATE_REQUEST: Shape = {"from": ANY, "to": ANY}
 
@@ -57,7 +57,7 @@ def check_name(name: str, target: str = "name") -> None:
 class PolicyService:
     """Backup policies kept in the state table."""
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateStore) -> None:
         self._state = state
 
     def put(self, name: str, document: Any, now: datetime) -> tuple[StoredPolicy, bool]:

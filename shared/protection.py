@@ -27,13 +27,13 @@ from datetime import datetime
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
-from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness, RetainData
+from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.request_body import ANY, NO_FIELDS, Shape, check_fields
 from shared.retention import RetentionSweep
 from shared.storage import layout
-from shared.storage.blobs import BlobStore
-from shared.storage.tables import ETagMismatch, StateTable
+from shared.storage.ports import BlobContainer
+from shared.storage.tables import ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def parse_stop(body: Any) -> RetainData:
 class ProtectionService:
     """Stops and resumes protection of instances."""
 
-    def __init__(self, state: StateTable, blobs: BlobStore) -> None:
+    def __init__(self, state: StateStore, blobs: BlobContainer) -> None:
         self._state = state
         self._blobs = blobs
-        self._instances = InstanceService(state, lambda job, instance: None)
+        self._instances = InstanceStore(state)
         self._jobs = JobStore(state)
 
     def stop(self, name: str, body: Any, now: datetime) -> tuple[Instance, Job | None]:

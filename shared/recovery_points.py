@@ -17,7 +17,7 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.policy import CopyOption, DataStore, Lifecycle, LifecycleEvent
 from shared.storage import layout
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 
 class PointState(StrEnum):
@@ -291,7 +291,7 @@ class RecoveryPointStore:
     point is harmless (the sweep drops it), a point without an index row would never expire.
     """
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateStore) -> None:
         self._state = state
 
     def add(self, point: RecoveryPoint) -> tuple[RecoveryPoint, bool]:
@@ -325,6 +325,25 @@ class RecoveryPointStore:
             )
         if previous is not None and previous != key:
             self._state.delete(Entity(previous[0], previous[1]))
+
+    def due(self, now: datetime) -> list[Entity]:
+        """Due-index rows whose event is at or before ``now``, oldest event first."""
+        rows = self._state.query(
+            "PartitionKey ge @lo and PartitionKey le @hi", {"lo": layout.DUE_PREFIX, "hi": layout.due_partition(now)}
+        )
+        due = [r for r in rows if r.partition_key.startswith(layout.DUE_PREFIX) and r["at"] <= now]
+        due.sort(key=lambda r: (r["at"], r.get("pointTime") or r["at"], r.row_key))
+        return due
+
+    def drop_index_row(self, key: tuple[str, str]) -> None:
+        """Delete one due-index row (its point is gone); gone already is fine."""
+        self._state.delete(Entity(*key))
+
+    def every(self) -> Iterator[RecoveryPoint]:
+        """Every point of every instance, in any state (one range query over the point partitions)."""
+        # '.' sorts right after '-': the range holds every ``rp-<name>`` partition and nothing else.
+        for entity in self._state.query("PartitionKey ge @lo and PartitionKey lt @hi", {"lo": "rp-", "hi": "rp."}):
+            yield RecoveryPoint._from(entity)
 
     def get(self, instance: str, rp_id: str, *, include_deleting: bool = False) -> RecoveryPoint:
         """Point ``rp_id`` of ``instance``; ``NotFound`` if there is none (or it is being deleted)."""

@@ -38,15 +38,16 @@ from typing import Any
 
 from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import TransientError, UserError
-from shared.instances import Instance, RetainData
+from shared.instances import Instance, InstanceStore, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.policy import DataStore, LifecycleEvent
 from shared.recovery_points import STEP_STATE, PointState, RecoveryPoint, RecoveryPointStore, due_key
 from shared.restore.rehydration import COPY_PREFIX
 from shared.storage import layout
-from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
+from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
 from shared.storage.layout import manifest_name_for
-from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.storage.ports import BlobContainer
+from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 from shared.timeouts import MAX_JOB_LIFETIME
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,8 @@ class RetentionSweep:
 
     def __init__(
         self,
-        state: StateTable,
-        blobs: BlobStore,
+        state: StateStore,
+        blobs: BlobContainer,
         *,
         run_id: str | None = None,
         on_step: StepHook | None = None,
@@ -149,6 +150,7 @@ class RetentionSweep:
         self._blobs = blobs
         self._points = RecoveryPointStore(state)
         self._jobs = JobStore(state)
+        self._instances = InstanceStore(state)
         self.run_id = run_id or secrets.token_hex(8)
         self._on_step = on_step
         self._max_actions = max_actions
@@ -179,7 +181,7 @@ class RetentionSweep:
         """
         report = SweepReport()
         self.backfill_index()
-        instances = {layout.row_key(i.spec.name): i for i in self._instances()}
+        instances = {layout.row_key(i.spec.name): i for i in self._instances.all()}
         actions = 0
         for instance in instances.values():
             if instance.retain_data is RetainData.DELETE:
@@ -188,7 +190,7 @@ class RetentionSweep:
                 if done:
                     report.instances_deleted.append(instance.spec.name)
         latest: dict[str, str | None] = {}
-        for entry in self._due(now):
+        for entry in self._points.due(now):
             if actions >= self._max_actions:
                 report.more = True
                 break
@@ -250,7 +252,7 @@ class RetentionSweep:
                 return False
             self._finish_left(str(left_job), now)
         if point is None:
-            self._state.delete(Entity(*key))
+            self._points.drop_index_row(key)
             report.dropped_index_rows += 1
             return False
         if due_key(point) != key:
@@ -286,24 +288,12 @@ class RetentionSweep:
         report.count(event)
         return settled
 
-    def _instances(self) -> list[Instance]:
-        return [Instance.from_entity(e) for e in self._state.partition(layout.INSTANCE)]
-
-    def _due(self, now: datetime) -> list[Entity]:
-        """Due-index rows whose event is at or before ``now``, oldest event first."""
-        rows = self._state.query(
-            "PartitionKey ge @lo and PartitionKey le @hi", {"lo": layout.DUE_PREFIX, "hi": layout.due_partition(now)}
-        )
-        due = [r for r in rows if r.partition_key.startswith(layout.DUE_PREFIX) and r["at"] <= now]
-        due.sort(key=lambda r: (r["at"], r.get("pointTime") or r["at"], r.row_key))
-        return due
-
     def backfill_index(self) -> int:
         """Give every point recorded before the due index existed its index row (once per table)."""
         if self._state.get(layout.RETENTION, INDEX_MARKER) is not None:
             return 0
         written = 0
-        for instance in self._instances():
+        for instance in self._instances.all():
             for point in self._points.of(instance.spec.name, include_deleting=True):
                 self._points.index(point)
                 written += 1
@@ -329,10 +319,10 @@ class RetentionSweep:
         else:
             self._state.update(marker, {"scannedAt": now})
         referenced: set[str] = set()
-        for entity in self._state.query("PartitionKey ge @lo and PartitionKey lt @hi", {"lo": "rp-", "hi": "rp."}):
-            referenced.add(str(entity["blobName"]).removesuffix(ARCHIVE_COPY_SUFFIX))
-            if entity.get("archiveBlobName"):
-                referenced.add(str(entity["archiveBlobName"]))
+        for point in self._points.every():
+            referenced.add(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX))
+            if point.archive_blob_name:
+                referenced.add(point.archive_blob_name)
         deleted = 0
         for name, modified in self._blobs.listing():
             dump = name.removesuffix(layout.MANIFEST_SUFFIX)
@@ -397,7 +387,7 @@ class RetentionSweep:
         self._step(SweepStep.FINISHED, settled or point)
         if settled is None:
             if index_key is not None:
-                self._state.delete(Entity(*index_key))
+                self._points.drop_index_row(index_key)
         else:
             self._points.index(settled, previous=index_key)
         self._step(SweepStep.INDEXED, settled or point)
@@ -524,9 +514,7 @@ class RetentionSweep:
 
     def _forget_instance(self, instance: Instance, now: datetime) -> None:
         key = layout.row_key(instance.spec.name)
-        claim = self._state.get(layout.CLAIM, instance.spec.claim_key)
-        if claim is not None and claim.get("instanceKey") == key:
-            self._state.delete(claim)
+        self._instances.release(instance.spec)
         marker = self._state.get(layout.SCHEDULE, key)
         if marker is not None:
             self._state.delete(marker)
@@ -537,7 +525,7 @@ class RetentionSweep:
                     self._jobs.finish(job, JobStatus.COMPLETED, now, progress=1.0)
             except UserError:
                 pass
-        current = self._state.get(layout.INSTANCE, key)
-        if current is not None and Instance.from_entity(current).retain_data is RetainData.DELETE:
-            self._state.delete(current)
+        current = self._instances.find(instance.spec.name)
+        if current is not None and current.retain_data is RetainData.DELETE:
+            self._instances.delete(current)
         log.info("stop protection: instance %s and its claim deleted", instance.spec.name)

@@ -33,6 +33,68 @@ def _server_name(server: str) -> str | None:
     return host[: -len(_AZURE_PG_SUFFIX)] if host.endswith(_AZURE_PG_SUFFIX) else None
 
 
+def _key_vault_role() -> dict[str, Any]:
+    """Key Vault Secrets User on the vault named by the ``keyVaultName`` parameter."""
+    return {
+        "type": "Microsoft.Authorization/roleAssignments",
+        "apiVersion": "2022-04-01",
+        "scope": "[resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName'))]",
+        "name": (
+            "[guid(resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName')), "
+            f"parameters('principalId'), '{KEY_VAULT_SECRETS_USER}')]"
+        ),
+        "properties": {
+            "roleDefinitionId": _role_definition(KEY_VAULT_SECRETS_USER),
+            "principalId": "[parameters('principalId')]",
+            "principalType": "[parameters('principalType')]",
+            "description": "pgvault reads the database credentials of its backup instances",
+        },
+    }
+
+
+def _server_reader_deployment() -> dict[str, Any]:
+    """Reader on the flexible server ``serverName``, deployed into the server's resource group."""
+    server_id = "[resourceId('Microsoft.DBforPostgreSQL/flexibleServers', parameters('serverName'))]"
+    return {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": "2022-09-01",
+        "name": "pgvault-server-reader",
+        "resourceGroup": "[parameters('serverResourceGroup')]",
+        "properties": {
+            "mode": "Incremental",
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {
+                "principalId": {"value": "[parameters('principalId')]"},
+                "principalType": {"value": "[parameters('principalType')]"},
+                "serverName": {"value": "[parameters('serverName')]"},
+            },
+            "template": {
+                "$schema": _SCHEMA,
+                "contentVersion": "1.0.0.0",
+                "parameters": {
+                    "principalId": {"type": "string"},
+                    "principalType": {"type": "string"},
+                    "serverName": {"type": "string"},
+                },
+                "resources": [
+                    {
+                        "type": "Microsoft.Authorization/roleAssignments",
+                        "apiVersion": "2022-04-01",
+                        "scope": server_id,
+                        "name": f"[guid({server_id[1:-1]}, parameters('principalId'), '{READER}')]",
+                        "properties": {
+                            "roleDefinitionId": _role_definition(READER),
+                            "principalId": "[parameters('principalId')]",
+                            "principalType": "[parameters('principalType')]",
+                            "description": "pgvault reads the server's region and settings",
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
 def role_assignment_template(secret_uri: str, server: str) -> dict[str, Any]:
     """An ARM deployment template assigning the roles this instance needs to ``principalId``.
 
@@ -53,23 +115,7 @@ def role_assignment_template(secret_uri: str, server: str) -> dict[str, Any]:
     }
     if vault:
         parameters["keyVaultName"] = {"type": "string", "defaultValue": vault}
-        resources.append(
-            {
-                "type": "Microsoft.Authorization/roleAssignments",
-                "apiVersion": "2022-04-01",
-                "scope": "[resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName'))]",
-                "name": (
-                    "[guid(resourceId('Microsoft.KeyVault/vaults', parameters('keyVaultName')), "
-                    f"parameters('principalId'), '{KEY_VAULT_SECRETS_USER}')]"
-                ),
-                "properties": {
-                    "roleDefinitionId": _role_definition(KEY_VAULT_SECRETS_USER),
-                    "principalId": "[parameters('principalId')]",
-                    "principalType": "[parameters('principalType')]",
-                    "description": "pgvault reads the database credentials of its backup instances",
-                },
-            }
-        )
+        resources.append(_key_vault_role())
     else:
         notes.append("The secret is not in Key Vault: no Key Vault role is needed.")
     if server_name:
@@ -79,47 +125,7 @@ def role_assignment_template(secret_uri: str, server: str) -> dict[str, Any]:
             "defaultValue": "[resourceGroup().name]",
             "metadata": {"description": "Resource group of the PostgreSQL flexible server"},
         }
-        server_id = "[resourceId('Microsoft.DBforPostgreSQL/flexibleServers', parameters('serverName'))]"
-        resources.append(
-            {
-                "type": "Microsoft.Resources/deployments",
-                "apiVersion": "2022-09-01",
-                "name": "pgvault-server-reader",
-                "resourceGroup": "[parameters('serverResourceGroup')]",
-                "properties": {
-                    "mode": "Incremental",
-                    "expressionEvaluationOptions": {"scope": "inner"},
-                    "parameters": {
-                        "principalId": {"value": "[parameters('principalId')]"},
-                        "principalType": {"value": "[parameters('principalType')]"},
-                        "serverName": {"value": "[parameters('serverName')]"},
-                    },
-                    "template": {
-                        "$schema": _SCHEMA,
-                        "contentVersion": "1.0.0.0",
-                        "parameters": {
-                            "principalId": {"type": "string"},
-                            "principalType": {"type": "string"},
-                            "serverName": {"type": "string"},
-                        },
-                        "resources": [
-                            {
-                                "type": "Microsoft.Authorization/roleAssignments",
-                                "apiVersion": "2022-04-01",
-                                "scope": server_id,
-                                "name": f"[guid({server_id[1:-1]}, parameters('principalId'), '{READER}')]",
-                                "properties": {
-                                    "roleDefinitionId": _role_definition(READER),
-                                    "principalId": "[parameters('principalId')]",
-                                    "principalType": "[parameters('principalType')]",
-                                    "description": "pgvault reads the server's region and settings",
-                                },
-                            }
-                        ],
-                    },
-                },
-            }
-        )
+        resources.append(_server_reader_deployment())
     else:
         notes.append(f"{server} is not an Azure Database for PostgreSQL flexible server: no Reader role is needed.")
     return {

@@ -25,15 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError
 
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.storage.faults import Fault, classify, status_of
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +151,13 @@ class KeyVaultSecretProvider:
         self._cache: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def with_app_identity(cls) -> KeyVaultSecretProvider:
+        """The provider the app uses: the app's identity (``DefaultAzureCredential``)."""
+        from azure.identity import DefaultAzureCredential
+
+        return cls(DefaultAzureCredential())
+
     def _client(self, vault_url: str) -> Any:
         from azure.keyvault.secrets import SecretClient
 
@@ -179,42 +181,8 @@ class KeyVaultSecretProvider:
             return cached[1]
         try:
             secret = self._client(ref.vault_url).get_secret(ref.name, ref.version)
-        except ResourceNotFoundError as exc:
-            version = f" version {ref.version}" if ref.version else ""
-            raise UserError(
-                ErrorCode.INVALID_SECRET,
-                f"secret {ref.name!r}{version} does not exist in {ref.vault_url}",
-                target="secretUri",
-            ) from exc
-        except ClientAuthenticationError as exc:
-            raise UserError(
-                ErrorCode.MISSING_PERMISSIONS_ON_SECRET_STORE,
-                f"the app's identity could not authenticate to {ref.vault_url}: {type(exc).__name__}",
-                target="secretUri",
-            ) from exc
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise UserError(
-                ErrorCode.INVALID_SECRET_STORE,
-                f"key vault {ref.vault_url} is unknown or unreachable ({type(exc).__name__})",
-                target="secretUri",
-            ) from exc
-        except HttpResponseError as exc:
-            status = exc.status_code or 0
-            if status in (401, 403):
-                raise UserError(
-                    ErrorCode.MISSING_PERMISSIONS_ON_SECRET_STORE,
-                    f"the app's identity may not read secrets of {ref.vault_url} (HTTP {status})",
-                    target="secretUri",
-                ) from exc
-            if status == 429 or status >= 500:
-                raise TransientError(
-                    f"key vault {ref.vault_url} answered {status} after retries", code=ErrorCode.INVALID_SECRET_STORE
-                ) from exc
-            raise UserError(
-                ErrorCode.INVALID_SECRET,
-                f"key vault {ref.vault_url} refused the request (HTTP {status})",
-                target="secretUri",
-            ) from exc
+        except AzureError as exc:
+            raise _key_vault_error(exc, ref) from exc
         value = secret.value
         if value is None:
             raise UserError(
@@ -223,6 +191,38 @@ class KeyVaultSecretProvider:
         with self._lock:
             self._cache[reference] = (now + self._cache_seconds, value)
         return str(value)
+
+
+def _key_vault_error(exc: AzureError, ref: KeyVaultRef) -> PgVaultError:
+    """What a Key Vault failure means for the user, by the one rule of ``shared.storage.faults``."""
+    kind, status = classify(exc), status_of(exc)
+    if kind.transient and kind is not Fault.UNREACHABLE:
+        return TransientError(
+            f"key vault {ref.vault_url} answered {status} after retries", code=ErrorCode.INVALID_SECRET_STORE
+        )
+    if kind is Fault.UNREACHABLE:  # a vault name that does not resolve, or a network that shuts it out
+        return UserError(
+            ErrorCode.INVALID_SECRET_STORE,
+            f"key vault {ref.vault_url} is unknown or unreachable ({type(exc).__name__})",
+            target="secretUri",
+        )
+    if kind is Fault.DENIED:
+        how = f"HTTP {status}" if status is not None else type(exc).__name__
+        return UserError(
+            ErrorCode.MISSING_PERMISSIONS_ON_SECRET_STORE,
+            f"the app's identity may not read secrets of {ref.vault_url} ({how})",
+            target="secretUri",
+        )
+    if kind is Fault.MISSING:
+        version = f" version {ref.version}" if ref.version else ""
+        return UserError(
+            ErrorCode.INVALID_SECRET,
+            f"secret {ref.name!r}{version} does not exist in {ref.vault_url}",
+            target="secretUri",
+        )
+    return UserError(
+        ErrorCode.INVALID_SECRET, f"key vault {ref.vault_url} refused the request (HTTP {status})", target="secretUri"
+    )
 
 
 class SecretResolver:

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
-from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec
+from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec, InstanceStore
 from shared.pg.connect import connect
 from shared.pg.connstring import check_server, parse_connection_string
 from shared.request_body import ANY, Shape, check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
-from shared.storage import layout
-from shared.storage.tables import StateTable
+from shared.storage.tables import StateStore
 
 LIST_DATABASES: Shape = {"secretUri": ANY, "server": ANY, "port": ANY}
 _DATABASES = """
@@ -23,7 +22,7 @@ ORDER BY datname
 
 
 def list_databases(
-    state: StateTable,
+    state: StateStore,
     secrets: SecretProvider,
     body: Any,
     *,
@@ -64,8 +63,6 @@ def list_databases(
         if name in UNSUPPORTED_DATABASES:
             continue
         spec = InstanceSpec("probe", server, port, name, reference, "probe")
-        claim = state.get(layout.CLAIM, spec.claim_key)
-        value.append(
-            {"database": name, "protected": claim is not None, "instance": claim.get("instance") if claim else None}
-        )
+        holder = InstanceStore(state).holder(spec)
+        value.append({"database": name, "protected": holder is not None, "instance": holder})
     return {"server": server, "port": port, "value": value}

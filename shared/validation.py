@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import TransientError, UserError
-from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness
+from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
@@ -25,7 +25,7 @@ from shared.pg.tools import pick_tool
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.queues import QueueSender
-from shared.storage.tables import ETagMismatch, StateTable
+from shared.storage.tables import ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def enqueue_validation(queues: QueueSender) -> Callable[[Job, Instance], None]:
     return send
 
 
-def revalidate(state: StateTable, queues: QueueSender, name: str, now: datetime) -> Job:
+def revalidate(state: StateStore, queues: QueueSender, name: str, now: datetime) -> Job:
     """Start a new validation of instance ``name``; returns its job."""
     return InstanceService(state, enqueue_validation(queues)).revalidate(name, now)
 
@@ -68,7 +68,7 @@ class ValidationService:
 
     def __init__(
         self,
-        state: StateTable,
+        state: StateStore,
         secrets: SecretProvider,
         clock: Callable[[], datetime],
         *,
@@ -78,7 +78,7 @@ class ValidationService:
         self._allowed_servers = tuple(allowed_servers)
         self._state = state
         self._jobs = JobStore(state)
-        self._instances = InstanceService(state, lambda job, instance: None)
+        self._instances = InstanceStore(state)
         self._secrets = secrets
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
@@ -156,10 +156,10 @@ class ValidationService:
         )
 
 
-def fail_validation(state: StateTable, job: Job, failure: UserError, now: datetime) -> Job:
+def fail_validation(state: StateStore, job: Job, failure: UserError, now: datetime) -> Job:
     """Fail validation ``job`` with ``failure`` and, when it is its instance's current validation,
     set the instance's readiness Failed with it (as a validation that found ``failure`` does)."""
-    jobs, instances = JobStore(state), InstanceService(state, lambda job, instance: None)
+    jobs, instances = JobStore(state), InstanceStore(state)
     try:
         instance = instances.get(job.instance)
     except UserError:
@@ -173,7 +173,7 @@ def fail_validation(state: StateTable, job: Job, failure: UserError, now: dateti
 
 def record_validation(
     jobs: JobStore,
-    instances: InstanceService,
+    instances: InstanceStore,
     job: Job,
     instance: Instance,
     *,

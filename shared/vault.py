@@ -13,15 +13,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.backup_runner import BackupRunner
+from shared.backups import BackupStarter
+from shared.hung_jobs import HungJobs
+from shared.instances import InstanceService, InstanceStore
+from shared.jobs import JobStore
 from shared.pg.tools import Tool, list_tools
+from shared.policies import PolicyService
+from shared.protection import ProtectionService
+from shared.recovery_points import RecoveryPointStore
+from shared.restore.files import ExportRules
+from shared.restore.service import RestoreService
+from shared.retention import RetentionSweep
 from shared.secrets import EnvSecretProvider, KeyVaultSecretProvider, SecretProvider, SecretResolver
 from shared.settings import Settings, load_settings
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
-from shared.storage.tables import StateTable
+from shared.storage.tables import StateStore, StateTable
 from shared.telemetry import configure_telemetry
+from shared.validation import ValidationService, enqueue_validation
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +45,18 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class Vault:
-    """The adapters of this vault, ready to use (table, container and queues exist)."""
+    """The adapters of this vault, ready to use (table, container and queues exist), and the one
+    place that builds the stores and services on them: handlers ask the vault, never build one."""
 
     settings: Settings
-    state: StateTable
+    state: StateStore
     backups: BlobStore
     queues: QueueSender
     secrets: SecretProvider
     clock: Callable[[], datetime] = utc_now
+    account: StorageAccount | None = None
+    """The storage account (restores as files into the vault's own account use it); None in tests
+    that run on in-memory adapters."""
 
     @classmethod
     def connect(cls, settings: Settings, clock: Callable[[], datetime] = utc_now) -> Vault:
@@ -56,12 +72,90 @@ class Vault:
             # The poison queues have triggers of their own (shared/hung_jobs.py): make them exist
             # before the host first moves a message there.
             queues.ensure(name + layout.POISON_SUFFIX)
-        from azure.identity import DefaultAzureCredential
-
         secrets = SecretResolver(
-            KeyVaultSecretProvider(DefaultAzureCredential()), EnvSecretProvider(settings.allow_env_secrets)
+            KeyVaultSecretProvider.with_app_identity(), EnvSecretProvider(settings.allow_env_secrets)
         )
-        return cls(settings, state, backups, queues, secrets, clock)
+        return cls(settings, state, backups, queues, secrets, clock, account)
+
+    # -- stores ---------------------------------------------------------------------------------
+
+    @property
+    def instances(self) -> InstanceStore:
+        """Backup instances and their claims."""
+        return InstanceStore(self.state)
+
+    @property
+    def jobs(self) -> JobStore:
+        """Jobs and their per-instance index."""
+        return JobStore(self.state)
+
+    @property
+    def points(self) -> RecoveryPointStore:
+        """Recovery points and the retention due index."""
+        return RecoveryPointStore(self.state)
+
+    @property
+    def policies(self) -> PolicyService:
+        """Backup policies."""
+        return PolicyService(self.state)
+
+    # -- services -------------------------------------------------------------------------------
+
+    def instance_service(self) -> InstanceService:
+        """Configure instances; each configuration queues its validation."""
+        return InstanceService(self.state, enqueue_validation(self.queues))
+
+    def validation(self) -> ValidationService:
+        """The validation worker's service."""
+        s = self.settings
+        return ValidationService(
+            self.state, self.secrets, self.clock, pg_bin_dir=s.pg_bin_dir, allowed_servers=s.allowed_servers
+        )
+
+    def backup_runner(self) -> BackupRunner:
+        """The backup worker's service."""
+        s = self.settings
+        return BackupRunner(
+            self.state,
+            self.backups,
+            self.secrets,
+            self.clock,
+            pg_bin_dir=s.pg_bin_dir,
+            function_timeout=s.function_timeout,
+            manifest=s.backup_manifest,
+            allowed_servers=s.allowed_servers,
+        )
+
+    def backup_starter(self) -> BackupStarter:
+        """On-demand and scheduled backups: record the job, queue it."""
+        return BackupStarter(self.state, self.queues)
+
+    def restore(self) -> RestoreService:
+        """Restores, verifications and rehydrations."""
+        s = self.settings
+        return RestoreService(
+            self.state,
+            self.backups,
+            self.secrets,
+            self.clock,
+            queues=self.queues,
+            vault_account=self.account,
+            pg_bin_dir=s.pg_bin_dir,
+            allow_env_secrets=s.allow_env_secrets,
+            exports=ExportRules.from_settings(s),
+        )
+
+    def protection(self) -> ProtectionService:
+        """Stop and resume protection."""
+        return ProtectionService(self.state, self.backups)
+
+    def retention(self) -> RetentionSweep:
+        """The retention sweep."""
+        return RetentionSweep(self.state, self.backups)
+
+    def hung_jobs(self) -> HungJobs:
+        """Jobs whose queue message was poisoned or lost."""
+        return HungJobs(self.state, self.queues, function_timeout=self.settings.function_timeout)
 
 
 _lock = threading.Lock()

@@ -24,13 +24,12 @@ from typing import IO, Any
 
 import psycopg
 import zstandard
-from azure.storage.blob import ContainerClient
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
 from shared.stopping import StopSignal, check
-from shared.storage.blockstream import BlockWriter, StreamResult
+from shared.storage.ports import BlockSinks, StreamResult
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +146,24 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
     return UserError(ErrorCode.INTERNAL, f"pg_dump failed: {last}")
 
 
+def _start_pg_dump(pg_dump: Path, env: Mapping[str, str], snapshot: str | None) -> subprocess.Popen[bytes]:
+    """pg_dump writing the custom format, uncompressed, to its stdout (zstd compresses it here)."""
+    argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
+    if snapshot is not None:
+        argv.append(f"--snapshot={snapshot}")
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
+    )
+
+
 def dump_to_blob(
     pg_dump: Path,
     env: Mapping[str, str],
-    container: ContainerClient,
+    sinks: BlockSinks,
     blob_name: str,
     metadata: Mapping[str, str],
     *,
@@ -172,21 +185,11 @@ def dump_to_blob(
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal.
     """
-    child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
-    argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
-    if snapshot is not None:
-        argv.append(f"--snapshot={snapshot}")
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=child_env,
-    )
+    proc = _start_pg_dump(pg_dump, env, snapshot)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
-    writer = BlockWriter(container, blob_name, expected_bytes=expected_bytes)
+    writer = sinks.writer(blob_name, expected_bytes=expected_bytes)
     raw = 0
     last_report = time.monotonic()
     killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
@@ -236,7 +239,7 @@ def dump_with_manifest(
     pg_dump: Path,
     libpq: Mapping[str, Any],
     env: Mapping[str, str],
-    container: ContainerClient,
+    sinks: BlockSinks,
     blob_name: str,
     *,
     metadata: Mapping[str, str],
@@ -258,7 +261,7 @@ def dump_with_manifest(
         dump_to_blob,
         pg_dump,
         env,
-        container,
+        sinks,
         blob_name,
         metadata,
         on_progress=on_progress,

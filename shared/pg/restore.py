@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from azure.storage.blob import ContainerClient
 from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.pg.connect import refusal
 from shared.stopping import StopSignal, check
-from shared.storage.blockstream import read_verified
+from shared.storage.ports import BlobReader
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +320,7 @@ def restore_stream(
 def restore_blob(
     pg_restore: Path,
     env: Mapping[str, str],
-    container: ContainerClient,
+    blobs: BlobReader,
     blob_name: str,
     sha256: str,
     *,
@@ -334,7 +333,7 @@ def restore_blob(
     ``IntegrityError`` (from ``read_verified``) when the stored bytes do not match ``sha256``:
     by then pg_restore has been killed, and what it wrote must be thrown away by the caller.
     """
-    chunks = read_verified(container, blob_name, sha256, on_bytes=on_bytes)
+    chunks = blobs.read_verified(blob_name, sha256, on_bytes=on_bytes)
     return restore_stream(pg_restore, env, chunks, options or RestoreOptions(), stop=stop)
 
 

@@ -22,7 +22,6 @@ random name, deleted at once) before any data moves. Every file is created with
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -30,21 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
-
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.errors import ErrorCode, UserError
 from shared.restore.request import RestoreRequest, parse_container_url
 from shared.secrets import SecretProvider
 from shared.settings import Settings, is_loopback
+from shared.storage.blobs import BlobStore
+from shared.storage.clients import StorageAccount, blob_endpoint_of, container_at
+from shared.storage.ports import BlobExists
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +162,16 @@ def _not_accessible(url: str, why: str) -> UserError:
 
 def check_destination(
     request: RestoreRequest, rules: ExportRules, secrets: SecretProvider
-) -> tuple[Destination, BlobServiceClient | None]:
-    """Where a files restore goes, once ``rules`` allow its URL; with the service client of its
-    connection string secret, when it names one (whose account must be the URL's)."""
+) -> tuple[Destination, str | None]:
+    """Where a files restore goes, once ``rules`` allow its URL; with the connection string of its
+    secret, when it names one (whose account must be the URL's)."""
     assert request.container_url is not None
     dest = rules.check(request.container_url)
     if request.connection_string_secret_uri is None:
         return dest, None
     value = secrets.get_secret(request.connection_string_secret_uri)
     try:
-        service = BlobServiceClient.from_connection_string(value)
+        url, account = blob_endpoint_of(value)
     except ValueError as exc:
         raise UserError(
             ErrorCode.SECRET_VALUE_IN_UNSUPPORTED_FORMAT,
@@ -188,7 +179,7 @@ def check_destination(
             target=SECRET_FIELD,
         ) from exc
     # The client goes where the connection string says: that must be the account the URL names.
-    reached = Destination(service.url, (service.account_name or "").lower(), dest.container, dest.emulator)
+    reached = Destination(url, account.lower(), dest.container, dest.emulator)
     if reached.endpoint != dest.endpoint:
         raise UserError(
             ErrorCode.INVALID_REQUEST,
@@ -196,68 +187,43 @@ def check_destination(
             target=SECRET_FIELD,
             recommended_action="Use the connection string of the account the URL names.",
         )
-    return dest, service
+    return dest, value
 
 
 def target_container(
-    request: RestoreRequest, rules: ExportRules, vault_blobs: BlobServiceClient, secrets: SecretProvider
-) -> ContainerClient:
+    request: RestoreRequest, rules: ExportRules, vault_account: StorageAccount, secrets: SecretProvider
+) -> BlobStore:
     """The container a files restore writes to, once ``check_destination`` allows it."""
-    dest, service = check_destination(request, rules, secrets)
-    if service is not None:
-        return service.get_container_client(dest.container)
-    own = Destination(vault_blobs.url, (vault_blobs.account_name or "").lower(), dest.container, dest.emulator)
+    dest, connection_string = check_destination(request, rules, secrets)
+    if connection_string is not None:
+        return container_at(dest.account_url, dest.container, connection_string=connection_string)
+    url, account = vault_account.blob_endpoint()
+    own = Destination(url, account.lower(), dest.container, dest.emulator)
     if own.endpoint == dest.endpoint:
-        return vault_blobs.get_container_client(dest.container)
-    from azure.identity import DefaultAzureCredential
-
-    return ContainerClient(dest.account_url, dest.container, credential=DefaultAzureCredential())
+        return vault_account.container(dest.container)
+    return container_at(dest.account_url, dest.container)
 
 
-def probe_writable(container: ContainerClient, prefix: str, url: str) -> None:
+def probe_writable(container: BlobStore, prefix: str, url: str) -> None:
     """Create and delete a small blob beside the target files; ``UserErrorContainerNotAccessible`` if refused.
 
     Its name is random and it is created with If-None-Match: *, so the probe never touches a blob
     it did not create (a worker killed between the two calls leaves it behind).
     """
-    name = f"{prefix}.pgvault-probe-{secrets.token_hex(8)}"
-    try:
-        container.upload_blob(name, b"pgvault write probe", overwrite=False)
-        container.delete_blob(name)
-    except ResourceNotFoundError as exc:
-        raise _not_accessible(url, "the container does not exist") from exc
-    except ClientAuthenticationError as exc:
-        raise _not_accessible(url, "the app's identity could not authenticate") from exc
-    except HttpResponseError as exc:
-        if exc.status_code in (401, 403, 404, 409):
-            raise _not_accessible(url, f"storage answered {exc.status_code} {exc.reason}") from exc
-        raise TransientError(f"storage failed probing {url}: {exc.status_code}") from exc
-    except AzureError as exc:
-        raise _not_accessible(url, f"{type(exc).__name__}") from exc
+    refused = container.probe_write(f"{prefix}.pgvault-probe-{secrets.token_hex(8)}")
+    if refused is not None:
+        raise _not_accessible(url, refused)
 
 
-def owner_of(container: ContainerClient, name: str) -> str | None:
+def owner_of(container: BlobStore, name: str) -> str | None:
     """The job id recorded on blob ``name`` (``""`` when it names none); None when there is no such blob."""
-    try:
-        client = container.get_blob_client(name)
-        if not client.exists():
-            return None
-        return str((client.get_blob_properties().metadata or {}).get("jobid", ""))
-    except AzureError as exc:
-        raise TransientError(f"storage failed reading {name}: {type(exc).__name__}") from exc
+    info = container.info(name)
+    return None if info is None else str(info.metadata.get("jobid", ""))
 
 
-def write_manifest(container: ContainerClient, name: str, manifest: dict[str, Any], job_id: str) -> None:
+def write_manifest(container: BlobStore, name: str, manifest: dict[str, Any], job_id: str) -> None:
     """Create the files restore's manifest; ``FileExists`` if a blob of that name exists."""
     try:
-        container.upload_blob(
-            name,
-            json.dumps(manifest, indent=2, sort_keys=True).encode(),
-            metadata={"jobid": job_id},
-            content_settings=ContentSettings(content_type="application/json"),
-            match_condition=MatchConditions.IfMissing,
-        )
-    except (ResourceExistsError, ResourceModifiedError) as exc:
+        container.put_json(name, manifest, metadata={"jobid": job_id}, overwrite=False)
+    except BlobExists as exc:
         raise FileExists(name) from exc
-    except AzureError as exc:
-        raise TransientError(f"storage failed writing {name}: {type(exc).__name__}") from exc

@@ -20,11 +20,10 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import isodate
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobProperties, ContainerClient, RehydratePriority, StandardBlobTier
 
-from shared.errors import ErrorCode, TransientError, UserError
-from shared.storage.tables import Entity, EntityExists, StateTable
+from shared.errors import ErrorCode, UserError
+from shared.storage.blobs import BlobInfo, BlobMissing, BlobStore
+from shared.storage.tables import Entity, EntityExists, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +42,21 @@ class CopyState(StrEnum):
     """The copy failed or was aborted; a new request starts over."""
 
 
-def copy_state(props: BlobProperties) -> CopyState:
+def copy_state(info: BlobInfo) -> CopyState:
     """What a copy's properties say (Azure's ``x-ms-archive-status`` and ``x-ms-copy-status``)."""
-    status = props.copy.status if props.copy is not None else None
-    if status in ("failed", "aborted"):
+    if info.copy_status in ("failed", "aborted"):
         return CopyState.FAILED
-    if props.archive_status or status == "pending" or props.blob_tier == "Archive":
+    if info.archive_status or info.copy_status == "pending" or info.tier == "Archive":
         return CopyState.PENDING
     return CopyState.READY
 
 
 class BlobProbe(Protocol):
-    """Reads a blob's properties (the real one asks storage; tests can play recorded answers)."""
+    """Reads what storage says about a blob (``BlobStore`` asks storage; tests can play recorded answers)."""
 
-    def properties(self, blob_name: str) -> BlobProperties | None:
-        """The blob's properties, or None when it does not exist."""
+    def info(self, name: str) -> BlobInfo | None:
+        """The blob's tier and copy state, or None when it does not exist."""
         ...
-
-
-class ContainerProbe:
-    """``BlobProbe`` over a real container."""
-
-    def __init__(self, container: ContainerClient) -> None:
-        self._container = container
-
-    def properties(self, blob_name: str) -> BlobProperties | None:
-        try:
-            return self._container.get_blob_client(blob_name).get_blob_properties()
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
 
 
 def copy_name_for(blob_name: str) -> str:
@@ -146,7 +129,7 @@ class Rehydration:
 class RehydrationStore:
     """Rehydration records in the state table, every write ETag-guarded."""
 
-    def __init__(self, state: StateTable) -> None:
+    def __init__(self, state: StateStore) -> None:
         self._state = state
 
     def get(self, rp_id: str) -> Rehydration | None:
@@ -176,27 +159,22 @@ class RehydrationStore:
         return [Rehydration.from_entity(e) for e in self._state.partition(PARTITION)]
 
 
-def start_copy(container: ContainerClient, record: Rehydration) -> None:
+def start_copy(blobs: BlobStore, record: Rehydration) -> None:
     """Ask storage to rehydrate the archived blob into the record's copy (idempotent: a copy that
     exists already, pending or done, is left alone; a failed one is replaced)."""
-    target = container.get_blob_client(record.copy_blob)
+    existing = blobs.info(record.copy_blob)
+    if existing is not None:
+        if copy_state(existing) is not CopyState.FAILED:
+            return
+        blobs.delete(record.copy_blob)  # what a failed or aborted copy left: start over
     try:
-        if target.exists():
-            if copy_state(target.get_blob_properties()) is not CopyState.FAILED:
-                return
-            target.delete_blob()  # what a failed or aborted copy left: start over
-        source = container.get_blob_client(record.source_blob).url
-        target.start_copy_from_url(
-            source, standard_blob_tier=StandardBlobTier.HOT, rehydrate_priority=RehydratePriority(record.priority)
-        )
-    except ResourceNotFoundError as exc:
+        blobs.start_rehydration(record.source_blob, record.copy_blob, record.priority)
+    except BlobMissing as exc:
         raise UserError(
             ErrorCode.NOT_FOUND,
             f"the archived blob of recovery point {record.recovery_point_id} is missing from the vault",
             target="recoveryPointId",
         ) from exc
-    except AzureError as exc:
-        raise TransientError(f"blob storage refused to rehydrate {record.source_blob}: {type(exc).__name__}") from exc
 
 
 def expiry_after(ready_at: datetime, duration: str) -> datetime:

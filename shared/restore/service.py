@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from azure.storage.blob import BlobServiceClient
 
 from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, TransientError, UserError
-from shared.instances import InstanceService
+from shared.instances import InstanceStore
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.connect import connect, server_gone
@@ -33,7 +32,6 @@ from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules, check_destination
 from shared.restore.rehydration import (
     BlobProbe,
-    ContainerProbe,
     CopyState,
     Rehydration,
     RehydrationStore,
@@ -56,9 +54,10 @@ from shared.secrets import SecretProvider
 from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
+from shared.storage.clients import StorageAccount
 from shared.storage.layout import manifest_name_for
 from shared.storage.queues import QueueSender
-from shared.storage.tables import ETagMismatch, StateTable
+from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import note_retry, with_attempt_started
 
 log = logging.getLogger(__name__)
@@ -100,13 +99,13 @@ class RestoreService:
 
     def __init__(
         self,
-        state: StateTable,
+        state: StateStore,
         backups: BlobStore,
         secrets: SecretProvider,
         clock: Callable[[], datetime],
         *,
         queues: QueueSender | None = None,
-        vault_blobs: BlobServiceClient | None = None,
+        vault_account: StorageAccount | None = None,
         pg_bin_dir: Path | None = None,
         probe: BlobProbe | None = None,
         allow_env_secrets: bool = False,
@@ -114,7 +113,7 @@ class RestoreService:
     ) -> None:
         self._state = state
         self._jobs = JobStore(state)
-        self._instances = InstanceService(state, lambda job, instance: None)
+        self._instances = InstanceStore(state)
         self._points = RecoveryPointStore(state)
         self._locks = InstanceLocks(state)
         self._rehydrations = RehydrationStore(state)
@@ -122,9 +121,9 @@ class RestoreService:
         self._secrets = secrets
         self._clock = clock
         self._queues = queues
-        self._vault_blobs = vault_blobs
+        self._vault_account = vault_account
         self._pg_bin_dir = pg_bin_dir
-        self._probe = probe or ContainerProbe(backups.client)
+        self._probe: BlobProbe = probe or backups
         self._allow_env = allow_env_secrets
         # Where restores as files may write; without rules, nowhere.
         self._exports = exports or ExportRules()
@@ -376,7 +375,7 @@ class RestoreService:
             self._secrets,
             self._clock,
             self._pg_bin_dir,
-            self._vault_blobs,
+            self._vault_account,
             self._exports,
             self._points,
         )
@@ -407,7 +406,7 @@ class RestoreService:
                 job, JobStatus.CANCELLED, self._clock(), details={**job.details, "why": "superseded"}
             )
         try:
-            start_copy(self._backups.client, record)
+            start_copy(self._backups, record)
         except UserError as exc:
             self._finish_rehydration(record, CopyState.FAILED, exc)
             return self._jobs.get(job.job_id)
@@ -458,7 +457,7 @@ class RestoreService:
         self._finish_rehydration(record, CopyState.FAILED, why, now)
 
     def _poll(self, record: Rehydration, now: datetime) -> CopyState:
-        props = self._probe.properties(record.copy_blob)
+        props = self._probe.info(record.copy_blob)
         state = CopyState.PENDING if props is None else copy_state(props)
         if state is CopyState.PENDING:
             return state

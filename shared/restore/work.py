@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.cancel import job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.instances import InstanceService
+from shared.instances import InstanceStore
 from shared.jobs import Job, JobStatus, JobStore
 from shared.locks import Heartbeat
 from shared.pg.connect import connect
@@ -50,8 +48,9 @@ from shared.restore.request import RestoreRequest, TargetKind
 from shared.restore.selection import missing_after_restore
 from shared.secrets import SecretProvider
 from shared.storage.blobs import BlobStore
-from shared.storage.blockstream import BlobExists, BlockWriter, IntegrityError, read_verified
+from shared.storage.clients import StorageAccount
 from shared.storage.layout import manifest_name_for
+from shared.storage.ports import BlobExists, IntegrityError
 from shared.storage.tables import ETagMismatch
 
 log = logging.getLogger(__name__)
@@ -121,12 +120,12 @@ class Context:
     """What a restore's work needs of the vault."""
 
     jobs: JobStore
-    instances: InstanceService
+    instances: InstanceStore
     backups: BlobStore
     secrets: SecretProvider
     clock: Callable[[], datetime]
     pg_bin_dir: Path | None = None
-    vault_blobs: BlobServiceClient | None = None
+    vault_account: StorageAccount | None = None
     # Where restores as files may write (none: nowhere).
     exports: files.ExportRules = field(default_factory=files.ExportRules)
     points: RecoveryPointStore | None = None
@@ -163,8 +162,7 @@ class RestoreWork:
         return report
 
     def chunks(self, point: RecoveryPoint, blob: str, *, decompress: bool = True) -> Iterator[bytes]:
-        return read_verified(
-            self.s.backups.client,
+        return self.s.backups.read_verified(
             blob,
             point.sha256,
             decompress=decompress,
@@ -250,7 +248,7 @@ class RestoreWork:
             report = restore_blob(
                 tool.path,
                 params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext),
-                self.s.backups.client,
+                self.s.backups,
                 blob,
                 point.sha256,
                 options=options,
@@ -350,11 +348,11 @@ class RestoreWork:
 
     def files(self, request: RestoreRequest, point: RecoveryPoint, blob: str) -> Job:
         assert request.container_url is not None and request.file_prefix is not None
-        if self.s.vault_blobs is None:
-            raise RuntimeError("RestoreService needs the vault's blob service for restores as files")
+        if self.s.vault_account is None:
+            raise RuntimeError("RestoreService needs the vault's storage account for restores as files")
         current = self.step("CheckTarget")
         # Checked again here: the settings may have changed since the request was accepted.
-        container = files.target_container(request, self.s.exports, self.s.vault_blobs, self.s.secrets)
+        container = files.target_container(request, self.s.exports, self.s.vault_account, self.s.secrets)
         files.probe_writable(container, request.file_prefix, request.container_url)
         earlier = self._own_file(container, request.file_name)
         if files.owner_of(container, request.manifest_file_name) not in (None, self.job.job_id):
@@ -373,7 +371,7 @@ class RestoreWork:
             raise
 
     def _files_written(
-        self, request: RestoreRequest, point: RecoveryPoint, container: ContainerClient, written: Written
+        self, request: RestoreRequest, point: RecoveryPoint, container: BlobStore, written: Written
     ) -> Job:
         decompress = request.file_format == "dump"
         current = self.step("Manifest")
@@ -419,7 +417,7 @@ class RestoreWork:
             },
         )
 
-    def _remove(self, container: ContainerClient, names: list[str]) -> None:
+    def _remove(self, container: BlobStore, names: list[str]) -> None:
         """Delete files this job wrote (best effort: a file left says in its metadata which job wrote it)."""
         for name in names:
             try:
@@ -429,10 +427,8 @@ class RestoreWork:
                 log.warning("restore job %s: could not check %s before removing it; left", self.job.job_id, name)
                 continue
             try:
-                container.delete_blob(name)
-            except ResourceNotFoundError:
-                pass
-            except AzureError as exc:
+                container.delete(name)
+            except PgVaultError as exc:
                 log.warning("restore job %s: could not remove %s: %s", self.job.job_id, name, type(exc).__name__)
 
     def _instance_source(self, instance: str) -> dict[str, Any]:
@@ -443,10 +439,10 @@ class RestoreWork:
         return {"server": spec.server, "port": spec.port, "database": spec.database}
 
     def _write_dump(
-        self, container: ContainerClient, request: RestoreRequest, point: RecoveryPoint, blob: str, decompress: bool
+        self, container: BlobStore, request: RestoreRequest, point: RecoveryPoint, blob: str, decompress: bool
     ) -> Written:
         """Stream the point into the dump file, created only once its checksum matched (If-None-Match: *)."""
-        writer = BlockWriter(container, request.file_name, expected_bytes=point.raw_bytes)
+        writer = container.writer(request.file_name, expected_bytes=point.raw_bytes)
         try:
             for chunk in self.chunks(point, blob, decompress=decompress):
                 writer.write(chunk)
@@ -471,7 +467,7 @@ class RestoreWork:
             raise files.FileExists(request.file_name) from exc
         return Written(result.sha256, result.stored_bytes)
 
-    def _own_file(self, container: ContainerClient, name: str) -> Written | None:
+    def _own_file(self, container: BlobStore, name: str) -> Written | None:
         """FailIfExists for files: the dump an earlier try of this job committed (kept as it is), None
         when there is none; ``FileExists`` when someone else's file has the name."""
         owner = files.owner_of(container, name)
@@ -479,10 +475,8 @@ class RestoreWork:
             return None
         if owner != self.job.job_id:
             raise files.FileExists(name)
-        try:
-            meta = container.get_blob_client(name).get_blob_properties().metadata or {}
-        except AzureError as exc:
-            raise TransientError(f"storage failed reading {name}: {type(exc).__name__}") from exc
+        info = container.info(name)
+        meta = info.metadata if info is not None else {}
         log.info("restore job %s: %s was committed by an earlier try; kept", self.job.job_id, name)
         return Written(str(meta.get("sha256", "")), int(meta.get("storedbytes", 0)))
 

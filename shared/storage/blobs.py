@@ -1,14 +1,17 @@
-"""Blob containers: small documents, markers written once, and the container lifecycle.
+"""Blob containers: the one adapter over a container of any account, and the container lifecycle.
 
-Streaming backups into staged blocks builds on this adapter; what is here is what every part
-of the app needs: create a container idempotently, write and read small JSON documents, and
-claim a name exactly once across processes (``create_once``).
+What every part of the app needs goes through ``BlobStore``: create a container idempotently,
+write and read small JSON documents, claim a name exactly once across processes
+(``create_once``), stream a dump in (``writer``) and out with its checksum checked
+(``read_verified``), read a blob's tier and copy state (``info``), tier and copy it. Callers in
+``shared/`` see only these methods and the types of this package, never the Azure SDK's. Every
+Azure failure is sorted by ``shared.storage.faults``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +22,19 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, StandardBlobTier
+from azure.storage.blob import (
+    BlobProperties,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    RehydratePriority,
+    StandardBlobTier,
+)
 
 from shared.errors import TransientError
+from shared.storage.blockstream import BlobExists, BlockWriter, read_verified
+from shared.storage.faults import Fault, classify, status_of, storage_error
+from shared.storage.ports import BlobInfo, BlobMissing
 
 # Azure Blob Storage, "Access tiers for blob data" (learn.microsoft.com/azure/storage/blobs/access-tiers-overview):
 # a blob deleted or moved out of the Archive tier before 180 days is charged an early-deletion fee
@@ -33,20 +46,46 @@ ARCHIVE_EARLY_DELETION_DAYS = 180
 ARCHIVED_READ_ERROR = "BlobArchived"
 # Suffix of the ArchiveStore copy of a point copied immediately (ImmediateCopyOption).
 ARCHIVE_COPY_SUFFIX = ".archive"
+_SERVICE = "blob storage"
+
+
+def blob_info(name: str, props: BlobProperties) -> BlobInfo:
+    """What Azure's blob properties say, in this package's terms."""
+    copy = props.copy.status if props.copy is not None else None
+    return BlobInfo(
+        name,
+        str(props.blob_tier or "Hot"),
+        props.archive_status,
+        copy,
+        dict(props.metadata or {}),
+        props.last_modified,
+    )
 
 
 class BlobStore:
     """One container of the storage account."""
 
     def __init__(self, service: BlobServiceClient, container: str) -> None:
-        self._service = service
         self.container = container
         self._client: ContainerClient = service.get_container_client(container)
 
+    @classmethod
+    def of(cls, client: ContainerClient) -> BlobStore:
+        """The store over a container client made elsewhere (another account's, a test's)."""
+        store = cls.__new__(cls)
+        store.container = client.container_name
+        store._client = client
+        return store
+
     @property
     def client(self) -> ContainerClient:
-        """The underlying container client, for adapters that stream blocks."""
+        """The underlying container client (for tests and the adapters of this package)."""
         return self._client
+
+    @property
+    def url(self) -> str:
+        """The container's URL."""
+        return str(self._client.url)
 
     def ensure(self) -> None:
         """Create the container if it does not exist."""
@@ -55,7 +94,7 @@ class BlobStore:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            raise TransientError(f"blob storage failed creating {self.container}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"creating {self.container}") from exc
 
     def create_once(self, name: str, document: Mapping[str, Any]) -> bool:
         """Write ``name`` only if it does not exist yet; True for the one caller that wrote it.
@@ -76,7 +115,7 @@ class BlobStore:
             # Azure answers a lost if-none-match race on a new blob with 412 as well as 409.
             return False
         except AzureError as exc:
-            raise TransientError(f"blob storage failed writing {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"writing {name}") from exc
         return True
 
     def get_json(self, name: str) -> Any | None:
@@ -86,7 +125,7 @@ class BlobStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise TransientError(f"blob storage failed reading {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"reading {name}") from exc
         return json.loads(data)
 
     def delete(self, name: str, *, etag: str | None = None) -> bool:
@@ -101,7 +140,7 @@ class BlobStore:
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
-            raise TransientError(f"blob storage failed deleting {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"deleting {name}") from exc
         return True
 
     def set_archive_tier(self, name: str) -> bool:
@@ -117,7 +156,7 @@ class BlobStore:
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
-            raise TransientError(f"blob storage failed archiving {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"archiving {name}") from exc
         return True
 
     def copy_to_archive(self, source: str, target: str) -> bool:
@@ -144,7 +183,7 @@ class BlobStore:
         except ResourceNotFoundError:
             return False
         except AzureError as exc:
-            raise TransientError(f"blob storage failed copying {source}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"copying {source}") from exc
         if result.get("copy_status") != "success":
             raise TransientError(f"archive copy of {source} is {result.get('copy_status')}; the next sweep checks it")
         return True
@@ -155,7 +194,7 @@ class BlobStore:
             for blob in self._client.list_blobs():
                 yield str(blob.name), blob.last_modified
         except AzureError as exc:
-            raise TransientError(f"blob storage failed listing {self.container}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"listing {self.container}") from exc
 
     def tier(self, name: str) -> str | None:
         """The access tier of blob ``name`` (``Hot``, ``Cool``, ``Archive``...), or None when it does not exist."""
@@ -164,5 +203,109 @@ class BlobStore:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise TransientError(f"blob storage failed reading {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, _SERVICE, f"reading {name}") from exc
         return str(props.blob_tier or "Hot")
+
+    def exists(self, name: str) -> bool:
+        """Whether blob ``name`` exists."""
+        try:
+            return bool(self._client.get_blob_client(name).exists())
+        except AzureError as exc:
+            raise storage_error(exc, _SERVICE, f"reading {name}") from exc
+
+    def info(self, name: str) -> BlobInfo | None:
+        """What storage says about blob ``name``, or None when it does not exist."""
+        try:
+            return blob_info(name, self._client.get_blob_client(name).get_blob_properties())
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise storage_error(exc, _SERVICE, f"reading {name}") from exc
+
+    def put(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: Mapping[str, str] | None = None,
+        overwrite: bool = True,
+    ) -> None:
+        """Write blob ``name``; without ``overwrite`` an existing one is left and ``BlobExists`` raised."""
+        try:
+            self._client.upload_blob(
+                name,
+                body,
+                overwrite=overwrite,
+                metadata=dict(metadata) if metadata else None,
+                content_settings=ContentSettings(content_type=content_type),
+                match_condition=None if overwrite else MatchConditions.IfMissing,
+            )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            if overwrite:
+                raise storage_error(exc, _SERVICE, f"writing {name}") from exc
+            raise BlobExists(f"{name} exists") from exc
+        except AzureError as exc:
+            raise storage_error(exc, _SERVICE, f"writing {name}") from exc
+
+    def put_json(
+        self, name: str, document: Any, *, metadata: Mapping[str, str] | None = None, overwrite: bool = True
+    ) -> None:
+        """Write ``document`` as JSON under ``name`` (see ``put``)."""
+        body = json.dumps(document, indent=2, sort_keys=True).encode()
+        self.put(name, body, content_type="application/json", metadata=metadata, overwrite=overwrite)
+
+    def probe_write(self, name: str) -> str | None:
+        """Create and delete a small blob ``name``: None when storage allowed both, else why it refused.
+
+        Failures that may pass raise ``TransientError``; a container that does not exist, an
+        identity refused, an account that does not answer are reasons (for a user to fix).
+        """
+        try:
+            self._client.upload_blob(name, b"pgvault write probe", overwrite=False)
+            self._client.delete_blob(name)
+        except AzureError as exc:
+            kind = classify(exc)
+            if kind is Fault.BUSY:
+                raise storage_error(exc, _SERVICE, f"probing {self.url}") from exc
+            reasons = {
+                Fault.MISSING: "the container does not exist",
+                Fault.DENIED: "the app's identity may not write there",
+                Fault.UNREACHABLE: f"storage did not answer ({type(exc).__name__})",
+            }
+            return reasons.get(kind, f"storage answered {status_of(exc)} {getattr(exc, 'reason', '')}".rstrip())
+        return None
+
+    def writer(self, name: str, *, expected_bytes: int = 0) -> BlockWriter:
+        """A sink that streams blocks into blob ``name``, visible only once committed."""
+        return BlockWriter(self._client, name, expected_bytes=expected_bytes)
+
+    def read_verified(
+        self,
+        name: str,
+        expected_sha256: str,
+        *,
+        decompress: bool = True,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """Blob ``name``'s content as it downloads, checked against ``expected_sha256`` at the end."""
+        return read_verified(self._client, name, expected_sha256, decompress=decompress, on_bytes=on_bytes)
+
+    def start_rehydration(self, source: str, target: str, priority: str) -> None:
+        """Copy archived blob ``source`` to ``target`` in the Hot tier at ``priority`` (``Standard``, ``High``).
+
+        Azure takes hours (``info(target).archive_status`` says so meanwhile). ``BlobMissing`` when
+        there is no ``source``.
+        """
+        try:
+            url = self._client.get_blob_client(source).url
+            self._client.get_blob_client(target).start_copy_from_url(
+                url, standard_blob_tier=StandardBlobTier.HOT, rehydrate_priority=RehydratePriority(priority)
+            )
+        except ResourceNotFoundError as exc:
+            raise BlobMissing(f"{source} does not exist") from exc
+        except AzureError as exc:
+            raise storage_error(exc, _SERVICE, f"rehydrating {source}") from exc
+
+
+__all__ = ["ARCHIVE_COPY_SUFFIX", "BlobExists", "BlobInfo", "BlobMissing", "BlobStore", "blob_info"]

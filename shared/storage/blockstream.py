@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import zstandard
 from azure.core import MatchConditions
@@ -31,7 +30,9 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
 
 from shared.errors import PgVaultError, TransientError
+from shared.storage.faults import storage_error
 from shared.storage.limits import MAX_BLOCK_BYTES, MAX_BLOCKS_PER_BLOB
+from shared.storage.ports import BlobExists, IntegrityError, StreamResult
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ BLOCK_GROWTH_DIVISOR = 4000
 # With an expected size, blocks start at expected / this.
 EXPECTED_BLOCKS = 10_000
 DEFAULT_IN_FLIGHT = 2
-
-
-class IntegrityError(PgVaultError):
-    """What was read back is not what was stored: the checksum does not match."""
-
-
-class BlobExists(PgVaultError):
-    """A commit asked to create its blob (``if_missing``) found one of that name: nothing was changed."""
 
 
 def next_block_size(stored_so_far: int, expected: int = 0) -> int:
@@ -64,18 +57,6 @@ def blocks_needed(total: int, expected: int = 0) -> int:
         done += next_block_size(done, expected)
         count += 1
     return count
-
-
-@dataclass(frozen=True)
-class StreamResult:
-    """A committed blob: where, how big, its checksum."""
-
-    blob_name: str
-    etag: str
-    sha256: str
-    stored_bytes: int
-    blocks: int
-    seconds: float
 
 
 class BlockWriter:
@@ -198,7 +179,9 @@ class BlockWriter:
         return self._closed
 
 
-def _transient(blob_name: str, error: BaseException) -> TransientError:
+def _transient(blob_name: str, error: BaseException) -> PgVaultError:
+    if isinstance(error, AzureError):
+        return storage_error(error, "blob storage", f"writing {blob_name}")
     return TransientError(f"blob storage failed while writing {blob_name}: {type(error).__name__}: {error}")
 
 
@@ -252,7 +235,7 @@ def read_verified(
     except ResourceNotFoundError as exc:
         raise IntegrityError(f"{blob_name} is missing from the vault") from exc
     except AzureError as exc:
-        raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
+        raise storage_error(exc, "blob storage", f"reading {blob_name}") from exc
     raw = _Hashing(iter(downloader.chunks()), on_bytes)
     try:
         if decompress:
@@ -271,9 +254,12 @@ def read_verified(
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"{blob_name} is not a valid zstd stream: {exc}") from exc
     except AzureError as exc:
-        raise TransientError(f"blob storage failed reading {blob_name}: {type(exc).__name__}") from exc
+        raise storage_error(exc, "blob storage", f"reading {blob_name}") from exc
     if raw.digest.hexdigest() != expected_sha256:
         raise IntegrityError(
             f"{blob_name}: SHA-256 of the stored bytes is {raw.digest.hexdigest()}, "
             f"the recovery point says {expected_sha256}"
         )
+
+
+__all__ = ["BlobExists", "BlockWriter", "IntegrityError", "StreamResult", "read_verified"]

@@ -19,6 +19,7 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.errors import SettingsError
 from shared.settings import Settings
+from shared.storage.blobs import BlobStore
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,28 @@ class StorageAccount:
         if self.connection_string:
             return TableServiceClient.from_connection_string(self.connection_string)
         return TableServiceClient(endpoint=str(self.table_uri), credential=self._credential)
+
+    def blob_endpoint(self) -> tuple[str, str]:
+        """The account's blob endpoint URL and account name (as its blob client sees them)."""
+        service = self.blob_service()
+        return str(service.url), str(service.account_name or "")
+
+    def container(self, name: str) -> BlobStore:
+        """Container ``name`` of this account."""
+        return BlobStore(self.blob_service(), name)
+
+
+def blob_endpoint_of(connection_string: str) -> tuple[str, str]:
+    """The blob endpoint URL and account name a storage connection string reaches; ``ValueError`` if
+    it is not one."""
+    service = BlobServiceClient.from_connection_string(connection_string)
+    return str(service.url), str(service.account_name or "")
+
+
+def container_at(account_url: str, container: str, *, connection_string: str | None = None) -> BlobStore:
+    """A container of another account: by its connection string, else with the app's identity."""
+    if connection_string is not None:
+        return BlobStore(BlobServiceClient.from_connection_string(connection_string), container)
+    from azure.identity import DefaultAzureCredential
+
+    return BlobStore(BlobServiceClient(account_url, credential=DefaultAzureCredential()), container)

@@ -20,7 +20,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from shared.errors import TransientError
+from shared.storage.faults import storage_error
 from shared.storage.limits import MAX_QUEUE_MESSAGE_BYTES
 
 
@@ -55,7 +55,7 @@ class QueueSender:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            raise TransientError(f"queue storage failed creating {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, "queue storage", f"creating {name}") from exc
 
     def send(self, name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
         """Put one JSON message on ``name``. Refuses messages over the 64 KiB queue limit."""
@@ -65,4 +65,4 @@ class QueueSender:
         try:
             self._client(name).send_message(text, visibility_timeout=delay_seconds or None)
         except AzureError as exc:
-            raise TransientError(f"queue storage failed sending to {name}: {type(exc).__name__}") from exc
+            raise storage_error(exc, "queue storage", f"sending to {name}") from exc

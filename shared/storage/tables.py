@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -18,16 +17,15 @@ from typing import Any, TypeVar
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient, UpdateMode
 
-from shared.errors import PgVaultError, TransientError
+from shared.errors import TransientError
+from shared.storage.faults import storage_error
+from shared.storage.ports import Entity, EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -35,35 +33,6 @@ _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _T = TypeVar("_T")
 # The keys service_time() reads (never written: the 404's Date header is the answer).
 _CLOCK = "service-clock"
-
-
-class EntityExists(PgVaultError):
-    """An insert found an entity with the same keys already there."""
-
-
-class ETagMismatch(PgVaultError):
-    """The entity changed (or vanished) since it was read; re-read and decide again."""
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One row of the state table as read, with the ETag that guards the next write."""
-
-    partition_key: str
-    row_key: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    etag: str | None = None
-    timestamp: datetime | None = None
-    """When the service last wrote the entity, by the service's clock (its ``Timestamp``)."""
-    read_at: datetime | None = None
-    """When the service answered the read that returned the entity, by its clock (the ``Date`` header)."""
-
-    def __getitem__(self, key: str) -> Any:
-        return self.data[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The property ``key``, or ``default`` when the entity does not have it."""
-        return self.data.get(key, default)
 
 
 def _to_table(pk: str, rk: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,19 +71,14 @@ class _ServiceDate:
 
 
 def _guard(what: str, call: Callable[[], _T]) -> _T:
-    """Run one service call, turning service-side failures into ``TransientError``."""
+    """Run one service call; the answers callers act on (exists, changed, not found) pass through,
+    every other failure is sorted by ``shared.storage.faults``."""
     try:
         return call()
     except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
         raise
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise TransientError(f"table storage unreachable during {what}: {type(exc).__name__}") from exc
-    except HttpResponseError as exc:
-        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code in (408, 429)):
-            raise TransientError(f"table storage answered {exc.status_code} during {what}") from exc
-        raise
     except AzureError as exc:
-        raise TransientError(f"table storage failed during {what}: {type(exc).__name__}") from exc
+        raise storage_error(exc, "table storage", what) from exc
 
 
 class StateTable:
@@ -215,8 +179,8 @@ class StateTable:
         try:
             for raw in pages:
                 yield _from_table(raw)
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise TransientError(f"table storage unreachable during query: {type(exc).__name__}") from exc
+        except AzureError as exc:
+            raise storage_error(exc, "table storage", "query") from exc
 
     def partition(self, pk: str) -> Iterator[Entity]:
         """Every entity of one partition, in row key order."""
@@ -239,3 +203,6 @@ class StateTable:
         )
         items = _guard("query", lambda: [_from_table(raw) for raw in next(pager, [])])
         return items, getattr(pager, "continuation_token", None)
+
+
+__all__ = ["ETagMismatch", "Entity", "EntityExists", "StateStore", "StateTable"]

@@ -18,6 +18,7 @@ from devhost.services import Postgres
 from shared.pg.grants import grant_sql
 from shared.pg.restore import restore_blob
 from shared.pg.tools import pick_tool
+from shared.storage.blobs import BlobStore
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +139,7 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     report = restore_blob(
         pick_tool("pg_restore", 15).path,
         {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "postgres", "PGDATABASE": target},
-        container,
+        BlobStore.of(container),
         blob_name,
         point["sha256"],
     )

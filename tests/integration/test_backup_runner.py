@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,21 +27,18 @@ from devhost.services import Azurite, Postgres
 from shared.backup_runner import BackupRunner, manifest_name_for
 from shared.backups import BackupStarter
 from shared.errors import TransientError
-from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.grants import grant_sql
 from shared.pg.restore import restore_blob
 from shared.pg.tools import pick_tool
-from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPointStore
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.blockstream import read_verified
-from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
-from tests.examples import EXAMPLES
+from tests.integration.world import open_storage
 from tests.pausing import hold_when, resume
 
 pytestmark = pytest.mark.integration
@@ -87,18 +84,10 @@ def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
             " || md5(random()::text) || md5(random()::text) || md5(random()::text) FROM generate_series(1, 400000) g"
         )
     postgres.psql(grant_sql(db, user), db)
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"run{unique}")
-    state.ensure()
-    backups = BlobStore(account.blob_service(), f"run-{unique}")
-    backups.ensure()
-    queues = QueueSender(account.queue_service())
-    queues.ensure(layout.BACKUP_QUEUE)
+    storage = open_storage(azurite, "run", queues=[layout.BACKUP_QUEUE])
+    state, backups, queues = storage.state, storage.backups, storage.queues
     now = datetime.now(UTC)
-    PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), now)
-    instances = InstanceService(state, lambda job, instance: None)
+    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", now)
     env = {
         "PGVAULT_SECRET_ORDERS_CS": f"Server=127.0.0.1;Port={postgres.port};User Id={user};Password=unused;"
         "Ssl Mode=Disable"
@@ -110,9 +99,7 @@ def world(postgres: Postgres, azurite: Azurite, unique: str) -> Iterator[World]:
         "secretUri": "env:PGVAULT_SECRET_ORDERS_CS",
         "policyName": "mwf",
     }
-    instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)
-    current = instances.get("orders")
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    storage.protect("orders", spec, now)
     yield World(postgres, db, user, state, backups, queues, env, {"table": state.name, "container": backups.container})
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
@@ -353,7 +340,7 @@ def test_an_attempt_frozen_and_woken_after_a_takeover_leaves_one_consistent_poin
     try:
         tool = pick_tool("pg_restore", int(point.server_version.split(".")[0]), None)
         env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
-        report = restore_blob(tool.path, env, world.backups.client, point.blob_name, point.sha256)
+        report = restore_blob(tool.path, env, world.backups, point.blob_name, point.sha256)
         assert report.ok, report
         with psycopg.connect(world.pg.dsn(target)) as c:
             assert c.execute("SELECT count(*) FROM t").fetchone() == (400000,)

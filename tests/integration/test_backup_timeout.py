@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.backup_runner import BackupRunner
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.secrets import EnvSecretProvider
@@ -22,12 +21,8 @@ LIMIT = timedelta(hours=2)
 
 
 @pytest.fixture
-def stores(azurite: Azurite, unique: str) -> Iterator[tuple[StateTable, BlobStore]]:
-    env = {"AzureWebJobsStorage": azurite.connection_string}
-    account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
-    state = StateTable(account.table_service(), f"tmo{unique}")
-    state.ensure()
-    yield state, BlobStore(account.blob_service(), f"tmo-{unique}")
+def stores(state_table: StateTable, account: StorageAccount, unique: str) -> Iterator[tuple[StateTable, BlobStore]]:
+    yield state_table, BlobStore(account.blob_service(), f"tmo-{unique}")
 
 
 def _runner(stores: tuple[StateTable, BlobStore], now: datetime) -> BackupRunner:
@@ -39,8 +34,14 @@ def _job(state: StateTable, attempt_started: datetime | None) -> Job:
     created = NOW - timedelta(hours=3)
     job = Job(new_job_id(created), Operation.BACKUP, "orders", JobStatus.IN_PROGRESS, created)
     if attempt_started is not None:
-        job = Job(job.job_id, job.operation, job.instance, job.status, created,
-                  details=with_attempt_started(job, attempt_started))
+        job = Job(
+            job.job_id,
+            job.operation,
+            job.instance,
+            job.status,
+            created,
+            details=with_attempt_started(job, attempt_started),
+        )
     return JobStore(state).create(job)[0]
 
 

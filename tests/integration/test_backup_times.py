@@ -8,12 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.backup_times import BackupTimesReader
 from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
 from shared.policies import PolicyService
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
 
@@ -22,12 +20,8 @@ CREATED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def state(azurite: Azurite, unique: str) -> StateTable:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table = StateTable(account.table_service(), f"times{unique}")
-    table.ensure()
+def state(state_table: StateTable) -> StateTable:
+    table = state_table
     # Sundays 03:30 in W. Europe Standard Time (Europe/Berlin).
     PolicyService(table).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), CREATED)
     return table

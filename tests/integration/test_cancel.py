@@ -7,12 +7,11 @@ keeps one request back). Neither depends on how fast this machine is.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,10 +26,8 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.cancel import request_cancel
 from shared.errors import UserError
-from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.grants import grant_sql
-from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
 from shared.restore.service import RestoreService
@@ -41,7 +38,7 @@ from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
-from tests.examples import EXAMPLES
+from tests.integration.world import open_storage
 
 pytestmark = pytest.mark.integration
 TRIGGER = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
@@ -114,29 +111,17 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
             " FROM generate_series(1, 200000) g"
         )
     postgres.psql(grant_sql(db, f"cb_{u}"), db)
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"cx{u}")
-    state.ensure()
-    backups = BlobStore(account.blob_service(), f"cx-{u}")
-    backups.ensure()
-    queues = QueueSender(account.queue_service())
-    for q in (layout.BACKUP_QUEUE, layout.RESTORE_QUEUE):
-        queues.ensure(q)
+    storage = open_storage(azurite, "cx", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE])
+    state, backups, queues = storage.state, storage.backups, storage.queues
     now = datetime.now(UTC)
-    PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), now)
+    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", now)
     server = f"Server=127.0.0.1;Port={postgres.port}"  # each secret names its server: it goes nowhere else
     env = {
         "PGVAULT_SECRET_SRC_CS": f"{server};User Id=cb_{u};Password=unused;Ssl Mode=Disable",
         "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=cr_{u};Password=unused;Ssl Mode=Disable",
     }
-    instances = InstanceService(state, lambda job, instance: None)
     spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
-    spec["policyName"] = "mwf"
-    instances.configure_one("src", spec, now, allow_env_secrets=True, vault_region=None)
-    current = instances.get("src")
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    storage.protect("src", {**spec, "policyName": "mwf"}, now)
     yield World(postgres, u, db, state, backups, queues, azurite, env)
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
@@ -267,7 +252,9 @@ def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
         world.secrets(),
         lambda: datetime.now(UTC),
         queues=world.queues,
-        vault_blobs=BlobServiceClient.from_connection_string(world.azurite.connection_string),
+        vault_account=StorageAccount.from_connection_setting(
+            "AzureWebJobsStorage", {"AzureWebJobsStorage": world.azurite.connection_string}
+        ),
         allow_env_secrets=True,
         exports=ExportRules.from_settings(
             load_settings(

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devhost.services import CLEARTEXT_ROLE, Azurite, Postgres
+from devhost.services import CLEARTEXT_ROLE, Postgres
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.errors import ErrorCode, UserError
@@ -26,14 +26,13 @@ from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
 from shared.secrets import EnvSecretProvider
 from shared.servers import list_databases
-from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
 from shared.validation import ValidationService
 from tests.examples import EXAMPLES
 from tests.fake_postgres import FakePostgres, self_signed
+from tests.integration.world import Storage
 
 pytestmark = pytest.mark.integration
 PASSWORD = "Cl3artext-Bait-99"  # the one password in play: whoever records it, harvested it
@@ -88,17 +87,8 @@ class Vault:
 
 
 @pytest.fixture
-def vault(azurite: Azurite, unique: str) -> Vault:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"cred{unique}")
-    state.ensure()
-    backups = BlobStore(account.blob_service(), f"cred-{unique}")
-    backups.ensure()
-    queues = QueueSender(account.queue_service())
-    queues.ensure(layout.BACKUP_QUEUE)
-    return Vault(state, backups, queues, {})
+def vault(storage: Storage) -> Vault:
+    return Vault(storage.state, storage.backups, storage.queues, {})
 
 
 @pytest.fixture
@@ -131,7 +121,12 @@ def test_a_secret_rotated_to_name_another_server_is_refused_by_the_next_validati
 ) -> None:
     # Configured while the secret named the rogue's address (so nothing refused it then) ...
     vault.env["PGVAULT_SECRET_ROT"] = f"Server=127.0.0.1;Port={rogue.port};User Id=u;Password={PASSWORD}"
-    job = vault.protect("rot", rogue.port, "orders", "env:PGVAULT_SECRET_ROT", )
+    job = vault.protect(
+        "rot",
+        rogue.port,
+        "orders",
+        "env:PGVAULT_SECRET_ROT",
+    )
     # ... then the secret is rewritten for the real server: its password must not go to the old one.
     vault.env["PGVAULT_SECRET_ROT"] = f"Server=127.0.0.1;Port={postgres.port};User Id=u;Password={PASSWORD}"
     error = _failed_once(vault.validate(job), ErrorCode.INVALID_REQUEST)
@@ -205,7 +200,12 @@ def test_a_tls_only_server_with_ssl_mode_disable_fails_validation_and_backup_at_
 ) -> None:
     login = f"{tls_db['server']};User Id={tls_db['user']};Password={PASSWORD}"
     vault.env["PGVAULT_SECRET_NOTLS"] = f"{login};Ssl Mode=Disable"
-    job = vault.protect("notls", tls_postgres.port, tls_db["db"], "env:PGVAULT_SECRET_NOTLS", )
+    job = vault.protect(
+        "notls",
+        tls_postgres.port,
+        tls_db["db"],
+        "env:PGVAULT_SECRET_NOTLS",
+    )
     error = _failed_once(vault.validate(job), ErrorCode.SERVER_REFUSED_CONNECTION)
     assert "Ssl Mode=Require" in error["recommendedAction"] and "TLS" in error["message"]
     assert PASSWORD not in json.dumps(error)

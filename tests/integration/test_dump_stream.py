@@ -17,6 +17,7 @@ from shared.errors import TransientError, UserError
 from shared.pg.dump import dump_to_blob, map_dump_error
 from shared.pg.restore import RestoreOptions, restore_blob
 from shared.pg.tools import pick_tool
+from shared.storage.blobs import BlobStore
 from shared.storage.blockstream import IntegrityError, blocks_needed, next_block_size, read_verified
 from shared.storage.limits import MAX_BLOCKS_PER_BLOB
 
@@ -73,7 +74,7 @@ def test_dump_streams_into_a_blob_that_restores_identically(
     result = dump_to_blob(
         pg_dump,
         _env(postgres, source),
-        container,
+        BlobStore.of(container),
         "inst/rp1.pgdump.zst",
         {"serverversion": "15"},
         on_progress=progress.append,
@@ -91,7 +92,7 @@ def test_dump_streams_into_a_blob_that_restores_identically(
     report = restore_blob(
         pick_tool("pg_restore", 15).path,
         _env(postgres, target),
-        container,
+        BlobStore.of(container),
         "inst/rp1.pgdump.zst",
         result.stream.sha256,
         options=RestoreOptions(no_owner=True, no_acl=False),
@@ -102,7 +103,7 @@ def test_dump_streams_into_a_blob_that_restores_identically(
 
 
 def test_a_tampered_blob_is_detected_when_read(postgres: Postgres, source: str, container: ContainerClient) -> None:
-    result = dump_to_blob(pick_tool("pg_dump", 15).path, _env(postgres, source), container, "t.zst", {})
+    result = dump_to_blob(pick_tool("pg_dump", 15).path, _env(postgres, source), BlobStore.of(container), "t.zst", {})
     blob = container.get_blob_client("t.zst")
     data = bytearray(blob.download_blob().readall())
     data[len(data) // 2] ^= 0xFF
@@ -114,7 +115,9 @@ def test_a_tampered_blob_is_detected_when_read(postgres: Postgres, source: str, 
 
 def test_a_failed_dump_commits_nothing_and_says_why(postgres: Postgres, container: ContainerClient) -> None:
     with pytest.raises(UserError) as err:
-        dump_to_blob(pick_tool("pg_dump", 15).path, _env(postgres, "no_such_database"), container, "x.zst", {})
+        dump_to_blob(
+            pick_tool("pg_dump", 15).path, _env(postgres, "no_such_database"), BlobStore.of(container), "x.zst", {}
+        )
     assert err.value.code.value == "UserErrorDBNotFound"
     assert not container.get_blob_client("x.zst").exists()
 

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient
 
-from devhost.services import Azurite
 from shared.backup_times import BackupTimesReader
 from shared.backups import BackupStarter
 from shared.errors import ErrorCode, TransientError, UserError
@@ -82,10 +81,7 @@ class World:
 
 
 @pytest.fixture
-def world(azurite: Azurite, unique: str) -> World:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
+def world(account: StorageAccount, unique: str) -> World:
     state = SummariesDown(account.table_service(), f"hung{unique}")
     state.ensure()
     queues = QueueSender(account.queue_service())

@@ -9,12 +9,10 @@ from typing import Any
 
 import pytest
 
-from devhost.services import Azurite
 from shared.errors import UserError
 from shared.instances import Instance, InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation
 from shared.policies import PolicyService
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
 
@@ -36,12 +34,8 @@ class Sent:
 
 
 @pytest.fixture
-def state(azurite: Azurite, unique: str) -> StateTable:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table = StateTable(account.table_service(), f"inst{unique}")
-    table.ensure()
+def state(state_table: StateTable) -> StateTable:
+    table = state_table
     PolicyService(table).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), NOW)
     return table
 

@@ -8,8 +8,8 @@ import pytest
 
 from devhost.services import Azurite
 from shared.jobs import Job, JobQuery, JobStatus, JobStore, Operation, new_job_id
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
+from tests.integration.world import account_of
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
@@ -18,10 +18,7 @@ NOW = datetime(2026, 3, 8, 9, 30, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def filled(azurite: Azurite) -> tuple[JobStore, list[Job]]:
     """40 jobs over 10 days (4 a day), two instances, every fifth failed; the newest first."""
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table = StateTable(account.table_service(), "jobpages")
+    table = StateTable(account_of(azurite).table_service(), "jobpages")
     table.ensure()
     store = JobStore(table)
     made = []

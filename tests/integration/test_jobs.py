@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.jobs import (
     TRANSITIONS,
@@ -19,7 +18,6 @@ from shared.jobs import (
     job_time,
     new_job_id,
 )
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import ETagMismatch, StateTable
 
 pytestmark = pytest.mark.integration
@@ -27,13 +25,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def jobs(azurite: Azurite, unique: str) -> JobStore:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table = StateTable(account.table_service(), f"jobs{unique}")
-    table.ensure()
-    return JobStore(table)
+def jobs(state_table: StateTable) -> JobStore:
+    return JobStore(state_table)
 
 
 def _job(at: datetime, instance: str = "orders", op: Operation = Operation.BACKUP, key: str | None = None) -> Job:

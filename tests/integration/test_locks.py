@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.locks import STALE_AFTER, Heartbeat, InstanceLocks
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
 
 pytestmark = pytest.mark.integration
@@ -17,13 +15,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def state(azurite: Azurite, unique: str) -> StateTable:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    table = StateTable(account.table_service(), f"locks{unique}")
-    table.ensure()
-    return table
+def state(state_table: StateTable) -> StateTable:
+    return state_table
 
 
 @pytest.fixture

@@ -11,31 +11,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.backup_runner import blob_name_for
 from shared.policy import DataStore
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import copy_name_for
 from shared.retention import ORPHAN_SCAN_EVERY, RetentionSweep
-from shared.storage.blobs import ARCHIVE_COPY_SUFFIX, BlobStore
-from shared.storage.clients import StorageAccount
+from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
 from shared.storage.layout import manifest_name_for
-from shared.storage.tables import StateTable
 from shared.timeouts import MAX_JOB_LIFETIME
+from tests.integration.world import Storage
 
 pytestmark = pytest.mark.integration
 
 
 def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_nothing_else(
-    azurite: Azurite, unique: str
+    storage: Storage,
 ) -> None:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"orph{unique}")
-    state.ensure()
-    blobs = BlobStore(account.blob_service(), f"orph-{unique}")
-    blobs.ensure()
+    state, blobs = storage.state, storage.backups
     now = datetime.now(UTC)
     kept = blob_name_for("orders", "rp1", "winner")
     lost = blob_name_for("orders", "rp1", "loser")  # the other attempt of the same job

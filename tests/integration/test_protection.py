@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,19 +13,18 @@ import pytest
 from devhost.services import Azurite
 from shared.backups import BackupStarter
 from shared.errors import ErrorCode, UserError
-from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.instances import InstanceService, ProtectionStatus
 from shared.jobs import JobStatus, JobStore, Operation, new_job_id
-from shared.policies import PolicyService
 from shared.policy import DataStore, Policy, lifecycle, simulate, tag_backup
 from shared.protection import INLINE_DELETES, ProtectionService
 from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import RetentionSweep, SweepStep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.integration.world import open_storage
 
 pytestmark = pytest.mark.integration
 START = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)  # a Monday; backups Mon/Wed/Fri 22:00 UTC
@@ -80,23 +79,11 @@ class World:
         return InstanceService(self.state, lambda job, instance: None).get(NAME).to_dict()
 
 
-def _make_world(azurite: Azurite, unique: str, policy_doc: dict[str, Any]) -> World:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"prot{unique}")
-    state.ensure()
-    blobs = BlobStore(account.blob_service(), f"prot-{unique}")
-    blobs.ensure()
-    queues = QueueSender(account.queue_service())
-    queues.ensure(layout.BACKUP_QUEUE)
-    policies = PolicyService(state)
-    policies.put("mwf", policy_doc, START)
-    instances = InstanceService(state, lambda job, instance: None)
-    instances.configure_one(NAME, SPEC, START, allow_env_secrets=True, vault_region=None)
-    current = instances.get(NAME)
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
-    return World(state, blobs, queues, policies.get("mwf").policy)
+def _make_world(azurite: Azurite, policy_doc: dict[str, Any]) -> World:
+    storage = open_storage(azurite, "prot", queues=[layout.BACKUP_QUEUE])
+    policy = storage.put_policy("mwf", policy_doc, START).policy
+    storage.protect(NAME, SPEC, START)
+    return World(storage.state, storage.backups, storage.queues, policy)
 
 
 def _example() -> dict[str, Any]:
@@ -106,7 +93,7 @@ def _example() -> dict[str, Any]:
 
 @pytest.fixture
 def world(azurite: Azurite, unique: str) -> World:
-    return _make_world(azurite, unique, _example())
+    return _make_world(azurite, _example())
 
 
 def test_stop_forever_takes_no_backups_and_deletes_nothing_until_resumed(world: World) -> None:
@@ -237,7 +224,7 @@ def test_an_immediate_archive_copy_lives_beside_the_vault_copy_until_each_expire
     settings = copy.deepcopy(yearly["lifecycles"][0]["targetDataStoreCopySettings"])
     (settings[0] if isinstance(settings, list) else settings)["copyAfter"]["objectType"] = "ImmediateCopyOption"
     yearly["lifecycles"][0]["targetDataStoreCopySettings"] = settings
-    world = _make_world(azurite, unique, doc)
+    world = _make_world(azurite, doc)
     (point,) = [p for p in world.record(world.backups(weeks=1)) if p.retention_tag == "Yearly"]
     life = point.lifecycle()
     sweep = RetentionSweep(world.state, world.blobs)

@@ -25,26 +25,24 @@ from devhost.services import Azurite, Postgres
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.errors import TransientError, UserError
-from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, new_job_id
 from shared.locks import InstanceLocks
 from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
-from shared.policies import PolicyService
 from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
-from shared.restore.rehydration import ContainerProbe, RehydrationStore
+from shared.restore.rehydration import RehydrationStore
 from shared.restore.request import RestoreRequest
 from shared.restore.service import RestoreService
 from shared.restore.work import Heartbeat
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
-from shared.storage.blobs import BlobStore
+from shared.storage.blobs import BlobInfo, BlobStore, blob_info
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
-from tests.examples import EXAMPLES
+from tests.integration.world import Storage, open_storage
 
 pytestmark = pytest.mark.integration
 ODD = 'Odd "Schema"'
@@ -62,6 +60,8 @@ class World:
     queue_service: Any
     env: dict[str, str]
     exports: ExportRules
+    account: StorageAccount | None = None
+    storage: Storage | None = None
 
     def service(self, clock: Any = None, probe: Any = None, exports: ExportRules | None = None) -> RestoreService:
         return RestoreService(
@@ -70,7 +70,7 @@ class World:
             EnvSecretProvider(True, self.env),
             clock or (lambda: datetime.now(UTC)),
             queues=self.queues,
-            vault_blobs=self.blob_service,
+            vault_account=self.account,
             probe=probe,
             allow_env_secrets=True,
             exports=exports or self.exports,
@@ -132,7 +132,6 @@ class World:
 
 def _protect(world: World, name: str, db: str) -> None:
     world.pg.psql(grant_sql(db, f"rb_{world.u}"), db)
-    instances = InstanceService(world.state, lambda job, instance: None)
     spec = {
         "server": "127.0.0.1",
         "port": world.pg.port,
@@ -140,9 +139,8 @@ def _protect(world: World, name: str, db: str) -> None:
         "secretUri": "env:PGVAULT_SECRET_SRC_CS",
         "policyName": "mwf",
     }
-    instances.configure_one(name, spec, datetime.now(UTC), allow_env_secrets=True, vault_region=None)
-    current = instances.get(name)
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    assert world.storage is not None
+    world.storage.protect(name, spec, datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
@@ -168,19 +166,9 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ODD)))
         c.execute(sql.SQL("CREATE TABLE {} (k text)").format(sql.Identifier(ODD, "Ta ble")))
         c.execute(sql.SQL("INSERT INTO {} VALUES ('a'), ('b'), (NULL)").format(sql.Identifier(ODD, "Ta ble")))
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"rst{u}")
-    state.ensure()
-    backups = BlobStore(account.blob_service(), f"rst-{u}")
-    backups.ensure()
-    queues = QueueSender(account.queue_service())
-    for q in (layout.BACKUP_QUEUE, layout.RESTORE_QUEUE):
-        queues.ensure(q)
-    PolicyService(state).put(
-        "mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), datetime.now(UTC)
-    )
+    storage = open_storage(azurite, "rst", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE])
+    state, backups, queues, account = storage.state, storage.backups, storage.queues, storage.account
+    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
     server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
     env = {
         "PGVAULT_SECRET_SRC_CS": f"{server};User Id=rb_{u}",
@@ -192,14 +180,27 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
     settings = load_settings(
         {
             "AzureWebJobsStorage": azurite.connection_string,
-            "PGVAULT_BACKUP_CONTAINER": f"rst-{u}",
+            "PGVAULT_BACKUP_CONTAINER": backups.container,
             "PGVAULT_EXPORT_ACCOUNTS": "devstoreaccount1",
             "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
             "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
         }
     )
     exports = ExportRules.from_settings(settings)
-    w = World(postgres, u, db, state, backups, queues, account.blob_service(), account.queue_service(), env, exports)
+    w = World(
+        postgres,
+        u,
+        db,
+        state,
+        backups,
+        queues,
+        account.blob_service(),
+        account.queue_service(),
+        env,
+        exports,
+        account,
+        storage,
+    )
     _protect(w, "src", db)
     yield w
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
@@ -693,14 +694,14 @@ class RecordedPending:
         "x-ms-copy-progress": "0/1048576",
     }
 
-    def __init__(self, real: ContainerProbe, pending: int) -> None:
+    def __init__(self, real: BlobStore, pending: int) -> None:
         self.real, self.pending, self.calls = real, pending, 0
 
-    def properties(self, blob_name: str) -> BlobProperties | None:
+    def info(self, name: str) -> BlobInfo | None:
         self.calls += 1
         if self.calls <= self.pending:
-            return BlobProperties(name=blob_name, **self.HEADERS)
-        return self.real.properties(blob_name)
+            return blob_info(name, BlobProperties(name=name, **self.HEADERS))
+        return self.real.info(name)
 
 
 def _restore_messages(world: World) -> list[str]:
@@ -727,7 +728,7 @@ def test_restore_of_an_archived_point_waits_for_rehydration_then_completes(world
         "rehydrationRetentionDuration": "P12D",
     }
     now = datetime.now(UTC)
-    probe = RecordedPending(ContainerProbe(world.backups.client), pending=2)
+    probe = RecordedPending(world.backups, pending=2)
     service = world.service(probe=probe)
     restore = service.start("src", body, now)
     rehydrate_id = restore.details["rehydrationJobId"]

@@ -8,38 +8,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from devhost.services import Azurite
 from shared.backups import BackupStarter
-from shared.instances import InstanceService, ProtectionStatus, Readiness
+from shared.instances import InstanceService, Readiness
 from shared.jobs import JobStatus, JobStore, Operation
-from shared.policies import PolicyService
 from shared.storage import layout
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
-from tests.examples import EXAMPLES
+from tests.integration.world import Storage
 
 pytestmark = pytest.mark.integration
 START = datetime(2025, 1, 6, 0, 0, tzinfo=UTC)  # a Monday; the example runs Mon/Wed/Fri 22:00 UTC
 
 
 @pytest.fixture
-def world(azurite: Azurite, unique: str) -> tuple[StateTable, QueueSender, StorageAccount]:
-    account = StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
-    state = StateTable(account.table_service(), f"sched{unique}")
-    state.ensure()
-    queues = QueueSender(account.queue_service())
-    queues.ensure(layout.BACKUP_QUEUE)
-    PolicyService(state).put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), START)
-    instances = InstanceService(state, lambda job, instance: None)
+def world(storage: Storage) -> tuple[StateTable, QueueSender, StorageAccount]:
+    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", START)
     spec = {"server": "db.example.com", "database": "orders", "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
-    configured = instances.configure_one("orders", spec, START, allow_env_secrets=True, vault_region=None)
-    assert configured.instance is not None
-    current = instances.get("orders")
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
-    return state, queues, account
+    storage.protect("orders", spec, START)
+    return storage.state, storage.queues, storage.account
 
 
 def _backup_jobs(state: StateTable, now: datetime) -> list:  # type: ignore[type-arg]

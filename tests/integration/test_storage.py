@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from devhost.services import Azurite
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.limits import MAX_QUEUE_MESSAGE_BYTES
@@ -16,13 +15,6 @@ from shared.storage.queues import QueueSender
 from shared.storage.tables import EntityExists, ETagMismatch, StateTable
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def account(azurite: Azurite) -> StorageAccount:
-    return StorageAccount.from_connection_setting(
-        "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
-    )
 
 
 @pytest.fixture

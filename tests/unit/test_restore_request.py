@@ -12,6 +12,7 @@ from shared.pg.digests import compare_digests
 from shared.pg.restore import RestoreOptions, classify
 from shared.restore.rehydration import CopyState, copy_state
 from shared.restore.request import RehydrationPriority, TargetKind, parse_restore_request, parse_verify_request
+from shared.storage.blobs import BlobInfo, blob_info
 
 
 def _database(**extra: Any) -> dict[str, Any]:
@@ -244,13 +245,16 @@ def test_digest_comparison_names_each_differing_table() -> None:
 
 
 def test_rehydration_state_from_azures_blob_properties() -> None:
-    pending = BlobProperties(
-        **{
+    def info(headers: dict[str, str]) -> BlobInfo:
+        return blob_info("b", BlobProperties(**headers))
+
+    pending = info(
+        {
             "x-ms-access-tier": "Archive",
             "x-ms-archive-status": "rehydrate-pending-to-hot",
             "x-ms-copy-status": "pending",
         }
     )
     assert copy_state(pending) is CopyState.PENDING
-    assert copy_state(BlobProperties(**{"x-ms-access-tier": "Hot", "x-ms-copy-status": "success"})) is CopyState.READY
-    assert copy_state(BlobProperties(**{"x-ms-copy-status": "failed"})) is CopyState.FAILED
+    assert copy_state(info({"x-ms-access-tier": "Hot", "x-ms-copy-status": "success"})) is CopyState.READY
+    assert copy_state(info({"x-ms-copy-status": "failed"})) is CopyState.FAILED

@@ -1,0 +1,84 @@
+"""The retention sweep on the in-memory table and container: the same three-year scenarios as on
+Azurite (tests/retention_travel.py), fast enough for the unit tier."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.instances import InstanceService, InstanceStore, RetainData
+from shared.jobs import JobStore
+from shared.protection import ProtectionService
+from shared.recovery_points import RecoveryPointStore
+from shared.retention import RetentionSweep
+from shared.storage.memory import MemoryBlobStore, MemoryTables
+from tests import retention_travel as travel
+
+
+@pytest.fixture
+def world() -> travel.World:
+    tables, blobs = MemoryTables(), MemoryBlobStore()
+    state = tables.table("state")
+    return travel.build_world(state, blobs, lambda: (tables.table("state"), blobs))
+
+
+def test_three_years_of_weekly_sweeps_leave_exactly_the_points_the_simulator_predicts(world: travel.World) -> None:
+    travel.three_years_of_weekly_sweeps(world)
+
+
+def test_sweeps_killed_between_any_two_steps_and_rerun_converge_to_the_same_state(world: travel.World) -> None:
+    travel.sweeps_killed_and_rerun(world)
+
+
+def test_two_sweeps_at_once_act_once_on_each_point(world: travel.World) -> None:
+    travel.two_sweeps_at_once(world)
+
+
+def test_stop_with_delete_empties_the_instance_and_frees_its_database(world: travel.World) -> None:
+    end = travel.START + timedelta(weeks=8)
+    world.record_until(end, end)
+    points = RecoveryPointStore(world.state)
+    assert any(True for _ in points.of(travel.NAME))
+    protection = ProtectionService(world.state, world.blobs)
+    now = end + timedelta(hours=1)
+    stopped, job = protection.stop(travel.NAME, {"retainData": "delete"}, now)
+    assert stopped.retain_data is RetainData.DELETE and job is not None
+    for step in range(10):  # the sweep goes on where the inline deletes stopped
+        if InstanceStore(world.state).find(travel.NAME) is None:
+            break
+        RetentionSweep(world.state, world.blobs).sweep(now + timedelta(minutes=step))
+    assert InstanceStore(world.state).find(travel.NAME) is None
+    assert list(points.of(travel.NAME, include_deleting=True)) == []
+    assert [name for name, _ in world.blobs.listing() if name.startswith(f"{travel.NAME}/")] == []
+    assert JobStore(world.state).get(job.job_id).status.finished
+    # The claim went with the instance: the same database can be protected again, under a new name.
+    spec = {
+        "server": "db.example.com",
+        "database": travel.NAME,
+        "secretUri": "env:PGVAULT_SECRET_X",
+        "policyName": "mwf",
+    }
+    again = InstanceService(world.state, lambda j, i: None).configure_one(
+        "orders2", spec, now + timedelta(hours=1), allow_env_secrets=True, vault_region=None
+    )
+    assert again.instance is not None and again.instance.spec.database == travel.NAME
+    assert InstanceStore(world.state).holder(again.instance.spec) == "orders2"
+
+
+def test_a_host_clock_a_year_ahead_deletes_nothing_while_storage_s_clock_rules() -> None:
+    # The storage service's clock is the memory account's: set it, and the host's, independently.
+    storage_now = [travel.START]
+    tables, blobs = MemoryTables(lambda: storage_now[0]), MemoryBlobStore()
+    world = travel.build_world(tables.table("state"), blobs, lambda: (tables.table("state"), blobs))
+    end = travel.START + timedelta(weeks=60)
+    world.record_until(end, end)
+    storage_now[0] = end
+    before = {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)}
+    refused = RetentionSweep(world.state, world.blobs).sweep_on_time(end + timedelta(days=365))
+    assert refused.refused is not None and "clock" in refused.refused.lower()
+    assert {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)} == before
+    ran = RetentionSweep(world.state, world.blobs).sweep_on_time(end + timedelta(seconds=20))
+    assert ran.refused is None
+    after = {p.recovery_point_id for p in RecoveryPointStore(world.state).of(travel.NAME)}
+    assert after < before  # the sweep ran at storage's time: what was due by then went
