@@ -11,9 +11,8 @@ ended ``Cancelled`` by the request itself; its worker, if a delivery comes, find
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from collections.abc import Sequence
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.jobs.model import Job, JobStatus, Operation, Step, StepStatus, end_steps

@@ -50,12 +50,34 @@ class JobRun:
             self.heartbeat.signal.check()
 
     def save(self, **changes: Any) -> Job:
-        """Write ``changes`` to the job (ETag-guarded); a job changed meanwhile was cancelled or taken over."""
-        try:
-            self.job = self.jobs.save(self.job, **changes)
-        except ETagMismatch as exc:
-            raise job_changed(self.jobs, self.job) from exc
-        return self.job
+        """Write ``changes`` to the job (ETag-guarded with the record before).
+
+        When someone else wrote the job meanwhile: a cancel stops the work (``WorkCancelled``); a
+        worker that took the lock over stops this one (``LockLost``); anything else (a try that lost
+        the lock noting its retry, a sweep's note) is read and the write made again over it.
+        """
+        for _ in range(5):
+            try:
+                self.job = self.jobs.save(self.job, **changes)
+                return self.job
+            except ETagMismatch as exc:
+                fresh = self._changed(exc)
+            details = changes.get("details")
+            if isinstance(details, dict):  # what the other writer added stays
+                changes = {**changes, "details": {**fresh.details, **details}}
+            self.job = fresh
+        raise TransientError(f"job {self.job.job_id} kept changing under its worker")
+
+    def _changed(self, exc: ETagMismatch) -> Job:
+        """The job as another writer left it, if this work may go on; else why it must stop."""
+        reason = job_changed(self.jobs, self.job)
+        if isinstance(reason, WorkCancelled) or self.heartbeat is None:
+            raise reason from exc
+        self.heartbeat.confirm()  # LockLost when another worker holds the job's lock now
+        fresh = self.jobs.get(self.job.job_id)
+        if fresh.status.finished:
+            raise reason from exc
+        return fresh
 
     def start(self) -> Job:
         """Start this attempt: the job's start time (kept from an earlier try), no steps, the attempt recorded."""
@@ -210,7 +232,7 @@ class JobRunner:
         """The lock is taken: by this job elsewhere (drop this delivery) or by another job."""
         holder = self.locks.holder(key)
         if holder is not None and holder.job_id == job.job_id:
-            log.info("%s job %s instance %s runs elsewhere; this delivery is dropped", work.kind, job.job_id, job.instance)
+            log.info("%s job %s runs elsewhere; this delivery is dropped", work.kind, job.job_id)
             return job
         if not last_try:
             raise TransientError(f"another operation holds the lock of this {work.kind}; retrying later")
