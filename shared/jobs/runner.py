@@ -176,6 +176,11 @@ class JobRunner:
         job = self.jobs.for_delivery(job_id, last_try=last_try)
         if job is None or job.status.finished:
             return job
+        return self.run_job(job, work, last_try=last_try, attempt=attempt)
+
+    def run_job(self, job: Job, work: Work, *, last_try: bool, attempt: int = 1) -> Job:
+        """``run`` for an unfinished job already read (by a service that looked at it first)."""
+        job_id = job.job_id
         if job.cancel_requested is not None:  # cancelled while queued: never runs
             return end_cancelled(self.jobs, job_id, self._clock(), (), NOT_STARTED)
         timed_out = overran(job, self._clock(), self._function_timeout)
