@@ -87,17 +87,22 @@ class JobRun:
 
     def begin(self, name: str, **changes: Any) -> None:
         """Start step ``name``: written at once, InProgress with its start time (and ``changes`` with it)."""
-        self.steps = (*self.steps, Step(name, StepStatus.IN_PROGRESS, self.clock()))
-        self.save(steps=self.steps, **changes)
+        self._write_steps((*self.steps, Step(name, StepStatus.IN_PROGRESS, self.clock())), changes)
 
     def done(self, *, warnings: tuple[str, ...] = (), **changes: Any) -> None:
         """End the running step Completed (with its ``warnings``), written at once."""
         now = self.clock()
-        self.steps = tuple(
+        steps = tuple(
             replace(s.ended(StepStatus.COMPLETED, now), warnings=warnings or s.warnings) if s.running else s
             for s in self.steps
         )
-        self.save(steps=self.steps, **changes)
+        self._write_steps(steps, changes)
+
+    def _write_steps(self, steps: tuple[Step, ...], changes: dict[str, Any]) -> None:
+        """Write ``steps`` (and ``changes``); they are this run's steps once written, not before (a
+        step whose end could not be written did not end as it would have said)."""
+        self.save(steps=steps, **changes)
+        self.steps = steps
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
