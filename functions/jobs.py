@@ -70,7 +70,8 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
         if req.params.get(name):
             cursor = Cursor.decode(req.params[name], query, target=name)
     page = vault.jobs.page(query, top=top, cursor=cursor)
-    body: dict[str, object] = {"value": [j.to_dict() for j in page.jobs]}
+    now = vault.clock()  # a running job's duration and rate are as of now
+    body: dict[str, object] = {"value": [j.to_dict(now) for j in page.jobs]}
     if page.next is not None:
         body["nextLink"] = _next_link(req, page.next.encode())
     return json_response(body)
@@ -80,7 +81,8 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 @api
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
-    return json_response(current_vault().jobs.get(req.route_params["jobId"]).to_dict())
+    vault = current_vault()
+    return json_response(vault.jobs.get(req.route_params["jobId"]).to_dict(vault.clock()))
 
 
 @bp.route(route="backupJobs/{jobId}:cancel", methods=["POST"])
@@ -91,7 +93,9 @@ def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     job, taken = request_cancel(vault.state, req.route_params["jobId"], vault.clock())
     if not taken:
-        return json_response(job.to_dict())
+        return json_response(job.to_dict(vault.clock()))
     return json_response(
-        job.to_dict(), 202, {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)}
+        job.to_dict(vault.clock()),
+        202,
+        {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)},
     )

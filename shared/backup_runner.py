@@ -20,29 +20,30 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.instances import InstanceStore, Readiness
-from shared.jobs import Job, JobStatus, JobStore
-from shared.locks import Heartbeat, InstanceLocks
+from shared.instances import Instance, InstanceStore, Readiness
+from shared.jobs import Job, JobStatus, JobStore, Step, StepStatus, end_steps
+from shared.jobs.runner import JobRun, JobRunner, Work
+from shared.locks import Heartbeat
 from shared.pg.connect import connect
-from shared.pg.dump import dump_with_manifest
+from shared.pg.connstring import ConnectionParams
+from shared.pg.dump import DumpResult, dump_with_manifest
 from shared.pg.privileges import check_backup_privileges, to_user_error
-from shared.pg.tools import pick_tool
+from shared.pg.tools import Tool, pick_tool
 from shared.policies import PolicyService
 from shared.policy import Policy, lifecycle, tag_backup
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_point_id
 from shared.secrets import SecretProvider
-from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for
 from shared.storage.tables import ETagMismatch, StateStore
-from shared.timeouts import attempt_limit, note_retry, overran, with_attempt_started
+from shared.timeouts import attempt_limit, last_attempt_started
 from shared.validation import credentials, libpq_for
 
 log = logging.getLogger(__name__)
@@ -56,28 +57,13 @@ def blob_name_for(instance: str, rp_id: str, attempt: str) -> str:
     return f"{layout.row_key(instance)}/{rp_id}.{attempt}{layout.DUMP_SUFFIX}"
 
 
-class _Progress:
-    """Writes a running backup's progress to its job (every few seconds); stops the dump if another
-    worker took the job or the instance's lock over, or the job's cancel was requested."""
-
-    def __init__(self, runner: BackupRunner, job: Job, heartbeat: Heartbeat, size: int) -> None:
-        self.runner, self.job, self.heartbeat, self.size = runner, job, heartbeat, size
-
-    def __call__(self, raw: int) -> None:
-        self.heartbeat.signal.check()
-        try:
-            self.job = self.runner._jobs.save(self.job, bytes=raw, progress=min(0.99, raw / max(self.size, 1)))
-        except ETagMismatch as exc:
-            raise job_changed(self.runner._jobs, self.job) from exc
-
-
 def complete_with_point(
     jobs: JobStore,
     job: Job,
     point: RecoveryPoint,
     clock: Callable[[], datetime],
     *,
-    steps: tuple[dict[str, Any], ...],
+    steps: tuple[Step, ...],
     manifest: str | None,
 ) -> Job:
     """Finish ``job`` Completed with exactly ``point``'s blob and checksum (whichever attempt made it).
@@ -123,13 +109,38 @@ def finish_with_point(
         job.instance,
         point.recovery_point_id,
     )
-    at = clock().isoformat()
-    commit = {"name": "Commit", "status": "Completed", "startTime": at, "endTime": at, "byEarlierTry": True}
+    at = clock()
+    commit = Step("Commit", StepStatus.COMPLETED, at, at, by_earlier_try=True)
     return complete_with_point(jobs, job, point, clock, steps=(commit,), manifest=manifest)
 
 
-class BackupRunner:
-    """Runs backup jobs (the queue worker calls ``run``)."""
+@dataclass(frozen=True)
+class _Source:
+    """What the CheckPrivileges step learnt of the instance's server, for the dump."""
+
+    instance: Instance
+    policy: Policy
+    params: ConnectionParams
+    kwargs: dict[str, Any]
+    server_text: str
+    size: int
+    tool: Tool
+
+
+@dataclass(frozen=True)
+class _Dumped:
+    """What the Dump step committed: this attempt's blob, its stream's figures and its manifest."""
+
+    blob_name: str
+    result: DumpResult
+    manifest: str | None
+    started: datetime
+
+
+class BackupRunner(Work):
+    """Runs backup jobs (the queue worker calls ``run``) through the one job runner."""
+
+    kind = "backup"
 
     def __init__(
         self,
@@ -144,11 +155,11 @@ class BackupRunner:
         allowed_servers: Sequence[str] = (),
     ) -> None:
         self._allowed_servers = tuple(allowed_servers)
-        self._jobs = JobStore(state)
+        self._runner = JobRunner(state, clock, function_timeout=function_timeout)
+        self._jobs = self._runner.jobs
         self._instances = InstanceStore(state)
         self._policies = PolicyService(state)
         self._points = RecoveryPointStore(state)
-        self._locks = InstanceLocks(state)
         self._backups = backups
         self._secrets = secrets
         self._clock = clock
@@ -162,62 +173,28 @@ class BackupRunner:
         ``attempt`` is the delivery number of the job's message (its dequeue count). None when
         the job was never recorded (its message outlived a failed request).
         """
-        job = self._jobs.for_delivery(job_id, last_try=last_try)
-        if job is None or job.status.finished:
-            return job
-        if job.cancel_requested is not None:  # cancelled while queued: never runs
-            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
-        timed_out = overran(job, self._clock(), self._function_timeout)
-        if timed_out is not None:  # the host stopped the last attempt: never retried into the same wall
-            return self._fail(job, timed_out, [])
-        return self._run_locked(job, last_try=last_try, attempt=attempt)
+        return self._runner.run(job_id, self, last_try=last_try, attempt=attempt)
 
-    def _run_locked(self, job: Job, *, last_try: bool, attempt: int) -> Job:
-        """Take the instance's lock for ``job`` and run it under its heartbeat."""
-        job_id = job.job_id
-        lock = self._locks.acquire(job.instance, job_id, self._clock(), attempt=attempt)
-        if lock is None:
-            return self._busy(job, last_try)
-        steps: list[dict[str, Any]] = []
-        heartbeat = Heartbeat(self._locks, lock, self._clock, watch=cancel_watch(self._jobs, job_id))
-        try:
-            with heartbeat:
-                try:
-                    return self._backup(job, heartbeat, steps)
-                except ETagMismatch as exc:
-                    raise job_changed(self._jobs, job) from exc
-        except WorkCancelled as exc:
-            return end_cancelled(self._jobs, job_id, self._clock(), steps, exc.args[0])
-        except UserError as exc:
-            return self._fail(self._jobs.get(job_id), exc, steps)
-        except TransientError as exc:
-            if not last_try:
-                log.warning("backup job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
-                self._note_retry(job_id, exc, attempt)
-                raise
-            return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
-        finally:
-            self._locks.release(heartbeat.lock)  # the latest: the first ETag is stale after a renewal
+    # --- the work, as the runner calls it -------------------------------------------------------
 
-    def _note_retry(self, job_id: str, exc: TransientError, attempt: int) -> None:
-        note_retry(self._jobs, job_id, exc, attempt, self._clock())
+    def lock_key(self, job: Job) -> str:
+        return job.instance
 
-    def _busy(self, job: Job, last_try: bool) -> Job:
-        """The instance's lock is taken: by this job elsewhere (drop this delivery) or by another."""
-        holder = self._locks.holder(job.instance)
-        if holder is not None and holder.job_id == job.job_id:
-            log.info("backup job %s instance %s runs elsewhere; this delivery is dropped", job.job_id, job.instance)
-            return job
-        if not last_try:
-            raise TransientError(f"another operation runs on {job.instance}; retrying later")
-        error = UserError(
+    def busy(self, job: Job) -> UserError:
+        return UserError(
             ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED,
             f"another backup of {job.instance} ran during every try of this one",
         )
-        return self._fail(job, error, [])
 
-    def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
-        return self._jobs.fail(job, error, self._clock(), steps)
+    def __call__(self, run: JobRun) -> Job:
+        attempt_started = last_attempt_started(run.job) or self._clock()
+        recorded = self._point_of_earlier_try(run.job)
+        if recorded is not None:
+            # Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
+            return finish_with_point(self._jobs, run.job, recorded, self._clock, manifest=self._manifest_of(recorded))
+        source = self._check(run)
+        dumped = self._dump(run, source)
+        return self._commit(run, source, dumped, attempt_started)
 
     def _point_of_earlier_try(self, job: Job) -> RecoveryPoint | None:
         """The point an earlier try of ``job`` recorded before it could finish the job, if any."""
@@ -225,16 +202,6 @@ class BackupRunner:
             return self._points.get(job.instance, recovery_point_id(job.job_id))
         except UserError:
             return None
-
-    def _finish_with(self, job: Job, point: RecoveryPoint) -> Job:
-        """Complete ``job`` with the point an earlier try committed and recorded.
-
-        Dumping again would overwrite that committed blob with other bytes than its recorded checksum.
-        """
-        return finish_with_point(self._jobs, job, point, self._clock, manifest=self._manifest_of(point))
-
-    def _complete(self, job: Job, point: RecoveryPoint, steps: tuple[dict[str, Any], ...], manifest: str | None) -> Job:
-        return complete_with_point(self._jobs, job, point, self._clock, steps=steps, manifest=manifest)
 
     def _manifest_of(self, point: RecoveryPoint) -> str | None:
         if not self._manifest:
@@ -245,15 +212,9 @@ class BackupRunner:
         except PgVaultError:
             return name
 
-    def _backup(self, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
-        started = self._clock()
-        job = self._jobs.save(
-            job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
-        )
-        recorded = self._point_of_earlier_try(job)
-        if recorded is not None:
-            return self._finish_with(job, recorded)
-        instance = self._instances.get(job.instance)
+    def _check(self, run: JobRun) -> _Source:
+        """Step CheckPrivileges: the instance is ready, the secret's user may back its database up."""
+        instance = self._instances.get(run.job.instance)
         if instance.readiness is not Readiness.SUCCESS:
             raise UserError(
                 ErrorCode.CONFLICT,
@@ -261,17 +222,7 @@ class BackupRunner:
                 recommended_action="Re-validate the instance and fix what its validation job reports.",
             )
         policy = self._policies.get(instance.spec.policy_name).policy
-
-        def step(name: str) -> dict[str, Any]:
-            entry = {"name": name, "status": "InProgress", "startTime": self._clock().isoformat()}
-            steps.append(entry)
-            return entry
-
-        def done(entry: dict[str, Any]) -> None:
-            entry["status"] = "Completed"
-            entry["endTime"] = self._clock().isoformat()
-
-        current = step("CheckPrivileges")
+        run.begin("CheckPrivileges")
         params = credentials(self._secrets, instance)
         kwargs = libpq_for(instance, params, self._allowed_servers)
         with connect(kwargs) as conn:
@@ -281,57 +232,69 @@ class BackupRunner:
             report = check_backup_privileges(conn, params.user)
         if not report.ok:
             raise to_user_error(report, instance.spec.name)
-        done(current)
+        run.done()
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
+        return _Source(instance, policy, params, kwargs, server_text, size, tool)
 
-        current = step("Dump")
-        rp_id = recovery_point_id(job.job_id)
-        blob_name = blob_name_for(instance.spec.name, rp_id, heartbeat.lock.token)
+    def _dump(self, run: JobRun, source: _Source) -> _Dumped:
+        """Step Dump: pg_dump streamed into this attempt's own blob, committed with its checksum."""
+        spec, tool = source.instance.spec, source.tool
+        blob_name = blob_name_for(spec.name, recovery_point_id(run.job.job_id), self._token(run))
         # The blob this attempt writes, on the job before a byte is staged (tests and people find it there).
-        job = self._jobs.save(job, details={**job.details, "blobName": blob_name})
-        progress = _Progress(self, job, heartbeat, size)
+        run.begin("Dump", details={**run.job.details, "blobName": blob_name})
         dump_started = self._clock()
+        assert run.heartbeat is not None  # a backup always runs under its instance's lock
         result, tables = dump_with_manifest(
             tool.path,
-            kwargs,
-            params.child_env(
-                host=instance.spec.server,
-                port=instance.spec.port,
-                dbname=instance.spec.database,
+            source.kwargs,
+            source.params.child_env(
+                host=spec.server,
+                port=spec.port,
+                dbname=spec.database,
                 refuses_cleartext=tool.refuses_cleartext,
                 allowed_servers=self._allowed_servers,
             ),
             self._backups,
             blob_name,
             metadata={
-                "instance": layout.row_key(instance.spec.name),
-                "jobid": job.job_id,
-                "serverversion": server_text,
+                "instance": layout.row_key(spec.name),
+                "jobid": run.job.job_id,
+                "serverversion": source.server_text,
                 "pgdumpversion": tool.version_text.split()[-1],
             },
-            on_progress=progress,
-            expected_bytes=size,
+            on_progress=lambda raw: run.progress(raw, source.size),
+            expected_bytes=source.size,
             digests=self._manifest,
-            stop=heartbeat.signal,
-            before_commit=heartbeat.confirm,
+            stop=run.heartbeat.signal,
+            before_commit=run.heartbeat.confirm,
         )
-        job = progress.job
         try:
-            manifest = self._write_manifest(
-                blob_name,
-                tables,
-                {
-                    "instance": instance.spec.name,
-                    "time": dump_started.isoformat(),
-                    "serverVersion": server_text,
-                    "pgDumpVersion": tool.version_text,
-                },
-            )
-            done(current)
+            about = {
+                "instance": spec.name,
+                "time": dump_started.isoformat(),
+                "serverVersion": source.server_text,
+                "pgDumpVersion": tool.version_text,
+            }
+            manifest = self._write_manifest(blob_name, tables, about)
+            run.done()
+        except BaseException:
+            self._discard(blob_name)  # committed, but no point will ever name it
+            raise
+        return _Dumped(blob_name, result, manifest, dump_started)
 
-            current = step("Commit")
-            life = lifecycle(policy, self._tag(job, policy, dump_started), dump_started)
-            self._before_point(started, heartbeat)
+    @staticmethod
+    def _token(run: JobRun) -> str:
+        assert run.heartbeat is not None
+        return run.heartbeat.lock.token
+
+    def _commit(self, run: JobRun, source: _Source, dumped: _Dumped, attempt_started: datetime) -> Job:
+        """Step Commit: the recovery point recorded (the insert decides which attempt's blob is the backup)."""
+        job, blob_name = run.job, dumped.blob_name
+        try:
+            run.begin("Commit")
+            life = lifecycle(source.policy, self._tag(job, source.policy, dumped.started), dumped.started)
+            assert run.heartbeat is not None
+            self._before_point(attempt_started, run.heartbeat)
         except BaseException:
             self._discard(blob_name)  # committed, but no point will ever name it
             raise
@@ -339,39 +302,40 @@ class BackupRunner:
         # happened): only a point naming another blob proves this one unreferenced.
         point, created = self._points.add(
             RecoveryPoint.from_lifecycle(
-                rp_id,
-                instance.spec.name,
+                recovery_point_id(job.job_id),
+                source.instance.spec.name,
                 life,
                 blob_name=blob_name,
-                size_in_bytes=result.stream.stored_bytes,
-                raw_bytes=result.raw_bytes,
-                sha256=result.stream.sha256,
-                server_version=server_text,
-                pg_dump_version=tool.version_text,
+                size_in_bytes=dumped.result.stream.stored_bytes,
+                raw_bytes=dumped.result.raw_bytes,
+                sha256=dumped.result.stream.sha256,
+                server_version=source.server_text,
+                pg_dump_version=source.tool.version_text,
                 job_id=job.job_id,
                 on_demand=job.details.get("trigger") == "OnDemand",
             )
         )
+        manifest = dumped.manifest
         if not created and point.blob_name != blob_name:
             # Another attempt of this job recorded its point first: that one is the backup.
             log.warning(
                 "backup job %s instance %s: another attempt recorded point %s first; this attempt's blob goes",
                 job.job_id,
-                instance.spec.name,
+                job.instance,
                 point.recovery_point_id,
             )
             self._discard(blob_name)
             manifest = self._manifest_of(point)
-        done(current)
         log.info(
             "backup job %s instance %s: recovery point %s (%s, %s bytes)",
             job.job_id,
-            instance.spec.name,
+            job.instance,
             point.recovery_point_id,
             point.retention_tag,
             point.size_in_bytes,
         )
-        return self._complete(job, point, tuple(steps), manifest)
+        steps = end_steps(run.steps, StepStatus.COMPLETED, self._clock())
+        return complete_with_point(self._jobs, run.job, point, self._clock, steps=steps, manifest=manifest)
 
     def _tag(self, job: Job, policy: Policy, at: datetime) -> str:
         """The retention tag of the backup ``job`` makes at ``at``."""

@@ -11,12 +11,12 @@ ended ``Cancelled`` by the request itself; its worker, if a delivery comes, find
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.jobs import Job, JobStatus, JobStore, Operation
+from shared.jobs.model import Job, JobStatus, Operation, Step, StepStatus, end_steps
+from shared.jobs.store import JobStore
 from shared.stopping import WorkCancelled
 from shared.storage.tables import ETagMismatch, StateStore
 
@@ -93,12 +93,8 @@ def job_changed(jobs: JobStore, job: Job) -> PgVaultError:
     return TransientError(f"job {job.job_id} was taken over by another worker")
 
 
-def end_cancelled(jobs: JobStore, job_id: str, now: datetime, steps: list[dict[str, Any]], why: str) -> Job:
+def end_cancelled(jobs: JobStore, job_id: str, now: datetime, steps: Sequence[Step], why: str) -> Job:
     """Finish job ``job_id`` as Cancelled, its running steps too; a job finished already stays as it is."""
-    for entry in steps:
-        if entry["status"] == "InProgress":
-            entry["status"] = "Cancelled"
-            entry["endTime"] = now.isoformat()
     for _ in range(5):
         job = jobs.get(job_id)
         if job.status.finished:
@@ -109,7 +105,7 @@ def end_cancelled(jobs: JobStore, job_id: str, now: datetime, steps: list[dict[s
                 job,
                 JobStatus.CANCELLED,
                 now,
-                steps=tuple(steps) or job.steps,
+                steps=end_steps(steps or job.steps, StepStatus.CANCELLED, now),
                 details={**job.details, "cancelled": why},
             )
         except ETagMismatch:

@@ -250,4 +250,4 @@ class HungJobs:
             from shared.validation import fail_validation  # validation needs the PostgreSQL tools; only here
 
             return fail_validation(self._state, job, error, now)
-        return self._jobs.fail(job, error, now, [dict(step) for step in job.steps])
+        return self._jobs.fail(job, error, now)

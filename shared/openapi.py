@@ -433,7 +433,10 @@ def _schemas() -> dict[str, Schema]:
                 "createdTime": TIME,
                 "startTime": NTIME,
                 "endTime": NTIME,
-                "durationSeconds": _nullable({"type": "number"}),
+                "durationSeconds": {
+                    **_nullable({"type": "number"}),
+                    "description": "start to end; for a running job, start to now",
+                },
                 "bytes": INT,
                 "progress": {"type": "number", "minimum": 0, "maximum": 1},
                 "retentionTag": NSTR,
@@ -442,8 +445,20 @@ def _schemas() -> dict[str, Schema]:
                 "throughputBytesPerSecond": _nullable(INT),
                 "steps": {
                     "type": "array",
-                    "items": _obj(["name"], {"name": STR, "status": STR, "startTime": NTIME, "endTime": NTIME}),
+                    "description": "written as each step starts (InProgress, its startTime) and again when it ends",
+                    "items": _obj(
+                        ["name", "status"],
+                        {
+                            "name": STR,
+                            "status": {"type": "string", "enum": ["InProgress", "Completed", "Failed", "Cancelled"]},
+                            "startTime": NTIME,
+                            "endTime": NTIME,
+                            "warnings": {"type": "array", "items": STR},
+                            "byEarlierTry": {"type": "boolean"},
+                        },
+                    ),
                 },
+                "currentStep": {**NSTR, "description": "the step running now (None when none runs)"},
                 "details": {"type": "object"},
                 "error": _nullable(_ref("JobError")),
                 "cancelRequestedTime": {

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.jobs import Job, JobStore
+from shared.jobs.model import Job
+from shared.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 ATTEMPT = "attempt"

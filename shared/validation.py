@@ -15,9 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import TransientError, UserError
+from shared.errors import UserError
 from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness
-from shared.jobs import Job, JobError, JobStatus, JobStore
+from shared.jobs import Job, JobError, JobStatus, JobStore, Step, StepStatus, end_steps
+from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
 from shared.pg.privileges import check_backup_privileges, to_user_error
@@ -63,8 +64,11 @@ def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Seq
     )
 
 
-class ValidationService:
-    """Runs validation jobs (the queue worker calls ``run``)."""
+class ValidationService(Work):
+    """Runs validation jobs (the queue worker calls ``run``) through the one job runner (no lock:
+    a validation only reads, and the instance's ``readiness_job_id`` says which one counts)."""
+
+    kind = "validation"
 
     def __init__(
         self,
@@ -77,97 +81,82 @@ class ValidationService:
     ) -> None:
         self._allowed_servers = tuple(allowed_servers)
         self._state = state
-        self._jobs = JobStore(state)
+        self._runner = JobRunner(state, clock)
+        self._jobs = self._runner.jobs
         self._instances = InstanceStore(state)
         self._secrets = secrets
         self._clock = clock
         self._pg_bin_dir = pg_bin_dir
 
-    def run(self, job_id: str, *, last_try: bool) -> Job:
+    def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
         """Validate the job's instance and record the outcome on the job and the instance.
 
         A repeated delivery of a finished job changes nothing. A ``TransientError`` is raised
         for the queue to retry, except on the ``last_try``, where it fails the job instead.
         """
-        job = self._jobs.get(job_id)
-        if job.status.finished:
-            log.info("validation job %s already %s; nothing to do", job_id, job.status)
-            return job
-        try:
-            instance = self._instances.get(job.instance)
-        except UserError as exc:
-            return self._jobs.finish(job, JobStatus.FAILED, self._clock(), error=JobError.from_user_error(exc))
-        if instance.readiness_job_id != job.job_id:
+        return self._runner.run(job_id, self, last_try=last_try, attempt=attempt)
+
+    # --- the work, as the runner calls it -------------------------------------------------------
+
+    def ready(self, run: JobRun) -> Job | None:
+        instance = self._instances.get(run.job.instance)  # gone: the job fails with NotFound
+        if instance.readiness_job_id != run.job.job_id:
             # A newer validation was asked for: its job decides the readiness, not this one.
-            return self._jobs.finish(
-                job, JobStatus.CANCELLED, self._clock(), details={"supersededBy": instance.readiness_job_id}
-            )
-        if job.start_time is None:
-            job = self._jobs.save(job, start_time=self._clock())
-        steps: list[dict[str, Any]] = []
-        try:
-            details = self._check(instance, steps)
-        except UserError as exc:
-            return self._record(job, instance, steps, exc, {})
-        except TransientError as exc:
-            if not last_try:
-                log.warning("validation job %s instance %s: %s; will retry", job_id, instance.spec.name, exc.message)
-                raise
-            failure = UserError(exc.code, exc.message)
-            return self._record(job, instance, steps, failure, {})
-        return self._record(job, instance, steps, None, details)
+            details = {**run.job.details, "supersededBy": instance.readiness_job_id}
+            return self._jobs.finish(run.job, JobStatus.CANCELLED, self._clock(), details=details)
+        return None
 
-    def _check(self, instance: Instance, steps: list[dict[str, Any]]) -> dict[str, Any]:
-        def step(name: str) -> dict[str, Any]:
-            entry = {"name": name, "status": "InProgress", "startTime": self._clock().isoformat()}
-            steps.append(entry)
-            return entry
+    def __call__(self, run: JobRun) -> Job:
+        instance = self._instances.get(run.job.instance)
+        details = self._check(instance, run)
+        return record_validation(
+            self._jobs,
+            self._instances,
+            run.job,
+            instance,
+            steps=run.steps,
+            failure=None,
+            details=details,
+            now=self._clock(),
+        )
 
-        current = step("ReadSecret")
+    def fail(self, jobs: JobStore, job: Job, error: UserError, steps: tuple[Step, ...], now: datetime) -> Job:
+        return fail_validation(self._state, job, error, now, steps)
+
+    def _check(self, instance: Instance, run: JobRun) -> dict[str, Any]:
+        run.begin("ReadSecret")
         params = credentials(self._secrets, instance)
-        current["status"] = "Completed"
-        current = step("Connect")
+        run.done()
+        run.begin("Connect")
         kwargs = libpq_for(instance, params, self._allowed_servers)
         with connect(kwargs) as conn:
             server_num = int(conn.info.server_version)
-            current["status"] = "Completed"
-            current = step("CheckPrivileges")
+            run.done()
+            run.begin("CheckPrivileges")
             report = check_backup_privileges(conn, params.user)
             if not report.ok:
                 raise to_user_error(report)
-            current["status"] = "Completed"
-            if report.warnings:
-                current["warnings"] = list(report.warnings)[:20]
-        current = step("FindPgDump")
+            run.done(warnings=tuple(report.warnings)[:20])
+        run.begin("FindPgDump")
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
-        current["status"] = "Completed"
+        run.done()
         return {"serverVersion": server_num, "pgDump": tool.version_text}
 
-    def _record(
-        self,
-        job: Job,
-        instance: Instance,
-        steps: list[dict[str, Any]],
-        failure: UserError | None,
-        details: dict[str, Any],
-    ) -> Job:
-        return record_validation(
-            self._jobs, self._instances, job, instance, steps=steps, failure=failure, details=details, now=self._clock()
-        )
 
-
-def fail_validation(state: StateStore, job: Job, failure: UserError, now: datetime) -> Job:
+def fail_validation(state: StateStore, job: Job, failure: UserError, now: datetime, steps: Sequence[Step] = ()) -> Job:
     """Fail validation ``job`` with ``failure`` and, when it is its instance's current validation,
     set the instance's readiness Failed with it (as a validation that found ``failure`` does)."""
     jobs, instances = JobStore(state), InstanceStore(state)
+    if job.status.finished:
+        return job
     try:
         instance = instances.get(job.instance)
     except UserError:
-        return jobs.fail(job, failure, now, [])
+        return jobs.fail(job, failure, now, steps)
     if instance.readiness_job_id != job.job_id:
-        return jobs.fail(job, failure, now, [])
+        return jobs.fail(job, failure, now, steps)
     return record_validation(
-        jobs, instances, job, instance, steps=[], failure=failure, details={**job.details}, now=now
+        jobs, instances, job, instance, steps=steps or job.steps, failure=failure, details={**job.details}, now=now
     )
 
 
@@ -177,15 +166,13 @@ def record_validation(
     job: Job,
     instance: Instance,
     *,
-    steps: list[dict[str, Any]],
+    steps: Sequence[Step],
     failure: UserError | None,
     details: dict[str, Any],
     now: datetime,
 ) -> Job:
     """Record a validation's outcome: the instance's readiness (and protection), then the job."""
-    for entry in steps:
-        if entry["status"] == "InProgress":
-            entry["status"] = "Failed" if failure else "Completed"
+    ended = end_steps(steps, StepStatus.FAILED if failure else StepStatus.COMPLETED, now)
     error = JobError.from_user_error(failure) if failure else None
     readiness = Readiness.FAILED if failure else Readiness.SUCCESS
     # A stopped instance stays stopped, and a failed re-validation does not unprotect a protected
@@ -217,4 +204,4 @@ def record_validation(
         status,
         f" ({failure.code})" if failure else "",
     )
-    return jobs.finish(job, status, now, error=error, steps=tuple(steps), details=details)
+    return jobs.finish(job, status, now, error=error, steps=ended, details=details)

@@ -21,11 +21,10 @@ from typing import Any
 
 import psycopg
 
-from shared.cancel import NOT_STARTED, cancel_watch, end_cancelled, job_changed
-from shared.errors import ErrorCode, TransientError, UserError
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
-from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, new_job_id
-from shared.locks import Heartbeat, InstanceLocks
+from shared.jobs import Job, JobError, JobStatus, Operation, new_job_id
+from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect, server_gone
 from shared.policy import DataStore
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
@@ -51,14 +50,12 @@ from shared.restore.work import (
     target_server,
 )
 from shared.secrets import SecretProvider
-from shared.stopping import WorkCancelled
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.layout import manifest_name_for
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateStore
-from shared.timeouts import note_retry, with_attempt_started
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +91,55 @@ def _lock_key(*parts: object) -> str:
     return "restore-" + hashlib.sha256("\x00".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
+class _RestoreJob(Work):
+    """One restore or verification job, as the job runner runs it (under its target's lock)."""
+
+    kind = "restore"
+
+    def __init__(self, service: RestoreService, job: Job) -> None:
+        self._service = service
+        self._request = RestoreRequest.from_dict(job.details["request"])
+        self._source: tuple[RecoveryPoint, str] | None = None
+
+    def lock_key(self, job: Job) -> str:
+        request = self._request
+        target = job.details.get("target") or {}
+        if request.kind is TargetKind.DATABASE:
+            return _lock_key(str(target.get("server", "")).lower(), target.get("port"), request.database)
+        if request.kind is TargetKind.FILES:
+            return _lock_key(request.container_url, request.file_prefix)
+        return _lock_key(job.job_id)
+
+    def busy(self, job: Job) -> UserError:
+        return UserError(ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED, "another restore into the target ran")
+
+    def ready(self, run: JobRun) -> Job | None:
+        """The point to read (never a Corrupted one) and its blob; the job as it is while its
+        rehydrated copy is not ready."""
+        point = self._service._points.get(run.job.instance, self._request.recovery_point_id)
+        refuse_corrupted(point)  # marked after this job was queued: never read it again
+        source = self._service._source_blob(point)
+        if source is None:
+            log.info("restore job %s waits for the rehydration of %s", run.job.job_id, point.recovery_point_id)
+            return run.job
+        self._source = (point, source)
+        return None
+
+    def __call__(self, run: JobRun) -> Job:
+        assert self._source is not None
+        point, source = self._source
+        work = RestoreWork(self._service._context(), run)
+        if self._request.kind is TargetKind.FILES:
+            return work.files(self._request, point, source)
+        return work.database(self._request, point, source)
+
+    def translate(self, exc: Exception, run: JobRun) -> PgVaultError | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        run.check()  # the query failed because the work was stopped
+        return _pg_error(exc)
+
+
 class RestoreService:
     """Starts and runs restore, verification and rehydration jobs."""
 
@@ -112,10 +158,11 @@ class RestoreService:
         exports: ExportRules | None = None,
     ) -> None:
         self._state = state
-        self._jobs = JobStore(state)
+        self._runner = JobRunner(state, clock)
+        self._jobs = self._runner.jobs
         self._instances = InstanceStore(state)
         self._points = RecoveryPointStore(state)
-        self._locks = InstanceLocks(state)
+        self._locks = self._runner.locks
         self._rehydrations = RehydrationStore(state)
         self._backups = backups
         self._secrets = secrets
@@ -299,77 +346,14 @@ class RestoreService:
             return job
         if job.operation is Operation.REHYDRATE:
             return self._rehydrate(job, last_try)
-        if job.cancel_requested is not None:  # cancelled while queued: never runs
-            return end_cancelled(self._jobs, job_id, self._clock(), [], NOT_STARTED)
-        return self._run_restore(job, last_try=last_try, attempt=attempt)
+        return self._runner.run_job(job, _RestoreJob(self, job), last_try=last_try, attempt=attempt)
 
-    def _run_restore(self, job: Job, *, last_try: bool, attempt: int) -> Job:
-        """Take the target's lock for restore (or verification) ``job`` and run it under its heartbeat."""
-        job_id = job.job_id
-        request = RestoreRequest.from_dict(job.details["request"])
-        key = self._job_lock_key(job, request)
-        lock = self._locks.acquire(key, job.job_id, self._clock(), attempt=attempt)
-        if lock is None:
-            return self._busy(job, key, last_try)
-        steps: list[dict[str, Any]] = []
-        heartbeat = Heartbeat(self._locks, lock, self._clock, watch=cancel_watch(self._jobs, job_id))
-        try:
-            with heartbeat:
-                try:
-                    return self._run_locked(job, request, heartbeat, steps)
-                except psycopg.Error as exc:
-                    heartbeat.signal.check()  # the query failed because the work was stopped
-                    raise _pg_error(exc) from exc
-                except ETagMismatch as exc:
-                    raise job_changed(self._jobs, job) from exc
-        except WorkCancelled as exc:
-            return end_cancelled(self._jobs, job_id, self._clock(), steps, exc.args[0])
-        except UserError as exc:
-            return self._fail(self._jobs.get(job_id), exc, steps)
-        except TransientError as exc:
-            if not last_try:
-                log.warning("restore job %s instance %s: %s; will retry", job_id, job.instance, exc.message)
-                note_retry(self._jobs, job_id, exc, attempt, self._clock())
-                raise
-            return self._fail(self._jobs.get(job_id), UserError(exc.code, exc.message), steps)
-        finally:
-            self._locks.release(heartbeat.lock)
+    def lock_key(self, job: Job) -> str:
+        """The lock restore job ``job`` runs under: its target (a database, a file prefix)."""
+        return _RestoreJob(self, job).lock_key(job)
 
-    def _busy(self, job: Job, key: str, last_try: bool) -> Job:
-        """The target's lock is taken: by this job elsewhere (drop this delivery) or by another restore."""
-        holder = self._locks.holder(key)
-        if holder is not None and holder.job_id == job.job_id:
-            log.info("restore job %s runs elsewhere; this delivery is dropped", job.job_id)
-            return job
-        if not last_try:
-            raise TransientError("another restore into the same target runs; retrying later")
-        error = UserError(ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED, "another restore into the target ran")
-        return self._fail(job, error, [])
-
-    def _job_lock_key(self, job: Job, request: RestoreRequest) -> str:
-        target = job.details.get("target") or {}
-        if request.kind is TargetKind.DATABASE:
-            return _lock_key(str(target.get("server", "")).lower(), target.get("port"), request.database)
-        if request.kind is TargetKind.FILES:
-            return _lock_key(request.container_url, request.file_prefix)
-        return _lock_key(job.job_id)
-
-    def _fail(self, job: Job, error: UserError, steps: list[dict[str, Any]]) -> Job:
-        return self._jobs.fail(job, error, self._clock(), steps)
-
-    def _run_locked(self, job: Job, request: RestoreRequest, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> Job:
-        point = self._points.get(job.instance, request.recovery_point_id)
-        refuse_corrupted(point)  # marked after this job was queued: never read it again
-        source = self._source_blob(point)
-        if source is None:
-            log.info("restore job %s waits for the rehydration of %s", job.job_id, point.recovery_point_id)
-            return job
-        started = self._clock()
-        job = self._jobs.save(
-            job, start_time=job.start_time or started, steps=(), details=with_attempt_started(job, started)
-        )
-        ctx = Context(
-            self._jobs,
+    def _context(self) -> Context:
+        return Context(
             self._instances,
             self._backups,
             self._secrets,
@@ -379,10 +363,6 @@ class RestoreService:
             self._exports,
             self._points,
         )
-        run = RestoreWork(ctx, job, heartbeat, steps)
-        if request.kind is TargetKind.FILES:
-            return run.files(request, point, source)
-        return run.database(request, point, source)
 
     def _source_blob(self, point: RecoveryPoint) -> str | None:
         """The blob to read a point from: its own, or its rehydrated copy (None while not ready)."""

@@ -21,11 +21,10 @@ from typing import Any
 
 import psycopg
 
-from shared.cancel import job_changed
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
-from shared.jobs import Job, JobStatus, JobStore
-from shared.locks import Heartbeat
+from shared.jobs import Job, JobStatus
+from shared.jobs.runner import JobRun
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.pg.digests import compare_digests, methods_of, table_digests
@@ -51,7 +50,6 @@ from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
 from shared.storage.layout import manifest_name_for
 from shared.storage.ports import BlobExists, IntegrityError
-from shared.storage.tables import ETagMismatch
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +117,6 @@ def check_target(conn: psycopg.Connection[Any], params: ConnectionParams, databa
 class Context:
     """What a restore's work needs of the vault."""
 
-    jobs: JobStore
     instances: InstanceStore
     backups: BlobStore
     secrets: SecretProvider
@@ -134,30 +131,25 @@ class Context:
 class RestoreWork:
     """One restore job's work, with its steps and progress."""
 
-    def __init__(self, ctx: Context, job: Job, heartbeat: Heartbeat, steps: list[dict[str, Any]]) -> None:
-        self.s, self.job, self.heartbeat, self.steps = ctx, job, heartbeat, steps
+    def __init__(self, ctx: Context, run: JobRun) -> None:
+        assert run.heartbeat is not None  # a restore always runs under its target's lock
+        self.s, self.run, self.heartbeat = ctx, run, run.heartbeat
 
-    def step(self, name: str) -> dict[str, Any]:
-        entry = {"name": name, "status": "InProgress", "startTime": self.s.clock().isoformat()}
-        self.steps.append(entry)
-        return entry
-
-    def done(self, entry: dict[str, Any]) -> None:
-        entry["status"] = "Completed"
-        entry["endTime"] = self.s.clock().isoformat()
+    @property
+    def job(self) -> Job:
+        """The job's latest record."""
+        return self.run.job
 
     def progress(self, total: int) -> Callable[[int], None]:
+        """Record bytes read, every twentieth of ``total`` (and always check for a stop)."""
         last = [0]
 
         def report(read: int) -> None:
-            self.heartbeat.signal.check()  # a cancel, or the lock lost to another worker
+            self.run.check()  # a cancel, or the lock lost to another worker
             if read < total and read - last[0] < total / 20:
                 return
             last[0] = read
-            try:
-                self.job = self.s.jobs.save(self.job, bytes=read, progress=min(0.99, read / max(total, 1)))
-            except ETagMismatch as exc:
-                raise job_changed(self.s.jobs, self.job) from exc
+            self.run.progress(read, total)
 
         return report
 
@@ -173,7 +165,7 @@ class RestoreWork:
 
     def database(self, request: RestoreRequest, point: RecoveryPoint, blob: str) -> Job:
         verify = request.kind is TargetKind.VERIFY
-        current = self.step("CheckTarget")
+        self.run.begin("CheckTarget")
         assert request.secret_uri is not None
         params = target_params(self.s.secrets, request.secret_uri, "secretUri")
         host, port = target_server(params, "secretUri")
@@ -194,8 +186,8 @@ class RestoreWork:
                     f"database {name!r} exists on {host}:{port}; a restore never overwrites a database",
                     target="restoreTargetInfo.datasourceInfo.resourceName",
                 )
-        self.done(current)
-        current = self.step("CreateDatabase")
+        self.run.done()
+        self.run.begin("CreateDatabase")
         with connect(admin) as conn:
             if not create_database(conn, name, self.job.job_id):
                 raise UserError(
@@ -203,7 +195,7 @@ class RestoreWork:
                     f"database {name!r} was created on {host}:{port} by someone else meanwhile",
                     target="restoreTargetInfo.datasourceInfo.resourceName",
                 )
-        self.done(current)
+        self.run.done()
         try:
             return self._restore_into(
                 request=request,
@@ -238,7 +230,7 @@ class RestoreWork:
         expected: dict[str, Any] | None,
     ) -> Job:
         host, port, name = where
-        current = self.step("Restore")
+        self.run.begin("Restore")
         options = request.options
         schemas = [*options.schemas, *{t.rpartition(".")[0] for t in options.tables if "." in t}]
         if schemas:
@@ -260,7 +252,7 @@ class RestoreWork:
         if not report.ok:
             raise error_for(report)
         warnings = [*report.warnings, *self._missing(options, params.libpq_kwargs(host=host, port=port, dbname=name))]
-        self.done(current)
+        self.run.done()
         details: dict[str, Any] = {
             **self.job.details,
             "target": {"server": host, "port": port, "database": name},
@@ -269,7 +261,7 @@ class RestoreWork:
             **({"notes": list(report.notes)} if report.notes else {}),
         }
         if expected is not None:
-            current = self.step("Compare")
+            self.run.begin("Compare")
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name), autocommit=False) as conn:
                 actual = table_digests(conn, methods_of(expected))
             problems = compare_digests(expected, actual)
@@ -277,25 +269,17 @@ class RestoreWork:
             self._drop(params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB), name)
             details["scratchDatabaseDropped"] = True
             if problems:
-                self.job = self.s.jobs.save(self.job, details=details)
+                self.run.save(details=details)
                 first = problems[0]
                 raise UserError(
                     ErrorCode.RESTORE_VERIFICATION_FAILED,
                     f"{len(problems)} table(s) differ from the backup's manifest, first {first['table']}: "
                     f"{first['problem']}",
                 )
-            self.done(current)
+            self.run.done()
         status = JobStatus.COMPLETED_WITH_WARNINGS if warnings else JobStatus.COMPLETED
         log.info("restore job %s into %s:%s/%s: %s", self.job.job_id, host, port, name, status)
-        return self.s.jobs.finish(
-            self.job,
-            status,
-            self.s.clock(),
-            progress=1.0,
-            bytes=point.size_in_bytes,
-            steps=tuple(self.steps),
-            details=details,
-        )
+        return self.run.finish(status, progress=1.0, bytes=point.size_in_bytes, details=details)
 
     def _missing(self, options: RestoreOptions, restored: dict[str, Any]) -> list[str]:
         """Warnings naming what a partial restore asked for and did not get; ``InvalidRequest`` if it got nothing."""
@@ -350,19 +334,19 @@ class RestoreWork:
         assert request.container_url is not None and request.file_prefix is not None
         if self.s.vault_account is None:
             raise RuntimeError("RestoreService needs the vault's storage account for restores as files")
-        current = self.step("CheckTarget")
+        self.run.begin("CheckTarget")
         # Checked again here: the settings may have changed since the request was accepted.
         container = files.target_container(request, self.s.exports, self.s.vault_account, self.s.secrets)
         files.probe_writable(container, request.file_prefix, request.container_url)
         earlier = self._own_file(container, request.file_name)
         if files.owner_of(container, request.manifest_file_name) not in (None, self.job.job_id):
             raise files.FileExists(request.manifest_file_name)
-        self.done(current)
+        self.run.done()
 
-        current = self.step("Write")
+        self.run.begin("Write")
         decompress = request.file_format == "dump"
         written = earlier or self._write_dump(container, request, point, blob, decompress)
-        self.done(current)
+        self.run.done()
         try:
             return self._files_written(request, point, container, written)
         except BaseException:
@@ -374,7 +358,7 @@ class RestoreWork:
         self, request: RestoreRequest, point: RecoveryPoint, container: BlobStore, written: Written
     ) -> Job:
         decompress = request.file_format == "dump"
-        current = self.step("Manifest")
+        self.run.begin("Manifest")
         path = request.file_name
         restore_cmd = request.options.command(path if decompress else None)
         if not decompress:
@@ -401,14 +385,11 @@ class RestoreWork:
             manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
         if files.owner_of(container, request.manifest_file_name) != self.job.job_id:
             files.write_manifest(container, request.manifest_file_name, manifest, self.job.job_id)
-        self.done(current)
-        return self.s.jobs.finish(
-            self.job,
+        self.run.done()
+        return self.run.finish(
             JobStatus.COMPLETED,
-            self.s.clock(),
             progress=1.0,
             bytes=written.stored_bytes,
-            steps=tuple(self.steps),
             details={
                 **self.job.details,
                 "files": [request.file_name, request.manifest_file_name],

@@ -347,3 +347,48 @@ def test_an_attempt_frozen_and_woken_after_a_takeover_leaves_one_consistent_poin
     finally:
         with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+
+
+def _staged(world: World, jobs: JobStore, job_id: str) -> bool:
+    """Whether the attempt's own blob (named on the job before it stages) has uncommitted blocks."""
+    name = jobs.get(job_id).details.get("blobName")
+    if name is None:
+        return False
+    try:
+        return len(world.backups.client.get_blob_client(name).get_block_list("uncommitted")[1]) > 0
+    except ResourceNotFoundError:
+        return False
+
+
+def test_a_running_backup_shows_its_current_step_and_a_duration_while_it_dumps(world: World) -> None:
+    """Steps as they happen: held mid-dump (blocks staged, nothing committed), the job says Dump is
+    running since when, CheckPrivileges is done, and its duration is a running job's (not 0 s)."""
+    job_id = world.new_job()
+    jobs = JobStore(world.state)
+    # pg_dump waits at its start for this lock, so the test finds it running however fast the dump.
+    gate = psycopg.connect(host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres")
+    gate.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(world.runner().run(job_id, last_try=False)))
+    worker.start()
+    try:
+        dump = hold_when("pg_dump", world.db, lambda: _staged(world, jobs, job_id), release=gate.rollback)
+    finally:
+        gate.close()
+    try:
+        seen = jobs.get(job_id).to_dict()
+    finally:
+        resume(dump)
+        worker.join(180)
+    assert seen["status"] == "InProgress"
+    assert [(s["name"], s["status"]) for s in seen["steps"]] == [
+        ("CheckPrivileges", "Completed"),
+        ("Dump", "InProgress"),
+    ]
+    check, current = seen["steps"]
+    assert check["startTime"] and check["endTime"]
+    assert current["startTime"] and current.get("endTime") is None
+    assert seen["durationSeconds"] > 0
+    done = jobs.get(job_id)
+    assert outcome and done.status is JobStatus.COMPLETED
+    assert [s["status"] for s in done.to_dict()["steps"]] == ["Completed"] * 3

@@ -26,7 +26,7 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.cancel import request_cancel
 from shared.errors import UserError
-from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.jobs import Job, JobStatus, JobStore, Operation, StepStatus, new_job_id
 from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
@@ -171,7 +171,7 @@ def test_a_running_backup_cancelled_ends_cancelled_with_no_point_and_no_blob(wor
     assert isinstance(out[0], Job) and out[0].status is JobStatus.CANCELLED, out
     ended = jobs.get(job_id)
     assert ended.status is JobStatus.CANCELLED and ended.error is None and ended.end_time is not None
-    assert [s["status"] for s in ended.steps if s["name"] == "Dump"] == ["Cancelled"]
+    assert [s.status for s in ended.steps if s.name == "Dump"] == [StepStatus.CANCELLED]
     assert list(RecoveryPointStore(world.state).of("src")) == []
     assert list(world.backups.client.list_blobs()) == []  # nothing committed (staged blocks are discarded)
     assert list(world.state.partition(layout.LOCK)) == []

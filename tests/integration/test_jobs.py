@@ -15,6 +15,8 @@ from shared.jobs import (
     JobStatus,
     JobStore,
     Operation,
+    Step,
+    StepStatus,
     job_time,
     new_job_id,
 )
@@ -116,10 +118,11 @@ def test_a_message_for_a_job_not_recorded_yet_is_retried_then_dropped_on_its_las
 
 def test_failing_a_job_marks_its_running_steps_and_keeps_a_finished_job_as_it_is(jobs: JobStore) -> None:
     job, _ = jobs.create(_job(T0))
-    steps = [{"name": "Check", "status": "Completed"}, {"name": "Dump", "status": "InProgress"}]
+    steps = (Step("Check", StepStatus.COMPLETED, T0, T0), Step("Dump", StepStatus.IN_PROGRESS, T0))
     error = UserError(ErrorCode.DB_NOT_FOUND, "database 'orders' does not exist")
     failed = jobs.fail(job, error, T0 + timedelta(minutes=1), steps)
     assert failed.status is JobStatus.FAILED and failed.error is not None
     assert failed.error.code == "UserErrorDBNotFound"
-    assert [s["status"] for s in failed.steps] == ["Completed", "Failed"]
+    assert [s.status for s in failed.steps] == [StepStatus.COMPLETED, StepStatus.FAILED]
+    assert failed.steps[1].end_time == T0 + timedelta(minutes=1)
     assert jobs.fail(failed, UserError(ErrorCode.INTERNAL, "late"), T0 + timedelta(minutes=2), []) == failed

@@ -26,15 +26,13 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.errors import TransientError, UserError
 from shared.jobs import Job, JobStatus, JobStore, new_job_id
-from shared.locks import InstanceLocks
+from shared.locks import Heartbeat, InstanceLocks
 from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
 from shared.restore.files import ExportRules
 from shared.restore.rehydration import RehydrationStore
-from shared.restore.request import RestoreRequest
 from shared.restore.service import RestoreService
-from shared.restore.work import Heartbeat
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
@@ -221,7 +219,7 @@ def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: W
     target = f'copy=1 "it\'s" \\ {world.u}'
     job = world.restore("src", world.request(point, target))
     assert job.status is JobStatus.COMPLETED, job.error
-    assert [s["name"] for s in job.steps] == ["CheckTarget", "CreateDatabase", "Restore"]
+    assert [s.name for s in job.steps] == ["CheckTarget", "CreateDatabase", "Restore"]
     source, restored = world.digests(world.db), world.digests(target)
     assert source == restored
     assert source["public.orders"]["rows"] == 30000 and source[f"{ODD}.Ta ble"]["rows"] == 3
@@ -273,9 +271,7 @@ def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database
         )
     with world.connect(target) as c:
         c.execute("CREATE TABLE half_done (x int)")
-    key = world.service()._job_lock_key(
-        JobStore(world.state).get(job.job_id), RestoreRequest.from_dict(job.details["request"])
-    )
+    key = world.service().lock_key(JobStore(world.state).get(job.job_id))
     assert InstanceLocks(world.state).acquire(key, job.job_id, datetime.now(UTC)) is not None
     # Another delivery while the lock is fresh does nothing; the retry after it went stale starts over.
     assert world.service().run(job.job_id, last_try=False).status is JobStatus.IN_PROGRESS  # type: ignore[union-attr]
