@@ -249,15 +249,15 @@ CONFIGURED_ROW: list[Column] = [
 
 
 def add_policy_api_commands(commands: Groups) -> None:
-    """``policy create|show|list|delete`` (``simulate`` lives in pgvault/simulate.py)."""
+    """``policy create|show|list|delete`` (``simulate`` lives in pgvault/simulate.py, ``show`` in commands_policy)."""
+    from pgvault.commands_policy import add_policy_show_command
+
     opts = common_options()
     create = commands.add_parser("create", parents=[opts], help="create or replace a policy from a file")
     create.add_argument("--name", "-n", required=True)
     create.add_argument("--file", "-f", required=True, type=Path, help="Azure BackupPolicy JSON ('-' for stdin)")
     create.set_defaults(handler=api_command(policy_create))
-    show = commands.add_parser("show", parents=[opts], help="show one policy")
-    show.add_argument("--name", "-n", required=True)
-    show.set_defaults(handler=api_command(lambda a, c: _show(a, c, f"/backupPolicies/{seg(a.name)}", POLICY_ROW)))
+    add_policy_show_command(commands, [opts])
     listing = commands.add_parser("list", parents=[opts], help="list the policies")
     listing.set_defaults(handler=api_command(lambda a, c: _list(a, c, "/backupPolicies", POLICY_ROW)))
     delete = commands.add_parser("delete", parents=[opts], help="delete a policy (refused while in use)")
@@ -313,8 +313,8 @@ def _list(args: argparse.Namespace, client: Client, path: str, columns: list[Col
 # --- instance -------------------------------------------------------------------------------------
 
 
-def add_instance_commands(groups: Groups) -> None:
-    """``instance configure|list|show|validate|grant-script``."""
+def add_instance_commands(groups: Groups) -> Groups:
+    """``instance configure|list|show|validate|grant-script``; returns the group's commands."""
     instance = groups.add_parser("instance", help="backup instances (protected databases)")
     commands = instance.add_subparsers(dest="command", metavar="<command>", required=True)
     opts = common_options()
@@ -346,6 +346,7 @@ def add_instance_commands(groups: Groups) -> None:
     grant.add_argument("--name", "-n", required=True)
     grant.add_argument("--format", choices=("sql", "sh", "ps1"), default="sql")
     grant.set_defaults(handler=api_command(instance_grant_script))
+    return commands
 
 
 def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
