@@ -521,3 +521,160 @@ def test_every_command_has_examples_and_the_exit_codes_in_its_help() -> None:
         assert EXIT_CODES in text, (group, name)
     assert EXIT_CODES in parser.format_help()
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+STORED = {
+    "name": "orders",
+    "server": "db1.example.com",
+    "port": 5432,
+    "database": "orders",
+    "secretUri": "env:PGVAULT_SECRET_A",
+    "policyName": "weekly",
+    "serverRegion": None,
+    "protectionStatus": "ProtectionConfigured",
+}
+
+
+def test_a_resent_entry_configured_alike_is_skipped_and_one_that_differs_says_what() -> None:
+    from pgvault.batch import plan
+
+    same = {"name": "Orders", "server": "DB1.example.com.", "database": "orders", "secretUri": "env:PGVAULT_SECRET_A",
+            "policyName": "weekly"}  # fmt: skip
+    other_policy = {**same, "policyName": "daily", "port": 5432}
+    other_name = {**same, "name": "orders-again"}
+    unnamed_same = {k: v for k, v in same.items() if k != "name"}  # default name: db1-orders, not orders
+    new = {**same, "name": "billing", "database": "billing"}
+    decided, to_send = plan([same, other_policy, other_name, new, unnamed_same, "junk"], [STORED])
+    assert decided[0] is not None and decided[0]["status"] == "Skipped" and decided[0]["name"] == "orders"
+    refused = decided[1]
+    assert refused is not None and refused["status"] == "Failed"
+    assert refused["error"]["code"] == "Conflict" and refused["error"]["target"] == "instances[1].policyName"
+    assert "policyName is 'weekly' in the vault, 'daily' in the file" in refused["error"]["message"]
+    assert "pgvault instance configure --name orders" in refused["error"]["recommendedAction"]
+    taken = decided[2]
+    assert taken is not None and taken["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
+    assert taken["error"]["target"] == "instances[2].name" and "'orders-again'" in taken["error"]["message"]
+    assert decided[4] is not None and decided[4]["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
+    assert decided[3] is None and decided[5] is None and to_send == [3, 5]
+
+
+def test_configure_file_prints_every_entrys_error_when_all_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failed(i: int, code: str, field: str) -> dict[str, object]:
+        return {"name": None, "status": "Failed", "error": {"code": code, "message": f"instances[{i}].{field} is bad",
+                "target": f"instances[{i}].{field}", "recommendedAction": f"fix {field}"}}  # fmt: skip
+
+    answer = {"value": [failed(0, "InvalidRequest", "server"), failed(1, "UserErrorDatabaseNotSupported", "database")]}
+    script = {
+        ("GET", "/api/backupInstances"): [(200, {}, {"value": [STORED]})],
+        ("POST", "/api/backupInstances"): [(400, {}, answer)],
+    }
+    alike = {k: v for k, v in STORED.items() if k not in ("serverRegion", "protectionStatus")}
+    entries = [
+        alike,  # configured alike: skipped, not sent
+        {"server": "bad host", "database": "x", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "weekly"},
+        {"server": "db1.example.com", "database": "template1", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "p"},
+    ]
+    (tmp_path / "many.json").write_text(json.dumps({"instances": entries}))
+    with _ScriptedServer(script) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        assert main(["instance", "configure", "--file", str(tmp_path / "many.json"), "-o", "json"]) == 2
+        posted = [body for method, _, body in server.requests if method == "POST"]
+    assert posted == [{"instances": entries[1:]}]
+    captured = capsys.readouterr()
+    assert "HTTP 400" not in captured.err
+    # The API numbered the two entries it was sent 0 and 1: they are entries 1 and 2 of the file.
+    for code, field, i in (("InvalidRequest", "server", 1), ("UserErrorDatabaseNotSupported", "database", 2)):
+        assert f"pgvault: {code}: (unnamed entry): instances[{i}].{field} is bad" in captured.err
+        assert f"Target: instances[{i}].{field}" in captured.err and f"Recommended action: fix {field}" in captured.err
+    shown = json.loads(captured.out)["value"]
+    assert [r["status"] for r in shown] == ["Skipped", "Failed", "Failed"]
+
+
+def test_policy_show_gives_the_schedule_in_the_policys_zone_and_locally_and_every_rule_in_full() -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from pgvault.commands_policy import describe_policy
+    from shared.policy import parse_policy
+    from tests.examples import EXAMPLES
+
+    def stored(example: str) -> dict[str, object]:
+        document = json.loads((EXAMPLES / example).read_text())
+        return {"name": "weekly", "properties": parse_policy(document).to_dict()}
+
+    now = dt.datetime(2026, 3, 25, 12, 0, tzinfo=dt.UTC)
+    text = describe_policy(stored("sunday-default-only.json"), now, ZoneInfo("America/New_York"))
+    assert "Schedule: weekly, Sunday 03:30 (W. Europe Standard Time, Europe/Berlin)" in text
+    # The first Sunday is after Berlin's change to summer time; New York changed two weeks before.
+    assert "Sun 2026-03-29 03:30 CEST  Sat 2026-03-28 21:30 EDT  2026-03-29 01:30Z" in text
+    assert "Default  VaultStore  P7D (7 days)" in text and "untagged backups (Default)" in text
+    text = describe_policy(stored("weekly-mon-wed-fri-with-archive.json"), now, ZoneInfo("UTC"))
+    assert "Monday 22:00, Wednesday 22:00, Friday 22:00" in text
+    assert "Yearly: the first backup of the year (priority 10)" in text
+    monthly = next(line for line in text.splitlines() if line.strip().startswith("Monthly  "))
+    assert "P6M (6 months)" in monthly and "the first backup of the month" in monthly
+    assert "moved to ArchiveStore on expiry, kept there P24M (24 months), then deleted" in monthly
+    assert "P12W (84 days)" in text
+
+
+def test_instance_delete_asks_first_and_sends_nothing_without_consent(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from pgvault.commands_protection import confirmed
+
+    accepted = {"jobId": "d1", "instance": STORED}
+    with _ScriptedServer({("POST", "/api/backupInstances/orders:stopProtection"): [(202, {}, accepted)]}) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: --yes is required
+        assert main(["instance", "delete", "--name", "orders", "-o", "json"]) == 2
+        assert "add --yes" in capsys.readouterr().err and server.requests == []
+        assert main(["instance", "delete", "--name", "orders", "--yes", "-o", "json"]) == 0
+        assert server.requests == [("POST", "/api/backupInstances/orders:stopProtection", {"retainData": "delete"})]
+    assert json.loads(capsys.readouterr().out) == {"jobId": "d1"}
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    prompt = io.StringIO()
+    assert confirmed("orders", given=False, stdin=Terminal("y\n"), err=prompt) is True
+    assert "Delete backup instance 'orders' and every one of its recovery points? [y/N]" in prompt.getvalue()
+    assert confirmed("orders", given=False, stdin=Terminal("\n"), err=io.StringIO()) is False
+
+
+def test_stop_resume_and_list_databases_send_the_apis_requests(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped = {**STORED, "protectionStatus": "ProtectionStopped", "currentProtectionState": "BackupSchedulesSuspended"}
+    databases = {"server": "db1", "port": 5432, "value": [{"database": "orders", "protected": True, "instance": "o"}]}
+    script = {
+        ("POST", "/api/backupInstances/orders:stopProtection"): [(200, {}, stopped)],
+        ("POST", "/api/backupInstances/orders:resumeProtection"): [(200, {}, STORED)],
+        ("POST", "/api/servers:listDatabases"): [(200, {}, databases)],
+    }
+    with _ScriptedServer(script) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        assert main(["instance", "stop-protection", "-n", "orders", "--retain-data", "asPerPolicy", "-o", "table"]) == 0
+        assert "BackupSchedulesSuspended" in capsys.readouterr().out
+        assert main(["instance", "resume-protection", "-n", "orders", "-o", "json"]) == 0
+        assert json.loads(capsys.readouterr().out) == STORED
+        argv = ["server", "list-databases", "--secret-uri", "env:PGVAULT_SECRET_A", "--port", "5432", "-o", "json"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out) == databases
+        assert main(["server", "list-databases", "--secret-uri", "env:PGVAULT_SECRET_A", "-o", "table"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert table[0] == "server db1:5432" and table[1].split() == ["DATABASE", "PROTECTED", "INSTANCE"]
+        assert table[2].split() == ["orders", "yes", "o"]
+        bodies = [body for _, _, body in server.requests]
+    assert bodies == [
+        {"retainData": "asPerPolicy"},
+        None,
+        {"secretUri": "env:PGVAULT_SECRET_A", "port": 5432},
+        {"secretUri": "env:PGVAULT_SECRET_A"},
+    ]
+    with pytest.raises(SystemExit):
+        parse("instance", "stop-protection", "-n", "orders", "--retain-data", "delete")  # that is 'instance delete'
