@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,9 @@ def test_progress_bar_on_a_terminal_redraws_one_line() -> None:
 # --- a scripted real HTTP server, for the client's behaviour on real answers -----------------------
 
 
+Script = Mapping[tuple[str, str], Sequence[tuple[int, Mapping[str, str], object]]]
+
+
 class _ScriptedServer:
     """A real HTTP server answering each (method, path) with the next of its scripted answers.
 
@@ -312,9 +316,11 @@ class _ScriptedServer:
     as (method, path, parsed JSON body or None).
     """
 
-    def __init__(self, script: dict[tuple[str, str], list[tuple[int, dict[str, str], object]]]) -> None:
+    def __init__(self, script: Script) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        queues = {route: list(answers) for route, answers in script.items()}
 
         requests: list[tuple[str, str, object]] = []
         self.requests = requests
@@ -325,7 +331,7 @@ class _ScriptedServer:
                 raw = self.rfile.read(length) if length else b""
                 path = self.path.split("?")[0]
                 requests.append((self.command, path, json.loads(raw) if raw else None))
-                answers = script.get((self.command, path)) or [(404, {}, {"error": {"code": "NotFound"}})]
+                answers = queues.get((self.command, path)) or [(404, {}, {"error": {"code": "NotFound"}})]
                 status, headers, body = answers.pop(0) if len(answers) > 1 else answers[0]
                 data = json.dumps(body).encode()
                 self.send_response(status)
@@ -364,7 +370,7 @@ JOB = {"jobId": "j1", "operation": "Backup", "status": "Completed", "instance": 
 def test_a_503_with_retry_after_is_sent_again_after_the_delay_it_asks_for(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    script = {("GET", "/api/backupJobs/j1"): [(503, {"Retry-After": "0"}, UNAVAILABLE)] * 2 + [(200, {}, JOB)]}
+    script: Script = {("GET", "/api/backupJobs/j1"): [(503, {"Retry-After": "0"}, UNAVAILABLE)] * 2 + [(200, {}, JOB)]}
     with _ScriptedServer(script) as server:
         monkeypatch.setenv("PGVAULT_URL", server.url)
         assert main(["job", "show", "j1", "-o", "json"]) == 0
@@ -415,7 +421,7 @@ def test_json_output_of_a_list_is_the_apis_shape(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     page2 = {"value": [{**JOB, "jobId": "j2"}]}
-    script = {
+    script: Script = {
         ("GET", "/api/backupJobs"): [(200, {}, {"value": [JOB], "nextLink": "/api/backupJobs?continuationToken=x"}),
                                      (200, {}, page2)],
         ("GET", "/api/backupInstances"): [(200, {}, {"value": []})],
@@ -566,7 +572,7 @@ def test_configure_file_prints_every_entrys_error_when_all_fail(
                 "target": f"instances[{i}].{field}", "recommendedAction": f"fix {field}"}}  # fmt: skip
 
     answer = {"value": [failed(0, "InvalidRequest", "server"), failed(1, "UserErrorDatabaseNotSupported", "database")]}
-    script = {
+    script: Script = {
         ("GET", "/api/backupInstances"): [(200, {}, {"value": [STORED]})],
         ("POST", "/api/backupInstances"): [(400, {}, answer)],
     }
@@ -651,7 +657,7 @@ def test_stop_resume_and_list_databases_send_the_apis_requests(
 ) -> None:
     stopped = {**STORED, "protectionStatus": "ProtectionStopped", "currentProtectionState": "BackupSchedulesSuspended"}
     databases = {"server": "db1", "port": 5432, "value": [{"database": "orders", "protected": True, "instance": "o"}]}
-    script = {
+    script: Script = {
         ("POST", "/api/backupInstances/orders:stopProtection"): [(200, {}, stopped)],
         ("POST", "/api/backupInstances/orders:resumeProtection"): [(200, {}, STORED)],
         ("POST", "/api/servers:listDatabases"): [(200, {}, databases)],
