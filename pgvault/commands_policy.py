@@ -66,15 +66,15 @@ def policy_show(args: argparse.Namespace, client: Client) -> int:
     """Print the stored policy: the API's JSON, or in words (see the module)."""
     from pgvault.commands import EXIT_OK, UsageError
 
-    stored = client.get(f"/backupPolicies/{seg(args.name)}")
-    if args.output == "json":
-        emit(stored, "json")
-        return EXIT_OK
     local: dt.tzinfo | None = None
     if args.time_zone:
         local = resolve_time_zone(args.time_zone)
         if local is None:
             raise UsageError(f"--time-zone {args.time_zone!r} is not an IANA or Windows time zone name")
+    stored = client.get(f"/backupPolicies/{seg(args.name)}")
+    if args.output == "json":
+        emit(stored, "json")
+        return EXIT_OK
     print(describe_policy(stored, dt.datetime.now(dt.UTC), local))
     return EXIT_OK
 
