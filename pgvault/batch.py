@@ -16,13 +16,14 @@ from typing import Any
 
 from pgvault.client import ApiError, Client
 from shared.errors import ErrorCode
-from shared.instances import DEFAULT_PORT, default_name
 
 SKIPPED = "Skipped"
 FAILED = "Failed"
 _INDEX = re.compile(r"\binstances\[(\d+)\]")
 # The fields of an entry that define an instance, in the order a difference is reported.
 _DEFINING = ("server", "port", "database", "secretUri", "policyName", "serverRegion")
+DEFAULT_PORT = 5432
+"""The port of an entry without one, as the API stores it (shared.instances.DEFAULT_PORT)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class Entry:
             return given.strip()
         server, database = self.raw.get("server"), self.raw.get("database")
         if isinstance(server, str) and isinstance(database, str) and server.strip() and database:
+            # Imported here: shared.instances brings the storage and PostgreSQL clients, which only
+            # this path of the CLI needs (every command starts faster without them).
+            from shared.instances import default_name
+
             return default_name(server.strip(), database)
         return None
 
