@@ -33,6 +33,7 @@ from pgvault.output import (
     percent,
     rate_text,
     seconds_text,
+    step_seconds,
 )
 from shared.errors import ErrorCode
 
@@ -543,7 +544,8 @@ def job_show(args: argparse.Namespace, client: Client) -> int:
     emit(job, args.output, JOB_DETAIL)
     if args.output == "table":
         for step in job.get("steps") or []:
-            print(f"  step {step.get('name')}: {step.get('status', '')}", file=sys.stdout)
+            took = step_seconds(step)
+            print(f"  step {step.get('name')}: {step.get('status', '')}{f' ({took})' if took else ''}", file=sys.stdout)
         if job.get("error"):
             print(f"  error {job['error'].get('code')}: {job['error'].get('message')}", file=sys.stdout)
             print(f"  recommended action: {job['error'].get('recommendedAction')}", file=sys.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -64,6 +65,16 @@ def seconds_text(seconds: Any) -> str:
     if whole < 3600:
         return f"{whole // 60} min {whole % 60:02d} s"
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def step_seconds(step: dict[str, Any]) -> str:
+    """How long a job's step took ('1.2 s'); '' when its times are not both recorded."""
+    try:
+        start = dt.datetime.fromisoformat(str(step["startTime"]).replace("Z", "+00:00"))
+        end = dt.datetime.fromisoformat(str(step["endTime"]).replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return seconds_text((end - start).total_seconds())
 
 
 def rate_text(bytes_per_second: Any) -> str:

@@ -684,3 +684,18 @@ def test_stop_resume_and_list_databases_send_the_apis_requests(
     ]
     with pytest.raises(SystemExit):
         parse("instance", "stop-protection", "-n", "orders", "--retain-data", "delete")  # that is 'instance delete'
+
+
+def test_job_show_gives_each_steps_duration(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = [
+        {"name": "Dump", "status": "Completed", "startTime": "2026-12-01T10:00:00+00:00",
+         "endTime": "2026-12-01T10:01:05.500000+00:00"},
+        {"name": "Commit", "status": "InProgress", "startTime": "2026-12-01T10:01:06+00:00"},
+    ]  # fmt: skip
+    with _ScriptedServer({("GET", "/api/backupJobs/j1"): [(200, {}, {**JOB, "steps": steps})]}) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        assert main(["job", "show", "j1", "-o", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "  step Dump: Completed (1 min 06 s)\n" in out and "  step Commit: InProgress\n" in out
