@@ -121,6 +121,21 @@ def _refusal(entry: Entry, instance: dict[str, Any], found_by: str, diffs: list[
     }
 
 
+def _being_deleted(entry: Entry, instance: dict[str, Any]) -> dict[str, Any]:
+    target = f"instances[{entry.index}]"
+    return {
+        "name": entry.name,
+        "status": FAILED,
+        "error": {
+            "code": ErrorCode.CONFLICT.value,
+            "message": f"{target}: backup instance {instance.get('name')!r} is being deleted "
+            "(stopProtection with retainData delete)",
+            "target": f"{target}.name",
+            "recommendedAction": "Wait until the instance is gone (its Delete job ended), then send the file again.",
+        },
+    }
+
+
 def plan(entries: Sequence[Any], existing: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any] | None], list[int]]:
     """Each entry's outcome decided here (skipped, refused) or None, and the indexes still to send."""
     decided: list[dict[str, Any] | None] = []
@@ -138,12 +153,15 @@ def plan(entries: Sequence[Any], existing: Sequence[dict[str, Any]]) -> tuple[li
             continue
         diffs = differences(entry, instance)
         same_name = entry.name is not None and entry.name.lower() == str(instance.get("name", "")).lower()
-        if not diffs and same_name:
+        if instance.get("retainData") == "delete":
+            decided.append(_being_deleted(entry, instance))
+        elif not diffs and same_name:
+            state = instance.get("currentProtectionState") or instance.get("protectionStatus")
             decided.append(
                 {
                     "name": instance.get("name"),
                     "status": SKIPPED,
-                    "message": "already configured with this definition",
+                    "message": f"already configured with this definition ({state})",
                     "instance": instance,
                 }
             )

@@ -562,6 +562,10 @@ def test_a_resent_entry_configured_alike_is_skipped_and_one_that_differs_says_wh
     assert taken["error"]["target"] == "instances[2].name" and "'orders-again'" in taken["error"]["message"]
     assert decided[4] is not None and decided[4]["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
     assert decided[3] is None and decided[5] is None and to_send == [3, 5]
+    deleting = {**STORED, "retainData": "delete", "currentProtectionState": "SoftDeleting"}
+    decided, to_send = plan([same], [deleting])
+    assert decided[0] is not None and decided[0]["status"] == "Failed" and to_send == []
+    assert "is being deleted" in decided[0]["error"]["message"] and decided[0]["error"]["code"] == "Conflict"
 
 
 def test_configure_file_prints_every_entrys_error_when_all_fail(
