@@ -56,7 +56,8 @@ def add_protection_commands(commands: Any) -> None:
         help="stop protection and delete every recovery point, then the instance",
         description="Stop protection with retainData delete: every recovery point is deleted (a Delete job, "
         "oldest first), then the instance and its claim on the database, which can then be protected again. "
-        "Asks for confirmation on a terminal; --yes in scripts.",
+        "The first 20 points go at once; more are deleted by the retention sweep (hourly by default), which "
+        "--wait then waits for. Asks for confirmation on a terminal; --yes in scripts.",
     )
     delete.add_argument("--name", "-n", required=True)
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
