@@ -400,3 +400,11 @@ def test_policy_show_in_full_and_bad_policy_files_exit_2(cli, protected: list[st
     for argv in (["policy", "create", "-n", "x"], ["policy", "simulate", "--from", "2026-01-01", "--to", "2026-02-01"]):
         r = cli(*argv, "-f", str(not_json), "-o", "json")
         assert r.code == 2 and "is not valid JSON" in r.err and "Traceback" not in r.err, r.err
+
+
+def test_role_assignment_template_is_printed_as_the_apis_json(cli, protected: list[str]) -> None:  # type: ignore[no-untyped-def]
+    # JSON even when a table is asked for: it is a file to deploy.
+    template = cli("instance", "role-assignment-template", "--name", "shop", "-o", "table")
+    assert template.code == 0, template.err
+    assert json.loads(template.out)["$schema"].startswith("https://schema.management.azure.com/")
+    assert cli("instance", "role-assignment-template", "--name", "nothing-here").code == 3
