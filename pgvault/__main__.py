@@ -3,8 +3,7 @@
 Each command group registers itself on the parser in :func:`build_parser`; a command sets
 ``handler`` (a function taking the parsed arguments and returning the exit code) with
 ``set_defaults``. Exit codes: 0 ok, 1 job failed, 2 usage or bad input (a 400 included), 3 other API
-error, 4 wait timed out
-(see pgvault/commands.py).
+error, 4 wait timed out (pgvault/help.py says them under every ``--help``).
 """
 
 from __future__ import annotations
@@ -22,18 +21,18 @@ from pgvault.commands import (
     add_recovery_point_commands,
     add_restore_commands,
 )
+from pgvault.commands_protection import add_protection_commands
+from pgvault.commands_server import add_server_commands
+from pgvault.help import EXIT_CODES, add_examples
 from pgvault.simulate import add_policy_commands
 
-EPILOG = """environment:
+EPILOG = f"""environment:
   PGVAULT_URL   the app, e.g. https://myvault.azurewebsites.net (default http://127.0.0.1:7071)
   PGVAULT_KEY   a function key, sent as x-functions-key
 
-exit codes:
-  0  done (with --wait: the job Completed or CompletedWithWarnings)
-  1  the job Failed or was Cancelled: error code and recommended action on stderr
-  2  bad usage or input, here or refused by the API as a 400: error code, field and fix on stderr
-  3  the API refused otherwise (404, 409, ...) or could not answer: error code on stderr
-  4  --wait timed out; the job is still running
+{EXIT_CODES}
+
+Every command's --help shows examples.
 """
 
 
@@ -48,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="<group>", required=True)
     add_policy_api_commands(add_policy_commands(groups))
-    add_instance_commands(groups)
+    add_protection_commands(add_instance_commands(groups))
+    add_server_commands(groups)
     add_backup_commands(groups)
     add_job_commands(groups)
     add_recovery_point_commands(groups)
     add_restore_commands(groups)
+    add_examples(parser)
     return parser
 
 

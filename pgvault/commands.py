@@ -6,8 +6,8 @@ Exit codes scripts can trust:
 |---|---|
 | 0 | done (with ``--wait``: the job finished Completed or CompletedWithWarnings) |
 | 1 | the job finished Failed or Cancelled; its error code and recommended action are on stderr |
-| 2 | bad usage or input (argparse, unreadable files) |
-| 3 | the API refused or could not answer (HTTP 4xx/5xx, unreachable): the error code on stderr |
+| 2 | bad usage or input (argparse, unreadable files, an invalid policy file), or the API answered 400 |
+| 3 | the API refused otherwise or could not answer (HTTP 401/404/409/5xx, unreachable): the code on stderr |
 | 4 | ``--wait`` gave up after ``--timeout`` seconds; the job is still running |
 """
 
@@ -21,8 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
+from pgvault.batch import configure_file
 from pgvault.client import ApiError, Client, seg
-from pgvault.output import Column, Progress, default_format, emit, human_bytes
+from pgvault.output import (
+    Column,
+    Progress,
+    default_format,
+    emit,
+    emit_list,
+    human_bytes,
+    percent,
+    rate_text,
+    seconds_text,
+    step_seconds,
+)
+from shared.errors import ErrorCode
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -189,9 +202,10 @@ JOB_ROW: list[Column] = [
 JOB_DETAIL: list[Column] = [
     *JOB_ROW[:5],
     ("END", _k("endTime")),
-    ("SECONDS", _k("durationSeconds")),
+    ("DURATION", lambda j: seconds_text(j.get("durationSeconds"))),
     ("BYTES", lambda j: human_bytes(j.get("bytes"))),
-    ("PROGRESS", _k("progress")),
+    ("RATE", lambda j: rate_text(j.get("throughputBytesPerSecond"))),
+    ("PROGRESS", lambda j: percent(j.get("progress"))),
     ("RECOVERY POINT", _k("recoveryPointId")),
     ("ERROR", lambda j: (j.get("error") or {}).get("code")),
 ]
@@ -202,6 +216,7 @@ INSTANCE_ROW: list[Column] = [
     ("DATABASE", _k("database")),
     ("POLICY", _k("policyName")),
     ("PROTECTION", _k("protectionStatus")),
+    ("STATE", _k("currentProtectionState")),
     ("READINESS", lambda i: (i.get("backupReadiness") or {}).get("status")),
     ("ERROR", lambda i: ((i.get("backupReadiness") or {}).get("error") or {}).get("code")),
 ]
@@ -223,7 +238,11 @@ CONFIGURED_ROW: list[Column] = [
     ("NAME", _k("name")),
     ("STATUS", _k("status")),
     ("VALIDATION JOB", _k("validationJobId")),
-    ("ERROR", lambda c: (c.get("error") or {}).get("code")),
+    ("VALIDATION", lambda c: (c.get("validationJob") or {}).get("status")),
+    (
+        "ERROR",
+        lambda c: (c.get("error") or (c.get("validationJob") or {}).get("error") or {}).get("code"),
+    ),
 ]
 
 
@@ -231,15 +250,15 @@ CONFIGURED_ROW: list[Column] = [
 
 
 def add_policy_api_commands(commands: Groups) -> None:
-    """``policy create|show|list|delete`` (``simulate`` lives in pgvault/simulate.py)."""
+    """``policy create|show|list|delete`` (``simulate`` lives in pgvault/simulate.py, ``show`` in commands_policy)."""
+    from pgvault.commands_policy import add_policy_show_command
+
     opts = common_options()
     create = commands.add_parser("create", parents=[opts], help="create or replace a policy from a file")
     create.add_argument("--name", "-n", required=True)
     create.add_argument("--file", "-f", required=True, type=Path, help="Azure BackupPolicy JSON ('-' for stdin)")
     create.set_defaults(handler=api_command(policy_create))
-    show = commands.add_parser("show", parents=[opts], help="show one policy")
-    show.add_argument("--name", "-n", required=True)
-    show.set_defaults(handler=api_command(lambda a, c: _show(a, c, f"/backupPolicies/{seg(a.name)}", POLICY_ROW)))
+    add_policy_show_command(commands, [opts])
     listing = commands.add_parser("list", parents=[opts], help="list the policies")
     listing.set_defaults(handler=api_command(lambda a, c: _list(a, c, "/backupPolicies", POLICY_ROW)))
     delete = commands.add_parser("delete", parents=[opts], help="delete a policy (refused while in use)")
@@ -288,15 +307,15 @@ def _show(args: argparse.Namespace, client: Client, path: str, columns: list[Col
 
 
 def _list(args: argparse.Namespace, client: Client, path: str, columns: list[Column], **params: Any) -> int:
-    emit(list(client.pages(path, **params)), args.output, columns)
+    emit_list(list(client.pages(path, **params)), args.output, columns)
     return EXIT_OK
 
 
 # --- instance -------------------------------------------------------------------------------------
 
 
-def add_instance_commands(groups: Groups) -> None:
-    """``instance configure|list|show|validate|grant-script``."""
+def add_instance_commands(groups: Groups) -> Groups:
+    """``instance configure|list|show|validate|grant-script``; returns the group's commands."""
     instance = groups.add_parser("instance", help="backup instances (protected databases)")
     commands = instance.add_subparsers(dest="command", metavar="<command>", required=True)
     opts = common_options()
@@ -328,6 +347,7 @@ def add_instance_commands(groups: Groups) -> None:
     grant.add_argument("--name", "-n", required=True)
     grant.add_argument("--format", choices=("sql", "sh", "ps1"), default="sql")
     grant.set_defaults(handler=api_command(instance_grant_script))
+    return commands
 
 
 def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
@@ -375,25 +395,48 @@ def instance_configure(args: argparse.Namespace, client: Client) -> int:
     name, body = instance_body(args)
     if name is not None:
         answer = client.request("PUT", f"/backupInstances/{seg(name)}", body=body)
-        results = [answer.body]
-    else:
-        results = client.request("POST", "/backupInstances", body=body).body["value"]
-    if not getattr(args, "wait", False):
-        emit(results if name is None else results[0], args.output, CONFIGURED_ROW)
-        return EXIT_OK if all(r.get("status") != "Failed" for r in results) else EXIT_JOB_FAILED
+        if getattr(args, "wait", False):
+            return finish_job(args, client, answer.body["validationJobId"])
+        emit(answer.body, args.output, CONFIGURED_ROW)
+        return EXIT_OK
+    return configure_many(args, client, body)
+
+
+def configure_many(args: argparse.Namespace, client: Client, body: dict[str, Any]) -> int:
+    """Configure a file's entries (skipping those already configured alike); report each, exit by the worst."""
+    results = configure_file(client, body)
     worst = EXIT_OK
     for result in results:
-        if result.get("validationJobId"):
-            worst = max(worst, finish_job(args, client, result["validationJobId"]))
-        else:
-            error = result.get("error") or {}
+        error = result.get("error")
+        if error:
             report_error(
-                error.get("code", "Failed"),
-                f"{result.get('name')}: {error.get('message')}",
+                str(error.get("code", "Failed")),
+                f"{result.get('name') or '(unnamed entry)'}: {error.get('message')}",
                 error.get("recommendedAction"),
+                target=error.get("target"),
             )
-            worst = max(worst, EXIT_JOB_FAILED)
+            worst = max(worst, entry_exit(str(error.get("code", ""))))
+        elif getattr(args, "wait", False) and result.get("validationJobId"):
+            job = wait_for_job(
+                client, result["validationJobId"], timeout=args.timeout, poll=args.poll, progress=Progress()
+            )
+            if job is None:
+                print(
+                    f"pgvault: job {result['validationJobId']} still InProgress after {args.timeout:g} s",
+                    file=sys.stderr,
+                )
+                worst = max(worst, EXIT_TIMEOUT)
+                continue
+            result["validationJob"] = job
+            worst = max(worst, job_exit(job))
+    emit_list(results, args.output, CONFIGURED_ROW)
     return worst
+
+
+def entry_exit(code: str) -> int:
+    """The exit code an entry's error would give as the answer of its own request: 2 for a 400, else 3."""
+    known = next((c for c in ErrorCode if c.value == code), None)
+    return EXIT_USAGE if known is not None and known.http_status == HTTP_BAD_REQUEST else EXIT_API_ERROR
 
 
 def instance_validate(args: argparse.Namespace, client: Client) -> int:
@@ -492,7 +535,7 @@ def job_list(args: argparse.Namespace, client: Client) -> int:
         if args.max is not None and len(rows) >= args.max:
             break
         rows.append(job)
-    emit(rows, args.output, JOB_ROW)
+    emit_list(rows, args.output, JOB_ROW)
     return EXIT_OK
 
 
@@ -501,7 +544,8 @@ def job_show(args: argparse.Namespace, client: Client) -> int:
     emit(job, args.output, JOB_DETAIL)
     if args.output == "table":
         for step in job.get("steps") or []:
-            print(f"  step {step.get('name')}: {step.get('status', '')}", file=sys.stdout)
+            took = step_seconds(step)
+            print(f"  step {step.get('name')}: {step.get('status', '')}{f' ({took})' if took else ''}", file=sys.stdout)
         if job.get("error"):
             print(f"  error {job['error'].get('code')}: {job['error'].get('message')}", file=sys.stdout)
             print(f"  recommended action: {job['error'].get('recommendedAction')}", file=sys.stdout)
