@@ -7,11 +7,13 @@ import azure.functions as func
 from functions.http import accepted, api, json_response
 from shared.backup_times import BackupTimesReader
 from shared.instances import InstanceService
-from shared.request_body import NO_FIELDS, check_fields, parse_json_body, require_object
+from shared.request_body import parse_json_body
 from shared.role_template import role_assignment_template
 from shared.servers import list_databases
 from shared.validation import enqueue_validation, revalidate
 from shared.vault import Vault, current_vault
+from shared.wire.check import parse
+from shared.wire.instances import ResumeProtectionRequest
 
 bp = func.Blueprint()
 
@@ -80,7 +82,7 @@ def validate_instance(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     if body is not None:
-        check_fields(require_object(body), NO_FIELDS)
+        parse(ResumeProtectionRequest, body)
     job = revalidate(vault.state, vault.queues, req.route_params["name"], vault.clock())
     return accepted({"jobId": job.job_id}, job.job_id)
 

@@ -23,7 +23,7 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
-from shared.request_body import ANY, check_fields, whole_number
+from shared.request_body import check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
@@ -39,7 +39,6 @@ MAX_BATCH = 100
 STALE_CLAIM = timedelta(minutes=2)
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 _IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
-_FIELDS = {"name", "server", "port", "database", "secretUri", "policyName", "serverRegion"}
 
 
 class Readiness(StrEnum):
@@ -217,7 +216,10 @@ def parse_spec(
     """Check one instance entry of a request; ``UserError`` naming the field (``target.field``)."""
     if not isinstance(raw, dict):
         raise _bad(f"{target} must be an object with server, database, secretUri and policyName", target)
-    check_fields(raw, dict.fromkeys(_FIELDS, ANY), root=target if target != "body" else "")
+    from shared.wire import instances as wire
+    from shared.wire.check import parse
+
+    parse(wire.InstanceSpec, raw, root=target if target != "body" else "")
 
     def text(field: str, required: bool = True) -> str | None:
         value = raw.get(field)
@@ -345,7 +347,10 @@ class InstanceService:
             raise _bad(
                 'the body must be {"instances": [{"server", "database", "secretUri", "policyName"}, ...]}', "instances"
             )
-        check_fields(body, {"instances": ANY})
+        from shared.wire.instances import ConfigureManyRequest
+
+        # Only the envelope here: each entry is checked on its own, one bad entry does not stop the others.
+        check_fields(body, dict.fromkeys(ConfigureManyRequest.model_fields))
         entries = body["instances"]
         if not entries:
             raise _bad("instances must list at least one database", "instances")

@@ -15,18 +15,19 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.policy import Policy, parse_policy, simulate
 from shared.policy.simulation import check_range
-from shared.request_body import ANY, Shape, check_fields, parse_instant, require_object
+from shared.request_body import check_fields, parse_instant, require_object
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
-
-SIMULATE_REQUEST: Shape = {"from": ANY, "to": ANY}
+from shared.wire.check import shape_of
+from shared.wire.policies import SimulateRequest
 
 
 def parse_simulation_request(body: Any) -> tuple[datetime, datetime]:
     """``{"from", "to"}`` of ``:simulate`` as UTC instants; ``InvalidRequest`` naming the field."""
     doc = require_object(body)
-    check_fields(doc, SIMULATE_REQUEST)
+    # The instants are read here, with their own messages; the model gives the fields.
+    check_fields(doc, shape_of(SimulateRequest))
     return parse_instant(doc.get("from"), "from"), parse_instant(doc.get("to"), "to")
 
 

@@ -9,12 +9,13 @@ from shared.errors import ErrorCode, UserError
 from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec
 from shared.pg.connect import connect
 from shared.pg.connstring import check_server, parse_connection_string
-from shared.request_body import ANY, Shape, check_fields, whole_number
+from shared.request_body import whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import StateTable
+from shared.wire.check import parse
+from shared.wire.servers import ListDatabasesRequest
 
-LIST_DATABASES: Shape = {"secretUri": ANY, "server": ANY, "port": ANY}
 _DATABASES = """
 SELECT datname FROM pg_database
 WHERE datallowconn AND NOT datistemplate AND has_database_privilege(datname, 'CONNECT')
@@ -39,7 +40,7 @@ def list_databases(
     """
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
-    check_fields(body, LIST_DATABASES)
+    parse(ListDatabasesRequest, body)
     reference = body.get("secretUri")
     if not isinstance(reference, str):
         raise UserError(ErrorCode.INVALID_REQUEST, "secretUri is required", target="secretUri")

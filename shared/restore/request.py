@@ -26,14 +26,11 @@ import isodate
 from shared.errors import ErrorCode, UserError
 from shared.pg.restore import RestoreOptions
 from shared.policy import DataStore
-from shared.request_body import ANY, OneOf, Shape, check_fields
 from shared.secrets import validate_secret_reference
+from shared.wire import restore as wire
+from shared.wire.check import parse
+from shared.wire.restore import DATABASE_TARGET, FILES_TARGET, REHYDRATION_REQUEST, RESTORE_REQUEST, SECRET_CREDENTIALS
 
-RESTORE_REQUEST = "AzureBackupRecoveryPointBasedRestoreRequest"
-REHYDRATION_REQUEST = "AzureBackupRestoreWithRehydrationRequest"
-DATABASE_TARGET = "RestoreTargetInfo"
-FILES_TARGET = "RestoreFilesTargetInfo"
-SECRET_CREDENTIALS = "SecretStoreBasedAuthCredentials"  # noqa: S105 - an Azure type name
 # Azure's limits on how long a rehydrated copy is kept (DESIGN C8).
 MIN_REHYDRATION = timedelta(days=10)
 MAX_REHYDRATION = timedelta(days=30)
@@ -42,60 +39,6 @@ DEFAULT_REHYDRATION = "P15D"
 MAX_IDENTIFIER_BYTES = 63
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,900}$")
 _RESERVED_DATABASES = {"template0", "template1", "postgres", "azure_maintenance", "azure_sys"}
-
-# The fields of Azure's restore request (Microsoft.DataProtection, API 2025-01-01) and pgvault's
-# additions; anything else is refused. Fields Azure documents that change nothing here (the ARM id
-# and location of the datasource, the restore region) are accepted and recorded nowhere.
-_DATASOURCE: Shape = dict.fromkeys(
-    (
-        "objectType",
-        "datasourceType",
-        "resourceID",
-        "resourceLocation",
-        "resourceName",
-        "resourceProperties",
-        "resourceType",
-        "resourceUri",
-    ),
-    ANY,
-)
-# SecretStoreResource also has "value" in Azure: refused, a secret never travels in a request.
-_CREDENTIALS: Shape = {"objectType": ANY, "secretStoreResource": {"secretStoreType": ANY, "uri": ANY}}
-_OPTIONS: Shape = dict.fromkeys(("noOwner", "noAcl", "schemas", "tables", "fileFormat"), ANY)
-_DATABASE_TARGET: dict[str, Shape] = {
-    "objectType": ANY,
-    "recoveryOption": ANY,
-    "restoreLocation": ANY,
-    "datasourceInfo": _DATASOURCE,
-    "datasourceSetInfo": _DATASOURCE,
-    "datasourceAuthCredentials": _CREDENTIALS,
-}
-_FILES_TARGET: dict[str, Shape] = {
-    "objectType": ANY,
-    "recoveryOption": ANY,
-    "restoreLocation": ANY,
-    "targetDetails": dict.fromkeys(
-        ("url", "filePrefix", "restoreTargetLocationType", "targetResourceArmId", "connectionStringSecretUri"), ANY
-    ),
-}
-RESTORE_BODY: Shape = {
-    "objectType": ANY,
-    "recoveryPointId": ANY,
-    "sourceDataStoreType": ANY,
-    "sourceResourceId": ANY,
-    "rehydrationPriority": ANY,
-    "rehydrationRetentionDuration": ANY,
-    "restoreTargetInfo": OneOf("objectType", {DATABASE_TARGET: _DATABASE_TARGET, FILES_TARGET: _FILES_TARGET}),
-    "restoreOptions": _OPTIONS,
-}
-VERIFY_BODY: Shape = {
-    "recoveryPointId": ANY,
-    "sourceDataStoreType": ANY,
-    "secretUri": ANY,
-    "datasourceAuthCredentials": _CREDENTIALS,
-    "restoreOptions": _OPTIONS,
-}
-
 
 class TargetKind(StrEnum):
     """What a restore writes."""
@@ -225,7 +168,7 @@ def parse_options(doc: Any, *, allow_partial: bool = True) -> tuple[RestoreOptio
         return RestoreOptions(), "dump"
     if not isinstance(doc, dict):
         raise _bad("must be an object", "restoreOptions")
-    check_fields(doc, _OPTIONS, root="restoreOptions")
+    parse(wire.RestoreOptions, doc, root="restoreOptions")
     flags = {}
     for key in ("noOwner", "noAcl"):
         value = doc.get(key, True)
@@ -314,7 +257,7 @@ def parse_restore_request(body: Any, *, allow_env: bool) -> RestoreRequest:
     """The restore request in ``body``, checked; ``InvalidRequest`` naming the first wrong field."""
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object (Azure's restore request)", "body")
-    check_fields(body, RESTORE_BODY)
+    parse(wire.RestoreRequest, body)
     kind = body.get("objectType", RESTORE_REQUEST)
     if kind not in (RESTORE_REQUEST, REHYDRATION_REQUEST):
         raise _bad(f"must be {RESTORE_REQUEST!r} or {REHYDRATION_REQUEST!r}", "objectType")
@@ -390,7 +333,7 @@ def parse_verify_request(body: Any, *, allow_env: bool) -> RestoreRequest:
     """
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object", "body")
-    check_fields(body, VERIFY_BODY)
+    parse(wire.VerifyRestoreRequest, body)
     rp_id = str(_text(body, "recoveryPointId", ""))
     if "secretUri" in body:
         secret = str(_text(body, "secretUri", ""))
