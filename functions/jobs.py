@@ -21,6 +21,7 @@ from shared.jobs import (
 )
 from shared.request_body import whole_number
 from shared.vault import current_vault
+from shared.wire.jobs import JobList
 
 bp = func.Blueprint()
 CONTINUATION_PARAM = "continuationToken"
@@ -71,17 +72,15 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
         if req.params.get(name):
             cursor = Cursor.decode(req.params[name], query, target=name)
     page = JobStore(vault.state).page(query, top=top, cursor=cursor)
-    body: dict[str, object] = {"value": [j.to_dict() for j in page.jobs]}
-    if page.next is not None:
-        body["nextLink"] = _next_link(req, page.next.encode())
-    return json_response(body)
+    more = {} if page.next is None else {"nextLink": _next_link(req, page.next.encode())}
+    return json_response(JobList(value=[j.to_wire() for j in page.jobs], **more))
 
 
 @bp.route(route="backupJobs/{jobId}", methods=["GET"])
 @api
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
-    return json_response(JobStore(current_vault().state).get(req.route_params["jobId"]).to_dict())
+    return json_response(JobStore(current_vault().state).get(req.route_params["jobId"]).to_wire())
 
 
 @bp.route(route="backupJobs/{jobId}:cancel", methods=["POST"])
@@ -92,7 +91,7 @@ def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     job, taken = request_cancel(vault.state, req.route_params["jobId"], vault.clock())
     if not taken:
-        return json_response(job.to_dict())
+        return json_response(job.to_wire())
     return json_response(
-        job.to_dict(), 202, {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)}
+        job.to_wire(), 202, {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)}
     )

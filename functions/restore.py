@@ -15,6 +15,7 @@ from shared.storage import layout
 from shared.storage.clients import StorageAccount
 from shared.telemetry import job_context
 from shared.vault import Vault, current_vault
+from shared.wire.common import Accepted
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -40,7 +41,7 @@ def restore(req: func.HttpRequest) -> func.HttpResponse:
     """Azure's restore request (as a database or as files) → 202 with the job's Location."""
     vault = current_vault()
     job = _service(vault).start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}:verifyRestore", methods=["POST"])
@@ -49,7 +50,7 @@ def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
     """Restore a point into a scratch database, compare it with the backup's manifest → 202 + job."""
     vault = current_vault()
     job = _service(vault).start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")

@@ -11,6 +11,7 @@ from shared.protection import ProtectionService
 from shared.request_body import parse_json_body
 from shared.retention import RetentionSweep
 from shared.vault import current_vault
+from shared.wire.instances import DeletionAccepted
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -32,8 +33,8 @@ def stop_protection(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_json_body(req.get_body())
     instance, job = ProtectionService(vault.state, vault.backups).stop(req.route_params["name"], body, vault.clock())
     if job is None:
-        return json_response(instance.to_dict())
-    return accepted({"jobId": job.job_id, "instance": instance.to_dict()}, job.job_id)
+        return json_response(instance.to_wire())
+    return accepted(DeletionAccepted(jobId=job.job_id, instance=instance.to_wire()), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}:resumeProtection", methods=["POST"])
@@ -43,4 +44,4 @@ def resume_protection(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     instance = ProtectionService(vault.state, vault.backups).resume(req.route_params["name"], body, vault.clock())
-    return json_response(instance.to_dict())
+    return json_response(instance.to_wire())

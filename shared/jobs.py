@@ -24,12 +24,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+
+if TYPE_CHECKING:  # the wire models import this module's enums
+    from shared.wire import common as wire_common
+    from shared.wire import jobs as wire_jobs
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +133,18 @@ class JobError:
     recommended_action: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "recommendedAction": self.recommended_action}
+        """The error as a job record keeps it and the API shows it."""
+        from shared.wire import dump
+
+        return dump(self.to_wire())
+
+    def to_wire(self) -> wire_common.ErrorDetail:
+        """The error as the API shows it (``shared.wire.common.ErrorDetail``, without a target)."""
+        from shared.wire.common import ErrorDetail
+
+        return ErrorDetail.model_validate(
+            {"code": self.code, "message": self.message, "recommendedAction": self.recommended_action}
+        )
 
     @classmethod
     def from_user_error(cls, error: UserError) -> JobError:
@@ -160,31 +175,39 @@ class Job:
     """When a user asked to cancel the job (``:cancel``); its worker stops and ends it Cancelled."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The public job shape of DESIGN.md §3."""
+        """The public job shape of DESIGN.md §3 (``shared.wire.jobs.Job``)."""
+        from shared.wire import dump
+
+        return dump(self.to_wire())
+
+    def to_wire(self) -> wire_jobs.Job:
+        """The job as the API answers it."""
+        from shared.wire import jobs as wire
+
         duration = None
         if self.start_time is not None:
             duration = ((self.end_time or self.start_time) - self.start_time).total_seconds()
-        return {
-            "jobId": self.job_id,
-            "operation": self.operation.value,
-            "status": self.status.value,
-            "instance": self.instance,
-            "createdTime": _iso(self.created),
-            "startTime": _iso(self.start_time),
-            "endTime": _iso(self.end_time),
-            "durationSeconds": duration,
-            "bytes": self.bytes,
-            "progress": self.progress,
-            "retentionTag": self.retention_tag,
-            "ruleName": self.rule_name,
-            "recoveryPointId": self.recovery_point_id,
-            "throughputBytesPerSecond": round(self.bytes / duration) if duration and self.bytes else None,
-            "steps": list(self.steps),
-            "details": self.details,
-            "error": self.error.to_dict() if self.error else None,
-            "cancelRequestedTime": _iso(self.cancel_requested),
-            "links": self.links(),
-        }
+        return wire.Job(
+            jobId=self.job_id,
+            operation=self.operation,
+            status=self.status,
+            instance=self.instance,
+            createdTime=self.created,
+            startTime=self.start_time,
+            endTime=self.end_time,
+            durationSeconds=duration,
+            bytes=self.bytes,
+            progress=self.progress,
+            retentionTag=self.retention_tag,
+            ruleName=self.rule_name,
+            recoveryPointId=self.recovery_point_id,
+            throughputBytesPerSecond=round(self.bytes / duration) if duration and self.bytes else None,
+            steps=[wire.JobStep.model_validate(step) for step in self.steps],
+            details=self.details,
+            error=self.error.to_wire() if self.error else None,
+            cancelRequestedTime=self.cancel_requested,
+            links=wire.JobLinks.model_validate(self.links()),
+        )
 
     def links(self) -> dict[str, str | None]:
         """API paths of this job, its instance and its recovery point (None until there is one)."""
@@ -243,10 +266,6 @@ class Job:
 def _summary(job: Job) -> dict[str, Any]:
     """A job's row in its instance's index: the job without its steps and details."""
     return {k: v for k, v in job._data().items() if k not in ("steps", "details")}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 class JobStore:

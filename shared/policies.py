@@ -19,8 +19,10 @@ from shared.request_body import check_fields, parse_instant, require_object
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateTable
+from shared.wire import dump
 from shared.wire.check import shape_of
-from shared.wire.policies import SimulateRequest
+from shared.wire.policies import SimulateRequest, Simulation
+from shared.wire.policies import StoredPolicy as StoredPolicyAnswer
 
 
 def parse_simulation_request(body: Any) -> tuple[datetime, datetime]:
@@ -40,8 +42,12 @@ class StoredPolicy:
     created: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        """Azure's resource shape: ``{"name", "properties": {...}}``."""
-        return {"name": self.name, "type": "backupPolicies", "properties": self.policy.to_dict()}
+        """Azure's resource shape: ``{"name", "type", "properties": {...}}`` (``shared.wire.policies.StoredPolicy``)."""
+        return dump(self.to_wire())
+
+    def to_wire(self) -> StoredPolicyAnswer:
+        """The policy as the API answers it."""
+        return StoredPolicyAnswer(name=self.name, type="backupPolicies", properties=self.policy.to_dict())
 
 
 def check_name(name: str, target: str = "name") -> None:
@@ -130,10 +136,10 @@ class PolicyService:
         except ETagMismatch as exc:
             raise UserError(ErrorCode.CONFLICT, f"policy {name!r} changed while being deleted; retry") from exc
 
-    def simulate(self, name: str, start: datetime, end: datetime) -> dict[str, Any]:
+    def simulate(self, name: str, start: datetime, end: datetime) -> Simulation:
         """The dry run of policy ``name`` between ``start`` and ``end`` (the contract's simulation shape).
 
         ``InvalidRequest`` naming ``from`` or ``to`` for a range :func:`shared.policy.simulation.check_range` refuses.
         """
         check_range(start, end)
-        return simulate(self.get(name).policy, start, end).to_dict()
+        return simulate(self.get(name).policy, start, end).to_wire()

@@ -14,7 +14,7 @@ from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import StateTable
 from shared.wire.check import parse
-from shared.wire.servers import ListDatabasesRequest
+from shared.wire.servers import Database, DatabaseList, ListDatabasesRequest
 
 _DATABASES = """
 SELECT datname FROM pg_database
@@ -30,7 +30,7 @@ def list_databases(
     *,
     allow_env: bool,
     allowed_servers: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> DatabaseList:
     """The databases on the secret's server that its user may connect to, minus unsupported ones.
 
     Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host. A
@@ -67,6 +67,6 @@ def list_databases(
         spec = InstanceSpec("probe", server, port, name, reference, "probe")
         claim = state.get(layout.CLAIM, spec.claim_key)
         value.append(
-            {"database": name, "protected": claim is not None, "instance": claim.get("instance") if claim else None}
+            Database(database=name, protected=claim is not None, instance=claim.get("instance") if claim else None)
         )
-    return {"server": server, "port": port, "value": value}
+    return DatabaseList(server=server, port=port, value=value)

@@ -40,6 +40,7 @@ MAX_IDENTIFIER_BYTES = 63
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,900}$")
 _RESERVED_DATABASES = {"template0", "template1", "postgres", "azure_maintenance", "azure_sys"}
 
+
 class TargetKind(StrEnum):
     """What a restore writes."""
 

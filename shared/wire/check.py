@@ -51,9 +51,7 @@ def _shape_of_annotation(annotation: Any) -> Shape:
 @cache
 def shape_of(model: type[BaseModel]) -> dict[str, Shape]:
     """The field names ``model`` accepts at every level, as ``check_fields`` reads them."""
-    return {
-        (info.alias or name): _shape_of_annotation(info.annotation) for name, info in model.model_fields.items()
-    }
+    return {(info.alias or name): _shape_of_annotation(info.annotation) for name, info in model.model_fields.items()}
 
 
 def _path(doc: Any, loc: tuple[int | str, ...], root: str) -> str:
@@ -75,7 +73,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
-def _message(error: ErrorDetails) -> tuple[str, str | None]:
+def _message(error: ErrorDetails) -> tuple[str, str | None]:  # noqa: PLR0911 - one answer per kind of error
     """What is wrong, in the house's words, and the field to name below the path (a missing discriminator)."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":

@@ -10,6 +10,7 @@ from shared.instances import ProtectionStatus, Readiness, RetainData
 from shared.jobs import JobStatus
 from shared.wire.common import NAME_PATTERN, ErrorDetail, Request, Response, UtcTime
 
+
 class InstanceSpec(Request):
     """One database to protect."""
 

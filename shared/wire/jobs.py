@@ -9,6 +9,7 @@ from pydantic import Field
 from shared.jobs import _JOB_ID, JobStatus, Operation
 from shared.wire.common import ErrorDetail, Response, UtcTime
 
+
 class JobStep(Response):
     """One step of a job, written as it starts and when it ends."""
 

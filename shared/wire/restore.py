@@ -33,7 +33,7 @@ class SecretStoreResource(Request):
 class SecretStoreBasedAuthCredentials(Request):
     """The target's credentials: a Key Vault secret (or env: reference) with a connection string."""
 
-    objectType: Literal["SecretStoreBasedAuthCredentials"] = SECRET_CREDENTIALS
+    objectType: Literal["SecretStoreBasedAuthCredentials"] = "SecretStoreBasedAuthCredentials"
     secretStoreResource: SecretStoreResource
 
 
@@ -110,7 +110,7 @@ class RestoreRequest(Request):
     point, with rehydrationPriority and rehydrationRetentionDuration)."""
 
     objectType: Literal["AzureBackupRecoveryPointBasedRestoreRequest", "AzureBackupRestoreWithRehydrationRequest"] = (
-        RESTORE_REQUEST
+        "AzureBackupRecoveryPointBasedRestoreRequest"
     )
     recoveryPointId: str = Field(min_length=1)
     sourceDataStoreType: DataStore = DataStore.VAULT_STORE
