@@ -13,8 +13,8 @@ from shared.servers import list_databases
 from shared.validation import enqueue_validation, revalidate
 from shared.vault import Vault, current_vault
 from shared.wire.check import parse
-from shared.wire.common import Accepted
-from shared.wire.instances import BackupInstanceList, ConfiguredList, ResumeProtectionRequest
+from shared.wire.common import Accepted, EmptyBody
+from shared.wire.instances import BackupInstanceList, ConfiguredList
 
 bp = func.Blueprint()
 
@@ -83,7 +83,7 @@ def validate_instance(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     if body is not None:
-        parse(ResumeProtectionRequest, body)
+        parse(EmptyBody, body)
     job = revalidate(vault.state, vault.queues, req.route_params["name"], vault.clock())
     return accepted(Accepted(jobId=job.job_id), job.job_id)
 

@@ -222,6 +222,6 @@ class SettingsError(PgVaultError):
 def error_body(error: UserError) -> dict[str, Any]:
     """The JSON body of an error answer: ``{"error": {...}}`` as DESIGN.md §3 fixes it."""
     from shared.wire import dump
-    from shared.wire.common import ErrorBody
+    from shared.wire.common import Error
 
-    return dump(ErrorBody(error=error.to_wire()))
+    return dump(Error(error=error.to_wire()))

@@ -35,7 +35,8 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.tables import ETagMismatch, StateTable
 from shared.wire.check import parse, shape_of
-from shared.wire.instances import ResumeProtectionRequest, StopProtectionRequest
+from shared.wire.common import EmptyBody
+from shared.wire.instances import StopProtectionRequest
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class ProtectionService:
         if body is not None and not isinstance(body, dict):
             raise UserError(ErrorCode.INVALID_REQUEST, ":resumeProtection takes no body (or {})", target="body")
         if body is not None:
-            parse(ResumeProtectionRequest, body)
+            parse(EmptyBody, body)
         for _ in range(3):
             instance = self._instances.get(name)
             if instance.retain_data is RetainData.DELETE:

@@ -62,7 +62,7 @@ class ErrorDetail(Response):
     recommendedAction: str
 
 
-class ErrorBody(Response):
+class Error(Response):
     """Every error answer: ``{"error": {...}}``."""
 
     error: ErrorDetail
@@ -73,6 +73,10 @@ class Deleted(Response):
 
     name: str
     deleted: bool
+
+
+class EmptyBody(Request):
+    """A body with no fields (``:validate``, ``:resumeProtection``): empty, or ``{}``."""
 
 
 class Accepted(Response):

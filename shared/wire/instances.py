@@ -49,10 +49,6 @@ class StopProtectionRequest(Request):
     retainData: Annotated[RetainData, BeforeValidator(_any_case)]
 
 
-class ResumeProtectionRequest(Request):
-    """``:resumeProtection`` and ``:validate`` take no fields (an empty body or ``{}``)."""
-
-
 class BackupReadiness(Response):
     """Whether the instance can be backed up, as its last validation found."""
 
