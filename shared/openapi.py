@@ -18,7 +18,8 @@ from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic_core import CoreSchema
 
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
 from shared.wire import backups, common, health, instances, jobs, policies, recovery_points, restore, servers
@@ -66,6 +67,13 @@ RESPONSES: tuple[type[BaseModel], ...] = (
 )
 
 
+class _Generator(GenerateJsonSchema):
+    """Pydantic's JSON Schema without a generated title on every field ("Recoverypointid")."""
+
+    def field_title_should_be_set(self, schema: CoreSchema) -> bool:
+        return False
+
+
 def _ref(name: str) -> Schema:
     return {"$ref": REF_TEMPLATE.format(model=name)}
 
@@ -76,7 +84,7 @@ def schemas() -> dict[str, Schema]:
         *((m, "validation") for m in REQUESTS),
         *((m, "serialization") for m in RESPONSES),
     ]
-    _, document = models_json_schema(modes, ref_template=REF_TEMPLATE)
+    _, document = models_json_schema(modes, ref_template=REF_TEMPLATE, schema_generator=_Generator)
     return dict(sorted(document["$defs"].items()))
 
 
