@@ -251,7 +251,11 @@ def _configure_paths() -> dict[str, Any]:
                 "Protect many databases: 202 with each entry's outcome (400 when all failed)",
                 {
                     **_ok("ConfiguredList", 202, "Accepted"),
-                    **_ok("ConfiguredList", 400, "every entry failed"),
+                    **_ok(
+                        {"oneOf": [_ref("ConfiguredList"), _ref("Error")]},
+                        400,
+                        "every entry failed (each entry's outcome), or the body itself is wrong (the error)",
+                    ),
                     **_err(413, 500),
                 },
                 tag=tag,
