@@ -22,6 +22,7 @@ from shared.policy import occurrences, tag_on_demand
 from shared.storage import layout
 from shared.storage.queues import QueueSender
 from shared.storage.tables import EntityExists, ETagMismatch, StateTable
+from shared.wire import iso_z
 from shared.wire.backups import TriggerBackupRequest
 from shared.wire.check import parse
 
@@ -212,7 +213,7 @@ class BackupStarter:
 
     def _slot_job(self, instance: Instance, slot: datetime, rule: str, *, skipped: bool = False) -> Job:
         job_id = new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}")
-        details = {"trigger": "Schedule", "slot": slot.isoformat()}
+        details = {"trigger": "Schedule", "slot": iso_z(slot)}
         if skipped:
             details["skipped"] = "the vault did not run at this slot; only the latest missed slot is backed up"
             return Job(
