@@ -9,6 +9,8 @@ import azure.functions as func
 from functions.http import accepted, api, json_response
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
+from shared.wire.common import Accepted
+from shared.wire.recovery_points import RecoveryPointList
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -21,7 +23,7 @@ def backup_now(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     job = vault.backup_starter().on_demand(req.route_params["name"], body, vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}/recoveryPoints", methods=["GET"])
@@ -30,7 +32,7 @@ def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
     """The instance's recovery points, newest first."""
     vault = current_vault()
     name = vault.instances.get(req.route_params["name"]).spec.name
-    return json_response({"value": [p.to_dict() for p in vault.points.of(name)]})
+    return json_response(RecoveryPointList(value=[p.to_wire() for p in vault.points.of(name)]))
 
 
 @bp.route(route="backupInstances/{name}/recoveryPoints/{recoveryPointId}", methods=["GET"])
@@ -39,7 +41,7 @@ def get_recovery_point(req: func.HttpRequest) -> func.HttpResponse:
     """One recovery point."""
     vault = current_vault()
     point = vault.points.get(req.route_params["name"], req.route_params["recoveryPointId"])
-    return json_response(point.to_dict())
+    return json_response(point.to_wire())
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%PGVAULT_SCHEDULER_SCHEDULE%", run_on_startup=False)

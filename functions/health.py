@@ -7,6 +7,7 @@ import azure.functions as func
 from functions.http import json_response
 from shared.errors import SettingsError
 from shared.settings import load_settings
+from shared.wire.health import Health
 
 bp = func.Blueprint()
 
@@ -17,5 +18,5 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        return json_response({"status": "Unhealthy", "settings": exc.problems}, 503)
-    return json_response({"status": "Healthy", "vault": settings.vault_name, "region": settings.region})
+        return json_response(Health(status="Unhealthy", settings=exc.problems), 503)
+    return json_response(Health(status="Healthy", vault=settings.vault_name, region=settings.region))

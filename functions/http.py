@@ -9,15 +9,19 @@ from functools import wraps
 from typing import Any
 
 import azure.functions as func
+from pydantic import BaseModel
 
 from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
 from shared.telemetry import install_record_factory, redact_keys
+from shared.wire import dump
 
 log = logging.getLogger(__name__)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    """A JSON answer."""
+    """A JSON answer; a wire model (``shared.wire``) is serialised through it."""
+    if isinstance(body, BaseModel):
+        body = dump(body)
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":")),
         status_code=status,

@@ -7,11 +7,14 @@ import azure.functions as func
 from functions.http import accepted, api, json_response
 from shared.backup_times import BackupTimesReader
 from shared.instances import InstanceService
-from shared.request_body import NO_FIELDS, check_fields, parse_json_body, require_object
+from shared.request_body import parse_json_body
 from shared.role_template import role_assignment_template
 from shared.servers import list_databases
 from shared.validation import revalidate
 from shared.vault import Vault, current_vault
+from shared.wire.check import parse
+from shared.wire.common import Accepted, EmptyBody
+from shared.wire.instances import BackupInstanceList, ConfiguredList
 
 bp = func.Blueprint()
 
@@ -34,7 +37,7 @@ def configure_instances(req: func.HttpRequest) -> func.HttpResponse:
         allowed_servers=vault.settings.allowed_servers,
     )
     status = 400 if all(r.error is not None for r in results) else 202
-    return json_response({"value": [r.to_dict() for r in results]}, status)
+    return json_response(ConfiguredList(value=[r.to_wire() for r in results]), status)
 
 
 @bp.route(route="backupInstances/{name}", methods=["PUT"])
@@ -52,7 +55,7 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
         allowed_servers=vault.settings.allowed_servers,
     )
     assert result.job is not None
-    return accepted(result.to_dict(), result.job.job_id)
+    return accepted(result.to_wire(), result.job.job_id)
 
 
 @bp.route(route="backupInstances", methods=["GET"])
@@ -61,7 +64,7 @@ def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     """Every backup instance with its protection status, readiness, last and next backup."""
     vault = current_vault()
     times, now = BackupTimesReader(vault.state), vault.clock()
-    return json_response({"value": [{**i.to_dict(), **times.of(i, now).to_dict()} for i in _service(vault).all()]})
+    return json_response(BackupInstanceList(value=[i.to_wire(times.of(i, now)) for i in _service(vault).all()]))
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])
@@ -70,7 +73,7 @@ def get_instance(req: func.HttpRequest) -> func.HttpResponse:
     """One backup instance, with its last and next backup."""
     vault = current_vault()
     instance = _service(vault).get(req.route_params["name"])
-    return json_response({**instance.to_dict(), **BackupTimesReader(vault.state).of(instance, vault.clock()).to_dict()})
+    return json_response(instance.to_wire(BackupTimesReader(vault.state).of(instance, vault.clock())))
 
 
 @bp.route(route="backupInstances/{name}:validate", methods=["POST"])
@@ -80,9 +83,9 @@ def validate_instance(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     if body is not None:
-        check_fields(require_object(body), NO_FIELDS)
+        parse(EmptyBody, body)
     job = revalidate(vault.state, vault.queues, req.route_params["name"], vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}/grantScript", methods=["GET"])

@@ -20,6 +20,7 @@ from shared.jobs import (
 )
 from shared.request_body import whole_number
 from shared.vault import current_vault
+from shared.wire.jobs import JobList
 
 bp = func.Blueprint()
 CONTINUATION_PARAM = "continuationToken"
@@ -71,10 +72,8 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
             cursor = Cursor.decode(req.params[name], query, target=name)
     page = vault.jobs.page(query, top=top, cursor=cursor)
     now = vault.clock()  # a running job's duration and rate are as of now
-    body: dict[str, object] = {"value": [j.to_dict(now) for j in page.jobs]}
-    if page.next is not None:
-        body["nextLink"] = _next_link(req, page.next.encode())
-    return json_response(body)
+    more = {} if page.next is None else {"nextLink": _next_link(req, page.next.encode())}
+    return json_response(JobList(value=[j.to_wire(now) for j in page.jobs], **more))
 
 
 @bp.route(route="backupJobs/{jobId}", methods=["GET"])
@@ -82,7 +81,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 def get_job(req: func.HttpRequest) -> func.HttpResponse:
     """One job with its steps, timings, bytes, throughput, error and links to its instance and recovery point."""
     vault = current_vault()
-    return json_response(vault.jobs.get(req.route_params["jobId"]).to_dict(vault.clock()))
+    return json_response(vault.jobs.get(req.route_params["jobId"]).to_wire(vault.clock()))
 
 
 @bp.route(route="backupJobs/{jobId}:cancel", methods=["POST"])
@@ -93,9 +92,9 @@ def cancel_job(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     job, taken = request_cancel(vault.state, req.route_params["jobId"], vault.clock())
     if not taken:
-        return json_response(job.to_dict(vault.clock()))
+        return json_response(job.to_wire(vault.clock()))
     return json_response(
-        job.to_dict(vault.clock()),
+        job.to_wire(vault.clock()),
         202,
         {"Location": f"/api/backupJobs/{job.job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)},
     )

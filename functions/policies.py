@@ -8,6 +8,8 @@ from functions.http import api, json_response
 from shared.policies import PolicyService, parse_simulation_request
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
+from shared.wire.common import Deleted
+from shared.wire.policies import PolicyList
 
 bp = func.Blueprint()
 
@@ -24,21 +26,21 @@ def put_policy(req: func.HttpRequest) -> func.HttpResponse:
     stored, created = vault.policies.put(
         req.route_params["name"], parse_json_body(req.get_body()), vault.clock()
     )
-    return json_response(stored.to_dict(), 201 if created else 200)
+    return json_response(stored.to_wire(), 201 if created else 200)
 
 
 @bp.route(route="backupPolicies/{name}", methods=["GET"])
 @api
 def get_policy(req: func.HttpRequest) -> func.HttpResponse:
     """One policy."""
-    return json_response(_service().get(req.route_params["name"]).to_dict())
+    return json_response(_service().get(req.route_params["name"]).to_wire())
 
 
 @bp.route(route="backupPolicies", methods=["GET"])
 @api
 def list_policies(req: func.HttpRequest) -> func.HttpResponse:
     """Every policy."""
-    return json_response({"value": [p.to_dict() for p in _service().all()]})
+    return json_response(PolicyList(value=[p.to_wire() for p in _service().all()]))
 
 
 @bp.route(route="backupPolicies/{name}", methods=["DELETE"])
@@ -46,7 +48,7 @@ def list_policies(req: func.HttpRequest) -> func.HttpResponse:
 def delete_policy(req: func.HttpRequest) -> func.HttpResponse:
     """Delete a policy: 200, 404 if absent, 409 while an instance uses it."""
     _service().delete(req.route_params["name"])
-    return json_response({"name": req.route_params["name"], "deleted": True})
+    return json_response(Deleted(name=req.route_params["name"], deleted=True))
 
 
 @bp.route(route="backupPolicies/{name}:simulate", methods=["POST"])

@@ -12,6 +12,7 @@ from shared.request_body import parse_json_body
 from shared.storage import layout
 from shared.telemetry import job_context
 from shared.vault import current_vault
+from shared.wire.common import Accepted
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -23,7 +24,7 @@ def restore(req: func.HttpRequest) -> func.HttpResponse:
     """Azure's restore request (as a database or as files) → 202 with the job's Location."""
     vault = current_vault()
     job = vault.restore().start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}:verifyRestore", methods=["POST"])
@@ -32,7 +33,7 @@ def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
     """Restore a point into a scratch database, compare it with the backup's manifest → 202 + job."""
     vault = current_vault()
     job = vault.restore().start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted({"jobId": job.job_id}, job.job_id)
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")

@@ -9,6 +9,7 @@ import azure.functions as func
 from functions.http import accepted, api, json_response
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
+from shared.wire.instances import DeletionAccepted
 
 log = logging.getLogger(__name__)
 bp = func.Blueprint()
@@ -30,8 +31,8 @@ def stop_protection(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_json_body(req.get_body())
     instance, job = vault.protection().stop(req.route_params["name"], body, vault.clock())
     if job is None:
-        return json_response(instance.to_dict())
-    return accepted({"jobId": job.job_id, "instance": instance.to_dict()}, job.job_id)
+        return json_response(instance.to_wire())
+    return accepted(DeletionAccepted(jobId=job.job_id, instance=instance.to_wire()), job.job_id)
 
 
 @bp.route(route="backupInstances/{name}:resumeProtection", methods=["POST"])
@@ -41,4 +42,4 @@ def resume_protection(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
     instance = vault.protection().resume(req.route_params["name"], body, vault.clock())
-    return json_response(instance.to_dict())
+    return json_response(instance.to_wire())

@@ -19,7 +19,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from pgvault.batch import configure_file
 from pgvault.client import ApiError, Client, seg
@@ -35,7 +37,12 @@ from pgvault.output import (
     seconds_text,
     step_seconds,
 )
-from shared.errors import ErrorCode
+from shared.errors import ErrorCode, UserError
+from shared.wire import backups as wire_backups
+from shared.wire import dump
+from shared.wire import instances as wire_instances
+from shared.wire import restore as wire_restore
+from shared.wire.check import parse
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -46,12 +53,39 @@ HTTP_BAD_REQUEST = 400
 FINISHED_OK = ("Completed", "CompletedWithWarnings")
 
 Handler = Callable[[argparse.Namespace, Client], int]
+M = TypeVar("M", bound=BaseModel)
 if TYPE_CHECKING:
     Groups: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 class UsageError(Exception):
     """Input the command cannot use (exit 2)."""
+
+
+# --- request bodies: built from the API's own wire models (shared.wire), checked as the API checks them --
+
+
+def build(model: type[M], **fields: Any) -> M:
+    """``model`` with ``fields`` (wire names); a value the API would refuse is a ``UsageError`` naming its field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(step) for step in first["loc"])
+        raise UsageError(f"{where}: {first['msg']}") from None
+
+
+def build_body(model: type[BaseModel], **fields: Any) -> dict[str, Any]:
+    """The JSON body of ``model`` with ``fields``: only the fields given, as the API reads them."""
+    return dump(build(model, **fields))
+
+
+def request_body(model: type[BaseModel], document: Any) -> dict[str, Any]:
+    """A body from a file or flags, checked by the API's own rules and messages before anything is sent."""
+    try:
+        return dump(parse(model, document))
+    except UserError as exc:
+        raise UsageError(exc.message) from None
 
 
 # --- plumbing -------------------------------------------------------------------------------------
@@ -385,10 +419,11 @@ def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]
     ]
     if missing:
         raise UsageError(f"instance configure needs {', '.join(missing)} (or --file)")
-    name = document.pop("name", None)
+    spec = request_body(wire_instances.InstanceSpec, document)
+    name = spec.pop("name", None)
     if name:
-        return str(name), document
-    return None, {"instances": [document]}
+        return str(name), spec
+    return None, request_body(wire_instances.ConfigureManyRequest, {"instances": [spec]})
 
 
 def instance_configure(args: argparse.Namespace, client: Client) -> int:
@@ -477,8 +512,10 @@ def trigger_body(rule: str | None, tag: str | None) -> dict[str, Any]:
     if rule:
         options["ruleName"] = rule
     if tag:
-        options["triggerOption"] = {"retentionTagOverride": tag}
-    return {"backupRuleOptions": options} if options else {}
+        options["triggerOption"] = wire_backups.TriggerOption(retentionTagOverride=tag)
+    if not options:
+        return {}
+    return dump(wire_backups.TriggerBackupRequest(backupRuleOptions=wire_backups.BackupRuleOptions(**options)))
 
 
 def backup_now(args: argparse.Namespace, client: Client) -> int:
@@ -654,40 +691,48 @@ def add_restore_commands(groups: Groups) -> None:
     verify.set_defaults(handler=api_command(restore_verify))
 
 
-def _restore_request(args: argparse.Namespace, target: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def _restore_request(
+    args: argparse.Namespace, target: wire_restore.RestoreTargetInfo | wire_restore.RestoreFilesTargetInfo, **more: Any
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "recoveryPointId": args.recovery_point,
         "restoreTargetInfo": target,
+        **more,
     }
     if args.source_datastore:
-        body["sourceDataStoreType"] = args.source_datastore
+        fields["sourceDataStoreType"] = args.source_datastore
     if args.rehydration_priority or args.rehydration_duration:
-        body["objectType"] = "AzureBackupRestoreWithRehydrationRequest"
-        body["sourceDataStoreType"] = "ArchiveStore"
-        body["rehydrationPriority"] = args.rehydration_priority or "Standard"
+        fields["objectType"] = "AzureBackupRestoreWithRehydrationRequest"
+        fields["sourceDataStoreType"] = "ArchiveStore"
+        fields["rehydrationPriority"] = args.rehydration_priority or "Standard"
         if args.rehydration_duration:
-            body["rehydrationRetentionDuration"] = args.rehydration_duration
-    return body
+            fields["rehydrationRetentionDuration"] = args.rehydration_duration
+    return build_body(wire_restore.RestoreRequest, **fields)
+
+
+def _credentials(secret_uri: str) -> wire_restore.SecretStoreBasedAuthCredentials:
+    return wire_restore.SecretStoreBasedAuthCredentials(
+        objectType="SecretStoreBasedAuthCredentials",
+        secretStoreResource=wire_restore.SecretStoreResource(uri=secret_uri, secretStoreType="AzureKeyVault"),
+    )
 
 
 def restore_database_body(args: argparse.Namespace) -> dict[str, Any]:
     """Azure's restore request with a ``RestoreTargetInfo`` (new database, target secret)."""
-    target = {
-        "objectType": "RestoreTargetInfo",
-        "recoveryOption": "FailIfExists",
-        "datasourceInfo": {
-            "objectType": "Datasource",
-            "resourceName": args.target_database,
-            "resourceType": "Microsoft.DBforPostgreSQL/servers/databases",
-            "datasourceType": "Microsoft.DBforPostgreSQL/servers/databases",
-        },
-        "datasourceAuthCredentials": {
-            "objectType": "SecretStoreBasedAuthCredentials",
-            "secretStoreResource": {"uri": args.target_secret_uri, "secretStoreType": "AzureKeyVault"},
-        },
-    }
-    body = _restore_request(args, target)
+    target = build(
+        wire_restore.RestoreTargetInfo,
+        objectType="RestoreTargetInfo",
+        recoveryOption="FailIfExists",
+        datasourceInfo=build(
+            wire_restore.Datasource,
+            objectType="Datasource",
+            resourceName=args.target_database,
+            resourceType="Microsoft.DBforPostgreSQL/servers/databases",
+            datasourceType="Microsoft.DBforPostgreSQL/servers/databases",
+        ),
+        datasourceAuthCredentials=_credentials(args.target_secret_uri),
+    )
     options: dict[str, Any] = {}
     if args.keep_owner:
         options["noOwner"] = False
@@ -697,9 +742,8 @@ def restore_database_body(args: argparse.Namespace) -> dict[str, Any]:
         options["schemas"] = args.schemas
     if args.tables:
         options["tables"] = args.tables
-    if options:
-        body["restoreOptions"] = options
-    return body
+    more = {"restoreOptions": build(wire_restore.RestoreOptions, **options)} if options else {}
+    return _restore_request(args, target, **more)
 
 
 def restore_files_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -711,12 +755,14 @@ def restore_files_body(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.connection_string_secret_uri:
         details["connectionStringSecretUri"] = args.connection_string_secret_uri
-    body = _restore_request(
-        args, {"objectType": "RestoreFilesTargetInfo", "recoveryOption": "FailIfExists", "targetDetails": details}
+    target = build(
+        wire_restore.RestoreFilesTargetInfo,
+        objectType="RestoreFilesTargetInfo",
+        recoveryOption="FailIfExists",
+        targetDetails=build(wire_restore.TargetDetails, **details),
     )
-    if args.zstd:
-        body["restoreOptions"] = {"fileFormat": "zstd"}
-    return body
+    more = {"restoreOptions": build(wire_restore.RestoreOptions, fileFormat="zstd")} if args.zstd else {}
+    return _restore_request(args, target, **more)
 
 
 def restore_database(args: argparse.Namespace, client: Client) -> int:
@@ -731,13 +777,11 @@ def restore_files(args: argparse.Namespace, client: Client) -> int:
 
 def verify_body(args: argparse.Namespace) -> dict[str, Any]:
     """The ``:verifyRestore`` request: the point and the secret of the scratch server."""
-    return {
-        "recoveryPointId": args.recovery_point,
-        "datasourceAuthCredentials": {
-            "objectType": "SecretStoreBasedAuthCredentials",
-            "secretStoreResource": {"uri": args.target_secret_uri, "secretStoreType": "AzureKeyVault"},
-        },
-    }
+    return build_body(
+        wire_restore.VerifyRestoreRequest,
+        recoveryPointId=args.recovery_point,
+        datasourceAuthCredentials=_credentials(args.target_secret_uri),
+    )
 
 
 def restore_verify(args: argparse.Namespace, client: Client) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.errors import UserError
@@ -19,15 +19,13 @@ from shared.jobs import Job, JobStatus, JobStore, Operation
 from shared.policies import PolicyService
 from shared.policy import Policy, next_occurrence
 from shared.storage.tables import StateStore
+from shared.wire import dump, iso_z
+from shared.wire.instances import LastBackup
 
 log = logging.getLogger(__name__)
 
 # Finished backups that count as "the last backup": a Cancelled one (e.g. a skipped slot) never ran.
 _ATTEMPTS = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS, JobStatus.FAILED})
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass(frozen=True)
@@ -37,20 +35,25 @@ class BackupTimes:
     last_backup: Job | None
     next_scheduled: datetime | None
 
+    def last_backup_wire(self) -> LastBackup | None:
+        """The last finished backup as an instance's ``lastBackup`` shows it."""
+        last = self.last_backup
+        if last is None:
+            return None
+        return LastBackup(
+            time=last.end_time or last.created,
+            status=last.status,
+            jobId=last.job_id,
+            recoveryPointId=last.recovery_point_id,
+            retentionTag=last.retention_tag,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """``lastBackup`` (time, status, job, recovery point, tag) and ``nextScheduledBackup`` (ISO UTC)."""
-        last = self.last_backup
+        last = self.last_backup_wire()
         return {
-            "lastBackup": None
-            if last is None
-            else {
-                "time": _iso(last.end_time or last.created),
-                "status": last.status.value,
-                "jobId": last.job_id,
-                "recoveryPointId": last.recovery_point_id,
-                "retentionTag": last.retention_tag,
-            },
-            "nextScheduledBackup": _iso(self.next_scheduled),
+            "lastBackup": None if last is None else dump(last),
+            "nextScheduledBackup": None if self.next_scheduled is None else iso_z(self.next_scheduled),
         }
 
 

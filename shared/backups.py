@@ -19,15 +19,15 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
 from shared.policy import occurrences, tag_on_demand
-from shared.request_body import ANY, Shape, check_fields
 from shared.storage import layout
 from shared.storage.queues import QueueSender
 from shared.storage.tables import EntityExists, ETagMismatch, StateStore
+from shared.wire import iso_z
+from shared.wire.backups import TriggerBackupRequest
+from shared.wire.check import parse
 
 log = logging.getLogger(__name__)
 
-# Azure's TriggerBackupRequest.
-TRIGGER_BACKUP: Shape = {"backupRuleOptions": {"ruleName": ANY, "triggerOption": {"retentionTagOverride": ANY}}}
 # An on-demand backup still queued (not started) this long counts as running for collisions.
 QUEUED_WINDOW = timedelta(minutes=15)
 
@@ -38,7 +38,7 @@ def parse_trigger(body: Any, policy_rule: str) -> tuple[str, str | None]:
         return policy_rule, None
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, "the body must be a JSON object", target="body")
-    check_fields(body, TRIGGER_BACKUP)
+    parse(TriggerBackupRequest, body)
     options = body.get("backupRuleOptions")
     if options is None:
         return policy_rule, None
@@ -213,7 +213,7 @@ class BackupStarter:
 
     def _slot_job(self, instance: Instance, slot: datetime, rule: str, *, skipped: bool = False) -> Job:
         job_id = new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}")
-        details = {"trigger": "Schedule", "slot": slot.isoformat()}
+        details = {"trigger": "Schedule", "slot": iso_z(slot)}
         if skipped:
             details["skipped"] = "the vault did not run at this slot; only the latest missed slot is backed up"
             return Job(

@@ -9,7 +9,10 @@ matching message text.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the wire models import this module's ErrorCode
+    from shared.wire.common import ErrorDetail
 
 
 class ErrorCode(StrEnum):
@@ -190,11 +193,16 @@ class UserError(PgVaultError):
 
     def to_dict(self) -> dict[str, Any]:
         """The inner object of the public error shape: code, message, target?, recommendedAction."""
-        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
-        if self.target is not None:
-            body["target"] = self.target
-        body["recommendedAction"] = self.recommended_action
-        return body
+        from shared.wire import dump
+
+        return dump(self.to_wire())
+
+    def to_wire(self) -> ErrorDetail:
+        """The error as the API shows it (``shared.wire.common.ErrorDetail``)."""
+        from shared.wire.common import ErrorDetail
+
+        fields: dict[str, Any] = {} if self.target is None else {"target": self.target}
+        return ErrorDetail(code=self.code, message=self.message, recommendedAction=self.recommended_action, **fields)
 
 
 class TransientError(PgVaultError):
@@ -220,4 +228,7 @@ class SettingsError(PgVaultError):
 
 def error_body(error: UserError) -> dict[str, Any]:
     """The JSON body of an error answer: ``{"error": {...}}`` as DESIGN.md §3 fixes it."""
-    return {"error": error.to_dict()}
+    from shared.wire import dump
+    from shared.wire.common import Error
+
+    return dump(Error(error=error.to_wire()))

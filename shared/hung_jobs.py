@@ -36,6 +36,7 @@ from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
 from shared.storage.queues import QueueSender
 from shared.storage.tables import Entity, ETagMismatch, StateStore
+from shared.wire import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class HungJobs:
     def _requeue(self, job: Job, now: datetime) -> None:
         """Record the re-queue on the job (first: a crash after it leaves a job the next sweep fails), then send."""
         assert self._queues is not None
-        self._jobs.save(job, details={**job.details, "requeued": {"at": now.isoformat(), "why": "message lost"}})
+        self._jobs.save(job, details={**job.details, "requeued": {"at": iso_z(now), "why": "message lost"}})
         self._queues.send(QUEUE_OF[job.operation], {"jobId": job.job_id, "instance": job.instance})
         log.warning("%s job %s instance %s: no try ran; queued again once", job.operation, job.job_id, job.instance)
 

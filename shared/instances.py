@@ -16,17 +16,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
-from shared.request_body import ANY, check_fields, whole_number
+from shared.request_body import check_fields, whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
+
+if TYPE_CHECKING:  # the wire models import this module's enums
+    from shared.backup_times import BackupTimes
+    from shared.wire import instances as wire_instances
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,6 @@ MAX_BATCH = 100
 STALE_CLAIM = timedelta(minutes=2)
 _HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$")
 _IPV6 = re.compile(r"^\[?[0-9A-Fa-f:.]+\]?$")
-_FIELDS = {"name", "server", "port", "database", "secretUri", "policyName", "serverRegion"}
 
 
 class Readiness(StrEnum):
@@ -125,27 +128,41 @@ class Instance:
             return STOPPED_STATE[self.retain_data]
         return self.protection_status.value
 
-    def to_dict(self) -> dict[str, Any]:
-        """The public backup instance shape of DESIGN.md §3."""
+    def to_dict(self, times: BackupTimes | None = None) -> dict[str, Any]:
+        """The public backup instance shape of DESIGN.md §3, with its backup times when given."""
+        from shared.wire import dump
+
+        return dump(self.to_wire(times))
+
+    def to_wire(self, times: BackupTimes | None = None) -> wire_instances.BackupInstance:
+        """The instance as the API answers it (``lastBackup``, ``nextScheduledBackup`` with ``times``)."""
+        from shared.wire import instances as wire
+        from shared.wire.common import ErrorDetail
+
         s = self.spec
-        return {
-            "currentProtectionState": self.current_protection_state,
-            "retainData": self.retain_data.value if self.retain_data else None,
-            "stoppedAt": self.stopped_at.isoformat().replace("+00:00", "Z") if self.stopped_at else None,
-            "name": s.name,
-            "server": s.server,
-            "port": s.port,
-            "database": s.database,
-            "secretUri": s.secret_uri,
-            "policyName": s.policy_name,
-            "serverRegion": s.server_region,
-            "protectionStatus": self.protection_status.value,
-            "backupReadiness": {
-                "status": self.readiness.value,
-                "jobId": self.readiness_job_id,
-                "error": self.readiness_error,
-            },
-        }
+        error = self.readiness_error
+        when: dict[str, Any] = {}
+        if times is not None:
+            when = {"lastBackup": times.last_backup_wire(), "nextScheduledBackup": times.next_scheduled}
+        return wire.BackupInstance(
+            currentProtectionState=self.current_protection_state,
+            retainData=self.retain_data,
+            stoppedAt=self.stopped_at,
+            name=s.name,
+            server=s.server,
+            port=s.port,
+            database=s.database,
+            secretUri=s.secret_uri,
+            policyName=s.policy_name,
+            serverRegion=s.server_region,
+            protectionStatus=self.protection_status,
+            backupReadiness=wire.BackupReadiness(
+                status=self.readiness,
+                jobId=self.readiness_job_id,
+                error=ErrorDetail.model_validate(error) if error else None,
+            ),
+            **when,
+        )
 
     def data(self) -> dict[str, Any]:
         s = self.spec
@@ -217,7 +234,10 @@ def parse_spec(
     """Check one instance entry of a request; ``UserError`` naming the field (``target.field``)."""
     if not isinstance(raw, dict):
         raise _bad(f"{target} must be an object with server, database, secretUri and policyName", target)
-    check_fields(raw, dict.fromkeys(_FIELDS, ANY), root=target if target != "body" else "")
+    from shared.wire import instances as wire
+    from shared.wire.check import parse
+
+    parse(wire.InstanceSpec, raw, root=target if target != "body" else "")
 
     def text(field: str, required: bool = True) -> str | None:
         value = raw.get(field)
@@ -302,15 +322,24 @@ class Configured:
     error: UserError | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry's outcome as the API answers it (``shared.wire.instances.Configured``)."""
+        from shared.wire import dump
+
+        return dump(self.to_wire())
+
+    def to_wire(self) -> wire_instances.Configured:
+        """The entry's outcome: Validating with its job and instance, or Failed with the error."""
+        from shared.wire import instances as wire
+        from shared.wire.common import ErrorDetail
+
         if self.error is not None:
-            return {"name": self.name, "status": Readiness.FAILED.value, "error": self.error.to_dict()}
+            return wire.Configured(
+                name=self.name, status="Failed", error=ErrorDetail.model_validate(self.error.to_dict())
+            )
         assert self.instance is not None and self.job is not None
-        return {
-            "name": self.name,
-            "status": Readiness.VALIDATING.value,
-            "validationJobId": self.job.job_id,
-            "instance": self.instance.to_dict(),
-        }
+        return wire.Configured(
+            name=self.name, status="Validating", validationJobId=self.job.job_id, instance=self.instance.to_wire()
+        )
 
 
 # Called with (job, instance) after a validation job is recorded: puts its message on the queue.
@@ -435,7 +464,10 @@ class InstanceService:
             raise _bad(
                 'the body must be {"instances": [{"server", "database", "secretUri", "policyName"}, ...]}', "instances"
             )
-        check_fields(body, {"instances": ANY})
+        from shared.wire.instances import ConfigureManyRequest
+
+        # Only the envelope here: each entry is checked on its own, one bad entry does not stop the others.
+        check_fields(body, dict.fromkeys(ConfigureManyRequest.model_fields))
         entries = body["instances"]
         if not entries:
             raise _bad("instances must list at least one database", "instances")

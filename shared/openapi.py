@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 description of pgvault's whole HTTP API (DESIGN.md §3), served at ``/api/openapi.json``.
 
-Built here rather than kept as a hand-edited file so the enums (error codes, job statuses and
-operations, datastores) come from the code that defines them and cannot drift. A test checks
-that every registered HTTP route and method is described here (tests/unit/test_openapi.py).
+The paths table is written here; every schema under ``components`` is generated from the wire
+models (``shared.wire``), the same models that check the requests and build the answers, so the
+document cannot describe a field the API does not answer nor miss one it does. Enums (error
+codes, job statuses and operations, datastores) come from the code that defines them. A test
+checks that every registered HTTP route and method is described here (tests/unit/test_openapi.py),
+and an e2e test checks every route's real answers against this document
+(tests/e2e/test_conformance.py).
 
 Auth: every path but ``/health`` needs a function key (``x-functions-key`` header or ``code``
 query parameter), and so does this description itself: it is served like the rest of the API.
@@ -11,465 +15,77 @@ query parameter), and so does this description itself: it is served like the res
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
-from shared.errors import ErrorCode
-from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobStatus, Operation
-from shared.policy import DataStore
-from shared.recovery_points import Integrity, PointState
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic_core import CoreSchema
+
+from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
+from shared.wire import backups, common, health, instances, jobs, policies, recovery_points, restore, servers
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,149}$"
-RETAIN_DATA = ("forever", "asPerPolicy", "delete")
+NAME_PATTERN = common.NAME_PATTERN
+REF_TEMPLATE = "#/components/schemas/{model}"
 
 Schema = dict[str, Any]
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+
+# What the API accepts (validation mode: defaults make a field optional) and what it answers.
+REQUESTS: tuple[type[BaseModel], ...] = (
+    policies.BackupPolicy,
+    policies.SimulateRequest,
+    instances.InstanceSpec,
+    instances.ConfigureManyRequest,
+    instances.StopProtectionRequest,
+    common.EmptyBody,
+    servers.ListDatabasesRequest,
+    backups.TriggerBackupRequest,
+    restore.RestoreRequest,
+    restore.VerifyRestoreRequest,
+)
+RESPONSES: tuple[type[BaseModel], ...] = (
+    common.Error,
+    common.Deleted,
+    common.Accepted,
+    health.Health,
+    policies.StoredPolicy,
+    policies.PolicyList,
+    policies.Simulation,
+    instances.BackupInstance,
+    instances.BackupInstanceList,
+    instances.Configured,
+    instances.ConfiguredList,
+    instances.DeletionAccepted,
+    servers.DatabaseList,
+    recovery_points.RecoveryPoint,
+    recovery_points.RecoveryPointList,
+    jobs.Job,
+    jobs.JobList,
+)
+
+
+class _Generator(GenerateJsonSchema):
+    """Pydantic's JSON Schema without a generated title on every field ("Recoverypointid")."""
+
+    def field_title_should_be_set(self, schema: CoreSchema) -> bool:
+        return False
 
 
 def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF_TEMPLATE.format(model=name)}
 
 
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _obj(required: list[str], props: dict[str, Schema], *, extra: bool = True, doc: str | None = None) -> Schema:
-    out: Schema = {"type": "object", "required": required, "properties": props}
-    if not extra:
-        out["additionalProperties"] = False
-    if doc:
-        out["description"] = doc
-    return out
-
-
-def _list(item: str) -> Schema:
-    return _obj(
-        ["value"],
-        {
-            "value": {"type": "array", "items": _ref(item)},
-            "nextLink": {"type": "string", "description": "URL of the next page; absent on the last page"},
-        },
-    )
-
-
-STR: Schema = {"type": "string"}
-TIME: Schema = {"type": "string", "format": "date-time"}
-NTIME = _nullable(TIME)
-NSTR = _nullable(STR)
-INT: Schema = {"type": "integer"}
-NAME: Schema = {"type": "string", "pattern": NAME_PATTERN}
-PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
-
-
-def _schemas() -> dict[str, Schema]:
-    error_codes = [c.value for c in ErrorCode]
-    job_error = _obj(["code", "message", "recommendedAction"], {"code": STR, "message": STR, "recommendedAction": STR})
-    return {
-        "ErrorCode": {"type": "string", "enum": error_codes},
-        "Error": _obj(
-            ["error"],
-            {
-                "error": _obj(
-                    ["code", "message", "recommendedAction"],
-                    {
-                        "code": _ref("ErrorCode"),
-                        "message": STR,
-                        "target": {"type": "string", "description": "the field, parameter or name at fault"},
-                        "recommendedAction": STR,
-                    },
-                )
-            },
-            doc="Every error answer.",
-        ),
-        "JobError": job_error,
-        "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
-        "Operation": {"type": "string", "enum": [o.value for o in Operation]},
-        "DataStore": {"type": "string", "enum": [d.value for d in DataStore]},
-        "Health": _obj(
-            ["status"],
-            {
-                "status": {"type": "string", "enum": ["Healthy", "Unhealthy"]},
-                "vault": STR,
-                "region": NSTR,
-                "settings": {
-                    "type": "object",
-                    "additionalProperties": STR,
-                    "description": "Unhealthy: each setting to fix and why",
-                },
-            },
-        ),
-        "BackupPolicy": _obj(
-            [],
-            {
-                "properties": {
-                    "type": "object",
-                    "description": "Azure's BackupPolicy properties: objectType, datasourceTypes, policyRules",
-                },
-                "objectType": {"const": "BackupPolicy"},
-                "datasourceTypes": {"type": "array", "items": STR},
-                "policyRules": {"type": "array", "items": {"type": "object"}},
-                "id": STR,
-                "name": STR,
-                "type": STR,
-                "eTag": STR,
-                "systemData": {"type": "object"},
-            },
-            extra=False,
-            doc='Azure Data Protection BackupPolicy, wrapped in {"properties": ...} (with Azure\'s resource fields '
-            "id, name, type, eTag, systemData) or bare (examples: tests/policy-examples/). Checked completely; a "
-            "refused one is 400 InvalidPolicy. A field Azure's BackupPolicy does not have, at any level (such as "
-            "timezone for timeZone), is refused naming its path, e.g. "
-            "properties.policyRules[0].trigger.schedule.timezone.",
-        ),
-        "StoredPolicy": _obj(
-            ["name", "type", "properties"],
-            {"name": STR, "type": {"const": "backupPolicies"}, "properties": {"type": "object"}},
-        ),
-        "PolicyList": _list("StoredPolicy"),
-        "Deleted": _obj(["name", "deleted"], {"name": STR, "deleted": {"type": "boolean"}}),
-        "SimulateRequest": _obj(
-            ["from", "to"],
-            {
-                "from": {**STR, "description": "date or date-time, from 1900-01-01"},
-                "to": {**STR, "description": "exclusive; at most 7320 days after from and at most 9900-01-01"},
-            },
-            extra=False,
-        ),
-        "Simulation": _obj(
-            ["backups", "summary"],
-            {
-                "backups": {
-                    "type": "array",
-                    "items": _obj(
-                        ["time", "tag", "vaultExpiry", "deletion"],
-                        {
-                            "time": TIME,
-                            "tag": STR,
-                            "vaultExpiry": TIME,
-                            "archiveMove": TIME,
-                            "archiveExpiry": TIME,
-                            "copyOption": STR,
-                            "deletion": NTIME,
-                        },
-                    ),
-                },
-                "summary": {"type": "object"},
-            },
-        ),
-        "InstanceSpec": _obj(
-            ["server", "database", "secretUri", "policyName"],
-            {
-                "name": NAME,
-                "server": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "one host name or IP address; when the secret names a Server (and Port), the "
-                    "same server and port (host case, a trailing dot and the default port 5432 aside), else 400 "
-                    "InvalidRequest naming both; a secret without a Server only for hosts matching "
-                    "PGVAULT_ALLOWED_SERVERS",
-                },
-                "port": PORT,
-                "database": {"type": "string", "minLength": 1},
-                "secretUri": {
-                    "type": "string",
-                    "description": "https://<vault>.vault.azure.net/secrets/<name>[/<version>], or "
-                    "env:PGVAULT_SECRET_<NAME> when PGVAULT_ALLOW_ENV_SECRETS=true (only variables with that prefix)",
-                },
-                "policyName": NAME,
-                "serverRegion": STR,
-            },
-            extra=False,
-        ),
-        "ConfigureManyRequest": _obj(
-            ["instances"],
-            {"instances": {"type": "array", "items": _ref("InstanceSpec"), "minItems": 1}},
-            extra=False,
-        ),
-        "Configured": _obj(
-            ["name", "status"],
-            {
-                "name": STR,
-                "status": {"type": "string", "enum": ["Validating", "Failed"]},
-                "validationJobId": STR,
-                "instance": _ref("BackupInstance"),
-                "error": _ref("JobError"),
-            },
-        ),
-        "ConfiguredList": _list("Configured"),
-        "BackupInstance": _obj(
-            ["name", "server", "port", "database", "secretUri", "policyName", "protectionStatus", "backupReadiness"],
-            {
-                "name": STR,
-                "server": STR,
-                "port": INT,
-                "database": STR,
-                "secretUri": STR,
-                "policyName": STR,
-                "serverRegion": NSTR,
-                "protectionStatus": STR,
-                "backupReadiness": _obj(
-                    ["status"],
-                    {
-                        "status": {"type": "string", "enum": ["Validating", "Success", "Failed"]},
-                        "jobId": NSTR,
-                        "error": _nullable(_ref("JobError")),
-                    },
-                ),
-            },
-        ),
-        "BackupInstanceList": _list("BackupInstance"),
-        "ListDatabasesRequest": _obj(
-            ["secretUri"],
-            {"secretUri": STR, "server": STR, "port": PORT},
-            extra=False,
-            doc="server and port default to the secret's Server and Port; others are refused (400), and a secret "
-            "without a Server needs a server matching PGVAULT_ALLOWED_SERVERS",
-        ),
-        "DatabaseList": _obj(
-            ["server", "port", "value"],
-            {
-                "server": STR,
-                "port": INT,
-                "value": {
-                    "type": "array",
-                    "items": _obj(
-                        ["database", "protected"], {"database": STR, "protected": {"type": "boolean"}, "instance": NSTR}
-                    ),
-                },
-            },
-        ),
-        "TriggerBackupRequest": _obj(
-            [],
-            {
-                "backupRuleOptions": _obj(
-                    [],
-                    {
-                        "ruleName": {"type": "string", "description": "the policy's backup rule, e.g. BackupWeekly"},
-                        "triggerOption": _obj(
-                            [],
-                            {
-                                "retentionTagOverride": {
-                                    "type": "string",
-                                    "description": "Default|Weekly|Monthly|Yearly",
-                                }
-                            },
-                            extra=False,
-                        ),
-                    },
-                    extra=False,
-                ),
-            },
-            extra=False,
-            doc="Azure's TriggerBackupRequest; the body may be empty (the Default tag).",
-        ),
-        "Accepted": _obj(["jobId"], {"jobId": {"type": "string", "pattern": _JOB_ID.pattern}}),
-        "RecoveryPoint": _obj(
-            ["recoveryPointId", "time", "datastore", "retentionTag", "sizeInBytes", "sha256"],
-            {
-                "recoveryPointId": STR,
-                "instance": STR,
-                "time": TIME,
-                "datastore": _ref("DataStore"),
-                "retentionTag": STR,
-                "expiry": NTIME,
-                "vaultExpiry": NTIME,
-                "archiveMove": NTIME,
-                "archiveExpiry": NTIME,
-                "deletion": NTIME,
-                "sizeInBytes": INT,
-                "rawBytes": _nullable(INT),
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "serverVersion": STR,
-                "pgDumpVersion": STR,
-                "jobId": STR,
-                "onDemand": {"type": "boolean"},
-                "state": {
-                    "type": "string",
-                    "enum": [s.value for s in PointState],
-                    "description": "where the point is in its retention life (the sweep's state machine)",
-                },
-                "integrity": {
-                    "type": "string",
-                    "enum": [i.value for i in Integrity],
-                    "description": "Corrupted once a read found its blob failing its SHA-256; a Corrupted point is "
-                    "refused as a restore source (409 RecoveryPointCorrupted)",
-                },
-                "corruption": _nullable(
-                    _obj(["detectedTime", "reason"], {"detectedTime": TIME, "reason": STR}),
-                ),
-            },
-        ),
-        "RecoveryPointList": _list("RecoveryPoint"),
-        "SecretStoreBasedAuthCredentials": _obj(
-            ["objectType", "secretStoreResource"],
-            {
-                "objectType": {"const": "SecretStoreBasedAuthCredentials"},
-                "secretStoreResource": _obj(
-                    ["uri"],
-                    {"uri": STR, "secretStoreType": {"const": "AzureKeyVault"}},
-                    extra=False,
-                    doc="Azure's value field is refused: a secret never travels in a request.",
-                ),
-            },
-            extra=False,
-        ),
-        "RestoreTargetInfo": _obj(
-            ["objectType", "recoveryOption", "datasourceInfo", "datasourceAuthCredentials"],
-            {
-                "objectType": {"const": "RestoreTargetInfo"},
-                "recoveryOption": {"const": "FailIfExists"},
-                "restoreLocation": STR,
-                "datasourceInfo": _obj(
-                    ["resourceName"],
-                    {
-                        "resourceName": {"type": "string", "minLength": 1, "description": "the new database's name"},
-                        "objectType": STR,
-                        "resourceID": STR,
-                        "resourceType": STR,
-                        "resourceLocation": STR,
-                        "datasourceType": STR,
-                        "resourceUri": STR,
-                        "resourceProperties": {"type": "object"},
-                    },
-                    extra=False,
-                ),
-                "datasourceSetInfo": {"type": "object"},
-                "datasourceAuthCredentials": _ref("SecretStoreBasedAuthCredentials"),
-            },
-            extra=False,
-            doc="Restore as a new database on the server named in the target secret's connection string.",
-        ),
-        "RestoreFilesTargetInfo": _obj(
-            ["objectType", "recoveryOption", "targetDetails"],
-            {
-                "objectType": {"const": "RestoreFilesTargetInfo"},
-                "recoveryOption": {"const": "FailIfExists"},
-                "restoreLocation": STR,
-                "targetDetails": _obj(
-                    ["url", "filePrefix"],
-                    {
-                        "url": {
-                            "type": "string",
-                            "description": "the blob container's URL, https://<account>.blob.core.windows.net/"
-                            "<container>, of an account listed in PGVAULT_EXPORT_ACCOUNTS; never one of the "
-                            "vault's own containers (else 400 InvalidRequest naming this field)",
-                        },
-                        "filePrefix": {"type": "string", "minLength": 1},
-                        "restoreTargetLocationType": {"const": "AzureBlobs"},
-                        "connectionStringSecretUri": {
-                            "type": "string",
-                            "description": "pgvault: a secret with the connection string of the URL's account",
-                        },
-                        "targetResourceArmId": STR,
-                    },
-                    extra=False,
-                ),
-            },
-            extra=False,
-            doc="Restore as files (<prefix>.dump and <prefix>.manifest.json) into a blob container.",
-        ),
-        "RestoreOptions": _obj(
-            [],
-            {
-                "noOwner": {"type": "boolean", "default": True},
-                "noAcl": {"type": "boolean", "default": True},
-                "schemas": {"type": "array", "items": STR},
-                "tables": {
-                    "type": "array",
-                    "items": STR,
-                    "description": "schema.table, or a table name the backup has in one schema only",
-                },
-                "fileFormat": {"type": "string", "enum": ["dump", "zstd"]},
-            },
-            extra=False,
-            doc="pgvault extensions (not in Azure's request). Schemas and tables are checked against the recovery "
-            "point's manifest: a name the backup does not hold is 400 naming restoreOptions.tables[i] (or "
-            "schemas[i]); for a point without a manifest, the job ends CompletedWithWarnings naming what was "
-            "missing, or Failed (the database dropped) when nothing asked for was there.",
-        ),
-        "RestoreRequest": _obj(
-            ["objectType", "recoveryPointId", "restoreTargetInfo"],
-            {
-                "objectType": {
-                    "type": "string",
-                    "enum": ["AzureBackupRecoveryPointBasedRestoreRequest", "AzureBackupRestoreWithRehydrationRequest"],
-                },
-                "recoveryPointId": {"type": "string", "minLength": 1},
-                "sourceDataStoreType": _ref("DataStore"),
-                "sourceResourceId": STR,
-                "restoreTargetInfo": {"oneOf": [_ref("RestoreTargetInfo"), _ref("RestoreFilesTargetInfo")]},
-                "rehydrationPriority": {"type": "string", "enum": ["Standard", "High"]},
-                "rehydrationRetentionDuration": {"type": "string", "description": "ISO 8601, P10D..P30D (P15D)"},
-                "restoreOptions": _ref("RestoreOptions"),
-            },
-            extra=False,
-            doc="Azure's AzureBackupRecoveryPointBasedRestoreRequest (or ...WithRehydrationRequest for an "
-            "ArchiveStore point).",
-        ),
-        "VerifyRestoreRequest": _obj(
-            ["recoveryPointId", "datasourceAuthCredentials"],
-            {
-                "recoveryPointId": STR,
-                "datasourceAuthCredentials": _ref("SecretStoreBasedAuthCredentials"),
-                "secretUri": {"type": "string", "description": "instead of datasourceAuthCredentials"},
-                "sourceDataStoreType": _ref("DataStore"),
-                "restoreOptions": _ref("RestoreOptions"),
-            },
-            extra=False,
-            doc="Restore a point into a scratch database on the target secret's server, compare every table "
-            "with the manifest taken at backup time, drop the scratch database.",
-        ),
-        "StopProtectionRequest": _obj(
-            ["retainData"], {"retainData": {"type": "string", "enum": list(RETAIN_DATA)}}, extra=False
-        ),
-        "Job": _obj(
-            ["jobId", "operation", "status", "instance", "createdTime", "bytes", "progress", "steps", "error"],
-            {
-                "jobId": STR,
-                "operation": _ref("Operation"),
-                "status": _ref("JobStatus"),
-                "instance": STR,
-                "createdTime": TIME,
-                "startTime": NTIME,
-                "endTime": NTIME,
-                "durationSeconds": {
-                    **_nullable({"type": "number"}),
-                    "description": "start to end; for a running job, start to now",
-                },
-                "bytes": INT,
-                "progress": {"type": "number", "minimum": 0, "maximum": 1},
-                "retentionTag": NSTR,
-                "ruleName": NSTR,
-                "recoveryPointId": NSTR,
-                "throughputBytesPerSecond": _nullable(INT),
-                "steps": {
-                    "type": "array",
-                    "description": "written as each step starts (InProgress, its startTime) and again when it ends",
-                    "items": _obj(
-                        ["name", "status"],
-                        {
-                            "name": STR,
-                            "status": {"type": "string", "enum": ["InProgress", "Completed", "Failed", "Cancelled"]},
-                            "startTime": NTIME,
-                            "endTime": NTIME,
-                            "warnings": {"type": "array", "items": STR},
-                            "byEarlierTry": {"type": "boolean"},
-                        },
-                    ),
-                },
-                "currentStep": {**NSTR, "description": "the step running now (None when none runs)"},
-                "details": {"type": "object"},
-                "error": _nullable(_ref("JobError")),
-                "cancelRequestedTime": {
-                    **NTIME,
-                    "description": "when POST .../{jobId}:cancel was accepted; the job then ends Cancelled",
-                },
-                "links": _obj(["self", "instance"], {"self": STR, "instance": STR, "recoveryPoint": NSTR}),
-            },
-        ),
-        "JobList": _list("Job"),
-    }
+def schemas() -> dict[str, Schema]:
+    """Every component schema, generated from the wire models (JSON Schema 2020-12, as OpenAPI 3.1 has it)."""
+    modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        *((m, "validation") for m in REQUESTS),
+        *((m, "serialization") for m in RESPONSES),
+    ]
+    _, document = models_json_schema(modes, ref_template=REF_TEMPLATE, schema_generator=_Generator)
+    return dict(sorted(document["$defs"].items()))
 
 
 def _err(*statuses: int) -> dict[str, Any]:
@@ -536,9 +152,11 @@ def _q(name: str, schema: Schema, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _paths() -> dict[str, Any]:
-    inst = ("name",)
-    job_filters = [
+_NAME = ("name",)
+
+
+def _job_filters() -> list[dict[str, Any]]:
+    return [
         _q(
             "days", {"type": "integer", "minimum": 1, "maximum": MAX_LIST_DAYS, "default": 7}, "jobs of the last N days"
         ),
@@ -553,6 +171,9 @@ def _paths() -> dict[str, Any]:
         _q("continuationToken", STR, "from the previous page's nextLink; opaque (400 if altered)"),
         _q("$skipToken", STR, "the same as continuationToken (Azure's other name for it)"),
     ]
+
+
+def _health_paths() -> dict[str, Any]:
     return {
         "/health": {
             "get": _op(
@@ -566,31 +187,37 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {
             "get": _op("OpenApi_Get", "This description", _ok({"type": "object"}), tag="Health"),
         },
+    }
+
+
+def _policy_paths() -> dict[str, Any]:
+    tag = "BackupPolicies"
+    return {
         "/backupPolicies": {
-            "get": _op("BackupPolicies_List", "Every policy", {**_ok("PolicyList"), **_err(500)}, tag="BackupPolicies")
+            "get": _op("BackupPolicies_List", "Every policy", {**_ok("PolicyList"), **_err(500)}, tag=tag)
         },
         "/backupPolicies/{name}": {
             "put": _op(
                 "BackupPolicies_CreateOrUpdate",
                 "Create (201) or replace (200) a policy",
                 {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 413, 500)},
-                tag="BackupPolicies",
-                params=inst,
+                tag=tag,
+                params=_NAME,
                 body=_body("BackupPolicy"),
             ),
             "get": _op(
                 "BackupPolicies_Get",
                 "One policy",
                 {**_ok("StoredPolicy"), **_err(400, 404, 500)},
-                tag="BackupPolicies",
-                params=inst,
+                tag=tag,
+                params=_NAME,
             ),
             "delete": _op(
                 "BackupPolicies_Delete",
                 "Delete a policy (409 while an instance uses it)",
                 {**_ok("Deleted"), **_err(400, 404, 409, 500)},
-                tag="BackupPolicies",
-                params=inst,
+                tag=tag,
+                params=_NAME,
             ),
         },
         "/backupPolicies/{name}:simulate": {
@@ -598,17 +225,23 @@ def _paths() -> dict[str, Any]:
                 "BackupPolicies_Simulate",
                 "Dry run: the backups of a date range, their tags, archive moves and deletions",
                 {**_ok("Simulation"), **_err(400, 404, 413, 500)},
-                tag="BackupPolicies",
-                params=inst,
+                tag=tag,
+                params=_NAME,
                 body=_body("SimulateRequest"),
             )
         },
+    }
+
+
+def _configure_paths() -> dict[str, Any]:
+    tag = "BackupInstances"
+    return {
         "/servers:listDatabases": {
             "post": _op(
                 "Servers_ListDatabases",
                 "The databases a secret's user sees on its server (no other server), those protected marked",
                 {**_ok("DatabaseList"), **_err(400, 404, 413, 500)},
-                tag="BackupInstances",
+                tag=tag,
                 body=_body("ListDatabasesRequest"),
             )
         },
@@ -618,17 +251,18 @@ def _paths() -> dict[str, Any]:
                 "Protect many databases: 202 with each entry's outcome (400 when all failed)",
                 {
                     **_ok("ConfiguredList", 202, "Accepted"),
-                    **_ok("ConfiguredList", 400, "every entry failed"),
+                    **_ok(
+                        {"oneOf": [_ref("ConfiguredList"), _ref("Error")]},
+                        400,
+                        "every entry failed (each entry's outcome), or the body itself is wrong (the error)",
+                    ),
                     **_err(413, 500),
                 },
-                tag="BackupInstances",
+                tag=tag,
                 body=_body("ConfigureManyRequest"),
             ),
             "get": _op(
-                "BackupInstances_List",
-                "Every backup instance",
-                {**_ok("BackupInstanceList"), **_err(500)},
-                tag="BackupInstances",
+                "BackupInstances_List", "Every backup instance", {**_ok("BackupInstanceList"), **_err(500)}, tag=tag
             ),
         },
         "/backupInstances/{name}": {
@@ -636,16 +270,16 @@ def _paths() -> dict[str, Any]:
                 "BackupInstances_CreateOrUpdate",
                 "Protect one database (or change its policy or secret): 202 + validation job",
                 {**_ok("Configured", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
-                tag="BackupInstances",
-                params=inst,
+                tag=tag,
+                params=_NAME,
                 body=_body("InstanceSpec"),
             ),
             "get": _op(
                 "BackupInstances_Get",
-                "One backup instance",
+                "One backup instance, with its last and next backup",
                 {**_ok("BackupInstance"), **_err(400, 404, 500)},
-                tag="BackupInstances",
-                params=inst,
+                tag=tag,
+                params=_NAME,
             ),
         },
         "/backupInstances/{name}:validate": {
@@ -653,10 +287,22 @@ def _paths() -> dict[str, Any]:
                 "BackupInstances_Validate",
                 "Re-validate: 202 + job",
                 {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 500)},
-                tag="BackupInstances",
-                params=inst,
+                tag=tag,
+                params=_NAME,
+                body=_body("EmptyBody", required=False),
             )
         },
+    }
+
+
+def _grant_paths() -> dict[str, Any]:
+    tag = "BackupInstances"
+    script_format = _q(
+        "format",
+        {"type": "string", "enum": ["sql", "sh", "ps1"], "default": "sql"},
+        "SQL, or a psql wrapper for bash or PowerShell",
+    )
+    return {
         "/backupInstances/{name}/grantScript": {
             "get": _op(
                 "BackupInstances_GrantScript",
@@ -668,85 +314,37 @@ def _paths() -> dict[str, Any]:
                     },
                     **_err(400, 404, 500),
                 },
-                tag="BackupInstances",
-                params=inst,
-                query=[
-                    _q(
-                        "format",
-                        {"type": "string", "enum": ["sql", "sh", "ps1"], "default": "sql"},
-                        "SQL, or a psql wrapper for bash or PowerShell",
-                    )
-                ],
+                tag=tag,
+                params=_NAME,
+                query=[script_format],
             )
         },
         "/backupInstances/{name}/roleAssignmentTemplate": {
             "get": _op(
                 "BackupInstances_RoleAssignmentTemplate",
                 "ARM template granting the app's identity the Azure roles the instance needs",
-                {**_ok({"type": "object"}), **_err(400, 404, 500)},
-                tag="BackupInstances",
-                params=inst,
+                {**_ok({"type": "object", "description": "an ARM deployment template"}), **_err(400, 404, 500)},
+                tag=tag,
+                params=_NAME,
             )
         },
-        "/backupInstances/{name}:backup": {
-            "post": _op(
-                "BackupInstances_AdhocBackup",
-                "On-demand backup: 202 + job (409 while one runs)",
-                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
-                tag="Backups",
-                params=inst,
-                body=_body("TriggerBackupRequest", required=False),
-            )
-        },
-        "/backupInstances/{name}/recoveryPoints": {
-            "get": _op(
-                "RecoveryPoints_List",
-                "The instance's recovery points, newest first",
-                {**_ok("RecoveryPointList"), **_err(400, 404, 500)},
-                tag="Backups",
-                params=inst,
-            )
-        },
-        "/backupInstances/{name}/recoveryPoints/{recoveryPointId}": {
-            "get": _op(
-                "RecoveryPoints_Get",
-                "One recovery point",
-                {**_ok("RecoveryPoint"), **_err(400, 404, 500)},
-                tag="Backups",
-                params=(*inst, "recoveryPointId"),
-            )
-        },
-        "/backupInstances/{name}:restore": {
-            "post": _op(
-                "BackupInstances_TriggerRestore",
-                "Restore a point as a new database or as files: 202 + job",
-                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
-                tag="Restore",
-                params=inst,
-                body=_body("RestoreRequest"),
-            )
-        },
-        "/backupInstances/{name}:verifyRestore": {
-            "post": _op(
-                "BackupInstances_VerifyRestore",
-                "Prove a point restores: scratch restore, compare with the backup's manifest, drop: 202 + job",
-                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
-                tag="Restore",
-                params=inst,
-                body=_body("VerifyRestoreRequest"),
-            )
-        },
+    }
+
+
+def _protection_paths() -> dict[str, Any]:
+    tag = "BackupInstances"
+    return {
         "/backupInstances/{name}:stopProtection": {
             "post": _op(
                 "BackupInstances_StopProtection",
                 "Stop backups, retaining data forever, as per policy, or deleting it",
                 {
                     **_ok("BackupInstance"),
-                    **_ok("Accepted", 202, "Accepted (data being deleted)", accepted=True),
+                    **_ok("DeletionAccepted", 202, "Accepted (data being deleted)", accepted=True),
                     **_err(400, 404, 409, 500),
                 },
-                tag="BackupInstances",
-                params=inst,
+                tag=tag,
+                params=_NAME,
                 body=_body("StopProtectionRequest"),
             )
         },
@@ -755,17 +353,84 @@ def _paths() -> dict[str, Any]:
                 "BackupInstances_ResumeProtection",
                 "Resume scheduled backups of a stopped instance",
                 {**_ok("BackupInstance"), **_err(400, 404, 409, 500)},
-                tag="BackupInstances",
-                params=inst,
+                tag=tag,
+                params=_NAME,
+                body=_body("EmptyBody", required=False),
             )
         },
+    }
+
+
+def _backup_paths() -> dict[str, Any]:
+    tag = "Backups"
+    return {
+        "/backupInstances/{name}:backup": {
+            "post": _op(
+                "BackupInstances_AdhocBackup",
+                "On-demand backup: 202 + job (409 while one runs)",
+                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("TriggerBackupRequest", required=False),
+            )
+        },
+        "/backupInstances/{name}/recoveryPoints": {
+            "get": _op(
+                "RecoveryPoints_List",
+                "The instance's recovery points, newest first",
+                {**_ok("RecoveryPointList"), **_err(400, 404, 500)},
+                tag=tag,
+                params=_NAME,
+            )
+        },
+        "/backupInstances/{name}/recoveryPoints/{recoveryPointId}": {
+            "get": _op(
+                "RecoveryPoints_Get",
+                "One recovery point",
+                {**_ok("RecoveryPoint"), **_err(400, 404, 500)},
+                tag=tag,
+                params=(*_NAME, "recoveryPointId"),
+            )
+        },
+    }
+
+
+def _restore_paths() -> dict[str, Any]:
+    tag = "Restore"
+    return {
+        "/backupInstances/{name}:restore": {
+            "post": _op(
+                "BackupInstances_TriggerRestore",
+                "Restore a point as a new database or as files: 202 + job",
+                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("RestoreRequest"),
+            )
+        },
+        "/backupInstances/{name}:verifyRestore": {
+            "post": _op(
+                "BackupInstances_VerifyRestore",
+                "Prove a point restores: scratch restore, compare with the backup's manifest, drop: 202 + job",
+                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("VerifyRestoreRequest"),
+            )
+        },
+    }
+
+
+def _job_paths() -> dict[str, Any]:
+    tag = "Jobs"
+    return {
         "/backupJobs": {
             "get": _op(
                 "Jobs_List",
                 "Jobs of the last days, newest first, in pages",
                 {**_ok("JobList"), **_err(400, 500)},
-                tag="Jobs",
-                query=job_filters,
+                tag=tag,
+                query=_job_filters(),
             )
         },
         "/backupJobs/{jobId}": {
@@ -773,7 +438,7 @@ def _paths() -> dict[str, Any]:
                 "Jobs_Get",
                 "One job: steps, bytes, duration, throughput, error, links",
                 {**_ok("Job"), **_err(404, 500)},
-                tag="Jobs",
+                tag=tag,
                 params=("jobId",),
             )
         },
@@ -787,10 +452,15 @@ def _paths() -> dict[str, Any]:
                     **_ok("Job", 200, "The job had finished already; it is returned as it ended"),
                     **_err(404, 409, 500),
                 },
-                tag="Jobs",
+                tag=tag,
                 params=("jobId",),
             )
         },
+    }
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    return {
         "/dashboard": {
             "get": _op(
                 "Dashboard_Get",
@@ -811,6 +481,27 @@ def _paths() -> dict[str, Any]:
             )
         },
     }
+
+
+PATH_GROUPS = (
+    _health_paths,
+    _policy_paths,
+    _configure_paths,
+    _grant_paths,
+    _protection_paths,
+    _backup_paths,
+    _restore_paths,
+    _job_paths,
+    _dashboard_paths,
+)
+
+
+def _paths() -> dict[str, Any]:
+    """The paths table: every route with its operation, parameters, body and answers."""
+    out: dict[str, Any] = {}
+    for group in PATH_GROUPS:
+        out.update(group())
+    return out
 
 
 @cache
@@ -838,7 +529,12 @@ def openapi() -> dict[str, Any]:
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
             "parameters": {
-                "name": {"name": "name", "in": "path", "required": True, "schema": NAME},
+                "name": {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": NAME_PATTERN},
+                },
                 "jobId": {
                     "name": "jobId",
                     "in": "path",
@@ -847,6 +543,6 @@ def openapi() -> dict[str, Any]:
                 },
                 "recoveryPointId": {"name": "recoveryPointId", "in": "path", "required": True, "schema": STR},
             },
-            "schemas": _schemas(),
+            "schemas": schemas(),
         },
     }

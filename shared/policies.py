@@ -15,18 +15,21 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.policy import Policy, parse_policy, simulate
 from shared.policy.simulation import check_range
-from shared.request_body import ANY, Shape, check_fields, parse_instant, require_object
+from shared.request_body import check_fields, parse_instant, require_object
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
-
-SIMULATE_REQUEST: Shape = {"from": ANY, "to": ANY}
+from shared.wire import dump
+from shared.wire.check import shape_of
+from shared.wire.policies import SimulateRequest, Simulation
+from shared.wire.policies import StoredPolicy as StoredPolicyAnswer
 
 
 def parse_simulation_request(body: Any) -> tuple[datetime, datetime]:
     """``{"from", "to"}`` of ``:simulate`` as UTC instants; ``InvalidRequest`` naming the field."""
     doc = require_object(body)
-    check_fields(doc, SIMULATE_REQUEST)
+    # The instants are read here, with their own messages; the model gives the fields.
+    check_fields(doc, shape_of(SimulateRequest))
     return parse_instant(doc.get("from"), "from"), parse_instant(doc.get("to"), "to")
 
 
@@ -39,8 +42,12 @@ class StoredPolicy:
     created: datetime | None
 
     def to_dict(self) -> dict[str, Any]:
-        """Azure's resource shape: ``{"name", "properties": {...}}``."""
-        return {"name": self.name, "type": "backupPolicies", "properties": self.policy.to_dict()}
+        """Azure's resource shape: ``{"name", "type", "properties": {...}}`` (``shared.wire.policies.StoredPolicy``)."""
+        return dump(self.to_wire())
+
+    def to_wire(self) -> StoredPolicyAnswer:
+        """The policy as the API answers it."""
+        return StoredPolicyAnswer(name=self.name, type="backupPolicies", properties=self.policy.to_dict())
 
 
 def check_name(name: str, target: str = "name") -> None:
@@ -129,10 +136,10 @@ class PolicyService:
         except ETagMismatch as exc:
             raise UserError(ErrorCode.CONFLICT, f"policy {name!r} changed while being deleted; retry") from exc
 
-    def simulate(self, name: str, start: datetime, end: datetime) -> dict[str, Any]:
+    def simulate(self, name: str, start: datetime, end: datetime) -> Simulation:
         """The dry run of policy ``name`` between ``start`` and ``end`` (the contract's simulation shape).
 
         ``InvalidRequest`` naming ``from`` or ``to`` for a range :func:`shared.policy.simulation.check_range` refuses.
         """
         check_range(start, end)
-        return simulate(self.get(name).policy, start, end).to_dict()
+        return simulate(self.get(name).policy, start, end).to_wire()

@@ -29,19 +29,20 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
-from shared.request_body import ANY, NO_FIELDS, Shape, check_fields
+from shared.request_body import check_fields
 from shared.retention import RetentionSweep
 from shared.storage import layout
 from shared.storage.ports import BlobContainer
 from shared.storage.tables import ETagMismatch, StateStore
+from shared.wire.check import parse, shape_of
+from shared.wire.common import EmptyBody
+from shared.wire.instances import StopProtectionRequest
 
 log = logging.getLogger(__name__)
 
 # Points a :stopProtection request with delete removes before it answers (HTTP must answer fast);
 # the retention sweep removes the rest.
 INLINE_DELETES = 20
-STOP_PROTECTION: Shape = {"retainData": ANY}
-RESUME_PROTECTION: Shape = NO_FIELDS
 
 
 def parse_stop(body: Any) -> RetainData:
@@ -51,7 +52,8 @@ def parse_stop(body: Any) -> RetainData:
         raise UserError(
             ErrorCode.INVALID_REQUEST, f'the body must be {{"retainData": one of {allowed}}}', target="retainData"
         )
-    check_fields(body, STOP_PROTECTION)
+    # The value is read here: any letter case, and a refusal that says what each option does.
+    check_fields(body, shape_of(StopProtectionRequest))
     raw = body.get("retainData")
     for option in RetainData:
         if isinstance(raw, str) and raw.lower() == option.value.lower():
@@ -122,7 +124,8 @@ class ProtectionService:
         """Resume protection of a stopped instance: scheduled backups from ``now`` on, retention as per policy."""
         if body is not None and not isinstance(body, dict):
             raise UserError(ErrorCode.INVALID_REQUEST, ":resumeProtection takes no body (or {})", target="body")
-        check_fields(body, RESUME_PROTECTION)
+        if body is not None:
+            parse(EmptyBody, body)
         for _ in range(3):
             instance = self._instances.get(name)
             if instance.retain_data is RetainData.DELETE:

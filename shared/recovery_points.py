@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ErrorCode, UserError
 from shared.policy import CopyOption, DataStore, Lifecycle, LifecycleEvent
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
+
+if TYPE_CHECKING:  # the wire models import this module's enums
+    from shared.wire import recovery_points as wire_points
 
 
 class PointState(StrEnum):
@@ -64,10 +67,6 @@ STEP_STATE: dict[LifecycleEvent, PointState] = {
 def recovery_point_id(job_id: str) -> str:
     """The id of the point a backup job makes: the job id, so a repeated job finds its point."""
     return job_id
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
 @dataclass(frozen=True)
@@ -180,35 +179,42 @@ class RecoveryPoint:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The public recovery point shape of DESIGN.md §3."""
-        return {
-            "recoveryPointId": self.recovery_point_id,
-            "instance": self.instance,
-            "time": _iso(self.time),
-            "datastore": self.datastore.value,
-            "retentionTag": self.retention_tag,
-            "expiry": _iso(self.vault_expiry if self.datastore is DataStore.VAULT_STORE else self.archive_expiry),
-            "vaultExpiry": _iso(self.vault_expiry),
-            "archiveMove": _iso(self.archive_move),
-            "archiveExpiry": _iso(self.archive_expiry),
-            "deletion": _iso(self.deletion),
-            "sizeInBytes": self.size_in_bytes,
-            "rawBytes": self.raw_bytes,
-            "sha256": self.sha256,
-            "serverVersion": self.server_version,
-            "pgDumpVersion": self.pg_dump_version,
-            "jobId": self.job_id,
-            "onDemand": self.on_demand,
-            "state": self.state.value,
-            "copyOption": self.copy_option.value if self.copy_option else None,
-            "inArchiveStore": self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
-            "integrity": self.integrity.value,
-            "corruption": (
-                {"detectedTime": _iso(self.corrupted_at), "reason": self.corruption}
-                if self.corrupted_at is not None
-                else None
-            ),
-        }
+        """The public recovery point shape of DESIGN.md §3 (``shared.wire.recovery_points.RecoveryPoint``)."""
+        from shared.wire import dump
+
+        return dump(self.to_wire())
+
+    def to_wire(self) -> wire_points.RecoveryPoint:
+        """The point as the API answers it."""
+        from shared.wire import recovery_points as wire
+
+        corruption = None
+        if self.corrupted_at is not None:
+            corruption = wire.Corruption(detectedTime=self.corrupted_at, reason=self.corruption)
+        return wire.RecoveryPoint(
+            recoveryPointId=self.recovery_point_id,
+            instance=self.instance,
+            time=self.time,
+            datastore=self.datastore,
+            retentionTag=self.retention_tag,
+            expiry=self.vault_expiry if self.datastore is DataStore.VAULT_STORE else self.archive_expiry,
+            vaultExpiry=self.vault_expiry,
+            archiveMove=self.archive_move,
+            archiveExpiry=self.archive_expiry,
+            deletion=self.deletion,
+            sizeInBytes=self.size_in_bytes,
+            rawBytes=self.raw_bytes,
+            sha256=self.sha256,
+            serverVersion=self.server_version,
+            pgDumpVersion=self.pg_dump_version,
+            jobId=self.job_id,
+            onDemand=self.on_demand,
+            state=self.state,
+            copyOption=self.copy_option,
+            inArchiveStore=self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
+            integrity=self.integrity,
+            corruption=corruption,
+        )
 
     def _data(self) -> dict[str, Any]:
         return {

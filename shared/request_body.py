@@ -117,7 +117,8 @@ def parse_instant(value: Any, target: str) -> datetime:
 # A shape is plain data: a dict ``{field: shape}`` for an object, ``ListOf(shape)`` for an array,
 # ``OneOf(key, {value: shape})`` for an object whose discriminator picks its fields, ``ANY`` for
 # a value whose inside is not checked. Only field names are checked here; types and values are
-# the parser's. (Kept this small on purpose: the wire models may replace it.)
+# the parser's. The API's bodies get their shape from their wire model (``shared.wire.check.shape_of``);
+# the policy parser (``shared.policy.parse``) writes its own, its rules and messages being the product.
 
 ANY: None = None
 

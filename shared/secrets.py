@@ -41,9 +41,7 @@ _KV_URI = re.compile(
 # The prefix every env: reference's variable must carry.
 ENV_SECRET_PREFIX = "PGVAULT_SECRET_"  # noqa: S105 - a variable name prefix, not a password
 _ENV_REF = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
-_FORMS = (
-    f"https://<vault>.vault.azure.net/secrets/<name>[/<version>] or, for local use, env:{ENV_SECRET_PREFIX}<NAME>"
-)
+_FORMS = f"https://<vault>.vault.azure.net/secrets/<name>[/<version>] or, for local use, env:{ENV_SECRET_PREFIX}<NAME>"
 DEFAULT_CACHE_SECONDS = 300.0
 
 

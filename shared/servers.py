@@ -9,11 +9,12 @@ from shared.errors import ErrorCode, UserError
 from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec, InstanceStore
 from shared.pg.connect import connect
 from shared.pg.connstring import check_server, parse_connection_string
-from shared.request_body import ANY, Shape, check_fields, whole_number
+from shared.request_body import whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage.tables import StateStore
+from shared.wire.check import parse
+from shared.wire.servers import Database, DatabaseList, ListDatabasesRequest
 
-LIST_DATABASES: Shape = {"secretUri": ANY, "server": ANY, "port": ANY}
 _DATABASES = """
 SELECT datname FROM pg_database
 WHERE datallowconn AND NOT datistemplate AND has_database_privilege(datname, 'CONNECT')
@@ -28,7 +29,7 @@ def list_databases(
     *,
     allow_env: bool,
     allowed_servers: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> DatabaseList:
     """The databases on the secret's server that its user may connect to, minus unsupported ones.
 
     Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host. A
@@ -38,7 +39,7 @@ def list_databases(
     """
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
-    check_fields(body, LIST_DATABASES)
+    parse(ListDatabasesRequest, body)
     reference = body.get("secretUri")
     if not isinstance(reference, str):
         raise UserError(ErrorCode.INVALID_REQUEST, "secretUri is required", target="secretUri")
@@ -64,5 +65,5 @@ def list_databases(
             continue
         spec = InstanceSpec("probe", server, port, name, reference, "probe")
         holder = InstanceStore(state).holder(spec)
-        value.append({"database": name, "protected": holder is not None, "instance": holder})
-    return {"server": server, "port": port, "value": value}
+        value.append(Database(database=name, protected=holder is not None, instance=holder))
+    return DatabaseList(server=server, port=port, value=value)

@@ -20,6 +20,7 @@ from typing import Any
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.jobs.model import Job
 from shared.jobs.store import JobStore
+from shared.wire import iso_z
 
 log = logging.getLogger(__name__)
 ATTEMPT = "attempt"
@@ -53,7 +54,7 @@ def with_attempt_started(job: Job, now: datetime) -> dict[str, Any]:
     """The job's details with a new attempt recorded: its number and when it started."""
     previous = job.details.get(ATTEMPT) or {}
     number = int(previous.get("number", 0)) + 1
-    return {**job.details, ATTEMPT: {"number": number, "started": now.isoformat()}}
+    return {**job.details, ATTEMPT: {"number": number, "started": iso_z(now)}}
 
 
 def note_retry(jobs: JobStore, job_id: str, exc: TransientError, attempt: int, now: datetime) -> None:
@@ -65,7 +66,7 @@ def note_retry(jobs: JobStore, job_id: str, exc: TransientError, attempt: int, n
         job = jobs.get(job_id)
         if job.status.finished:
             return
-        entry = {"attempt": attempt, "time": now.isoformat(), "code": exc.code.value, "message": exc.message}
+        entry = {"attempt": attempt, "time": iso_z(now), "code": exc.code.value, "message": exc.message}
         retries = [*job.details.get("retries", []), entry][-MAX_RETRIES_KEPT:]
         jobs.save(job, details={**job.details, "retries": retries})
     except PgVaultError as note_failed:

@@ -15,12 +15,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from shared.errors import ErrorCode, UserError
 from shared.storage import layout
 from shared.storage.tables import Entity
+from shared.wire.common import iso_z
+
+if TYPE_CHECKING:  # the wire models import this module's enums
+    from shared.wire import common as wire_common
+    from shared.wire import jobs as wire_jobs
 
 # Inverted milliseconds count down from here, so later jobs sort first (good until year 5138).
 _MAX_MS = 0xFFFFFFFFFFFF
@@ -151,8 +156,8 @@ def _parse(value: object) -> datetime | None:
 
 
 def iso(value: datetime | None) -> str | None:
-    """A time as the API writes it: UTC with ``Z``."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    """A time as the job record keeps it: ``iso_z``, the API's one format (None stays None)."""
+    return iso_z(value) if value else None
 
 
 def _inverted(at: datetime) -> str:
@@ -194,7 +199,14 @@ class JobError:
     recommended_action: str
 
     def to_dict(self) -> dict[str, str]:
+        """The error as a job record keeps it and the API shows it."""
         return {"code": self.code, "message": self.message, "recommendedAction": self.recommended_action}
+
+    def to_wire(self) -> wire_common.ErrorDetail:
+        """The error as the API shows it (``shared.wire.common.ErrorDetail``, without a target)."""
+        from shared.wire.common import ErrorDetail
+
+        return ErrorDetail.model_validate(self.to_dict())
 
     @classmethod
     def from_user_error(cls, error: UserError) -> JobError:
@@ -239,30 +251,38 @@ class Job:
         return max(0.0, ((end or self.start_time) - self.start_time).total_seconds())
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        """The public job shape of DESIGN.md §3; a running job's duration and rate are as of ``now``."""
-        duration = self.duration(now)
-        return {
-            "jobId": self.job_id,
-            "operation": self.operation.value,
-            "status": self.status.value,
-            "instance": self.instance,
-            "createdTime": iso(self.created),
-            "startTime": iso(self.start_time),
-            "endTime": iso(self.end_time),
-            "durationSeconds": duration,
-            "bytes": self.bytes,
-            "progress": self.progress,
-            "retentionTag": self.retention_tag,
-            "ruleName": self.rule_name,
-            "recoveryPointId": self.recovery_point_id,
-            "throughputBytesPerSecond": round(self.bytes / duration) if duration and self.bytes else None,
-            "steps": [s.to_dict() for s in self.steps],
-            "currentStep": step.name if (step := self.current_step) is not None else None,
-            "details": self.details,
-            "error": self.error.to_dict() if self.error else None,
-            "cancelRequestedTime": iso(self.cancel_requested),
-            "links": self.links(),
-        }
+        """The public job shape (``shared.wire.jobs.Job``); a running job's duration and rate are as of ``now``."""
+        from shared.wire import dump
+
+        return dump(self.to_wire(now))
+
+    def to_wire(self, now: datetime | None = None) -> wire_jobs.Job:
+        """The job as the API answers it; a running job's duration and rate are as of ``now``."""
+        from shared.wire import jobs as wire
+
+        duration, current = self.duration(now), self.current_step
+        return wire.Job(
+            jobId=self.job_id,
+            operation=self.operation,
+            status=self.status,
+            instance=self.instance,
+            createdTime=self.created,
+            startTime=self.start_time,
+            endTime=self.end_time,
+            durationSeconds=duration,
+            bytes=self.bytes,
+            progress=self.progress,
+            retentionTag=self.retention_tag,
+            ruleName=self.rule_name,
+            recoveryPointId=self.recovery_point_id,
+            throughputBytesPerSecond=round(self.bytes / duration) if duration and self.bytes else None,
+            steps=[wire.JobStep.model_validate(s.to_dict()) for s in self.steps],
+            currentStep=current.name if current is not None else None,
+            details=self.details,
+            error=self.error.to_wire() if self.error else None,
+            cancelRequestedTime=self.cancel_requested,
+            links=wire.JobLinks.model_validate(self.links()),
+        )
 
     def links(self) -> dict[str, str | None]:
         """API paths of this job, its instance and its recovery point (None until there is one)."""

@@ -303,9 +303,7 @@ class ConnectionParams:
         """Whether the connection is TLS with the server's certificate checked (VerifyCA / VerifyFull)."""
         return self.sslmode in _VERIFYING
 
-    def libpq_kwargs(
-        self, *, host: str, port: int, dbname: str, allowed_servers: Sequence[str] = ()
-    ) -> dict[str, Any]:
+    def libpq_kwargs(self, *, host: str, port: int, dbname: str, allowed_servers: Sequence[str] = ()) -> dict[str, Any]:
         """psycopg/libpq parameters for ``dbname`` on ``host:port`` with this login.
 
         The instance says what is backed up; a Server or Database in the secret does not

@@ -19,13 +19,10 @@ from shared.policy.model import CopyOption, DataStore, Policy
 from shared.policy.retention import Lifecycle, lifecycle
 from shared.policy.schedule import occurrences
 from shared.policy.tagging import Tagger
+from shared.wire import dump, iso_z
+from shared.wire import policies as wire
 
 UTC = dt.UTC
-
-
-def iso_z(instant: dt.datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``: ``2025-01-06T22:00:00Z`` (microseconds when there are any)."""
-    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -36,24 +33,23 @@ class SimulatedBackup:
     tag: str
     lifecycle: Lifecycle
 
-    def to_dict(self) -> dict[str, Any]:
-        """The contract's backup entry: time, tag, vaultExpiry, archiveMove?, archiveExpiry?, deletion.
+    def to_wire(self) -> wire.SimulatedBackup:
+        """The contract's backup entry: time, tag, vaultExpiry, archiveMove?, archiveExpiry?, copyOption?, deletion.
 
         ``archiveMove`` is when the point reaches ArchiveStore: at vault expiry for
         CopyOnExpiryOption, at backup time for ImmediateCopyOption (``copyOption`` says which).
         """
-        body: dict[str, Any] = {
-            "time": iso_z(self.time),
-            "tag": self.tag,
-            "vaultExpiry": iso_z(self.lifecycle.vault_expiry),
-        }
         life = self.lifecycle
+        archive: dict[str, Any] = {}
         if life.archive_copy is not None and life.archive_expiry is not None and life.copy_option is not None:
-            body["archiveMove"] = iso_z(life.archive_copy)
-            body["archiveExpiry"] = iso_z(life.archive_expiry)
-            body["copyOption"] = life.copy_option.value
-        body["deletion"] = iso_z(life.deletion)
-        return body
+            archive = {
+                "archiveMove": life.archive_copy,
+                "archiveExpiry": life.archive_expiry,
+                "copyOption": life.copy_option,
+            }
+        return wire.SimulatedBackup(
+            time=self.time, tag=self.tag, vaultExpiry=life.vault_expiry, deletion=life.deletion, **archive
+        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +69,7 @@ class MonthCount:
         """JSON form: month, at, backups, VaultStore, ArchiveStore."""
         return {
             "month": self.month,
-            "at": iso_z(self.at),
+            "at": iso_z(self.at),  # the CLI's month table; not an API shape
             "backups": self.backups,
             DataStore.VAULT_STORE.value: self.vault_store,
             DataStore.ARCHIVE_STORE.value: self.archive_store,
@@ -135,26 +131,32 @@ class Simulation:
 
     def summary(self) -> dict[str, Any]:
         """Totals: livePoints at ``end`` per datastore, backupsPerTag, archive moves and deletions in range."""
+        return dump(self.summary_wire())
+
+    def summary_wire(self) -> wire.SimulationSummary:
+        """The totals as the API answers them."""
         in_range = [b.lifecycle for b in self.backups]
-        moves = sum(1 for life in in_range if life.archive_copy is not None and life.archive_copy < self.end)
-        deletions = sum(1 for life in in_range if life.deletion < self.end)
-        return {
-            "from": iso_z(self.start),
-            "to": iso_z(self.end),
-            "timeZone": self.policy.schedule.time_zone,
-            "backups": len(self.backups),
-            "backupsPerTag": self.backups_per_tag(),
-            "livePoints": self.live_points(self.end),
-            "archiveMoves": moves,
-            "deletions": deletions,
-            "immediateArchiveCopies": sum(1 for life in in_range if life.copy_option is CopyOption.IMMEDIATE),
-            "firstBackup": iso_z(self.backups[0].time) if self.backups else None,
-            "lastBackup": iso_z(self.backups[-1].time) if self.backups else None,
-        }
+        return wire.SimulationSummary(
+            start=self.start,  # type: ignore[call-arg]  # "from" and "to" on the wire
+            end=self.end,
+            timeZone=self.policy.schedule.time_zone,
+            backups=len(self.backups),
+            backupsPerTag=self.backups_per_tag(),
+            livePoints=self.live_points(self.end),
+            archiveMoves=sum(1 for life in in_range if life.archive_copy is not None and life.archive_copy < self.end),
+            deletions=sum(1 for life in in_range if life.deletion < self.end),
+            immediateArchiveCopies=sum(1 for life in in_range if life.copy_option is CopyOption.IMMEDIATE),
+            firstBackup=self.backups[0].time if self.backups else None,
+            lastBackup=self.backups[-1].time if self.backups else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's simulation shape: ``{"backups": [...], "summary": {...}}``."""
-        return {"backups": [b.to_dict() for b in self.backups], "summary": self.summary()}
+        return dump(self.to_wire())
+
+    def to_wire(self) -> wire.Simulation:
+        """The simulation as the API answers it."""
+        return wire.Simulation(backups=[b.to_wire() for b in self.backups], summary=self.summary_wire())
 
 
 # A point may live 20 years after its backup (10 in VaultStore, then 10 in ArchiveStore), and every

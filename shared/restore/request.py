@@ -26,14 +26,11 @@ import isodate
 from shared.errors import ErrorCode, UserError
 from shared.pg.restore import RestoreOptions
 from shared.policy import DataStore
-from shared.request_body import ANY, OneOf, Shape, check_fields
 from shared.secrets import validate_secret_reference
+from shared.wire import restore as wire
+from shared.wire.check import parse
+from shared.wire.restore import REHYDRATION_REQUEST
 
-RESTORE_REQUEST = "AzureBackupRecoveryPointBasedRestoreRequest"
-REHYDRATION_REQUEST = "AzureBackupRestoreWithRehydrationRequest"
-DATABASE_TARGET = "RestoreTargetInfo"
-FILES_TARGET = "RestoreFilesTargetInfo"
-SECRET_CREDENTIALS = "SecretStoreBasedAuthCredentials"  # noqa: S105 - an Azure type name
 # Azure's limits on how long a rehydrated copy is kept (DESIGN C8).
 MIN_REHYDRATION = timedelta(days=10)
 MAX_REHYDRATION = timedelta(days=30)
@@ -42,59 +39,6 @@ DEFAULT_REHYDRATION = "P15D"
 MAX_IDENTIFIER_BYTES = 63
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,900}$")
 _RESERVED_DATABASES = {"template0", "template1", "postgres", "azure_maintenance", "azure_sys"}
-
-# The fields of Azure's restore request (Microsoft.DataProtection, API 2025-01-01) and pgvault's
-# additions; anything else is refused. Fields Azure documents that change nothing here (the ARM id
-# and location of the datasource, the restore region) are accepted and recorded nowhere.
-_DATASOURCE: Shape = dict.fromkeys(
-    (
-        "objectType",
-        "datasourceType",
-        "resourceID",
-        "resourceLocation",
-        "resourceName",
-        "resourceProperties",
-        "resourceType",
-        "resourceUri",
-    ),
-    ANY,
-)
-# SecretStoreResource also has "value" in Azure: refused, a secret never travels in a request.
-_CREDENTIALS: Shape = {"objectType": ANY, "secretStoreResource": {"secretStoreType": ANY, "uri": ANY}}
-_OPTIONS: Shape = dict.fromkeys(("noOwner", "noAcl", "schemas", "tables", "fileFormat"), ANY)
-_DATABASE_TARGET: dict[str, Shape] = {
-    "objectType": ANY,
-    "recoveryOption": ANY,
-    "restoreLocation": ANY,
-    "datasourceInfo": _DATASOURCE,
-    "datasourceSetInfo": _DATASOURCE,
-    "datasourceAuthCredentials": _CREDENTIALS,
-}
-_FILES_TARGET: dict[str, Shape] = {
-    "objectType": ANY,
-    "recoveryOption": ANY,
-    "restoreLocation": ANY,
-    "targetDetails": dict.fromkeys(
-        ("url", "filePrefix", "restoreTargetLocationType", "targetResourceArmId", "connectionStringSecretUri"), ANY
-    ),
-}
-RESTORE_BODY: Shape = {
-    "objectType": ANY,
-    "recoveryPointId": ANY,
-    "sourceDataStoreType": ANY,
-    "sourceResourceId": ANY,
-    "rehydrationPriority": ANY,
-    "rehydrationRetentionDuration": ANY,
-    "restoreTargetInfo": OneOf("objectType", {DATABASE_TARGET: _DATABASE_TARGET, FILES_TARGET: _FILES_TARGET}),
-    "restoreOptions": _OPTIONS,
-}
-VERIFY_BODY: Shape = {
-    "recoveryPointId": ANY,
-    "sourceDataStoreType": ANY,
-    "secretUri": ANY,
-    "datasourceAuthCredentials": _CREDENTIALS,
-    "restoreOptions": _OPTIONS,
-}
 
 
 class TargetKind(StrEnum):
@@ -189,28 +133,17 @@ def _bad(message: str, target: str) -> UserError:
     return UserError(ErrorCode.INVALID_REQUEST, f"{target}: {message}", target=target)
 
 
-def _obj(doc: dict[str, Any], key: str, path: str, *, required: bool = True) -> dict[str, Any]:
-    value = doc.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, dict):
-        raise _bad("must be an object", f"{path}{key}")
-    return value
-
-
-def _text(doc: dict[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
-    value = doc.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _bad("must be a non-empty string", f"{path}{key}")
+def _text(value: str | None, target: str) -> str:
+    """``value`` without surrounding blanks; the model checked it is a string, this that it says something."""
+    if value is None or not value.strip():
+        raise _bad("must be a non-empty string", target)
     return value.strip()
 
 
-def _names(value: Any, target: str) -> tuple[str, ...]:
+def _names(value: list[str] | None, target: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+    if not all(v.strip() for v in value):
         raise _bad("must be a list of names", target)
     out = tuple(v.strip() for v in value)
     for name in out:
@@ -219,21 +152,12 @@ def _names(value: Any, target: str) -> tuple[str, ...]:
     return out
 
 
-def parse_options(doc: Any, *, allow_partial: bool = True) -> tuple[RestoreOptions, str]:
-    """pgvault's ``restoreOptions``: (pg_restore options, file format ``dump``|``zstd``)."""
-    if doc is None:
+def parse_options(options: wire.RestoreOptions | None, *, allow_partial: bool = True) -> tuple[RestoreOptions, str]:
+    """pgvault's ``restoreOptions``, as the model read them: (pg_restore options, file format ``dump``|``zstd``)."""
+    if options is None:
         return RestoreOptions(), "dump"
-    if not isinstance(doc, dict):
-        raise _bad("must be an object", "restoreOptions")
-    check_fields(doc, _OPTIONS, root="restoreOptions")
-    flags = {}
-    for key in ("noOwner", "noAcl"):
-        value = doc.get(key, True)
-        if not isinstance(value, bool):
-            raise _bad("must be true or false", f"restoreOptions.{key}")
-        flags[key] = value
-    schemas = _names(doc.get("schemas"), "restoreOptions.schemas")
-    tables = _names(doc.get("tables"), "restoreOptions.tables")
+    schemas = _names(options.schemas, "restoreOptions.schemas")
+    tables = _names(options.tables, "restoreOptions.tables")
     if (schemas or tables) and not allow_partial:
         raise _bad("a verification restores the whole point; leave schemas and tables out", "restoreOptions")
     qualified = {t.rpartition(".")[0] for t in tables if "." in t}
@@ -243,25 +167,16 @@ def parse_options(doc: Any, *, allow_partial: bool = True) -> tuple[RestoreOptio
             "listed in restoreOptions.schemas if that is given, or send one request per schema",
             "restoreOptions.tables",
         )
-    fmt = doc.get("fileFormat", "dump")
-    if fmt not in ("dump", "zstd"):
-        raise _bad("must be 'dump' (pg_restore-ready) or 'zstd' (as stored)", "restoreOptions.fileFormat")
-    return RestoreOptions(flags["noOwner"], flags["noAcl"], schemas, tables), str(fmt)
+    return RestoreOptions(options.noOwner, options.noAcl, schemas, tables), options.fileFormat
 
 
-def _secret_of(credentials: dict[str, Any], path: str, allow_env: bool) -> str:
-    kind = credentials.get("objectType", SECRET_CREDENTIALS)
-    if kind != SECRET_CREDENTIALS:
-        raise _bad(f"must be {SECRET_CREDENTIALS!r}", f"{path}objectType")
-    store = _obj(credentials, "secretStoreResource", path)
-    store_type = store.get("secretStoreType", "AzureKeyVault")
-    if store_type != "AzureKeyVault":
-        raise _bad("must be 'AzureKeyVault'", f"{path}secretStoreResource.secretStoreType")
-    uri = str(_text(store, "uri", f"{path}secretStoreResource."))
+def _secret_of(credentials: wire.SecretStoreBasedAuthCredentials, path: str, allow_env: bool) -> str:
+    target = f"{path}secretStoreResource.uri"
+    uri = _text(credentials.secretStoreResource.uri, target)
     try:
         validate_secret_reference(uri, allow_env)
     except UserError as exc:
-        raise UserError(exc.code, exc.message, target=f"{path}secretStoreResource.uri") from exc
+        raise UserError(exc.code, exc.message, target=target) from exc
     return uri
 
 
@@ -291,96 +206,76 @@ def parse_container_url(url: str, target: str) -> tuple[str, str]:
     return account, container
 
 
-def _rehydration(body: dict[str, Any], kind: str) -> tuple[RehydrationPriority | None, str | None]:
-    priority_raw = body.get("rehydrationPriority")
-    duration_raw = body.get("rehydrationRetentionDuration")
-    if kind != REHYDRATION_REQUEST:
-        if priority_raw is not None or duration_raw is not None:
+def _rehydration(request: wire.RestoreRequest) -> tuple[RehydrationPriority | None, str | None]:
+    priority, duration = request.rehydrationPriority, request.rehydrationRetentionDuration
+    if request.objectType != REHYDRATION_REQUEST:
+        if priority is not None or duration is not None:
             raise _bad(f"rehydration fields need objectType {REHYDRATION_REQUEST!r}", "objectType")
         return None, None
-    if priority_raw not in ("Standard", "High"):
+    if priority is None:
         raise _bad("must be 'Standard' or 'High'", "rehydrationPriority")
-    duration = DEFAULT_REHYDRATION if duration_raw is None else duration_raw
+    duration = DEFAULT_REHYDRATION if duration is None else duration
     try:
-        parsed = isodate.parse_duration(duration) if isinstance(duration, str) else None
+        parsed = isodate.parse_duration(duration)
     except (isodate.ISO8601Error, ValueError, OverflowError):
         parsed = None
     if not isinstance(parsed, timedelta) or not MIN_REHYDRATION <= parsed <= MAX_REHYDRATION:
         raise _bad("must be an ISO 8601 duration from P10D to P30D (default P15D)", "rehydrationRetentionDuration")
-    return RehydrationPriority(priority_raw), str(duration)
+    return RehydrationPriority(priority), duration
+
+
+def _database_target(target: wire.RestoreTargetInfo, allow_env: bool, fmt: str) -> dict[str, Any]:
+    where = "restoreTargetInfo.datasourceInfo.resourceName"
+    name = _database_name(_text(target.datasourceInfo.resourceName, where), where)
+    secret = _secret_of(target.datasourceAuthCredentials, "restoreTargetInfo.datasourceAuthCredentials.", allow_env)
+    if fmt != "dump":
+        raise _bad("fileFormat applies to restores as files only", "restoreOptions.fileFormat")
+    return {"kind": TargetKind.DATABASE, "database": name, "secret_uri": secret}
+
+
+def _files_target(target: wire.RestoreFilesTargetInfo, allow_env: bool) -> dict[str, Any]:
+    details, path = target.targetDetails, "restoreTargetInfo.targetDetails."
+    url = _text(details.url, f"{path}url")
+    parse_container_url(url, f"{path}url")
+    prefix = _text(details.filePrefix, f"{path}filePrefix")
+    if not _PREFIX.match(prefix) or ".." in prefix or prefix.endswith("/"):
+        raise _bad("must be letters, digits, '_', '-', '.', '/' (a blob name prefix)", f"{path}filePrefix")
+    cs_secret = None
+    if details.connectionStringSecretUri is not None:
+        cs_secret = _text(details.connectionStringSecretUri, f"{path}connectionStringSecretUri")
+        try:
+            validate_secret_reference(cs_secret, allow_env)
+        except UserError as exc:
+            raise UserError(exc.code, exc.message, target=f"{path}connectionStringSecretUri") from exc
+    return {
+        "kind": TargetKind.FILES,
+        "container_url": url,
+        "file_prefix": prefix,
+        "connection_string_secret_uri": cs_secret,
+    }
 
 
 def parse_restore_request(body: Any, *, allow_env: bool) -> RestoreRequest:
     """The restore request in ``body``, checked; ``InvalidRequest`` naming the first wrong field."""
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object (Azure's restore request)", "body")
-    check_fields(body, RESTORE_BODY)
-    kind = body.get("objectType", RESTORE_REQUEST)
-    if kind not in (RESTORE_REQUEST, REHYDRATION_REQUEST):
-        raise _bad(f"must be {RESTORE_REQUEST!r} or {REHYDRATION_REQUEST!r}", "objectType")
-    rp_id = str(_text(body, "recoveryPointId", ""))
-    store_raw = body.get("sourceDataStoreType", "VaultStore")
-    if store_raw not in ("VaultStore", "ArchiveStore"):
-        raise _bad("must be 'VaultStore' or 'ArchiveStore'", "sourceDataStoreType")
-    priority, duration = _rehydration(body, kind)
-    options, fmt = parse_options(body.get("restoreOptions"))
-    target = _obj(body, "restoreTargetInfo", "")
-    option = target.get("recoveryOption", "FailIfExists")
-    if option != "FailIfExists":
-        raise _bad(
-            "must be 'FailIfExists' (an existing database or file is never overwritten)",
-            "restoreTargetInfo.recoveryOption",
-        )
-    common: dict[str, Any] = {
-        "recovery_point_id": rp_id,
-        "source_datastore": DataStore(store_raw),
-        "options": options,
-        "file_format": fmt,
-        "rehydration_priority": priority,
-        "rehydration_duration": duration,
-    }
-    target_type = target.get("objectType")
-    if target_type == DATABASE_TARGET:
-        info = _obj(target, "datasourceInfo", "restoreTargetInfo.")
-        name = _database_name(
-            str(_text(info, "resourceName", "restoreTargetInfo.datasourceInfo.")),
-            "restoreTargetInfo.datasourceInfo.resourceName",
-        )
-        creds = _obj(target, "datasourceAuthCredentials", "restoreTargetInfo.")
-        secret = _secret_of(creds, "restoreTargetInfo.datasourceAuthCredentials.", allow_env)
-        if fmt != "dump":
-            raise _bad("fileFormat applies to restores as files only", "restoreOptions.fileFormat")
-        return RestoreRequest(kind=TargetKind.DATABASE, database=name, secret_uri=secret, **common)
-    if target_type == FILES_TARGET:
-        details = _obj(target, "targetDetails", "restoreTargetInfo.")
-        where = details.get("restoreTargetLocationType", "AzureBlobs")
-        if where != "AzureBlobs":
-            raise _bad("must be 'AzureBlobs'", "restoreTargetInfo.targetDetails.restoreTargetLocationType")
-        url = str(_text(details, "url", "restoreTargetInfo.targetDetails."))
-        parse_container_url(url, "restoreTargetInfo.targetDetails.url")
-        prefix = str(_text(details, "filePrefix", "restoreTargetInfo.targetDetails."))
-        if not _PREFIX.match(prefix) or ".." in prefix or prefix.endswith("/"):
-            raise _bad(
-                "must be letters, digits, '_', '-', '.', '/' (a blob name prefix)",
-                "restoreTargetInfo.targetDetails.filePrefix",
-            )
-        cs_secret = None
-        if details.get("connectionStringSecretUri") is not None:
-            cs_secret = str(_text(details, "connectionStringSecretUri", "restoreTargetInfo.targetDetails."))
-            try:
-                validate_secret_reference(cs_secret, allow_env)
-            except UserError as exc:
-                raise UserError(
-                    exc.code, exc.message, target="restoreTargetInfo.targetDetails.connectionStringSecretUri"
-                ) from exc
-        return RestoreRequest(
-            kind=TargetKind.FILES,
-            container_url=url,
-            file_prefix=prefix,
-            connection_string_secret_uri=cs_secret,
-            **common,
-        )
-    raise _bad(f"must be {DATABASE_TARGET!r} or {FILES_TARGET!r}", "restoreTargetInfo.objectType")
+    request = parse(wire.RestoreRequest, body)
+    priority, duration = _rehydration(request)
+    options, fmt = parse_options(request.restoreOptions)
+    target = request.restoreTargetInfo
+    if isinstance(target, wire.RestoreTargetInfo):
+        chosen = _database_target(target, allow_env, fmt)
+    else:
+        chosen = _files_target(target, allow_env)
+    return RestoreRequest(
+        recovery_point_id=_text(request.recoveryPointId, "recoveryPointId"),
+        source_datastore=request.sourceDataStoreType,
+        options=options,
+        file_format=fmt,
+        rehydration_priority=priority,
+        rehydration_duration=duration,
+        **chosen,
+    )
 
 
 def parse_verify_request(body: Any, *, allow_env: bool) -> RestoreRequest:
@@ -390,18 +285,17 @@ def parse_verify_request(body: Any, *, allow_env: bool) -> RestoreRequest:
     """
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object", "body")
-    check_fields(body, VERIFY_BODY)
-    rp_id = str(_text(body, "recoveryPointId", ""))
-    if "secretUri" in body:
-        secret = str(_text(body, "secretUri", ""))
+    request = parse(wire.VerifyRestoreRequest, body)
+    rp_id = _text(request.recoveryPointId, "recoveryPointId")
+    if request.secretUri is not None:
+        secret = _text(request.secretUri, "secretUri")
         try:
             validate_secret_reference(secret, allow_env)
         except UserError as exc:
             raise UserError(exc.code, exc.message, target="secretUri") from exc
+    elif request.datasourceAuthCredentials is not None:
+        secret = _secret_of(request.datasourceAuthCredentials, "datasourceAuthCredentials.", allow_env)
     else:
-        secret = _secret_of(_obj(body, "datasourceAuthCredentials", ""), "datasourceAuthCredentials.", allow_env)
-    options, _ = parse_options(body.get("restoreOptions"), allow_partial=False)
-    store_raw = body.get("sourceDataStoreType", "VaultStore")
-    if store_raw not in ("VaultStore", "ArchiveStore"):
-        raise _bad("must be 'VaultStore' or 'ArchiveStore'", "sourceDataStoreType")
-    return RestoreRequest(rp_id, DataStore(store_raw), TargetKind.VERIFY, options, secret_uri=secret)
+        raise _bad("is required (or secretUri)", "datasourceAuthCredentials")
+    options, _ = parse_options(request.restoreOptions, allow_partial=False)
+    return RestoreRequest(rp_id, request.sourceDataStoreType, TargetKind.VERIFY, options, secret_uri=secret)

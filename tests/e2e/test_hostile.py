@@ -1,7 +1,8 @@
 """Hostile input through a running devhost: generated requests, odd names, huge and deep bodies, no key.
 
 - schemathesis generates valid and invalid requests for every operation in ``/api/openapi.json``:
-  no answer is a 5xx, devhost never dies, and a refused request (4xx) leaves the state table,
+  no answer is a 5xx, every answer's body conforms to the document (additional properties
+  forbidden), devhost never dies, and a refused request (4xx) leaves the state table,
   the backup container and the backup queue exactly as they were;
 - database, schema and role names with quotes, semicolons, backslashes and unicode go through
   configure, validate and backup, and the point restores the odd schema;
@@ -26,6 +27,7 @@ from devhost_process import DevhostProcess, wait_until
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from devhost.services import Postgres
 from shared.pg.digests import table_digests
@@ -167,6 +169,8 @@ def _fuzz(operation: Any, label: str, host: DevhostProcess, snapshot: Snapshot, 
             raise AssertionError(f"{label}: no answer ({exc}); devhost alive: {host.proc.poll() is None}") from exc
         statuses.add(response.status_code)
         assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:500]}"
+        # Every answer, refusals too, has the body the document gives its status (no field it does not name).
+        case.validate_response(response, checks=[response_schema_conformance])
         if response.status_code >= 400:
             assert snapshot.take() == before, f"{label}: refused with {response.status_code} but wrote"
         elif case.method.upper() != "GET":

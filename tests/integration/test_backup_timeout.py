@@ -69,4 +69,4 @@ def test_each_attempt_records_when_it_started_in_the_job(stores: tuple[StateTabl
     assert done is not None and done.status is JobStatus.FAILED and done.error is not None
     assert done.error.code == "NotFound"
     stored = JobStore(state).get(job.job_id)
-    assert stored.details["attempt"] == {"number": 1, "started": NOW.isoformat()}
+    assert stored.details["attempt"] == {"number": 1, "started": NOW.isoformat().replace("+00:00", "Z")}

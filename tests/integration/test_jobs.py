@@ -62,7 +62,7 @@ def test_two_workers_finishing_one_job_have_one_winner(jobs: JobStore) -> None:
     job, _ = jobs.create(_job(T0))
     jobs.finish(job, JobStatus.COMPLETED, T0 + timedelta(minutes=1))
     with pytest.raises(ETagMismatch):
-        jobs.finish(job, JobStatus.FAILED, T0 + timedelta(minutes=2), error=JobError("X", "y", "z"))
+        jobs.finish(job, JobStatus.FAILED, T0 + timedelta(minutes=2), error=JobError("InternalError", "y", "z"))
     assert jobs.get(job.job_id).status is JobStatus.COMPLETED
 
 
@@ -95,7 +95,7 @@ def test_list_is_newest_first_within_days_and_filters(jobs: JobStore) -> None:
     assert [j.operation for j in jobs.recent(T0, operation=Operation.VALIDATE)] == [Operation.VALIDATE]
     assert list(jobs.recent(T0, status=JobStatus.FAILED)) == []
     assert [j.job_id for j in jobs.history("b")] == [j.job_id for j in made if j.instance == "b"]
-    jobs.finish(jobs.get(made[1].job_id), JobStatus.FAILED, T0, error=JobError("X", "y", "z"))
+    jobs.finish(jobs.get(made[1].job_id), JobStatus.FAILED, T0, error=JobError("InternalError", "y", "z"))
     shown = {j.job_id: j for j in jobs.history("a")}
     assert shown[made[1].job_id].status is JobStatus.FAILED and shown[made[1].job_id].error is not None
 

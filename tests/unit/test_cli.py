@@ -19,6 +19,7 @@ from pgvault.commands import (
     restore_database_body,
     restore_files_body,
     trigger_body,
+    verify_body,
 )
 
 
@@ -703,3 +704,31 @@ def test_job_show_gives_each_steps_duration(
         assert main(["job", "show", "j1", "-o", "table"]) == 0
     out = capsys.readouterr().out
     assert "  step Dump: Completed (1 min 06 s)\n" in out and "  step Commit: InProgress\n" in out
+
+
+def test_a_misspelled_field_in_an_instance_file_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    # The CLI builds its bodies from the API's own models: the API's message, without a round trip.
+    one = {"server": "db1", "database": "a", "secretUri": "env:PGVAULT_SECRET_A", "polcyName": "p"}
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    with pytest.raises(UsageError, match="polcyName: unknown field; did you mean policyName"):
+        instance_body(parse("instance", "configure", "--file", str(tmp_path / "one.json"), "--policy", "p"))
+
+
+def test_every_body_the_cli_builds_is_one_the_api_accepts() -> None:
+    from shared.backups import parse_trigger
+    from shared.instances import parse_spec
+    from shared.restore.request import parse_restore_request, parse_verify_request
+
+    restore = ("-i", "orders", "--recovery-point", "rp1")
+    database = parse("restore", "database", *restore, "--target-database", "copy", "--target-secret-uri",
+                     "env:PGVAULT_SECRET_T", "--table", "sales.orders", "--keep-owner")  # fmt: skip
+    assert parse_restore_request(restore_database_body(database), allow_env=True).database == "copy"
+    files = parse("restore", "files", *restore, "--container-url", "https://acct.blob.core.windows.net/restores",
+                  "--file-prefix", "orders", "--rehydration-priority", "High")  # fmt: skip
+    assert parse_restore_request(restore_files_body(files), allow_env=True).file_prefix == "orders"
+    verify = parse("restore", "verify", *restore, "--target-secret-uri", "env:PGVAULT_SECRET_T")
+    assert parse_verify_request(verify_body(verify), allow_env=True).secret_uri == "env:PGVAULT_SECRET_T"
+    assert parse_trigger(trigger_body("BackupWeekly", "Weekly"), "BackupWeekly") == ("BackupWeekly", "Weekly")
+    flags = ("--server", "db1", "-d", "a", "--secret-uri", "env:PGVAULT_SECRET_A", "--policy", "p")
+    _, many = instance_body(parse("instance", "configure", *flags))
+    assert parse_spec(many["instances"][0], "instances[0]", allow_env_secrets=True, vault_region=None).server == "db1"

@@ -105,3 +105,56 @@ def test_every_error_answer_has_the_error_shape_and_only_keyless_routes_lack_a_4
                     assert schema == {"$ref": "#/components/schemas/Error"} or status == "400", (path, method, status)
             assert ("security" in op) == (path in keyless), (path, method)
             assert ("401" in op["responses"]) == (path not in keyless), (path, method)
+
+
+def _objects(schema: Any) -> Any:
+    """Every object schema inside ``schema``, at any depth (through properties, items and unions)."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "object" or "properties" in schema:
+        yield schema
+    for child in schema.get("properties", {}).values():
+        yield from _objects(child)
+    for key in ("items", "additionalProperties"):
+        yield from _objects(schema.get(key))
+    for key in ("anyOf", "oneOf", "allOf"):
+        for child in schema.get(key, []):
+            yield from _objects(child)
+
+
+def test_every_described_shape_forbids_fields_it_does_not_name() -> None:
+    # A free object (a policy's properties, a job's details, an ARM template) says so by having no properties.
+    schemas: dict[str, Any] = openapi()["components"]["schemas"]
+    for name, schema in schemas.items():
+        for obj in _objects(schema):
+            if "properties" in obj:
+                assert obj.get("additionalProperties") is False, (name, sorted(obj["properties"]))
+
+
+@pytest.mark.parametrize(
+    ("schema", "fields"),
+    [
+        ("BackupInstance", {"currentProtectionState", "retainData", "stoppedAt", "lastBackup", "nextScheduledBackup"}),
+        ("RecoveryPoint", {"state", "copyOption", "inArchiveStore", "integrity", "corruption"}),
+        ("ErrorDetail", {"code", "message", "target", "recommendedAction"}),
+        ("SimulatedBackup", {"time", "tag", "vaultExpiry", "archiveMove", "archiveExpiry", "copyOption", "deletion"}),
+        ("SimulationSummary", {"from", "to", "timeZone", "backupsPerTag", "livePoints", "firstBackup"}),
+        ("Job", {"jobId", "steps", "cancelRequestedTime", "links", "throughputBytesPerSecond"}),
+    ],
+)
+def test_the_fields_the_api_answers_are_described(schema: str, fields: set[str]) -> None:
+    described = set(openapi()["components"]["schemas"][schema]["properties"])
+    assert fields <= described, sorted(fields - described)
+
+
+def test_every_time_answered_is_described_in_utc_with_a_z() -> None:
+    times = [
+        choice
+        for schema in openapi()["components"]["schemas"].values()
+        for obj in _objects(schema)
+        for prop in obj.get("properties", {}).values()
+        for choice in [prop, *prop.get("anyOf", [])]
+        if choice.get("format") == "date-time"
+    ]
+    assert len(times) > 20
+    assert all(t.get("pattern") == "Z$" for t in times)

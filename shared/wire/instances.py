@@ -1,0 +1,118 @@
+"""Backup instances: what configure accepts, and how an instance is shown."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from shared.instances import ProtectionStatus, Readiness, RetainData
+from shared.jobs import JobStatus
+from shared.wire.common import NAME_PATTERN, ErrorDetail, Request, Response, UtcTime
+
+
+class InstanceSpec(Request):
+    """One database to protect."""
+
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="default: <server's first label>-<database>")
+    server: str = Field(
+        min_length=1,
+        description="one host name or IP address; when the secret names a Server (and Port), the same server and "
+        "port (host case, a trailing dot and the default port 5432 aside), else 400 InvalidRequest naming both; a "
+        "secret without a Server only for hosts matching PGVAULT_ALLOWED_SERVERS",
+    )
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = Field(min_length=1)
+    secretUri: str = Field(
+        description="https://<vault>.vault.azure.net/secrets/<name>[/<version>], or env:PGVAULT_SECRET_<NAME> when "
+        "PGVAULT_ALLOW_ENV_SECRETS=true (only variables with that prefix)"
+    )
+    policyName: str = Field(pattern=NAME_PATTERN)
+    serverRegion: str | None = None
+
+
+class ConfigureManyRequest(Request):
+    """Protect many databases at once; each entry is checked on its own."""
+
+    instances: list[InstanceSpec] = Field(min_length=1)
+
+
+def _any_case(value: Any) -> Any:
+    if isinstance(value, str):
+        return next((r for r in RetainData if r.value.lower() == value.lower()), value)
+    return value
+
+
+class StopProtectionRequest(Request):
+    """``:stopProtection``: what happens to the instance's recovery points (the value in any letter case)."""
+
+    retainData: Annotated[RetainData, BeforeValidator(_any_case)]
+
+
+class BackupReadiness(Response):
+    """Whether the instance can be backed up, as its last validation found."""
+
+    status: Readiness
+    jobId: str | None
+    error: ErrorDetail | None
+
+
+class LastBackup(Response):
+    """The instance's last finished backup."""
+
+    time: UtcTime
+    status: JobStatus
+    jobId: str
+    recoveryPointId: str | None
+    retentionTag: str | None
+
+
+class BackupInstance(Response):
+    """A protected (or stopped) database. ``lastBackup`` and ``nextScheduledBackup`` come with GET."""
+
+    currentProtectionState: str = Field(
+        description="Azure's: the protectionStatus, refined for a stopped instance (ProtectionStopped, "
+        "BackupSchedulesSuspended, SoftDeleting)"
+    )
+    retainData: RetainData | None
+    stoppedAt: UtcTime | None
+    name: str
+    server: str
+    port: int
+    database: str
+    secretUri: str
+    policyName: str
+    serverRegion: str | None
+    protectionStatus: ProtectionStatus
+    backupReadiness: BackupReadiness
+    lastBackup: LastBackup | None = None
+    nextScheduledBackup: UtcTime | None = None
+
+
+class BackupInstanceList(Response):
+    """Every backup instance."""
+
+    value: list[BackupInstance]
+
+
+class Configured(Response):
+    """The outcome of one configure entry: Validating with its job, or Failed with why."""
+
+    name: str | None
+    status: Literal["Validating", "Failed"]
+    validationJobId: str | None = None
+    instance: BackupInstance | None = None
+    error: ErrorDetail | None = None
+
+
+class ConfiguredList(Response):
+    """Each entry's outcome, in request order."""
+
+    value: list[Configured]
+
+
+class DeletionAccepted(Response):
+    """``:stopProtection`` with ``retainData: delete``: the Delete job and the instance as it is now."""
+
+    jobId: str
+    instance: BackupInstance

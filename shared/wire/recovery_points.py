@@ -1,0 +1,55 @@
+"""A recovery point as the API shows it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.policy.model import CopyOption, DataStore
+from shared.recovery_points import Integrity, PointState
+from shared.wire.common import Response, UtcTime
+
+
+class Corruption(Response):
+    """When a read found the point's blob failing its SHA-256, and what it found."""
+
+    detectedTime: UtcTime
+    reason: str | None
+
+
+class RecoveryPoint(Response):
+    """One restorable copy of a database."""
+
+    recoveryPointId: str
+    instance: str
+    time: UtcTime
+    datastore: DataStore
+    retentionTag: str
+    expiry: UtcTime | None
+    """When it leaves its current datastore: vaultExpiry in VaultStore, archiveExpiry in ArchiveStore."""
+    vaultExpiry: UtcTime
+    archiveMove: UtcTime | None
+    archiveExpiry: UtcTime | None
+    deletion: UtcTime
+    sizeInBytes: int
+    rawBytes: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    serverVersion: str
+    pgDumpVersion: str
+    jobId: str
+    onDemand: bool
+    state: PointState = Field(description="where the point is in its retention life (the sweep's state machine)")
+    copyOption: CopyOption | None
+    """How the policy's rule copies it to ArchiveStore (null when it never goes there)."""
+    inArchiveStore: bool
+    """Whether a copy is (or is being put) in ArchiveStore."""
+    integrity: Integrity = Field(
+        description="Corrupted once a read found its blob failing its SHA-256; a Corrupted point is refused as a "
+        "restore source (409 RecoveryPointCorrupted)"
+    )
+    corruption: Corruption | None
+
+
+class RecoveryPointList(Response):
+    """The instance's recovery points, newest first."""
+
+    value: list[RecoveryPoint]

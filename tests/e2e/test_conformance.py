@@ -1,0 +1,303 @@
+"""Every registered route's real answers hold to ``/api/openapi.json``, additional properties forbidden.
+
+One devhost with real PostgreSQL and Azurite; every route is driven at least once (policies,
+configure, validate, backup, recovery points, restore as a database and as files, verify,
+stop/resume, delete, jobs, cancel, dashboard), and each answer's status and body are checked
+against the document the app serves. The routes exercised must be exactly the registered ones:
+a new route without a conformance call fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import psycopg
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient
+from devhost_process import DevhostProcess, wait_until
+from psycopg import sql
+
+import function_app
+from devhost.services import Postgres
+from shared.pg.grants import grant_sql
+from tests.examples import EXAMPLES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _spec_path(route: str) -> str:
+    return "/" + re.sub(r"\{\*?([A-Za-z0-9_]+)(?::[^}]*)?\}", r"{\1}", route.strip("/"))
+
+
+def _registered() -> set[tuple[str, str]]:
+    # get_functions() may be called once per app: build a second app from the same module source.
+    spec = importlib.util.spec_from_file_location("function_app_for_conformance", function_app.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    routes = set()
+    for fn in module.app.get_functions():
+        trigger = fn.get_trigger().get_dict_repr()
+        if trigger["type"] == "httpTrigger":
+            for method in trigger["methods"]:
+                routes.add((_spec_path(trigger["route"]), str(getattr(method, "value", method)).lower()))
+    return routes
+
+
+class Conformance:
+    """Sends requests through a devhost and checks every answer against the document it serves."""
+
+    def __init__(self, host: DevhostProcess) -> None:
+        self.host = host
+        self.document: dict[str, Any] = host.get("/openapi.json").json()
+        self.exercised: set[tuple[str, str]] = set()
+        self.templates = [
+            (template, re.compile("^" + re.sub(r"\\\{(\w+)\\\}", self._group, re.escape(template)) + "$"))
+            for template in self.document["paths"]
+        ]
+
+    @staticmethod
+    def _group(match: re.Match[str]) -> str:
+        return ".+" if match.group(1) == "path" else "[^/:]+"
+
+    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
+        """The document's path template and operation for ``method path`` (the most specific template)."""
+        bare = path.split("?", 1)[0]
+        found = [t for t, pattern in self.templates if pattern.match(bare) and method in self.document["paths"][t]]
+        assert found, f"{method.upper()} {bare}: no operation in the document"
+        template = max(found, key=lambda t: len(re.sub(r"\{\w+\}", "", t)))
+        return template, self.document["paths"][template][method]
+
+    def check(self, method: str, path: str, response: requests.Response) -> None:
+        """``response`` has a documented status and, for JSON, a body the document's schema accepts."""
+        template, op = self.operation(method, path)
+        status = str(response.status_code)
+        assert status in op["responses"], f"{method.upper()} {template}: {status} is not documented"
+        content = op["responses"][status].get("content")
+        if content is None:
+            return
+        media = response.headers.get("Content-Type", "").split(";")[0]
+        assert media in content, f"{method.upper()} {template} {status}: {media} is not documented"
+        if media == "application/json":
+            self.validate(content[media]["schema"], response.json(), f"{method.upper()} {template} {status}")
+
+    def validate(self, schema: dict[str, Any], body: Any, label: str) -> None:
+        """``body`` against ``schema`` (refs into the document), every error listed."""
+        # The refs point into the document ("#/components/schemas/..."): the schema is checked with them beside it.
+        rooted = {**schema, "components": self.document["components"]}
+        validator = jsonschema.Draft202012Validator(
+            rooted, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{label}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}" for e in errors[:5]
+        )
+
+    def call(self, method: str, path: str, expect: int | None = None, **kw: Any) -> requests.Response:
+        """Send, check against the document, record the route; ``expect`` the status when given."""
+        headers = kw.pop("headers", None)
+        response = (
+            requests.request(method, self.host.url + path, timeout=30, headers=headers, **kw)
+            if headers is not None
+            else self.host.request(method, path, **kw)
+        )
+        if expect is not None:
+            assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text[:500]}"
+        self.check(method.lower(), path, response)
+        self.exercised.add((self.operation(method.lower(), path)[0], method.lower()))
+        return response
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """Poll the job (each answer checked) until it is no longer InProgress."""
+
+        def done() -> dict[str, Any] | None:
+            job: dict[str, Any] = self.call("GET", f"/backupJobs/{job_id}", 200).json()
+            return job if job["status"] != "InProgress" else None
+
+        return wait_until(done, 180, interval=0.5)  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def names() -> dict[str, str]:
+    s = uuid.uuid4().hex[:6]
+    return {"db": f"cshop_{s}", "bare": f"cbare_{s}", "user": f"cbackup_{s}", "copy": f"ccopy_{s}"}
+
+
+@pytest.fixture(scope="module")
+def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(names["user"])))
+        for db in (names["db"], names["bare"]):
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    postgres.psql(
+        "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'a');", names["db"]
+    )
+    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
+    yield postgres
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for db in (names["db"], names["bare"], names["copy"]):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
+        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+
+
+@pytest.fixture(scope="module")
+def api(
+    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Conformance]:
+    env = {
+        **app_env,
+        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+        "PGVAULT_SECRET_TARGET_CS": (
+            f"Server=127.0.0.1;Port={server.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
+        ),
+    }
+    host = DevhostProcess(env, tmp_path_factory.mktemp("conformance") / "devhost.log")
+    host.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    try:
+        yield Conformance(host)
+    finally:
+        assert host.stop() == 0, host.log()
+
+
+def _policies(api: Conformance) -> None:
+    policy = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())
+    api.call("PUT", "/backupPolicies/weekly", 201, json=policy)
+    api.call("PUT", "/backupPolicies/weekly", 200, json=policy)
+    api.call("PUT", "/backupPolicies/spare", 201, json=policy)
+    api.call("GET", "/backupPolicies", 200)
+    api.call("GET", "/backupPolicies/weekly", 200)
+    api.call("GET", "/backupPolicies/absent", 404)
+    api.call("PUT", "/backupPolicies/bad", 400, json={**policy, "tags": {}})
+    api.call("POST", "/backupPolicies/weekly:simulate", 200, json={"from": "2025-01-01", "to": "2026-06-01"})
+    api.call("DELETE", "/backupPolicies/spare", 200)
+
+
+def _configure(api: Conformance, server: Postgres, names: dict[str, str]) -> str:
+    spec = {"server": "127.0.0.1", "port": server.port, "secretUri": "env:PGVAULT_SECRET_SHOP_CS"}
+    listing = {"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": server.port}
+    api.call("POST", "/servers:listDatabases", 200, json=listing)
+    many = {
+        "instances": [
+            {**spec, "name": "bare", "database": names["bare"], "policyName": "weekly"},
+            {**spec, "name": "broken", "database": names["bare"], "policyName": "absent"},
+        ]
+    }
+    api.call("POST", "/backupInstances", 202, json=many)
+    api.call("POST", "/backupInstances", 400, json={"instances": [many["instances"][1]]})
+    configured = api.call(
+        "PUT", "/backupInstances/shop", 202, json={**spec, "database": names["db"], "policyName": "weekly"}
+    )
+    assert api.job(configured.json()["validationJobId"])["status"] == "Completed"
+    api.call("GET", "/backupInstances", 200)
+    api.call("GET", "/backupInstances/shop", 200)
+    api.job(api.call("POST", "/backupInstances/shop:validate", 202).json()["jobId"])
+    api.call("GET", "/backupInstances/shop/grantScript?format=sh", 200)
+    api.call("GET", "/backupInstances/shop/roleAssignmentTemplate", 200)
+    return "shop"
+
+
+def _backup_and_restore(api: Conformance, names: dict[str, str], storage: str) -> None:
+    trigger = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
+    backup = api.job(api.call("POST", "/backupInstances/shop:backup", 202, json=trigger).json()["jobId"])
+    assert backup["status"] == "Completed", backup
+    point = backup["recoveryPointId"]
+    api.call("GET", "/backupInstances/shop/recoveryPoints", 200)
+    api.call("GET", f"/backupInstances/shop/recoveryPoints/{point}", 200)
+    api.call("GET", "/backupInstances/shop", 200)  # now with its lastBackup
+    credentials = {
+        "objectType": "SecretStoreBasedAuthCredentials",
+        "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+    }
+    as_database = {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point,
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "datasourceInfo": {"resourceName": names["copy"]},
+            "datasourceAuthCredentials": credentials,
+        },
+    }
+    restored = api.job(api.call("POST", "/backupInstances/shop:restore", 202, json=as_database).json()["jobId"])
+    assert restored["status"] == "Completed", restored
+    container = BlobServiceClient.from_connection_string(storage).get_container_client(f"c{uuid.uuid4().hex[:8]}")
+    container.create_container()
+    as_files = {
+        "recoveryPointId": point,
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "targetDetails": {"url": container.url, "filePrefix": "shop"},
+        },
+    }
+    exported = api.job(api.call("POST", "/backupInstances/shop:restore", 202, json=as_files).json()["jobId"])
+    assert exported["status"] == "Completed", exported
+    refused = copy.deepcopy(as_database)
+    refused["restoreTargetInfo"]["datasourceInfo"]["resourcename"] = "x"
+    api.call("POST", "/backupInstances/shop:restore", 400, json=refused)
+    verify = {"recoveryPointId": point, "datasourceAuthCredentials": credentials}
+    verified = api.job(api.call("POST", "/backupInstances/shop:verifyRestore", 202, json=verify).json()["jobId"])
+    assert verified["status"] == "Completed", verified
+
+
+def _protection_and_jobs(api: Conformance) -> None:
+    api.call("POST", "/backupInstances/shop:stopProtection", 200, json={"retainData": "forever"})
+    api.call("POST", "/backupInstances/shop:resumeProtection", 200)
+    api.call("POST", "/backupInstances/shop:resumeProtection", 409)
+    deleting = api.call("POST", "/backupInstances/bare:stopProtection", 202, json={"retainData": "delete"})
+    api.job(deleting.json()["jobId"])
+    page = api.call("GET", "/backupJobs?days=1&top=2", 200).json()
+    if "nextLink" in page:
+        api.call("GET", page["nextLink"].split("/api", 1)[1], 200)
+    api.call("GET", "/backupJobs?operation=Backup&status=Completed", 200)
+    api.call("GET", "/backupJobs?days=400", 400)
+    done = page["value"][0]["jobId"]
+    api.call("POST", f"/backupJobs/{done}:cancel")
+    api.call("GET", f"/backupJobs/{'0' * 12}-{'0' * 20}", 404)
+
+
+def _the_rest(api: Conformance) -> None:
+    api.call("GET", "/health", 200, headers={})
+    api.call("GET", "/openapi.json", 200)
+    api.call("GET", "/dashboard", 200, headers={})
+    api.call("GET", "/dashboard/app.js", 200, headers={})
+
+
+def test_every_route_answers_as_the_document_says(
+    api: Conformance, server: Postgres, names: dict[str, str], app_env: dict[str, str]
+) -> None:
+    _policies(api)
+    _configure(api, server, names)
+    _backup_and_restore(api, names, app_env["AzureWebJobsStorage"])
+    _protection_and_jobs(api)
+    _the_rest(api)
+    assert api.exercised == _registered(), {
+        "not exercised": sorted(_registered() - api.exercised),
+        "not registered": sorted(api.exercised - _registered()),
+    }
+
+
+def test_the_checker_sees_a_field_the_document_does_not_name(api: Conformance) -> None:
+    # A schema check that cannot see drift is a defect: a real answer plus one unknown field must fail.
+    policy = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+    api.call("PUT", "/backupPolicies/drift", json=policy)
+    instance = {"server": "db.invalid", "database": "d", "secretUri": "env:PGVAULT_SECRET_NONE", "policyName": "drift"}
+    api.call("PUT", "/backupInstances/drift", 202, json=instance)
+    answer = api.call("GET", "/backupPolicies", 200).json()
+    _, op = api.operation("get", "/backupPolicies")
+    schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+    api.validate(schema, answer, "as answered")
+    for drifted in ({**answer, "count": 1}, {"value": [{**answer["value"][0], "etag": "x"}]}):
+        with pytest.raises(AssertionError, match="Additional properties"):
+            api.validate(schema, drifted, "drifted")
+    job = api.call("GET", "/backupJobs", 200).json()["value"][0]
+    job_schema = api.document["components"]["schemas"]["Job"]
+    with pytest.raises(AssertionError, match="does not match"):
+        api.validate(job_schema, {**job, "createdTime": job["createdTime"].replace("Z", "+00:00")}, "offset time")
