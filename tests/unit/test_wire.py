@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.errors import ErrorCode, UserError
-from shared.jobs import Job, JobStatus, Operation
+from shared.jobs import Job, JobStatus, Operation, Step
 from shared.wire import iso_z
 from shared.wire.check import parse
 from shared.wire.instances import ConfigureManyRequest, InstanceSpec
@@ -34,8 +34,9 @@ def test_one_time_format_utc_with_z_whatever_the_zone_given() -> None:
 
 
 def test_a_jobs_steps_answer_their_times_in_the_one_format() -> None:
-    # Steps are recorded as the workers wrote them (isoformat with +00:00); the answer says Z.
-    step = {"name": "Dump", "status": "Completed", "startTime": T0.isoformat(), "endTime": T0.isoformat()}
+    # Steps as stored before the one format (isoformat with +00:00) answer with Z as well.
+    stored = {"name": "Dump", "status": "Completed", "startTime": T0.isoformat(), "endTime": T0.isoformat()}
+    step = Step.from_dict(stored)
     job = Job("0" * 12 + "-" + "0" * 20, Operation.BACKUP, "orders", JobStatus.COMPLETED, T0, steps=(step,))
     answered = job.to_dict()["steps"][0]
     assert (answered["startTime"], answered["endTime"]) == ("2026-12-01T23:59:00Z", "2026-12-01T23:59:00Z")
