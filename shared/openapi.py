@@ -97,6 +97,36 @@ def _schemas() -> dict[str, Schema]:
                     "additionalProperties": STR,
                     "description": "Unhealthy: each setting to fix and why",
                 },
+                "tools": {
+                    "type": "object",
+                    "description": "the PostgreSQL client tools: status Healthy or Degraded (reason), versions",
+                    "properties": {
+                        "name": STR,
+                        "status": {"type": "string", "enum": ["Healthy", "Degraded"]},
+                        "pgDump": {"type": "array", "items": STR},
+                        "pgRestore": {"type": "array", "items": STR},
+                        "reason": STR,
+                    },
+                },
+            },
+        ),
+        "HealthChecks": _obj(
+            ["status", "checks"],
+            {
+                "status": {"type": "string", "enum": ["Healthy", "Degraded", "Unhealthy"]},
+                "checks": {
+                    "type": "array",
+                    "description": "platform, tools, settings, stateTable, queues, backupContainer, keyVault",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "status"],
+                        "properties": {
+                            "name": STR,
+                            "status": {"type": "string", "enum": ["Healthy", "Degraded", "Unhealthy"]},
+                            "reason": STR,
+                        },
+                    },
+                },
             },
         ),
         "BackupPolicy": _obj(
@@ -542,10 +572,20 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": _op(
                 "Health_Get",
-                "Liveness; 503 naming the settings to fix",
-                {**_ok("Health"), **_ok("Health", 503, "settings missing or invalid")},
+                "Liveness and the client tools' state; 503 naming the settings to fix. ?deep=true runs the "
+                "self-check and answers only Healthy or Unhealthy (details: /health/checks)",
+                {**_ok("Health"), **_ok("Health", 503, "settings missing or invalid, or (deep) a check failed")},
                 tag="Health",
                 anonymous=True,
+                query=[_q("deep", {"type": "string", "enum": ["true", "false"]}, "run every self-check")],
+            )
+        },
+        "/health/checks": {
+            "get": _op(
+                "Health_Checks",
+                "The first-run self-check with each check's findings (status says whether all passed)",
+                {**_ok("HealthChecks"), **_err(500)},
+                tag="Health",
             )
         },
         "/openapi.json": {
