@@ -117,6 +117,9 @@ param backupWorkerAlwaysReady int = 0
 @description('ElasticPremium only: the container image to run, e.g. myregistry.azurecr.io/pgvault:1.0 (built from the Dockerfile).')
 param containerImage string = ''
 
+@description('Application Insights accepts telemetry signed in with Entra ID only (local authentication off); the identity gets Monitoring Metrics Publisher on it, and the host and pgvault sign in with it.')
+param appInsightsEntraAuth bool = false
+
 @description('Log Analytics retention (days).')
 @minValue(30)
 @maxValue(730)
@@ -135,6 +138,7 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
@@ -157,6 +161,7 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
+    DisableLocalAuth: appInsightsEntraAuth
   }
 }
 
@@ -339,6 +344,17 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Only with appInsightsEntraAuth: sending telemetry to an Application Insights without local auth.
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (appInsightsEntraAuth) {
+  name: guid(insights.id, identity.id, monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-${baseName}-${uniqueString(resourceGroup().id)}'
   location: location
@@ -384,6 +400,12 @@ var premiumAppSettings = {
   FUNCTIONS_EXTENSION_VERSION: '~4'
   FUNCTIONS_WORKER_RUNTIME: 'python'
   WEBSITES_ENABLE_APP_SERVICE_STORAGE: 'false'
+}
+
+// Entra sign-in to Application Insights, for the host and for pgvault's OpenTelemetry exporter
+// (shared/telemetry.py reads Authorization=AAD and signs in as AZURE_CLIENT_ID).
+var entraTelemetrySettings = {
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
 }
 
 // What Flex Consumption accepts in siteConfig (see the top of this file); the container plan keeps
@@ -442,13 +464,13 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         }
       : null
   }
-  dependsOn: [blobOwner, queueContributor, tableContributor, secretsUser]
+  dependsOn: [blobOwner, queueContributor, tableContributor, secretsUser, metricsPublisher]
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
-  properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings)
+  properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings, appInsightsEntraAuth ? entraTelemetrySettings : {})
 }
 
 output functionAppName string = app.name

@@ -33,6 +33,7 @@ BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 # Settings the code knows that the deployed app deliberately does not get, and why.
 NOT_DEPLOYED = {
@@ -182,12 +183,13 @@ def test_flex_app_runs_python_3_12_from_a_deployment_container_read_with_the_ide
 # ------------------------------------------------------------------ identity and roles
 
 
-def _role_assignments(arm: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    ev = Evaluator(arm)
+def _role_assignments(arm: dict[str, Any], **overrides: Any) -> dict[str, dict[str, Any]]:
+    """The role assignments the template makes with these parameters (conditions evaluated)."""
+    ev = Evaluator(arm, overrides)
     return {
         name: ev.value(res)
         for name, res in arm["resources"].items()
-        if res["type"] == "Microsoft.Authorization/roleAssignments"
+        if res["type"] == "Microsoft.Authorization/roleAssignments" and ev.value(res.get("condition", True))
     }
 
 
@@ -209,6 +211,28 @@ def test_each_role_assignment_names_the_identity_and_the_right_scope(arm: dict[s
         (TABLE_DATA_CONTRIBUTOR, storage_id),
         (KEY_VAULT_SECRETS_USER, vault_id),
     }
+
+
+def test_entra_sign_in_to_application_insights_is_optional_and_adds_only_the_publisher_role(
+    arm: dict[str, Any],
+) -> None:
+    ev = Evaluator(arm, {"appInsightsEntraAuth": True})
+    insights = ev.value(arm["resources"]["insights"])
+    assert insights["properties"]["DisableLocalAuth"] is True
+    assert Evaluator(arm).value(arm["resources"]["insights"])["properties"]["DisableLocalAuth"] is False
+    extra = _role_assignments(arm, appInsightsEntraAuth=True).keys() - _role_assignments(arm).keys()
+    assert extra == {"metricsPublisher"}
+    publisher = _role_assignments(arm, appInsightsEntraAuth=True)["metricsPublisher"]
+    assert publisher["properties"]["roleDefinitionId"].endswith(f"/{MONITORING_METRICS_PUBLISHER}>")
+    assert publisher["scope"] == f"<resourceId:Microsoft.Insights/components/{insights['name']}>"
+    assert str(publisher["properties"]["principalId"]) == "<reference:identity.principalId>"
+    on = arm_app_settings(arm, appInsightsEntraAuth=True)
+    # The form shared/telemetry.py and the host read: sign in as the app's identity.
+    assert on["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=<reference:identity.clientId>;Authorization=AAD"
+    assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" not in arm_app_settings(arm)
+    assert 'Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"' in (
+        REPO / "shared" / "telemetry.py"
+    ).read_text()
 
 
 def test_role_assignment_names_are_stable_and_distinct(arm: dict[str, Any]) -> None:
