@@ -135,17 +135,23 @@ def runnable_bin_dir(folder: Path, scratch: Path | None = None) -> Path:
         return folder
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
     root = scratch if scratch is not None else Path(tempfile.gettempdir()) / f"pgvault-pgtools-{digest}"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if root.stat().st_uid != os.getuid():  # a shared /tmp: never run what another user prepared
+        raise OSError(f"{root} belongs to another user")
     bin_dir = root / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir.mkdir(exist_ok=True)
     for source in present:
         part = bin_dir / f".{source.name}.{os.getpid()}"
         shutil.copyfile(source, part)
         part.chmod(0o755)
         os.replace(part, bin_dir / source.name)
-    lib = root / "lib"
-    if not lib.exists():
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            lib.symlink_to(folder.parent / "lib", target_is_directory=True)
+    lib, target = root / "lib", folder.parent / "lib"
+    if not (lib.is_symlink() and Path(os.readlink(lib)) == target):
+        link = root / f".lib.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+        os.replace(link, lib)  # atomic, also over a link another process made
     return bin_dir
 
 

@@ -135,3 +135,22 @@ def test_no_tool_new_enough_is_pg_dump_version_too_old(tmp_path: Path) -> None:
     assert err.value.code.value == "UserErrorPgDumpVersionTooOld"
     assert "99" in err.value.message and "12" in err.value.message
     assert "PGVAULT_PG_BIN_DIR" in err.value.recommended_action
+
+
+@needs_wheel
+def test_a_scratch_folder_someone_prepared_is_not_trusted(tmp_path: Path) -> None:
+    site = _package_without_execute_bits(tmp_path)
+    found = packaged_bin_dir([str(site)])
+    assert found is not None
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "lib").symlink_to(tmp_path, target_is_directory=True)  # libraries from elsewhere
+    runnable = runnable_bin_dir(found, scratch)
+    assert os.readlink(scratch / "lib") == str(found.parent / "lib")  # replaced by the wheel's own
+    assert [t.major for t in list_tools("pg_dump", runnable, search_path="", system=False)] == [17]
+    if os.geteuid() == 0:  # only root can give a folder away; a shared /tmp is where this matters
+        other = tmp_path / "other"
+        other.mkdir()
+        os.chown(other, 65534, 65534)
+        with pytest.raises(OSError, match="belongs to another user"):
+            runnable_bin_dir(found, other)
