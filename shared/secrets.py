@@ -150,11 +150,11 @@ class KeyVaultSecretProvider:
         self._lock = threading.Lock()
 
     @classmethod
-    def with_app_identity(cls) -> KeyVaultSecretProvider:
+    def with_app_identity(cls, *, retry_total: int = 4) -> KeyVaultSecretProvider:
         """The provider the app uses: the app's identity (``DefaultAzureCredential``)."""
         from azure.identity import DefaultAzureCredential
 
-        return cls(DefaultAzureCredential())
+        return cls(DefaultAzureCredential(), retry_total=retry_total)
 
     def _client(self, vault_url: str) -> Any:
         from azure.keyvault.secrets import SecretClient

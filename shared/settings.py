@@ -23,6 +23,8 @@ _VAULT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{1,49}$")
 _REGION = re.compile(r"^[a-z0-9]+$")
 # Azure storage account names: 3-24 lowercase letters and digits.
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+# A Key Vault's URI in any Azure cloud (vault.azure.net, vault.azure.cn, vault.usgovcloudapi.net, ...).
+_KEY_VAULT_URI = re.compile(r"^https://[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]\.vault\.[a-z0-9.]+/?$")
 # The storage emulator's well-known account (Azurite's default; public, documented by Microsoft).
 EMULATOR_ACCOUNT = "devstoreaccount1"
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
@@ -65,6 +67,8 @@ class Settings:
     allowed_servers: tuple[str, ...] = ()
     # Storage accounts restore-as-files may write to (PGVAULT_EXPORT_ACCOUNTS); none: no exports.
     export_accounts: tuple[str, ...] = ()
+    # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
+    key_vault_uri: str | None = None
 
     @property
     def storage_account(self) -> str | None:
@@ -230,9 +234,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     allow_env = _bool(env, "PGVAULT_ALLOW_ENV_SECRETS", problems)
 
     bin_dir_raw = env.get("PGVAULT_PG_BIN_DIR", "").strip()
+    # A missing or broken tool folder is not a settings problem: the API, the jobs and restores as
+    # files work without pg_dump, so /api/health reports the tools degraded and backups fail with
+    # UserErrorPgToolsNotFound (shared/pg/tools.py) instead of every request failing here.
     pg_bin_dir = Path(bin_dir_raw) if bin_dir_raw else None
-    if pg_bin_dir is not None and not pg_bin_dir.is_dir():
-        problems["PGVAULT_PG_BIN_DIR"] = f"must be a directory holding pg_dump and pg_restore; {bin_dir_raw!r} is not"
 
     state_table = env.get("PGVAULT_STATE_TABLE", "pgvaultstate").strip()
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", state_table):
@@ -249,6 +254,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
+    key_vault_uri = env.get("PGVAULT_KEY_VAULT_URI", "").strip() or None
+    if key_vault_uri is not None and not _KEY_VAULT_URI.match(key_vault_uri):
+        problems["PGVAULT_KEY_VAULT_URI"] = (
+            f"must be a Key Vault URI such as https://kv-pgvault.vault.azure.net/ (or empty), got {key_vault_uri!r}"
+        )
 
     if problems:
         raise SettingsError(problems)
@@ -270,4 +280,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backup_manifest=backup_manifest,
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
+        key_vault_uri=key_vault_uri,
     )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
+from shared.health import CheckStatus, tools_check
 from shared.hung_jobs import HungJobs
 from shared.instances import InstanceService, InstanceStore
 from shared.jobs import JobStore
@@ -183,8 +184,12 @@ def log_client_tools(settings: Settings) -> list[str]:
     """
     lines = []
     old: list[Tool] = []
+    # The tools check runs each tool's --version once (cached for the process) and, for the wheel's
+    # tools, first makes them executable (shared/pg/tools.py runnable_bin_dir).
+    tools_state = tools_check(settings.pg_bin_dir)
+    usable_dir = settings.pg_bin_dir if settings.pg_bin_dir is None or settings.pg_bin_dir.is_dir() else None
     for name in ("pg_dump", "pg_restore"):
-        tools = list_tools(name, settings.pg_bin_dir)
+        tools = list_tools(name, usable_dir)
         if tools:
             found = ", ".join(f"{t.version_text.split()[-1]} ({t.path})" for t in tools)
             lines.append(f"{name} found: {found}")
@@ -206,6 +211,10 @@ def log_client_tools(settings: Settings) -> list[str]:
             "password only for servers verified by TLS or on this machine): "
             + ", ".join(f"{t.path} (libpq {t.libpq or 'unknown'})" for t in old)
         )
+        lines.append(line)
+        log.warning("%s", line)
+    if tools_state.status is not CheckStatus.HEALTHY:
+        line = f"client tools degraded: {tools_state.detail.get('reason')}"
         lines.append(line)
         log.warning("%s", line)
     return lines

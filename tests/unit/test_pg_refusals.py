@@ -86,7 +86,7 @@ def test_the_libpq_a_tool_runs_with_is_read_from_the_library() -> None:
 
 @pytest.mark.skipif(not Path("/usr/lib/postgresql/15/bin/pg_dump").exists(), reason="needs Debian's PostgreSQL 15")
 def test_a_wrapper_script_is_followed_to_the_libpq_the_tool_loads(tmp_path: Path) -> None:
-    # As infra/bundle-pg-tools.sh lays tools out: bin/<tool> is a shell script that execs the binary.
+    # As wrappers lay tools out (Debian's pg_wrapper, hand-made bundles): bin/<tool> is a script that execs the binary.
     wrapper = tmp_path / "pg_dump"
     wrapper.write_text('#!/bin/sh\nexec /usr/lib/postgresql/15/bin/pg_dump "$@"\n')
     wrapper.chmod(0o755)

@@ -22,7 +22,7 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
         "AzureWebJobsStorage": "not a connection string",
         "PGVAULT_VAULT_NAME": "bad name!",
         "PGVAULT_REGION": "West Europe",
-        "PGVAULT_PG_BIN_DIR": "/nonexistent/pg/bin",
+        "PGVAULT_KEY_VAULT_URI": "http://kv.example.com/",
         "PGVAULT_STATE_TABLE": "1table",
         "PGVAULT_BACKUP_CONTAINER": "Upper_Case",
         "PGVAULT_SCHEDULER_SCHEDULE": "*/5 * * * *",
@@ -33,6 +33,24 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(env)
     assert set(err.value.problems) == set(env)
+
+
+def test_a_tool_folder_that_does_not_exist_is_not_a_settings_problem() -> None:
+    # The API, the jobs and restores as files work without pg_dump: /api/health reports the tools
+    # degraded and backups fail with UserErrorPgToolsNotFound (tests/unit/test_health.py).
+    s = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_PG_BIN_DIR": "/nonexistent/pg/bin",
+                       **SCHEDULE})
+    assert str(s.pg_bin_dir) == "/nonexistent/pg/bin"
+
+
+def test_the_key_vault_uri_is_optional_and_checked_when_given() -> None:
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE}
+    assert load_settings(base).key_vault_uri is None
+    uri = "https://kv-pgvault-abc.vault.azure.net/"
+    assert load_settings({**base, "PGVAULT_KEY_VAULT_URI": uri}).key_vault_uri == uri
+    with pytest.raises(SettingsError) as err:
+        load_settings({**base, "PGVAULT_KEY_VAULT_URI": "https://kv.example.com/"})
+    assert set(err.value.problems) == {"PGVAULT_KEY_VAULT_URI"}
 
 
 def test_development_storage_with_defaults_is_valid() -> None:
