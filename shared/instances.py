@@ -23,7 +23,7 @@ from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
-from shared.request_body import check_fields, whole_number
+from shared.request_body import check_fields
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
@@ -237,29 +237,22 @@ def parse_spec(
     from shared.wire import instances as wire
     from shared.wire.check import parse
 
-    parse(wire.InstanceSpec, raw, root=target if target != "body" else "")
+    entry = parse(wire.InstanceSpec, raw, root=target if target != "body" else "")
 
-    def text(field: str, required: bool = True) -> str | None:
-        value = raw.get(field)
+    def text(field: str, value: str | None, required: bool = True) -> str | None:
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value.strip():
+        if value is None or not value.strip():
             raise _bad(f"{target}.{field} is required and must be a non-empty string", f"{target}.{field}")
         return value.strip()
 
-    server = text("server")
-    database = raw.get("database")
-    secret_uri = text("secretUri")
-    policy_name = text("policyName")
-    assert server is not None and secret_uri is not None and policy_name is not None
+    server = str(text("server", entry.server))
+    database = entry.database
+    secret_uri = str(text("secretUri", entry.secretUri))
+    policy_name = str(text("policyName", entry.policyName))
     if not (_HOST.match(server) or _IPV6.match(server)):
         raise _bad(f"{target}.server {server!r} is not a host name or IP address", f"{target}.server")
-    if (
-        not isinstance(database, str)
-        or not database
-        or len(database.encode()) > 63
-        or any(ord(c) < 32 or ord(c) == 127 for c in database)
-    ):
+    if len(database.encode()) > 63 or any(ord(c) < 32 or ord(c) == 127 for c in database):
         raise _bad(
             f"{target}.database must be a PostgreSQL database name (1-63 bytes, no control characters)",
             f"{target}.database",
@@ -271,8 +264,8 @@ def parse_spec(
             f"{target}.database",
             ErrorCode.DATABASE_NOT_SUPPORTED,
         )
-    port = whole_number(raw.get("port", DEFAULT_PORT), f"{target}.port", 1, 65535)
-    region = text("serverRegion", required=False)
+    port = entry.port
+    region = text("serverRegion", entry.serverRegion, required=False)
     if region is not None:
         region = region.lower().replace(" ", "")
         if vault_region is not None and region != vault_region:
@@ -287,7 +280,7 @@ def parse_spec(
         raise UserError(
             exc.code, exc.message, target=f"{target}.secretUri", recommended_action=exc.recommended_action
         ) from exc
-    given = name if name is not None else text("name", required=False)
+    given = name if name is not None else text("name", entry.name, required=False)
     instance_name = given or default_name(server, database)
     check_name(instance_name, f"{target}.name" if name is None else "name")
     check_name(policy_name, f"{target}.policyName")

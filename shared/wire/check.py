@@ -17,6 +17,7 @@ from pydantic_core import ErrorDetails
 
 from shared.errors import ErrorCode, UserError
 from shared.request_body import ANY, ListOf, OneOf, Shape, check_fields
+from shared.wire.common import NAME_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
 _MAX_SHOWN = 40
@@ -98,6 +99,12 @@ def _message(error: ErrorDetails) -> tuple[str, str | None]:  # noqa: PLR0911 - 
         return f"must list at least {ctx.get('min_length', 1)} item(s)", None
     if kind.startswith("int") or kind in ("greater_than_equal", "less_than_equal"):
         return f"must be a whole number{_bounds(ctx)}, got {_shown(error['input'])}", None
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NAME_PATTERN:
+        return (
+            f"{_shown(error['input'])} is not valid: use 1-150 letters, digits, '-', '_' or '.', starting with a "
+            "letter or digit",
+            None,
+        )
     if kind == "string_pattern_mismatch":
         return f"{_shown(error['input'])} does not match {ctx.get('pattern')}", None
     return error["msg"][:1].lower() + error["msg"][1:], None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, StrictBool, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, StrictBool, WithJsonSchema
 
 from shared.errors import ErrorCode
 from shared.storage import layout
@@ -30,6 +30,16 @@ UtcTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": r"Z$"}),
 ]
 """A time in an answer: always serialised by ``iso_z``."""
+
+def _digits(value: Any) -> Any:
+    # A port may come as "5432" (a form, a query string): ASCII digits only, never 5432.0 or true.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
+        return int(value)
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_digits), Field(strict=True, ge=1, le=65535)]
+"""A TCP port: a JSON whole number (or a string of digits) from 1 to 65535."""
 
 Bool = StrictBool
 """A JSON boolean (``"true"`` or ``1`` are refused, not read as true)."""

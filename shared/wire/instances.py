@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, Field
 
 from shared.instances import ProtectionStatus, Readiness, RetainData
 from shared.jobs import JobStatus
-from shared.wire.common import NAME_PATTERN, ErrorDetail, Request, Response, UtcTime
+from shared.wire.common import NAME_PATTERN, ErrorDetail, Port, Request, Response, UtcTime
 
 
 class InstanceSpec(Request):
@@ -21,7 +21,7 @@ class InstanceSpec(Request):
         "port (host case, a trailing dot and the default port 5432 aside), else 400 InvalidRequest naming both; a "
         "secret without a Server only for hosts matching PGVAULT_ALLOWED_SERVERS",
     )
-    port: int = Field(5432, ge=1, le=65535)
+    port: Port = 5432
     database: str = Field(min_length=1)
     secretUri: str = Field(
         description="https://<vault>.vault.azure.net/secrets/<name>[/<version>], or env:PGVAULT_SECRET_<NAME> when "

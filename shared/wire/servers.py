@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from shared.wire.common import Request, Response
+from shared.wire.common import Port, Request, Response
 
 
 class ListDatabasesRequest(Request):
@@ -13,7 +11,7 @@ class ListDatabasesRequest(Request):
 
     secretUri: str
     server: str | None = None
-    port: int | None = Field(None, ge=1, le=65535)
+    port: Port | None = None
 
 
 class Database(Response):

@@ -82,3 +82,10 @@ def test_unknown_fields_come_first_and_all_of_them() -> None:
     error = _refused(InstanceSpec, {"server": 5, "polcyName": "p", "prot": 1})
     assert error.target == "polcyName" and "did you mean policyName?" in error.message
     assert "prot (did you mean port?)" in error.message
+
+
+def test_a_bad_name_is_refused_with_the_rule_for_names() -> None:
+    entry = {"server": "db1", "database": "a", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "weekly policy"}
+    error = _refused(InstanceSpec, entry, root="instances[0]")
+    assert error.target == "instances[0].policyName"
+    assert "use 1-150 letters, digits, '-', '_' or '.'" in error.message
