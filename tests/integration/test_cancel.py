@@ -35,10 +35,9 @@ from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
-from tests.integration.world import open_storage
+from tests.integration.world import account_of, open_storage
 
 pytestmark = pytest.mark.integration
 TRIGGER = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
@@ -252,9 +251,7 @@ def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
         world.secrets(),
         lambda: datetime.now(UTC),
         queues=world.queues,
-        vault_account=StorageAccount.from_connection_setting(
-            "AzureWebJobsStorage", {"AzureWebJobsStorage": world.azurite.connection_string}
-        ),
+        vault_account=account_of(world.azurite),
         allow_env_secrets=True,
         exports=ExportRules.from_settings(
             load_settings(
