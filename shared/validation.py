@@ -64,11 +64,9 @@ def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Seq
     )
 
 
-class ValidationService(Work):
+class ValidationService:
     """Runs validation jobs (the queue worker calls ``run``) through the one job runner (no lock:
     a validation only reads, and the instance's ``readiness_job_id`` says which one counts)."""
-
-    kind = "validation"
 
     def __init__(
         self,
@@ -94,34 +92,7 @@ class ValidationService(Work):
         A repeated delivery of a finished job changes nothing. A ``TransientError`` is raised
         for the queue to retry, except on the ``last_try``, where it fails the job instead.
         """
-        return self._runner.run(job_id, self, last_try=last_try, attempt=attempt)
-
-    # --- the work, as the runner calls it -------------------------------------------------------
-
-    def ready(self, run: JobRun) -> Job | None:
-        instance = self._instances.get(run.job.instance)  # gone: the job fails with NotFound
-        if instance.readiness_job_id != run.job.job_id:
-            # A newer validation was asked for: its job decides the readiness, not this one.
-            details = {**run.job.details, "supersededBy": instance.readiness_job_id}
-            return self._jobs.finish(run.job, JobStatus.CANCELLED, self._clock(), details=details)
-        return None
-
-    def __call__(self, run: JobRun) -> Job:
-        instance = self._instances.get(run.job.instance)
-        details = self._check(instance, run)
-        return record_validation(
-            self._jobs,
-            self._instances,
-            run.job,
-            instance,
-            steps=run.steps,
-            failure=None,
-            details=details,
-            now=self._clock(),
-        )
-
-    def fail(self, jobs: JobStore, job: Job, error: UserError, steps: tuple[Step, ...], now: datetime) -> Job:
-        return fail_validation(self._state, job, error, now, steps)
+        return self._runner.run(job_id, _Validation(self), last_try=last_try, attempt=attempt)
 
     def _check(self, instance: Instance, run: JobRun) -> dict[str, Any]:
         run.begin("ReadSecret")
@@ -141,6 +112,42 @@ class ValidationService(Work):
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
         run.done()
         return {"serverVersion": server_num, "pgDump": tool.version_text}
+
+
+class _Validation(Work):
+    """One validation job, as the job runner runs it. It decides about the instance as it read it
+    first: an instance changed meanwhile (reconfigured, stopped) keeps the change (the ETag)."""
+
+    kind = "validation"
+
+    def __init__(self, service: ValidationService) -> None:
+        self._service = service
+        self._instance: Instance | None = None
+
+    def ready(self, run: JobRun) -> Job | None:
+        s = self._service
+        instance = s._instances.get(run.job.instance)  # gone: the job fails with NotFound
+        if instance.readiness_job_id != run.job.job_id:
+            # A newer validation was asked for: its job decides the readiness, not this one.
+            details = {**run.job.details, "supersededBy": instance.readiness_job_id}
+            return s._jobs.finish(run.job, JobStatus.CANCELLED, s._clock(), details=details)
+        self._instance = instance
+        return None
+
+    def __call__(self, run: JobRun) -> Job:
+        s, instance = self._service, self._instance
+        assert instance is not None
+        details = s._check(instance, run)
+        return record_validation(
+            s._jobs, s._instances, run.job, instance, steps=run.steps, failure=None, details=details, now=s._clock()
+        )
+
+    def fail(self, jobs: JobStore, job: Job, error: UserError, steps: tuple[Step, ...], now: datetime) -> Job:
+        if self._instance is None or job.status.finished:  # not read (gone, or storage failed): as the sweep does
+            return fail_validation(self._service._state, job, error, now, steps)
+        return record_validation(
+            jobs, self._service._instances, job, self._instance, steps=steps, failure=error, details={}, now=now
+        )
 
 
 def fail_validation(state: StateStore, job: Job, failure: UserError, now: datetime, steps: Sequence[Step] = ()) -> Job:

@@ -96,9 +96,15 @@ class _RestoreJob(Work):
 
     kind = "restore"
 
-    def __init__(self, service: RestoreService, job: Job) -> None:
-        self._service = service
+    def __init__(
+        self,
+        job: Job,
+        points: RecoveryPointStore,
+        source_blob: Callable[[RecoveryPoint], str | None],
+        context: Callable[[], Context],
+    ) -> None:
         self._request = RestoreRequest.from_dict(job.details["request"])
+        self._points, self._source_blob, self._context = points, source_blob, context
         self._source: tuple[RecoveryPoint, str] | None = None
 
     def lock_key(self, job: Job) -> str:
@@ -116,9 +122,9 @@ class _RestoreJob(Work):
     def ready(self, run: JobRun) -> Job | None:
         """The point to read (never a Corrupted one) and its blob; the job as it is while its
         rehydrated copy is not ready."""
-        point = self._service._points.get(run.job.instance, self._request.recovery_point_id)
+        point = self._points.get(run.job.instance, self._request.recovery_point_id)
         refuse_corrupted(point)  # marked after this job was queued: never read it again
-        source = self._service._source_blob(point)
+        source = self._source_blob(point)
         if source is None:
             log.info("restore job %s waits for the rehydration of %s", run.job.job_id, point.recovery_point_id)
             return run.job
@@ -128,7 +134,7 @@ class _RestoreJob(Work):
     def __call__(self, run: JobRun) -> Job:
         assert self._source is not None
         point, source = self._source
-        work = RestoreWork(self._service._context(), run)
+        work = RestoreWork(self._context(), run)
         if self._request.kind is TargetKind.FILES:
             return work.files(self._request, point, source)
         return work.database(self._request, point, source)
@@ -346,11 +352,14 @@ class RestoreService:
             return job
         if job.operation is Operation.REHYDRATE:
             return self._rehydrate(job, last_try)
-        return self._runner.run_job(job, _RestoreJob(self, job), last_try=last_try, attempt=attempt)
+        return self._runner.run_job(job, self._work(job), last_try=last_try, attempt=attempt)
 
     def lock_key(self, job: Job) -> str:
         """The lock restore job ``job`` runs under: its target (a database, a file prefix)."""
-        return _RestoreJob(self, job).lock_key(job)
+        return self._work(job).lock_key(job)
+
+    def _work(self, job: Job) -> _RestoreJob:
+        return _RestoreJob(job, self._points, self._source_blob, self._context)
 
     def _context(self) -> Context:
         return Context(

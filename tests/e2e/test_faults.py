@@ -130,7 +130,14 @@ class Vault:
                 return False
 
         pid = hold_when("pg_dump", self.db, staged)
-        assert self.job(job_id)["status"] == "InProgress", "the backup finished before the fault: grow ROWS"
+        job = self.job(job_id)
+        assert job["status"] == "InProgress", "the backup finished before the fault: grow ROWS"
+        # Steps as they happen, through the API: Dump runs since its start, the job's duration is not 0 s.
+        assert [(s["name"], s["status"]) for s in job["steps"]] == [
+            ("CheckPrivileges", "Completed"),
+            ("Dump", "InProgress"),
+        ], job["steps"]
+        assert job["currentStep"] == "Dump" and job["steps"][1]["startTime"] and job["durationSeconds"] > 0, job
         return pid
 
     def assert_consistent(self) -> int:

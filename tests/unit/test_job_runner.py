@@ -324,3 +324,50 @@ def test_steps_keep_their_shape_through_the_table(state: MemoryStateTable) -> No
     assert Step.from_dict({"name": "Dump", "status": "InProgress", "startTime": T0.isoformat()}) == Step(
         "Dump", StepStatus.IN_PROGRESS, T0
     )
+
+
+class _ChangesWhileRead(dict[str, str]):
+    """An environment whose read runs ``during`` first: something else happens while a job reads its secret."""
+
+    def __init__(self, during: Callable[[], None]) -> None:
+        super().__init__()
+        self._during = during
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self._during()
+        return super().get(key, default)
+
+
+def test_a_validation_that_fails_after_its_instance_changed_leaves_the_instance_as_the_change_left_it(
+    state: MemoryStateTable,
+) -> None:
+    """A validation decides about the instance it read: changed meanwhile (stopped, reconfigured), the
+    change stands and whoever made it can go on with its own ETag (a stop with delete purges next)."""
+    import json
+    from dataclasses import replace
+
+    from shared.instances import InstanceService, ProtectionStatus
+    from shared.policies import PolicyService
+    from shared.secrets import EnvSecretProvider
+    from shared.validation import ValidationService
+    from tests.examples import EXAMPLES
+
+    policy = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+    PolicyService(state).put("sunday", policy, T0)  # type: ignore[arg-type]
+    instances = InstanceService(state, lambda job, instance: None)  # type: ignore[arg-type]
+    spec = {"server": "db.invalid", "database": "orders", "secretUri": "env:PGVAULT_SECRET_X", "policyName": "sunday"}
+    instances.configure_one("orders", spec, T0, allow_env_secrets=True, vault_region=None)
+    job_id = instances.get("orders").readiness_job_id
+    assert job_id is not None
+    changed: list[object] = []
+
+    def stop() -> None:
+        current = instances.get("orders")
+        changed.append(instances.save(current, replace(current, protection_status=ProtectionStatus.STOPPED)))
+
+    secrets = EnvSecretProvider(True, _ChangesWhileRead(stop))
+    ended = ValidationService(state, secrets, Clock()).run(job_id, last_try=False)  # type: ignore[arg-type]
+    assert ended is not None and ended.status is JobStatus.FAILED
+    assert ended.error is not None and ended.error.code == ErrorCode.INVALID_SECRET.value
+    after = instances.get("orders")
+    assert after.etag == changed[0].etag  # type: ignore[attr-defined]
