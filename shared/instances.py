@@ -126,7 +126,7 @@ class Instance:
         return self.protection_status.value
 
     def to_dict(self) -> dict[str, Any]:
-        """The public backup instance shape of DESIGN.md §3."""
+        """The public backup instance shape (README, API)."""
         s = self.spec
         return {
             "currentProtectionState": self.current_protection_state,

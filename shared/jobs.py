@@ -160,7 +160,7 @@ class Job:
     """When a user asked to cancel the job (``:cancel``); its worker stops and ends it Cancelled."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The public job shape of DESIGN.md §3."""
+        """The public job shape (README, API)."""
         duration = None
         if self.start_time is not None:
             duration = ((self.end_time or self.start_time) - self.start_time).total_seconds()

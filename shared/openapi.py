@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of pgvault's whole HTTP API (DESIGN.md §3), served at ``/api/openapi.json``.
+"""The OpenAPI 3.1 description of pgvault's whole HTTP API (README, API), served at ``/api/openapi.json``.
 
 Built here rather than kept as a hand-edited file so the enums (error codes, job statuses and
 operations, datastores) come from the code that defines them and cannot drift. A test checks

@@ -180,7 +180,7 @@ class RecoveryPoint:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The public recovery point shape of DESIGN.md §3."""
+        """The public recovery point shape (README, API)."""
         return {
             "recoveryPointId": self.recovery_point_id,
             "instance": self.instance,

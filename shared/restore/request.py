@@ -34,7 +34,7 @@ REHYDRATION_REQUEST = "AzureBackupRestoreWithRehydrationRequest"
 DATABASE_TARGET = "RestoreTargetInfo"
 FILES_TARGET = "RestoreFilesTargetInfo"
 SECRET_CREDENTIALS = "SecretStoreBasedAuthCredentials"  # noqa: S105 - an Azure type name
-# Azure's limits on how long a rehydrated copy is kept (DESIGN C8).
+# Azure's limits on how long a rehydrated copy is kept (docs/rules.md C8).
 MIN_REHYDRATION = timedelta(days=10)
 MAX_REHYDRATION = timedelta(days=30)
 DEFAULT_REHYDRATION = "P15D"
