@@ -55,7 +55,9 @@ class Database:
 
     def connect(self, dbname: str | None = None, *, autocommit: bool = True) -> psycopg.Connection[Any]:
         """A superuser connection to ``dbname``, the first database by default."""
-        return psycopg.connect(self.cluster.dsn(dbname or self.name), autocommit=autocommit)
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, dbname=dbname or self.name, user="postgres", autocommit=autocommit
+        )
 
     def digests(self, dbname: str | None = None) -> dict[str, Any]:
         """Every table's row count and hash in ``dbname`` (the first database by default)."""

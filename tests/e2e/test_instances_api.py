@@ -23,7 +23,7 @@ PASSWORDS = ("Sh0p-S3cret-1", "N0body-S3cret-2", "Wr0ng-S3cret-3", "Br0ken-S3cre
 
 
 @pytest.fixture(scope="module")
-def shop(make_database: Databases) -> Database:
+def shop_db(make_database: Databases) -> Database:
     """A fresh user (without the backup privileges) and two databases, ``orders`` in the first."""
     return make_database(
         "shop",
@@ -42,15 +42,15 @@ def must_give_password(make_database: Databases) -> Database:
 
 
 @pytest.fixture(scope="module")
-def host(make_host: Hosts, shop: Database, must_give_password: Database) -> DevhostProcess:
+def host(make_host: Hosts, shop_db: Database, must_give_password: Database) -> DevhostProcess:
     pw_user = must_give_password.user
     h = make_host(
         {
             # The secret names its server: the instances below must name the same one.
             "PGVAULT_SECRET_SHOP_CS": (
-                f"Server=127.0.0.1;Port={shop.port};User Id={shop.user};Password={PASSWORDS[0]};Ssl Mode=Disable"
+                f"Server=127.0.0.1;Port={shop_db.port};User Id={shop_db.user};Password={PASSWORDS[0]};Ssl Mode=Disable"
             ),
-            "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={shop.user};Password={PASSWORDS[0]};Ssl Mode=Disable",
+            "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={shop_db.user};Password={PASSWORDS[0]};Ssl Mode=Disable",
             "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
             "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={pw_user};Password={PASSWORDS[2]};Ssl Mode=Disable",
             "PGVAULT_SECRET_RIGHT_PASSWORD_CS": f"User Id={pw_user};Password=right;Ssl Mode=Disable",
@@ -76,15 +76,15 @@ def _settled(host: DevhostProcess, name: str) -> dict[str, Any]:
     return wait_until(done, 60, interval=0.3)
 
 
-def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop: Database, tmp_path: Path) -> None:
+def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop_db: Database, tmp_path: Path) -> None:
     r = host.request(
         "POST",
         "/backupInstances",
         data=json.dumps(
             {
                 "instances": [
-                    _entry(shop, shop.name, name="shop"),
-                    _entry(shop, "template0", name="tpl"),
+                    _entry(shop_db, shop_db.name, name="shop"),
+                    _entry(shop_db, "template0", name="tpl"),
                 ]
             }
         ),
@@ -128,18 +128,18 @@ def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop: Datab
     assert all(s["status"] == "Completed" for s in job["steps"])
 
     # The same database cannot be protected twice, whatever the spelling of the host.
-    again = host.request("PUT", "/backupInstances/shop2", data=json.dumps(_entry(shop, shop.name)))
+    again = host.request("PUT", "/backupInstances/shop2", data=json.dumps(_entry(shop_db, shop_db.name)))
     assert again.status_code == 409 and again.json()["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
 
     listed = host.request(
         "POST",
         "/servers:listDatabases",
-        data=json.dumps({"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": shop.port}),
+        data=json.dumps({"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": shop_db.port}),
     )
     assert listed.status_code == 200, listed.text
     dbs = {d["database"]: d for d in listed.json()["value"]}
-    assert dbs[shop.name]["protected"] is True and dbs[shop.name]["instance"] == "shop"
-    assert dbs[shop.names[1]]["protected"] is False
+    assert dbs[shop_db.name]["protected"] is True and dbs[shop_db.name]["instance"] == "shop"
+    assert dbs[shop_db.names[1]]["protected"] is False
     assert "template0" not in dbs and "template1" not in dbs
 
     # The policy is in use now.
@@ -157,12 +157,12 @@ def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop: Datab
     ],
 )
 def test_validation_failures_carry_azure_codes(
-    host: DevhostProcess, shop: Database, database: str | None, secret: str, code: str
+    host: DevhostProcess, shop_db: Database, database: str | None, secret: str, code: str
 ) -> None:
     name = "v-" + uuid.uuid4().hex[:8]
     # Each case its own database name: one database is protected once (these need not exist).
     r = host.request(
-        "PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop, database or f"db_{name}", secret=secret))
+        "PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop_db, database or f"db_{name}", secret=secret))
     )
     assert r.status_code == 202, r.text
     settled = _settled(host, name)
@@ -202,9 +202,9 @@ def test_unreachable_server_fails_after_retries_with_connection_closed(host: Dev
     assert settled["backupReadiness"]["error"]["code"] == "UserErrorServerConnectionClosed"
 
 
-def test_role_assignment_template_and_bad_requests(host: DevhostProcess, shop: Database) -> None:
+def test_role_assignment_template_and_bad_requests(host: DevhostProcess, shop_db: Database) -> None:
     name = "t-" + uuid.uuid4().hex[:6]
-    host.request("PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop, shop.names[1])))
+    host.request("PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop_db, shop_db.names[1])))
     t = host.get(f"/backupInstances/{name}/roleAssignmentTemplate").json()
     assert t["resources"] == [] and t["metadata"]["notes"]
     assert host.get(f"/backupInstances/{name}/grantScript?format=bat").json()["error"]["target"] == "format"
@@ -222,16 +222,16 @@ def second_server(run_dir: Path) -> Iterator[Postgres]:
 
 
 def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one_failed(
-    host: DevhostProcess, shop: Database, second_server: Postgres
+    host: DevhostProcess, shop_db: Database, second_server: Postgres
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     batch = [
-        _entry(shop, f"a_{tag}", name=f"a-{tag}"),
-        _entry(shop, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
+        _entry(shop_db, f"a_{tag}", name=f"a-{tag}"),
+        _entry(shop_db, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
         # SHOP_CS names the first server; on the second, a secret without a Server (127.0.0.1 is allowed).
         _entry(second_server, f"c_{tag}", name=f"c-{tag}", secretUri="env:PGVAULT_SECRET_SHOP_ANY_CS"),
         _entry(second_server, "azure_sys", name=f"d-{tag}"),
-        _entry(shop, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
+        _entry(shop_db, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
     ]
     r = host.request("POST", "/backupInstances", data=json.dumps({"instances": batch}))
     assert r.status_code == 202, r.text
