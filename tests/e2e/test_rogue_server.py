@@ -8,7 +8,6 @@ cluster. This devhost runs without ``PGVAULT_ALLOWED_SERVERS``, as a vault does 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,20 +30,13 @@ def app_env(app_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def rogue() -> Iterator[FakePostgres]:
-    fake = FakePostgres().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
 def creds(make_database: Databases) -> Database:
     """A user with a password and an empty database (all a backup of it needs)."""
     return make_database("creds", password=PASSWORD, grant=False)
 
 
 @pytest.fixture(scope="module")
-def host(make_host: Hosts, creds: Database, rogue: FakePostgres) -> DevhostProcess:
+def host(make_host: Hosts, creds: Database) -> DevhostProcess:
     login = f"User Id={creds.user};Password={PASSWORD}"
     h = make_host(
         {
