@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy shared
+	$(BIN)/mypy shared functions pgvault devhost bench function_app.py
 
 test: deps lint typecheck
 	$(BIN)/pytest

@@ -52,7 +52,7 @@ def build(pg: Postgres, db: str, gigabytes: float) -> int:
             check=True,
             capture_output=True,
         )
-        # About 400 bytes a row: random hex text and random bytea, as PLATFORM-NOTES' reference.
+        # About 400 bytes a row: random hex text and random bytea, as docs/platform-notes.md's reference.
         rows = int(gigabytes * 0.25 * 1024**3 / 400)
         pg.psql("CREATE TABLE blobs (id int PRIMARY KEY, note text, data bytea)", db)
         random_hex = " || ".join(["md5(random()::text)"] * 4)

@@ -241,7 +241,7 @@ def main() -> int:
             )
             failed = False
             try:
-                wait_for_port(port, 30, devhost)  # type: ignore[arg-type]
+                wait_for_port(port, 30, devhost)
                 _say(f"devhost serving function_app.app on http://127.0.0.1:{port}/api")
                 api = Api(port)
                 api.blob_endpoint = blobs.url.rstrip("/")

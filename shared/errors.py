@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the wire models import this module's ErrorCode
 
 
 class ErrorCode(StrEnum):
-    """The error codes of the public contract (DESIGN.md §3), with Azure's names where Azure has one.
+    """The error codes of the public API (README, API), with Azure's names where Azure has one.
 
     Each member carries the HTTP status used when the error answers a request and the action
     recommended to the user when the raiser does not give a more precise one.
@@ -233,7 +233,7 @@ class SettingsError(PgVaultError):
 
 
 def error_body(error: UserError) -> dict[str, Any]:
-    """The JSON body of an error answer: ``{"error": {...}}`` as DESIGN.md §3 fixes it."""
+    """The JSON body of an error answer: ``{"error": {...}}`` the one error shape of the API."""
     from shared.wire import dump
     from shared.wire.common import Error
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_DEQUEUE_COUNT = 5  # maxDequeueCount: tries before the host moves a message to <queue>-poison
 VISIBILITY_TIMEOUT = timedelta(seconds=10)  # visibilityTimeout: a failed try's message is back after this
 MAX_POLLING_INTERVAL = timedelta(seconds=2)  # maxPollingInterval: a visible message waits at most this
-# The scheduler's latest slot is at most a week back (weekly schedules only, DESIGN.md C1): a job may be
+# The scheduler's latest slot is at most a week back (weekly schedules only, docs/rules.md C1): a job may be
 # created in a day partition up to this far in the past, so the scan never starts later than this.
 SLOT_LAG = timedelta(days=8)
 # Every 5 minutes (NCRONTAB, UTC): a lost job is noticed within longest_delivery + 5 minutes.

@@ -129,7 +129,7 @@ class Instance:
         return self.protection_status.value
 
     def to_dict(self, times: BackupTimes | None = None) -> dict[str, Any]:
-        """The public backup instance shape of DESIGN.md §3, with its backup times when given."""
+        """The public backup instance shape (README, API), with its backup times when given."""
         from shared.wire import dump
 
         return dump(self.to_wire(times))

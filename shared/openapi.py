@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of pgvault's whole HTTP API (DESIGN.md §3), served at ``/api/openapi.json``.
+"""The OpenAPI 3.1 description of pgvault's whole HTTP API (README, API), served at ``/api/openapi.json``.
 
 The paths table is written here; every schema under ``components`` is generated from the wire
 models (``shared.wire``), the same models that check the requests and build the answers, so the

@@ -1,4 +1,4 @@
-"""Stop and resume protection of a backup instance (DESIGN.md C9), as Azure Backup does it.
+"""Stop and resume protection of a backup instance (docs/rules.md C9), as Azure Backup does it.
 
 ``:stopProtection`` with ``retainData``:
 

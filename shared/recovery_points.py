@@ -179,7 +179,7 @@ class RecoveryPoint:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The public recovery point shape of DESIGN.md §3 (``shared.wire.recovery_points.RecoveryPoint``)."""
+        """The public recovery point shape (README, API; ``shared.wire.recovery_points.RecoveryPoint``)."""
         from shared.wire import dump
 
         return dump(self.to_wire())

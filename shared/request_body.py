@@ -111,7 +111,7 @@ def parse_instant(value: Any, target: str) -> datetime:
 
 
 # ---------------------------------------------------------------------------------------------
-# Known fields: a body's shape, and the refusal of every field outside it (DESIGN §4: "Unknown
+# Known fields: a body's shape, and the refusal of every field outside it (docs/rules.md: "Unknown
 # fields in a request body are refused (400 naming them), never dropped").
 #
 # A shape is plain data: a dict ``{field: shape}`` for an object, ``ListOf(shape)`` for an array,

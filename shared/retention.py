@@ -1,4 +1,4 @@
-"""The retention sweep (DESIGN.md C7): expired points are deleted or moved to the archive, on time, once.
+"""The retention sweep (docs/rules.md C7): expired points are deleted or moved to the archive, on time, once.
 
 What the sweep does to a point is its lifecycle (``shared.policy.retention``), fixed when the point
 was recorded: at vault expiry it is deleted, or moved to ArchiveStore (blob tier Archive) when its

@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from devhost.services import Azurite, Postgres, new_run_dir, reap_stale  # noqa: E402
+from tests.fake_postgres import FakePostgres  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 
@@ -65,6 +66,14 @@ def tls_postgres(run_dir: Path) -> Iterator[Postgres]:
     server = Postgres(run_dir / "pg-tls", tls=True).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def rogue() -> Iterator[FakePostgres]:
+    """A PostgreSQL impostor on 127.0.0.1 that records what each test sends it (``tests/fake_postgres.py``)."""
+    fake = FakePostgres().start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

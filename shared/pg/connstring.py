@@ -19,7 +19,7 @@ Nothing here ever puts the password, or any part of the raw string, in a message
 errors name positions and known keys only (a key the parser does not know may be a fragment of
 a value, as in ``Password=a;b=c``, so it is never shown).
 
-A secret's password goes only to the server it was written for (DESIGN C3): ``check_server``
+A secret's password goes only to the server it was written for (docs/rules.md C3): ``check_server``
 binds the parsed parameters to the host and port a job or a request asks for, and
 ``libpq_kwargs``/``child_env`` call it before they hand out a password.
 """
@@ -307,7 +307,7 @@ class ConnectionParams:
         """psycopg/libpq parameters for ``dbname`` on ``host:port`` with this login.
 
         The instance says what is backed up; a Server or Database in the secret does not
-        override it (DESIGN C3), but a secret naming a Server is never used for another one
+        override it (docs/rules.md C3), but a secret naming a Server is never used for another one
         (``check_server``, 400 ``InvalidRequest``). Unless the server is verified by TLS, libpq
         refuses to send the cleartext password (``require_auth``); SCRAM and MD5 stay allowed.
         """

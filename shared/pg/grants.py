@@ -1,4 +1,4 @@
-"""The grant script an administrator runs so a backup user can dump a database (DESIGN.md §3).
+"""The grant script an administrator runs so a backup user can dump a database (docs/rules.md).
 
 The script reads the catalog when it runs, so it stays right for schemas and owners created
 after it was generated, and it can run any number of times. Each grant that the person running

@@ -6,7 +6,7 @@ stdin: no temporary file, memory bounded by the pipe. ``pg_restore`` goes on aft
 exits 1 at the end (``errors ignored on restore: N``); some of those errors are harmless (a
 setting the target server does not know, an owner role missing there), others mean the data is
 not all there. ``classify`` tells them apart, so a restore can end ``CompletedWithWarnings`` or
-``Failed`` on what actually happened rather than on the exit code alone (PLATFORM-NOTES).
+``Failed`` on what actually happened rather than on the exit code alone (docs/platform-notes.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One place that finds the PostgreSQL client tools for a server's major version.
 
 ``pg_dump`` refuses a server newer than itself, and ``pg_restore`` cannot read archives from a
-newer ``pg_dump`` (PLATFORM-NOTES), so each job picks its tool by the server's major version.
+newer ``pg_dump`` (docs/platform-notes.md), so each job picks its tool by the server's major version.
 
 Where tools come from: ``PGVAULT_PG_BIN_DIR`` alone when it is set (the operator chose them);
 otherwise, in this order (the order breaks ties between tools of one major): ``PATH``, then Debian's versioned folders

@@ -44,7 +44,7 @@ from shared.request_body import ANY, ListOf, OneOf, Shape, check_fields
 
 UTC = dt.UTC
 
-# C1 of DESIGN.md, after Azure Backup for PostgreSQL: vault-standard 7 days .. 10 years,
+# docs/rules.md C1, after Azure Backup for PostgreSQL: vault-standard 7 days .. 10 years,
 # vault-archive 6 months .. 10 years.
 RETENTION_RANGES: dict[DataStore, tuple[str, str, str]] = {
     DataStore.VAULT_STORE: ("P7D", "P10Y", "7 days to 10 years"),

@@ -31,7 +31,7 @@ from shared.wire import restore as wire
 from shared.wire.check import parse
 from shared.wire.restore import REHYDRATION_REQUEST
 
-# Azure's limits on how long a rehydrated copy is kept (DESIGN C8).
+# Azure's limits on how long a rehydrated copy is kept (docs/rules.md C8).
 MIN_REHYDRATION = timedelta(days=10)
 MAX_REHYDRATION = timedelta(days=30)
 DEFAULT_REHYDRATION = "P15D"

@@ -151,7 +151,7 @@ class BlobStore:
         is charged, not refused.
         """
         try:
-            # Pass the enum: a plain string fails inside the SDK (PLATFORM-NOTES).
+            # Pass the enum: a plain string fails inside the SDK (docs/platform-notes.md).
             self._client.get_blob_client(name).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
         except ResourceNotFoundError:
             return False

@@ -1,7 +1,7 @@
 """Queues as the Functions host reads them: JSON messages, base64-encoded.
 
 The host's queue trigger decodes base64 by default (``messageEncoding`` in host.json); a plain
-message read through the base64 decoder fails after it was dequeued (PLATFORM-NOTES), so every
+message read through the base64 decoder fails after it was dequeued (docs/platform-notes.md), so every
 message pgvault writes goes through ``QueueSender``.
 """
 

@@ -170,7 +170,7 @@ class StateTable:
         """Every entity matching an OData ``filter`` with ``@name`` parameters.
 
         Write filters with spaces inside parentheses, ``( PartitionKey eq @pk )``: the SDK splits
-        on spaces when it substitutes parameters (PLATFORM-NOTES).
+        on spaces when it substitutes parameters (docs/platform-notes.md).
         """
         pages = _guard(
             "query",

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
+from factories import Database, Databases, Hosts
 from psycopg import sql
+from vault_views import backup_container
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from shared.pg.restore import restore_blob
 from shared.pg.tools import pick_tool
 from shared.storage.blobs import BlobStore
-from tests.examples import EXAMPLES
+from tests.examples import policy_starting_at
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "B4ckup-S3cret-9"
@@ -27,84 +24,31 @@ ROWS = 200_000
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"shop_{s}", "user": f"backup_{s}"}
-
-
-def _connect(pg: Postgres, db: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(host="127.0.0.1", port=pg.port, dbname=db, user="postgres", autocommit=True)
-
-
-@pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'x'").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
-    with _connect(postgres, names["db"]) as c:
-        c.execute("CREATE TABLE orders (id int PRIMARY KEY, item text, paid numeric)")
-        c.execute(
-            f"INSERT INTO orders SELECT g, md5(g::text) || repeat(' x', 20), g * 1.5 FROM generate_series(1, {ROWS}) g"
-        )
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+def shop(make_database: Databases) -> Database:
+    return make_database(
+        "shop",
+        password=PASSWORD,
+        tables="CREATE TABLE orders (id int PRIMARY KEY, item text, paid numeric);"
+        f"INSERT INTO orders SELECT g, md5(g::text) || repeat(' x', 20), g * 1.5 FROM generate_series(1, {ROWS}) g;",
+    )
 
 
 @pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
-    env = {
-        **app_env,
-        "PGVAULT_SCHEDULER_SCHEDULE": "*/3 * * * * *",
-        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    yield h
-    assert h.stop() == 0, h.log()
-
-
-def _policy(first_slot: datetime) -> bytes:
-    doc = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())
-    schedule = doc["properties"]["policyRules"][0]["trigger"]["schedule"]
-    schedule["repeatingTimeIntervals"] = [f"R/{first_slot.strftime('%Y-%m-%dT%H:%M:%S')}+00:00/P1W"]
-    return json.dumps(doc).encode()
-
-
-def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
+def host(make_host: Hosts, shop: Database) -> DevhostProcess:
+    return make_host(
+        {"PGVAULT_SCHEDULER_SCHEDULE": "*/3 * * * * *", "PGVAULT_SECRET_SHOP_CS": shop.connection_string()}
     )
 
 
 def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
-    host: DevhostProcess,
-    server: Postgres,
-    names: dict[str, str],
-    app_env: dict[str, str],
+    host: DevhostProcess, shop: Database, app_env: dict[str, str]
 ) -> None:
     slot = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
-    assert host.request("PUT", "/backupPolicies/mwf", data=_policy(slot)).status_code == 201
-    r = host.request(
-        "PUT",
-        "/backupInstances/shop",
-        data=json.dumps(
-            {
-                "server": "127.0.0.1",
-                "port": server.port,
-                "database": names["db"],
-                "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
-                "policyName": "mwf",
-            }
-        ),
+    assert host.put_policy("mwf", policy_starting_at("weekly-mon-wed-fri-with-archive.json", slot)).status_code == 201
+    validation = host.configure(
+        "shop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_SHOP_CS", policy="mwf"
     )
-    assert r.status_code == 202, r.text
-    assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
+    assert validation["status"] == "Completed"
 
     # On demand, with a retention tag of its own.
     body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Monthly"}}}
@@ -115,7 +59,7 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     collide = host.request("POST", "/backupInstances/shop:backup", data=json.dumps(body))
     assert collide.status_code == 409
     assert collide.json()["error"]["code"] == "UserErrorMaxConcurrentOperationLimitReached"
-    job = _job(host, job_id)
+    job = host.wait_job(job_id)
     assert job["status"] == "Completed", job
     assert job["retentionTag"] == "Monthly" and job["recoveryPointId"] and job["bytes"] > 0
     assert [s["name"] for s in job["steps"]] == ["CheckPrivileges", "Dump", "Commit"]
@@ -127,27 +71,25 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     assert point["archiveMove"] == point["vaultExpiry"]
 
     # The blob restores to the same data.
-    container = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client(
-        app_env["PGVAULT_BACKUP_CONTAINER"]
-    )
+    container = backup_container(app_env)
     blob_name = next(
         b.name for b in container.list_blobs() if job["recoveryPointId"] in b.name and b.name.endswith(".pgdump.zst")
     )
-    target = f"restored_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(server.dsn(), autocommit=True) as c:
+    target = shop.spare("restored")
+    with shop.connect("postgres") as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
     report = restore_blob(
         pick_tool("pg_restore", 15).path,
-        {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "postgres", "PGDATABASE": target},
+        {"PGHOST": "127.0.0.1", "PGPORT": str(shop.port), "PGUSER": "postgres", "PGDATABASE": target},
         BlobStore.of(container),
         blob_name,
         point["sha256"],
     )
     assert report.ok and not report.warnings, report.stderr_tail
     query = "SELECT count(*), sum(paid), md5(string_agg(item, ',' ORDER BY id)) FROM orders"
-    with _connect(server, target) as a, _connect(server, names["db"]) as b:
+    with shop.connect(target) as a, shop.connect() as b:
         assert a.execute(query).fetchone() == b.execute(query).fetchone()
-    with psycopg.connect(server.dsn(), autocommit=True) as c:
+    with shop.connect("postgres") as c:
         c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(target)))
 
     # The scheduler (every 3 s here) takes the slot once it is due: one job, tagged by the policy.
@@ -156,9 +98,9 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
         return [j for j in jobs if j["details"].get("trigger") == "Schedule" and j["status"] != "InProgress"]
 
     done = wait_until(scheduled, 120, interval=1)
-    assert len(done) == 1 and done[0]["status"] == "Completed", done  # type: ignore[arg-type, index]
+    assert len(done) == 1 and done[0]["status"] == "Completed", done
     # The first scheduled backup of the year (on-demand ones do not count).
-    assert done[0]["retentionTag"] == "Yearly"  # type: ignore[index]
+    assert done[0]["retentionTag"] == "Yearly"
     points = host.get("/backupInstances/shop/recoveryPoints").json()["value"]
     assert {p["retentionTag"] for p in points} == {"Monthly", "Yearly"} and len(points) == 2
     assert PASSWORD not in host.get("/backupJobs?instance=shop").text

@@ -7,18 +7,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
 from devhost_process import REPO, DevhostProcess
+from factories import Database, Databases, Hosts
 from psycopg import sql
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -36,41 +32,20 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"cli_{s}", "db2": f"cli2_{s}", "db3": f"cli3_{s}", "user": f"clibackup_{s}"}
+def shops(make_database: Databases) -> Database:
+    """Three databases of one backup user, each with ``items``."""
+    return make_database(
+        "cli",
+        databases=3,
+        password=PASSWORD,
+        tables="CREATE TABLE items (id int PRIMARY KEY, label text);"
+        "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g;",
+    )
 
 
 @pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
-        )
-        for db in (names["db"], names["db2"], names["db3"]):
-            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    for db in (names["db"], names["db2"], names["db3"]):
-        with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
-            c.execute("CREATE TABLE items (id int PRIMARY KEY, label text)")
-            c.execute("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 2000) g")
-        postgres.psql(grant_sql(db, names["user"]), db)
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in (names["db"], names["db2"], names["db3"]):
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
-
-
-@pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
-    env = {**app_env, "PGVAULT_SECRET_CLI_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable"}
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    yield h
-    assert h.stop() == 0, h.log()
+def host(make_host: Hosts, shops: Database) -> DevhostProcess:
+    return make_host({"PGVAULT_SECRET_CLI_CS": shops.connection_string()})
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +71,13 @@ def cli(host: DevhostProcess, app_env: dict[str, str]):  # type: ignore[no-untyp
 
 
 @pytest.fixture(scope="module")
-def protected(cli, server: Postgres, names: dict[str, str]) -> list[str]:  # type: ignore[no-untyped-def]
+def protected(cli, shops: Database) -> list[str]:  # type: ignore[no-untyped-def]
     """Policy stored and two instances protected (validated) through the CLI."""
     policy = cli("policy", "create", "-n", "weekly", "-f", str(EXAMPLES / "sunday-default-only.json"), "-o", "json")
     assert policy.code == 0, policy.err
     assert policy.json()["name"] == "weekly"
     made = []
-    for name, db in (("shop", names["db"]), ("shop2", names["db2"])):
+    for name, db in zip(("shop", "shop2"), shops.names[:2], strict=True):
         r = cli(
             "instance",
             "configure",
@@ -111,7 +86,7 @@ def protected(cli, server: Postgres, names: dict[str, str]) -> list[str]:  # typ
             "--server",
             "127.0.0.1",
             "--port",
-            str(server.port),
+            str(shops.port),
             "-d",
             db,
             "--secret-uri",
@@ -148,12 +123,10 @@ def test_backup_now_wait_exits_0_and_prints_the_recovery_point(cli, protected: l
 
 
 def test_backup_of_an_instance_whose_user_lost_its_privileges_exits_1_with_the_code(  # type: ignore[no-untyped-def]
-    cli, protected: list[str], server: Postgres, names: dict[str, str]
+    cli, protected: list[str], shops: Database
 ) -> None:
-    with psycopg.connect(
-        host="127.0.0.1", port=server.port, dbname=names["db2"], user="postgres", autocommit=True
-    ) as c:
-        c.execute(sql.SQL("REVOKE SELECT ON items FROM {}").format(sql.Identifier(names["user"])))
+    with shops.connect(shops.names[1]) as c:
+        c.execute(sql.SQL("REVOKE SELECT ON items FROM {}").format(sql.Identifier(shops.user)))
     r = cli("backup", "now", "--instance", "shop2", "--wait", "--poll", "0.3", "-o", "json")
     assert r.code == 1, (r.out, r.err)
     # Progress lines (one per change of status or step: stderr is not a terminal here), then the error.
@@ -242,7 +215,7 @@ def test_real_answers_match_the_openapi_schemas(host: DevhostProcess, protected:
     check("Error", host.get("/backupJobs?days=0").json())
 
 
-def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[str], names: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[str], shops: Database) -> None:  # type: ignore[no-untyped-def]
     sim = cli("policy", "simulate", "--name", "weekly", "--from", "2026-01-01", "--to", "2026-03-01", "-o", "json")
     assert sim.code == 0, sim.err
     assert len(sim.json()["backups"]) == 8 and {b["tag"] for b in sim.json()["backups"]} == {"Default"}
@@ -251,27 +224,27 @@ def test_read_commands_show_policies_instances_and_scripts(cli, protected: list[
     instances = cli("instance", "list", "-o", "json")
     assert instances.code == 0 and {i["name"] for i in instances.json()["value"]} == {"shop", "shop2"}
     shown = cli("instance", "show", "-n", "shop", "-o", "table")
-    assert shown.code == 0 and "Success" in shown.out and names["db"] in shown.out
+    assert shown.code == 0 and "Success" in shown.out and shops.name in shown.out
     script = cli("instance", "grant-script", "-n", "shop", "--format", "sh")
-    assert script.code == 0 and "psql" in script.out and names["user"] in script.out
+    assert script.code == 0 and "psql" in script.out and shops.user in script.out
     assert cli("policy", "delete", "-n", "weekly").code == 3  # in use: 409 Conflict
 
 
 def test_job_cancel_stops_a_running_backup_and_refuses_other_operations(  # type: ignore[no-untyped-def]
-    cli, server: Postgres, names: dict[str, str], protected: list[str]
+    cli, shops: Database, protected: list[str]
 ) -> None:
-    with psycopg.connect(host="127.0.0.1", port=server.port, dbname=names["db"], user="postgres") as holder:
+    with shops.connect(autocommit=False) as holder:
         holder.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # pg_dump waits behind it: the backup runs on
         started = cli("backup", "now", "--instance", "shop", "--tag", "Default", "-o", "json")
         assert started.code == 0, started.err
         job_id = started.json()["jobId"]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with psycopg.connect(server.dsn(), autocommit=True) as c:
+            with shops.connect("postgres") as c:
                 waiting = c.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
                     " AND query LIKE 'LOCK TABLE public.items %%'",
-                    (names["db"],),
+                    (shops.name,),
                 ).fetchone()
             if waiting and waiting[0]:
                 break
@@ -298,16 +271,16 @@ def _file(tmp_path: Any, name: str, entries: list[dict[str, Any]]) -> str:
 
 
 def test_configure_file_sent_again_skips_what_it_made_and_reports_every_entry(  # type: ignore[no-untyped-def]
-    cli, protected: list[str], server: Postgres, names: dict[str, str], tmp_path
+    cli, protected: list[str], shops: Database, tmp_path
 ) -> None:
     common = {
         "server": "127.0.0.1",
-        "port": server.port,
+        "port": shops.port,
         "secretUri": "env:PGVAULT_SECRET_CLI_CS",
         "policyName": "weekly",
     }
-    shop = {"name": "shop", "database": names["db"], **common}
-    shop3 = {"name": "shop3", "database": names["db3"], **common}
+    shop = {"name": "shop", "database": shops.names[0], **common}
+    shop3 = {"name": "shop3", "database": shops.names[2], **common}
     batch = _file(tmp_path, "batch.json", [shop, shop3])
     try:
         first = cli("instance", "configure", "--file", batch, "--wait", "--poll", "0.3", "-o", "json")
@@ -371,19 +344,19 @@ def test_stop_and_resume_protection(cli, protected: list[str]) -> None:  # type:
 
 
 def test_server_list_databases_marks_the_protected_ones(  # type: ignore[no-untyped-def]
-    cli, protected: list[str], server: Postgres, names: dict[str, str]
+    cli, protected: list[str], shops: Database
 ) -> None:
     argv = ["server", "list-databases", "--secret-uri", "env:PGVAULT_SECRET_CLI_CS", "--server", "127.0.0.1"]
-    listed = cli(*argv, "--port", str(server.port), "-o", "json")
+    listed = cli(*argv, "--port", str(shops.port), "-o", "json")
     assert listed.code == 0, listed.err
     body = listed.json()
-    assert (body["server"], body["port"]) == ("127.0.0.1", server.port)
+    assert (body["server"], body["port"]) == ("127.0.0.1", shops.port)
     found = {d["database"]: d for d in body["value"]}
-    assert found[names["db"]]["protected"] is True and found[names["db"]]["instance"] == "shop"
-    assert found[names["db3"]]["protected"] is False and "template1" not in found
-    table = cli(*argv, "--port", str(server.port), "-o", "table")
-    assert table.code == 0 and table.out.startswith(f"server 127.0.0.1:{server.port}\n")
-    assert any(line.split() == [names["db"], "yes", "shop"] for line in table.out.splitlines())
+    assert found[shops.names[0]]["protected"] is True and found[shops.names[0]]["instance"] == "shop"
+    assert found[shops.names[2]]["protected"] is False and "template1" not in found
+    table = cli(*argv, "--port", str(shops.port), "-o", "table")
+    assert table.code == 0 and table.out.startswith(f"server 127.0.0.1:{shops.port}\n")
+    assert any(line.split() == [shops.names[0], "yes", "shop"] for line in table.out.splitlines())
 
 
 def test_policy_show_in_full_and_bad_policy_files_exit_2(cli, protected: list[str], tmp_path) -> None:  # type: ignore[no-untyped-def]

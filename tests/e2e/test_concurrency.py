@@ -10,7 +10,6 @@ end times show no two backups of one instance at once.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,73 +17,46 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-import psycopg
 import pytest
 import requests
-from devhost_process import DevhostProcess, wait_until
-from psycopg import sql
+from devhost_process import DevhostProcess
+from factories import Database, Databases, Hosts
+from vault_views import state_table
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPointStore
-from shared.storage.clients import StorageAccount
-from shared.storage.tables import StateTable
-from tests.examples import EXAMPLES
+from tests.examples import policy_starting_at
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 INSTANCES = 10
 ON_DEMAND = 30
 HOSTS = 3
 PASSWORD = "C0ncurrent-Secret-3"
+EXAMPLE = "sunday-default-only.json"
 
 
 @pytest.fixture(scope="module")
-def databases(postgres: Postgres) -> Iterator[tuple[str, list[str]]]:
-    s = uuid.uuid4().hex[:6]
-    user, dbs = f"conc_{s}", [f"conc_{s}_{i}" for i in range(INSTANCES)]
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(user), sql.Literal(PASSWORD)))
-        c.execute(sql.SQL("GRANT password_required TO {}").format(sql.Identifier(user)))
-        for db in dbs:
-            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    for i, db in enumerate(dbs):
-        postgres.psql(
-            f"CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {1000 * (i + 1)}) g;\n"
-            + grant_sql(db, user),
-            db,
-        )
-    yield user, dbs
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in dbs:
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+def databases(make_database: Databases) -> Database:
+    return make_database(
+        "conc",
+        databases=INSTANCES,
+        password=PASSWORD,
+        password_required=True,
+        tables=[
+            f"CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, {1000 * (i + 1)}) g;"
+            for i in range(INSTANCES)
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
-def hosts(
-    app_env: dict[str, str], databases: tuple[str, list[str]], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[DevhostProcess]]:
-    env = {
-        **app_env,
-        "PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *",
-        "PGVAULT_SECRET_CONC_CS": f"User Id={databases[0]};Password={PASSWORD};Ssl Mode=Disable",
-    }
-    logs = tmp_path_factory.mktemp("concurrency")
-    started = [DevhostProcess(env, logs / f"devhost-{i}.log") for i in range(HOSTS)]
-    for h in started:
-        h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+def hosts(make_host: Hosts, databases: Database) -> Iterator[list[DevhostProcess]]:
+    settings = {"PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *", "PGVAULT_SECRET_CONC_CS": databases.connection_string()}
+    started = [make_host(settings) for _ in range(HOSTS)]
     yield started
     for h in started:
         assert h.stop() == 0, h.log()
         assert PASSWORD not in h.log()
-
-
-def _policy(slot: datetime) -> bytes:
-    doc = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
-    schedule = doc["policyRules"][0]["trigger"]["schedule"]
-    schedule["repeatingTimeIntervals"] = [f"R/{slot.strftime('%Y-%m-%dT%H:%M:%S')}+00:00/P1W"]
-    return json.dumps(doc).encode()
 
 
 def _jobs(host: DevhostProcess) -> list[dict[str, Any]]:
@@ -99,25 +71,24 @@ def _jobs(host: DevhostProcess) -> list[dict[str, Any]]:
 
 
 def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_overlap_on_an_instance(
-    hosts: list[DevhostProcess], databases: tuple[str, list[str]], postgres: Postgres, app_env: dict[str, str]
+    hosts: list[DevhostProcess], databases: Database, app_env: dict[str, str]
 ) -> None:
-    _, dbs = databases
     first = hosts[0]
     # First a slot a week away; once every instance is ready, the policy is replaced by one whose
     # slot falls due a few seconds later (the scheduler reads the policy at every tick).
     later = (datetime.now(UTC) + timedelta(days=7)).replace(microsecond=0)
-    assert first.request("PUT", "/backupPolicies/soon", data=_policy(later)).status_code == 201
+    assert first.put_policy("soon", policy_starting_at(EXAMPLE, later)).status_code == 201
     body = {
         "instances": [
             {
                 "name": f"c{i}",
                 "server": "127.0.0.1",
-                "port": postgres.port,
+                "port": databases.port,
                 "database": db,
                 "secretUri": "env:PGVAULT_SECRET_CONC_CS",
                 "policyName": "soon",
             }
-            for i, db in enumerate(dbs)
+            for i, db in enumerate(databases.names)
         ]
     }
     r = first.request("POST", "/backupInstances", data=json.dumps(body))
@@ -128,7 +99,7 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
         interval=0.5,
     )
     slot = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)
-    assert first.request("PUT", "/backupPolicies/soon", data=_policy(slot)).status_code == 200
+    assert first.put_policy("soon", policy_starting_at(EXAMPLE, slot)).status_code == 200
 
     # 30 on-demand requests, three per instance, each through another host, all at once.
     trigger = json.dumps(
@@ -158,7 +129,7 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
             return None
         return jobs
 
-    jobs: list[dict[str, Any]] = wait_until(settled, 120, interval=1)  # type: ignore[assignment]
+    jobs = wait_until(settled, 120, interval=1)
     by_id = {j["jobId"]: j for j in jobs}
     assert set(accepted) <= set(by_id)
     for job_id in accepted:
@@ -174,10 +145,7 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
     assert all(j["status"] == "Completed" for j in scheduled), [j for j in scheduled if j["status"] != "Completed"]
 
     # No two backups of one instance at once: under its lock, each job's [startTime, endTime].
-    state = StateTable(
-        StorageAccount.from_connection_setting("AzureWebJobsStorage", app_env).table_service(),
-        app_env["PGVAULT_STATE_TABLE"],
-    )
+    state = state_table(app_env)
     for i in range(INSTANCES):
         name = f"c{i}"
         ran = sorted(

@@ -7,22 +7,19 @@ the system one). One screenshot per page goes to ``test-artifacts/dashboard/``.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import requests
-from azure.storage.blob import BlobServiceClient
-from devhost_process import REPO, DevhostProcess, wait_until
-from psycopg import sql
+from devhost_process import REPO, DevhostProcess
+from factories import Database, Databases, Hosts
+from vault_views import backup_container
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -48,75 +45,40 @@ if not CHROMIUM.exists():
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"dash_{s}", "user": f"dashbackup_{s}", "restored": f"dash_{s}_restored"}
-
-
-@pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(
-            # CREATEDB: the restore from the page goes to this server as this user.
-            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                sql.Identifier(names["user"]), sql.Literal(PASSWORD)
-            )
-        )
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
-    with psycopg.connect(postgres.dsn(dbname=names["db"]), autocommit=True) as c:
-        c.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
-        c.execute("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in (names["db"], names["restored"]):
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
-
-
-@pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
-    env = {
-        **app_env,
-        "PGVAULT_SECRET_DASH_CS": f"User Id={names['user']};Password={PASSWORD};Ssl Mode=Disable",
-        # A restore's target secret names its server (the instance's secret need not).
-        "PGVAULT_SECRET_DASH_TARGET_CS": f"Server=127.0.0.1;Port={server.port};User Id={names['user']};"
-        f"Password={PASSWORD};"
-        "Ssl Mode=Disable",
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    yield h
-    assert h.stop() == 0, h.log()
-
-
-def _finished(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
+def database(make_database: Databases) -> Database:
+    # CREATEDB: the restore from the page goes to this server as this user.
+    return make_database(
+        "dash",
+        password=PASSWORD,
+        createdb=True,
+        tables="CREATE TABLE orders (id int PRIMARY KEY, item text);"
+        "INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 5000) g;",
     )
 
 
-def _configure(host: DevhostProcess, server: Postgres, name: str, database: str) -> dict[str, Any]:
-    body = {"server": "127.0.0.1", "port": server.port, "database": database, "secretUri": "env:PGVAULT_SECRET_DASH_CS",
-            "policyName": "weekly"}  # fmt: skip
-    r = host.request("PUT", f"/backupInstances/{name}", data=json.dumps(body))
-    assert r.status_code == 202, r.text
-    return _finished(host, r.json()["validationJobId"])
+@pytest.fixture(scope="module")
+def host(make_host: Hosts, database: Database) -> DevhostProcess:
+    return make_host(
+        {
+            "PGVAULT_SECRET_DASH_CS": database.connection_string(),
+            # A restore's target secret names its server (the instance's secret need not).
+            "PGVAULT_SECRET_DASH_TARGET_CS": database.connection_string(with_server=True),
+        }
+    )
+
+
+def _configure(host: DevhostProcess, db: Database, name: str, database: str) -> dict[str, Any]:
+    return host.configure(name, port=db.port, database=database, secret="env:PGVAULT_SECRET_DASH_CS", policy="weekly")
 
 
 @pytest.fixture(scope="module")
-def vault(host: DevhostProcess, server: Postgres, names: dict[str, str]) -> dict[str, Any]:
+def vault(host: DevhostProcess, database: Database) -> dict[str, Any]:
     """A policy, a protected database with one completed backup, and an instance with a hostile name."""
     policy = (EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_bytes()
-    assert host.request("PUT", "/backupPolicies/weekly", data=policy).status_code == 201
-    assert _configure(host, server, "shop", names["db"])["status"] == "Completed"
-    assert _configure(host, server, "hostile", HOSTILE_DB)["status"] == "Failed"
-    r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
-    assert r.status_code == 202, r.text
-    job = _finished(host, r.json()["jobId"])
+    assert host.put_policy("weekly", policy).status_code == 201
+    assert _configure(host, database, "shop", database.name)["status"] == "Completed"
+    assert _configure(host, database, "hostile", HOSTILE_DB)["status"] == "Failed"
+    job = host.wait_job(host.backup_now("shop"))
     assert job["status"] == "Completed", job
     return {"job": job}
 
@@ -184,10 +146,11 @@ def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
 
 
 def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_now(
-    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], server: Postgres
+    host: DevhostProcess, vault: dict[str, Any], page: Any, database: Database
 ) -> None:
     expect = sync_api.expect
     done = vault["job"]
+    restored = database.spare("restored")
     page.goto(f"{host.url}/dashboard")
 
     # The key is asked for once, then sent on every call (devhost refuses calls without it).
@@ -249,7 +212,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
 
     # Restore: the form posts Azure's restore request for the chosen point.
     page.locator(f'tr[data-recovery-point="{point}"] button').click()
-    page.fill("#restore-database", names["restored"])
+    page.fill("#restore-database", restored)
     page.fill("#restore-secret", "env:PGVAULT_SECRET_DASH_TARGET_CS")
     with page.expect_request(lambda r: r.url.endswith("/backupInstances/shop:restore")) as sent:
         page.click("#restore")
@@ -262,7 +225,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
         "restoreTargetInfo": {
             "objectType": "RestoreTargetInfo",
             "recoveryOption": "FailIfExists",
-            "datasourceInfo": {"resourceName": names["restored"]},
+            "datasourceInfo": {"resourceName": restored},
             "datasourceAuthCredentials": {
                 "objectType": "SecretStoreBasedAuthCredentials",
                 "secretStoreResource": {"uri": "env:PGVAULT_SECRET_DASH_TARGET_CS", "secretStoreType": "AzureKeyVault"},
@@ -275,7 +238,7 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
     except sync_api.TimeoutError:
         raise AssertionError(page.locator("#restore-result").inner_text()) from None
     expect(page.locator("#job-status")).to_have_text("Completed", timeout=120_000)
-    with psycopg.connect(server.dsn(dbname=names["restored"])) as c:
+    with database.connect(restored) as c:
         assert c.execute("SELECT count(*) FROM orders").fetchone() == (5000,)
 
     # Backup now from the page, with a chosen tag: the job page follows it to Completed.
@@ -300,14 +263,12 @@ def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_no
 
 
 def test_the_job_page_cancels_a_running_backup(
-    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], server: Postgres
+    host: DevhostProcess, vault: dict[str, Any], page: Any, database: Database
 ) -> None:
     expect = sync_api.expect
-    with psycopg.connect(server.dsn(dbname=names["db"])) as holder:
+    with database.connect(autocommit=False) as holder:
         holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # pg_dump waits behind it: the backup runs on
-        r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
-        assert r.status_code == 202, r.text
-        job_id = r.json()["jobId"]
+        job_id = host.backup_now("shop")
         wait_until(lambda: host.get(f"/backupJobs/{job_id}").json().get("startTime"), 120, interval=0.3)
         page.goto(f"{host.url}/dashboard#/jobs/{job_id}")
         if page.locator("#key-form").count():
@@ -327,18 +288,13 @@ def test_the_job_page_cancels_a_running_backup(
 
 
 def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_restore(
-    host: DevhostProcess, vault: dict[str, Any], page: Any, names: dict[str, str], app_env: dict[str, str]
+    host: DevhostProcess, vault: dict[str, Any], page: Any, app_env: dict[str, str]
 ) -> None:
     expect = sync_api.expect
-    r = host.request("POST", "/backupInstances/shop:backup", data=b"{}")
-    assert r.status_code == 202, r.text
-    backup = _finished(host, r.json()["jobId"])
+    backup = host.wait_job(host.backup_now("shop"))
     assert backup["status"] == "Completed", backup
     point = backup["recoveryPointId"]
-    container = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"]).get_container_client(
-        app_env["PGVAULT_BACKUP_CONTAINER"]
-    )
-    blob = container.get_blob_client(backup["details"]["blobName"])
+    blob = backup_container(app_env).get_blob_client(backup["details"]["blobName"])
     data = bytearray(blob.download_blob().readall())
     data[len(data) // 2] ^= 0x01
     blob.upload_blob(bytes(data), overwrite=True)
@@ -348,7 +304,7 @@ def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_
         data=json.dumps({"recoveryPointId": point, "secretUri": "env:PGVAULT_SECRET_DASH_TARGET_CS"}),
     )
     assert verify.status_code == 202, verify.text
-    failed = _finished(host, verify.json()["jobId"])
+    failed = host.wait_job(verify.json()["jobId"])
     assert failed["status"] == "Failed" and failed["error"]["code"] == "RecoveryPointCorrupted", failed
     listed = {p["recoveryPointId"]: p for p in host.get("/backupInstances/shop/recoveryPoints").json()["value"]}
     assert listed[point]["integrity"] == "Corrupted" and failed["jobId"] in listed[point]["corruption"]["reason"]

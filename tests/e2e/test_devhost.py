@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
 
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

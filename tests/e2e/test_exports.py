@@ -19,14 +19,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess, wait_until
-from psycopg import sql
+from devhost_process import DevhostProcess
+from factories import Database, Databases, Hosts
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -64,23 +61,10 @@ class Listener:
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"xshop_{s}", "user": f"xbackup_{s}", "container": f"allowed-{s}"}
-
-
-@pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
-    postgres.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 2000) g;", names["db"])
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+def shop(make_database: Databases) -> Database:
+    return make_database(
+        "xshop", tables="CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 2000) g;"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,50 +75,31 @@ def listener() -> Iterator[Listener]:
 
 
 @pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str],
-    server: Postgres,
-    names: dict[str, str],
-    listener: Listener,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[DevhostProcess]:
+def host(make_host: Hosts, app_env: dict[str, str], shop: Database, listener: Listener) -> DevhostProcess:
     assert app_env["PGVAULT_EXPORT_ACCOUNTS"] == "devstoreaccount1"
     key = base64.b64encode(b"not a key").decode()
-    env = {
-        **app_env,
-        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
-        # A storage connection string whose endpoint is the listener.
-        "PGVAULT_SECRET_LISTENER_CS": (
-            f"DefaultEndpointsProtocol=http;AccountName=otheraccount;AccountKey={key};"
-            f"BlobEndpoint=http://127.0.0.1:{listener.port}/otheraccount;"
-        ),
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    yield h
-    assert h.stop() == 0, h.log()
+    return make_host(
+        {
+            "PGVAULT_SECRET_SHOP_CS": shop.connection_string(),
+            # A storage connection string whose endpoint is the listener.
+            "PGVAULT_SECRET_LISTENER_CS": (
+                f"DefaultEndpointsProtocol=http;AccountName=otheraccount;AccountKey={key};"
+                f"BlobEndpoint=http://127.0.0.1:{listener.port}/otheraccount;"
+            ),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
-def point(host: DevhostProcess, server: Postgres, names: dict[str, str]) -> str:
-    assert host.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    spec = {
-        "server": "127.0.0.1",
-        "port": server.port,
-        "database": names["db"],
-        "secretUri": "env:PGVAULT_SECRET_SHOP_CS",
-    }
-    r = host.request("PUT", "/backupInstances/shop", data=json.dumps({**spec, "policyName": "p"}))
-    assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
-    backup = _job(host, host.request("POST", "/backupInstances/shop:backup").json()["jobId"])
+def point(host: DevhostProcess, shop: Database) -> str:
+    assert host.put_policy("p", (EXAMPLES / "sunday-default-only.json").read_bytes())
+    validation = host.configure(
+        "shop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_SHOP_CS", policy="p"
+    )
+    assert validation["status"] == "Completed"
+    backup = host.wait_job(host.backup_now("shop"))
     assert backup["status"] == "Completed", backup
     return str(backup["recoveryPointId"])
-
-
-def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
-    )
 
 
 def _files(point: str, url: str, prefix: str = "shop", **details: str) -> str:
@@ -213,10 +178,10 @@ def test_restore_as_files_into_the_vaults_own_containers_is_refused_and_they_sta
 
 
 def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
-    host: DevhostProcess, point: str, app_env: dict[str, str], names: dict[str, str]
+    host: DevhostProcess, point: str, app_env: dict[str, str]
 ) -> None:
     service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
-    container = service.get_container_client(names["container"])
+    container = service.get_container_client(f"allowed-{uuid.uuid4().hex[:6]}")
     container.create_container()
     # Someone else's files, named as a restore's dump, its manifest, and its write probe would be.
     theirs = ("taken.dump", "other.manifest.json", "fresh.pgvault-probe")
@@ -227,12 +192,12 @@ def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
     for prefix, existing in (("taken", "taken.dump"), ("other", "other.manifest.json")):
         r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, prefix))
         assert r.status_code == 202, r.text
-        job = _job(host, r.json()["jobId"])
+        job = host.wait_job(r.json()["jobId"])
         assert job["status"] == "Failed", job
         assert job["error"]["code"] == "Conflict" and f"{existing} exists" in job["error"]["message"], job["error"]
     # The same container under a free prefix takes the files.
     r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, "fresh"))
-    assert _job(host, r.json()["jobId"])["status"] == "Completed"
+    assert host.wait_job(r.json()["jobId"])["status"] == "Completed"
 
     for name in theirs:
         assert container.download_blob(name).readall() == f"someone else's {name}".encode()

@@ -12,25 +12,20 @@ from __future__ import annotations
 import json
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient
-from devhost_process import DevhostProcess, wait_until
-from psycopg import sql
+from azure.storage.blob import ContainerClient
+from devhost_process import DevhostProcess
+from factories import Database, Databases, Hosts
+from vault_views import backup_container, state_table
 
 from devhost.services import Azurite, Postgres
 from shared.backup_runner import manifest_name_for
-from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
 from shared.storage.blockstream import read_verified
-from shared.storage.clients import StorageAccount
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
 from tests.pausing import hold_when, resume
@@ -46,72 +41,43 @@ FIGURES: dict[str, int] = {"faults": 0, "jobs": 0, "points": 0, "pointsLost": 0}
 
 
 @pytest.fixture(scope="module")
-def database(postgres: Postgres) -> Iterator[dict[str, str]]:
-    s = uuid.uuid4().hex[:6]
-    names = {"db": f"faults_{s}", "user": f"faults_{s}"}
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(names["user"]), sql.Literal(PASSWORD))
-        )
-        c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier("password_required"), sql.Identifier(names["user"])))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
-    with psycopg.connect(
-        host="127.0.0.1", port=postgres.port, dbname=names["db"], user="postgres", autocommit=True
-    ) as c:
-        c.execute("CREATE TABLE t (id int PRIMARY KEY, payload text)")
-        # Random hex: no row repeats another, so it compresses about 2x and only 2x.
-        pieces = " || ".join(["md5(random()::text)"] * 8)
-        c.execute(f"INSERT INTO t SELECT g, {pieces} FROM generate_series(1, {ROWS}) g")
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield names
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
-    print(f"\nfault figures: {json.dumps(FIGURES)}")
+def database(make_database: Databases) -> Database:
+    # Random hex: no row repeats another, so it compresses about 2x and only 2x.
+    pieces = " || ".join(["md5(random()::text)"] * 8)
+    return make_database(
+        "faults",
+        password=PASSWORD,
+        password_required=True,
+        tables=f"CREATE TABLE t (id int PRIMARY KEY, payload text);"
+        f"INSERT INTO t SELECT g, {pieces} FROM generate_series(1, {ROWS}) g;",
+    )
 
 
 class Vault:
     """The devhost under test (replaced when killed) and direct views of its storage."""
 
-    def __init__(self, env: dict[str, str], logs: Path, db: str) -> None:
-        self.env = env
+    def __init__(self, start: Callable[[], DevhostProcess], db: str) -> None:
+        self._start = start
         self.db = db
-        self.logs = logs
-        self.starts = 0
+        self.hosts: list[DevhostProcess] = []
         self.verified: set[tuple[str, str]] = set()
         self.host = self.start()
 
     def start(self) -> DevhostProcess:
-        self.starts += 1
-        self.host = DevhostProcess(self.env, self.logs / f"devhost-{self.starts}.log")
-        self.host.headers = {"x-functions-key": self.env["PGVAULT_DEVHOST_KEY"]}
+        self.host = self._start()
+        self.hosts.append(self.host)
         return self.host
 
     def state(self) -> StateTable:
-        account = StorageAccount.from_connection_setting("AzureWebJobsStorage", self.env)
-        return StateTable(account.table_service(), self.env["PGVAULT_STATE_TABLE"])
+        return state_table(self.host.env)
 
     def container(self) -> ContainerClient:
-        service = BlobServiceClient.from_connection_string(self.env["AzureWebJobsStorage"])
-        return service.get_container_client(self.env["PGVAULT_BACKUP_CONTAINER"])
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        r = self.host.get(f"/backupJobs/{job_id}")
-        assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    def finished(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
-        return wait_until(  # type: ignore[return-value]
-            lambda: (j := self.job(job_id))["status"] != "InProgress" and j, timeout, interval=0.5
-        )
+        return backup_container(self.host.env)
 
     def backup(self) -> str:
-        body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
-        r = self.host.request("POST", f"/backupInstances/{INSTANCE}:backup", data=json.dumps(body))
-        assert r.status_code == 202, r.text
+        job_id = self.host.backup_now(INSTANCE, "Default")
         FIGURES["jobs"] += 1
-        return str(r.json()["jobId"])
+        return job_id
 
     def wait_mid_dump(self, job_id: str) -> int:
         """Hold the job's pg_dump still once its blob has staged blocks (nothing committed); its pid.
@@ -121,7 +87,7 @@ class Vault:
         """
 
         def staged() -> bool:
-            name = self.job(job_id)["details"].get("blobName")  # the attempt's own blob, named before it stages
+            name = self.host.job(job_id)["details"].get("blobName")  # the attempt's own blob, named before it stages
             if name is None:
                 return False
             try:
@@ -130,7 +96,7 @@ class Vault:
                 return False
 
         pid = hold_when("pg_dump", self.db, staged)
-        job = self.job(job_id)
+        job = self.host.job(job_id)
         assert job["status"] == "InProgress", "the backup finished before the fault: grow ROWS"
         # Steps as they happen, through the API: Dump runs since its start, the job's duration is not 0 s.
         assert [(s["name"], s["status"]) for s in job["steps"]] == [
@@ -171,36 +137,22 @@ class Vault:
 
 
 @pytest.fixture(scope="module")
-def vault(
-    app_env: dict[str, str], database: dict[str, str], postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Vault]:
-    env = {
-        **app_env,
+def vault(make_host: Hosts, database: Database) -> Iterator[Vault]:
+    settings = {
         "PGVAULT_DEVHOST_MESSAGE_LEASE": LEASE,
-        "PGVAULT_SECRET_FAULTS_CS": f"User Id={database['user']};Password={PASSWORD};Ssl Mode=Disable",
+        "PGVAULT_SECRET_FAULTS_CS": database.connection_string(),
     }
-    v = Vault(env, tmp_path_factory.mktemp("faults"), database["db"])
-    h = v.host
-    assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    r = h.request(
-        "PUT",
-        f"/backupInstances/{INSTANCE}",
-        data=json.dumps(
-            {
-                "server": "127.0.0.1",
-                "port": postgres.port,
-                "database": database["db"],
-                "secretUri": "env:PGVAULT_SECRET_FAULTS_CS",
-                "policyName": "weekly",
-            }
-        ),
+    v = Vault(lambda: make_host(settings), database.name)
+    v.host.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes())
+    validation = v.host.configure(
+        INSTANCE, port=database.port, database=database.name, secret="env:PGVAULT_SECRET_FAULTS_CS", policy="weekly"
     )
-    assert r.status_code == 202, r.text
-    assert v.finished(r.json()["validationJobId"])["status"] == "Completed"
+    assert validation["status"] == "Completed"
     yield v
     assert v.host.stop() == 0, v.host.log()
-    for log in v.logs.glob("*.log"):
-        assert PASSWORD not in log.read_text(errors="replace"), f"the password is in {log.name}"
+    for host in v.hosts:
+        assert PASSWORD not in host.log(), f"the password is in {host.log_path}"
+    print(f"\nfault figures: {json.dumps(FIGURES)}")
 
 
 def test_a_devhost_killed_mid_backup_leaves_a_truthful_job_and_no_unreadable_point(vault: Vault) -> None:
@@ -214,7 +166,7 @@ def test_a_devhost_killed_mid_backup_leaves_a_truthful_job_and_no_unreadable_poi
     assert list(vault.container().list_blobs()) == []
 
     vault.start()  # the dead host's message comes back after its lease; the new host takes the job over
-    job = vault.finished(job_id)
+    job = vault.host.wait_job(job_id)
     assert job["status"] in {"Completed", "Failed"}, job
     if job["status"] == "Completed":
         assert job["recoveryPointId"] == recovery_point_id(job_id) and job["bytes"] > 0
@@ -235,7 +187,7 @@ def test_postgres_restarted_mid_dump_is_recorded_as_connection_closed_then_retri
     postgres.restart()  # fast shutdown: pg_dump's connection is closed under it
     resume(dump)
     FIGURES["faults"] += 1
-    job = vault.finished(job_id)
+    job = vault.host.wait_job(job_id)
     assert job["status"] == "Completed", job
     retries = job["details"]["retries"]
     assert retries and retries[0]["code"] == "UserErrorServerConnectionClosed", retries
@@ -261,7 +213,7 @@ def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_v
         assert vault.host.proc.poll() is None
         time.sleep(2)
     azurite.start(keep_ports=True)
-    job = vault.finished(job_id, timeout=150)
+    job = vault.host.wait_job(job_id, timeout=150)
     assert job["status"] in {"Completed", "Failed"}, job
     if job["status"] == "Failed":
         assert job["error"]["code"] and job["recoveryPointId"] is None
@@ -269,7 +221,7 @@ def test_azurite_down_for_20_seconds_mid_backup_ends_retried_or_failed_and_the_v
     assert after == before + (1 if job["status"] == "Completed" else 0), "a point was lost"
     FIGURES["points"] = after
     # A backup after the outage runs as usual; then every point of the module is read back again.
-    assert vault.finished(vault.backup())["status"] == "Completed"
+    assert vault.host.wait_job(vault.backup())["status"] == "Completed"
     vault.verified.clear()
     assert vault.assert_consistent() == after + 1
     FIGURES["points"] = after + 1

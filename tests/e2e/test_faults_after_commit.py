@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
-from psycopg import sql
+from factories import Databases
+from vault_views import record_protected
 
-from devhost.services import Azurite, Postgres
+from devhost.services import Azurite
 from shared.backup_runner import BackupRunner, blob_name_for
 from shared.backups import BackupStarter
-from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
-from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.secrets import EnvSecretProvider
@@ -40,15 +37,9 @@ TRIGGER = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"
 
 
 @pytest.fixture
-def world(postgres: Postgres, azurite: Azurite) -> Iterator[tuple[StateTable, BlobStore, QueueSender, BackupRunner]]:
+def world(make_database: Databases, azurite: Azurite) -> tuple[StateTable, BlobStore, QueueSender, BackupRunner]:
+    db = make_database("ac", tables="CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g;")
     s = uuid.uuid4().hex[:8]
-    db, user = f"ac_{s}", f"ac_{s}"
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    postgres.psql(
-        "CREATE TABLE t AS SELECT g, md5(g::text) FROM generate_series(1, 5000) g;\n" + grant_sql(db, user), db
-    )
     account = StorageAccount.from_connection_setting(
         "AzureWebJobsStorage", {"AzureWebJobsStorage": azurite.connection_string}
     )
@@ -60,27 +51,17 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[tuple[StateTable, Bl
     queues.ensure(layout.BACKUP_QUEUE)
     now = datetime.now(UTC)
     PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
-    instances = InstanceService(state, lambda job, instance: None)
     spec = {
         "server": "127.0.0.1",
-        "port": postgres.port,
-        "database": db,
+        "port": db.port,
+        "database": db.name,
         "secretUri": "env:PGVAULT_SECRET_AC_CS",
         "policyName": "weekly",
     }
-    instances.configure_one("orders", spec, now, allow_env_secrets=True, vault_region=None)
-    current = instances.get("orders")
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
-    secrets = EnvSecretProvider(
-        True,
-        {"PGVAULT_SECRET_AC_CS": f"Server=127.0.0.1;Port={postgres.port};User Id={user};Password=x;Ssl Mode=Disable"},
-    )
+    record_protected(state, "orders", spec, now)
+    secrets = EnvSecretProvider(True, {"PGVAULT_SECRET_AC_CS": db.connection_string(with_server=True)})
     runner = BackupRunner(state, backups, secrets, lambda: datetime.now(UTC))
-    yield state, backups, queues, runner
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))
+    return state, backups, queues, runner
 
 
 def test_a_retry_after_the_point_was_recorded_finishes_the_job_with_it_and_leaves_the_blob_alone(

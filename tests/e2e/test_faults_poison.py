@@ -10,50 +10,32 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
-from devhost_process import DevhostProcess, wait_until
+from factories import Hosts
+from vault_views import record_protected, state_table
 
-from devhost.services import Azurite
 from shared.backups import BackupStarter
 from shared.hung_jobs import MAX_DEQUEUE_COUNT
-from shared.instances import InstanceService, ProtectionStatus, Readiness
-from shared.jobs import JobStatus, JobStore
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
 from shared.storage import layout
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
-from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NAME = "poisoned"
-KEY = "poison-test-key"
 BODY = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
 
 
 def test_a_poisoned_backup_message_ends_its_job_failed_and_the_instance_takes_the_next_backup(
-    azurite: Azurite, tmp_path: Path
+    make_host: Hosts, app_env: dict[str, str]
 ) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "PGVAULT_VAULT_NAME": "pgvault-e2e",
-        "PGVAULT_ALLOW_ENV_SECRETS": "true",
-        "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
-        "PGVAULT_RETENTION_SCHEDULE": "0 0 0 1 1 *",
-        "PGVAULT_STATE_TABLE": f"state{suffix}",
-        "PGVAULT_BACKUP_CONTAINER": f"backups-{suffix}",
-        "PGVAULT_DEVHOST_KEY": KEY,
-    }
-    account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
-    state = StateTable(account.table_service(), env["PGVAULT_STATE_TABLE"])
+    account = StorageAccount.from_connection_setting("AzureWebJobsStorage", app_env)
+    state = state_table(app_env)
     state.ensure()
     queues = QueueSender(account.queue_service())
     for queue in layout.QUEUES:
@@ -63,32 +45,22 @@ def test_a_poisoned_backup_message_ends_its_job_failed_and_the_instance_takes_th
         queue_client(account.queue_service(), queue + "-poison").clear_messages()
     now = datetime.now(UTC)
     PolicyService(state).put("weekly", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), now)
-    instances = InstanceService(state, lambda job, instance: None)
     spec = {"server": "db.invalid", "database": "shop", "secretUri": "env:PGVAULT_SECRET_NOPE", "policyName": "weekly"}
-    validation = instances.configure_one(NAME, spec, now, allow_env_secrets=True, vault_region=None).job
-    assert validation is not None
-    JobStore(state).finish(JobStore(state).get(validation.job_id), JobStatus.COMPLETED, now)
-    current = instances.get(NAME)
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    record_protected(state, NAME, spec, now)
 
     job = BackupStarter(state, queues).on_demand(NAME, BODY, now)
     backup_queue = queue_client(account.queue_service(), layout.BACKUP_QUEUE)
     # maxDequeueCount deliveries, each dying without ending the job; the last one's lock stays.
     for delivery in range(1, MAX_DEQUEUE_COUNT + 1):
         message = wait_until(lambda: next(iter(backup_queue.receive_messages(visibility_timeout=1)), None), 30)
-        assert message.dequeue_count == delivery  # type: ignore[attr-defined]
+        assert message.dequeue_count == delivery
     assert InstanceLocks(state).acquire(NAME, job.job_id, datetime.now(UTC), attempt=MAX_DEQUEUE_COUNT) is not None
     time.sleep(1.5)  # the last delivery's message is visible again
 
-    host = DevhostProcess(env, tmp_path / "devhost.log")
-    host.headers = {"x-functions-key": KEY}
+    # No timer runs in the meantime (once a year).
+    host = make_host({"PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *", "PGVAULT_RETENTION_SCHEDULE": "0 0 0 1 1 *"})
     try:
-
-        def ended() -> dict[str, Any] | None:
-            body: dict[str, Any] = host.get(f"/backupJobs/{job.job_id}").json()
-            return body if body["status"] != "InProgress" else None
-
-        failed: dict[str, Any] = wait_until(ended, 60, interval=0.5)  # type: ignore[assignment]
+        failed = host.wait_job(job.job_id, timeout=60, interval=0.5)
         assert failed["status"] == "Failed", failed
         assert failed["error"]["code"] == "JobAbandoned"
         assert "moved to the poison queue pgvault-backup-poison" in failed["error"]["message"]

@@ -21,16 +21,14 @@ import json
 import re
 import time
 from collections import Counter
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import zstandard
-from devhost_process import DevhostProcess, wait_until
+from factories import Hosts
+from vault_views import record_protected, state_table
 
 from devhost.services import Azurite
-from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.policies import PolicyService
 from shared.policy import DataStore, lifecycle, simulate, tag_backup
@@ -40,8 +38,8 @@ from shared.storage.blobs import BlobStore
 from shared.storage.blockstream import read_verified
 from shared.storage.clients import StorageAccount
 from shared.storage.layout import manifest_name_for
-from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 NAME = "swept"
@@ -56,8 +54,8 @@ class Storage:
     """Direct views of the devhost's state table and backup container."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.state = state_table(env)
         account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
-        self.state = StateTable(account.table_service(), env["PGVAULT_STATE_TABLE"])
         self.blobs = BlobStore(account.blob_service(), env["PGVAULT_BACKUP_CONTAINER"])
 
     def sweep_jobs(self) -> list[Job]:
@@ -77,11 +75,8 @@ def _record_a_year(storage: Storage, start: datetime, now: datetime) -> int:
     """Record every scheduled backup from ``start`` to ``now`` as the backup runner does."""
     policies = PolicyService(storage.state)
     policies.put("mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), start)
-    instances = InstanceService(storage.state, lambda job, instance: None)
     spec = {"server": "db.example.com", "database": NAME, "secretUri": "env:PGVAULT_SECRET_X", "policyName": "mwf"}
-    instances.configure_one(NAME, spec, start, allow_env_secrets=True, vault_region=None)
-    current = instances.get(NAME)
-    instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
+    record_protected(storage.state, NAME, spec, start)
     policy = policies.get("mwf").policy
     store = RecoveryPointStore(storage.state)
     recorded: list[datetime] = []
@@ -111,20 +106,15 @@ def _record_a_year(storage: Storage, start: datetime, now: datetime) -> int:
 
 
 @pytest.fixture(scope="module")
-def env(app_env: dict[str, str]) -> dict[str, str]:
-    return {**app_env, "PGVAULT_RETENTION_SCHEDULE": "*/2 * * * * *", "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *"}
-
-
-@pytest.fixture(scope="module")
-def storage(env: dict[str, str]) -> Storage:
-    s = Storage(env)
+def storage(app_env: dict[str, str]) -> Storage:
+    s = Storage(app_env)
     s.state.ensure()
     s.blobs.ensure()
     return s
 
 
 def test_azurite_down_for_20_seconds_mid_sweep_leaves_the_points_the_policy_keeps_each_step_done_once(
-    env: dict[str, str], storage: Storage, azurite: Azurite, tmp_path: Path
+    make_host: Hosts, storage: Storage, azurite: Azurite
 ) -> None:
     now = datetime.now(UTC)
     start = (now - timedelta(weeks=52)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -132,8 +122,7 @@ def test_azurite_down_for_20_seconds_mid_sweep_leaves_the_points_the_policy_keep
     recorded = _record_a_year(storage, start, now)
     recording = time.monotonic() - began
     # devhost starts only now: its timer sweeps every 2 s from here on.
-    host = DevhostProcess(env, tmp_path / "devhost.log")
-    host.headers = {"x-functions-key": env["PGVAULT_DEVHOST_KEY"]}
+    host = make_host({"PGVAULT_RETENTION_SCHEDULE": "*/2 * * * * *", "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *"})
     try:
         wait_until(lambda: len(storage.sweep_jobs()) >= 5, 60, interval=0.05)
         at_cut = len(storage.sweep_jobs())

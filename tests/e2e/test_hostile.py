@@ -17,28 +17,25 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 import requests
 import schemathesis
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
+from factories import Database, Databases, Hosts
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from vault_views import backup_container, state_table
 
-from devhost.services import Postgres
-from shared.pg.digests import table_digests
-from shared.pg.grants import grant_sql
 from shared.recovery_points import RecoveryPointStore
 from shared.request_body import MAX_BODY_BYTES
 from shared.storage import layout
 from shared.storage.blockstream import read_verified
-from shared.storage.clients import StorageAccount
-from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # Odd but legal PostgreSQL identifiers (at most 63 bytes each).
@@ -56,45 +53,31 @@ def _cs_quote(value: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def odd(postgres: Postgres) -> Iterator[dict[str, str]]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(ODD_ROLE), sql.Literal(PASSWORD)))
-        c.execute(sql.SQL("GRANT password_required TO {}").format(sql.Identifier(ODD_ROLE)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ODD_DB)))
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=ODD_DB, user="postgres", autocommit=True) as c:
+def odd(make_database: Databases) -> Database:
+    db = make_database("odd", user=ODD_ROLE, name=ODD_DB, password=PASSWORD, password_required=True, grant=False)
+    db.scratch.append(ODD_COPY)
+    table = sql.SQL("{}.{}").format(sql.Identifier(ODD_SCHEMA), sql.Identifier("t;'\""))
+    with db.connect() as c:
         c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(ODD_SCHEMA)))
-        c.execute(sql.SQL("CREATE TABLE {}.{} (v text)").format(sql.Identifier(ODD_SCHEMA), sql.Identifier("t;'\"")))
-        c.execute(
-            sql.SQL("INSERT INTO {}.{} VALUES ('ünï;code\\')").format(
-                sql.Identifier(ODD_SCHEMA), sql.Identifier("t;'\"")
-            )
-        )
-    postgres.psql(grant_sql(ODD_DB, ODD_ROLE), ODD_DB)
-    yield {
-        "cs": f"User Id={_cs_quote(ODD_ROLE)};Password={_cs_quote(PASSWORD)};Ssl Mode=Disable",
-        "target_cs": f"Server=127.0.0.1;Port={postgres.port};User Id=postgres;Password=unused;Ssl Mode=Disable",
-    }
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in (ODD_DB, ODD_COPY):
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(ODD_ROLE)))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(ODD_ROLE)))
+        c.execute(sql.SQL("CREATE TABLE {} (v text)").format(table))
+        c.execute(sql.SQL("INSERT INTO {} VALUES ('ünï;code\\')").format(table))
+    db.grant()
+    return db
 
 
 @pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str], odd: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
+def host(make_host: Hosts, odd: Database) -> Iterator[DevhostProcess]:
     # The scheduler writes its marker for every ready instance at each tick: keep it out of the
     # state comparisons (once a year).
-    env = {
-        **app_env,
-        "PGVAULT_SECRET_ODD_CS": odd["cs"],
-        "PGVAULT_SECRET_ODD_TARGET_CS": odd["target_cs"],
-        "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("hostile") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
+    h = make_host(
+        {
+            "PGVAULT_SECRET_ODD_CS": f"User Id={_cs_quote(ODD_ROLE)};Password={_cs_quote(PASSWORD)};Ssl Mode=Disable",
+            "PGVAULT_SECRET_ODD_TARGET_CS": (
+                f"Server=127.0.0.1;Port={odd.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
+            ),
+            "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
+        }
+    )
     yield h
     assert h.stop() == 0, h.log()
     assert PASSWORD not in h.log()
@@ -104,11 +87,8 @@ class Snapshot:
     """What a refused request must not change: the state table, the backup container, the queues."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
-        self.state = StateTable(account.table_service(), env["PGVAULT_STATE_TABLE"])
-        self.container = BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"]).get_container_client(
-            env["PGVAULT_BACKUP_CONTAINER"]
-        )
+        self.state = state_table(env)
+        self.container = backup_container(env)
         queues = QueueServiceClient.from_connection_string(env["AzureWebJobsStorage"])
         self.queues = [queues.get_queue_client(q) for q in layout.QUEUES]
 
@@ -207,39 +187,17 @@ def test_oversized_and_deeply_nested_bodies_are_refused_and_write_nothing(
 
 
 def test_odd_database_schema_and_role_names_go_through_configure_validate_and_backup(
-    host: DevhostProcess, postgres: Postgres, snapshot: Snapshot, tmp_path: Any
+    host: DevhostProcess, odd: Database, snapshot: Snapshot, tmp_path: Any
 ) -> None:
-    assert host.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    r = host.request(
-        "PUT",
-        "/backupInstances/odd",
-        data=json.dumps(
-            {
-                "server": "127.0.0.1",
-                "port": postgres.port,
-                "database": ODD_DB,
-                "secretUri": "env:PGVAULT_SECRET_ODD_CS",
-                "policyName": "weekly",
-            }
-        ),
-    )
-    assert r.status_code == 202, r.text
-    job = wait_until(
-        lambda: (j := host.get(f"/backupJobs/{r.json()['validationJobId']}").json())["status"] != "InProgress" and j,
-        60,
-    )
-    assert job["status"] == "Completed", job  # type: ignore[index]
+    host.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes())
+    job = host.configure("odd", port=odd.port, database=ODD_DB, secret="env:PGVAULT_SECRET_ODD_CS", policy="weekly")
+    assert job["status"] == "Completed", job
     assert host.get("/backupInstances/odd").json()["database"] == ODD_DB
     # Names in the grant script are quoted as identifiers (the schemas are found by the script itself).
     assert '"db\'; DROP DATABASE postgres; --\\ ""é😀"' in host.get("/backupInstances/odd/grantScript?format=sql").text
 
-    trigger = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}}
-    r = host.request("POST", "/backupInstances/odd:backup", data=json.dumps(trigger))
-    assert r.status_code == 202, r.text
-    job = wait_until(
-        lambda: (j := host.get(f"/backupJobs/{r.json()['jobId']}").json())["status"] != "InProgress" and j, 60
-    )
-    assert job["status"] == "Completed", job  # type: ignore[index]
+    job = host.wait_job(host.backup_now("odd", "Default"))
+    assert job["status"] == "Completed", job
     (point,) = RecoveryPointStore(snapshot.state).of("odd")
     dump = tmp_path / "odd.pgdump"
     dump.write_bytes(b"".join(read_verified(snapshot.container, point.blob_name, point.sha256)))
@@ -251,19 +209,8 @@ def test_odd_database_schema_and_role_names_go_through_configure_validate_and_ba
     assert "ünï;code\\\\" in data.stdout
 
 
-def _odd_digests(postgres: Postgres, db: str) -> dict[str, Any]:
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres") as c:
-        return table_digests(c)
-
-
-def _finished(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 60, interval=0.3
-    )
-
-
 def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_verify_restore(
-    host: DevhostProcess, postgres: Postgres, snapshot: Snapshot, app_env: dict[str, str], tmp_path: Any
+    host: DevhostProcess, odd: Database, snapshot: Snapshot, app_env: dict[str, str], tmp_path: Any
 ) -> None:
     # The point of the backup test above: the odd database, schema, table and role.
     (point,) = RecoveryPointStore(snapshot.state).of("odd")
@@ -282,11 +229,11 @@ def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_v
     }
     r = host.request("POST", "/backupInstances/odd:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
-    job = _finished(host, r.json()["jobId"])
+    job = host.wait_job(r.json()["jobId"])
     assert job["status"] == "Completed", job
-    copied = _odd_digests(postgres, ODD_COPY)
-    assert copied == _odd_digests(postgres, ODD_DB) and len(copied) == 1, copied
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=ODD_COPY, user="postgres") as c:
+    copied = odd.digests(ODD_COPY)
+    assert copied == odd.digests() and len(copied) == 1, copied
+    with odd.connect(ODD_COPY) as c:
         table = sql.SQL("{}.{}").format(sql.Identifier(ODD_SCHEMA), sql.Identifier("t;'\""))
         row = c.execute(sql.SQL("SELECT v FROM {}").format(table)).fetchone()
     assert row == ("ünï;code\\",)
@@ -297,7 +244,7 @@ def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_v
         data=json.dumps({"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_ODD_TARGET_CS"}),
     )
     assert r.status_code == 202, r.text
-    verify = _finished(host, r.json()["jobId"])
+    verify = host.wait_job(r.json()["jobId"])
     assert verify["status"] == "Completed", verify
     assert verify["details"]["verification"] == {"tablesCompared": 1, "mismatches": []}
 
@@ -314,7 +261,7 @@ def test_odd_schema_and_role_names_go_through_restore_as_database_as_files_and_v
     }
     r = host.request("POST", "/backupInstances/odd:restore", data=json.dumps(files))
     assert r.status_code == 202, r.text
-    assert _finished(host, r.json()["jobId"])["status"] == "Completed"
+    assert host.wait_job(r.json()["jobId"])["status"] == "Completed"
     dump = tmp_path / "odd-files.dump"
     dump.write_bytes(container.download_blob("odd.dump").readall())
     listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True).stdout

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from devhost_process import DevhostProcess, wait_until
-from psycopg import sql
+from devhost_process import DevhostProcess, instance_spec
+from factories import Database, Databases, Hosts
 
 from devhost.services import Postgres
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 # Distinctive, so a leak into any answer is found by a plain substring search.
@@ -23,72 +23,49 @@ PASSWORDS = ("Sh0p-S3cret-1", "N0body-S3cret-2", "Wr0ng-S3cret-3", "Br0ken-S3cre
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"shop_{s}", "user": f"backup_{s}", "other": f"billing_{s}"}
+def shop_db(make_database: Databases) -> Database:
+    """A fresh user (without the backup privileges) and two databases, ``orders`` in the first."""
+    return make_database(
+        "shop",
+        databases=2,
+        password="pw",
+        grant=False,
+        tables=["CREATE TABLE orders (id serial PRIMARY KEY, item text);"
+                "INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 100) g;", ""],
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw'").format(sql.Identifier(names["user"])))
-        # This one must give its password (the test cluster trusts everyone else).
-        c.execute(
-            sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'right' IN ROLE password_required").format(
-                sql.Identifier(names["user"] + "_pw")
-            )
-        )
-        for db in (names["db"], names["other"]):
-            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    with psycopg.connect(
-        host="127.0.0.1", port=postgres.port, dbname=names["db"], user="postgres", autocommit=True
-    ) as c:
-        c.execute("CREATE TABLE orders (id serial PRIMARY KEY, item text)")
-        c.execute("INSERT INTO orders (item) SELECT 'item ' || g FROM generate_series(1, 100) g")
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in (names["db"], names["other"]):
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"] + "_pw")))
+def must_give_password(make_database: Databases) -> Database:
+    """A role that must give its password (the test cluster trusts everyone else); no database."""
+    return make_database("shop_pw", databases=0, password="right", password_required=True)
 
 
 @pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DevhostProcess]:
-    env = {
-        **app_env,
-        # The secret names its server: the instances below must name the same one (DESIGN C3).
-        "PGVAULT_SECRET_SHOP_CS": (
-            f"Server=127.0.0.1;Port={server.port};User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable"
-        ),
-        "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={names['user']};Password={PASSWORDS[0]};Ssl Mode=Disable",
-        "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
-        "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={names['user']}_pw;Password={PASSWORDS[2]};Ssl Mode=Disable",
-        "PGVAULT_SECRET_RIGHT_PASSWORD_CS": f"User Id={names['user']}_pw;Password=right;Ssl Mode=Disable",
-        "PGVAULT_SECRET_BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    yield h
-    assert h.stop() == 0, h.log()
+def host(make_host: Hosts, shop_db: Database, must_give_password: Database) -> DevhostProcess:
+    pw_user = must_give_password.user
+    h = make_host(
+        {
+            # The secret names its server: the instances below must name the same one.
+            "PGVAULT_SECRET_SHOP_CS": (
+                f"Server=127.0.0.1;Port={shop_db.port};User Id={shop_db.user};Password={PASSWORDS[0]};Ssl Mode=Disable"
+            ),
+            "PGVAULT_SECRET_SHOP_ANY_CS": f"User Id={shop_db.user};Password={PASSWORDS[0]};Ssl Mode=Disable",
+            "PGVAULT_SECRET_NOBODY_CS": f"User Id=nobody_at_all;Password={PASSWORDS[1]};Ssl Mode=Disable",
+            "PGVAULT_SECRET_WRONG_PASSWORD_CS": f"User Id={pw_user};Password={PASSWORDS[2]};Ssl Mode=Disable",
+            "PGVAULT_SECRET_RIGHT_PASSWORD_CS": f"User Id={pw_user};Password=right;Ssl Mode=Disable",
+            "PGVAULT_SECRET_BROKEN_CS": f"User Id=x;Password='{PASSWORDS[3]}",
+        }
+    )
+    h.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes())
+    return h
 
 
 SHOP_SECRET = "env:PGVAULT_SECRET_SHOP_CS"
 
 
-def _entry(server: Postgres, database: str, secret: str = SHOP_SECRET, **over: Any) -> dict[str, Any]:
-    return {
-        "server": "127.0.0.1",
-        "port": server.port,
-        "database": database,
-        "secretUri": secret,
-        "policyName": "weekly",
-        **over,
-    }
+def _entry(server: Database | Postgres, database: str, secret: str = SHOP_SECRET, **over: Any) -> dict[str, Any]:
+    return instance_spec(server.port, database, secret, **over)
 
 
 def _settled(host: DevhostProcess, name: str) -> dict[str, Any]:
@@ -96,20 +73,18 @@ def _settled(host: DevhostProcess, name: str) -> dict[str, Any]:
         body = host.get(f"/backupInstances/{name}").json()
         return body if body["backupReadiness"]["status"] != "Validating" else None
 
-    return wait_until(done, 60, interval=0.3)  # type: ignore[return-value]
+    return wait_until(done, 60, interval=0.3)
 
 
-def test_protect_validate_grant_and_revalidate(
-    host: DevhostProcess, server: Postgres, names: dict[str, str], tmp_path: Path
-) -> None:
+def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop_db: Database, tmp_path: Path) -> None:
     r = host.request(
         "POST",
         "/backupInstances",
         data=json.dumps(
             {
                 "instances": [
-                    _entry(server, names["db"], name="shop"),
-                    _entry(server, "template0", name="tpl"),
+                    _entry(shop_db, shop_db.name, name="shop"),
+                    _entry(shop_db, "template0", name="tpl"),
                 ]
             }
         ),
@@ -153,18 +128,18 @@ def test_protect_validate_grant_and_revalidate(
     assert all(s["status"] == "Completed" for s in job["steps"])
 
     # The same database cannot be protected twice, whatever the spelling of the host.
-    again = host.request("PUT", "/backupInstances/shop2", data=json.dumps(_entry(server, names["db"])))
+    again = host.request("PUT", "/backupInstances/shop2", data=json.dumps(_entry(shop_db, shop_db.name)))
     assert again.status_code == 409 and again.json()["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
 
     listed = host.request(
         "POST",
         "/servers:listDatabases",
-        data=json.dumps({"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": server.port}),
+        data=json.dumps({"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": shop_db.port}),
     )
     assert listed.status_code == 200, listed.text
     dbs = {d["database"]: d for d in listed.json()["value"]}
-    assert dbs[names["db"]]["protected"] is True and dbs[names["db"]]["instance"] == "shop"
-    assert dbs[names["other"]]["protected"] is False
+    assert dbs[shop_db.name]["protected"] is True and dbs[shop_db.name]["instance"] == "shop"
+    assert dbs[shop_db.names[1]]["protected"] is False
     assert "template0" not in dbs and "template1" not in dbs
 
     # The policy is in use now.
@@ -181,13 +156,13 @@ def test_protect_validate_grant_and_revalidate(
         (None, "env:PGVAULT_SECRET_NOT_SET_ANYWHERE", "UserErrorInvalidSecret"),
     ],
 )
-def test_validation_failures_carry_azure_codes(  # noqa: PLR0917
-    host: DevhostProcess, server: Postgres, names: dict[str, str], database: str | None, secret: str, code: str
+def test_validation_failures_carry_azure_codes(
+    host: DevhostProcess, shop_db: Database, database: str | None, secret: str, code: str
 ) -> None:
     name = "v-" + uuid.uuid4().hex[:8]
     # Each case its own database name: one database is protected once (these need not exist).
     r = host.request(
-        "PUT", f"/backupInstances/{name}", data=json.dumps(_entry(server, database or f"db_{name}", secret=secret))
+        "PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop_db, database or f"db_{name}", secret=secret))
     )
     assert r.status_code == 202, r.text
     settled = _settled(host, name)
@@ -224,14 +199,12 @@ def test_unreachable_server_fails_after_retries_with_connection_closed(host: Dev
         90,
         interval=1,
     )
-    assert settled["backupReadiness"]["error"]["code"] == "UserErrorServerConnectionClosed"  # type: ignore[index]
+    assert settled["backupReadiness"]["error"]["code"] == "UserErrorServerConnectionClosed"
 
 
-def test_role_assignment_template_and_bad_requests(
-    host: DevhostProcess, server: Postgres, names: dict[str, str]
-) -> None:
+def test_role_assignment_template_and_bad_requests(host: DevhostProcess, shop_db: Database) -> None:
     name = "t-" + uuid.uuid4().hex[:6]
-    host.request("PUT", f"/backupInstances/{name}", data=json.dumps(_entry(server, names["other"])))
+    host.request("PUT", f"/backupInstances/{name}", data=json.dumps(_entry(shop_db, shop_db.names[1])))
     t = host.get(f"/backupInstances/{name}/roleAssignmentTemplate").json()
     assert t["resources"] == [] and t["metadata"]["notes"]
     assert host.get(f"/backupInstances/{name}/grantScript?format=bat").json()["error"]["target"] == "format"
@@ -249,16 +222,16 @@ def second_server(run_dir: Path) -> Iterator[Postgres]:
 
 
 def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one_failed(
-    host: DevhostProcess, server: Postgres, second_server: Postgres, names: dict[str, str]
+    host: DevhostProcess, shop_db: Database, second_server: Postgres
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     batch = [
-        _entry(server, f"a_{tag}", name=f"a-{tag}"),
-        _entry(server, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
+        _entry(shop_db, f"a_{tag}", name=f"a-{tag}"),
+        _entry(shop_db, f"b_{tag}", name=f"b-{tag}", secretUri="env:PGVAULT_SECRET_RIGHT_PASSWORD_CS"),
         # SHOP_CS names the first server; on the second, a secret without a Server (127.0.0.1 is allowed).
         _entry(second_server, f"c_{tag}", name=f"c-{tag}", secretUri="env:PGVAULT_SECRET_SHOP_ANY_CS"),
         _entry(second_server, "azure_sys", name=f"d-{tag}"),
-        _entry(server, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
+        _entry(shop_db, f"e_{tag}", name=f"e-{tag}", policyName="no-such-policy"),
     ]
     r = host.request("POST", "/backupInstances", data=json.dumps({"instances": batch}))
     assert r.status_code == 202, r.text

@@ -8,18 +8,15 @@ cluster. This devhost runs without ``PGVAULT_ALLOWED_SERVERS``, as a vault does 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from devhost_process import DevhostProcess, wait_until
-from psycopg import sql
+from devhost_process import DevhostProcess, instance_spec
+from factories import Database, Databases, Hosts
 
-from devhost.services import Postgres
 from tests.examples import EXAMPLES
 from tests.fake_postgres import FakePostgres
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 # The test user's password, distinctive so a leak is found by a plain search.
@@ -33,58 +30,25 @@ def app_env(app_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def rogue() -> Iterator[FakePostgres]:
-    fake = FakePostgres().start()
-    yield fake
-    fake.stop()
+def creds(make_database: Databases) -> Database:
+    """A user with a password and an empty database (all a backup of it needs)."""
+    return make_database("creds", password=PASSWORD, grant=False)
 
 
 @pytest.fixture(scope="module")
-def names(postgres: Postgres) -> Iterator[dict[str, str]]:
-    s = uuid.uuid4().hex[:6]
-    n = {"db": f"creds_{s}", "user": f"creds_{s}"}
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(n["user"]), sql.Literal(PASSWORD)))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(n["db"])))
-    yield n
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n["db"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(n["user"])))
-
-
-@pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str],
-    postgres: Postgres,
-    names: dict[str, str],
-    rogue: FakePostgres,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[DevhostProcess]:
-    login = f"User Id={names['user']};Password={PASSWORD}"
-    env = {
-        **app_env,
-        # Written for the real server, as Azure Backup's secrets are.
-        "PGVAULT_SECRET_REAL_CS": f"Server=127.0.0.1;Port={postgres.port};{login};Ssl Mode=Disable",
-        "PGVAULT_SECRET_REAL_UPPER_CS": f"Server=127.0.0.1.;Port={postgres.port};{login};Ssl Mode=Disable",
-        # No Server at all: usable only where PGVAULT_ALLOWED_SERVERS says (unset here: nowhere).
-        "PGVAULT_SECRET_SERVERLESS_CS": f"{login};Ssl Mode=Prefer",
-    }
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    assert h.request("PUT", "/backupPolicies/weekly", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-    yield h
-    assert h.stop() == 0, h.log()
-
-
-def _entry(port: int, database: str, secret: str, **over: Any) -> dict[str, Any]:
-    return {
-        "server": "127.0.0.1",
-        "port": port,
-        "database": database,
-        "secretUri": secret,
-        "policyName": "weekly",
-        **over,
-    }
+def host(make_host: Hosts, creds: Database) -> DevhostProcess:
+    login = f"User Id={creds.user};Password={PASSWORD}"
+    h = make_host(
+        {
+            # Written for the real server, as Azure Backup's secrets are.
+            "PGVAULT_SECRET_REAL_CS": f"Server=127.0.0.1;Port={creds.port};{login};Ssl Mode=Disable",
+            "PGVAULT_SECRET_REAL_UPPER_CS": f"Server=127.0.0.1.;Port={creds.port};{login};Ssl Mode=Disable",
+            # No Server at all: usable only where PGVAULT_ALLOWED_SERVERS says (unset here: nowhere).
+            "PGVAULT_SECRET_SERVERLESS_CS": f"{login};Ssl Mode=Prefer",
+        }
+    )
+    h.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes())
+    return h
 
 
 def _nothing_reached(rogue: FakePostgres, host: DevhostProcess) -> None:
@@ -93,16 +57,16 @@ def _nothing_reached(rogue: FakePostgres, host: DevhostProcess) -> None:
 
 
 def test_an_instance_on_a_rogue_server_with_a_real_servers_secret_is_refused_before_any_connection(
-    host: DevhostProcess, postgres: Postgres, names: dict[str, str], rogue: FakePostgres
+    host: DevhostProcess, creds: Database, rogue: FakePostgres
 ) -> None:
-    body = _entry(rogue.port, names["db"], "env:PGVAULT_SECRET_REAL_CS")
+    body = instance_spec(rogue.port, creds.name, "env:PGVAULT_SECRET_REAL_CS")
     r = host.request("PUT", "/backupInstances/harvest", data=json.dumps(body))
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "InvalidRequest" and error["target"] == "body.server"
     # Both servers are named: the one asked for and the secret's own.
-    assert f"127.0.0.1:{rogue.port}" in error["message"] and f"127.0.0.1:{postgres.port}" in error["message"]
-    assert PASSWORD not in r.text and names["user"] not in r.text
+    assert f"127.0.0.1:{rogue.port}" in error["message"] and f"127.0.0.1:{creds.port}" in error["message"]
+    assert PASSWORD not in r.text and creds.user not in r.text
     assert host.get("/backupInstances/harvest").status_code == 404  # nothing stored
 
     # Configure-many refuses that entry (400: every entry failed) and stores nothing either.
@@ -117,10 +81,10 @@ def test_an_instance_on_a_rogue_server_with_a_real_servers_secret_is_refused_bef
 
 
 def test_the_secrets_own_server_spelled_differently_is_accepted(
-    host: DevhostProcess, postgres: Postgres, names: dict[str, str], rogue: FakePostgres
+    host: DevhostProcess, creds: Database, rogue: FakePostgres
 ) -> None:
     # Secret "127.0.0.1." with port; instance "127.0.0.1": the same server after normalising.
-    body = _entry(postgres.port, names["db"], "env:PGVAULT_SECRET_REAL_UPPER_CS")
+    body = instance_spec(creds.port, creds.name, "env:PGVAULT_SECRET_REAL_UPPER_CS")
     r = host.request("PUT", "/backupInstances/own", data=json.dumps(body))
     assert r.status_code == 202, r.text
 
@@ -129,14 +93,13 @@ def test_the_secrets_own_server_spelled_differently_is_accepted(
         return b if b["backupReadiness"]["status"] != "Validating" else None
 
     shown = wait_until(settled, 60, interval=0.3)
-    assert isinstance(shown, dict)
     # It reached the real server, logged in and found what a backup needs (an empty database).
     assert shown["backupReadiness"]["status"] == "Success", shown
     _nothing_reached(rogue, host)
 
 
 def test_list_databases_accepts_no_server_but_the_secrets(
-    host: DevhostProcess, postgres: Postgres, names: dict[str, str], rogue: FakePostgres
+    host: DevhostProcess, creds: Database, rogue: FakePostgres
 ) -> None:
     for body in (
         {"secretUri": "env:PGVAULT_SECRET_REAL_CS", "server": "127.0.0.1", "port": rogue.port},
@@ -152,14 +115,14 @@ def test_list_databases_accepts_no_server_but_the_secrets(
     # The secret's own server is listed as before.
     r = host.request("POST", "/servers:listDatabases", data=json.dumps({"secretUri": "env:PGVAULT_SECRET_REAL_CS"}))
     assert r.status_code == 200, r.text
-    assert names["db"] in [d["database"] for d in r.json()["value"]]
+    assert creds.name in [d["database"] for d in r.json()["value"]]
     _nothing_reached(rogue, host)
 
 
 def test_a_secret_without_a_server_is_refused_for_a_server_no_setting_allows(
-    host: DevhostProcess, names: dict[str, str], rogue: FakePostgres
+    host: DevhostProcess, creds: Database, rogue: FakePostgres
 ) -> None:
-    body = _entry(rogue.port, names["db"], "env:PGVAULT_SECRET_SERVERLESS_CS")
+    body = instance_spec(rogue.port, creds.name, "env:PGVAULT_SECRET_SERVERLESS_CS")
     r = host.request("PUT", "/backupInstances/serverless", data=json.dumps(body))
     assert r.status_code == 400, r.text
     error = r.json()["error"]

@@ -8,7 +8,6 @@ keeps one request back). Neither depends on how fast this machine is.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,19 +37,10 @@ from shared.storage.blobs import BlobStore
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
 from tests.integration.world import account_of, open_storage
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 TRIGGER = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
-
-
-def wait_for(what: Callable[[], Any], timeout: float = 120, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out: {message}")
 
 
 @dataclass
@@ -160,7 +150,7 @@ def test_a_running_backup_cancelled_ends_cancelled_with_no_point_and_no_blob(wor
                 ).fetchone()
             return bool(row and row[0])
 
-        wait_for(dump_waiting, message="pg_dump never started waiting on the table")
+        wait_until(dump_waiting, 120, message="pg_dump never started waiting on the table")
         assert jobs.get(job_id).details.get("blobName"), "the dump step had not begun"
         job, taken = request_cancel(world.state, job_id, datetime.now(UTC))
         assert taken and job.status is JobStatus.IN_PROGRESS and job.cancel_requested is not None
@@ -180,7 +170,7 @@ def test_a_running_backup_cancelled_ends_cancelled_with_no_point_and_no_blob(wor
             row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (world.db,)).fetchone()
         return row == (0,)
 
-    wait_for(sessions_left, timeout=30, message="a session of the cancelled backup is still connected")
+    wait_until(sessions_left, 30, message="a session of the cancelled backup is still connected")
     # A second cancel of the finished job changes nothing and says so.
     again, taken = request_cancel(world.state, job_id, datetime.now(UTC))
     assert not taken and again.status is JobStatus.CANCELLED and again.end_time == ended.end_time
@@ -297,7 +287,7 @@ def test_a_running_restore_as_files_cancelled_ends_cancelled_and_leaves_no_file(
         accepted, taken = request_cancel(world.state, job.job_id, datetime.now(UTC))
         assert taken and accepted.cancel_requested is not None
         # The worker notices through its heartbeat; the held download is let go once the cancel is seen.
-        wait_for(lambda: JobStore(world.state).get(job.job_id).cancel_requested, message="no cancel recorded")
+        wait_until(lambda: JobStore(world.state).get(job.job_id).cancel_requested, 120, message="no cancel recorded")
     finally:
         transport.release.set()
     thread.join(120)
@@ -325,7 +315,7 @@ def test_a_running_restore_cancelled_ends_cancelled_and_drops_the_half_restored_
                 row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (target,)).fetchone()
             return row == (0,)
 
-        wait_for(restore_gone, message="pg_restore still connected after the cancel")
+        wait_until(restore_gone, 120, message="pg_restore still connected after the cancel")
     finally:
         transport.release.set()
     thread.join(120)

@@ -92,13 +92,6 @@ def vault(storage: Storage) -> Vault:
 
 
 @pytest.fixture
-def rogue() -> Iterator[FakePostgres]:
-    fake = FakePostgres().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def tls_rogue(tmp_path: Path) -> Iterator[FakePostgres]:
     """The impostor with TLS (a certificate nobody can verify), for Ssl Mode=Require."""
     fake = FakePostgres(tls=self_signed(tmp_path)).start()

@@ -113,7 +113,7 @@ def test_tools_whose_libpq_cannot_refuse_cleartext_get_a_password_only_when_safe
     assert local.child_env(host="127.0.0.1", port=5432, dbname="d", refuses_cleartext=False)["PGPASSWORD"] == "p"
 
 
-# --- a secret's password goes only to its own server (DESIGN C3) ------------------------------
+# --- a secret's password goes only to its own server (docs/rules.md C3) -------------------------
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import function_app
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, dict[str, Any]]:
-    # get_functions() may be called once per app (PLATFORM-NOTES): call it once, keep the result.
+    # get_functions() may be called once per app (docs/platform-notes.md): call it once, keep the result.
     out: dict[str, dict[str, Any]] = {}
     for fn in function_app.app.get_functions():
         trigger = fn.get_trigger().get_dict_repr()

@@ -25,7 +25,7 @@ def _spec_path(route: str) -> str:
 
 @pytest.fixture(scope="module")
 def registered() -> set[tuple[str, str]]:
-    # get_functions() may be called once per app (PLATFORM-NOTES) and test_function_app.py calls it
+    # get_functions() may be called once per app (docs/platform-notes.md) and test_function_app.py calls it
     # on function_app.app: build a second app from the same module source for this test.
     spec = importlib.util.spec_from_file_location("function_app_for_openapi", function_app.__file__)
     assert spec is not None and spec.loader is not None

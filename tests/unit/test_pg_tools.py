@@ -80,7 +80,7 @@ def test_the_installed_wheel_is_found_through_the_import_system() -> None:
 @needs_pg15
 def test_adding_the_wheel_keeps_debians_15_for_15_servers_and_gives_17_to_newer_ones() -> None:
     # The existing tests run PostgreSQL 15 servers with Debian's 15 tools: the wheel must not change that
-    # (pg_restore 17 into a 15 server exits 1 on transaction_timeout, PLATFORM-NOTES).
+    # (pg_restore 17 into a 15 server exits 1 on transaction_timeout, docs/platform-notes.md).
     for name in ("pg_dump", "pg_restore"):
         chosen = pick_tool(name, 15)
         assert chosen.major == 15 and chosen.path.parent != packaged_tools()  # PATH's wrapper or PG15 itself

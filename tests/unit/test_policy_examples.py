@@ -161,7 +161,7 @@ def test_vendored_examples_match_the_design_cards_copy() -> None:
     from tests.examples import UPSTREAM_EXAMPLES
 
     if not UPSTREAM_EXAMPLES.is_dir():
-        pytest.skip("the design card's shared/policy-examples is not beside this checkout")
+        pytest.skip("the upstream policy examples (../shared/policy-examples) are not beside this checkout")
     ours = {p.relative_to(EXAMPLES): p.read_bytes() for p in EXAMPLES.rglob("*") if p.is_file()}
     theirs = {p.relative_to(UPSTREAM_EXAMPLES): p.read_bytes() for p in UPSTREAM_EXAMPLES.rglob("*") if p.is_file()}
     assert ours == theirs

@@ -13,14 +13,11 @@ from hypothesis import strategies as st
 
 from shared.policy import CopyOption, DataStore, LifecycleEvent, Policy, lifecycle, parse_policy
 from tests.examples import EXAMPLES
+from tests.moments import utc
 
 ARCHIVE_DOC: dict[str, Any] = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())["properties"]
 POLICY = parse_policy(ARCHIVE_DOC)
 UTC = dt.UTC
-
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def immediate_policy() -> Policy:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from shared.policy import Policy, next_occurrence, occurrences, parse_policy
 from tests.examples import EXAMPLES
+from tests.moments import utc
 
 SUNDAY: dict[str, Any] = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
 UTC = dt.UTC
@@ -23,10 +24,6 @@ def policy_with(time_zone: str, *intervals: str) -> Policy:
     doc = copy.deepcopy(SUNDAY)
     doc["policyRules"][0]["trigger"]["schedule"] = {"timeZone": time_zone, "repeatingTimeIntervals": list(intervals)}
     return parse_policy(doc)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, *, second: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def sundays_between(policy: Policy, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:

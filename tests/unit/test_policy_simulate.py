@@ -15,14 +15,11 @@ import pytest
 from pgvault.__main__ import main
 from shared.policy import parse_policy, simulate
 from tests.examples import EXAMPLES
+from tests.moments import utc
 
 ARCHIVE_FILE = EXAMPLES / "weekly-mon-wed-fri-with-archive.json"
 UTC = dt.UTC
 ISO_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
-
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def load(path: Path) -> Any:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shared.policy import Policy, Tagger, Weekday, occurrences, parse_policy, tag_backup
 from shared.policy.tagging import WEEK_STARTS_ON
 from tests.examples import EXAMPLES
+from tests.moments import utc
 
 ARCHIVE_DOC: dict[str, Any] = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())["properties"]
 UTC = dt.UTC
@@ -24,10 +25,6 @@ def policy_in(zone: str, *, criteria: list[dict[str, Any]] | None = None) -> Pol
     if criteria is not None:
         doc["policyRules"][0]["trigger"]["taggingCriteria"] = criteria
     return parse_policy(doc)
-
-
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
-    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_week_starts_on_sunday() -> None:

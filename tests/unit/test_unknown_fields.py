@@ -2,7 +2,7 @@
 
 Before, a policy with ``"timezone"`` (for ``timeZone``) was stored with UTC, a restore with
 ``"restoreOption"`` restored the whole database, a trigger with ``"triggerOptions"`` used the
-default tag: each silently changed what the request meant (DESIGN §4).
+default tag: each silently changed what the request meant (docs/rules.md: unknown fields are refused).
 """
 
 from __future__ import annotations
