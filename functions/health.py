@@ -19,7 +19,7 @@ from functions.http import api, json_response
 from shared.errors import SettingsError
 from shared.health import CheckStatus, anonymous_deep_status, deep_checks, tools_check, worst
 from shared.settings import load_settings
-from shared.wire.health import Health, HealthChecks, ToolsState
+from shared.wire.health import Health, HealthCheck, HealthChecks, ToolsState
 
 bp = func.Blueprint()
 
@@ -50,4 +50,5 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 def health_checks(req: func.HttpRequest) -> func.HttpResponse:
     """Every check of the self-check with its findings; ``status`` is the worst check's."""
     checks = deep_checks(load_settings(), os.environ)
-    return json_response(HealthChecks(status=worst(checks).value, checks=[c.to_json() for c in checks]))
+    listed = [HealthCheck.model_validate(c.to_json()) for c in checks]
+    return json_response(HealthChecks(status=worst(checks).value, checks=listed))
