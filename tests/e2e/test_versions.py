@@ -18,7 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
+from factories import Hosts
 from psycopg import sql
 
 from devhost.services import Postgres
@@ -93,28 +94,16 @@ def servers(run_dir: Path, names: dict[str, str]) -> Iterator[dict[int, Postgres
 
 
 @pytest.fixture(scope="module")
-def host(
-    app_env: dict[str, str],
-    servers: dict[int, Postgres],
-    names: dict[str, str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[DevhostProcess]:
-    env = {**app_env, "PGVAULT_PG_BIN_DIR": str(_wheel_bin())}
-    env["PGVAULT_SECRET_BACKUP_CS"] = f"User Id={names['user']};Password=unused;Ssl Mode=Disable"
+def host(make_host: Hosts, servers: dict[int, Postgres], names: dict[str, str]) -> DevhostProcess:
+    settings = {
+        "PGVAULT_PG_BIN_DIR": str(_wheel_bin()),
+        "PGVAULT_SECRET_BACKUP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
+    }
     for major, pg in servers.items():
-        env[f"PGVAULT_SECRET_ADMIN{major}_CS"] = (
+        settings[f"PGVAULT_SECRET_ADMIN{major}_CS"] = (
             f"Server=127.0.0.1;Port={pg.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
         )
-    h = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    h.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    yield h
-    assert h.stop() == 0, h.log()
-
-
-def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 180, interval=0.3
-    )
+    return make_host(settings)
 
 
 def _restore(host: DevhostProcess, instance: str, point: str, database: str, admin: int) -> dict[str, Any]:
@@ -137,7 +126,7 @@ def _restore(host: DevhostProcess, instance: str, point: str, database: str, adm
     }
     r = host.request("POST", f"/backupInstances/{instance}:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
-    return _job(host, r.json()["jobId"])
+    return host.wait_job(r.json()["jobId"])
 
 
 def _contents(pg: Postgres, db: str, methods: dict[str, str] | None = None) -> dict[str, Any]:
@@ -166,9 +155,9 @@ def test_every_major_backs_up_and_restores_with_pg_dump_17_and_12_restores_into_
         }
         r = host.request("PUT", f"/backupInstances/v{major}", data=json.dumps({**spec, "policyName": "p"}))
         assert r.status_code == 202, r.text
-        validation = _job(host, r.json()["validationJobId"])
+        validation = host.wait_job(r.json()["validationJobId"])
         assert validation["status"] == "Completed", (major, validation)
-        backup = _job(host, host.request("POST", f"/backupInstances/v{major}:backup").json()["jobId"])
+        backup = host.wait_job(host.backup_now(f"v{major}"))
         assert backup["status"] == "Completed", (major, backup)
         points[major] = backup["recoveryPointId"]
         point = host.get(f"/backupInstances/v{major}/recoveryPoints/{points[major]}").json()
