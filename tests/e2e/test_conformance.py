@@ -22,13 +22,14 @@ import psycopg
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
 from psycopg import sql
 
 import function_app
 from devhost.services import Postgres
 from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

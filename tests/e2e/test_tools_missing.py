@@ -18,12 +18,13 @@ import psycopg
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess, wait_until
+from devhost_process import DevhostProcess
 from psycopg import sql
 
 from devhost.services import Postgres
 from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 MISSING = "/nonexistent/pgtools/bin"
