@@ -199,11 +199,10 @@ def _allowed_servers(env: Mapping[str, str], problems: dict[str, str]) -> tuple[
     return patterns
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
-    env = os.environ if env is None else env
-    problems: dict[str, str] = {}
-
+def _storage(
+    env: Mapping[str, str], problems: dict[str, str]
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """AzureWebJobsStorage: a connection string, or an identity-based connection (account name or URIs)."""
     connection_string = env.get(STORAGE_SETTING, "").strip() or None
     account_name = env.get(f"{STORAGE_SETTING}__accountName", "").strip() or None
     blob_uri = env.get(f"{STORAGE_SETTING}__blobServiceUri", "").strip() or None
@@ -221,7 +220,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "not a storage connection string: expected AccountName=...;AccountKey=... (with "
                 "BlobEndpoint/QueueEndpoint/TableEndpoint for Azurite) or UseDevelopmentStorage=true"
             )
+    return connection_string, account_name, blob_uri, queue_uri, table_uri
 
+
+def _key_vault_uri(env: Mapping[str, str], problems: dict[str, str]) -> str | None:
+    key_vault_uri = env.get("PGVAULT_KEY_VAULT_URI", "").strip() or None
+    if key_vault_uri is not None and not _KEY_VAULT_URI.match(key_vault_uri):
+        problems["PGVAULT_KEY_VAULT_URI"] = (
+            f"must be a Key Vault URI such as https://kv-pgvault.vault.azure.net/ (or empty), got {key_vault_uri!r}"
+        )
+    return key_vault_uri
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
+    env = os.environ if env is None else env
+    problems: dict[str, str] = {}
+
+    connection_string, account_name, blob_uri, queue_uri, table_uri = _storage(env, problems)
     vault_name = env.get("PGVAULT_VAULT_NAME", "pgvault").strip()
     if not _VAULT_NAME.match(vault_name):
         problems["PGVAULT_VAULT_NAME"] = (
@@ -254,11 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
-    key_vault_uri = env.get("PGVAULT_KEY_VAULT_URI", "").strip() or None
-    if key_vault_uri is not None and not _KEY_VAULT_URI.match(key_vault_uri):
-        problems["PGVAULT_KEY_VAULT_URI"] = (
-            f"must be a Key Vault URI such as https://kv-pgvault.vault.azure.net/ (or empty), got {key_vault_uri!r}"
-        )
+    key_vault_uri = _key_vault_uri(env, problems)
 
     if problems:
         raise SettingsError(problems)
