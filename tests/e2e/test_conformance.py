@@ -2,9 +2,9 @@
 
 One devhost with real PostgreSQL and Azurite; every route is driven at least once (policies,
 configure, validate, backup, recovery points, restore as a database and as files, verify,
-stop/resume, delete, jobs, cancel, dashboard), and each answer's status and body are checked
-against the document the app serves. The routes exercised must be exactly the registered ones:
-a new route without a conformance call fails here.
+stop/resume, delete, jobs, cancel, dashboard, health and its self-check), and each answer's
+status and body are checked against the document the app serves. The routes exercised must be
+exactly the registered ones: a new route without a conformance call fails here.
 """
 
 from __future__ import annotations
@@ -243,6 +243,7 @@ def _protection_and_jobs(api: Conformance) -> None:
 
 def _the_rest(api: Conformance) -> None:
     api.call("GET", "/health", 200, headers={})
+    api.call("GET", "/health/checks", 200)
     api.call("GET", "/openapi.json", 200)
     api.call("GET", "/dashboard", 200, headers={})
     api.call("GET", "/dashboard/app.js", 200, headers={})
