@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +75,17 @@ class DevhostProcess:
         job: dict[str, Any] = r.json()
         return job
 
-    def wait_job(self, job_id: str, timeout: float = JOB_TIMEOUT, interval: float = 0.3) -> dict[str, Any]:
-        """The job once it is no longer InProgress."""
-        return wait_until(lambda: (j := self.job(job_id))["status"] != "InProgress" and j, timeout, interval)
+    def wait_job(
+        self,
+        job_id: str,
+        timeout: float = JOB_TIMEOUT,
+        interval: float = 0.3,
+        *,
+        fetch: Callable[[str], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The job once it is no longer InProgress, each poll read by ``fetch`` (``job`` by default)."""
+        read = fetch or self.job
+        return wait_until(lambda: (j := read(job_id))["status"] != "InProgress" and j, timeout, interval)
 
     def put_policy(self, name: str, body: bytes) -> requests.Response:
         r = self.request("PUT", f"/backupPolicies/{name}", data=body)

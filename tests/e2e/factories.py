@@ -64,9 +64,9 @@ class Database:
         with self.connect(dbname) as c:
             return table_digests(c)
 
-    def grant(self) -> None:
-        """Run the backup grant script for this role in each database."""
-        for name in self.names:
+    def grant(self, *dbnames: str) -> None:
+        """Run the backup grant script for this role in ``dbnames``, in each of its databases by default."""
+        for name in dbnames or self.names:
             self.cluster.psql(grant_sql(name, self.user), name)
 
 

@@ -2,9 +2,9 @@
 
 One devhost with real PostgreSQL and Azurite; every route is driven at least once (policies,
 configure, validate, backup, recovery points, restore as a database and as files, verify,
-stop/resume, delete, jobs, cancel, dashboard), and each answer's status and body are checked
-against the document the app serves. The routes exercised must be exactly the registered ones:
-a new route without a conformance call fails here.
+stop/resume, delete, jobs, cancel, dashboard, health and its self-check), and each answer's
+status and body are checked against the document the app serves. The routes exercised must be
+exactly the registered ones: a new route without a conformance call fails here.
 """
 
 from __future__ import annotations
@@ -14,22 +14,17 @@ import importlib.util
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
-import psycopg
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 from devhost_process import DevhostProcess
-from psycopg import sql
+from factories import Database, Databases, Hosts
 
 import function_app
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
-from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -118,55 +113,37 @@ class Conformance:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """Poll the job (each answer checked) until it is no longer InProgress."""
+        return self.host.wait_job(job_id, 180, interval=0.5, fetch=self._job_answer)
 
-        def done() -> dict[str, Any] | None:
-            job: dict[str, Any] = self.call("GET", f"/backupJobs/{job_id}", 200).json()
-            return job if job["status"] != "InProgress" else None
-
-        return wait_until(done, 180, interval=0.5)  # type: ignore[return-value]
-
-
-@pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"cshop_{s}", "bare": f"cbare_{s}", "user": f"cbackup_{s}", "copy": f"ccopy_{s}"}
+    def _job_answer(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self.call("GET", f"/backupJobs/{job_id}", 200).json()
+        return job
 
 
 @pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(names["user"])))
-        for db in (names["db"], names["bare"]):
-            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    postgres.psql(
-        "CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'a');", names["db"]
+def shop(make_database: Databases) -> Database:
+    """``shop`` with a table and the backup grant; ``bare`` (its second database) empty and not granted."""
+    db = make_database(
+        "cshop",
+        tables=["CREATE TABLE orders (id int PRIMARY KEY, item text); INSERT INTO orders VALUES (1, 'a');", ""],
+        databases=2,
+        grant=False,
     )
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for db in (names["db"], names["bare"], names["copy"]):
-            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
+    db.grant(db.name)
+    return db
 
 
 @pytest.fixture(scope="module")
-def api(
-    app_env: dict[str, str], server: Postgres, names: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Conformance]:
-    env = {
-        **app_env,
-        "PGVAULT_SECRET_SHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable",
-        "PGVAULT_SECRET_TARGET_CS": (
-            f"Server=127.0.0.1;Port={server.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
-        ),
-    }
-    host = DevhostProcess(env, tmp_path_factory.mktemp("conformance") / "devhost.log")
-    host.headers = {"x-functions-key": app_env["PGVAULT_DEVHOST_KEY"]}
-    try:
-        yield Conformance(host)
-    finally:
-        assert host.stop() == 0, host.log()
+def api(make_host: Hosts, shop: Database) -> Conformance:
+    host = make_host(
+        {
+            "PGVAULT_SECRET_SHOP_CS": shop.connection_string(),
+            "PGVAULT_SECRET_TARGET_CS": (
+                f"Server=127.0.0.1;Port={shop.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
+            ),
+        }
+    )
+    return Conformance(host)
 
 
 def _policies(api: Conformance) -> None:
@@ -182,20 +159,20 @@ def _policies(api: Conformance) -> None:
     api.call("DELETE", "/backupPolicies/spare", 200)
 
 
-def _configure(api: Conformance, server: Postgres, names: dict[str, str]) -> str:
-    spec = {"server": "127.0.0.1", "port": server.port, "secretUri": "env:PGVAULT_SECRET_SHOP_CS"}
-    listing = {"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": server.port}
+def _configure(api: Conformance, shop: Database) -> str:
+    spec = {"server": "127.0.0.1", "port": shop.port, "secretUri": "env:PGVAULT_SECRET_SHOP_CS"}
+    listing = {"secretUri": "env:PGVAULT_SECRET_SHOP_CS", "server": "127.0.0.1", "port": shop.port}
     api.call("POST", "/servers:listDatabases", 200, json=listing)
     many = {
         "instances": [
-            {**spec, "name": "bare", "database": names["bare"], "policyName": "weekly"},
-            {**spec, "name": "broken", "database": names["bare"], "policyName": "absent"},
+            {**spec, "name": "bare", "database": shop.names[1], "policyName": "weekly"},
+            {**spec, "name": "broken", "database": shop.names[1], "policyName": "absent"},
         ]
     }
     api.call("POST", "/backupInstances", 202, json=many)
     api.call("POST", "/backupInstances", 400, json={"instances": [many["instances"][1]]})
     configured = api.call(
-        "PUT", "/backupInstances/shop", 202, json={**spec, "database": names["db"], "policyName": "weekly"}
+        "PUT", "/backupInstances/shop", 202, json={**spec, "database": shop.name, "policyName": "weekly"}
     )
     assert api.job(configured.json()["validationJobId"])["status"] == "Completed"
     api.call("GET", "/backupInstances", 200)
@@ -206,7 +183,7 @@ def _configure(api: Conformance, server: Postgres, names: dict[str, str]) -> str
     return "shop"
 
 
-def _backup_and_restore(api: Conformance, names: dict[str, str], storage: str) -> None:
+def _backup_and_restore(api: Conformance, shop: Database, storage: str) -> None:
     trigger = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
     backup = api.job(api.call("POST", "/backupInstances/shop:backup", 202, json=trigger).json()["jobId"])
     assert backup["status"] == "Completed", backup
@@ -223,7 +200,7 @@ def _backup_and_restore(api: Conformance, names: dict[str, str], storage: str) -
         "recoveryPointId": point,
         "restoreTargetInfo": {
             "objectType": "RestoreTargetInfo",
-            "datasourceInfo": {"resourceName": names["copy"]},
+            "datasourceInfo": {"resourceName": shop.spare("copy")},
             "datasourceAuthCredentials": credentials,
         },
     }
@@ -266,17 +243,16 @@ def _protection_and_jobs(api: Conformance) -> None:
 
 def _the_rest(api: Conformance) -> None:
     api.call("GET", "/health", 200, headers={})
+    api.call("GET", "/health/checks", 200)
     api.call("GET", "/openapi.json", 200)
     api.call("GET", "/dashboard", 200, headers={})
     api.call("GET", "/dashboard/app.js", 200, headers={})
 
 
-def test_every_route_answers_as_the_document_says(
-    api: Conformance, server: Postgres, names: dict[str, str], app_env: dict[str, str]
-) -> None:
+def test_every_route_answers_as_the_document_says(api: Conformance, shop: Database, app_env: dict[str, str]) -> None:
     _policies(api)
-    _configure(api, server, names)
-    _backup_and_restore(api, names, app_env["AzureWebJobsStorage"])
+    _configure(api, shop)
+    _backup_and_restore(api, shop, app_env["AzureWebJobsStorage"])
     _protection_and_jobs(api)
     _the_rest(api)
     assert api.exercised == _registered(), {

@@ -11,73 +11,42 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import psycopg
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 from devhost_process import DevhostProcess
-from psycopg import sql
+from factories import Database, Databases, Hosts
 
-from devhost.services import Postgres
-from shared.pg.grants import grant_sql
 from tests.examples import EXAMPLES
-from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 MISSING = "/nonexistent/pgtools/bin"
 
 
 @pytest.fixture(scope="module")
-def names() -> dict[str, str]:
-    s = uuid.uuid4().hex[:6]
-    return {"db": f"tshop_{s}", "user": f"tbackup_{s}", "container": f"files-{s}"}
-
-
-@pytest.fixture(scope="module")
-def server(postgres: Postgres, names: dict[str, str]) -> Iterator[Postgres]:
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(names["db"])))
-    postgres.psql("CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 500) g;", names["db"])
-    postgres.psql(grant_sql(names["db"], names["user"]), names["db"])
-    yield postgres
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(names["db"])))
-        c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(names["user"])))
-        c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(names["user"])))
-
-
-def _job(host: DevhostProcess, job_id: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[return-value]
-        lambda: (j := host.get(f"/backupJobs/{job_id}").json())["status"] != "InProgress" and j, 120, interval=0.3
+def shop(make_database: Databases) -> Database:
+    return make_database(
+        "tshop", tables="CREATE TABLE t AS SELECT g, md5(g::text) AS v FROM generate_series(1, 500) g;"
     )
 
 
-def _start(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> DevhostProcess:
-    host = DevhostProcess(env, tmp_path_factory.mktemp("devhost") / "devhost.log")
-    host.headers = {"x-functions-key": env["PGVAULT_DEVHOST_KEY"]}
-    return host
+@pytest.fixture(scope="module")
+def settings(shop: Database) -> dict[str, str]:
+    """What both devhosts add to the app's settings (they share its state table and container)."""
+    return {"PGVAULT_SECRET_TSHOP_CS": shop.connection_string()}
 
 
 @pytest.fixture(scope="module")
-def env(app_env: dict[str, str], names: dict[str, str]) -> dict[str, str]:
-    return {**app_env, "PGVAULT_SECRET_TSHOP_CS": f"User Id={names['user']};Password=unused;Ssl Mode=Disable"}
-
-
-@pytest.fixture(scope="module")
-def point(env: dict[str, str], server: Postgres, names: dict[str, str],
-          tmp_path_factory: pytest.TempPathFactory) -> str:  # fmt: skip
-    host = _start(env, tmp_path_factory)
+def point(make_host: Hosts, settings: dict[str, str], shop: Database) -> str:
+    host = make_host(settings)
     try:
-        assert host.request("PUT", "/backupPolicies/p", data=(EXAMPLES / "sunday-default-only.json").read_bytes()).ok
-        spec = {"server": "127.0.0.1", "port": server.port, "database": names["db"],
-                "secretUri": "env:PGVAULT_SECRET_TSHOP_CS", "policyName": "p"}  # fmt: skip
-        r = host.request("PUT", "/backupInstances/tshop", data=json.dumps(spec))
-        assert _job(host, r.json()["validationJobId"])["status"] == "Completed"
-        backup = _job(host, host.request("POST", "/backupInstances/tshop:backup").json()["jobId"])
+        assert host.put_policy("p", (EXAMPLES / "sunday-default-only.json").read_bytes())
+        validation = host.configure(
+            "tshop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_TSHOP_CS", policy="p"
+        )
+        assert validation["status"] == "Completed"
+        backup = host.wait_job(host.backup_now("tshop"))
         assert backup["status"] == "Completed", backup
         return str(backup["recoveryPointId"])
     finally:
@@ -85,10 +54,8 @@ def point(env: dict[str, str], server: Postgres, names: dict[str, str],
 
 
 @pytest.fixture(scope="module")
-def broken(env: dict[str, str], point: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevhostProcess]:
-    host = _start({**env, "PGVAULT_PG_BIN_DIR": MISSING}, tmp_path_factory)
-    yield host
-    assert host.stop() == 0, host.log()
+def broken(make_host: Hosts, settings: dict[str, str], point: str) -> DevhostProcess:
+    return make_host({**settings, "PGVAULT_PG_BIN_DIR": MISSING})
 
 
 def test_health_says_the_tools_are_degraded_and_why_while_the_app_serves(broken: DevhostProcess) -> None:
@@ -117,11 +84,9 @@ def test_the_deep_check_tells_an_anonymous_caller_only_unhealthy_and_a_keyed_one
     assert checks["platform"]["findings"]["python"] and "glibc" in checks["platform"]["findings"]
 
 
-def test_a_restore_as_files_works_without_tools(
-    broken: DevhostProcess, point: str, env: dict[str, str], names: dict[str, str]
-) -> None:
-    service = BlobServiceClient.from_connection_string(env["AzureWebJobsStorage"])
-    target = service.get_container_client(names["container"])
+def test_a_restore_as_files_works_without_tools(broken: DevhostProcess, point: str, app_env: dict[str, str]) -> None:
+    service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
+    target = service.get_container_client(f"files-{uuid.uuid4().hex[:6]}")
     target.create_container()
     body = {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -135,13 +100,15 @@ def test_a_restore_as_files_works_without_tools(
     }
     r = broken.request("POST", "/backupInstances/tshop:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
-    assert _job(broken, r.json()["jobId"])["status"] == "Completed"
+    assert broken.wait_job(r.json()["jobId"])["status"] == "Completed"
     assert [b.name for b in target.list_blobs()]
 
 
 def test_a_backup_and_a_validation_fail_with_pg_tools_not_found(broken: DevhostProcess) -> None:
-    backup = _job(broken, broken.request("POST", "/backupInstances/tshop:backup").json()["jobId"])
+    backup = broken.wait_job(broken.backup_now("tshop"))
     assert backup["status"] == "Failed" and backup["error"]["code"] == "UserErrorPgToolsNotFound", backup
     assert "PGVAULT_PG_BIN_DIR" in backup["error"]["recommendedAction"]
-    validation = _job(broken, broken.request("POST", "/backupInstances/tshop:validate").json()["jobId"])
+    r = broken.request("POST", "/backupInstances/tshop:validate")
+    assert r.status_code == 202, r.text
+    validation = broken.wait_job(r.json()["jobId"])
     assert validation["status"] == "Failed" and validation["error"]["code"] == "UserErrorPgToolsNotFound"
