@@ -63,6 +63,10 @@ def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Seq
     )
 
 
+# A job record is one table entity: the full list is capped (the count says how many there were).
+MAX_LISTED_PRIVILEGES = 200
+
+
 class ValidationService:
     """Runs validation jobs (the queue worker calls ``run``)."""
 
@@ -105,10 +109,11 @@ class ValidationService:
         if job.start_time is None:
             job = self._jobs.save(job, start_time=self._clock())
         steps: list[dict[str, Any]] = []
+        found: dict[str, Any] = {}
         try:
-            details = self._check(instance, steps)
+            details = self._check(instance, steps, found)
         except UserError as exc:
-            return self._record(job, instance, steps, exc, {})
+            return self._record(job, instance, steps, exc, found)
         except TransientError as exc:
             if not last_try:
                 log.warning("validation job %s instance %s: %s; will retry", job_id, instance.spec.name, exc.message)
@@ -117,7 +122,8 @@ class ValidationService:
             return self._record(job, instance, steps, failure, {})
         return self._record(job, instance, steps, None, details)
 
-    def _check(self, instance: Instance, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    def _check(self, instance: Instance, steps: list[dict[str, Any]], found: dict[str, Any]) -> dict[str, Any]:
+        """Run the checks, appending each as a step; ``found`` gets what a failed check found."""
         def step(name: str) -> dict[str, Any]:
             entry = {"name": name, "status": "InProgress", "startTime": self._clock().isoformat()}
             steps.append(entry)
@@ -134,6 +140,9 @@ class ValidationService:
             current = step("CheckPrivileges")
             report = check_backup_privileges(conn, params.user)
             if not report.ok:
+                # The message names the first few; the job keeps the whole list for "View details".
+                found["missingPrivileges"] = report.to_dict()["missing"][:MAX_LISTED_PRIVILEGES]
+                found["missingPrivilegesCount"] = len(report.missing)
                 raise to_user_error(report)
             current["status"] = "Completed"
             if report.warnings:

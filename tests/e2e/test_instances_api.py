@@ -128,6 +128,10 @@ def test_protect_validate_grant_and_revalidate(
     job = host.get(f"/backupJobs/{shop['backupReadiness']['jobId']}").json()
     assert job["status"] == "Failed" and job["operation"] == "Validate"
     assert [s["name"] for s in job["steps"]][:3] == ["ReadSecret", "Connect", "CheckPrivileges"]
+    # The job keeps every missing privilege (the message names only the first few).
+    missing = job["details"]["missingPrivileges"]
+    assert {"privilege": "SELECT", "kind": "table", "name": '"public"."orders"', "owner": "postgres"} in missing
+    assert job["details"]["missingPrivilegesCount"] == len(missing)
 
     # The administrator runs the grant script; re-validation succeeds.
     script = host.get("/backupInstances/shop/grantScript?format=sh")
