@@ -237,6 +237,11 @@ def _schemas() -> dict[str, Schema]:
                         ["database", "protected"], {"database": STR, "protected": {"type": "boolean"}, "instance": NSTR}
                     ),
                 },
+                "excluded": {
+                    "type": "array",
+                    "description": "databases the user sees that cannot be protected, with the reason",
+                    "items": _obj(["database", "reason"], {"database": STR, "reason": STR}),
+                },
             },
         ),
         "TriggerBackupRequest": _obj(

@@ -168,6 +168,9 @@ def test_protect_validate_grant_and_revalidate(
     assert listed.status_code == 200, listed.text
     dbs = {d["database"]: d for d in listed.json()["value"]}
     assert dbs[names["db"]]["protected"] is True and dbs[names["db"]]["instance"] == "shop"
+    # Those that cannot be protected are listed apart, with why (the dashboard shows them disabled).
+    excluded = {d["database"]: d["reason"] for d in listed.json()["excluded"]}
+    assert "template1" in excluded and "not supported" in excluded["template1"] and "template1" not in dbs
     assert dbs[names["other"]]["protected"] is False
     assert "template0" not in dbs and "template1" not in dbs
 
