@@ -26,7 +26,8 @@ export const key = {
 };
 
 export function apiUrl(path) {
-  return new URL(path, BASE);
+  // "./": a path such as servers:listDatabases would otherwise read as a URL of scheme "servers:".
+  return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(path) ? path : `./${String(path).replace(/^\.?\//, '')}`, BASE);
 }
 
 /** One API call; JSON in and out. Throws AuthNeeded on 401, ApiError on any other failure. */
