@@ -115,7 +115,9 @@ export function details(pairs) {
 
 export function table(headers, rows, empty = 'Nothing here yet.') {
   if (!rows.length) return h('p', { class: 'muted empty' }, empty);
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'grid' },
+  // Focusable: on a narrow screen the table scrolls sideways, and the keyboard must reach that too.
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region',
+    'aria-label': `Table: ${headers.filter(Boolean).slice(0, 3).join(', ')}` }, h('table', { class: 'grid' },
     h('thead', null, h('tr', null, headers.map((x) => h('th', { scope: 'col' }, x || h('span', { class: 'sr-only' }, 'Actions'))))),
     h('tbody', null, rows)));
 }

@@ -12,7 +12,8 @@ const POLL_MS = 1500;
 let wizard = null;
 
 function fresh(policy) {
-  return { step: 0, policy: policy || '', rows: [], seq: 0, panel: false, listing: null, assign: false, outcome: null };
+  return { step: 0, policy: policy || '', rows: [], seq: 0, panel: false, listing: null, draft: {}, assign: false,
+    assignDraft: '', outcome: null };
 }
 
 function rowKey(r) { return `${r.server}:${r.port}/${r.database}`; }
@@ -65,7 +66,7 @@ async function listDatabases(state, inputs, redraw) {
   redraw();
   try {
     const answer = await call('servers:listDatabases', { method: 'POST', body });
-    state.listing = { body, answer };
+    state.listing = { body, answer, checked: new Set() };
   } catch (err) {
     state.listing = { body, error: asError(err) };
   }
@@ -86,18 +87,19 @@ function listingResult(state, redraw) {
   ];
   const boxes = items.map((d, i) => {
     const box = h('input', { type: 'checkbox', id: `db-${i}`, value: d.database, disabled: Boolean(d.why),
-      'data-database': d.database });
+      'data-database': d.database, checked: !d.why && l.checked.has(d.database) });
+    box.addEventListener('change', () => { if (box.checked) l.checked.add(d.database); else l.checked.delete(d.database); });
     return h('li', { class: d.why ? 'disabled' : '' }, box, h('label', { for: box.id }, d.database),
       d.why ? h('small', { class: 'muted', id: `db-${i}-why` }, ` — ${d.why}`) : null);
   });
   const add = h('button', { type: 'button', class: 'primary', id: 'add-databases', onclick: () => {
-    for (const box of document.querySelectorAll('#list-result input:checked')) {
+    for (const database of items.filter((d) => !d.why && l.checked.has(d.database)).map((d) => d.database)) {
       state.seq += 1;
-      state.rows.push({ id: state.seq, server, port, database: box.value, secretUri: l.body.secretUri, selected: false,
-        status: 'New' });
+      state.rows.push({ id: state.seq, server, port, database, secretUri: l.body.secretUri, selected: false, status: 'New' });
     }
     state.panel = false;
     state.listing = null;
+    state.draft = {};
     redraw('datasource-rows');
   } }, 'Add');
   return h('div', { id: 'list-result', tabindex: -1 },
@@ -106,12 +108,16 @@ function listingResult(state, redraw) {
 }
 
 function addPanel(state, redraw) {
-  const server = h('input', { id: 'add-server', autocomplete: 'off', placeholder: 'myserver.postgres.database.azure.com',
-    value: (state.listing && state.listing.body.server) || '' });
-  const port = h('input', { id: 'add-port', type: 'number', min: 1, max: 65535, placeholder: '5432', class: 'short',
-    value: (state.listing && state.listing.body.port) || '' });
-  const secret = h('input', { id: 'add-secret', autocomplete: 'off', required: true,
-    placeholder: 'https://<vault>.vault.azure.net/secrets/<name>', value: (state.listing && state.listing.body.secretUri) || '' });
+  // Typed values live in the state: the rows' live validation redraws the page meanwhile.
+  const draft = state.draft;
+  const input = (key, attrs) => {
+    const el = h('input', { ...attrs, value: draft[key] || '', autocomplete: 'off' });
+    el.addEventListener('input', () => { draft[key] = el.value; });
+    return el;
+  };
+  const secret = input('secretUri', { id: 'add-secret', required: true, placeholder: 'https://<vault>.vault.azure.net/secrets/<name>' });
+  const server = input('server', { id: 'add-server', placeholder: 'myserver.postgres.database.azure.com' });
+  const port = input('port', { id: 'add-port', type: 'number', min: 1, max: 65535, placeholder: '5432', class: 'short' });
   const inputs = { server, port, secret };
   const form = h('form', { class: 'card panel', id: 'add-panel', 'aria-label': 'Select databases' },
     h('h3', null, 'Select databases'),
@@ -269,7 +275,7 @@ function rowView(state, row, redraw) {
   const actions = [
     h('button', { type: 'button', class: 'small', id: `assign-${row.id}`, onclick: () => {
       for (const r of state.rows) r.selected = r === row;
-      state.assign = true; redraw('assign-secret');
+      state.assign = true; state.assignDraft = row.secretUri || ''; redraw('assign-secret');
     } }, 'Assign key vault'),
     row.name ? h('button', { type: 'button', class: 'small', id: `revalidate-${row.id}`,
       onclick: () => revalidate(state, [row]) }, 'Re-validate') : null,
@@ -298,7 +304,8 @@ function rowView(state, row, redraw) {
 function assignForm(state, redraw) {
   const chosen = state.rows.filter((r) => r.selected);
   const secret = h('input', { id: 'assign-secret', autocomplete: 'off', required: true,
-    placeholder: 'https://<vault>.vault.azure.net/secrets/<name>', value: chosen.length === 1 ? chosen[0].secretUri || '' : '' });
+    placeholder: 'https://<vault>.vault.azure.net/secrets/<name>', value: state.assignDraft });
+  secret.addEventListener('input', () => { state.assignDraft = secret.value; });
   const form = h('form', { class: 'card panel', id: 'assign-form', 'aria-label': 'Assign key vault' },
     h('h3', null, `Assign key vault: ${chosen.length} selected`),
     field('Key vault secret URI (the connection string the backups log in with)', secret),
@@ -310,6 +317,7 @@ function assignForm(state, redraw) {
     if (!uri || !chosen.length) return;
     for (const r of chosen) { r.secretUri = uri; r.selected = false; r.error = null; r.job = null; }
     state.assign = false;
+    state.assignDraft = '';
     configureRows(state, chosen.filter((r) => !r.refused || !r.name));
   });
   return form;

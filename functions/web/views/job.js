@@ -32,7 +32,7 @@ function cancelControl(job) {
 function progressBar(job) {
   const done = job.status !== 'InProgress';
   const fraction = done && job.status === 'Completed' ? 1 : Math.max(0, Math.min(1, Number(job.progress) || 0));
-  const bar = h('div', { class: `progress ${done ? '' : 'running'}`, role: 'progressbar', 'aria-valuemin': 0,
+  const bar = h('div', { class: `progress ${done ? '' : 'running'}`, role: 'progressbar', 'aria-label': 'Progress', 'aria-valuemin': 0,
     'aria-valuemax': 100, 'aria-valuenow': Math.round(fraction * 100) },
   h('div', { class: `fill ${job.status === 'Failed' ? 'bad' : ''}` }));
   bar.firstChild.style.width = `${(fraction * 100).toFixed(1)}%`; // CSSOM, allowed under the page's CSP
@@ -82,8 +82,15 @@ export function requestSummary(job) {
   if (job.ruleName || job.retentionTag) parts.push(`rule ${job.ruleName || '—'}, retained as ${job.retentionTag || '—'}`);
   if (req.recoveryPointId || d.recoveryPointId) parts.push(`from recovery point ${req.recoveryPointId || d.recoveryPointId}`);
   if (req.sourceDataStoreType) parts.push(`in ${req.sourceDataStoreType}`);
-  if (target.datasourceInfo && target.datasourceInfo.resourceName) parts.push(`as the new database ${target.datasourceInfo.resourceName}`);
-  if (target.targetDetails) parts.push(`as files ${target.targetDetails.filePrefix || ''} in ${target.targetDetails.url || ''}`);
+  const database = req.database || (target.datasourceInfo && target.datasourceInfo.resourceName);
+  const files = target.targetDetails || (req.containerUrl ? { url: req.containerUrl, filePrefix: req.filePrefix } : null);
+  if (database && job.operation === 'Restore') parts.push(`as the new database ${database}`);
+  if (files && files.url) parts.push(`as files ${files.filePrefix || ''} in ${files.url}`);
+  if (req.secretUri) parts.push(`target secret ${req.secretUri}`);
+  const opts = req.restoreOptions || {};
+  const chosen = Object.entries(opts).filter(([, v]) => v === true || (Array.isArray(v) && v.length)
+    || (typeof v === 'string' && v)).map(([k, v]) => (v === true ? k : `${k} ${Array.isArray(v) ? v.join(', ') : v}`));
+  if (chosen.length) parts.push(`options: ${chosen.join(', ')}`);
   if (req.rehydrationPriority) parts.push(`rehydrated first (${req.rehydrationPriority}, kept ${req.rehydrationRetentionDuration || ''})`);
   if (d.supersededBy) parts.push(`superseded by validation ${d.supersededBy}`);
   return parts.join('; ');

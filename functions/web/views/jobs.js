@@ -12,7 +12,7 @@ function select(name, label, options, value, onChange) {
     h('option', { value: '' }, `any ${label.toLowerCase()}`),
     options.map((o) => h('option', { value: o, selected: o === value }, o)));
   el.addEventListener('change', onChange);
-  return h('label', { class: 'filter' }, h('span', null, label), el);
+  return h('div', { class: 'filter' }, h('label', { for: el.id }, label), el);
 }
 
 export function jobRow(job) {
@@ -127,7 +127,7 @@ export async function renderAllJobs(main, _arg, params, ctx) {
     h('div', { class: 'page-head' }, h('h1', null, h('a', { href: '#/jobs', class: 'crumb' }, 'Jobs'), ' / All jobs')),
     h('section', { class: 'card' },
       h('form', { class: 'filters', id: 'job-filters' },
-        h('label', { class: 'filter' }, h('span', null, 'Period'), period),
+        h('div', { class: 'filter' }, h('label', { for: 'filter-days' }, 'Period'), period),
         select('instance', 'Instance', [...new Set([...instances.map((i) => i.name), ...(f.instance ? [f.instance] : [])])].sort(),
           f.instance, () => go()),
         select('status', 'Status', STATUSES, f.status, () => go()),
