@@ -13,7 +13,7 @@ export function calendar(backups, from) {
   const byDay = new Map(backups.map((b) => [utcDay(new Date(b.time).getTime()), b]));
   const cell = 15; const left = 34; const top = 18;
   const weeks = 54;
-  const svg = s('svg', { viewBox: `0 0 ${left + weeks * cell + 4} ${top + 7 * cell + 4}`, class: 'chart calendar',
+  const svg = s('svg', { viewBox: `0 0 ${left + weeks * cell + 44} ${top + 7 * cell + 4}`, class: 'chart calendar',
     role: 'img', 'aria-label': `Calendar of the next year's ${backups.length} backups, coloured by retention tag` });
   ['Sun', 'Tue', 'Thu', 'Sat'].forEach((d, i) => svg.append(s('text', { x: left - 6, y: top + (i * 2 + 1) * cell - 4,
     class: 'axis', 'text-anchor': 'end' }, d)));
@@ -21,11 +21,12 @@ export function calendar(backups, from) {
   for (let w = 0; w < weeks; w += 1) {
     const weekStart = start + w * 7 * DAY;
     const month = new Date(weekStart).getUTCMonth();
-    if (month !== lastMonth) {
+    const endsMonth = new Date(weekStart + 7 * DAY).getUTCMonth() !== month; // a first column mostly of last month
+    if (month !== lastMonth && !(w === 0 && endsMonth)) {
       svg.append(s('text', { x: left + w * cell, y: top - 6, class: 'axis' },
         new Date(weekStart).toISOString().slice(0, 7)));
-      lastMonth = month;
     }
+    lastMonth = w === 0 && endsMonth ? -1 : month;
     for (let d = 0; d < 7; d += 1) {
       const day = weekStart + d * DAY;
       const b = byDay.get(day);

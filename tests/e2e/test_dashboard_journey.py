@@ -249,6 +249,7 @@ def _add_server(j: Journey, secret: str, pick: list[str]) -> None:
 def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     page, expect = j.page, sync_api.expect
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
+    expect(page.get_by_role("heading", name="Backup instances", exact=True)).to_be_visible()
     page.get_by_role("link", name="Configure backup").click()
     expect(page.get_by_role("button", name="1 Basics")).to_have_attribute("aria-current", "step")
     j.check("configure-basics")
@@ -400,13 +401,14 @@ def _narrow(j: Journey) -> None:
     page = j.page
     page.set_viewport_size({"width": 400, "height": 800})
     try:
-        for route in ("#/jobs", "#/instances", "#/policies", "#/configure"):
-            page.evaluate(f"location.hash = {json.dumps(route)}")
-            page.wait_for_load_state("networkidle")
-            page.locator("main h1").first.wait_for()
+        pages = {"jobs": "#view-all", "instances": "#configure-open", "policies": "#create-policy",
+                 "configure": "#step-0"}  # fmt: skip
+        for route, ready in pages.items():
+            page.evaluate(f"location.hash = {json.dumps('#/' + route)}")
+            page.locator(ready).wait_for()
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 402, f"{route} is {width} px wide at 400 px"
-        j.check("narrow-configure")
+            j.check(f"narrow-{route}")
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
 

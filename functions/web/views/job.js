@@ -104,6 +104,14 @@ function retriesTable(job) {
       h('td', null, fmtTimeSec(r.time)), h('td', null, h('strong', null, r.code), ' ', r.message)))));
 }
 
+/** A detail's value as words: "server 127.0.0.1, port 5432" rather than JSON. */
+function readable(v) {
+  if (v === null || v === undefined) return '—';
+  if (Array.isArray(v)) return v.length ? v.map(readable).join('; ') : '—';
+  if (typeof v === 'object') return Object.entries(v).map(([k, x]) => `${k} ${readable(x)}`).join(', ');
+  return String(v);
+}
+
 const SHOWN = new Set(['request', 'retries', 'missingPrivileges', 'missingPrivilegesCount', 'supersededBy']);
 
 export async function renderJob(main, jobId, _params, ctx) {
@@ -113,7 +121,8 @@ export async function renderJob(main, jobId, _params, ctx) {
   const { secs, rate, eta } = pace(job);
   const p = Number(job.progress) || 0;
   const extra = Object.entries(job.details || {}).filter(([k]) => !SHOWN.has(k)).map(([k, v]) =>
-    [k, typeof v === 'object' ? JSON.stringify(v) : String(v)]);
+    [k, k === 'attempt' && v && v.number ? `try ${v.number}, started ${fmtTimeSec(v.started)}`
+      : readable(v)]);
   const missing = (job.details && job.details.missingPrivileges) || [];
   mount(main,
     h('div', { class: 'page-head' },
