@@ -124,6 +124,7 @@ class ValidationService:
 
     def _check(self, instance: Instance, steps: list[dict[str, Any]], found: dict[str, Any]) -> dict[str, Any]:
         """Run the checks, appending each as a step; ``found`` gets what a failed check found."""
+
         def step(name: str) -> dict[str, Any]:
             entry = {"name": name, "status": "InProgress", "startTime": self._clock().isoformat()}
             steps.append(entry)

@@ -67,7 +67,9 @@ def _database(pg: Postgres, db: str, table: str, rows: int) -> None:
     with psycopg.connect(pg.dsn(dbname=db), autocommit=True) as c:
         c.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, item text)").format(sql.Identifier(table)))
         c.execute(
-            sql.SQL("INSERT INTO {} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(sql.Identifier(table)),
+            sql.SQL("INSERT INTO {} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(
+                sql.Identifier(table)
+            ),
             (rows,),
         )
 
@@ -81,13 +83,12 @@ def _drop(pg: Postgres, dbs: list[str], user: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def servers(
-    postgres: Postgres, names: dict[str, str], run_dir: Path
-) -> Iterator[tuple[Postgres, Postgres]]:
+def servers(postgres: Postgres, names: dict[str, str], run_dir: Path) -> Iterator[tuple[Postgres, Postgres]]:
     """Server A holds shop and crm, its backup user granted; server B holds ledger, its user granted nothing."""
     from shared.pg.grants import grant_sql
 
-    second = Postgres(run_dir / f"pg-journey-{uuid.uuid4().hex[:6]}").start()  # the session's folder: initdb may read it
+    # In the session's folder (not tmp_path): the cluster's own user must be able to read it.
+    second = Postgres(run_dir / f"pg-journey-{uuid.uuid4().hex[:6]}").start()
     _role(postgres, names["user_a"], createdb=True)
     _database(postgres, names["shop"], "orders", 50_000)
     _database(postgres, names["crm"], "contacts", 500)
@@ -354,7 +355,7 @@ def _backup_now(j: Journey, names: dict[str, str]) -> str:
     j.check("job")
     job = j.host.get(f"/backupJobs/{job_id}").json()
     assert job["status"] == "Completed" and job["retentionTag"] == "Monthly", job
-    return job_id
+    return str(job_id)
 
 
 def _jobs(j: Journey, job_id: str) -> None:
@@ -392,8 +393,10 @@ def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
     expect(page.locator("#job-request")).to_contain_text(f"as the new database {names['restored']}")
     j.check("restore-job")
     digest = "SELECT count(*), md5(string_agg(id || ':' || item, ',' ORDER BY id)) FROM orders"
-    with psycopg.connect(source.dsn(dbname=names["shop"])) as a, psycopg.connect(source.dsn(dbname=names["restored"])) as b:
-        assert a.execute(digest).fetchone() == b.execute(digest).fetchone()
+    with psycopg.connect(source.dsn(dbname=names["shop"])) as a:
+        expected = a.execute(digest).fetchone()
+    with psycopg.connect(source.dsn(dbname=names["restored"])) as b:
+        assert b.execute(digest).fetchone() == expected
 
 
 def _narrow(j: Journey) -> None:
