@@ -399,6 +399,28 @@ def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
         assert b.execute(digest).fetchone() == expected
 
 
+def _verify_stop_resume(j: Journey, names: dict[str, str]) -> None:
+    page, expect = j.page, sync_api.expect
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
+    page.locator("tr[data-instance]", has_text=names["shop"]).get_by_role("link").first.click()
+    page.get_by_label("Target secret (Key Vault secret URI)").fill("env:PGVAULT_SECRET_A_CS")
+    page.get_by_role("button", name="Verify restore").click()
+    page.wait_for_function("() => location.hash.startsWith('#/jobs/')", timeout=TIMEOUT)
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=TIMEOUT)
+    expect(page.locator("main h1")).to_contain_text("VerifyRestore")
+    page.get_by_role("main").get_by_role("link", name=f"127-{names['shop']}").first.click()
+    page.get_by_label("Backup data").select_option("forever")
+    page.get_by_role("button", name="Stop backup").click()
+    expect(page.get_by_role("button", name="Resume backup")).to_be_visible()
+    expect(page.locator(".page-head")).to_contain_text("ProtectionStopped")
+    expect(page.get_by_role("button", name="Backup Now")).to_be_disabled()
+    j.check("instance-stopped")
+    page.get_by_role("button", name="Resume backup").click()
+    expect(page.get_by_role("button", name="Stop backup")).to_be_visible()
+    expect(page.locator(".page-head")).to_contain_text("ProtectionConfigured")
+    assert j.host.get(f"/backupInstances/127-{names['shop']}").json()["protectionStatus"] == "ProtectionConfigured"
+
+
 def _narrow(j: Journey) -> None:
     """At 400 px the pages reflow: no page wider than the window."""
     page = j.page
@@ -436,6 +458,7 @@ def test_the_portals_journey_from_an_empty_vault(
         job_id = _backup_now(j, names)
         _jobs(j, job_id)
         _restore(j, names, servers[0])
+        _verify_stop_resume(j, names)
         _narrow(j)
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / "failed.png"), full_page=True)
