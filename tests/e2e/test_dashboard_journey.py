@@ -237,6 +237,18 @@ def _check_policy_view(j: Journey, names: dict[str, str]) -> None:
     expect(page.locator("#sim-storage")).to_contain_text("GiB")
     j.check("policy-view")
 
+    # Edit reads the stored policy back into the form as it was made; saving it unchanged keeps it.
+    page.get_by_role("link", name="Edit", exact=True).click()
+    for day, checked in (("Sunday", False), ("Monday", True), ("Thursday", True), ("Friday", False)):
+        assert page.get_by_label(day, exact=True).is_checked() is checked, day
+    expect(page.get_by_label("Time", exact=True)).to_have_value("22:00")
+    expect(page.get_by_label("Time zone")).to_have_value("W. Europe Standard Time")
+    expect(page.locator("fieldset.rule")).to_have_count(4)
+    expect(page.locator("#rule-Monthly-archive-duration-n")).to_have_value("24")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#policy-name")).to_have_text(names["policy"])
+    assert j.host.get(f"/backupPolicies/{names['policy']}").json() == stored
+
 
 def _add_server(j: Journey, secret: str, pick: list[str]) -> None:
     page = j.page
