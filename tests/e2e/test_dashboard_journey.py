@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from azure.storage.blob import BlobServiceClient
 from devhost_process import REPO, DevhostProcess, wait_until
 from psycopg import sql
 
@@ -411,6 +412,25 @@ def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
         assert b.execute(digest).fetchone() == expected
 
 
+def _restore_files(j: Journey, names: dict[str, str], app_env: dict[str, str]) -> None:
+    page, expect = j.page, sync_api.expect
+    service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
+    container = service.get_container_client(f"exports-{names['policy']}")
+    container.create_container()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
+    page.locator("tr[data-instance]", has_text=names["shop"]).get_by_role("link").first.click()
+    page.get_by_label("Restore as files").check()
+    page.get_by_label("Target container URL").fill(container.url)
+    page.get_by_label("File prefix").fill("journey/shop")
+    j.check("restore-files-form")
+    page.locator("#restore").click()
+    page.wait_for_function("() => location.hash.startsWith('#/jobs/')", timeout=TIMEOUT)
+    expect(page.locator("#job-status")).to_have_text("Completed", timeout=TIMEOUT)
+    expect(page.locator("#job-request")).to_contain_text(f"as files journey/shop in {container.url}")
+    names_written = {b.name for b in container.list_blobs()}
+    assert {"journey/shop.dump", "journey/shop.manifest.json"} <= names_written, names_written
+
+
 def _verify_stop_resume(j: Journey, names: dict[str, str]) -> None:
     page, expect = j.page, sync_api.expect
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
@@ -450,11 +470,16 @@ def _narrow(j: Journey) -> None:
         page.set_viewport_size({"width": 1280, "height": 900})
 
 
+@pytest.fixture
+def journey(browser: Any, host: DevhostProcess) -> Journey:
+    return Journey(browser, host)
+
+
 def test_the_portals_journey_from_an_empty_vault(
-    host: DevhostProcess, servers: tuple[Postgres, Postgres], browser: Any, names: dict[str, str], tmp_path: Path
+    journey: Journey, servers: tuple[Postgres, Postgres], names: dict[str, str], tmp_path: Path, app_env: dict[str, str]
 ) -> None:
-    page, expect = browser, sync_api.expect
-    j = Journey(page, host)
+    j = journey
+    page, host, expect = j.page, j.host, sync_api.expect
     page.goto(f"{host.url}/dashboard")
     expect(page.locator("#key-form")).to_be_visible()
     j.check("key")
@@ -470,6 +495,7 @@ def test_the_portals_journey_from_an_empty_vault(
         job_id = _backup_now(j, names)
         _jobs(j, job_id)
         _restore(j, names, servers[0])
+        _restore_files(j, names, app_env)
         _verify_stop_resume(j, names)
         _narrow(j)
     except BaseException:
