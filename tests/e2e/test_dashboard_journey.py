@@ -395,7 +395,12 @@ def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
     page, expect = j.page, sync_api.expect
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
     page.locator("tr[data-instance]", has_text=names["shop"]).get_by_role("link").first.click()
-    page.locator("tr[data-recovery-point]").first.get_by_role("button", name="Restore").click()
+    # A recovery point on the timeline picks it for the restore by keyboard too.
+    point = page.locator("tr[data-recovery-point]").first.get_attribute("data-recovery-point")
+    page.locator(f'circle[data-recovery-point="{point}"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Recovery point", exact=True)).to_have_value(str(point))
+    expect(page.get_by_label("New database name")).to_be_focused()
     page.get_by_label("Restore as database").check()
     page.get_by_label("New database name").fill(names["restored"])
     page.get_by_label("Target secret (Key Vault secret URI)").fill("env:PGVAULT_SECRET_A_CS")
