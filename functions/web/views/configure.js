@@ -169,16 +169,16 @@ async function configureRows(state, rows) {
   if (!state.policy) return;
   for (const r of rows) r.status = 'Validating';
   state.redraw();
-  const fresh = rows.filter((r) => !r.name);
+  const added = rows.filter((r) => !r.name);
   const changed = rows.filter((r) => r.name);
-  if (fresh.length) {
+  if (added.length) {
     try {
-      const answer = await call('backupInstances', { method: 'POST', body: { instances: fresh.map((r) => ({
+      const answer = await call('backupInstances', { method: 'POST', body: { instances: added.map((r) => ({
         server: r.server, port: r.port, database: r.database, secretUri: r.secretUri, policyName: state.policy })) } });
-      answer.value.forEach((entry, i) => applyEntry(fresh[i], entry));
+      answer.value.forEach((entry, i) => applyEntry(added[i], entry));
     } catch (err) {
       const entries = err.body && err.body.value;
-      fresh.forEach((r, i) => (entries ? applyEntry(r, entries[i]) : fail(r, asError(err))));
+      added.forEach((r, i) => (entries ? applyEntry(r, entries[i]) : fail(r, asError(err))));
     }
   }
   await Promise.all(changed.map(async (r) => {

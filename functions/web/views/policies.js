@@ -121,7 +121,7 @@ export async function renderPolicy(main, name, _params, ctx) {
       h('h1', null, h('a', { href: '#/policies', class: 'crumb' }, 'Backup policies'), ' / ',
         h('span', { id: 'policy-name' }, name)),
       h('a', { class: 'button', href: `#/policies/${ep(name)}/edit`, id: 'edit-policy' }, 'Edit'),
-      h('a', { class: 'button', href: `#/configure?policy=${ep(name)}` }, 'Configure backup')),
+      h('a', { class: 'button', href: `#/configure?new=1&policy=${ep(name)}` }, 'Configure backup')),
     scheduleCard(props, form, sim.backups || []),
     rulesCard(props),
     sim.error ? errorBox(sim.error, 'Simulation failed') : simulatorCard(sim, from, to),
