@@ -13,13 +13,22 @@ from shared.request_body import whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage.tables import StateStore
 from shared.wire.check import parse
-from shared.wire.servers import Database, DatabaseList, ListDatabasesRequest
+from shared.wire.servers import Database, DatabaseList, ExcludedDatabase, ListDatabasesRequest
 
 _DATABASES = """
-SELECT datname FROM pg_database
-WHERE datallowconn AND NOT datistemplate AND has_database_privilege(datname, 'CONNECT')
+SELECT datname, datallowconn, datistemplate FROM pg_database
+WHERE has_database_privilege(datname, 'CONNECT')
 ORDER BY datname
 """
+
+
+def _excluded_because(name: str, allows_connections: bool, is_template: bool) -> str | None:
+    """Why a database cannot be protected (as configuring it would answer), or None."""
+    if name in UNSUPPORTED_DATABASES or is_template:
+        return "a system or template database: azure_maintenance, azure_sys, template0 and template1 are not supported"
+    if not allows_connections:
+        return "the database accepts no connections (datallowconn is false)"
+    return None
 
 
 def list_databases(
@@ -35,7 +44,7 @@ def list_databases(
     Body: ``{"secretUri", "server"?, "port"?}``; the server defaults to the secret's Host. A
     ``server``/``port`` other than the secret's is refused (400) before anything connects; a
     secret without a Server needs a ``server`` matching ``allowed_servers``. Each database says
-    whether this vault protects it already.
+    whether this vault protects it already; ``excluded`` lists those that cannot be protected and why.
     """
     if not isinstance(body, dict):
         raise UserError(ErrorCode.INVALID_REQUEST, 'the body must be {"secretUri": "..."}', target="body")
@@ -58,12 +67,15 @@ def list_databases(
         host=server, port=port, dbname=params.database or "postgres", allowed_servers=allowed_servers
     )
     with connect(kwargs) as conn:
-        names = [row[0] for row in conn.execute(_DATABASES).fetchall()]
-    value = []
-    for name in names:
-        if name in UNSUPPORTED_DATABASES:
+        rows = conn.execute(_DATABASES).fetchall()
+    value: list[Database] = []
+    excluded: list[ExcludedDatabase] = []
+    for name, allows_connections, is_template in rows:
+        reason = _excluded_because(name, allows_connections, is_template)
+        if reason is not None:
+            excluded.append(ExcludedDatabase(database=name, reason=reason))
             continue
         spec = InstanceSpec("probe", server, port, name, reference, "probe")
         holder = InstanceStore(state).holder(spec)
         value.append(Database(database=name, protected=holder is not None, instance=holder))
-    return DatabaseList(server=server, port=port, value=value)
+    return DatabaseList(server=server, port=port, value=value, excluded=excluded)

@@ -64,6 +64,10 @@ def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Seq
     )
 
 
+# A job record is one table entity: the full list is capped (the count says how many there were).
+MAX_LISTED_PRIVILEGES = 200
+
+
 class ValidationService:
     """Runs validation jobs (the queue worker calls ``run``) through the one job runner (no lock:
     a validation only reads, and the instance's ``readiness_job_id`` says which one counts)."""
@@ -94,7 +98,8 @@ class ValidationService:
         """
         return self._runner.run(job_id, _Validation(self), last_try=last_try, attempt=attempt)
 
-    def _check(self, instance: Instance, run: JobRun) -> dict[str, Any]:
+    def _check(self, instance: Instance, run: JobRun, found: dict[str, Any]) -> dict[str, Any]:
+        """Run the checks, each a step of ``run``; ``found`` gets what a failed check found."""
         run.begin("ReadSecret")
         params = credentials(self._secrets, instance)
         run.done()
@@ -106,6 +111,9 @@ class ValidationService:
             run.begin("CheckPrivileges")
             report = check_backup_privileges(conn, params.user)
             if not report.ok:
+                # The message names the first few; the job keeps the whole list for "View details".
+                found["missingPrivileges"] = report.to_dict()["missing"][:MAX_LISTED_PRIVILEGES]
+                found["missingPrivilegesCount"] = len(report.missing)
                 raise to_user_error(report)
             run.done(warnings=tuple(report.warnings)[:20])
         run.begin("FindPgDump")
@@ -123,6 +131,7 @@ class _Validation(Work):
     def __init__(self, service: ValidationService) -> None:
         self._service = service
         self._instance: Instance | None = None
+        self._found: dict[str, Any] = {}  # what a failed check found, kept on the failed job
 
     def ready(self, run: JobRun) -> Job | None:
         s = self._service
@@ -137,7 +146,7 @@ class _Validation(Work):
     def __call__(self, run: JobRun) -> Job:
         s, instance = self._service, self._instance
         assert instance is not None
-        details = s._check(instance, run)
+        details = s._check(instance, run, self._found)
         return record_validation(
             s._jobs, s._instances, run.job, instance, steps=run.steps, failure=None, details=details, now=s._clock()
         )
@@ -146,7 +155,14 @@ class _Validation(Work):
         if self._instance is None or job.status.finished:  # not read (gone, or storage failed): as the sweep does
             return fail_validation(self._service._state, job, error, now, steps)
         return record_validation(
-            jobs, self._service._instances, job, self._instance, steps=steps, failure=error, details={}, now=now
+            jobs,
+            self._service._instances,
+            job,
+            self._instance,
+            steps=steps,
+            failure=error,
+            details={**job.details, **self._found},
+            now=now,
         )
 
 

@@ -13,6 +13,7 @@ export class ApiError extends Error {
     const err = (body && body.error) || {};
     super(err.message || `the API answered ${status}`);
     this.status = status;
+    this.body = body;
     this.error = { code: err.code || `HTTP ${status}`, message: this.message, target: err.target,
       recommendedAction: err.recommendedAction };
   }
@@ -25,11 +26,18 @@ export const key = {
 };
 
 export function apiUrl(path) {
-  return new URL(path, BASE);
+  // "./": a path such as servers:listDatabases would otherwise read as a URL of scheme "servers:".
+  return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(path) ? path : `./${String(path).replace(/^\.?\//, '')}`, BASE);
 }
 
 /** One API call; JSON in and out. Throws AuthNeeded on 401, ApiError on any other failure. */
-export async function call(path, { method = 'GET', body } = {}) {
+export async function call(path, options = {}) {
+  const text = await callText(path, options);
+  try { return text ? JSON.parse(text) : null; } catch { return null; }
+}
+
+/** One API call answering text (a grant script, a template). Same errors as call(). */
+export async function callText(path, { method = 'GET', body } = {}) {
   const url = apiUrl(path);
   if (url.origin !== location.origin) throw new Error(`refusing to send the key to ${url.origin}`);
   const headers = { Accept: 'application/json' };
@@ -42,10 +50,12 @@ export async function call(path, { method = 'GET', body } = {}) {
   });
   if (r.status === 401) throw new AuthNeeded();
   const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
-  if (!r.ok) throw new ApiError(r.status, data);
-  return data;
+  if (!r.ok) {
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+    throw new ApiError(r.status, data);
+  }
+  return text;
 }
 
 /**

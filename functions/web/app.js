@@ -1,10 +1,13 @@
 // The dashboard's entry: hash routes, the key prompt, the header.
 import { AuthNeeded, call, key } from './api.js';
 import { errorBox, h, mount } from './dom.js';
+import { renderConfigure } from './views/configure.js';
 import { renderInstance } from './views/instance.js';
 import { renderInstances } from './views/instances.js';
 import { renderJob } from './views/job.js';
-import { renderJobs } from './views/jobs.js';
+import { renderAllJobs, renderJobs } from './views/jobs.js';
+import { renderPolicies, renderPolicy } from './views/policies.js';
+import { renderPolicyForm } from './views/policy-form.js';
 
 const main = document.getElementById('main');
 const forget = document.getElementById('forget-key');
@@ -18,11 +21,20 @@ function parseHash() {
 }
 
 function pick(parts) {
-  if (parts[0] === 'instances' && parts.length === 2) return ['instances', renderInstance, parts[1]];
-  if (parts[0] === 'instances') return ['instances', renderInstances, null];
-  if (parts[0] === 'jobs' && parts.length === 2) return ['jobs', renderJob, parts[1]];
+  const [section, arg, sub] = parts;
+  if (section === 'instances' && arg) return ['instances', renderInstance, arg];
+  if (section === 'instances') return ['instances', renderInstances, null];
+  if (section === 'configure') return ['instances', renderConfigure, null];
+  if (section === 'policies' && arg === 'new') return ['policies', renderPolicyForm, null];
+  if (section === 'policies' && arg && sub === 'edit') return ['policies', renderPolicyForm, arg];
+  if (section === 'policies' && arg) return ['policies', renderPolicy, arg];
+  if (section === 'policies') return ['policies', renderPolicies, null];
+  if (section === 'jobs' && arg === 'all') return ['jobs', renderAllJobs, null];
+  if (section === 'jobs' && arg) return ['jobs', renderJob, arg];
   return ['jobs', renderJobs, null];
 }
+
+const TITLES = { jobs: 'Jobs', instances: 'Backup instances', policies: 'Backup policies' };
 
 function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',
@@ -52,7 +64,9 @@ async function route() {
   const [section, render, arg] = pick(parts);
   for (const a of document.querySelectorAll('[data-nav]')) {
     a.classList.toggle('active', a.dataset.nav === section);
+    if (a.dataset.nav === section) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
+  document.title = `${TITLES[section]} · pgvault`;
   forget.hidden = !key.get();
   const ctx = {
     alive: () => current.seq === seq,
@@ -85,6 +99,7 @@ async function showVault() {
 }
 
 forget.addEventListener('click', () => { key.forget(); route(); });
+document.querySelector('.skip').addEventListener('click', (ev) => { ev.preventDefault(); main.focus(); });
 window.addEventListener('hashchange', route);
 showVault();
 route();

@@ -101,7 +101,12 @@ export function timeline(points, stores, now = Date.now(), onPick = null) {
       class: `point tag-${['Default', 'Weekly', 'Monthly', 'Yearly'].includes(p.retentionTag) ? p.retentionTag : 'Other'}`,
       tabindex: 0, 'data-recovery-point': p.recoveryPointId },
     s('title', null, `${p.recoveryPointId}\n${p.time} · ${p.retentionTag} · ${p.datastore}`));
-    if (onPick) dot.addEventListener('click', () => onPick(p));
+    if (onPick) {
+      dot.addEventListener('click', () => onPick(p));
+      dot.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); onPick(p); }
+      });
+    }
     svg.append(dot);
   }
   return svg;

@@ -115,7 +115,99 @@ export function details(pairs) {
 
 export function table(headers, rows, empty = 'Nothing here yet.') {
   if (!rows.length) return h('p', { class: 'muted empty' }, empty);
-  return h('table', { class: 'grid' },
-    h('thead', null, h('tr', null, headers.map((x) => h('th', null, x)))),
-    h('tbody', null, rows));
+  // Focusable: on a narrow screen the table scrolls sideways, and the keyboard must reach that too.
+  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region',
+    'aria-label': `Table: ${headers.filter(Boolean).slice(0, 3).join(', ')}` }, h('table', { class: 'grid' },
+    h('thead', null, h('tr', null, headers.map((x) => h('th', { scope: 'col' }, x || h('span', { class: 'sr-only' }, 'Actions'))))),
+    h('tbody', null, rows)));
+}
+
+/** "2026-11-25 14:03:07 UTC": a job's times, to the second. */
+export function fmtTimeSec(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  return `${fmtTime(iso).slice(0, 16)}:${pad(d.getUTCSeconds())} UTC`;
+}
+
+/** An instant as the wall clock of `zone` (IANA) shows it: "Mon 2026-11-30 22:00". */
+export function fmtInZone(iso, zone) {
+  const d = new Date(iso);
+  try {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat('en-GB', { timeZone: zone, weekday: 'short',
+      year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+      .formatToParts(d).map((p) => [p.type, p.value]));
+    return `${parts.weekday} ${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+  } catch {
+    return fmtTime(iso);
+  }
+}
+
+let fieldSeq = 0;
+/** A labelled control with a slot for its error; `paths` are the API targets it answers for. */
+export function field(label, control, { paths = [], hint = null } = {}) {
+  if (!control.id) { fieldSeq += 1; control.id = `f${fieldSeq}`; }
+  const error = h('p', { class: 'field-error', id: `${control.id}-error`, hidden: true });
+  const hintEl = hint ? h('p', { class: 'hint muted', id: `${control.id}-hint` }, hint) : null;
+  if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
+  return h('div', { class: 'field', 'data-paths': paths.join(' ') || null },
+    h('label', { for: control.id }, label), control, hintEl, error);
+}
+
+/** A group of controls (checkboxes, a duration) under one legend, with an error slot. */
+export function group(legend, controls, { paths = [], cls = '' } = {}) {
+  fieldSeq += 1;
+  const error = h('p', { class: 'field-error', id: `g${fieldSeq}-error`, hidden: true });
+  return h('fieldset', { class: `field ${cls}`, 'data-paths': paths.join(' ') || null },
+    h('legend', null, legend), controls, error);
+}
+
+/** Clear every field error inside root. */
+export function clearFieldErrors(root) {
+  for (const el of root.querySelectorAll('.field-error')) { el.hidden = true; el.textContent = ''; }
+  for (const el of root.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+}
+
+/**
+ * Show the API's error beside the field whose path is the longest prefix of its target; returns
+ * false when no field answers for it (the caller shows it as a box).
+ */
+export function showFieldError(root, error) {
+  const target = String((error && error.target) || '');
+  if (!target) return false;
+  let best = null; let bestLen = -1;
+  for (const el of root.querySelectorAll('[data-paths]')) {
+    for (const p of el.dataset.paths.split(' ')) {
+      if (p && (target === p || target.startsWith(`${p}.`) || target.startsWith(`${p}[`)) && p.length > bestLen) {
+        best = el; bestLen = p.length;
+      }
+    }
+  }
+  if (!best) return false;
+  const slot = best.querySelector(':scope > .field-error');
+  slot.replaceChildren(h('strong', null, error.code || 'Error'), ': ', error.message || '',
+    error.recommendedAction ? h('span', { class: 'action' }, ' What to do: ', error.recommendedAction) : null);
+  slot.hidden = false;
+  const control = best.querySelector('input, select, textarea');
+  if (control) {
+    control.setAttribute('aria-invalid', 'true');
+    control.setAttribute('aria-describedby', [control.getAttribute('aria-describedby'), slot.id].filter(Boolean).join(' '));
+    control.focus();
+  }
+  return true;
+}
+
+/** Offer `text` as a file download (a Blob URL: nothing is sent anywhere). */
+export function download(filename, text, type = 'text/plain') {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h('a', { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/** The message of anything thrown, in the public error shape. */
+export function asError(err) {
+  return (err && err.error) || { code: 'Error', message: String((err && err.message) || err) };
 }

@@ -22,9 +22,17 @@ class Database(Response):
     instance: str | None
 
 
+class ExcludedDatabase(Response):
+    """A database that cannot be protected (a template, a system database, one that refuses connections)."""
+
+    database: str
+    reason: str
+
+
 class DatabaseList(Response):
-    """The server asked, its port, and its databases."""
+    """The server asked, its port, the databases that can be protected, and those that cannot with why."""
 
     server: str
     port: int
     value: list[Database]
+    excluded: list[ExcludedDatabase]

@@ -275,6 +275,10 @@ def test_the_job_page_cancels_a_running_backup(
             page.fill("#function-key", host.headers["x-functions-key"])
             page.click("#key-form button[type=submit]")
         expect(page.locator("#job-status")).to_have_text("InProgress")
+        # While it runs, the page counts its duration from startTime (the API says 0 until it ends)
+        # and does not claim it waits for a worker: it has started.
+        expect(page.locator("#job-duration")).not_to_have_text("0 s", timeout=60_000)
+        expect(page.locator("main")).not_to_contain_text("Waiting for a worker")
         page.once("dialog", lambda dialog: dialog.accept())
         with page.expect_request(lambda req: req.url.endswith(f"/backupJobs/{job_id}:cancel")) as sent:
             page.click("#job-cancel")

@@ -103,6 +103,10 @@ def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop_db: Da
     job = host.get(f"/backupJobs/{shop['backupReadiness']['jobId']}").json()
     assert job["status"] == "Failed" and job["operation"] == "Validate"
     assert [s["name"] for s in job["steps"]][:3] == ["ReadSecret", "Connect", "CheckPrivileges"]
+    # The job keeps every missing privilege (the message names only the first few).
+    missing = job["details"]["missingPrivileges"]
+    assert {"privilege": "SELECT", "kind": "table", "name": '"public"."orders"', "owner": "postgres"} in missing
+    assert job["details"]["missingPrivilegesCount"] == len(missing)
 
     # The administrator runs the grant script; re-validation succeeds.
     script = host.get("/backupInstances/shop/grantScript?format=sh")
@@ -139,6 +143,9 @@ def test_protect_validate_grant_and_revalidate(host: DevhostProcess, shop_db: Da
     assert listed.status_code == 200, listed.text
     dbs = {d["database"]: d for d in listed.json()["value"]}
     assert dbs[shop_db.name]["protected"] is True and dbs[shop_db.name]["instance"] == "shop"
+    # Those that cannot be protected are listed apart, with why (the dashboard shows them disabled).
+    excluded = {d["database"]: d["reason"] for d in listed.json()["excluded"]}
+    assert "template1" in excluded and "not supported" in excluded["template1"] and "template1" not in dbs
     assert dbs[shop_db.names[1]]["protected"] is False
     assert "template0" not in dbs and "template1" not in dbs
 

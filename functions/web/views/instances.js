@@ -22,17 +22,18 @@ export async function renderInstances(main, _arg, _params, ctx) {
       h('td', null, h('div', null, i.database), h('small', { class: 'muted' }, `${i.server}:${i.port}`)),
       h('td', null, badge(readiness.status),
         readiness.error ? h('div', { class: 'small bad-text' }, readiness.error.code) : null),
-      h('td', null, i.policyName),
+      h('td', null, link(i.policyName, 'policies', i.policyName)),
       h('td', null, badge(i.protectionStatus)),
       h('td', null, lastBackup(i.lastBackup)),
       h('td', null, nextBackup(i.nextScheduledBackup)));
   });
   mount(main,
     h('div', { class: 'page-head' }, h('h1', null, 'Backup instances'),
-      h('span', { class: 'muted' }, `${instances.length} protected database${instances.length === 1 ? '' : 's'}`)),
+      h('span', { class: 'muted' }, `${instances.length} protected database${instances.length === 1 ? '' : 's'}`),
+      h('a', { class: 'button primary', href: '#/configure?new=1', id: 'configure-open' }, 'Configure backup')),
     h('section', { class: 'card' },
       table(['Name', 'Database', 'Readiness', 'Policy', 'Protection', 'Last backup', 'Next scheduled'], rows,
-        'No backup instances yet: configure one with POST /api/backupInstances or the CLI.')));
+        'No backup instances yet: "Configure backup" protects the first databases.')));
   if (instances.some((i) => (i.backupReadiness || {}).status === 'Validating')) {
     const timer = setTimeout(() => { if (ctx.alive()) renderInstances(main, _arg, _params, ctx).catch(() => {}); },
       3000);
