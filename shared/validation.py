@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import UserError
-from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness
+from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness, RetainData
 from shared.jobs import Job, JobError, JobStatus, JobStore, Step, StepStatus, end_steps
 from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect
@@ -215,7 +215,12 @@ def record_validation(
         protection_status=protection,
     )
     try:
-        instances.save(instance, updated)
+        if instance.retain_data is RetainData.DELETE:
+            # Being deleted (stop with delete): its readiness means nothing now, and the purge that
+            # deletes it holds its ETag.
+            log.info("instance %s is being deleted; validation job %s leaves it", instance.spec.name, job.job_id)
+        else:
+            instances.save(instance, updated)
     except ETagMismatch:
         # Reconfigured meanwhile: the newer validation decides; this job still says what it found.
         log.info("instance %s changed during validation job %s", instance.spec.name, job.job_id)

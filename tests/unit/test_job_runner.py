@@ -371,3 +371,30 @@ def test_a_validation_that_fails_after_its_instance_changed_leaves_the_instance_
     assert ended.error is not None and ended.error.code == ErrorCode.INVALID_SECRET.value
     after = instances.get("orders")
     assert after.etag == changed[0].etag  # type: ignore[attr-defined]
+
+
+def test_a_validation_of_an_instance_being_deleted_leaves_it_to_its_purge(state: MemoryStateTable) -> None:
+    """Stopped with delete before its validation ran: the validation ends, the instance row stays as
+    the stop left it (the purge that deletes it next holds that row's ETag)."""
+    import json
+    from dataclasses import replace
+
+    from shared.instances import InstanceService, ProtectionStatus, RetainData
+    from shared.policies import PolicyService
+    from shared.secrets import EnvSecretProvider
+    from shared.validation import ValidationService
+    from tests.examples import EXAMPLES
+
+    policy = json.loads((EXAMPLES / "sunday-default-only.json").read_text())
+    PolicyService(state).put("sunday", policy, T0)  # type: ignore[arg-type]
+    instances = InstanceService(state, lambda job, instance: None)  # type: ignore[arg-type]
+    spec = {"server": "db.invalid", "database": "orders", "secretUri": "env:PGVAULT_SECRET_X", "policyName": "sunday"}
+    instances.configure_one("orders", spec, T0, allow_env_secrets=True, vault_region=None)
+    current = instances.get("orders")
+    stopped = instances.save(
+        current, replace(current, protection_status=ProtectionStatus.STOPPED, retain_data=RetainData.DELETE)
+    )
+    assert current.readiness_job_id is not None
+    ended = ValidationService(state, EnvSecretProvider(True, {}), Clock()).run(current.readiness_job_id, last_try=False)  # type: ignore[arg-type]
+    assert ended is not None and ended.status is JobStatus.FAILED
+    assert instances.get("orders").etag == stopped.etag
