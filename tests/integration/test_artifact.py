@@ -39,11 +39,12 @@ app = sys.argv[1]
 sys.path[:0] = [app, os.path.join(app, ".python_packages/lib/site-packages")]
 from azure.storage.blob import BlobServiceClient
 from shared.pg.dump import dump_to_blob
+from shared.storage.blobs import BlobStore
 from shared.pg.tools import packaged_bin_dir, packaged_tools, pick_tool
 args = json.loads(sys.argv[2])
 tool = pick_tool("pg_dump", args["major"], packaged_tools(), search_path="", system=False)
 container = BlobServiceClient.from_connection_string(args["storage"]).get_container_client(args["container"])
-result = dump_to_blob(tool.path, args["env"], container, "tls.zst", {})
+result = dump_to_blob(tool.path, args["env"], BlobStore.of(container), "tls.zst", {})
 import azure.storage.blob, psycopg
 print(json.dumps({
     "wheel": str(packaged_bin_dir()), "tool": str(tool.path), "version": tool.version_text,
