@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     host = DevHost(
         wiring,
-        HostConfig.load(args.host_json),
+        HostConfig.load(args.host_json, os.environ),
         dict(os.environ),
         port=args.port,
         key=os.environ.get("PGVAULT_DEVHOST_KEY") or None,

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# An app setting AzureFunctionsJobHost__a__b overrides host.json's a.b, as the Functions host does
+# (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#azurefunctionsjobhost__).
+OVERRIDE_PREFIX = "AzureFunctionsJobHost__"
 
 # https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json
 _QUEUE_DEFAULTS = {
@@ -51,9 +56,13 @@ class HostConfig:
     function_timeout: float | None
 
     @classmethod
-    def load(cls, path: Path) -> HostConfig:
-        """Read host.json at ``path``; a missing file means every default."""
+    def load(cls, path: Path, env: Mapping[str, str] | None = None) -> HostConfig:
+        """Read host.json at ``path`` (a missing file means every default), with ``env``'s
+        ``AzureFunctionsJobHost__`` overrides applied on top."""
         raw: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        for name, value in (env or {}).items():
+            if name.startswith(OVERRIDE_PREFIX):
+                _override(raw, name[len(OVERRIDE_PREFIX) :].split("__"), value)
         ext = raw.get("extensions", {})
         prefix = str(ext.get("http", {}).get("routePrefix", "api")).strip("/")
         q = {**_QUEUE_DEFAULTS, **ext.get("queues", {})}
@@ -70,3 +79,16 @@ class HostConfig:
         )
         timeout = raw.get("functionTimeout")
         return cls(prefix, queues, timespan_seconds(timeout) if timeout and timeout != "-1" else None)
+
+
+def _override(raw: dict[str, Any], path: list[str], value: str) -> None:
+    """Set ``raw``'s value at ``path``; keys match case-insensitively, as the host reads them."""
+    node = raw
+    for key in path[:-1]:
+        found = next((k for k in node if k.lower() == key.lower()), key)
+        child = node.get(found)
+        if not isinstance(child, dict):
+            child = node[found] = {}
+        node = child
+    leaf = next((k for k in node if k.lower() == path[-1].lower()), path[-1])
+    node[leaf] = value

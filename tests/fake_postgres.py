@@ -9,6 +9,7 @@ it nothing.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -73,8 +74,12 @@ class FakePostgres:
 
     def stop(self) -> None:
         self._stop.set()
+        # Closing a listening socket does not wake a thread blocked in accept() on Linux; shutting it down does.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._thread.join(5)
+        assert not self._thread.is_alive(), "the fake server's accept loop did not stop"
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -81,6 +81,19 @@ def test_host_json_is_read_with_the_hosts_defaults(tmp_path: Path) -> None:
     assert defaults.queues.max_polling_interval == 60
 
 
+def test_app_settings_override_host_json_as_the_host_reads_them() -> None:
+    env = {
+        "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
+        "AzureFunctionsJobHost__EXTENSIONS__Queues__maxDequeueCount": "3",
+        "AzureFunctionsJobHost__functionTimeout": "00:05:00",
+        "OTHER": "x",
+    }
+    cfg = HostConfig.load(REPO / "host.json", env)
+    assert cfg.queues.visibility_timeout == 1 and cfg.queues.max_dequeue_count == 3
+    assert cfg.function_timeout == 300
+    assert cfg.route_prefix == HostConfig.load(REPO / "host.json").route_prefix == "api"
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("00:00:10", 10), ("01:02:03", 3723), ("1.00:00:00", 86400)])
 def test_timespans(text: str, seconds: float) -> None:
     assert timespan_seconds(text) == seconds
