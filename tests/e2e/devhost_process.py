@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from devhost.services import free_port, wait_for_port
+from tests.examples import EXAMPLES
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +99,15 @@ class DevhostProcess:
         assert r.status_code == 202, r.text
         return self.wait_job(r.json()["validationJobId"])
 
+    def first_point(self, name: str, *, port: int, database: str, secret: str) -> str:
+        """Protect ``database`` as ``name`` under a Sunday policy ``p``, back it up now; the recovery point's id."""
+        self.put_policy("p", (EXAMPLES / "sunday-default-only.json").read_bytes())
+        validation = self.configure(name, port=port, database=database, secret=secret, policy="p")
+        assert validation["status"] == "Completed", validation
+        backup = self.wait_job(self.backup_now(name))
+        assert backup["status"] == "Completed", backup
+        return str(backup["recoveryPointId"])
+
     def backup_now(self, name: str, tag: str | None = None) -> str:
         """Start an on-demand backup (with ``tag`` as its retention tag, if given); its job id."""
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": tag}}}
@@ -133,4 +143,45 @@ def instance_spec(port: int, database: str, secret: str, policy: str = "weekly",
     }
 
 
-__all__ = ["JOB_TIMEOUT", "REPO", "DevhostProcess", "instance_spec", "signal"]
+def restore_body(point: str, database: str, secret: str) -> dict[str, Any]:
+    """Azure's request to restore recovery point ``point`` as the new database ``database``,
+    with the target server's credentials in ``secret`` (a secret URI)."""
+    return {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "datasourceInfo": {"resourceName": database},
+            "datasourceAuthCredentials": {
+                "objectType": "SecretStoreBasedAuthCredentials",
+                "secretStoreResource": {"uri": secret, "secretStoreType": "AzureKeyVault"},
+            },
+        },
+    }
+
+
+def restore_files_body(point: str, url: str, prefix: str, **details: Any) -> dict[str, Any]:
+    """Azure's request to restore recovery point ``point`` as files under ``prefix`` in container ``url``."""
+    return {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreFilesTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "targetDetails": {"url": url, "filePrefix": prefix, "restoreTargetLocationType": "AzureBlobs", **details},
+        },
+    }
+
+
+__all__ = [
+    "JOB_TIMEOUT",
+    "REPO",
+    "DevhostProcess",
+    "instance_spec",
+    "restore_body",
+    "restore_files_body",
+    "signal",
+]

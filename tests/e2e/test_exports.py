@@ -21,10 +21,8 @@ from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess
+from devhost_process import DevhostProcess, restore_files_body
 from factories import Database, Databases, Hosts
-
-from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
 DETAILS = "restoreTargetInfo.targetDetails"
@@ -92,34 +90,11 @@ def host(make_host: Hosts, app_env: dict[str, str], shop: Database, listener: Li
 
 @pytest.fixture(scope="module")
 def point(host: DevhostProcess, shop: Database) -> str:
-    assert host.put_policy("p", (EXAMPLES / "sunday-default-only.json").read_bytes())
-    validation = host.configure(
-        "shop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_SHOP_CS", policy="p"
-    )
-    assert validation["status"] == "Completed"
-    backup = host.wait_job(host.backup_now("shop"))
-    assert backup["status"] == "Completed", backup
-    return str(backup["recoveryPointId"])
+    return host.first_point("shop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_SHOP_CS")
 
 
 def _files(point: str, url: str, prefix: str = "shop", **details: str) -> str:
-    return json.dumps(
-        {
-            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-            "recoveryPointId": point,
-            "sourceDataStoreType": "VaultStore",
-            "restoreTargetInfo": {
-                "objectType": "RestoreFilesTargetInfo",
-                "recoveryOption": "FailIfExists",
-                "targetDetails": {
-                    "url": url,
-                    "filePrefix": prefix,
-                    "restoreTargetLocationType": "AzureBlobs",
-                    **details,
-                },
-            },
-        }
-    )
+    return json.dumps(restore_files_body(point, url, prefix, **details))
 
 
 def _refused(host: DevhostProcess, point: str, url: str, field: str = URL_FIELD, **details: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import json
 import signal
 
 import pytest
+from devhost_process import restore_body
 from factories import Database, Databases, Hosts
 
 from tests.examples import EXAMPLES
@@ -62,20 +63,7 @@ def test_a_devhost_killed_mid_restore_ends_with_every_row_restored_and_no_stray_
     assert backup["status"] == "Completed", backup
     before = _databases(source)
 
-    body = {
-        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-        "recoveryPointId": backup["recoveryPointId"],
-        "sourceDataStoreType": "VaultStore",
-        "restoreTargetInfo": {
-            "objectType": "RestoreTargetInfo",
-            "recoveryOption": "FailIfExists",
-            "datasourceInfo": {"resourceName": copy},
-            "datasourceAuthCredentials": {
-                "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:PGVAULT_SECRET_RF_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-            },
-        },
-    }
+    body = restore_body(backup["recoveryPointId"], copy, "env:PGVAULT_SECRET_RF_TARGET_CS")
     r = h.request("POST", "/backupInstances/rf:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
     job_id = r.json()["jobId"]

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess
+from devhost_process import DevhostProcess, restore_body
 from factories import Database, Databases, Hosts
 
 from tests.examples import EXAMPLES
@@ -49,20 +49,7 @@ def test_restore_verify_and_files_through_the_api(
     assert backup["status"] == "Completed", backup
     rp = backup["recoveryPointId"]
 
-    body = {
-        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-        "recoveryPointId": rp,
-        "sourceDataStoreType": "VaultStore",
-        "restoreTargetInfo": {
-            "objectType": "RestoreTargetInfo",
-            "recoveryOption": "FailIfExists",
-            "datasourceInfo": {"resourceName": copy},
-            "datasourceAuthCredentials": {
-                "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-            },
-        },
-    }
+    body = restore_body(rp, copy, "env:PGVAULT_SECRET_TARGET_CS")
     r = host.request("POST", "/backupInstances/shop:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
     assert r.headers["Location"] == f"/api/backupJobs/{r.json()['jobId']}" and r.headers["Retry-After"]

@@ -15,10 +15,8 @@ import uuid
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
-from devhost_process import DevhostProcess
+from devhost_process import DevhostProcess, restore_files_body
 from factories import Database, Databases, Hosts
-
-from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.e2e
 MISSING = "/nonexistent/pgtools/bin"
@@ -41,14 +39,7 @@ def settings(shop: Database) -> dict[str, str]:
 def point(make_host: Hosts, settings: dict[str, str], shop: Database) -> str:
     host = make_host(settings)
     try:
-        assert host.put_policy("p", (EXAMPLES / "sunday-default-only.json").read_bytes())
-        validation = host.configure(
-            "tshop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_TSHOP_CS", policy="p"
-        )
-        assert validation["status"] == "Completed"
-        backup = host.wait_job(host.backup_now("tshop"))
-        assert backup["status"] == "Completed", backup
-        return str(backup["recoveryPointId"])
+        return host.first_point("tshop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_TSHOP_CS")
     finally:
         assert host.stop() == 0, host.log()
 
@@ -88,16 +79,7 @@ def test_a_restore_as_files_works_without_tools(broken: DevhostProcess, point: s
     service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
     target = service.get_container_client(f"files-{uuid.uuid4().hex[:6]}")
     target.create_container()
-    body = {
-        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-        "recoveryPointId": point,
-        "sourceDataStoreType": "VaultStore",
-        "restoreTargetInfo": {
-            "objectType": "RestoreFilesTargetInfo",
-            "recoveryOption": "FailIfExists",
-            "targetDetails": {"url": target.url, "filePrefix": "tshop", "restoreTargetLocationType": "AzureBlobs"},
-        },
-    }
+    body = restore_files_body(point, target.url, "tshop")
     r = broken.request("POST", "/backupInstances/tshop:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
     assert broken.wait_job(r.json()["jobId"])["status"] == "Completed"

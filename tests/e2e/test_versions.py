@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from devhost_process import DevhostProcess
+from devhost_process import DevhostProcess, restore_body
 from factories import Hosts
 from psycopg import sql
 
@@ -107,23 +107,7 @@ def host(make_host: Hosts, servers: dict[int, Postgres], names: dict[str, str]) 
 
 
 def _restore(host: DevhostProcess, instance: str, point: str, database: str, admin: int) -> dict[str, Any]:
-    body = {
-        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-        "recoveryPointId": point,
-        "sourceDataStoreType": "VaultStore",
-        "restoreTargetInfo": {
-            "objectType": "RestoreTargetInfo",
-            "recoveryOption": "FailIfExists",
-            "datasourceInfo": {"resourceName": database},
-            "datasourceAuthCredentials": {
-                "objectType": "SecretStoreBasedAuthCredentials",
-                "secretStoreResource": {
-                    "uri": f"env:PGVAULT_SECRET_ADMIN{admin}_CS",
-                    "secretStoreType": "AzureKeyVault",
-                },
-            },
-        },
-    }
+    body = restore_body(point, database, f"env:PGVAULT_SECRET_ADMIN{admin}_CS")
     r = host.request("POST", f"/backupInstances/{instance}:restore", data=json.dumps(body))
     assert r.status_code == 202, r.text
     return host.wait_job(r.json()["jobId"])
