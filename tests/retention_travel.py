@@ -97,7 +97,12 @@ def example_policy() -> dict[str, Any]:
 
 # Rule → (vault-standard duration, vault-archive duration): the shortest the rules allow (7 days in
 # the vault, 6 months in the archive), staggered so the tags still expire in their usual order.
-SHORT_DURATIONS = {"Default": ("P7D", None), "Weekly": ("P14D", None), "Monthly": ("P4W", "P6M"), "Yearly": ("P8W", "P6M")}
+SHORT_DURATIONS = {
+    "Default": ("P7D", None),
+    "Weekly": ("P14D", None),
+    "Monthly": ("P4W", "P6M"),
+    "Yearly": ("P8W", "P6M"),
+}
 
 
 def short_lived_policy() -> dict[str, Any]:

@@ -21,7 +21,7 @@ def world(azurite: Azurite) -> travel.World:
 
 
 @pytest.mark.slow
-def test_weekly_sweeps_over_a_whole_lifecycle_leave_exactly_the_points_the_simulator_predicts(world: travel.World) -> None:
+def test_weekly_sweeps_over_a_whole_lifecycle_leave_exactly_the_points_simulated(world: travel.World) -> None:
     travel.three_years_of_weekly_sweeps(world)
 
 
