@@ -1,5 +1,6 @@
 """A whole server protected over HTTP, on real PostgreSQL: five databases in one call, one created
-later found by the next discovery, one dropped marked, double protection refused both ways.
+later found by the next discovery, one dropped marked, double protection refused both ways; and
+the dashboard's "Protected servers" pages (axe-core clean) protecting one and discovering it.
 
 The discovery timer's schedule is unit-tested with travelling time (tests/unit/test_protected_servers.py);
 here discoveries are asked for with ``:discover``, which runs the same code.
@@ -27,7 +28,10 @@ def fleet(make_database: Databases) -> Database:
 
 @pytest.fixture(scope="module")
 def host(make_host: Hosts, fleet: Database) -> DevhostProcess:
-    return make_host({"PGVAULT_SECRET_FLEET_CS": fleet.connection_string()})
+    # localhost too: the dashboard test protects the same cluster under that name (another server to pgvault).
+    return make_host(
+        {"PGVAULT_SECRET_FLEET_CS": fleet.connection_string(), "PGVAULT_ALLOWED_SERVERS": "127.0.0.1,localhost"}
+    )
 
 
 def _ready(host: DevhostProcess, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -114,3 +118,50 @@ def test_a_whole_server_is_protected_discovered_and_its_dropped_database_marked(
     assert sorted(gone.json()["stoppedInstances"]) == sorted([*names[:3], f"fleet-{later}"])
     assert host.get("/protectedServers/fleet").status_code == 404
     assert host.get(f"/backupInstances/{names[0]}").json()["retainData"] == "asPerPolicy"
+
+
+def test_the_dashboard_protects_a_server_shows_its_databases_and_discovers_it(
+    host: DevhostProcess, fleet: Database
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from test_dashboard_journey import AXE, CHROMIUM, CHROMIUM_ARGS
+
+    if not (CHROMIUM.exists() and AXE.exists()):
+        pytest.skip("chromium or axe-core missing (make deps, npm ci)")
+    assert host.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes()).ok
+    axe = AXE.read_text()
+
+    def accessible(page: Any, label: str) -> None:
+        page.wait_for_load_state("networkidle")
+        if not page.evaluate("() => Boolean(window.axe)"):
+            page.evaluate(axe)
+        result = page.evaluate("async () => await window.axe.run(document, {resultTypes: ['violations']})")
+        bad = [(v["id"], v["help"]) for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{label}: {bad}"
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{host.url}/dashboard#/servers")
+        page.get_by_label("Function key").fill(host.headers["x-functions-key"])
+        page.get_by_role("button", name="Use key").click()
+        expect = sync_api.expect
+        expect(page.get_by_role("heading", name="Protected servers", exact=True)).to_be_visible()
+        accessible(page, "servers")
+        page.get_by_label("Name", exact=True).fill("via-dashboard")
+        page.get_by_label("Server", exact=True).fill("localhost")
+        page.get_by_label("Port").fill(str(fleet.port))
+        page.get_by_label("Key vault secret URI").fill("env:PGVAULT_SECRET_FLEET_CS")
+        page.get_by_label("Include patterns").fill(fleet.names[0])
+        page.get_by_role("button", name="Protect server").click()
+        expect(page.get_by_role("heading", name="Protected server via-dashboard")).to_be_visible()
+        row = page.locator(f'tr[data-database="{fleet.names[0]}"]')
+        expect(row).to_contain_text("Protected")
+        expect(row).to_contain_text(f"via-dashboard-{fleet.names[0]}")
+        accessible(page, "one server")
+        page.get_by_role("button", name="Discover now").click()
+        expect(page.get_by_text("Nothing changed.")).to_be_visible()
+        accessible(page, "discovered")
+        browser.close()
+    assert host.get(f"/backupInstances/via-dashboard-{fleet.names[0]}").json()["protectedServer"] == "via-dashboard"
