@@ -802,17 +802,20 @@ class ProtectedServerService:
         s = instance.spec
         if (s.policy_name, s.secret_uri) == (spec.policy_name, spec.secret_uri) or instance.retain_data is not None:
             return
-        entry = spec.entry(s.database)
-        entry["name"] = s.name
-        self._instances.configure_one(
-            s.name,
-            {k: v for k, v in entry.items() if k != "name"},
-            found.time,
-            allow_env_secrets=self._allow_env,
-            vault_region=self._region,
-            secrets=self._secrets,
-            allowed_servers=self._allowed,
-        )
+        entry = {k: v for k, v in spec.entry(s.database).items() if k != "name"}
+        try:
+            self._instances.configure_one(
+                s.name,
+                entry,
+                found.time,
+                allow_env_secrets=self._allow_env,
+                vault_region=self._region,
+                secrets=self._secrets,
+                allowed_servers=self._allowed,
+            )
+        except UserError as exc:  # changed meanwhile, or refused: the next discovery tries again
+            log.info("protected server %s: %s not updated (%s)", spec.name, s.name, exc.code)
+            return
         found.updated.append(s.database)
 
     def _drop(self, spec: ServerSpec, member: Member, now: datetime, found: Discovery, *, still_there: bool) -> None:

@@ -293,3 +293,22 @@ def test_the_discovery_schedule_is_hourly_by_default_and_checked_like_the_other_
     with pytest.raises(SettingsError) as err:
         load_settings({**env, "PGVAULT_DISCOVERY_SCHEDULE": "hourly"})
     assert set(err.value.problems) == {"PGVAULT_DISCOVERY_SCHEDULE"}
+
+
+def test_a_new_policy_or_secret_reaches_every_instance_of_the_server_each_validated_again(world: World) -> None:
+    world.lister.create("orders", "billing")
+    PolicyService(world.state).put("daily", json.loads((EXAMPLES / "sunday-default-only.json").read_text()), NOW)
+    world.service.put("db1", world.body(), NOW)
+    world.queued.clear()
+    found = world.service.put("db1", world.body(policyName="daily", secretUri="env:PGVAULT_SECRET_DB1_NEW"), NOW)[1]
+    assert sorted(found.updated) == ["billing", "orders", "postgres"]
+    orders = world.instances.get("db1-orders")
+    assert (orders.spec.policy_name, orders.spec.secret_uri) == ("daily", "env:PGVAULT_SECRET_DB1_NEW")
+    assert sorted(i.spec.name for _, i in world.queued) == ["db1-billing", "db1-orders", "db1-postgres"]
+    # Sent again unchanged: nothing to update, nothing validated again.
+    world.queued.clear()
+    assert (
+        world.service.put("db1", world.body(policyName="daily", secretUri="env:PGVAULT_SECRET_DB1_NEW"), NOW)[1].updated
+        == []
+    )
+    assert world.queued == []
