@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def fleet(make_database: Databases) -> Database:
-    return make_database("fleet", tables="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", databases=5)
+    return make_database("fleet", tables="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);", databases=6)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_a_whole_server_is_protected_discovered_and_its_dropped_database_marked(
     assert host.put_policy("weekly", (EXAMPLES / "sunday-default-only.json").read_bytes()).ok
     # One database protected on its own first: the server must skip it, not protect it twice.
     alone = host.configure(
-        "alone", port=fleet.port, database=fleet.names[4], secret="env:PGVAULT_SECRET_FLEET_CS", policy="weekly"
+        "alone", port=fleet.port, database=fleet.names[5], secret="env:PGVAULT_SECRET_FLEET_CS", policy="weekly"
     )
     assert alone["status"] == "Completed", alone
     body = {
@@ -63,11 +63,11 @@ def test_a_whole_server_is_protected_discovered_and_its_dropped_database_marked(
     created = host.request("PUT", "/protectedServers/fleet", json=body)
     assert created.status_code == 201, created.text
     server = created.json()
-    assert server["lastDiscovery"]["skipped"] == [fleet.names[4]]
+    assert server["lastDiscovery"]["skipped"] == [fleet.names[5]]
     protected = {d["database"]: d for d in server["databases"] if d["status"] == "Protected"}
-    assert sorted(protected) == sorted(fleet.names[:4])
-    names = [protected[d]["instance"] for d in fleet.names[:4]]
-    assert names == [f"fleet-{d}" for d in fleet.names[:4]]
+    assert sorted(protected) == sorted(fleet.names[:5])  # five databases protected in one call
+    names = [protected[d]["instance"] for d in fleet.names[:5]]
+    assert names == [f"fleet-{d}" for d in fleet.names[:5]]
     # Each an instance of its own, validated for real: readiness Success, the server named.
     for name, shown in _ready(host, names).items():
         assert shown["backupReadiness"]["status"] == "Success", (name, shown)
@@ -94,28 +94,28 @@ def test_a_whole_server_is_protected_discovered_and_its_dropped_database_marked(
     # A database created later is found and protected by the next discovery; a dropped one is marked.
     with fleet.connect("postgres") as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(later)))
-        c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(fleet.names[3])))
+        c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(fleet.names[4])))
     fleet.grant(later)
     found = host.request("POST", "/protectedServers/fleet:discover")
     assert found.status_code == 200, found.text
-    assert (found.json()["added"], found.json()["dropped"]) == ([later], [fleet.names[3]])
+    assert (found.json()["added"], found.json()["dropped"]) == ([later], [fleet.names[4]])
     new = _ready(host, [f"fleet-{later}"])[f"fleet-{later}"]
     assert new["backupReadiness"]["status"] == "Success" and new["protectedServer"] == "fleet"
-    dropped = host.get(f"/backupInstances/fleet-{fleet.names[3]}").json()
+    dropped = host.get(f"/backupInstances/fleet-{fleet.names[4]}").json()
     assert (dropped["protectionStatus"], dropped["retainData"]) == ("ProtectionStopped", "asPerPolicy")
-    jobs = host.get(f"/backupJobs?instance=fleet-{fleet.names[3]}&operation=Discover").json()["value"]
+    jobs = host.get(f"/backupJobs?instance=fleet-{fleet.names[4]}&operation=Discover").json()["value"]
     assert [j["details"]["change"] for j in jobs] == ["Dropped", "Protected"]
 
     listed = host.get("/protectedServers").json()["value"]
     assert [s["name"] for s in listed] == ["fleet"] and listed[0]["lastDiscovery"]["status"] == "CompletedWithWarnings"
     shown = {d["database"]: d["status"] for d in host.get("/protectedServers/fleet").json()["databases"]}
-    assert shown[fleet.names[3]] == "Dropped" and shown[fleet.names[4]] == "Skipped" and shown[later] == "Protected"
+    assert shown[fleet.names[4]] == "Dropped" and shown[fleet.names[5]] == "Skipped" and shown[later] == "Protected"
 
     # Removing the server stops its instances and keeps them (and their data); never deletes.
     assert host.request("DELETE", "/protectedServers/fleet?retainData=delete").status_code == 400
     gone = host.request("DELETE", "/protectedServers/fleet")
     assert gone.status_code == 200, gone.text
-    assert sorted(gone.json()["stoppedInstances"]) == sorted([*names[:3], f"fleet-{later}"])
+    assert sorted(gone.json()["stoppedInstances"]) == sorted([*names[:4], f"fleet-{later}"])
     assert host.get("/protectedServers/fleet").status_code == 404
     assert host.get(f"/backupInstances/{names[0]}").json()["retainData"] == "asPerPolicy"
 
