@@ -761,11 +761,15 @@ class ProtectedServerService:
                     found.skipped.append(database)
                     continue
             # Any other refusal (a name taken by another instance, the policy gone, the secret's server).
-            if (
+            changed = (
                 before is None
                 or before.status is not MemberStatus.FAILED
                 or (before.error or {}).get("code") != error.code.value
-            ):
+            )
+            # The job goes to the instance's history; an unrelated instance of that name gets none
+            # (the failure shows on the server's databases).
+            other = self._instances.store.find(name)
+            if changed and (other is None or other.protected_server == spec.name):
                 self._job(name, spec, database, "Failed", now, error=error)
             self.store.put_member(
                 spec.name, Member(database, MemberStatus.FAILED, None, now, reason=error.message, error=error.to_dict())

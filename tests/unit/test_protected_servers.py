@@ -312,3 +312,15 @@ def test_a_new_policy_or_secret_reaches_every_instance_of_the_server_each_valida
         == []
     )
     assert world.queued == []
+
+
+def test_a_name_taken_by_an_unrelated_instance_fails_that_database_without_touching_the_other(world: World) -> None:
+    world.lister.create("orders")
+    other = {"server": "db9.example.com", "database": "x", "secretUri": SECRET, "policyName": "weekly"}
+    world.instances.configure_one("db1-orders", other, NOW, allow_env_secrets=True, vault_region=None)
+    found = world.service.put("db1", world.body(), NOW)[1]
+    assert found.failed == ["orders"]
+    member = {m.database: m for m in world.service.members("db1")}["orders"]
+    assert member.status is MemberStatus.FAILED and (member.error or {})["code"] == "Conflict"
+    assert world.discover_jobs("db1-orders") == []  # the unrelated instance's history is left alone
+    assert world.instances.get("db1-orders").spec.server == "db9.example.com"
