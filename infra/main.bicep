@@ -76,6 +76,9 @@ param schedulerSchedule string = '0 */5 * * * *'
 @description('PGVAULT_RETENTION_SCHEDULE: six-field NCRONTAB of the retention sweep.')
 param retentionSchedule string = '0 17 * * * *'
 
+@description('PGVAULT_DISCOVERY_SCHEDULE: six-field NCRONTAB of when protected servers are discovered (new databases protected, dropped ones marked).')
+param discoverySchedule string = '0 0 * * * *'
+
 @description('PGVAULT_EXPORT_ACCOUNTS: storage account names (comma-separated) whose containers restore-as-files may write to; empty: no restores as files. Never the vault\'s own containers.')
 param exportAccounts string = ''
 
@@ -388,6 +391,7 @@ var commonAppSettings = {
   PGVAULT_BACKUP_CONTAINER: backupContainerName
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
+  PGVAULT_DISCOVERY_SCHEDULE: discoverySchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.

@@ -120,6 +120,8 @@ class Instance:
     stopped_at: datetime | None = None
     delete_job_id: str | None = None
     """The instance's Delete job while ``retain_data`` is ``delete``."""
+    protected_server: str | None = None
+    """The protected server whose discovery configured this instance (``shared.protected_servers``)."""
 
     @property
     def current_protection_state(self) -> str:
@@ -144,6 +146,8 @@ class Instance:
         when: dict[str, Any] = {}
         if times is not None:
             when = {"lastBackup": times.last_backup_wire(), "nextScheduledBackup": times.next_scheduled}
+        if self.protected_server is not None:
+            when["protectedServer"] = self.protected_server
         return wire.BackupInstance(
             currentProtectionState=self.current_protection_state,
             retainData=self.retain_data,
@@ -184,6 +188,7 @@ class Instance:
             "retainData": self.retain_data.value if self.retain_data else None,
             "stoppedAt": self.stopped_at,
             "deleteJobId": self.delete_job_id,
+            "protectedServer": self.protected_server,
         }
 
     @classmethod
@@ -210,6 +215,7 @@ class Instance:
             RetainData(e["retainData"]) if e.get("retainData") else None,
             e.get("stoppedAt"),
             e.get("deleteJobId"),
+            e.get("protectedServer"),
         )
 
 
@@ -349,6 +355,11 @@ class InstanceStore:
     def __init__(self, state: StateStore) -> None:
         self._state = state
 
+    @property
+    def state(self) -> StateStore:
+        """The state table the instances live in."""
+        return self._state
+
     def find(self, name: str) -> Instance | None:
         """Instance ``name``, or None."""
         entity = self._state.get(layout.INSTANCE, layout.row_key(name))
@@ -403,11 +414,19 @@ class InstanceStore:
                 continue
             owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
             if owner is not None and owner.get("claimKey") == spec.claim_key:
+                by_server = owner.get("protectedServer")
+                of_server = f" of protected server {by_server!r}" if by_server else ""
                 raise UserError(
                     ErrorCode.DATABASE_ALREADY_PROTECTED,
                     f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
-                    f"{held['instance']!r}",
+                    f"{held['instance']!r}{of_server}",
                     target=f"{target}.database",
+                    recommended_action=(
+                        f"Exclude the database from protected server {by_server!r} (excludePatterns) before "
+                        "protecting it on its own."
+                        if by_server
+                        else "Use the instance that protects it, or stop that instance with retainData delete first."
+                    ),
                 )
             if now - held["claimedAt"] < STALE_CLAIM:
                 break  # its request may still be writing the instance
@@ -447,11 +466,14 @@ class InstanceService:
         vault_region: str | None,
         secrets: SecretProvider | None = None,
         allowed_servers: Sequence[str] = (),
+        protected_server: str | None = None,
     ) -> list[Configured]:
         """Configure every entry of ``{"instances": [...]}``; one bad entry does not stop the others.
 
         With ``secrets``, each entry's secret is read now and an entry whose server the secret
-        may not be used for is refused (``check_server``); see ``configure_one``.
+        may not be used for is refused (``check_server``); see ``configure_one``. A database that a
+        protected server covers is refused (``DatabaseAlreadyProtected`` naming it) unless
+        ``protected_server`` says the request is that server's discovery; its instances say so.
         """
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise _bad(
@@ -480,7 +502,7 @@ class InstanceService:
                         ErrorCode.CONFLICT,
                     )
                 seen.add(layout.row_key(spec.name))
-                results.append(self._create(spec, now, target))
+                results.append(self._create(spec, now, target, protected_server))
             except UserError as exc:
                 name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
                 results.append(Configured(name, error=exc))
@@ -509,7 +531,7 @@ class InstanceService:
         check_secret_server(spec, secrets, allowed_servers, "body")
         current = self.store.find(name)
         if current is None:
-            result = self._create(spec, now, "body")
+            result = self._create(spec, now, "body", None)
             if result.error is not None:
                 raise result.error
             return result
@@ -552,11 +574,23 @@ class InstanceService:
     def _validation_job(self, name: str, now: datetime) -> Job:
         return Job(new_job_id(now), Operation.VALIDATE, name, JobStatus.IN_PROGRESS, now)
 
-    def _create(self, spec: InstanceSpec, now: datetime, target: str) -> Configured:
+    def _create(self, spec: InstanceSpec, now: datetime, target: str, protected_server: str | None) -> Configured:
         self._require_policy(spec.policy_name, f"{target}.policyName")
+        if protected_server is None:
+            from shared.protected_servers import refuse_if_covered
+
+            refuse_if_covered(self.store, spec, target)
         self.store.claim(spec, target, now)
         job = self._validation_job(spec.name, now)
-        instance = Instance(spec, ProtectionStatus.CONFIGURING, Readiness.VALIDATING, job.job_id, None, now)
+        instance = Instance(
+            spec,
+            ProtectionStatus.CONFIGURING,
+            Readiness.VALIDATING,
+            job.job_id,
+            None,
+            now,
+            protected_server=protected_server,
+        )
         try:
             instance = self.store.insert(instance)
         except EntityExists as exc:

@@ -69,6 +69,8 @@ class Settings:
     export_accounts: tuple[str, ...] = ()
     # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
     key_vault_uri: str | None = None
+    # When protected servers are discovered (PGVAULT_DISCOVERY_SCHEDULE, six-field NCRONTAB): hourly by default.
+    discovery_schedule: str = "0 0 * * * *"
 
     @property
     def storage_account(self) -> str | None:
@@ -271,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
+    discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
 
     if problems:
         raise SettingsError(problems)
@@ -293,4 +296,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
         key_vault_uri=key_vault_uri,
+        discovery_schedule=discovery_schedule,
     )

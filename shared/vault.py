@@ -21,6 +21,7 @@ from shared.instances import InstanceService, InstanceStore
 from shared.jobs import JobStore
 from shared.pg.tools import Tool, list_tools
 from shared.policies import PolicyService
+from shared.protected_servers import PostgresLister, ProtectedServerService
 from shared.protection import ProtectionService
 from shared.recovery_points import RecoveryPointStore
 from shared.restore.files import ExportRules
@@ -149,6 +150,21 @@ class Vault:
     def protection(self) -> ProtectionService:
         """Stop and resume protection."""
         return ProtectionService(self.state, self.backups)
+
+    def protected_servers(self) -> ProtectedServerService:
+        """Whole servers protected: their databases configured, discovered, stopped when dropped."""
+        s = self.settings
+        return ProtectedServerService(
+            self.state,
+            self.instance_service(),
+            self.protection(),
+            PostgresLister(self.secrets, s.allowed_servers),
+            secrets=self.secrets,
+            allow_env_secrets=s.allow_env_secrets,
+            vault_region=s.region,
+            allowed_servers=s.allowed_servers,
+            schedule=s.discovery_schedule,
+        )
 
     def retention(self) -> RetentionSweep:
         """The retention sweep."""

@@ -87,6 +87,9 @@ class BackupInstance(Response):
     backupReadiness: BackupReadiness
     lastBackup: LastBackup | None = None
     nextScheduledBackup: UtcTime | None = None
+    protectedServer: str | None = Field(
+        None, description="the protected server whose discovery configured this instance (absent when configured alone)"
+    )
 
 
 class BackupInstanceList(Response):
