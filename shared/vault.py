@@ -17,6 +17,7 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.health import CheckStatus, tools_check
 from shared.hung_jobs import HungJobs
+from shared.immutability import enforce_lock
 from shared.instances import InstanceService, InstanceStore
 from shared.jobs import JobStore
 from shared.pg.tools import Tool, list_tools
@@ -65,6 +66,8 @@ class Vault:
         account = StorageAccount.from_settings(settings)
         state = StateTable(account.table_service(), settings.state_table)
         state.ensure()
+        # A Locked vault stays Locked whatever the setting says later (SettingsError otherwise).
+        enforce_lock(state, settings.immutability, clock())
         backups = BlobStore(account.blob_service(), settings.backup_container)
         backups.ensure()
         queues = QueueSender(account.queue_service())
@@ -98,7 +101,7 @@ class Vault:
     @property
     def policies(self) -> PolicyService:
         """Backup policies."""
-        return PolicyService(self.state)
+        return PolicyService(self.state, immutability=self.settings.immutability)
 
     # -- services -------------------------------------------------------------------------------
 
@@ -147,12 +150,15 @@ class Vault:
         )
 
     def protection(self) -> ProtectionService:
-        """Stop and resume protection."""
-        return ProtectionService(self.state, self.backups)
+        """Stop, resume and undelete protection."""
+        s = self.settings
+        return ProtectionService(
+            self.state, self.backups, soft_delete_days=s.soft_delete_days, immutability=s.immutability
+        )
 
     def retention(self) -> RetentionSweep:
         """The retention sweep."""
-        return RetentionSweep(self.state, self.backups)
+        return RetentionSweep(self.state, self.backups, immutability=self.settings.immutability)
 
     def hung_jobs(self) -> HungJobs:
         """Jobs whose queue message was poisoned or lost."""
