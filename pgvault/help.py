@@ -52,7 +52,7 @@ EXAMPLES: dict[tuple[str, str], str] = {
   pgvault instance resume-protection --name orders""",
     ("instance", "delete"): """
   pgvault instance delete --name orders                  # asks first on a terminal
-  pgvault instance delete --name orders --yes            # in a script: SoftDeleted, purged after the soft-delete days""",
+  pgvault instance delete --name orders --yes            # in a script: SoftDeleted, purged later""",
     ("instance", "undelete"): """
   pgvault instance undelete --name orders                # back as ProtectionStopped with every point
   pgvault instance resume-protection --name orders       # then backups again""",
