@@ -52,7 +52,10 @@ EXAMPLES: dict[tuple[str, str], str] = {
   pgvault instance resume-protection --name orders""",
     ("instance", "delete"): """
   pgvault instance delete --name orders                  # asks first on a terminal
-  pgvault instance delete --name orders --yes --wait     # in a script: exit 0 once every point is deleted""",
+  pgvault instance delete --name orders --yes            # in a script: SoftDeleted, purged later""",
+    ("instance", "undelete"): """
+  pgvault instance undelete --name orders                # back as ProtectionStopped with every point
+  pgvault instance resume-protection --name orders       # then backups again""",
     ("instance", "role-assignment-template"): """
   pgvault instance role-assignment-template --name orders > roles.json
   az deployment group create -g my-rg --template-file roles.json""",

@@ -215,8 +215,8 @@ def _policy_paths() -> dict[str, Any]:
         "/backupPolicies/{name}": {
             "put": _op(
                 "BackupPolicies_CreateOrUpdate",
-                "Create (201) or replace (200) a policy",
-                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 413, 500)},
+                "Create (201) or replace (200) a policy (409 when an immutable vault would shorten retention)",
+                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 409, 413, 500)},
                 tag=tag,
                 params=_NAME,
                 body=_body("BackupPolicy"),
@@ -413,15 +413,28 @@ def _protection_paths() -> dict[str, Any]:
         "/backupInstances/{name}:stopProtection": {
             "post": _op(
                 "BackupInstances_StopProtection",
-                "Stop backups, retaining data forever, as per policy, or deleting it",
+                "Stop backups, retaining data forever, as per policy, or soft-deleting it (delete: SoftDeleted for "
+                "PGVAULT_SOFT_DELETE_DAYS, then purged; 409 UserErrorOperationBlockedByImmutability while the vault "
+                "is immutable)",
                 {
                     **_ok("BackupInstance"),
-                    **_ok("DeletionAccepted", 202, "Accepted (data being deleted)", accepted=True),
+                    **_ok("DeletionAccepted", 202, "Accepted (soft-deleted; the job records it)", accepted=True),
                     **_err(400, 404, 409, 500),
                 },
                 tag=tag,
                 params=_NAME,
                 body=_body("StopProtectionRequest"),
+            )
+        },
+        "/backupInstances/{name}:undelete": {
+            "post": _op(
+                "BackupInstances_Undelete",
+                "Bring a soft-deleted instance back as ProtectionStopped (retain data forever) with every recovery "
+                "point; 409 when it is not soft-deleted or its purge has begun",
+                {**_ok("BackupInstance"), **_err(400, 404, 409, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("EmptyBody", required=False),
             )
         },
         "/backupInstances/{name}:resumeProtection": {

@@ -20,6 +20,7 @@ asks is a query on one partition (or a few), never a table scan:
 | ``pserver``          | server name (lowercase)  | a protected server: every database it covers     |
 | ``pserverclaim``     | sha256(host, port)       | which protected server covers a host (unique)     |
 | ``psdb-<name>``      | sha256(database)         | a protected server's databases and their state    |
+| ``vault``            | marker name              | vault-wide records (the immutability lock)        |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -44,6 +45,7 @@ RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"
 PROTECTED_SERVER = "pserver"
 SERVER_CLAIM = "pserverclaim"
+VAULT = "vault"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

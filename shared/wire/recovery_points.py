@@ -47,6 +47,11 @@ class RecoveryPoint(Response):
         "restore source (409 RecoveryPointCorrupted)"
     )
     corruption: Corruption | None
+    purgeTime: UtcTime | None = Field(
+        None,
+        description="set when state is SoftDeleted (its instance is soft-deleted): when the retention sweep "
+        "deletes it unless the instance is undeleted first",
+    )
 
 
 class RecoveryPointList(Response):

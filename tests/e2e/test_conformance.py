@@ -257,6 +257,9 @@ def _protection_and_jobs(api: Conformance) -> None:
     api.call("POST", "/backupInstances/shop:resumeProtection", 409)
     deleting = api.call("POST", "/backupInstances/bare:stopProtection", 202, json={"retainData": "delete"})
     api.job(deleting.json()["jobId"])
+    api.call("GET", "/backupInstances/bare", 200)  # SoftDeleted, with its deletionInfo
+    api.call("POST", "/backupInstances/bare:undelete", 200)
+    api.call("POST", "/backupInstances/bare:undelete", 409)
     page = api.call("GET", "/backupJobs?days=1&top=2", 200).json()
     if "nextLink" in page:
         api.call("GET", page["nextLink"].split("/api", 1)[1], 200)

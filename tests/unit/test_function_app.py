@@ -54,6 +54,7 @@ EXPECTED_HTTP = {
     "dashboard_asset": ("dashboard/{*path}", {"GET"}, "anonymous"),
     "stop_protection": ("backupInstances/{name}:stopProtection", {"POST"}, "function"),
     "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
+    "undelete": ("backupInstances/{name}:undelete", {"POST"}, "function"),
     "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
     "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
     "put_protected_server": ("protectedServers/{name}", {"PUT"}, "function"),
