@@ -47,6 +47,12 @@ class RecoveryPoint(Response):
         "restore source (409 RecoveryPointCorrupted)"
     )
     corruption: Corruption | None
+    roleCount: int | None = Field(
+        None,
+        description="how many cluster roles (owners, grantees and their groups) are stored with the point; null for "
+        "points taken before pgvault stored roles",
+    )
+    rolesSha256: str | None = Field(None, description="the SHA-256 of the stored roles document")
 
 
 class RecoveryPointList(Response):
