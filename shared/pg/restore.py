@@ -47,6 +47,7 @@ IGNORABLE = (
     re.compile(r"unrecognized configuration parameter"),  # a newer pg_dump's SET on an older server
     re.compile(r'role "[^"]*" does not exist'),  # owners and grantees missing on the target server
     re.compile(r'must be (?:a )?member of role "[^"]*"'),  # owners kept (noOwner false) by a non-superuser
+    re.compile(r'must be able to SET ROLE "[^"]*"'),  # the same, as PostgreSQL 16 and newer say it
     re.compile(r'schema "public" already exists'),
     re.compile(r"must be owner of (?:schema public|extension)"),
     re.compile(r'extension "[^"]*" already exists'),

@@ -317,13 +317,18 @@ class Plan:
     existing: tuple[str, ...] = ()
     skipped_attributes: dict[str, list[str]] = field(default_factory=dict)
     not_created: tuple[str, ...] = ()
+    granted_to_target_user: tuple[str, ...] = ()
+    """Roles it created that a non-superuser target user is made a member of, so that it may give them
+    their objects and their grants (``ALTER ... OWNER TO`` needs membership, from 16 the SET option;
+    ``GRANT`` on an object it does not own needs the owner's privileges, so INHERIT too)."""
 
 
 def plan(roles: Roles, existing: Iterable[str], caps: Capabilities) -> Plan:
     """The statements that create the roles missing on the target (pure: tested without a server).
 
     A user that is neither a superuser nor has CREATEROLE creates nothing (every role goes to
-    ``not_created``). Memberships are granted only where both roles exist or are created here.
+    ``not_created``). Memberships are granted only where both roles exist or are created here. A
+    non-superuser is then made a member of each role it created (``granted_to_target_user``).
     """
     there = set(existing)
     missing = [r for r in roles.roles if r.name not in there]
@@ -341,11 +346,16 @@ def plan(roles: Roles, existing: Iterable[str], caps: Capabilities) -> Plan:
         if m.role in created or m.member in created:
             admin = " WITH ADMIN OPTION" if m.admin_option else ""
             statements.append(f"GRANT {quote_ident(m.role)} TO {quote_ident(m.member)}{admin}")
+    granted: tuple[str, ...] = ()
+    if not caps.superuser:
+        granted = tuple(r.name for r in missing)
+        statements.extend(f"GRANT {quote_ident(name)} TO CURRENT_USER" for name in granted)
     return Plan(
         tuple(statements),
         tuple(r.name for r in missing),
         tuple(sorted(there & set(roles.names))),
         skipped,
+        granted_to_target_user=granted,
     )
 
 

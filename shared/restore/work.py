@@ -337,6 +337,8 @@ class RestoreWork:
             "existing": list(plan.existing),
             "skippedAttributes": plan.skipped_attributes,
         }
+        if plan.granted_to_target_user:
+            outcome["grantedToTargetUser"] = list(plan.granted_to_target_user)
         if plan.not_created:
             outcome["notCreated"] = list(plan.not_created)
             outcome["note"] = f"{params.user} is neither a superuser nor has CREATEROLE: no role was created"

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from shared.errors import ErrorCode, UserError
+from shared.pg.privileges import quote_ident
 from shared.pg.roles import Capabilities, Membership, Role, Roles, plan
 from shared.restore.request import parse_options
 from shared.wire import restore as wire
@@ -51,7 +52,7 @@ def test_the_stored_form_is_read_back_only_when_it_matches_its_checksum() -> Non
 def test_a_superuser_creates_every_missing_role_with_all_its_attributes() -> None:
     made = plan(ROLES, ["app_owner"], Capabilities(superuser=True, create_role=True, create_db=True))
     assert made.create == ('odd "reader"', "ops") and made.existing == ("app_owner",)
-    assert made.skipped_attributes == {}
+    assert made.skipped_attributes == {} and made.granted_to_target_user == ()
     assert any(s.startswith('CREATE ROLE "ops" WITH SUPERUSER') and "REPLICATION" in s for s in made.statements)
     # Memberships touching a created role are granted; none between roles that both existed.
     assert 'GRANT "ops" TO "app_owner" WITH ADMIN OPTION' in made.statements
@@ -63,6 +64,9 @@ def test_a_createrole_user_leaves_out_what_it_may_not_give_and_says_so() -> None
     assert made.skipped_attributes == {"ops": ["SUPERUSER", "CREATEDB", "REPLICATION", "BYPASSRLS"]}
     ops = next(s for s in made.statements if s.startswith('CREATE ROLE "ops"'))
     assert "NOSUPERUSER" in ops and "NOREPLICATION" in ops and "NOBYPASSRLS" in ops and "NOCREATEDB" in ops
+    # It becomes a member of what it created, so that it may give those roles their objects and grants.
+    assert made.granted_to_target_user == made.create
+    assert made.statements[-3:] == tuple(f"GRANT {quote_ident(n)} TO CURRENT_USER" for n in made.create)
 
 
 def test_a_user_without_createrole_creates_nothing_and_names_what_is_missing() -> None:
