@@ -226,7 +226,7 @@ class Roles:
         """
         lines = ["--", "-- Roles the database's objects need (owners, grantees and their groups). No passwords."]
         if about:
-            lines.append(f"-- {about}")
+            lines.append("-- " + " ".join(about.split()))  # one comment line, whatever ``about`` holds
         lines += ["--", ""]
         for role in self.roles:
             options, _ = role.options()

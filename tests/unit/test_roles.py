@@ -37,6 +37,8 @@ def test_the_script_creates_only_missing_roles_quotes_every_name_and_holds_no_pa
     assert 'GRANT "odd ""reader""" TO "app_owner";' in text
     assert 'GRANT "ops" TO "app_owner" WITH ADMIN OPTION;' in text
     assert "PASSWORD" not in text.upper().replace("NO PASSWORDS", "")
+    # What the comment says stays a comment, whatever it holds.
+    assert "\n-- of x; DROP ROLE y\n" in Roles().to_sql("of x;\nDROP ROLE y")
 
 
 def test_the_stored_form_is_read_back_only_when_it_matches_its_checksum() -> None:
