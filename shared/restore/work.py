@@ -404,8 +404,9 @@ class RestoreWork:
         container = files.target_container(request, self.s.exports, self.s.vault_account, self.s.secrets)
         files.probe_writable(container, request.file_prefix, request.container_url)
         earlier = self._own_file(container, request.file_name)
-        if files.owner_of(container, request.manifest_file_name) not in (None, self.job.job_id):
-            raise files.FileExists(request.manifest_file_name)
+        for name in (request.manifest_file_name, *([request.roles_file_name] if point.roles_blob_name else [])):
+            if files.owner_of(container, name) not in (None, self.job.job_id):
+                raise files.FileExists(name)
         self.run.done()
 
         self.run.begin("Write")
