@@ -665,6 +665,12 @@ def add_restore_commands(groups: Groups) -> None:
     db.add_argument("--target-secret-uri", required=True, help="secret of the target server (Key Vault URI or env:)")
     db.add_argument("--keep-owner", action="store_true", help="keep object owners (pg_restore without --no-owner)")
     db.add_argument("--keep-acl", action="store_true", help="keep grants (pg_restore without --no-acl)")
+    db.add_argument(
+        "--create-missing-roles",
+        action="store_true",
+        help="create the point's roles the target server lacks first, and keep owners and grants "
+        "(restoreOptions.roles CreateMissing; default: the target user owns everything)",
+    )
     db.add_argument("--schema", action="append", dest="schemas", help="only this schema (repeatable)")
     db.add_argument("--table", action="append", dest="tables", help="only this table (repeatable)")
     db.set_defaults(handler=api_command(restore_database))
@@ -740,6 +746,8 @@ def restore_database_body(args: argparse.Namespace) -> dict[str, Any]:
         options["noOwner"] = False
     if args.keep_acl:
         options["noAcl"] = False
+    if args.create_missing_roles:
+        options["roles"] = "CreateMissing"
     if args.schemas:
         options["schemas"] = args.schemas
     if args.tables:

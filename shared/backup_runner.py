@@ -17,6 +17,7 @@ once it is older than ``MAX_JOB_LIFETIME``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams
 from shared.pg.dump import DumpResult, dump_with_manifest
 from shared.pg.privileges import check_backup_privileges, to_user_error
+from shared.pg.roles import Roles, read_needed_roles
 from shared.pg.tools import Tool, pick_tool
 from shared.policies import PolicyService
 from shared.policy import Policy, lifecycle, tag_backup
@@ -41,7 +43,7 @@ from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_p
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.layout import manifest_name_for
+from shared.storage.layout import manifest_name_for, roles_name_for, sidecar_names
 from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import attempt_limit, last_attempt_started
 from shared.validation import credentials, libpq_for
@@ -90,6 +92,7 @@ def complete_with_point(
                     "serverVersion": point.server_version,
                     "pgDumpVersion": point.pg_dump_version,
                     "manifest": manifest,
+                    "roleCount": point.role_count,
                 },
             )
         except ETagMismatch:
@@ -125,6 +128,7 @@ class _Source:
     server_text: str
     size: int
     tool: Tool
+    roles: Roles | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class _Dumped:
     result: DumpResult
     manifest: str | None
     started: datetime
+    roles: tuple[str, str, int] | None = None  # (blob, SHA-256, how many roles)
 
 
 class BackupRunner(Work):
@@ -230,11 +235,12 @@ class BackupRunner(Work):
             server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
             report = check_backup_privileges(conn, params.user)
+            roles = read_needed_roles(conn) if report.ok else None
         if not report.ok:
             raise to_user_error(report, instance.spec.name)
         run.done()
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
-        return _Source(instance, policy, params, kwargs, server_text, size, tool)
+        return _Source(instance, policy, params, kwargs, server_text, size, tool, roles)
 
     def _dump(self, run: JobRun, source: _Source) -> _Dumped:
         """Step Dump: pg_dump streamed into this attempt's own blob, committed with its checksum."""
@@ -276,11 +282,12 @@ class BackupRunner(Work):
                 "pgDumpVersion": tool.version_text,
             }
             manifest = self._write_manifest(blob_name, tables, about)
+            roles = self._write_roles(blob_name, source.roles)
             run.done()
         except BaseException:
             self._discard(blob_name)  # committed, but no point will ever name it
             raise
-        return _Dumped(blob_name, result, manifest, dump_started)
+        return _Dumped(blob_name, result, manifest, dump_started, roles)
 
     @staticmethod
     def _token(run: JobRun) -> str:
@@ -313,6 +320,9 @@ class BackupRunner(Work):
                 pg_dump_version=source.tool.version_text,
                 job_id=job.job_id,
                 on_demand=job.details.get("trigger") == "OnDemand",
+                roles_blob_name=dumped.roles[0] if dumped.roles else None,
+                roles_sha256=dumped.roles[1] if dumped.roles else None,
+                role_count=dumped.roles[2] if dumped.roles else None,
             )
         )
         manifest = dumped.manifest
@@ -357,8 +367,9 @@ class BackupRunner(Work):
             raise TransientError(f"this attempt started more than {limit} ago; it records no point")
 
     def _discard(self, blob_name: str) -> None:
-        """Delete a blob (and its manifest) that no point references; best effort (the sweep collects leftovers)."""
-        for name in (blob_name, manifest_name_for(blob_name)):
+        """Delete a blob (and its manifest and roles) that no point references; best effort (the sweep collects
+        leftovers)."""
+        for name in (blob_name, *sidecar_names(blob_name)):
             try:
                 self._backups.delete(name)
             except PgVaultError as exc:
@@ -373,3 +384,11 @@ class BackupRunner(Work):
         # The name is this attempt's own, as its blob's is: overwriting replaces only a retry of this upload.
         self._backups.put(name, json.dumps(doc, sort_keys=True).encode(), content_type="application/json")
         return name
+
+    def _write_roles(self, blob_name: str, roles: Roles | None) -> tuple[str, str, int] | None:
+        """Store the roles the database needs beside the blob (this attempt's own name): (blob, SHA-256, count)."""
+        if roles is None:
+            return None
+        name, body = roles_name_for(blob_name), roles.to_bytes()
+        self._backups.put(name, body, content_type="application/json")
+        return name, hashlib.sha256(body).hexdigest(), len(roles.roles)

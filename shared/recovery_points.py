@@ -113,6 +113,11 @@ class RecoveryPoint:
     """When a read found its blob failing its checksum; a Corrupted point is never restored again."""
     corruption: str | None = None
     """What that read found, and which job read it."""
+    roles_blob_name: str | None = None
+    """The blob beside the dump with the cluster roles its objects need (``shared.pg.roles``); None for
+    points taken before pgvault stored roles."""
+    roles_sha256: str | None = None
+    role_count: int | None = None
 
     @property
     def integrity(self) -> Integrity:
@@ -158,6 +163,9 @@ class RecoveryPoint:
         pg_dump_version: str,
         job_id: str,
         on_demand: bool,
+        roles_blob_name: str | None = None,
+        roles_sha256: str | None = None,
+        role_count: int | None = None,
     ) -> RecoveryPoint:
         """A new point in vault-standard, with the dates its policy's lifecycle gives."""
         return cls(
@@ -179,6 +187,9 @@ class RecoveryPoint:
             job_id,
             on_demand,
             copy_option=life.copy_option,
+            roles_blob_name=roles_blob_name,
+            roles_sha256=roles_sha256,
+            role_count=role_count,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +229,8 @@ class RecoveryPoint:
             inArchiveStore=self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
             integrity=self.integrity,
             corruption=corruption,
+            roleCount=self.role_count,
+            rolesSha256=self.roles_sha256,
         )
 
     def _data(self) -> dict[str, Any]:
@@ -248,6 +261,9 @@ class RecoveryPoint:
             "archiveBlobName": self.archive_blob_name,
             "corruptedAt": self.corrupted_at,
             "corruption": self.corruption,
+            "rolesBlobName": self.roles_blob_name,
+            "rolesSha256": self.roles_sha256,
+            "roleCount": self.role_count,
         }
 
     @classmethod
@@ -281,6 +297,9 @@ class RecoveryPoint:
             e.get("archiveBlobName"),
             e.get("corruptedAt"),
             e.get("corruption"),
+            e.get("rolesBlobName"),
+            e.get("rolesSha256"),
+            int(e["roleCount"]) if e.get("roleCount") is not None else None,
         )
 
 

@@ -46,7 +46,6 @@ from shared.recovery_points import STEP_STATE, PointState, RecoveryPoint, Recove
 from shared.restore.rehydration import COPY_PREFIX
 from shared.storage import layout
 from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
-from shared.storage.layout import manifest_name_for
 from shared.storage.ports import BlobContainer
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 from shared.timeouts import MAX_JOB_LIFETIME
@@ -308,12 +307,12 @@ class RetentionSweep:
         return written
 
     def collect_orphans(self, now: datetime) -> int:
-        """Delete backup blobs (and manifests) that no point references and that are older than
+        """Delete backup blobs (and their manifests and roles) that no point references and that are older than
         ``MAX_JOB_LIFETIME``; at most once per ``ORPHAN_SCAN_EVERY``. How many were deleted.
 
         Younger ones may belong to an attempt still running (about to record its point); an attempt
         older than ``attempt_limit`` records none, so nothing older can become referenced. Only dump
-        blobs and their manifests are candidates (never rehydrated copies or archive copies), and the
+        blobs and their sidecars are candidates (never rehydrated copies or archive copies), and the
         points are read before the blobs are listed.
         """
         marker = self._state.get(layout.RETENTION, ORPHAN_MARKER)
@@ -331,7 +330,7 @@ class RetentionSweep:
                 referenced.add(point.archive_blob_name)
         deleted = 0
         for name, modified in self._blobs.listing():
-            dump = name.removesuffix(layout.MANIFEST_SUFFIX)
+            dump = layout.dump_of(name)
             if not dump.endswith(layout.DUMP_SUFFIX) or name.startswith(COPY_PREFIX) or dump in referenced:
                 continue
             if now - modified <= MAX_JOB_LIFETIME:
@@ -464,8 +463,10 @@ class RetentionSweep:
             self._blobs.delete(point.blob_name)
             if point.archive_blob_name is not None:
                 self._blobs.delete(point.archive_blob_name)
-            # The dump's manifest goes with its last copy (only :verifyRestore reads it).
-            self._blobs.delete(manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
+            # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile).
+            self._blobs.delete(layout.manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
+            if point.roles_blob_name is not None:
+                self._blobs.delete(point.roles_blob_name)
         return warnings
 
     def _record_step(self, point: RecoveryPoint, event: LifecycleEvent) -> RecoveryPoint | None:

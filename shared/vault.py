@@ -198,7 +198,7 @@ def current_vault() -> Vault:
 
 
 def log_client_tools(settings: Settings) -> list[str]:
-    """Log, once per process at start, which pg_dump / pg_restore versions this app can use.
+    """Log, once per process at start, which pg_dump / pg_restore / psql versions this app can use.
 
     Returns the lines logged. No pg_dump at all is a warning: every validation and backup would
     fail with ``UserErrorPgDumpVersionTooOld``; so are tools whose libpq cannot refuse a cleartext
@@ -210,13 +210,16 @@ def log_client_tools(settings: Settings) -> list[str]:
     # tools, first makes them executable (shared/pg/tools.py runnable_bin_dir).
     tools_state = tools_check(settings.pg_bin_dir)
     usable_dir = settings.pg_bin_dir if settings.pg_bin_dir is None or settings.pg_bin_dir.is_dir() else None
-    for name in ("pg_dump", "pg_restore"):
+    for name in ("pg_dump", "pg_restore", "psql"):
         tools = list_tools(name, usable_dir)
         if tools:
             found = ", ".join(f"{t.version_text.split()[-1]} ({t.path})" for t in tools)
             lines.append(f"{name} found: {found}")
             log.info("%s found: %s", name, found)
-            old.extend(t for t in tools if not t.refuses_cleartext)
+            old.extend(t for t in tools if not t.refuses_cleartext and name != "psql")
+        elif name == "psql":
+            lines.append("psql not found")  # the grant scripts' wrappers need it on the admin's machine, not here
+            log.info("psql not found")
         else:
             where = f"PGVAULT_PG_BIN_DIR={settings.pg_bin_dir}, " if settings.pg_bin_dir else ""
             lines.append(f"{name} not found")

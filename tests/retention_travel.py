@@ -30,7 +30,7 @@ from shared.policies import PolicyService
 from shared.policy import DataStore, Policy, Simulation, lifecycle, simulate, tag_backup
 from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import CLAIM_TIMEOUT, RetentionSweep, SweepStep
-from shared.storage.layout import manifest_name_for
+from shared.storage.layout import manifest_name_for, roles_name_for
 from shared.storage.ports import BlobContainer, StateStore
 from tests.examples import EXAMPLES
 
@@ -51,6 +51,8 @@ class World:
     weeks: int = WEEKS
     """How far the travel goes."""
     recorded: list[datetime] = field(default_factory=list)
+    with_roles: bool = False
+    """Whether points hold a roles blob too (their last copy's deletion takes it along)."""
     _simulations: dict[datetime, Simulation] = field(default_factory=dict)
 
     def simulation(self, end: datetime) -> Simulation:
@@ -71,6 +73,9 @@ class World:
             blob = f"{NAME}/{rp_id}.pgdump.zst"
             self.blobs.put(blob, b"fake dump " + rp_id.encode())
             self.blobs.put(manifest_name_for(blob), b'{"tables": {}}')
+            roles = roles_name_for(blob) if self.with_roles else None
+            if roles is not None:
+                self.blobs.put(roles, b'{"format": 1, "roles": [], "memberships": []}')
             life = lifecycle(self.policy, tag, backup.time)
             point = RecoveryPoint.from_lifecycle(
                 rp_id,
@@ -84,6 +89,7 @@ class World:
                 pg_dump_version="pg_dump (PostgreSQL) 15.8",
                 job_id=rp_id,
                 on_demand=False,
+                roles_blob_name=roles,
             )
             store.add(point)
             self.recorded.append(backup.time)
@@ -125,6 +131,7 @@ def build_world(
     *,
     policy: dict[str, Any] | None = None,
     weeks: int = WEEKS,
+    with_roles: bool = False,
 ) -> World:
     """A protected instance on ``policy`` (the example policy by default), on these adapters."""
     policies = PolicyService(state)
@@ -134,7 +141,7 @@ def build_world(
     instances.configure_one(NAME, spec, START, allow_env_secrets=True, vault_region=None)
     current = instances.get(NAME)
     instances.save(current, replace(current, readiness=Readiness.SUCCESS, protection_status=ProtectionStatus.PROTECTED))
-    return World(state, blobs, policies.get("mwf").policy, fresh, weeks)
+    return World(state, blobs, policies.get("mwf").policy, fresh, weeks, with_roles=with_roles)
 
 
 def _alive(world: World) -> dict[DataStore, set[datetime]]:
@@ -157,9 +164,11 @@ def _expected(world: World, at: datetime, end: datetime) -> dict[DataStore, set[
 def _assert_blobs_match_points(world: World) -> None:
     points = {p.blob_name: p for p in RecoveryPointStore(world.state).of(NAME)}
     blobs = {name for name, _ in world.blobs.listing() if name.startswith(f"{NAME}/")}
-    manifests = {manifest_name_for(name) for name in points}
-    # Deleted points left no blob, nor manifest; every listed point has its blob (and its manifest).
-    assert blobs == set(points) | manifests
+    sidecars = {manifest_name_for(name) for name in points} | {
+        p.roles_blob_name for p in points.values() if p.roles_blob_name is not None
+    }
+    # Deleted points left no blob, nor manifest or roles; every listed point has its blob (and its sidecars).
+    assert blobs == set(points) | sidecars
     for name, point in points.items():  # (a manifest stays in the hot tier: it is small)
         tier = world.blobs.tier(name)
         assert (tier == "Archive") == (point.datastore is DataStore.ARCHIVE_STORE), (name, tier)

@@ -6,7 +6,8 @@ Failures the user must fix (wrong password, no such database, no CONNECT privile
 refuses the connection for a reason no retry changes (pg_hba has no entry for it, TLS required
 or missing, an authentication method pgvault will not use, a certificate that does not verify)
 is ``UserErrorServerRefusedConnection`` at once, with the change that fixes it (``refusal``,
-also read from pg_dump's and pg_restore's messages).
+also read from pg_dump's and pg_restore's messages); a certificate that TLS cannot verify (an
+unknown CA, a name the certificate does not hold) is ``UserErrorServerCertificateNotTrusted``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03", "08000", "08003", "08006", "080
 
 # libpq's and the server's words for refusals that retrying cannot fix, each with its advice.
 _SET_SSL = "Set Ssl Mode=Require (better: VerifyFull) in the secret's connection string, then re-validate."
-_REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+_REFUSALS: tuple[tuple[re.Pattern[str], str, str] | tuple[re.Pattern[str], str, str, ErrorCode], ...] = (
     (
         re.compile(r"SSL connection is required|no pg_hba\.conf entry .*(?:no encryption|SSL off)", re.IGNORECASE),
         "the server accepts only TLS connections here, and the secret's Ssl Mode does not use TLS",
@@ -69,6 +70,7 @@ _REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "Check Root Certificate in the secret (the CA file that signed the server's certificate) and that the "
         "instance's server is the name on the certificate; or use Ssl Mode=Require, which encrypts without "
         "verifying.",
+        ErrorCode.SERVER_CERTIFICATE_NOT_TRUSTED,
     ),
     (
         re.compile(r"no pg_hba\.conf entry|pg_hba\.conf rejects connection", re.IGNORECASE),
@@ -80,11 +82,12 @@ _REFUSALS: tuple[tuple[re.Pattern[str], str, str], ...] = (
 
 
 def refusal(text: str, where: str) -> UserError | None:
-    """``UserErrorServerRefusedConnection`` when ``text`` (a libpq or tool message) is a lasting refusal."""
-    for pattern, why, advice in _REFUSALS:
+    """``UserErrorServerRefusedConnection`` (``UserErrorServerCertificateNotTrusted`` for a certificate TLS cannot
+    verify) when ``text`` (a libpq or tool message) is a lasting refusal."""
+    for pattern, why, advice, *code in _REFUSALS:
         if pattern.search(text):
             return UserError(
-                ErrorCode.SERVER_REFUSED_CONNECTION,
+                code[0] if code else ErrorCode.SERVER_REFUSED_CONNECTION,
                 f"{where}: {why} ({text})",
                 recommended_action=advice,
             )

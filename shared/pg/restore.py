@@ -29,6 +29,7 @@ from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.pg.connect import refusal
+from shared.pg.roles import MAP_TO_TARGET_USER
 from shared.stopping import StopSignal, check
 from shared.storage.ports import BlobReader
 
@@ -46,6 +47,7 @@ IGNORABLE = (
     re.compile(r"unrecognized configuration parameter"),  # a newer pg_dump's SET on an older server
     re.compile(r'role "[^"]*" does not exist'),  # owners and grantees missing on the target server
     re.compile(r'must be (?:a )?member of role "[^"]*"'),  # owners kept (noOwner false) by a non-superuser
+    re.compile(r'must be able to SET ROLE "[^"]*"'),  # the same, as PostgreSQL 16 and newer say it
     re.compile(r'schema "public" already exists'),
     re.compile(r"must be owner of (?:schema public|extension)"),
     re.compile(r'extension "[^"]*" already exists'),
@@ -76,6 +78,9 @@ class RestoreOptions:
     no_acl: bool = True
     schemas: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    roles: str = MAP_TO_TARGET_USER
+    """``CreateMissing``: the point's roles are created on the target first, owners and grants kept
+    (``shared.pg.roles``); ``MapToTargetUser``: ``no_owner`` decides (the target user owns everything)."""
 
     def args(self) -> list[str]:
         """``pg_restore`` arguments for these options (no connection parameters: those go in env)."""
@@ -111,6 +116,7 @@ class RestoreOptions:
             "noAcl": self.no_acl,
             "schemas": list(self.schemas),
             "tables": list(self.tables),
+            "roles": self.roles,
         }
 
 

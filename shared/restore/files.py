@@ -227,3 +227,11 @@ def write_manifest(container: BlobStore, name: str, manifest: dict[str, Any], jo
         container.put_json(name, manifest, metadata={"jobid": job_id}, overwrite=False)
     except BlobExists as exc:
         raise FileExists(name) from exc
+
+
+def write_text(container: BlobStore, name: str, text: str, job_id: str) -> None:
+    """Create a text file of a files restore (``roles.sql``); ``FileExists`` if a blob of that name exists."""
+    try:
+        container.put(name, text.encode(), content_type="application/sql", metadata={"jobid": job_id}, overwrite=False)
+    except BlobExists as exc:
+        raise FileExists(name) from exc

@@ -25,6 +25,7 @@ import isodate
 
 from shared.errors import ErrorCode, UserError
 from shared.pg.restore import RestoreOptions
+from shared.pg.roles import CREATE_MISSING, MAP_TO_TARGET_USER
 from shared.policy import DataStore
 from shared.secrets import validate_secret_reference
 from shared.wire import restore as wire
@@ -105,6 +106,7 @@ class RestoreRequest:
                 bool(opts.get("noAcl", True)),
                 tuple(opts.get("schemas") or ()),
                 tuple(opts.get("tables") or ()),
+                str(opts.get("roles") or MAP_TO_TARGET_USER),
             ),
             database=d.get("database"),
             secret_uri=d.get("secretUri"),
@@ -122,6 +124,11 @@ class RestoreRequest:
     def file_name(self) -> str:
         """The dump file a files restore writes."""
         return f"{self.file_prefix}.dump" + (".zst" if self.file_format == "zstd" else "")
+
+    @property
+    def roles_file_name(self) -> str:
+        """The roles script a files restore writes beside the dump (for points that hold roles)."""
+        return f"{self.file_prefix}.roles.sql"
 
     @property
     def manifest_file_name(self) -> str:
@@ -167,7 +174,17 @@ def parse_options(options: wire.RestoreOptions | None, *, allow_partial: bool = 
             "listed in restoreOptions.schemas if that is given, or send one request per schema",
             "restoreOptions.tables",
         )
-    return RestoreOptions(options.noOwner, options.noAcl, schemas, tables), options.fileFormat
+    given = options.model_fields_set
+    if options.roles == CREATE_MISSING:
+        if "noOwner" in given and options.noOwner:
+            raise _bad(
+                "roles CreateMissing creates the owners so that they keep their objects; noOwner true would give "
+                "everything to the target user: leave noOwner out, or use roles MapToTargetUser",
+                "restoreOptions.noOwner",
+            )
+        no_acl = options.noAcl if "noAcl" in given else False
+        return RestoreOptions(False, no_acl, schemas, tables, CREATE_MISSING), options.fileFormat
+    return RestoreOptions(options.noOwner, options.noAcl, schemas, tables, options.roles), options.fileFormat
 
 
 def _secret_of(credentials: wire.SecretStoreBasedAuthCredentials, path: str, allow_env: bool) -> str:

@@ -40,6 +40,7 @@ from shared.pg.restore import (
     error_for,
     restore_blob,
 )
+from shared.pg.roles import CREATE_MISSING, Roles, create_missing
 from shared.pg.tools import Tool, pick_tool
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore import files
@@ -230,8 +231,9 @@ class RestoreWork:
         expected: dict[str, Any] | None,
     ) -> Job:
         host, port, name = where
-        self.run.begin("Restore")
         options = request.options
+        roles = self._roles_step(point, params, host, port, options)
+        self.run.begin("Restore")
         schemas = [*options.schemas, *{t.rpartition(".")[0] for t in options.tables if "." in t}]
         if schemas:
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name)) as conn:
@@ -258,6 +260,7 @@ class RestoreWork:
             "target": {"server": host, "port": port, "database": name},
             "pgRestoreVersion": tool.version_text,
             "warnings": warnings,
+            "roles": roles,
             **({"notes": list(report.notes)} if report.notes else {}),
         }
         if expected is not None:
@@ -280,6 +283,68 @@ class RestoreWork:
         status = JobStatus.COMPLETED_WITH_WARNINGS if warnings else JobStatus.COMPLETED
         log.info("restore job %s into %s:%s/%s: %s", self.job.job_id, host, port, name, status)
         return self.run.finish(status, progress=1.0, bytes=point.size_in_bytes, details=details)
+
+    def stored_roles(self, point: RecoveryPoint) -> Roles | None:
+        """The roles stored with ``point`` (None for a point taken before pgvault stored roles).
+
+        ``RecoveryPointCorrupted`` when the roles blob is gone or fails its recorded SHA-256 (the dump
+        itself may be fine: the point is not marked, and a MapToTargetUser restore still works).
+        """
+        if point.roles_blob_name is None or point.roles_sha256 is None:
+            return None
+        document = self.s.backups.get_json(point.roles_blob_name)
+        try:
+            if document is None:
+                raise ValueError("the stored roles are missing")
+            return Roles.from_stored(document, point.roles_sha256)
+        except ValueError as exc:
+            raise UserError(
+                ErrorCode.RECOVERY_POINT_CORRUPTED,
+                f"recovery point {point.recovery_point_id}: {exc} ({point.roles_blob_name})",
+                target="restoreOptions.roles",
+                recommended_action="Restore with restoreOptions.roles MapToTargetUser, or restore another point.",
+            ) from None
+
+    def _roles_step(
+        self, point: RecoveryPoint, params: ConnectionParams, host: str, port: int, options: RestoreOptions
+    ) -> dict[str, Any]:
+        """Step CreateRoles (CreateMissing only): the point's missing roles created; what the job says of roles."""
+        if options.roles != CREATE_MISSING:
+            if options.no_owner:
+                return {"mode": options.roles, "owner": params.user}
+            return {"mode": options.roles, "owner": None, "note": "noOwner false: owners kept as in the backup"}
+        self.run.begin("CreateRoles")
+        roles = self.stored_roles(point)
+        if roles is None:
+            self.run.done()
+            return {
+                "mode": CREATE_MISSING,
+                "created": [],
+                "note": "the recovery point holds no roles (taken before pgvault stored them): owners missing on the "
+                "target are warnings",
+            }
+        admin = params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB)
+        with connect(admin) as conn:
+            plan, failed = create_missing(conn, roles)
+        self.run.done()
+        log.info(
+            "restore job %s: roles created %s, existing %s, not created %s",
+            self.job.job_id, len(plan.create), len(plan.existing), len(plan.not_created),
+        )  # fmt: skip
+        outcome: dict[str, Any] = {
+            "mode": CREATE_MISSING,
+            "created": list(plan.create),
+            "existing": list(plan.existing),
+            "skippedAttributes": plan.skipped_attributes,
+        }
+        if plan.granted_to_target_user:
+            outcome["grantedToTargetUser"] = list(plan.granted_to_target_user)
+        if plan.not_created:
+            outcome["notCreated"] = list(plan.not_created)
+            outcome["note"] = f"{params.user} is neither a superuser nor has CREATEROLE: no role was created"
+        if failed:
+            outcome["failed"] = failed
+        return outcome
 
     def _missing(self, options: RestoreOptions, restored: dict[str, Any]) -> list[str]:
         """Warnings naming what a partial restore asked for and did not get; ``InvalidRequest`` if it got nothing."""
@@ -339,8 +404,9 @@ class RestoreWork:
         container = files.target_container(request, self.s.exports, self.s.vault_account, self.s.secrets)
         files.probe_writable(container, request.file_prefix, request.container_url)
         earlier = self._own_file(container, request.file_name)
-        if files.owner_of(container, request.manifest_file_name) not in (None, self.job.job_id):
-            raise files.FileExists(request.manifest_file_name)
+        for name in (request.manifest_file_name, *([request.roles_file_name] if point.roles_blob_name else [])):
+            if files.owner_of(container, name) not in (None, self.job.job_id):
+                raise files.FileExists(name)
         self.run.done()
 
         self.run.begin("Write")
@@ -351,7 +417,7 @@ class RestoreWork:
             return self._files_written(request, point, container, written)
         except BaseException:
             # The job will not say Completed (a cancel came, storage failed): its files go.
-            self._remove(container, [request.file_name, request.manifest_file_name])
+            self._remove(container, [request.file_name, request.roles_file_name, request.manifest_file_name])
             raise
 
     def _files_written(
@@ -383,6 +449,16 @@ class RestoreWork:
         if schemas:
             # pg_restore --schema restores a schema's objects, not the schema itself.
             manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
+        written_files = [request.file_name, request.manifest_file_name]
+        roles = self.stored_roles(point)
+        if roles is not None:
+            # Run before the restore by a user with CREATEROLE; CREATE ROLE of a role that exists fails harmlessly.
+            manifest["rolesFile"] = request.roles_file_name
+            manifest["rolesCommand"] = f'psql -X --dbname "$PGDATABASE" -f {shlex.quote(request.roles_file_name)}'
+            if files.owner_of(container, request.roles_file_name) != self.job.job_id:
+                about = f"recovery point {point.recovery_point_id} of {point.instance}, taken {point.time.isoformat()}"
+                files.write_text(container, request.roles_file_name, roles.to_sql(about), self.job.job_id)
+            written_files.insert(1, request.roles_file_name)
         if files.owner_of(container, request.manifest_file_name) != self.job.job_id:
             files.write_manifest(container, request.manifest_file_name, manifest, self.job.job_id)
         self.run.done()
@@ -392,7 +468,7 @@ class RestoreWork:
             bytes=written.stored_bytes,
             details={
                 **self.job.details,
-                "files": [request.file_name, request.manifest_file_name],
+                "files": written_files,
                 "sha256": written.sha256,
                 "restoreCommand": restore_cmd,
             },

@@ -90,6 +90,24 @@ def manifest_name_for(blob_name: str) -> str:
     return f"{blob_name}{MANIFEST_SUFFIX}"
 
 
+ROLES_SUFFIX = ".roles.json"
+
+
+def roles_name_for(blob_name: str) -> str:
+    """Where a recovery point's cluster roles (``shared.pg.roles``: owners, grantees, their groups) live."""
+    return f"{blob_name}{ROLES_SUFFIX}"
+
+
+def sidecar_names(blob_name: str) -> tuple[str, str]:
+    """The small blobs stored beside a dump: its manifest and its roles (deleted with the dump's last copy)."""
+    return manifest_name_for(blob_name), roles_name_for(blob_name)
+
+
+def dump_of(name: str) -> str:
+    """The dump blob ``name`` belongs to (itself when it is a dump, else the dump it is a sidecar of)."""
+    return name.removesuffix(MANIFEST_SUFFIX).removesuffix(ROLES_SUFFIX)
+
+
 def recovery_points(instance: str) -> str:
     """The partition of one instance's recovery points."""
     return f"rp-{row_key(instance)}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from shared.wire.common import Response
 
 
@@ -15,6 +17,9 @@ class ToolsState(Response):
     pgDump: list[str]
     """The pg_dump versions found."""
     pgRestore: list[str]
+    """The pg_restore versions found."""
+    psql: list[str] = Field(default_factory=list)
+    """The psql versions found (reported only: pgvault itself runs pg_dump and pg_restore)."""
     reason: str | None = None
 
 

@@ -52,6 +52,12 @@ class RecoveryPoint(Response):
         description="set when state is SoftDeleted (its instance is soft-deleted): when the retention sweep "
         "deletes it unless the instance is undeleted first",
     )
+    roleCount: int | None = Field(
+        None,
+        description="how many cluster roles (owners, grantees and their groups) are stored with the point; null for "
+        "points taken before pgvault stored roles",
+    )
+    rolesSha256: str | None = Field(None, description="the SHA-256 of the stored roles document")
 
 
 class RecoveryPointList(Response):

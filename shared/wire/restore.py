@@ -103,6 +103,14 @@ class RestoreOptions(Request):
         None, description="schema.table, or a table name the backup has in one schema only"
     )
     fileFormat: Literal["dump", "zstd"] = "dump"
+    roles: Literal["CreateMissing", "MapToTargetUser"] = Field(
+        "MapToTargetUser",
+        description="MapToTargetUser: the target user owns what is restored (noOwner). CreateMissing: the cluster "
+        "roles stored with the point (owners, grantees, their groups) that the target server lacks are created first, "
+        "without what the target user may not give (SUPERUSER, REPLICATION, BYPASSRLS unless a superuser; CREATEDB, "
+        "CREATEROLE unless it has them), and owners and grants are kept (noOwner and noAcl false unless given). The "
+        "job's details.roles says what was done. A restore as files writes the roles as <prefix>.roles.sql either way.",
+    )
 
 
 class RestoreRequest(Request):

@@ -271,7 +271,9 @@ def _protection_and_jobs(api: Conformance) -> None:
 
 
 def _the_rest(api: Conformance) -> None:
-    api.call("GET", "/health", 200, headers={})
+    tools = api.call("GET", "/health", 200, headers={}).json()["tools"]
+    # The versions of every client tool found, psql included (the wheel's 17 at least).
+    assert all(any(v.startswith("17.") for v in tools[k]) for k in ("pgDump", "pgRestore", "psql")), tools
     api.call("GET", "/health/checks", 200)
     api.call("GET", "/openapi.json", 200)
     api.call("GET", "/dashboard", 200, headers={})

@@ -158,13 +158,13 @@ def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
     service = BlobServiceClient.from_connection_string(app_env["AzureWebJobsStorage"])
     container = service.get_container_client(f"allowed-{uuid.uuid4().hex[:6]}")
     container.create_container()
-    # Someone else's files, named as a restore's dump, its manifest, and its write probe would be.
-    theirs = ("taken.dump", "other.manifest.json", "fresh.pgvault-probe")
+    # Someone else's files, named as a restore's dump, its manifest, its roles and its write probe would be.
+    theirs = ("taken.dump", "other.manifest.json", "busy.roles.sql", "fresh.pgvault-probe")
     for name in theirs:
         container.upload_blob(name, f"someone else's {name}".encode())
     etags = {name: container.get_blob_client(name).get_blob_properties().etag for name in theirs}
 
-    for prefix, existing in (("taken", "taken.dump"), ("other", "other.manifest.json")):
+    for prefix, existing in (("taken", "taken.dump"), ("other", "other.manifest.json"), ("busy", "busy.roles.sql")):
         r = host.request("POST", "/backupInstances/shop:restore", data=_files(point, container.url, prefix))
         assert r.status_code == 202, r.text
         job = host.wait_job(r.json()["jobId"])
@@ -178,4 +178,4 @@ def test_restore_as_files_never_overwrites_a_file_in_an_allowed_container(
         assert container.download_blob(name).readall() == f"someone else's {name}".encode()
         assert container.get_blob_client(name).get_blob_properties().etag == etags[name]
     # Nothing else was left: no dump beside a foreign manifest, no probe.
-    assert {b.name for b in container.list_blobs()} == {*theirs, "fresh.dump", "fresh.manifest.json"}
+    assert {b.name for b in container.list_blobs()} == {*theirs, "fresh.dump", "fresh.roles.sql", "fresh.manifest.json"}

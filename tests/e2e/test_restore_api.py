@@ -83,7 +83,8 @@ def test_restore_verify_and_files_through_the_api(
     r = host.request("POST", "/backupInstances/shop:restore", data=json.dumps(files))
     assert r.status_code == 202, r.text
     assert host.wait_job(r.json()["jobId"])["status"] == "Completed"
-    assert {b.name for b in container.list_blobs()} == {"shop.dump", "shop.manifest.json"}
+    # The roles the database needs come along as a script beside the dump.
+    assert {b.name for b in container.list_blobs()} == {"shop.dump", "shop.roles.sql", "shop.manifest.json"}
 
     bad = host.request("POST", "/backupInstances/shop:restore", data=json.dumps({**body, "recoveryPointId": "nope"}))
     assert bad.status_code == 404 and bad.json()["error"]["target"] == "recoveryPointId"

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devhost.services import CLEARTEXT_ROLE, Postgres
+from devhost.services import CLEARTEXT_ROLE, PASSWORD_ROLE, Postgres
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.errors import ErrorCode, UserError
@@ -24,6 +24,7 @@ from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus
 from shared.pg.grants import grant_sql
 from shared.policies import PolicyService
+from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.servers import list_databases
 from shared.storage.blobs import BlobStore
@@ -50,12 +51,12 @@ class Vault:
         # Reads self.env at each call: a test can rotate a secret between runs.
         return EnvSecretProvider(True, self.env)
 
-    def protect(self, name: str, port: int, database: str, secret: str) -> Job:
-        """Configure instance ``name`` on 127.0.0.1:``port``; its validation job (not run yet)."""
+    def protect(self, name: str, port: int, database: str, secret: str, server: str = "127.0.0.1") -> Job:
+        """Configure instance ``name`` on ``server``:``port``; its validation job (not run yet)."""
         PolicyService(self.state).put(
             "mwf", json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text()), datetime.now(UTC)
         )
-        spec = {"server": "127.0.0.1", "port": port, "database": database, "secretUri": secret, "policyName": "mwf"}
+        spec = {"server": server, "port": port, "database": database, "secretUri": secret, "policyName": "mwf"}
         instances = InstanceService(self.state, lambda job, instance: None)
         configured = instances.configure_one(name, spec, datetime.now(UTC), allow_env_secrets=True, vault_region=None)
         assert configured.job is not None
@@ -82,6 +83,24 @@ class Vault:
         clock = lambda: datetime.now(UTC)  # noqa: E731
         runner = BackupRunner(self.state, self.backups, self.secrets, clock, allowed_servers=allowed)
         done = runner.run(job_id, last_try=False)
+        assert done is not None
+        return done
+
+    def restore(self, name: str, point_id: str, database: str, secret: str) -> Job:
+        """Restore point ``point_id`` of ``name`` as ``database`` on the server of target ``secret``, to its end."""
+        body = {
+            "recoveryPointId": point_id,
+            "restoreTargetInfo": {
+                "objectType": "RestoreTargetInfo",
+                "datasourceInfo": {"resourceName": database},
+                "datasourceAuthCredentials": {"secretStoreResource": {"uri": secret}},
+            },
+        }
+        service = RestoreService(
+            self.state, self.backups, self.secrets, lambda: datetime.now(UTC), queues=self.queues,
+            allow_env_secrets=True,
+        )  # fmt: skip
+        done = service.run(service.start(name, body, datetime.now(UTC)).job_id, last_try=False)
         assert done is not None
         return done
 
@@ -225,5 +244,62 @@ def test_on_a_tls_server_the_cleartext_password_goes_only_with_verify_full(
     # A Root Certificate that did not sign the server's certificate: refused at once, with advice.
     vault.env["PGVAULT_SECRET_REQ"] = f"{login};Ssl Mode=VerifyFull;Root Certificate=/etc/ssl/certs/ca-certificates.crt"
     revalidated = InstanceService(vault.state, lambda j, i: None).revalidate("req", datetime.now(UTC))
-    error = _failed_once(vault.validate(revalidated), ErrorCode.SERVER_REFUSED_CONNECTION)
+    error = _failed_once(vault.validate(revalidated), ErrorCode.SERVER_CERTIFICATE_NOT_TRUSTED)
     assert "Root Certificate" in error["recommendedAction"]
+
+
+def test_on_a_tls_server_scram_works_under_require_and_verify_full_checks_the_ca_and_the_name(
+    vault: Vault, tls_postgres: Postgres, unique: str
+) -> None:
+    db, user = f"ts_{unique}", f"tsu_{unique}"
+    with psycopg.connect(tls_postgres.dsn(), autocommit=True) as c:
+        c.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {} IN ROLE {}").format(
+                sql.Identifier(user), sql.Literal(PASSWORD), sql.Identifier(PASSWORD_ROLE)
+            )
+        )
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    try:
+        with psycopg.connect(tls_postgres.dsn(db), autocommit=True) as c:
+            c.execute("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2000) g")
+        tls_postgres.psql(grant_sql(db, user), db)
+        login = f"User Id={user};Password={PASSWORD}"
+        here = f"Server=127.0.0.1;Port={tls_postgres.port}"
+        verify = f"Ssl Mode=VerifyFull;Root Certificate={tls_postgres.cert_file}"
+        # Require: encrypted, SCRAM, nothing verified: validation (psycopg), backup (pg_dump), restore (pg_restore).
+        vault.env["PGVAULT_SECRET_SCRAM"] = f"{here};{login};Ssl Mode=Require"
+        job = vault.protect("scram", tls_postgres.port, db, "env:PGVAULT_SECRET_SCRAM")
+        assert vault.validate(job).status is JobStatus.COMPLETED
+        backup = vault.backup("scram")
+        assert backup.status is JobStatus.COMPLETED, backup.error
+        assert backup.recovery_point_id is not None
+        restored = vault.restore("scram", backup.recovery_point_id, f"{db}_req", "env:PGVAULT_SECRET_SCRAM")
+        assert restored.status is JobStatus.COMPLETED, restored.error
+        # VerifyFull with the server's CA: pg_restore with the server verified (pg_dump's turn: the test above).
+        vault.env["PGVAULT_SECRET_SCRAM"] = f"{here};{login};{verify}"
+        restored = vault.restore("scram", backup.recovery_point_id, f"{db}_full", "env:PGVAULT_SECRET_SCRAM")
+        assert restored.status is JobStatus.COMPLETED, restored.error
+        digest = "SELECT count(*), md5(string_agg(v, ',' ORDER BY id)) FROM t"
+        with psycopg.connect(tls_postgres.dsn(db)) as c, psycopg.connect(tls_postgres.dsn(f"{db}_full")) as r:
+            assert r.execute(digest).fetchone() == c.execute(digest).fetchone()
+        # A CA that did not sign the server's certificate: refused at once, its own code, for restores too.
+        wrong_ca = "Ssl Mode=VerifyFull;Root Certificate=/etc/ssl/certs/ca-certificates.crt"
+        vault.env["PGVAULT_SECRET_WRONG_CA"] = f"{here};{login};{wrong_ca}"
+        vault.env["PGVAULT_SECRET_SCRAM"] = vault.env["PGVAULT_SECRET_WRONG_CA"]
+        job = InstanceService(vault.state, lambda j, i: None).revalidate("scram", datetime.now(UTC))
+        error = _failed_once(vault.validate(job), ErrorCode.SERVER_CERTIFICATE_NOT_TRUSTED)
+        assert "certificate" in error["message"] and "Root Certificate" in error["recommendedAction"]
+        with pytest.raises(UserError) as err:  # the restore request's own probe of the target refuses it
+            vault.restore("scram", backup.recovery_point_id, f"{db}_ca", "env:PGVAULT_SECRET_WRONG_CA")
+        assert err.value.code is ErrorCode.SERVER_CERTIFICATE_NOT_TRUSTED and PASSWORD not in err.value.message
+        # The right CA, but a name the certificate does not hold (it names 127.0.0.1, not localhost).
+        vault.env["PGVAULT_SECRET_NAME"] = f"Server=localhost;Port={tls_postgres.port};{login};{verify}"
+        job = vault.protect("byname", tls_postgres.port, db, "env:PGVAULT_SECRET_NAME", server="localhost")
+        error = _failed_once(vault.validate(job), ErrorCode.SERVER_CERTIFICATE_NOT_TRUSTED)
+        assert "host name" in error["message"] and PASSWORD not in json.dumps(error)
+    finally:
+        with psycopg.connect(tls_postgres.dsn(), autocommit=True) as c:
+            for name in (db, f"{db}_req", f"{db}_full", f"{db}_ca"):
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(user)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(user)))

@@ -99,6 +99,8 @@ def test_a_tool_folder_that_does_not_exist_makes_the_tools_degraded_with_the_rea
     healthy = tools_check(None)
     assert "reason" not in healthy.detail
     assert healthy.status is CheckStatus.HEALTHY and any(v.startswith("17.") for v in healthy.detail["pgDump"])
+    # psql's versions too (the wheel's 17 and Debian's 15), as /api/health reports them.
+    assert any(v.startswith("17.") for v in healthy.detail["psql"]), healthy.detail
 
 
 def test_the_anonymous_answer_runs_the_checks_at_most_every_15_seconds(

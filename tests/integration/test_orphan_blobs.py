@@ -17,7 +17,7 @@ from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import copy_name_for
 from shared.retention import ORPHAN_SCAN_EVERY, RetentionSweep
 from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
-from shared.storage.layout import manifest_name_for
+from shared.storage.layout import manifest_name_for, roles_name_for
 from shared.timeouts import MAX_JOB_LIFETIME
 from tests.integration.world import Storage
 
@@ -35,10 +35,12 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
     names = {
         kept: b"dump",
         manifest_name_for(kept): b"{}",
+        roles_name_for(kept): b"{}",
         kept + ARCHIVE_COPY_SUFFIX: b"archive copy",
         copy_name_for(kept): b"rehydrated copy",
         lost: b"other dump",
         manifest_name_for(lost): b"{}",
+        roles_name_for(lost): b"{}",
         died: b"half",
         "orders/notes.txt": b"not a backup",
     }
@@ -65,6 +67,7 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
             "pg_dump (PostgreSQL) 15.8",
             "rp1",
             archive_blob_name=kept + ARCHIVE_COPY_SUFFIX,
+            roles_blob_name=roles_name_for(kept),
         )
     )
 
@@ -76,7 +79,8 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
     # Past the longest a job can live (and past the scan interval): exactly the unreferenced dumps go.
     later = now + MAX_JOB_LIFETIME + ORPHAN_SCAN_EVERY + timedelta(hours=1)
     old = RetentionSweep(state, blobs).sweep(later)
-    assert old.orphans_deleted == 3 and old.errors == []
-    assert {b.name for b in blobs.client.list_blobs()} == set(names) - {lost, manifest_name_for(lost), died}
+    assert old.orphans_deleted == 4 and old.errors == []
+    gone = {lost, manifest_name_for(lost), roles_name_for(lost), died}
+    assert {b.name for b in blobs.client.list_blobs()} == set(names) - gone
     # A second sweep within the scan interval lists nothing again.
     assert RetentionSweep(state, blobs).sweep(later + timedelta(minutes=5)).orphans_deleted == 0

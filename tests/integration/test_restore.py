@@ -840,3 +840,95 @@ def test_without_a_manifest_a_missing_table_is_named_in_warnings_or_fails_when_n
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.code == "InvalidRequest" and "schema nowhere" in job.error.message
     assert not world.exists(none)  # never a "Completed" empty database
+
+
+def test_a_point_stores_the_roles_its_objects_need_and_restores_create_or_map_them(world: World) -> None:
+    u = world.u
+    owner, reader, group, admin = f"ra_{u}", f"rg_{u}", f"rq_{u}", f"rc_{u}"
+    db = f"roles_{u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE ROLE {} NOLOGIN CREATEDB CONNECTION LIMIT 3").format(sql.Identifier(owner)))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN BYPASSRLS").format(sql.Identifier(reader)))
+        c.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+        # The target's admin as on a managed server: no superuser, CREATEROLE and CREATEDB.
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE CREATEDB").format(sql.Identifier(admin)))
+        c.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(reader)))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    try:
+        with world.connect(db) as c:
+            # The owner's own schema: a role may own tables only where it may create them (CREATE on the schema).
+            c.execute(sql.SQL("CREATE SCHEMA books AUTHORIZATION {}").format(sql.Identifier(owner)))
+            c.execute("CREATE TABLE books.ledger AS SELECT g AS id FROM generate_series(1, 100) g")
+            c.execute(sql.SQL("ALTER TABLE books.ledger OWNER TO {}").format(sql.Identifier(owner)))
+            c.execute(sql.SQL("GRANT USAGE ON SCHEMA books TO {}").format(sql.Identifier(reader)))
+            c.execute(sql.SQL("GRANT SELECT ON books.ledger TO {}").format(sql.Identifier(reader)))
+        _protect(world, "roles", db)
+        point = world.backup("roles")
+        # Stored beside the dump, checksummed, counted in the point: owner, grantee, its group (never postgres).
+        assert point.roles_blob_name == point.blob_name + ".roles.json" and point.roles_sha256
+        stored = world.backups.get_json(point.roles_blob_name)
+        names = {r["name"] for r in stored["roles"]}
+        assert {owner, reader, group, f"rb_{u}"} <= names and "postgres" not in names, names
+        assert point.role_count == len(names) and point.to_dict()["roleCount"] == len(names)
+        assert {"role": group, "member": reader, "adminOption": False} in stored["memberships"]
+
+        # As files: roles.sql beside the dump, a script psql runs.
+        container = world.blob_service.get_container_client(f"roles-{u}")
+        container.create_container()
+        files_job = world.restore("roles", _files_request(point, container.url, "r/ledger"))
+        assert files_job.status is JobStatus.COMPLETED, files_job.error
+        assert files_job.details["files"] == ["r/ledger.dump", "r/ledger.roles.sql", "r/ledger.manifest.json"]
+        script = container.download_blob("r/ledger.roles.sql").readall().decode()
+        assert f'CREATE ROLE "{owner}" WITH' in script and f'GRANT "{group}" TO "{reader}";' in script
+        assert "CONNECTION LIMIT 3" in script and "PASSWORD" not in script
+        manifest = json.loads(container.download_blob("r/ledger.manifest.json").readall())
+        assert manifest["rolesFile"] == "r/ledger.roles.sql"
+
+        # MapToTargetUser (the default): the target user owns what is restored, and the job says so.
+        mapped = world.restore("roles", world.request(point, f"mapped_{u}"))
+        assert mapped.status is JobStatus.COMPLETED, mapped.error
+        assert mapped.details["roles"] == {"mode": "MapToTargetUser", "owner": f"rr_{u}"}
+        with world.connect(f"mapped_{u}") as c:
+            assert c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'ledger'").fetchone() == (f"rr_{u}",)
+
+        # The roles gone from the cluster (as on a fresh server); the script runs there, leaving existing ones be.
+        for gone in (db, f"mapped_{u}"):
+            world.drop(gone)
+        with world.connect("postgres") as c:
+            for role in (owner, reader, group):
+                c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            c.execute("BEGIN")
+            c.execute(script)  # type: ignore[call-overload]  # the file as psql would run it
+            assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s, %s)",
+                             (owner, reader, group)).fetchone() == (3,)  # fmt: skip
+            c.execute("ROLLBACK")
+
+        # CreateMissing by the non-superuser admin: the roles come back first (less what it may not give),
+        # ownership and grants are kept.
+        world.env["PGVAULT_SECRET_ADMIN_CS"] = f"Server=127.0.0.1;Port={world.pg.port};User Id={admin};Password=unused"
+        kept = world.restore(
+            "roles",
+            world.request(point, f"kept_{u}", "env:PGVAULT_SECRET_ADMIN_CS", restoreOptions={"roles": "CreateMissing"}),
+        )
+        # The one thing a non-superuser cannot do is give schema public back to pg_database_owner: a warning.
+        done = (JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS)
+        assert kept.status in done, (kept.error and kept.error.message, kept.details)
+        assert all("pg_database_owner" in w for w in kept.details["warnings"]), kept.details["warnings"]
+        assert [s.name for s in kept.steps] == ["CheckTarget", "CreateDatabase", "CreateRoles", "Restore"]
+        roles = kept.details["roles"]
+        assert roles["mode"] == "CreateMissing" and set(roles["created"]) == {owner, reader, group}, roles
+        assert f"rb_{u}" in roles["existing"] and roles["skippedAttributes"] == {reader: ["BYPASSRLS"]}, roles
+        assert set(roles["grantedToTargetUser"]) == {owner, reader, group}
+        with world.connect(f"kept_{u}") as c:
+            assert c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'ledger'").fetchone() == (owner,)
+            granted = c.execute("SELECT has_table_privilege(%s, 'books.ledger', 'SELECT')", (reader,)).fetchone()
+            assert granted == (True,)
+            assert c.execute("SELECT rolconnlimit, rolcreatedb, rolcanlogin FROM pg_roles WHERE rolname = %s",
+                             (owner,)).fetchone() == (3, True, False)  # fmt: skip
+            assert c.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (reader, group)).fetchone() == (True,)
+    finally:
+        with world.connect("postgres") as c:
+            for name in (db, f"mapped_{u}", f"kept_{u}"):
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            for role in (owner, reader, group, admin):
+                c.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

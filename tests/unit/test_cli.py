@@ -736,6 +736,10 @@ def test_every_body_the_cli_builds_is_one_the_api_accepts() -> None:
     database = parse("restore", "database", *restore, "--target-database", "copy", "--target-secret-uri",
                      "env:PGVAULT_SECRET_T", "--table", "sales.orders", "--keep-owner")  # fmt: skip
     assert parse_restore_request(restore_database_body(database), allow_env=True).database == "copy"
+    keep = parse("restore", "database", *restore, "--target-database", "copy", "--target-secret-uri",
+                 "env:PGVAULT_SECRET_T", "--create-missing-roles")  # fmt: skip
+    kept = parse_restore_request(restore_database_body(keep), allow_env=True).options
+    assert (kept.roles, kept.no_owner, kept.no_acl) == ("CreateMissing", False, False)
     files = parse("restore", "files", *restore, "--container-url", "https://acct.blob.core.windows.net/restores",
                   "--file-prefix", "orders", "--rehydration-priority", "High")  # fmt: skip
     assert parse_restore_request(restore_files_body(files), allow_env=True).file_prefix == "orders"

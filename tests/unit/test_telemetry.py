@@ -103,4 +103,5 @@ def test_start_up_names_the_pg_dump_versions_it_found(caplog: pytest.LogCaptureF
     lines = log_client_tools(settings)
     assert lines[0].startswith("pg_dump found: ") and "15." in lines[0] and f"({PG15 / 'pg_dump'})" in lines[0]
     assert lines[1].startswith("pg_restore found: ") and f"({PG15 / 'pg_restore'})" in lines[1]
+    assert lines[2].startswith("psql found: ") and "15." in lines[2] and f"({PG15 / 'psql'})" in lines[2]
     assert [r.getMessage() for r in caplog.records if r.name == "shared.vault"] == lines
