@@ -69,6 +69,13 @@ class Settings:
     export_accounts: tuple[str, ...] = ()
     # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
     key_vault_uri: str | None = None
+    # Where alerts are POSTed as JSON (PGVAULT_ALERT_WEBHOOK_URL); None: alerts are recorded and logged only.
+    # It often holds a token (Slack, Teams): never printed.
+    alert_webhook_url: str | None = None
+    # How long after a scheduled slot a backup may still succeed before the slot is a missed backup.
+    missed_backup_grace: timedelta = timedelta(hours=6)
+    # The app's public address for links in alerts (https://<WEBSITE_HOSTNAME> in Azure); None: relative links.
+    public_url: str | None = None
 
     @property
     def storage_account(self) -> str | None:
@@ -232,6 +239,48 @@ def _key_vault_uri(env: Mapping[str, str], problems: dict[str, str]) -> str | No
     return key_vault_uri
 
 
+# A grace longer than this would hide a week of missed weekly backups.
+MAX_MISSED_BACKUP_GRACE = timedelta(days=7)
+
+
+def _alert_webhook_url(env: Mapping[str, str], problems: dict[str, str]) -> str | None:
+    raw = env.get("PGVAULT_ALERT_WEBHOOK_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    # The URL is not repeated in the problem: a webhook URL often carries its token.
+    if not host or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not is_loopback(host)):
+        problems["PGVAULT_ALERT_WEBHOOK_URL"] = (
+            "must be an https:// URL (http:// only for a receiver on this machine), or empty for no webhook"
+        )
+        return None
+    return raw
+
+
+def _missed_backup_grace(env: Mapping[str, str], problems: dict[str, str]) -> timedelta:
+    import isodate
+
+    raw = env.get("PGVAULT_MISSED_BACKUP_GRACE", "").strip() or "PT6H"
+    try:
+        grace = isodate.parse_duration(raw)
+    except (isodate.ISO8601Error, ValueError):
+        grace = None
+    if not isinstance(grace, timedelta) or not timedelta(0) < grace <= MAX_MISSED_BACKUP_GRACE:
+        problems["PGVAULT_MISSED_BACKUP_GRACE"] = (
+            f"must be an ISO 8601 duration in days, hours, minutes or seconds, longer than zero and at most "
+            f"P7D (e.g. PT6H), got {raw!r}"
+        )
+        return timedelta(hours=6)
+    return grace
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    # App Service and Functions set WEBSITE_HOSTNAME to the app's default host name.
+    host = env.get("WEBSITE_HOSTNAME", "").strip()
+    return f"https://{host}" if host else None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
     env = os.environ if env is None else env
@@ -271,6 +320,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
+    alert_webhook_url = _alert_webhook_url(env, problems)
+    missed_backup_grace = _missed_backup_grace(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -293,4 +344,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
         key_vault_uri=key_vault_uri,
+        alert_webhook_url=alert_webhook_url,
+        missed_backup_grace=missed_backup_grace,
+        public_url=_public_url(env),
     )

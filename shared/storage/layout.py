@@ -17,6 +17,9 @@ asks is a query on one partition (or a few), never a table scan:
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
 | ``housekeeping``     | marker name              | hung-jobs sweep: the oldest job day to scan from  |
+| ``alerts``           | alert id                 | an alert and its webhook delivery (the outbox)   |
+| ``alertcheck``       | instance name / marker   | until when missed backups (and ended jobs) were  |
+|                      |                          | checked for alerts                               |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -39,6 +42,8 @@ SCHEDULE = "schedule"
 DUE_PREFIX = "due-"
 RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"
+ALERTS = "alerts"
+ALERT_CHECK = "alertcheck"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

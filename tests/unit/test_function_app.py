@@ -56,6 +56,7 @@ EXPECTED_HTTP = {
     "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
     "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
     "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
+    "list_alerts": ("alerts", {"GET"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -72,6 +73,8 @@ EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
     "rehydration_timer": ("30 * * * * *", False),
     "hung_jobs": ("0 */5 * * * *", False),
+    "alert_delivery": ("10,40 * * * * *", False),
+    "alert_checks": ("20 */5 * * * *", False),
 }
 
 
