@@ -4,6 +4,7 @@ scheduled backups found by time travel, privilege drift, corrupted points, the l
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -329,3 +330,16 @@ def test_alert_settings_are_checked_and_a_refused_webhook_url_is_not_repeated() 
         )
     assert set(err.value.problems) == {"PGVAULT_ALERT_WEBHOOK_URL", "PGVAULT_MISSED_BACKUP_GRACE"}
     assert "sEcReT" not in str(err.value)
+
+
+def test_each_new_alert_is_one_log_record_that_application_insights_keeps_as_a_custom_event(
+    state: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="shared.alerts.events"):
+        job = _failed_backup(state, T0)
+        _service(state).sweep_ended_jobs(T0 + timedelta(minutes=5))  # the same event again: no second record
+    (record,) = [r for r in caplog.records if r.name == "shared.alerts.events"]
+    dims = vars(record)
+    assert dims["microsoft.custom_event.name"] == "PgVaultAlert"
+    assert (dims["alert_kind"], dims["alert_instance"], dims["alert_job_id"]) == ("JobFailed", "orders", job.job_id)
+    assert dims["alert_error_code"] == "UserErrorDBUserAuthFailed" and dims["alert_severity"] == "Error"
