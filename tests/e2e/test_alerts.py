@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from factories import Databases, Hosts
@@ -20,6 +19,7 @@ from tests.waiting import wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "Al3rt-Webhook-Pa55"  # tests/e2e/test_secrets_never_leak.py looks for it everywhere too
 DOCUMENTED = {
     "vault", "instance", "jobId", "operation", "status", "errorCode", "errorMessage", "recommendedAction",
     "time", "link", "text",
@@ -29,7 +29,7 @@ DOCUMENTED = {
 def test_a_failed_backup_reaches_the_webhook_with_the_documented_fields_and_no_secret(
     make_database: Databases, make_host: Hosts, app_env: dict[str, str]
 ) -> None:
-    password = f"pw-{uuid.uuid4().hex}"
+    password = PASSWORD
     db = make_database("alerted", tables="CREATE TABLE t (id int); INSERT INTO t VALUES (1);", password=password,
                        password_required=True)  # fmt: skip
     receiver = WebhookReceiver().start()
