@@ -1,5 +1,5 @@
 """Alerts end to end: a failed backup reaches a local webhook receiver, on the devhost's own alert
-delivery timer (every 30 s), with the documented fields and no secret; the API and the CLI list it
+delivery timer (every 15 s), with the documented fields and no secret; the API and the CLI list it
 as Delivered."""
 
 from __future__ import annotations

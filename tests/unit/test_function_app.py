@@ -73,7 +73,7 @@ EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
     "rehydration_timer": ("30 * * * * *", False),
     "hung_jobs": ("0 */5 * * * *", False),
-    "alert_delivery": ("10,40 * * * * *", False),
+    "alert_delivery": ("5,20,35,50 * * * * *", False),
     "alert_checks": ("20 */5 * * * *", False),
 }
 
