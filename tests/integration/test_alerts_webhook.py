@@ -66,3 +66,18 @@ def test_a_missed_scheduled_backup_with_no_job_at_all_reaches_the_receiver(
     assert document["kind"] == AlertKind.MISSED_BACKUP.value and document["instance"] == travel.NAME
     assert document["slot"] == "2025-01-06T22:00:00Z" and document["jobId"] is None
     assert "Missed scheduled backup" in document["text"]
+
+
+def test_the_sweep_of_ended_jobs_finds_a_failed_job_whose_alert_was_lost_on_azurite(state_table: StateTable) -> None:
+    at = travel.START
+    jobs = JobStore(state_table)
+    job, _ = jobs.create(Job(new_job_id(at), Operation.RESTORE, "orders", JobStatus.IN_PROGRESS, at))
+    jobs.fail(job, UserError(ErrorCode.DATABASE_NAME_ALREADY_IN_USE, "database orders2 exists"), at)
+    ok, _ = jobs.create(Job(new_job_id(at), Operation.BACKUP, "orders", JobStatus.IN_PROGRESS, at))
+    jobs.finish(ok, JobStatus.COMPLETED, at)
+    (lost,) = AlertStore(state_table).page(at - timedelta(days=1))[0]
+    state_table.delete(state_table.get("alerts", lost.alert_id))  # type: ignore[arg-type]
+    service = AlertService(state_table, vault_name="vault-it", webhook_url=None)
+    (again,) = service.sweep_ended_jobs(at + timedelta(minutes=5))  # the filter on endTime and status, on Azurite
+    assert again.alert_id == lost.alert_id and again.operation == "Restore"
+    assert service.sweep_ended_jobs(at + timedelta(minutes=10)) == []
