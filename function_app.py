@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.alerts import bp as alerts
 from functions.backups import bp as backups
 from functions.dashboard import bp as dashboard
 from functions.health import bp as health
@@ -29,6 +30,7 @@ app.register_functions(dashboard)
 app.register_functions(retention)
 app.register_functions(restore)
 app.register_functions(servers)
+app.register_functions(alerts)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

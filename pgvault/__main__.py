@@ -21,6 +21,7 @@ from pgvault.commands import (
     add_recovery_point_commands,
     add_restore_commands,
 )
+from pgvault.commands_alert import add_alert_commands
 from pgvault.commands_protection import add_protection_commands
 from pgvault.commands_server import add_server_commands
 from pgvault.help import EXIT_CODES, add_examples
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_commands(groups)
     add_recovery_point_commands(groups)
     add_restore_commands(groups)
+    add_alert_commands(groups)
     add_examples(parser)
     return parser
 

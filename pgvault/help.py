@@ -81,6 +81,9 @@ EXAMPLES: dict[tuple[str, str], str] = {
     ("job", "list"): """
   pgvault job list --status Failed --days 30 -o table
   pgvault job list --instance orders --operation Backup --max 20""",
+    ("alert", "list"): """
+  pgvault alert list -o table                            # kind, instance, job, code, delivery state
+  pgvault alert list --days 30 -o json""",
     ("job", "show"): """
   pgvault job show 20261201T101500-1a2b3c -o table       # steps, bytes, rate, duration, error and what to do""",
     ("job", "watch"): """

@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
+from shared.alerts import store as alert_store
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
-from shared.wire import backups, common, health, instances, jobs, policies, recovery_points, restore, servers
+from shared.wire import alerts, backups, common, health, instances, jobs, policies, recovery_points, restore, servers
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
@@ -70,6 +71,8 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     recovery_points.RecoveryPointList,
     jobs.Job,
     jobs.JobList,
+    alerts.Alert,
+    alerts.AlertList,
 )
 
 
@@ -548,6 +551,39 @@ def _job_paths() -> dict[str, Any]:
     }
 
 
+def _alert_paths() -> dict[str, Any]:
+    return {
+        "/alerts": {
+            "get": _op(
+                "Alerts_List",
+                "Alerts of the last days, newest first, in pages: failed or warned jobs, corrupted recovery points, "
+                "missed scheduled backups, privilege drift; each with its webhook delivery state",
+                {**_ok("AlertList"), **_err(400, 500)},
+                tag="Alerts",
+                query=[
+                    _q(
+                        "days",
+                        {"type": "integer", "minimum": 1, "maximum": alert_store.MAX_LIST_DAYS, "default": 7},
+                        "alerts of events in the last N days",
+                    ),
+                    _q(
+                        "top",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": alert_store.MAX_PAGE_SIZE,
+                            "default": alert_store.DEFAULT_PAGE_SIZE,
+                        },
+                        "alerts per page",
+                    ),
+                    _q("continuationToken", STR, "from the previous page's nextLink; opaque (400 if altered)"),
+                    _q("$skipToken", STR, "the same as continuationToken (Azure's other name for it)"),
+                ],
+            )
+        },
+    }
+
+
 def _dashboard_paths() -> dict[str, Any]:
     return {
         "/dashboard": {
@@ -582,6 +618,7 @@ PATH_GROUPS = (
     _backup_paths,
     _restore_paths,
     _job_paths,
+    _alert_paths,
     _dashboard_paths,
 )
 
@@ -592,6 +629,19 @@ def _paths() -> dict[str, Any]:
     for group in PATH_GROUPS:
         out.update(group())
     return out
+
+
+TAGS = (
+    "Health",
+    "BackupPolicies",
+    "BackupInstances",
+    "ProtectedServers",
+    "Backups",
+    "Restore",
+    "Jobs",
+    "Alerts",
+    "Dashboard",
+)
 
 
 @cache
@@ -608,19 +658,7 @@ def openapi() -> dict[str, Any]:
         },
         "servers": [{"url": "/api"}],
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
-        "tags": [
-            {"name": t}
-            for t in (
-                "Health",
-                "BackupPolicies",
-                "BackupInstances",
-                "ProtectedServers",
-                "Backups",
-                "Restore",
-                "Jobs",
-                "Dashboard",
-            )
-        ],
+        "tags": [{"name": t} for t in TAGS],
         "paths": _paths(),
         "components": {
             "securitySchemes": {

@@ -8,6 +8,7 @@ the inverted backup time, so the partition reads newest first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,6 +22,8 @@ from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:  # the wire models import this module's enums
     from shared.wire import recovery_points as wire_points
+
+log = logging.getLogger(__name__)
 
 
 class PointState(StrEnum):
@@ -429,10 +432,23 @@ class RecoveryPointStore:
             if point is None or point.corrupted_at is not None:
                 return point
             try:
-                return self.save(point, corrupted_at=now, corruption=reason)
+                marked = self.save(point, corrupted_at=now, corruption=reason)
             except ETagMismatch:
                 continue
+            self._raise_corrupted(marked)
+            return marked
         return self.find(instance, rp_id)
+
+    def _raise_corrupted(self, point: RecoveryPoint) -> None:
+        """The alert of a point just marked Corrupted (its id is derived from the point and the mark's time)."""
+        from shared.alerts.events import for_corrupted_point, raise_alert  # alerts build on the stores
+
+        assert point.corrupted_at is not None
+        try:
+            alert = for_corrupted_point(point.instance, point.recovery_point_id, point.corruption, point.corrupted_at)
+            raise_alert(self._state, alert, point.corrupted_at)
+        except Exception as exc:  # the mark is written; the failed job that found it still raises its own alert
+            log.warning("point %s: its alert could not be recorded now (%s)", point.recovery_point_id, exc)
 
     def remove(self, point: RecoveryPoint) -> None:
         """Delete the point's record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""

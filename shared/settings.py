@@ -79,6 +79,13 @@ class Settings:
     soft_delete_days: int = DEFAULT_SOFT_DELETE_DAYS
     # PGVAULT_IMMUTABILITY: whether points may be deleted early or their retention shortened.
     immutability: Immutability = Immutability.DISABLED
+    # Where alerts are POSTed as JSON (PGVAULT_ALERT_WEBHOOK_URL); None: alerts are recorded and logged only.
+    # It often holds a token (Slack, Teams): never printed.
+    alert_webhook_url: str | None = None
+    # How long after a scheduled slot a backup may still succeed before the slot is a missed backup.
+    missed_backup_grace: timedelta = timedelta(hours=6)
+    # The app's public address for links in alerts (https://<WEBSITE_HOSTNAME> in Azure); None: relative links.
+    public_url: str | None = None
 
     @property
     def storage_account(self) -> str | None:
@@ -259,6 +266,46 @@ def _immutability(env: Mapping[str, str], problems: dict[str, str]) -> Immutabil
     except ValueError as exc:
         problems["PGVAULT_IMMUTABILITY"] = str(exc)
         return Immutability.DISABLED
+# A grace longer than this would hide a week of missed weekly backups.
+MAX_MISSED_BACKUP_GRACE = timedelta(days=7)
+
+
+def _alert_webhook_url(env: Mapping[str, str], problems: dict[str, str]) -> str | None:
+    raw = env.get("PGVAULT_ALERT_WEBHOOK_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    # The URL is not repeated in the problem: a webhook URL often carries its token.
+    if not host or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not is_loopback(host)):
+        problems["PGVAULT_ALERT_WEBHOOK_URL"] = (
+            "must be an https:// URL (http:// only for a receiver on this machine), or empty for no webhook"
+        )
+        return None
+    return raw
+
+
+def _missed_backup_grace(env: Mapping[str, str], problems: dict[str, str]) -> timedelta:
+    import isodate
+
+    raw = env.get("PGVAULT_MISSED_BACKUP_GRACE", "").strip() or "PT6H"
+    try:
+        grace = isodate.parse_duration(raw)
+    except (isodate.ISO8601Error, ValueError):
+        grace = None
+    if not isinstance(grace, timedelta) or not timedelta(0) < grace <= MAX_MISSED_BACKUP_GRACE:
+        problems["PGVAULT_MISSED_BACKUP_GRACE"] = (
+            f"must be an ISO 8601 duration in days, hours, minutes or seconds, longer than zero and at most "
+            f"P7D (e.g. PT6H), got {raw!r}"
+        )
+        return timedelta(hours=6)
+    return grace
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    # App Service and Functions set WEBSITE_HOSTNAME to the app's default host name.
+    host = env.get("WEBSITE_HOSTNAME", "").strip()
+    return f"https://{host}" if host else None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -303,6 +350,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
     soft_delete_days = _soft_delete_days(env, problems)
     immutability = _immutability(env, problems)
+    alert_webhook_url = _alert_webhook_url(env, problems)
+    missed_backup_grace = _missed_backup_grace(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -328,4 +377,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         discovery_schedule=discovery_schedule,
         soft_delete_days=soft_delete_days,
         immutability=immutability,
+        alert_webhook_url=alert_webhook_url,
+        missed_backup_grace=missed_backup_grace,
+        public_url=_public_url(env),
     )

@@ -15,9 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from shared.alerts.events import DRIFT_DETAIL
 from shared.errors import UserError
 from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness, RetainData
-from shared.jobs import Job, JobError, JobStatus, JobStore, Step, StepStatus, end_steps
+from shared.jobs import Job, JobError, JobStatus, JobStore, Operation, Step, StepStatus, end_steps, job_time
 from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
@@ -183,6 +184,17 @@ def fail_validation(state: StateStore, job: Job, failure: UserError, now: dateti
     )
 
 
+def previous_validation(jobs: JobStore, instance: str, job_id: str) -> Job | None:
+    """The newest validation of ``instance`` before ``job_id`` that came to a result (Completed or Failed;
+    a Cancelled one was superseded and says nothing), or None."""
+    for earlier in jobs.history(instance):
+        if earlier.job_id == job_id or earlier.operation is not Operation.VALIDATE:
+            continue
+        if earlier.status in (JobStatus.COMPLETED, JobStatus.FAILED) and earlier.created <= job_time(job_id):
+            return earlier
+    return None
+
+
 def record_validation(
     jobs: JobStore,
     instances: InstanceStore,
@@ -225,6 +237,11 @@ def record_validation(
         # Reconfigured meanwhile: the newer validation decides; this job still says what it found.
         log.info("instance %s changed during validation job %s", instance.spec.name, job.job_id)
     status = JobStatus.FAILED if failure else JobStatus.COMPLETED
+    if failure is not None:
+        previous = previous_validation(jobs, instance.spec.name, job.job_id)
+        if previous is not None and previous.status is JobStatus.COMPLETED:
+            # Privilege drift: it worked before and fails now (the job's alert says so, shared.alerts).
+            details = {**details, DRIFT_DETAIL: {"previousJobId": previous.job_id}}
     log.info(
         "validation job %s instance %s: %s%s",
         job.job_id,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.alerts.service import AlertService
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.health import CheckStatus, tools_check
@@ -175,6 +176,17 @@ class Vault:
     def retention(self) -> RetentionSweep:
         """The retention sweep."""
         return RetentionSweep(self.state, self.backups, immutability=self.settings.immutability)
+
+    def alerts(self) -> AlertService:
+        """Alerts: their deliveries to the webhook, the missed-backup check, the list."""
+        s = self.settings
+        return AlertService(
+            self.state,
+            vault_name=s.vault_name,
+            webhook_url=s.alert_webhook_url,
+            grace=s.missed_backup_grace,
+            link_base=s.public_url,
+        )
 
     def hung_jobs(self) -> HungJobs:
         """Jobs whose queue message was poisoned or lost."""

@@ -1,6 +1,7 @@
 // The dashboard's entry: hash routes, the key prompt, the header.
 import { AuthNeeded, call, key } from './api.js';
 import { errorBox, h, mount } from './dom.js';
+import { renderAlerts } from './views/alerts.js';
 import { renderConfigure } from './views/configure.js';
 import { renderInstance } from './views/instance.js';
 import { renderInstances } from './views/instances.js';
@@ -32,12 +33,13 @@ function pick(parts) {
   if (section === 'policies' && arg && sub === 'edit') return ['policies', renderPolicyForm, arg];
   if (section === 'policies' && arg) return ['policies', renderPolicy, arg];
   if (section === 'policies') return ['policies', renderPolicies, null];
+  if (section === 'alerts') return ['alerts', renderAlerts, null];
   if (section === 'jobs' && arg === 'all') return ['jobs', renderAllJobs, null];
   if (section === 'jobs' && arg) return ['jobs', renderJob, arg];
   return ['jobs', renderJobs, null];
 }
 
-const TITLES = { jobs: 'Jobs', instances: 'Backup instances', servers: 'Protected servers', policies: 'Backup policies' };
+const TITLES = { jobs: 'Jobs', instances: 'Backup instances', servers: 'Protected servers', policies: 'Backup policies', alerts: 'Alerts' };
 
 function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',

@@ -134,6 +134,10 @@ class JobStore:
             raise IllegalTransition(f"{status} is not a finished status")
         finished = self.save(job, status=status, end_time=now, error=error, **changes)
         self._index(finished)
+        # Where every job ends: a Failed or CompletedWithWarnings job raises its alert (once per job).
+        from shared.alerts.events import raise_for_job  # alerts build on jobs
+
+        raise_for_job(self._state, finished, now)
         return finished
 
     def for_delivery(self, job_id: str, *, last_try: bool) -> Job | None:

@@ -21,6 +21,9 @@ asks is a query on one partition (or a few), never a table scan:
 | ``pserverclaim``     | sha256(host, port)       | which protected server covers a host (unique)     |
 | ``psdb-<name>``      | sha256(database)         | a protected server's databases and their state    |
 | ``vault``            | marker name              | vault-wide records (the immutability lock)        |
+| ``alerts``           | alert id                 | an alert and its webhook delivery (the outbox)   |
+| ``alertcheck``       | instance name / marker   | until when missed backups (and ended jobs) were  |
+|                      |                          | checked for alerts                               |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -46,6 +49,8 @@ HOUSEKEEPING = "housekeeping"
 PROTECTED_SERVER = "pserver"
 SERVER_CLAIM = "pserverclaim"
 VAULT = "vault"
+ALERTS = "alerts"
+ALERT_CHECK = "alertcheck"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

@@ -268,6 +268,8 @@ def _protection_and_jobs(api: Conformance) -> None:
     done = page["value"][0]["jobId"]
     api.call("POST", f"/backupJobs/{done}:cancel")
     api.call("GET", f"/backupJobs/{'0' * 12}-{'0' * 20}", 404)
+    api.call("GET", "/alerts?days=1&top=5", 200)
+    api.call("GET", "/alerts?days=400", 400)
 
 
 def _the_rest(api: Conformance) -> None:

@@ -325,6 +325,11 @@ def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_
     expect(page.locator(f'#restore-point option[value="{point}"]')).to_have_count(0)
     expect(page.locator(f'tr[data-recovery-point="{vault["job"]["recoveryPointId"]}"]')).to_contain_text("Available")
     _shot(page, "6-corrupted")
+    # The corruption raised an alert of its own (and the verification's failed job one): the Alerts page shows both.
+    page.goto(f"{host.url}/dashboard#/alerts")
+    expect(page.locator('tr[data-kind="RecoveryPointCorrupted"]')).to_contain_text(point)
+    verification = page.locator('tr[data-kind="JobFailed"]').filter(has_text="VerifyRestore")
+    expect(verification.first).to_contain_text("RecoveryPointCorrupted")
 
 
 def test_a_soft_deleted_instance_shows_so_and_undelete_brings_it_back(

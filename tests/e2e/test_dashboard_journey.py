@@ -373,6 +373,11 @@ def _backup_now(j: Journey, names: dict[str, str]) -> str:
 
 def _jobs(j: Journey, job_id: str) -> None:
     page, expect = j.page, sync_api.expect
+    # The ledger's failed validation raised an alert: the Alerts page lists it with its webhook state.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts", exact=True).click()
+    expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
+    expect(page.locator('tr[data-kind="JobFailed"]').filter(has_text="Validate").first).to_be_visible()
+    j.check("alerts")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs", exact=True).click()
     expect(page.locator(f'tr[data-job-id="{job_id}"]')).to_contain_text("Completed")
     expect(page.locator('tr[data-operation="Backup"]')).to_contain_text("1")

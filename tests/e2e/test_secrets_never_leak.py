@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORD = "S3cret-Story-Pa55"
 CHANGED = "Ch4nged-Under-The-Vault"
 # Passwords other e2e modules give their roles (their modules may not have run: then they prove nothing).
-OTHER_MODULES = ("test_backups_api", "test_faults", "test_concurrency", "test_hostile")
+OTHER_MODULES = ("test_alerts", "test_backups_api", "test_faults", "test_concurrency", "test_hostile")
 
 
 def _passwords() -> list[str]:

@@ -62,6 +62,7 @@ EXPECTED_HTTP = {
     "get_protected_server": ("protectedServers/{name}", {"GET"}, "function"),
     "delete_protected_server": ("protectedServers/{name}", {"DELETE"}, "function"),
     "discover_protected_server": ("protectedServers/{name}:discover", {"POST"}, "function"),
+    "list_alerts": ("alerts", {"GET"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -79,6 +80,8 @@ EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "rehydration_timer": ("30 * * * * *", False),
     "hung_jobs": ("0 */5 * * * *", False),
     "discovery": ("0 */5 * * * *", False),
+    "alert_delivery": ("5,20,35,50 * * * * *", False),
+    "alert_checks": ("20 */5 * * * *", False),
 }
 
 

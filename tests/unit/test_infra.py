@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,33 @@ def test_lifecycle_rules_never_tier_or_delete_a_current_blob(arm: dict[str, Any]
     assert prefixes == {"pgvault-backups/", "app-package/"}
 
 
+def test_an_email_address_makes_the_alert_rule_over_pgvault_alerts_and_its_action_group(arm: dict[str, Any]) -> None:
+    group, rule = arm["resources"]["alertActionGroup"], arm["resources"]["alertRule"]
+    assert Evaluator(arm).value(group["condition"]) is False and Evaluator(arm).value(rule["condition"]) is False
+    on = Evaluator(arm, {"alertEmail": "dba@example.com"})
+    assert on.value(group["condition"]) is True and on.value(rule["condition"]) is True
+    receivers = on.value(group)["properties"]["emailReceivers"]
+    assert [r["emailAddress"] for r in receivers] == ["dba@example.com"]
+    props = on.value(rule)["properties"]
+    group_id = f"<resourceId:Microsoft.Insights/actionGroups/{on.value(group['name'])}>"
+    assert props["actions"]["actionGroups"] == [group_id]
+    insights = on.value(arm["resources"]["insights"]["name"])
+    assert props["scopes"] == [f"<resourceId:Microsoft.Insights/components/{insights}>"]
+    (criterion,) = props["criteria"]["allOf"]
+    # The rule counts the custom event every alert is logged as, split by the dimensions the record carries.
+    from shared.alerts.events import CUSTOM_EVENT, custom_dimensions
+    from shared.alerts.model import Alert, AlertKind
+
+    assert f'name == "{CUSTOM_EVENT}"' in criterion["query"]
+    dims = custom_dimensions(Alert("a", AlertKind.JOB_FAILED, datetime.now(UTC), "orders", "failed"))
+    for name in ("alert_kind", "alert_instance", "alert_severity"):
+        assert f"customDimensions.{name}" in criterion["query"] and name in dims
+    assert criterion["operator"] == "GreaterThan" and criterion["threshold"] == 0
+    # The webhook URL usually holds a token: a secure parameter, never a plain one in deployment history.
+    assert arm["parameters"]["alertWebhookUrl"]["type"] == "securestring"
+    assert arm_app_settings(arm)["PGVAULT_MISSED_BACKUP_GRACE"] == "PT6H"
+
+
 def test_immutability_policy_is_optional_and_off_by_default(arm: dict[str, Any]) -> None:
     res = arm["resources"]["backupImmutability"]
     assert Evaluator(arm).value(res["condition"]) is False
@@ -328,7 +356,7 @@ def test_bicep_and_json_declare_the_same_parameters_and_defaults(arm: dict[str, 
     assert set(bicep.params) == set(arm["parameters"])
     for name, p in bicep.params.items():
         j = arm["parameters"][name]
-        assert p.type == j["type"], name
+        assert ("secure" + p.type if "secure" in p.decorators else p.type) == j["type"], name
         literal = bicep_literal(p.default) if p.default is not None else None
         if literal is not None:
             assert literal == j["defaultValue"], name
