@@ -21,8 +21,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
+from shared.access import ROUTE_ROLES, Open
+from shared.audit import DEFAULT_PAGE as AUDIT_PAGE
+from shared.audit import MAX_DAYS as AUDIT_MAX_DAYS
+from shared.audit import MAX_PAGE as AUDIT_MAX_PAGE
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
-from shared.wire import backups, common, health, instances, jobs, policies, recovery_points, restore, servers
+from shared.wire import access, backups, common, health, instances, jobs, policies, recovery_points, restore, servers
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
@@ -65,6 +69,11 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     recovery_points.RecoveryPointList,
     jobs.Job,
     jobs.JobList,
+    access.Me,
+    access.AuditLog,
+    access.ApprovalRequest,
+    access.ApprovalRequestList,
+    access.ApprovalPending,
 )
 
 
@@ -95,6 +104,8 @@ def _err(*statuses: int) -> dict[str, Any]:
         "'did you mean' hint when a known name is close)",
         404: "not found",
         409: "conflict",
+        403: "the caller lacks the role the route needs (UserErrorInsufficientRole names it), or approves its "
+        "own request (UserErrorSelfApprovalNotAllowed)",
         413: "body too large",
         500: "failure inside pgvault, or invalid settings",
     }
@@ -138,8 +149,18 @@ def _op(
     if anonymous:
         out["security"] = []
     else:
+        out["responses"].setdefault(
+            "403",
+            {
+                "description": "the caller lacks the role this route needs (UserErrorInsufficientRole)",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+        )
         # Azure's host answers 401 with no body; devhost with the error shape (without recommendedAction).
-        out["responses"] = {**responses, "401": {"description": "the function key is missing or wrong"}}
+        out["responses"] = {
+            **out["responses"],
+            "401": {"description": "the function key is missing or wrong, or no one is signed in"},
+        }
         # Any keyed operation reads the state table: 503 while storage does not answer.
         out["responses"]["503"] = {
             "description": "the vault's storage did not answer; retry after Retry-After seconds",
@@ -211,7 +232,16 @@ def _policy_paths() -> dict[str, Any]:
             "put": _op(
                 "BackupPolicies_CreateOrUpdate",
                 "Create (201) or replace (200) a policy",
-                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 413, 500)},
+                {
+                    **_ok("StoredPolicy"),
+                    **_ok("StoredPolicy", 201, "Created"),
+                    **_ok(
+                        "ApprovalPending",
+                        202,
+                        "Shortens retention: waits for a Backup Guard (multi-user authorization)",
+                    ),
+                    **_err(400, 413, 500),
+                },
                 tag=tag,
                 params=_NAME,
                 body=_body("BackupPolicy"),
@@ -351,7 +381,13 @@ def _protection_paths() -> dict[str, Any]:
                 "Stop backups, retaining data forever, as per policy, or deleting it",
                 {
                     **_ok("BackupInstance"),
-                    **_ok("DeletionAccepted", 202, "Accepted (data being deleted)", accepted=True),
+                    **_ok(
+                        {"oneOf": [_ref("DeletionAccepted"), _ref("ApprovalPending")]},
+                        202,
+                        "Accepted (data being deleted; Location is the Delete job), or, under multi-user "
+                        "authorization, waiting for a Backup Guard (ApprovalPending, no Location)",
+                        accepted=True,
+                    ),
                     **_err(400, 404, 409, 500),
                 },
                 tag=tag,
@@ -494,6 +530,84 @@ def _dashboard_paths() -> dict[str, Any]:
     }
 
 
+def _access_paths() -> dict[str, Any]:
+    tag = "Access"
+    days = _q("days", {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_DAYS, "default": 7}, "the last N days")
+    return {
+        "/me": {
+            "get": _op(
+                "Me_Get",
+                "The caller, its roles and every route it may call (what the dashboard shows)",
+                {**_ok("Me"), **_err(500)},
+                tag=tag,
+            )
+        },
+        "/auditLog": {
+            "get": _op(
+                "AuditLog_List",
+                "Every mutating call of the last days, newest first, in pages: who, when, what (redacted), outcome",
+                {**_ok("AuditLog"), **_err(400, 500)},
+                tag=tag,
+                query=[
+                    days,
+                    _q(
+                        "top",
+                        {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_PAGE, "default": AUDIT_PAGE},
+                        "records per page",
+                    ),
+                    _q("continuationToken", STR, "from the previous page's nextLink; opaque (400 if altered)"),
+                    _q("$skipToken", STR, "the same as continuationToken"),
+                ],
+            )
+        },
+        "/approvals": {
+            "get": _op(
+                "Approvals_List",
+                "Approval requests of critical operations (multi-user authorization), newest first",
+                {**_ok("ApprovalRequestList"), **_err(400, 500)},
+                tag=tag,
+                query=[_q("days", {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}, "the last N days")],
+            )
+        },
+        "/approvals/{id}": {
+            "get": _op(
+                "Approvals_Get",
+                "One approval request",
+                {**_ok("ApprovalRequest"), **_err(404, 500)},
+                tag=tag,
+                params=("id",),
+            )
+        },
+        "/approvals/{id}:approve": {
+            "post": _op(
+                "Approvals_Approve",
+                "Approve a pending critical operation (Backup Guard, not its requester): it runs now, once; the "
+                "answer is the request with the operation's status and answer",
+                {**_ok("ApprovalRequest"), **_err(400, 403, 404, 409, 500)},
+                tag=tag,
+                params=("id",),
+                body=_body("EmptyBody", required=False),
+            )
+        },
+    }
+
+
+def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each keyed operation says the lowest role that may call it (``x-pgvault-role``, shared/access.py)."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            need = ROUTE_ROLES.get((method.upper(), _route_of_path(path)))
+            if need is not None and need is not Open.ANONYMOUS:
+                operation["x-pgvault-role"] = need.value
+                operation["summary"] = f"{operation['summary']} [{need.value}]"
+    return paths
+
+
+def _route_of_path(path: str) -> str:
+    route = path.lstrip("/")
+    return "dashboard/{*path}" if route == "dashboard/{path}" else route
+
+
 PATH_GROUPS = (
     _health_paths,
     _policy_paths,
@@ -504,6 +618,7 @@ PATH_GROUPS = (
     _restore_paths,
     _job_paths,
     _dashboard_paths,
+    _access_paths,
 )
 
 
@@ -512,7 +627,7 @@ def _paths() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group in PATH_GROUPS:
         out.update(group())
-    return out
+    return _with_roles(out)
 
 
 @cache
@@ -531,7 +646,16 @@ def openapi() -> dict[str, Any]:
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
         "tags": [
             {"name": t}
-            for t in ("Health", "BackupPolicies", "BackupInstances", "Backups", "Restore", "Jobs", "Dashboard")
+            for t in (
+                "Health",
+                "BackupPolicies",
+                "BackupInstances",
+                "Backups",
+                "Restore",
+                "Jobs",
+                "Dashboard",
+                "Access",
+            )
         ],
         "paths": _paths(),
         "components": {
@@ -553,6 +677,12 @@ def openapi() -> dict[str, Any]:
                     "schema": {"type": "string", "pattern": _JOB_ID.pattern},
                 },
                 "recoveryPointId": {"name": "recoveryPointId", "in": "path", "required": True, "schema": STR},
+                "id": {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f-]{1,99}$"},
+                },
             },
             "schemas": schemas(),
         },

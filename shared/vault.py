@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from shared.approvals import Approvals
+from shared.audit import AuditLog
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.health import CheckStatus, tools_check
@@ -153,6 +155,15 @@ class Vault:
     def retention(self) -> RetentionSweep:
         """The retention sweep."""
         return RetentionSweep(self.state, self.backups)
+
+    def audit(self) -> AuditLog:
+        """The audit trail of mutating calls."""
+        return AuditLog(self.state, self.settings.access.audit_retention_days)
+
+    def approvals(self) -> Approvals:
+        """Approval requests of critical operations (multi-user authorization)."""
+        access = self.settings.access
+        return Approvals(self.state, enabled=access.multi_user_authorization, window=access.approval_window)
 
     def hung_jobs(self) -> HungJobs:
         """Jobs whose queue message was poisoned or lost."""

@@ -56,6 +56,11 @@ EXPECTED_HTTP = {
     "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
     "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
     "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
+    "me": ("me", {"GET"}, "function"),
+    "audit_log": ("auditLog", {"GET"}, "function"),
+    "list_approvals": ("approvals", {"GET"}, "function"),
+    "get_approval": ("approvals/{id}", {"GET"}, "function"),
+    "approve": ("approvals/{id}:approve", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
