@@ -179,3 +179,11 @@ def test_the_most_literal_route_wins_and_encoded_paths_are_matched_decoded() -> 
     )
     assert route_of("GET", "http://h/api/backupInstances/db1") == ("GET", "backupInstances/{name}")
     assert route_of("PATCH", "http://h/api/backupInstances/db1") is None
+
+
+def test_the_app_roles_manifest_defines_every_role_the_code_reads() -> None:
+    from pathlib import Path
+
+    manifest = json.loads((Path(__file__).resolve().parents[2] / "infra" / "app-roles.json").read_text())
+    assert {r["value"]: r["displayName"] for r in manifest} == {r.app_role: r.value for r in Role}
+    assert all(r["isEnabled"] and "Application" in r["allowedMemberTypes"] for r in manifest)
