@@ -91,17 +91,18 @@ def body_for_audit(raw: bytes) -> Any:
 
 
 def partition_for(at: datetime) -> str:
-    """The audit partition of ``at``'s UTC day."""
-    return f"{AUDIT_PREFIX}{at.astimezone(UTC):%Y%m%d}"
+    """The audit partition of ``at``'s UTC day: the day inverted, so newer days sort first."""
+    return f"{AUDIT_PREFIX}{_LAST_DAY - int(f'{at.astimezone(UTC):%Y%m%d}'):08d}"
 
 
-def _day(partition: str) -> datetime:
-    return datetime.strptime(partition[len(AUDIT_PREFIX) :], "%Y%m%d").replace(tzinfo=UTC)
+_LAST_DAY = 99999999
+_ABOVE_EVERY_PARTITION = f"{AUDIT_PREFIX}~"  # '~' sorts after every digit
+_TOKEN = re.compile(r"^[0-9a-f-]*$")
 
 
 @dataclass(frozen=True)
 class AuditCursor:
-    """Where the next page starts: a day, the row key after which to read, the first page's window."""
+    """Where the next page starts: after this record (partition, row key), in the first page's window."""
 
     partition: str
     after: str
@@ -126,7 +127,7 @@ class AuditCursor:
             if check.decode() != hashlib.sha256(b"pgvault-audit-page:" + body).hexdigest()[:16]:
                 raise ValueError("checksum")
             partition, after, since, until = json.loads(body)
-            if not re.fullmatch(rf"{AUDIT_PREFIX}\d{{8}}", partition) or not re.fullmatch(r"[0-9a-f-]*", after):
+            if not re.fullmatch(rf"{AUDIT_PREFIX}\d{{8}}", partition) or not _TOKEN.match(after):
                 raise ValueError("position")
             return cls(partition, after, datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC))
         except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
@@ -180,41 +181,47 @@ class AuditLog:
     def page(
         self, now: datetime, *, days: int = 7, top: int = DEFAULT_PAGE, cursor: AuditCursor | None = None
     ) -> tuple[list[AuditRecord], AuditCursor | None]:
-        """Up to ``top`` records of the last ``days`` days, newest first, and where the next page starts."""
+        """Up to ``top`` records of the last ``days`` days, newest first, and where the next page starts.
+
+        One range query over the window's day partitions (newest day first, newest record first in
+        each), continued by the service when it splits its answer: a page costs one request, not one
+        per day of the window.
+        """
         if cursor is None:
             cursor = AuditCursor(partition_for(now), "", now - timedelta(days=days), now)
-        before = f"{_inverted(cursor.since)}."
-        out: list[AuditRecord] = []
-        day, after = _day(cursor.partition), cursor.after
-        first = _day(partition_for(cursor.since))
-        while day >= first:
-            pk = partition_for(day)
-            continuation: Any = None
-            while True:
-                items, continuation = self._state.page(
-                    "( PartitionKey eq @pk ) and ( RowKey gt @after ) and ( RowKey lt @before )",
-                    {"pk": pk, "after": after, "before": before},
-                    page_size=top - len(out) + 1,
-                    continuation=continuation,
-                )
-                for entity in items:
-                    if len(out) == top:
-                        return out, AuditCursor(pk, out[-1].id, cursor.since, cursor.until)
-                    out.append(AuditRecord.model_validate_json(str(entity["record"])))
-                if continuation is None:
-                    break
-            day -= timedelta(days=1)
-            after = ""
-            if len(out) == top:
-                return out, (AuditCursor(partition_for(day), "", cursor.since, cursor.until) if day >= first else None)
-        return out, None
+        where = (
+            "( PartitionKey le @oldest ) and ( RowKey lt @before ) and "
+            "( ( PartitionKey gt @pk ) or ( ( PartitionKey eq @pk ) and ( RowKey gt @after ) ) )"
+        )
+        params = {
+            "oldest": partition_for(cursor.since),
+            "before": f"{_inverted(cursor.since)}.",
+            "pk": cursor.partition,
+            "after": cursor.after,
+        }
+        out: list[tuple[str, AuditRecord]] = []
+        continuation: Any = None
+        while True:
+            # One more than needed: it tells whether another page follows.
+            items, continuation = self._state.page(
+                where, params, page_size=top - len(out) + 1, continuation=continuation
+            )
+            for entity in items:
+                if len(out) == top:
+                    pk, record = out[-1]
+                    return [r for _, r in out], AuditCursor(pk, record.id, cursor.since, cursor.until)
+                out.append((entity.partition_key, AuditRecord.model_validate_json(str(entity["record"]))))
+            if continuation is None:
+                return [r for _, r in out], None
 
     def expire(self, now: datetime) -> int:
         """Delete the records older than the retention (whole days); returns how many went."""
         cutoff = partition_for(now - timedelta(days=self.retention_days))
         gone = 0
+        # Older days have larger partition keys: everything after the cutoff day's partition.
         for entity in self._state.query(
-            "( PartitionKey ge @low ) and ( PartitionKey lt @cutoff )", {"low": AUDIT_PREFIX, "cutoff": cutoff}
+            "( PartitionKey gt @cutoff ) and ( PartitionKey lt @end )",
+            {"cutoff": cutoff, "end": _ABOVE_EVERY_PARTITION},
         ):
             self._state.delete(entity)
             gone += 1
