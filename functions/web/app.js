@@ -1,4 +1,5 @@
 // The dashboard's entry: hash routes, the key prompt, the header.
+import { applyRoles, forgetMe, loadMe, whoText } from './access.js';
 import { AuthNeeded, call, key } from './api.js';
 import { errorBox, h, mount } from './dom.js';
 import { renderConfigure } from './views/configure.js';
@@ -74,12 +75,17 @@ async function route() {
     go: (hash) => { location.hash = hash; },
   };
   try {
+    // Behind App Service Authentication the session cookie signs the calls in: no key is asked.
+    await loadMe();
+    mount(document.getElementById('who'), whoText());
     await render(main, arg, params, ctx);
+    applyRoles(main);
   } catch (err) {
     if (!ctx.alive()) return;
     if (err instanceof AuthNeeded) {
       const refused = Boolean(key.get());
       key.forget();
+      forgetMe();
       forget.hidden = true;
       mount(main, keyForm(route, refused));
       document.getElementById('function-key').focus();
@@ -98,7 +104,9 @@ async function showVault() {
   }
 }
 
-forget.addEventListener('click', () => { key.forget(); route(); });
+forget.addEventListener('click', () => { key.forget(); forgetMe(); route(); });
+// Views redraw parts of themselves (forms, wizards): hide what the role does not allow each time.
+new MutationObserver(() => applyRoles(main)).observe(main, { childList: true, subtree: true });
 document.querySelector('.skip').addEventListener('click', (ev) => { ev.preventDefault(); main.focus(); });
 window.addEventListener('hashchange', route);
 showVault();
