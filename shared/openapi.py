@@ -8,8 +8,10 @@ checks that every registered HTTP route and method is described here (tests/unit
 and an e2e test checks every route's real answers against this document
 (tests/e2e/test_conformance.py).
 
-Auth: every path but ``/health`` needs a function key (``x-functions-key`` header or ``code``
-query parameter), and so does this description itself: it is served like the rest of the API.
+Auth: every path but ``/health`` and the dashboard's files needs a function key (``x-functions-key``
+header or ``code`` query parameter) or, with App Service Authentication, a signed-in caller, and so
+does this description itself. Each operation names the lowest role that may call it
+(``x-pgvault-role``, from ``shared.access.ROUTE_ROLES``); a caller without it gets 403.
 """
 
 from __future__ import annotations

@@ -325,3 +325,35 @@ def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_
     expect(page.locator(f'#restore-point option[value="{point}"]')).to_have_count(0)
     expect(page.locator(f'tr[data-recovery-point="{vault["job"]["recoveryPointId"]}"]')).to_contain_text("Available")
     _shot(page, "6-corrupted")
+
+
+def test_behind_app_service_authentication_no_key_is_asked_and_only_the_roles_actions_show(
+    make_host: Hosts, vault: dict[str, Any], page: Any
+) -> None:
+    # As behind App Service Authentication: no key on the host, the platform's principal header on
+    # every call (here a dev principal, sent by the browser).
+    from shared.access import Role, encode_principal
+
+    signed_in = make_host({"PGVAULT_DEVHOST_KEY": "", "PGVAULT_DEV_PRINCIPALS": "true"})
+    expect = sync_api.expect
+    for name, roles, backup, stop in (
+        ("bob", [Role.READER], False, False),
+        ("olga", [Role.OPERATOR], True, False),
+        ("carl", [Role.CONTRIBUTOR], True, True),
+    ):
+        tab = page.context.new_page()
+        try:
+            tab.set_extra_http_headers({"X-MS-CLIENT-PRINCIPAL": encode_principal(f"{name}@contoso.com", roles)})
+            tab.goto(f"{signed_in.url}/dashboard#/instances/shop")
+            expect(tab.locator("#instance-name")).to_have_text("shop")
+            expect(tab.locator("#key-form")).to_have_count(0)
+            expect(tab.locator("#who")).to_contain_text(f"{name}@contoso.com · {roles[0].value}")
+            for element, shown in (("#backup-form", backup), ("#protection-form", stop)):
+                if shown:
+                    expect(tab.locator(element)).to_be_visible()
+                else:
+                    expect(tab.locator(element)).to_be_hidden()
+            if name == "bob":
+                _shot(tab, "reader-instance")
+        finally:
+            tab.close()
