@@ -107,9 +107,7 @@ def load_access_settings(
             "(PGVAULT_AUTH_MODE=AppServiceAuthentication); remove the setting"
         )
     mua = _bool(env, "PGVAULT_MULTI_USER_AUTHORIZATION", found)
-    hours = _whole(
-        env, "PGVAULT_APPROVAL_HOURS", found, default=DEFAULT_APPROVAL_HOURS, low=1, high=MAX_APPROVAL_HOURS
-    )
+    hours = _whole(env, "PGVAULT_APPROVAL_HOURS", found, default=DEFAULT_APPROVAL_HOURS, low=1, high=MAX_APPROVAL_HOURS)
     audit_days = _whole(
         env,
         "PGVAULT_AUDIT_RETENTION_DAYS",
