@@ -2,6 +2,7 @@
 import { applyRoles, forgetMe, loadMe, whoText } from './access.js';
 import { AuthNeeded, call, key } from './api.js';
 import { errorBox, h, mount } from './dom.js';
+import { renderApprovals, renderAudit } from './views/access.js';
 import { renderConfigure } from './views/configure.js';
 import { renderInstance } from './views/instance.js';
 import { renderInstances } from './views/instances.js';
@@ -30,12 +31,15 @@ function pick(parts) {
   if (section === 'policies' && arg && sub === 'edit') return ['policies', renderPolicyForm, arg];
   if (section === 'policies' && arg) return ['policies', renderPolicy, arg];
   if (section === 'policies') return ['policies', renderPolicies, null];
+  if (section === 'audit') return ['audit', renderAudit, null];
+  if (section === 'approvals') return ['approvals', renderApprovals, null];
   if (section === 'jobs' && arg === 'all') return ['jobs', renderAllJobs, null];
   if (section === 'jobs' && arg) return ['jobs', renderJob, arg];
   return ['jobs', renderJobs, null];
 }
 
-const TITLES = { jobs: 'Jobs', instances: 'Backup instances', policies: 'Backup policies' };
+const TITLES = { jobs: 'Jobs', instances: 'Backup instances', policies: 'Backup policies', audit: 'Audit log',
+  approvals: 'Approvals' };
 
 function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',
