@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import azure.functions as func
 
+from functions.access import bp as access
 from functions.alerts import bp as alerts
 from functions.backups import bp as backups
 from functions.dashboard import bp as dashboard
@@ -18,7 +21,11 @@ from functions.servers import bp as servers
 from functions.workers import bp as workers
 from shared.settings import load_settings
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# FunctionKeys (default): the host checks a function key on every keyed route. With App Service
+# Authentication the platform signs every caller in first and the host has no key to check: the
+# routes are anonymous to the host and shared/access.py authorises each call (DEPLOY.md).
+_EASY_AUTH = os.environ.get("PGVAULT_AUTH_MODE", "").strip().lower() == "appserviceauthentication"
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS if _EASY_AUTH else func.AuthLevel.FUNCTION)
 app.register_functions(health)
 app.register_functions(policies)
 app.register_functions(instances)
@@ -31,6 +38,7 @@ app.register_functions(retention)
 app.register_functions(restore)
 app.register_functions(servers)
 app.register_functions(alerts)
+app.register_functions(access)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

@@ -45,7 +45,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-@bp.route(route="health/checks", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="health/checks", methods=["GET"])
 @api
 def health_checks(req: func.HttpRequest) -> func.HttpResponse:
     """Every check of the self-check with its findings; ``status`` is the worst check's."""

@@ -11,7 +11,10 @@ from typing import Any
 import azure.functions as func
 from pydantic import BaseModel
 
+from shared import access
+from shared.audit import body_for_audit
 from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
+from shared.settings import load_access_settings
 from shared.telemetry import install_record_factory, redact_keys
 from shared.wire import dump
 
@@ -45,29 +48,98 @@ def error_response(error: UserError) -> func.HttpResponse:
 
 
 def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Wrap a handler so every failure answers in the public error shape.
+    """Wrap a handler: the caller's role is checked first, every failure answers in the public
+    error shape, and every mutating call is written to the audit trail.
 
-    ``UserError`` keeps its status; settings problems are 500 ``InvalidSettings``; anything else
-    is logged and answered 500 without internals.
+    The role comes from the one table of routes and roles (``shared.access.ROUTE_ROLES``): 403
+    ``UserErrorInsufficientRole`` naming the role missing. ``UserError`` keeps its status; settings
+    problems are 500 ``InvalidSettings``; anything else is logged and answered 500 without internals.
     """
 
     @wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         install_record_factory()  # from the first request on, no log record carries a function key
-        try:
-            return handler(req)
-        except UserError as exc:
-            return error_response(exc)
-        except TransientError as exc:
-            # Storage (or another dependency) did not answer: the client should retry, not give up.
-            log.warning("%s %s: %s", req.method, redact_keys(req.url), exc.message)
-            unavailable = UserError(ErrorCode.SERVICE_UNAVAILABLE, "the vault's storage is unavailable; retry shortly")
-            return json_response(error_body(unavailable), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
-        except SettingsError as exc:
-            log.error("request refused: %s", exc)
-            return error_response(UserError(ErrorCode.INVALID_SETTINGS, str(exc)))
-        except Exception:
-            log.exception("%s %s failed", req.method, redact_keys(req.url))
-            return error_response(UserError(ErrorCode.INTERNAL, "the request failed inside pgvault"))
+        outcome = _Outcome()
+        response = _guarded(handler, req, outcome)
+        if req.method.upper() in access.MUTATING_METHODS:
+            _audit(req, outcome, response)
+        return response
 
     return wrapper
+
+
+class _Outcome:
+    """What the wrapper learnt about a call, for its audit record."""
+
+    principal: access.Principal | None = None
+    route: str | None = None
+
+
+def _guarded(
+    handler: Callable[[func.HttpRequest], func.HttpResponse], req: func.HttpRequest, outcome: _Outcome
+) -> func.HttpResponse:
+    try:
+        row = access.route_of(req.method, req.url)
+        outcome.route = row[1] if row else None
+        need = access.required(req.method, req.url)
+        if need is not access.Open.ANONYMOUS:
+            outcome.principal = access.caller(req.headers, load_access_settings())
+            access.authorize(outcome.principal, need)
+        token = access.acting_as(outcome.principal)
+        try:
+            return handler(req)
+        finally:
+            access.done(token)
+    except UserError as exc:
+        return error_response(exc)
+    except TransientError as exc:
+        # Storage (or another dependency) did not answer: the client should retry, not give up.
+        log.warning("%s %s: %s", req.method, redact_keys(req.url), exc.message)
+        unavailable = UserError(ErrorCode.SERVICE_UNAVAILABLE, "the vault's storage is unavailable; retry shortly")
+        return json_response(error_body(unavailable), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+    except SettingsError as exc:
+        log.error("request refused: %s", exc)
+        return error_response(UserError(ErrorCode.INVALID_SETTINGS, str(exc)))
+    except Exception:
+        log.exception("%s %s failed", req.method, redact_keys(req.url))
+        return error_response(UserError(ErrorCode.INTERNAL, "the request failed inside pgvault"))
+
+
+def _answer_fields(response: func.HttpResponse) -> tuple[str | None, str | None]:
+    """The error code and the approval id in an answer, when it has them."""
+    try:
+        doc = json.loads(response.get_body() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    error = doc.get("error")
+    code = str(error["code"]) if isinstance(error, dict) and "code" in error else None
+    approval = doc.get("approvalId") if isinstance(doc.get("approvalId"), str) else None
+    return code, approval
+
+
+def _audit(req: func.HttpRequest, outcome: _Outcome, response: func.HttpResponse) -> None:
+    """Write the call's audit record; a failure to write is logged, the answer stands."""
+    from shared.vault import current_vault  # the vault builds on shared/, which never imports functions/
+
+    code, approval_id = _answer_fields(response)
+    if outcome.route == "approvals/{id}:approve":
+        approval_id = req.route_params.get("id")
+    who = outcome.principal
+    try:
+        vault = current_vault()
+        vault.audit().record(
+            vault.clock(),
+            principal=who.label if who else "unauthenticated",
+            principal_id=who.id if who else "-",
+            method=req.method.upper(),
+            route=outcome.route or redact_keys(req.url.split("?", 1)[0]),
+            target=",".join(f"{k}={v}" for k, v in sorted(req.route_params.items())) or None,
+            body=body_for_audit(req.get_body() or b""),
+            status=response.status_code,
+            error_code=code,
+            approval_id=approval_id,
+        )
+    except Exception as exc:
+        log.error("audit record of %s %s not written: %s", req.method, outcome.route, type(exc).__name__)

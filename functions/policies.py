@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 import azure.functions as func
 
 from functions.http import api, json_response
+from shared.approvals import CriticalOperation, executor
 from shared.policies import PolicyService, parse_simulation_request
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
+from shared.wire import dump
 from shared.wire.common import Deleted
 from shared.wire.policies import PolicyList
 
@@ -23,10 +29,27 @@ def _service() -> PolicyService:
 def put_policy(req: func.HttpRequest) -> func.HttpResponse:
     """Create or replace a policy: 201 when created, 200 when replaced."""
     vault = current_vault()
-    stored, created = vault.policies.put(
-        req.route_params["name"], parse_json_body(req.get_body()), vault.clock()
+    name, document = req.route_params["name"], parse_json_body(req.get_body())
+    pending = vault.approvals().gate(
+        CriticalOperation.SHORTEN_POLICY_RETENTION,
+        "PUT",
+        "backupPolicies/{name}",
+        req.route_params,
+        document,
+        vault.policies.shortening(name, document) if vault.approvals().enabled else None,
+        vault.clock(),
     )
-    return json_response(stored.to_wire(), 201 if created else 200)
+    if pending is not None:
+        return json_response(pending, 202)
+    status, answer = put_approved(req.route_params, document, vault.clock())
+    return json_response(answer, status)
+
+
+@executor(CriticalOperation.SHORTEN_POLICY_RETENTION)
+def put_approved(params: Mapping[str, str], document: Any, now: datetime) -> tuple[int, Any]:
+    """Store the policy (approved by a Backup Guard when it shortens retention): 201 created, 200 replaced."""
+    stored, created = current_vault().policies.put(params["name"], document, now)
+    return (201 if created else 200), dump(stored.to_wire())
 
 
 @bp.route(route="backupPolicies/{name}", methods=["GET"])

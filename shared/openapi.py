@@ -8,8 +8,10 @@ checks that every registered HTTP route and method is described here (tests/unit
 and an e2e test checks every route's real answers against this document
 (tests/e2e/test_conformance.py).
 
-Auth: every path but ``/health`` needs a function key (``x-functions-key`` header or ``code``
-query parameter), and so does this description itself: it is served like the rest of the API.
+Auth: every path but ``/health`` and the dashboard's files needs a function key (``x-functions-key``
+header or ``code`` query parameter) or, with App Service Authentication, a signed-in caller, and so
+does this description itself. Each operation names the lowest role that may call it
+(``x-pgvault-role``, from ``shared.access.ROUTE_ROLES``); a caller without it gets 403.
 """
 
 from __future__ import annotations
@@ -21,9 +23,25 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 from pydantic_core import CoreSchema
 
+from shared.access import ROUTE_ROLES, Open
 from shared.alerts import store as alert_store
+from shared.audit import DEFAULT_PAGE as AUDIT_PAGE
+from shared.audit import MAX_DAYS as AUDIT_MAX_DAYS
+from shared.audit import MAX_PAGE as AUDIT_MAX_PAGE
 from shared.jobs import _JOB_ID, DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
-from shared.wire import alerts, backups, common, health, instances, jobs, policies, recovery_points, restore, servers
+from shared.wire import (
+    access,
+    alerts,
+    backups,
+    common,
+    health,
+    instances,
+    jobs,
+    policies,
+    recovery_points,
+    restore,
+    servers,
+)
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2026-11-01"
@@ -73,6 +91,11 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     jobs.JobList,
     alerts.Alert,
     alerts.AlertList,
+    access.Me,
+    access.AuditLog,
+    access.ApprovalRequest,
+    access.ApprovalRequestList,
+    access.ApprovalPending,
 )
 
 
@@ -103,6 +126,8 @@ def _err(*statuses: int) -> dict[str, Any]:
         "'did you mean' hint when a known name is close)",
         404: "not found",
         409: "conflict",
+        403: "the caller lacks the role the route needs (UserErrorInsufficientRole names it), or approves its "
+        "own request (UserErrorSelfApprovalNotAllowed)",
         413: "body too large",
         500: "failure inside pgvault, or invalid settings",
     }
@@ -146,8 +171,18 @@ def _op(
     if anonymous:
         out["security"] = []
     else:
+        out["responses"].setdefault(
+            "403",
+            {
+                "description": "the caller lacks the role this route needs (UserErrorInsufficientRole)",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+        )
         # Azure's host answers 401 with no body; devhost with the error shape (without recommendedAction).
-        out["responses"] = {**responses, "401": {"description": "the function key is missing or wrong"}}
+        out["responses"] = {
+            **out["responses"],
+            "401": {"description": "the function key is missing or wrong, or no one is signed in"},
+        }
         # Any keyed operation reads the state table: 503 while storage does not answer.
         out["responses"]["503"] = {
             "description": "the vault's storage did not answer; retry after Retry-After seconds",
@@ -219,7 +254,16 @@ def _policy_paths() -> dict[str, Any]:
             "put": _op(
                 "BackupPolicies_CreateOrUpdate",
                 "Create (201) or replace (200) a policy (409 when an immutable vault would shorten retention)",
-                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 409, 413, 500)},
+                {
+                    **_ok("StoredPolicy"),
+                    **_ok("StoredPolicy", 201, "Created"),
+                    **_ok(
+                        "ApprovalPending",
+                        202,
+                        "Shortens retention: waits for a Backup Guard (multi-user authorization)",
+                    ),
+                    **_err(400, 409, 413, 500),
+                },
                 tag=tag,
                 params=_NAME,
                 body=_body("BackupPolicy"),
@@ -421,7 +465,13 @@ def _protection_paths() -> dict[str, Any]:
                 "is immutable)",
                 {
                     **_ok("BackupInstance"),
-                    **_ok("DeletionAccepted", 202, "Accepted (soft-deleted; the job records it)", accepted=True),
+                    **_ok(
+                        {"oneOf": [_ref("DeletionAccepted"), _ref("ApprovalPending")]},
+                        202,
+                        "Accepted (soft-deleted; Location is the Delete job that records it), or, under multi-user "
+                        "authorization, waiting for a Backup Guard (ApprovalPending, no Location)",
+                        accepted=True,
+                    ),
                     **_err(400, 404, 409, 500),
                 },
                 tag=tag,
@@ -608,6 +658,84 @@ def _dashboard_paths() -> dict[str, Any]:
     }
 
 
+def _access_paths() -> dict[str, Any]:
+    tag = "Access"
+    days = _q("days", {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_DAYS, "default": 7}, "the last N days")
+    return {
+        "/me": {
+            "get": _op(
+                "Me_Get",
+                "The caller, its roles and every route it may call (what the dashboard shows)",
+                {**_ok("Me"), **_err(500)},
+                tag=tag,
+            )
+        },
+        "/auditLog": {
+            "get": _op(
+                "AuditLog_List",
+                "Every mutating call of the last days, newest first, in pages: who, when, what (redacted), outcome",
+                {**_ok("AuditLog"), **_err(400, 500)},
+                tag=tag,
+                query=[
+                    days,
+                    _q(
+                        "top",
+                        {"type": "integer", "minimum": 1, "maximum": AUDIT_MAX_PAGE, "default": AUDIT_PAGE},
+                        "records per page",
+                    ),
+                    _q("continuationToken", STR, "from the previous page's nextLink; opaque (400 if altered)"),
+                    _q("$skipToken", STR, "the same as continuationToken"),
+                ],
+            )
+        },
+        "/approvals": {
+            "get": _op(
+                "Approvals_List",
+                "Approval requests of critical operations (multi-user authorization), newest first",
+                {**_ok("ApprovalRequestList"), **_err(400, 500)},
+                tag=tag,
+                query=[_q("days", {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}, "the last N days")],
+            )
+        },
+        "/approvals/{id}": {
+            "get": _op(
+                "Approvals_Get",
+                "One approval request",
+                {**_ok("ApprovalRequest"), **_err(404, 500)},
+                tag=tag,
+                params=("id",),
+            )
+        },
+        "/approvals/{id}:approve": {
+            "post": _op(
+                "Approvals_Approve",
+                "Approve a pending critical operation (Backup Guard, not its requester): it runs now, once; the "
+                "answer is the request with the operation's status and answer",
+                {**_ok("ApprovalRequest"), **_err(400, 403, 404, 409, 500)},
+                tag=tag,
+                params=("id",),
+                body=_body("EmptyBody", required=False),
+            )
+        },
+    }
+
+
+def _with_roles(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each keyed operation says the lowest role that may call it (``x-pgvault-role``, shared/access.py)."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            need = ROUTE_ROLES.get((method.upper(), _route_of_path(path)))
+            if need is not None and need is not Open.ANONYMOUS:
+                operation["x-pgvault-role"] = need.value
+                operation["summary"] = f"{operation['summary']} [{need.value}]"
+    return paths
+
+
+def _route_of_path(path: str) -> str:
+    route = path.lstrip("/")
+    return "dashboard/{*path}" if route == "dashboard/{path}" else route
+
+
 PATH_GROUPS = (
     _health_paths,
     _policy_paths,
@@ -620,6 +748,7 @@ PATH_GROUPS = (
     _job_paths,
     _alert_paths,
     _dashboard_paths,
+    _access_paths,
 )
 
 
@@ -628,7 +757,7 @@ def _paths() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for group in PATH_GROUPS:
         out.update(group())
-    return out
+    return _with_roles(out)
 
 
 TAGS = (
@@ -679,6 +808,12 @@ def openapi() -> dict[str, Any]:
                     "schema": {"type": "string", "pattern": _JOB_ID.pattern},
                 },
                 "recoveryPointId": {"name": "recoveryPointId", "in": "path", "required": True, "schema": STR},
+                "id": {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f-]{1,99}$"},
+                },
             },
             "schemas": schemas(),
         },

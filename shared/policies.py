@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
 from shared.immutability import Immutability, refuse_shorter_retention
 from shared.policy import Policy, parse_policy, simulate
+from shared.policy.model import RetentionDuration
 from shared.policy.simulation import check_range
 from shared.request_body import check_fields, parse_instant, require_object
 from shared.storage import layout
@@ -62,6 +63,42 @@ def check_name(name: str, target: str = "name") -> None:
         )
 
 
+def _shorter(new: RetentionDuration, old: RetentionDuration) -> bool:
+    # Calendar durations (P1M, P30D) compare differently by start: shorter from any reference start.
+    return any(new.after(start) < old.after(start) for start in _SHORTENING_STARTS)
+
+
+_SHORTENING_STARTS = tuple(datetime(2024, month, day, tzinfo=UTC) for month in (1, 2, 3) for day in (1, 28, 29))
+
+
+def retention_shortened(old: Policy, new: Policy) -> str | None:
+    """Why ``new`` keeps some points for less time than ``old``, or None when it keeps every one as long.
+
+    A rule removed, its vault or archive lifecycle shorter, or its archive copy dropped: each counts
+    (a critical operation under multi-user authorization, shared/approvals.py).
+    """
+    reasons = []
+    for rule in old.retention_rules:
+        try:
+            after = new.retention_rule(rule.name)
+        except KeyError:
+            reasons.append(f"retention rule {rule.name} removed")
+            continue
+        if _shorter(after.vault.delete_after, rule.vault.delete_after):
+            reasons.append(
+                f"{rule.name} keeps VaultStore points {after.vault.delete_after} instead of {rule.vault.delete_after}"
+            )
+        if rule.archive is not None:
+            if after.archive is None:
+                reasons.append(f"{rule.name} no longer keeps ArchiveStore points ({rule.archive.delete_after})")
+            elif _shorter(after.archive.delete_after, rule.archive.delete_after):
+                reasons.append(
+                    f"{rule.name} keeps ArchiveStore points {after.archive.delete_after} instead of "
+                    f"{rule.archive.delete_after}"
+                )
+    return "; ".join(reasons) or None
+
+
 class PolicyService:
     """Backup policies kept in the state table."""
 
@@ -102,6 +139,14 @@ class PolicyService:
             except (EntityExists, ETagMismatch):
                 continue  # another request wrote it in between: read again and decide again
         raise UserError(ErrorCode.CONFLICT, f"policy {name!r} is being changed by other requests; retry")
+
+    def shortening(self, name: str, document: Any) -> str | None:
+        """Why storing ``document`` as ``name`` would shorten its retention (None: it would not, or
+        the policy is new); an invalid document is refused here as ``put`` would refuse it."""
+        check_name(name)
+        new = parse_policy(document)
+        current = self._state.get(layout.POLICY, layout.row_key(name))
+        return None if current is None else retention_shortened(self._load(current).policy, new)
 
     def _load(self, entity: Entity) -> StoredPolicy:
         return StoredPolicy(str(entity["name"]), parse_policy(json.loads(str(entity["policy"]))), entity.get("created"))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +40,89 @@ DEFAULT_FUNCTION_TIMEOUT = "00:30:00"
 SOFT_DELETE_DAYS = (14, 180)
 DEFAULT_SOFT_DELETE_DAYS = 14
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
+
+
+class AuthMode(StrEnum):
+    """How callers of the HTTP API are known (DEPLOY.md, Authentication)."""
+
+    FUNCTION_KEYS = "FunctionKeys"
+    """The host checks a function key on every keyed route; every key caller is the emergency admin."""
+    APP_SERVICE_AUTHENTICATION = "AppServiceAuthentication"
+    """App Service Authentication (Microsoft Entra ID) signs callers in; the routes are anonymous to the
+    host and pgvault reads the caller and its app roles from ``X-MS-CLIENT-PRINCIPAL``."""
+
+
+# Azure Backup keeps a policy's points at most 10 years (docs/rules.md C1): the audit trail of the
+# calls that made and changed them is kept at least that long (in days, leap days included).
+MIN_AUDIT_RETENTION_DAYS = 3653
+MAX_AUDIT_RETENTION_DAYS = 36500
+DEFAULT_APPROVAL_HOURS = 24
+MAX_APPROVAL_HOURS = 168
+# Set by App Service on every Azure host (never by devhost): dev principals are refused there.
+AZURE_HOST_MARKERS = ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME")
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Authentication mode, dev principals, multi-user authorization and audit retention."""
+
+    auth_mode: AuthMode = AuthMode.FUNCTION_KEYS
+    dev_principals: bool = False
+    """Honour a test ``X-MS-CLIENT-PRINCIPAL`` in FunctionKeys mode (devhost only; refused in Azure)."""
+    multi_user_authorization: bool = False
+    approval_window: timedelta = timedelta(hours=DEFAULT_APPROVAL_HOURS)
+    audit_retention_days: int = MIN_AUDIT_RETENTION_DAYS
+
+    @property
+    def principals_from_header(self) -> bool:
+        """Whether the caller is read from ``X-MS-CLIENT-PRINCIPAL``."""
+        return self.auth_mode is AuthMode.APP_SERVICE_AUTHENTICATION or self.dev_principals
+
+
+def _whole(env: Mapping[str, str], name: str, problems: dict[str, str], *, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"\d{1,9}", raw) or not low <= int(raw) <= high:
+        problems[name] = f"must be a whole number from {low} to {high}, got {raw!r}"
+        return default
+    return int(raw)
+
+
+def load_access_settings(
+    env: Mapping[str, str] | None = None, problems: dict[str, str] | None = None
+) -> AccessSettings:
+    """The access settings; with ``problems`` given, each problem is added there, else ``SettingsError``.
+
+    ``PGVAULT_DEV_PRINCIPALS=true`` is refused where App Service runs the app: there only the
+    platform may say who the caller is.
+    """
+    env = os.environ if env is None else env
+    found: dict[str, str] = {} if problems is None else problems
+    raw_mode = env.get("PGVAULT_AUTH_MODE", "").strip() or AuthMode.FUNCTION_KEYS.value
+    mode = next((m for m in AuthMode if m.value.lower() == raw_mode.lower()), None)
+    if mode is None:
+        found["PGVAULT_AUTH_MODE"] = f"must be {' or '.join(m.value for m in AuthMode)}, got {raw_mode!r}"
+        mode = AuthMode.FUNCTION_KEYS
+    dev = _bool(env, "PGVAULT_DEV_PRINCIPALS", found)
+    if dev and any(env.get(marker) for marker in AZURE_HOST_MARKERS):
+        found["PGVAULT_DEV_PRINCIPALS"] = (
+            "is for devhost only: in Azure the caller comes from App Service Authentication "
+            "(PGVAULT_AUTH_MODE=AppServiceAuthentication); remove the setting"
+        )
+    mua = _bool(env, "PGVAULT_MULTI_USER_AUTHORIZATION", found)
+    hours = _whole(env, "PGVAULT_APPROVAL_HOURS", found, default=DEFAULT_APPROVAL_HOURS, low=1, high=MAX_APPROVAL_HOURS)
+    audit_days = _whole(
+        env,
+        "PGVAULT_AUDIT_RETENTION_DAYS",
+        found,
+        default=MIN_AUDIT_RETENTION_DAYS,
+        low=MIN_AUDIT_RETENTION_DAYS,
+        high=MAX_AUDIT_RETENTION_DAYS,
+    )
+    if problems is None and found:
+        raise SettingsError(found)
+    return AccessSettings(mode, dev, mua, timedelta(hours=hours), audit_days)
 
 
 @dataclass(frozen=True)
@@ -86,6 +170,8 @@ class Settings:
     missed_backup_grace: timedelta = timedelta(hours=6)
     # The app's public address for links in alerts (https://<WEBSITE_HOSTNAME> in Azure); None: relative links.
     public_url: str | None = None
+    # Who may call what, approvals of critical operations, the audit trail (shared/access.py).
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     @property
     def storage_account(self) -> str | None:
@@ -352,6 +438,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     immutability = _immutability(env, problems)
     alert_webhook_url = _alert_webhook_url(env, problems)
     missed_backup_grace = _missed_backup_grace(env, problems)
+    access = load_access_settings(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -380,4 +467,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_webhook_url=alert_webhook_url,
         missed_backup_grace=missed_backup_grace,
         public_url=_public_url(env),
+        access=access,
     )

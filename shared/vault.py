@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared.alerts.service import AlertService
+from shared.approvals import Approvals
+from shared.audit import AuditLog
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.health import CheckStatus, tools_check
@@ -187,6 +189,15 @@ class Vault:
             grace=s.missed_backup_grace,
             link_base=s.public_url,
         )
+
+    def audit(self) -> AuditLog:
+        """The audit trail of mutating calls."""
+        return AuditLog(self.state, self.settings.access.audit_retention_days)
+
+    def approvals(self) -> Approvals:
+        """Approval requests of critical operations (multi-user authorization)."""
+        access = self.settings.access
+        return Approvals(self.state, enabled=access.multi_user_authorization, window=access.approval_window)
 
     def hung_jobs(self) -> HungJobs:
         """Jobs whose queue message was poisoned or lost."""

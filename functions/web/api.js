@@ -45,7 +45,8 @@ export async function callText(path, { method = 'GET', body } = {}) {
   if (k) headers['x-functions-key'] = k;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(url, {
-    method, headers, cache: 'no-store', credentials: 'omit',
+    // same-origin: App Service Authentication's session cookie goes with the call (never elsewhere).
+    method, headers, cache: 'no-store', credentials: 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (r.status === 401) throw new AuthNeeded();

@@ -1,7 +1,9 @@
 // The dashboard's entry: hash routes, the key prompt, the header.
+import { applyRoles, forgetMe, loadMe, whoText } from './access.js';
 import { AuthNeeded, call, key } from './api.js';
 import { errorBox, h, mount } from './dom.js';
 import { renderAlerts } from './views/alerts.js';
+import { renderApprovals, renderAudit } from './views/access.js';
 import { renderConfigure } from './views/configure.js';
 import { renderInstance } from './views/instance.js';
 import { renderInstances } from './views/instances.js';
@@ -34,12 +36,16 @@ function pick(parts) {
   if (section === 'policies' && arg) return ['policies', renderPolicy, arg];
   if (section === 'policies') return ['policies', renderPolicies, null];
   if (section === 'alerts') return ['alerts', renderAlerts, null];
+  if (section === 'audit') return ['audit', renderAudit, null];
+  if (section === 'approvals') return ['approvals', renderApprovals, null];
   if (section === 'jobs' && arg === 'all') return ['jobs', renderAllJobs, null];
   if (section === 'jobs' && arg) return ['jobs', renderJob, arg];
   return ['jobs', renderJobs, null];
 }
 
-const TITLES = { jobs: 'Jobs', instances: 'Backup instances', servers: 'Protected servers', policies: 'Backup policies', alerts: 'Alerts' };
+const TITLES = { jobs: 'Jobs', instances: 'Backup instances', servers: 'Protected servers', policies: 'Backup policies',
+  alerts: 'Alerts', audit: 'Audit log',
+  approvals: 'Approvals' };
 
 function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',
@@ -79,12 +85,17 @@ async function route() {
     go: (hash) => { location.hash = hash; },
   };
   try {
+    // Behind App Service Authentication the session cookie signs the calls in: no key is asked.
+    await loadMe();
+    mount(document.getElementById('who'), whoText());
     await render(main, arg, params, ctx);
+    applyRoles(main);
   } catch (err) {
     if (!ctx.alive()) return;
     if (err instanceof AuthNeeded) {
       const refused = Boolean(key.get());
       key.forget();
+      forgetMe();
       forget.hidden = true;
       mount(main, keyForm(route, refused));
       document.getElementById('function-key').focus();
@@ -103,7 +114,9 @@ async function showVault() {
   }
 }
 
-forget.addEventListener('click', () => { key.forget(); route(); });
+forget.addEventListener('click', () => { key.forget(); forgetMe(); route(); });
+// Views redraw parts of themselves (forms, wizards): hide what the role does not allow each time.
+new MutationObserver(() => applyRoles(main)).observe(main, { childList: true, subtree: true });
 document.querySelector('.skip').addEventListener('click', (ev) => { ev.preventDefault(); main.focus(); });
 window.addEventListener('hashchange', route);
 showVault();

@@ -280,6 +280,11 @@ def _the_rest(api: Conformance) -> None:
     api.call("GET", "/openapi.json", 200)
     api.call("GET", "/dashboard", 200, headers={})
     api.call("GET", "/dashboard/app.js", 200, headers={})
+    assert api.call("GET", "/me", 200).json()["functionKey"] is True
+    assert api.call("GET", "/auditLog?days=1&top=2", 200).json()["nextLink"]  # this run's calls, in pages
+    assert api.call("GET", "/approvals", 200).json() == {"value": []}  # multi-user authorization is off here
+    api.call("GET", "/approvals/00ab-cd", 404)
+    api.call("POST", "/approvals/00ab-cd:approve", 404)
 
 
 def test_every_route_answers_as_the_document_says(

@@ -354,3 +354,61 @@ def test_a_soft_deleted_instance_shows_so_and_undelete_brings_it_back(
     shown = host.get("/backupInstances/gone").json()
     assert (shown["protectionStatus"], shown["retainData"]) == ("ProtectionStopped", "forever")
     _shot(page, "7-undeleted")
+
+
+def test_behind_app_service_authentication_no_key_is_asked_and_only_the_roles_actions_show(
+    make_host: Hosts, vault: dict[str, Any], page: Any
+) -> None:
+    # As behind App Service Authentication: no key on the host, the platform's principal header on
+    # every call (here a dev principal, sent by the browser).
+    from shared.access import Role, encode_principal
+
+    signed_in = make_host(
+        {"PGVAULT_DEVHOST_KEY": "", "PGVAULT_DEV_PRINCIPALS": "true", "PGVAULT_MULTI_USER_AUTHORIZATION": "true"}
+    )
+    # A critical operation waiting for a Guard (the hostile instance, which no later test uses).
+    asked = requests.post(
+        f"{signed_in.url}/backupInstances/hostile:stopProtection",
+        json={"retainData": "delete"},
+        headers={"X-MS-CLIENT-PRINCIPAL": encode_principal("alice@contoso.com", [Role.CONTRIBUTOR])},
+        timeout=30,
+    )
+    assert asked.status_code == 202 and asked.json()["status"] == "Pending", asked.text
+    approval = asked.json()["approvalId"]
+    expect = sync_api.expect
+    for name, roles, backup, stop in (
+        ("bob", [Role.READER], False, False),
+        ("olga", [Role.OPERATOR], True, False),  # (a key caller, every role, sees all: the test above)
+        ("gus", [Role.GUARD], False, False),
+    ):
+        tab = page.context.new_page()
+        try:
+            tab.set_extra_http_headers({"X-MS-CLIENT-PRINCIPAL": encode_principal(f"{name}@contoso.com", roles)})
+            tab.goto(f"{signed_in.url}/dashboard#/instances/shop")
+            expect(tab.locator("#instance-name")).to_have_text("shop")
+            expect(tab.locator("#key-form")).to_have_count(0)
+            expect(tab.locator("#who")).to_contain_text(f"{name}@contoso.com · {roles[0].value}")
+            for element, shown in (("#backup-form", backup), ("#protection-form", stop)):
+                if shown:
+                    expect(tab.locator(element)).to_be_visible()
+                else:
+                    expect(tab.locator(element)).to_be_hidden()
+            if name == "bob":
+                _shot(tab, "reader-instance")
+                # The audit log page lists the mutating calls of this module's run (the policy's PUT first of all).
+                tab.click("header nav >> text=Audit log")
+                expect(tab.locator("main")).to_contain_text("PUT backupPolicies/{name}")
+                expect(tab.locator("main")).not_to_contain_text(PASSWORD)
+                tab.click("header nav >> text=Approvals")
+                expect(tab.locator(f'tr[data-approval="{approval}"]')).to_contain_text("Pending")
+                expect(tab.locator(f"#approve-{approval}")).to_have_count(0)  # a Reader cannot approve
+            if name == "gus":
+                # A Guard approves from the page: the stop with delete runs, once.
+                tab.click("header nav >> text=Approvals")
+                tab.click(f"#approve-{approval}")
+                row = tab.locator(f'tr[data-approval="{approval}"]')
+                expect(row).to_contain_text("Executed by gus@contoso.com (202)")
+                expect(tab.locator(f"#approve-{approval}")).to_have_count(0)
+                _shot(tab, "guard-approved")
+        finally:
+            tab.close()

@@ -63,6 +63,11 @@ EXPECTED_HTTP = {
     "delete_protected_server": ("protectedServers/{name}", {"DELETE"}, "function"),
     "discover_protected_server": ("protectedServers/{name}:discover", {"POST"}, "function"),
     "list_alerts": ("alerts", {"GET"}, "function"),
+    "me": ("me", {"GET"}, "function"),
+    "audit_log": ("auditLog", {"GET"}, "function"),
+    "list_approvals": ("approvals", {"GET"}, "function"),
+    "get_approval": ("approvals/{id}", {"GET"}, "function"),
+    "approve": ("approvals/{id}:approve", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {

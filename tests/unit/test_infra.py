@@ -40,6 +40,7 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 NOT_DEPLOYED = {
     "PGVAULT_DEVHOST_KEY": "devhost only; Azure uses function keys",
     "PGVAULT_DEVHOST_MESSAGE_LEASE": "devhost only; the Functions host keeps a running message hidden itself",
+    "PGVAULT_DEV_PRINCIPALS": "devhost only; refused on an Azure host, where App Service Authentication says who calls",
     "AzureWebJobsStorage": "a connection string holds the account key: the identity-based form is set instead",
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig (Premium sets it)",
     "AzureWebJobsFeatureFlags": "EnableWorkerIndexing is the default of the v2 Python model on Functions 4",

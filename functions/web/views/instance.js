@@ -104,6 +104,11 @@ function protectionForm(instance, ctx) {
     || instance.currentProtectionState === 'ProtectionStopped' || instance.currentProtectionState === 'BackupSchedulesSuspended';
   const form = h('form', { class: 'action-form', id: 'protection-form' }, h('h3', null, stopped ? 'Resume backup' : 'Stop backup'));
   const done = (answer) => {
+    if (answer && answer.approvalId) {
+      // Multi-user authorization: nothing happens until a Backup Guard approves.
+      result.replaceChildren(h('p', { class: 'muted', id: 'approval-pending' }, answer.message));
+      return;
+    }
     if (answer && answer.jobId) ctx.go(`#/jobs/${ep(answer.jobId)}`);
     else ctx.go(`#/instances/${ep(instance.name)}?t=${Date.now()}`);
   };
