@@ -8,7 +8,8 @@ the inverted backup time, so the partition reads newest first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -70,6 +71,44 @@ def recovery_point_id(job_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One data part of a multi-part recovery point (``shared.pg.parts``): checksum, sizes, tables.
+
+    Its blob is ``layout.part_blob_name(point.blob_name, index)``: named after the point's blob,
+    so it follows the point's blob through archive copies and rehydrated copies.
+    """
+
+    index: int
+    sha256: str
+    stored_bytes: int
+    raw_bytes: int
+    tables: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "sha256": self.sha256,
+            "storedBytes": self.stored_bytes,
+            "rawBytes": self.raw_bytes,
+            "tables": list(self.tables),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Part:
+        return cls(int(d["index"]), str(d["sha256"]), int(d["storedBytes"]), int(d["rawBytes"]), tuple(d["tables"]))
+
+
+def parts_to_json(parts: Sequence[Part]) -> str | None:
+    """The parts as the point's record stores them (None for a single-part point)."""
+    return json.dumps([p.to_dict() for p in parts], separators=(",", ":")) if parts else None
+
+
+def parts_from_json(text: str | None) -> tuple[Part, ...]:
+    """The parts a point's record stores (none for a single-part point, or one written before parts)."""
+    return tuple(Part.from_dict(d) for d in json.loads(text)) if text else ()
+
+
+@dataclass(frozen=True)
 class RecoveryPoint:
     """One restorable copy of a database."""
 
@@ -110,6 +149,18 @@ class RecoveryPoint:
     """When a read found its blob failing its checksum; a Corrupted point is never restored again."""
     corruption: str | None = None
     """What that read found, and which job read it."""
+    parts: tuple[Part, ...] = ()
+    """The data parts of a multi-part point (its ``blob_name`` is then the schema part); none: one blob."""
+
+    def part_blobs(self, blob_name: str | None = None) -> list[tuple[str, str]]:
+        """(blob, sha256) of each data part, named after ``blob_name`` (the point's blob, or a copy of it)."""
+        base = blob_name if blob_name is not None else self.blob_name
+        return [(layout.part_blob_name(base, p.index), p.sha256) for p in self.parts]
+
+    def blob_names(self, blob_name: str | None = None) -> list[str]:
+        """Every blob of the point: ``blob_name`` (default its own) and its parts' blobs named after it."""
+        base = blob_name if blob_name is not None else self.blob_name
+        return [base, *(name for name, _ in self.part_blobs(base))]
 
     @property
     def integrity(self) -> Integrity:
@@ -155,6 +206,7 @@ class RecoveryPoint:
         pg_dump_version: str,
         job_id: str,
         on_demand: bool,
+        parts: tuple[Part, ...] = (),
     ) -> RecoveryPoint:
         """A new point in vault-standard, with the dates its policy's lifecycle gives."""
         return cls(
@@ -176,6 +228,7 @@ class RecoveryPoint:
             job_id,
             on_demand,
             copy_option=life.copy_option,
+            parts=parts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +297,7 @@ class RecoveryPoint:
             "archiveBlobName": self.archive_blob_name,
             "corruptedAt": self.corrupted_at,
             "corruption": self.corruption,
+            "parts": parts_to_json(self.parts),
         }
 
     @classmethod
@@ -277,6 +331,7 @@ class RecoveryPoint:
             e.get("archiveBlobName"),
             e.get("corruptedAt"),
             e.get("corruption"),
+            parts_from_json(e.get("parts")),
         )
 
 

@@ -69,6 +69,10 @@ class Settings:
     export_accounts: tuple[str, ...] = ()
     # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
     key_vault_uri: str | None = None
+    # pg_dump/pg_restore processes of one backup or restore (PGVAULT_BACKUP_PARALLELISM); 1: one stream.
+    backup_parallelism: int = 1
+    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
+    parallel_backup_min_bytes: int = 2 * 1024**3
 
     @property
     def storage_account(self) -> str | None:
@@ -271,6 +275,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
+    parallelism = _whole(env, "PGVAULT_BACKUP_PARALLELISM", default_parallelism(), (1, 64), problems)
+    parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", 2 * 1024**3, (0, 2**62), problems)
 
     if problems:
         raise SettingsError(problems)
@@ -293,4 +299,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
         key_vault_uri=key_vault_uri,
+        backup_parallelism=parallelism,
+        parallel_backup_min_bytes=parallel_min,
     )
+
+
+def default_parallelism() -> int:
+    """The cores this process may run on (its CPU affinity, not the host's count), at most 16."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(16, cores))
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int], problems: dict[str, str]) -> int:
+    """The whole number setting ``name`` within ``bounds`` (``default`` when unset or empty)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    low, high = bounds
+    try:
+        value = int(raw)
+    except ValueError:
+        problems[name] = f"must be a whole number from {low} to {high}, got {raw!r}"
+        return default
+    if not low <= value <= high:
+        problems[name] = f"must be a whole number from {low} to {high}, got {value}"
+        return default
+    return value

@@ -162,7 +162,9 @@ class RestoreService:
         probe: BlobProbe | None = None,
         allow_env_secrets: bool = False,
         exports: ExportRules | None = None,
+        parallelism: int = 2,
     ) -> None:
+        self._parallelism = parallelism
         self._state = state
         self._runner = JobRunner(state, clock)
         self._jobs = self._runner.jobs
@@ -371,6 +373,7 @@ class RestoreService:
             self._vault_account,
             self._exports,
             self._points,
+            self._parallelism,
         )
 
     def _source_blob(self, point: RecoveryPoint) -> str | None:

@@ -28,6 +28,7 @@ from shared.jobs.runner import JobRun
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.pg.digests import compare_digests, methods_of, table_digests
+from shared.pg.parts import PartSource, restore_in_parts
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
     MARKER,
@@ -126,6 +127,8 @@ class Context:
     # Where restores as files may write (none: nowhere).
     exports: files.ExportRules = field(default_factory=files.ExportRules)
     points: RecoveryPointStore | None = None
+    # pg_restore processes of a multi-part point's restore (and post-data's --jobs).
+    parallelism: int = 2
 
 
 class RestoreWork:
@@ -236,17 +239,31 @@ class RestoreWork:
         if schemas:
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name)) as conn:
                 create_schemas(conn, schemas)
+        env = params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext)
         try:
-            report = restore_blob(
-                tool.path,
-                params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext),
-                self.s.backups,
-                blob,
-                point.sha256,
-                options=options,
-                on_bytes=self.progress(point.size_in_bytes),
-                stop=self.heartbeat.signal,
-            )
+            if point.parts:
+                report = restore_in_parts(
+                    tool.path,
+                    env,
+                    self.s.backups,
+                    PartSource(blob, point.sha256),
+                    [PartSource(b, sha) for b, sha in point.part_blobs(blob)],
+                    options=options,
+                    jobs=self.s.parallelism,
+                    on_bytes=self.progress(point.size_in_bytes),
+                    stop=self.heartbeat.signal,
+                )
+            else:
+                report = restore_blob(
+                    tool.path,
+                    env,
+                    self.s.backups,
+                    blob,
+                    point.sha256,
+                    options=options,
+                    on_bytes=self.progress(point.size_in_bytes),
+                    stop=self.heartbeat.signal,
+                )
         except IntegrityError as exc:
             raise self._corrupted(point, exc) from exc
         if not report.ok:
