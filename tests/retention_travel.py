@@ -24,9 +24,9 @@ from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import JobStatus, JobStore, Operation, new_job_id
 from shared.policies import PolicyService
 from shared.policy import DataStore, Policy, Simulation, lifecycle, simulate, tag_backup
-from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
+from shared.recovery_points import Part, PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import CLAIM_TIMEOUT, RetentionSweep, SweepStep
-from shared.storage.layout import manifest_name_for
+from shared.storage.layout import manifest_name_for, part_blob_name
 from shared.storage.ports import BlobContainer, StateStore
 from tests.examples import EXAMPLES
 
@@ -44,6 +44,8 @@ class World:
     fresh: Callable[[], tuple[StateStore, Blobs]]
     """Adapters of their own on the same storage (for a second sweep in another thread)."""
     recorded: list[datetime] = field(default_factory=list)
+    parts: int = 0
+    """Data parts of every other point recorded (multi-part points, ``shared.pg.parts``)."""
     _simulations: dict[datetime, Simulation] = field(default_factory=dict)
 
     def simulation(self, end: datetime) -> Simulation:
@@ -64,6 +66,11 @@ class World:
             blob = f"{NAME}/{rp_id}.pgdump.zst"
             self.blobs.put(blob, b"fake dump " + rp_id.encode())
             self.blobs.put(manifest_name_for(blob), b'{"tables": {}}')
+            parts = tuple(
+                Part(i, "0" * 64, 16, 32) for i in range(1, 1 + (self.parts if len(self.recorded) % 2 else 0))
+            )
+            for part in parts:
+                self.blobs.put(part_blob_name(blob, part.index), b"fake part " + rp_id.encode())
             life = lifecycle(self.policy, tag, backup.time)
             point = RecoveryPoint.from_lifecycle(
                 rp_id,
@@ -77,6 +84,7 @@ class World:
                 pg_dump_version="pg_dump (PostgreSQL) 15.8",
                 job_id=rp_id,
                 on_demand=False,
+                parts=parts,
             )
             store.add(point)
             self.recorded.append(backup.time)
@@ -112,10 +120,10 @@ def _expected(world: World, at: datetime, end: datetime) -> dict[DataStore, set[
 
 
 def _assert_blobs_match_points(world: World) -> None:
-    points = {p.blob_name: p for p in RecoveryPointStore(world.state).of(NAME)}
+    points = {name: p for p in RecoveryPointStore(world.state).of(NAME) for name in p.blob_names()}
     blobs = {name for name, _ in world.blobs.listing() if name.startswith(f"{NAME}/")}
-    manifests = {manifest_name_for(name) for name in points}
-    # Deleted points left no blob, nor manifest; every listed point has its blob (and its manifest).
+    manifests = {manifest_name_for(p.blob_name) for p in points.values()}
+    # Deleted points left no blob (no part), nor manifest; every listed point has its blobs (and its manifest).
     assert blobs == set(points) | manifests
     for name, point in points.items():  # (a manifest stays in the hot tier: it is small)
         tier = world.blobs.tier(name)
