@@ -9,12 +9,13 @@ import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from azure.storage.blob import StandardBlobTier
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
@@ -26,6 +27,7 @@ from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.pg.tools import pick_tool
 from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
+from shared.restore.rehydration import CopyState, RehydrationStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
@@ -75,7 +77,14 @@ class World:
         )
 
     def restore(self, point: RecoveryPoint, database: str) -> Job:
-        body = {
+        service = self.service()
+        job = service.start("psrc", self.restore_body(point, database), self.now())
+        done = service.run(job.job_id, last_try=True)
+        assert done is not None
+        return done
+
+    def restore_body(self, point: RecoveryPoint, database: str) -> dict[str, Any]:
+        return {
             "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
             "recoveryPointId": point.recovery_point_id,
             "sourceDataStoreType": "VaultStore",
@@ -89,11 +98,6 @@ class World:
                 },
             },
         }
-        service = self.service()
-        job = service.start("psrc", body, self.now())
-        done = service.run(job.job_id, last_try=True)
-        assert done is not None
-        return done
 
     def verify(self, point: RecoveryPoint) -> Job:
         service = self.service()
@@ -270,3 +274,30 @@ def test_a_tampered_part_fails_the_restore_as_corrupted_and_marks_the_point(worl
     with pytest.raises(UserError) as refused:
         world.verify(marked)
     assert refused.value.code.value == "RecoveryPointCorrupted"
+
+
+def test_an_archived_multi_part_point_is_rehydrated_part_by_part_and_restores_equal(world: World) -> None:
+    _, point = world.backup()
+    for name in point.blob_names():  # what the sweep's archive move does to every blob of the point
+        world.storage.backups.client.get_blob_client(name).set_standard_blob_tier(StandardBlobTier.ARCHIVE)
+    entity = world.storage.state.get(layout.recovery_points(point.instance), point.recovery_point_id)
+    assert entity is not None
+    world.storage.state.update(entity, {**entity.data, "datastore": "ArchiveStore"})
+    body = world.restore_body(point, f"parch_{world.u}")
+    body |= {
+        "objectType": "AzureBackupRestoreWithRehydrationRequest",
+        "sourceDataStoreType": "ArchiveStore",
+        "rehydrationPriority": "High",
+        "rehydrationRetentionDuration": "P10D",
+    }
+    service, now = world.service(), world.now()
+    restore = service.start("psrc", body, now)
+    assert service.run(restore.details["rehydrationJobId"], last_try=False) is not None
+    service.tick(now)
+    record = RehydrationStore(world.storage.state).get(point.recovery_point_id)
+    assert record is not None and record.state is CopyState.READY and len(record.copies()) == PARTS + 1
+    done = service.run(restore.job_id, last_try=False)
+    assert done is not None and done.status is JobStatus.COMPLETED, done.error
+    assert world.digests(f"parch_{world.u}") == world.digests(world.db)
+    assert service.tick(now + timedelta(days=10, minutes=1))["deleted"] == 1
+    assert not any(world.storage.backups.exists(copy) for _, copy in record.copies())
