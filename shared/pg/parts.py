@@ -33,6 +33,7 @@ import functools
 import heapq
 import logging
 import os
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -445,15 +446,24 @@ def restore_in_parts(
             path.unlink()
 
 
-def restore_command_lines(schema_file: str, part_files: Sequence[str], options: RestoreOptions, jobs: int) -> list[str]:
-    """The shell commands that restore a multi-part point written as files, in order (``PG*`` name the target)."""
-    import shlex
-
+def restore_command_lines(
+    schema_file: str, part_files: Sequence[str], options: RestoreOptions, jobs: int, *, zstd: bool = False
+) -> list[str]:
+    """The shell commands that restore a multi-part point written as files, in order, into the
+    database the ``PG*`` variables name: pre-data, the data of every file, post-data (``--jobs``,
+    which needs a seekable file: not for the zstd form, whose files are piped through ``zstd -dc``)."""
     base = shlex.join(["pg_restore", *options.args()]) + ' --dbname "$PGDATABASE"'
-    schema = shlex.quote(schema_file)
-    lines = [f"{base} --section=pre-data {schema}", f"{base} --section=data {schema}"]
-    lines += [f"{base} {shlex.quote(name)}" for name in part_files]
-    lines.append(f"{base} --section=post-data --jobs={max(1, jobs)} {schema}")
+
+    def run(path: str, *args: str) -> str:
+        tail = " ".join(args)
+        if zstd:
+            return f"zstd -dc {shlex.quote(path)} | {base}" + (f" {tail}" if tail else "")
+        return f"{base} " + (f"{tail} " if tail else "") + shlex.quote(path)
+
+    post = ("--section=post-data",) if zstd else ("--section=post-data", f"--jobs={max(1, jobs)}")
+    lines = [run(schema_file, "--section=pre-data"), run(schema_file, "--section=data")]
+    lines += [run(name) for name in part_files]
+    lines.append(run(schema_file, *post))
     return lines
 
 

@@ -4,8 +4,12 @@ a tampered part is caught."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import shutil
 import stat
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +31,11 @@ from shared.pg.digests import table_digests
 from shared.pg.grants import grant_sql
 from shared.pg.tools import pick_tool
 from shared.recovery_points import Integrity, RecoveryPoint, RecoveryPointStore
+from shared.restore.files import ExportRules
 from shared.restore.rehydration import CopyState, RehydrationStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
+from shared.settings import load_settings
 from shared.storage import layout
 from tests.integration.world import Storage, open_storage
 
@@ -45,6 +51,7 @@ class World:
     db: str
     storage: Storage
     env: dict[str, str]
+    emulator: str | None
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -74,6 +81,8 @@ class World:
             queues=self.storage.queues,
             allow_env_secrets=True,
             parallelism=PARTS,
+            vault_account=self.storage.account,
+            exports=ExportRules(accounts=("devstoreaccount1",), emulator_endpoint=self.emulator),
         )
 
     def restore(self, point: RecoveryPoint, database: str) -> Job:
@@ -178,7 +187,14 @@ def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
         "policyName": "mwf",
     }
     storage.protect("psrc", spec, datetime.now(UTC))
-    yield World(postgres, u, db, storage, env)
+    settings = load_settings(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+            "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+        }
+    )
+    yield World(postgres, u, db, storage, env, settings.storage_emulator_blob_endpoint)
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
         for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
             c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -301,3 +317,42 @@ def test_an_archived_multi_part_point_is_rehydrated_part_by_part_and_restores_eq
     assert world.digests(f"parch_{world.u}") == world.digests(world.db)
     assert service.tick(now + timedelta(days=10, minutes=1))["deleted"] == 1
     assert not any(world.storage.backups.exists(copy) for _, copy in record.copies())
+
+
+def test_a_multi_part_point_restored_as_files_gives_every_part_and_commands_that_restore_it(
+    world: World, point: RecoveryPoint, tmp_path: Path
+) -> None:
+    container = world.storage.account.blob_service().get_container_client(f"pfiles-{world.u}")
+    container.create_container()
+    body = world.restore_body(point, "unused")
+    body["restoreTargetInfo"] = {
+        "objectType": "RestoreFilesTargetInfo",
+        "recoveryOption": "FailIfExists",
+        "targetDetails": {"url": container.url, "filePrefix": "x/src", "restoreTargetLocationType": "AzureBlobs"},
+    }
+    service = world.service()
+    started = service.start("psrc", body, world.now())
+    job = service.run(started.job_id, last_try=True)
+    assert job is not None and job.status is JobStatus.COMPLETED, job.error
+    names = ["x/src.dump", *(f"x/src.part{i:03d}.dump" for i in range(1, PARTS + 1)), "x/src.manifest.json"]
+    assert job.details["files"] == names
+    manifest = json.loads(container.download_blob("x/src.manifest.json").readall())
+    (tmp_path / "x").mkdir()
+    for name in names[:-1]:
+        (tmp_path / name).write_bytes(container.download_blob(name).readall())
+    assert [p["sha256"] for p in manifest["parts"]] == [
+        hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in names[1:-1]
+    ]
+    target = f"pfromfiles_{world.u}"
+    with world.connect("postgres") as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    pg_env = {"PGHOST": "127.0.0.1", "PGPORT": str(world.pg.port), "PGUSER": "postgres", "PGDATABASE": target}
+    tool_dir = str(pick_tool("pg_restore", 15).path.parent)
+    subprocess.run(
+        ["bash", "-c", manifest["restoreCommand"]],
+        cwd=tmp_path,
+        env={"PATH": f"{tool_dir}:{os.environ['PATH']}", **pg_env},
+        check=True,
+        capture_output=True,
+    )
+    assert world.digests(target) == world.digests(world.db)
