@@ -267,6 +267,7 @@ class RecoveryPoint:
             inArchiveStore=self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
             integrity=self.integrity,
             corruption=corruption,
+            parts=1 + len(self.parts),
         )
 
     def _data(self) -> dict[str, Any]:
