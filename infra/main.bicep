@@ -389,6 +389,9 @@ var commonAppSettings = {
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  // Empty: as many pg_dump/pg_restore processes as the instance has cores (shared/settings.py).
+  PGVAULT_BACKUP_PARALLELISM: ''
+  PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '2147483648'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'

@@ -33,7 +33,7 @@ from shared.locks import Heartbeat
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams
 from shared.pg.dump import DumpResult, dump_with_manifest
-from shared.pg.parts import DEFAULT_PARALLEL_MIN_BYTES, dump_in_parts
+from shared.pg.parts import DEFAULT_PARALLEL_MIN_BYTES, NoSnapshot, PartedDump, dump_in_parts
 from shared.pg.privileges import check_backup_privileges, to_user_error
 from shared.pg.tools import Tool, pick_tool
 from shared.policies import PolicyService
@@ -272,20 +272,25 @@ class BackupRunner(Work):
             "pgdumpversion": tool.version_text.split()[-1],
         }
         parts: tuple[Part, ...] = ()
+        parted: PartedDump | None = None
         if self._parallelism > 1 and source.size >= self._parallel_min_bytes:
-            parted = dump_in_parts(
-                tool.path,
-                source.kwargs,
-                env,
-                self._backups,
-                blob_name,
-                parallelism=self._parallelism,
-                metadata=metadata,
-                on_progress=lambda raw: run.progress(raw, source.size),
-                digests=self._manifest,
-                stop=run.heartbeat.signal,
-                before_commit=run.heartbeat.confirm,
-            )
+            try:
+                parted = dump_in_parts(
+                    tool.path,
+                    source.kwargs,
+                    env,
+                    self._backups,
+                    blob_name,
+                    parallelism=self._parallelism,
+                    metadata=metadata,
+                    on_progress=lambda raw: run.progress(raw, source.size),
+                    digests=self._manifest,
+                    stop=run.heartbeat.signal,
+                    before_commit=run.heartbeat.confirm,
+                )
+            except NoSnapshot as exc:
+                log.warning("backup job %s instance %s: %s; one stream instead", run.job.job_id, spec.name, exc)
+        if parted is not None:
             result, tables, parts = parted.schema, parted.tables, parted.parts
         else:
             result, tables = dump_with_manifest(

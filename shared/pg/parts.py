@@ -150,6 +150,10 @@ class PartedDump:
         return self.schema.raw_bytes + sum(p.raw_bytes for p in self.parts)
 
 
+class NoSnapshot(PgVaultError):
+    """The server cannot export a snapshot (``pg_export_snapshot()`` failed): parts could not agree; dump in one."""
+
+
 class _Progress:
     """The raw bytes of every part summed, reported from one thread at a time."""
 
@@ -276,7 +280,8 @@ def dump_in_parts(
 ) -> PartedDump:
     """Dump the database into a schema part (``blob_name``) and up to ``parallelism`` data parts.
 
-    Every part reads the one snapshot exported here; the per-table digests (``digests``) are
+    Every part reads the one snapshot exported here (``NoSnapshot`` before anything is written if the
+    server cannot export one); the per-table digests (``digests``) are
     computed on the exporting connection meanwhile. Either every part is committed with its
     checksum and the parts are returned, or the error is raised and the parts committed so far
     are deleted. ``before_commit`` runs before each part's commit, one part at a time.
@@ -285,7 +290,10 @@ def dump_in_parts(
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
-        snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        try:
+            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
@@ -468,6 +476,7 @@ def restore_command_lines(
 
 
 __all__ = [
+    "NoSnapshot",
     "Part",
     "PartSource",
     "PartedDump",
