@@ -113,12 +113,13 @@ def split_by_size(tables: Sequence[TableSize], bins: int) -> list[tuple[TableSiz
 
     The largest-first greedy rule is within 4/3 of the best split; empty groups are left out.
     """
-    heap: list[tuple[int, int, list[TableSize]]] = [(0, i, []) for i in range(max(1, bins))]
+    # Ties go to the bin with fewer tables: empty tables spread too, and no bin stays empty needlessly.
+    heap: list[tuple[int, int, int, list[TableSize]]] = [(0, 0, i, []) for i in range(max(1, bins))]
     for table in sorted(tables, key=lambda t: (-t.bytes, t.schema, t.name)):
-        weight, i, members = heapq.heappop(heap)
+        weight, count, i, members = heapq.heappop(heap)
         members.append(table)
-        heapq.heappush(heap, (weight + table.bytes, i, members))
-    groups = [tuple(members) for _, _, members in sorted(heap, key=lambda h: h[1]) if members]
+        heapq.heappush(heap, (weight + table.bytes, count + 1, i, members))
+    groups = [tuple(members) for *_, members in sorted(heap, key=lambda h: h[2]) if members]
     return sorted(groups, key=lambda g: -sum(t.bytes for t in g))
 
 
