@@ -13,6 +13,7 @@ from functions.openapi import bp as openapi
 from functions.policies import bp as policies
 from functions.restore import bp as restore
 from functions.retention import bp as retention
+from functions.servers import bp as servers
 from functions.workers import bp as workers
 from shared.settings import load_settings
 
@@ -27,6 +28,7 @@ app.register_functions(workers)
 app.register_functions(dashboard)
 app.register_functions(retention)
 app.register_functions(restore)
+app.register_functions(servers)
 
 # devhost calls this once before serving, so every missing or invalid setting is named at start.
 startup_check = load_settings

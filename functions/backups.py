@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from functions.http import accepted, api, json_response
+from shared.recovery_points import shown
 from shared.request_body import parse_json_body
 from shared.vault import current_vault
 from shared.wire.common import Accepted
@@ -31,17 +32,15 @@ def backup_now(req: func.HttpRequest) -> func.HttpResponse:
 def list_recovery_points(req: func.HttpRequest) -> func.HttpResponse:
     """The instance's recovery points, newest first."""
     vault = current_vault()
-    name = vault.instances.get(req.route_params["name"]).spec.name
-    return json_response(RecoveryPointList(value=[p.to_wire() for p in vault.points.of(name)]))
+    return json_response(RecoveryPointList(value=shown(vault.state, req.route_params["name"])))
 
 
 @bp.route(route="backupInstances/{name}/recoveryPoints/{recoveryPointId}", methods=["GET"])
 @api
 def get_recovery_point(req: func.HttpRequest) -> func.HttpResponse:
-    """One recovery point."""
+    """One recovery point (404 for an unknown instance too)."""
     vault = current_vault()
-    point = vault.points.get(req.route_params["name"], req.route_params["recoveryPointId"])
-    return json_response(point.to_wire())
+    return json_response(shown(vault.state, req.route_params["name"], req.route_params["recoveryPointId"])[0])
 
 
 @bp.timer_trigger(arg_name="timer", schedule="%PGVAULT_SCHEDULER_SCHEDULE%", run_on_startup=False)

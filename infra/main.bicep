@@ -76,6 +76,9 @@ param schedulerSchedule string = '0 */5 * * * *'
 @description('PGVAULT_RETENTION_SCHEDULE: six-field NCRONTAB of the retention sweep.')
 param retentionSchedule string = '0 17 * * * *'
 
+@description('PGVAULT_DISCOVERY_SCHEDULE: six-field NCRONTAB of when protected servers are discovered (new databases protected, dropped ones marked).')
+param discoverySchedule string = '0 0 * * * *'
+
 @description('PGVAULT_EXPORT_ACCOUNTS: storage account names (comma-separated) whose containers restore-as-files may write to; empty: no restores as files. Never the vault\'s own containers.')
 param exportAccounts string = ''
 
@@ -89,6 +92,18 @@ param backupContainerName string = 'pgvault-backups'
 @minValue(0)
 @maxValue(3650)
 param backupImmutabilityDays int = 0
+
+@description('Version-level immutability on the backup container (set when the container is created; cannot be turned off): with backupImmutabilityDays > 0, every blob version is WORM for that many days after it is written, so no delete, overwrite or lifecycle rule removes a recovery point early, whoever holds the storage keys.')
+param backupVersionLevelImmutability bool = false
+
+@description('PGVAULT_SOFT_DELETE_DAYS: days a soft-deleted backup instance (stop protection with delete) keeps its recovery points before they are purged (14-180, as Azure Backup).')
+@minValue(14)
+@maxValue(180)
+param pgvaultSoftDeleteDays int = 14
+
+@description('PGVAULT_IMMUTABILITY: Disabled, Unlocked or Locked. When not Disabled the app deletes no recovery point before its expiry and shortens no retention; Locked is recorded on first start and cannot be turned off.')
+@allowed(['Disabled', 'Unlocked', 'Locked'])
+param pgvaultImmutability string = 'Disabled'
 
 @description('Days deleted blobs (and containers) stay recoverable (blob soft delete).')
 @minValue(1)
@@ -202,11 +217,14 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
+// With backupVersionLevelImmutability the container holds version-level WORM: the time-based
+// policy below (backupImmutability) becomes the default policy of every blob version.
 resource backupContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: backupContainerName
   properties: {
     publicAccess: 'None'
+    immutableStorageWithVersioning: backupVersionLevelImmutability ? { enabled: true } : null
   }
 }
 
@@ -388,11 +406,14 @@ var commonAppSettings = {
   PGVAULT_BACKUP_CONTAINER: backupContainerName
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
+  PGVAULT_DISCOVERY_SCHEDULE: discoverySchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
   // Empty: as many pg_dump/pg_restore processes as the instance has cores (shared/settings.py).
   PGVAULT_BACKUP_PARALLELISM: ''
   PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '2147483648'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
+  PGVAULT_SOFT_DELETE_DAYS: string(pgvaultSoftDeleteDays)
+  PGVAULT_IMMUTABILITY: pgvaultImmutability
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
 }

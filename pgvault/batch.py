@@ -123,15 +123,18 @@ def _refusal(entry: Entry, instance: dict[str, Any], found_by: str, diffs: list[
 
 def _being_deleted(entry: Entry, instance: dict[str, Any]) -> dict[str, Any]:
     target = f"instances[{entry.index}]"
+    name = instance.get("name")
+    purge = (instance.get("deletionInfo") or {}).get("scheduledPurgeTime") or "unknown"
     return {
         "name": entry.name,
         "status": FAILED,
         "error": {
-            "code": ErrorCode.CONFLICT.value,
-            "message": f"{target}: backup instance {instance.get('name')!r} is being deleted "
-            "(stopProtection with retainData delete)",
+            "code": ErrorCode.BACKUP_INSTANCE_SOFT_DELETED.value,
+            "message": f"{target}: backup instance {name!r} is soft-deleted (stopProtection with retainData delete; "
+            f"purged from {purge})",
             "target": f"{target}.name",
-            "recommendedAction": "Wait until the instance is gone (its Delete job ended), then send the file again.",
+            "recommendedAction": f"Undelete it (pgvault instance undelete --name {name}), or wait until it is purged, "
+            "then send the file again.",
         },
     }
 
@@ -153,7 +156,7 @@ def plan(entries: Sequence[Any], existing: Sequence[dict[str, Any]]) -> tuple[li
             continue
         diffs = differences(entry, instance)
         same_name = entry.name is not None and entry.name.lower() == str(instance.get("name", "")).lower()
-        if instance.get("retainData") == "delete":
+        if instance.get("protectionStatus") == "SoftDeleted" or instance.get("retainData") == "delete":
             decided.append(_being_deleted(entry, instance))
         elif not diffs and same_name:
             state = instance.get("currentProtectionState") or instance.get("protectionStatus")

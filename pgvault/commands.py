@@ -253,6 +253,8 @@ INSTANCE_ROW: list[Column] = [
     ("STATE", _k("currentProtectionState")),
     ("READINESS", lambda i: (i.get("backupReadiness") or {}).get("status")),
     ("ERROR", lambda i: ((i.get("backupReadiness") or {}).get("error") or {}).get("code")),
+    # Set for a soft-deleted instance: when the retention sweep purges it unless undeleted first.
+    ("PURGE", lambda i: (i.get("deletionInfo") or {}).get("scheduledPurgeTime")),
 ]
 POINT_ROW: list[Column] = [
     ("RECOVERY POINT", _k("recoveryPointId")),

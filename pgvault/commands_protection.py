@@ -1,9 +1,10 @@
-"""``instance stop-protection|resume-protection|delete`` and ``instance role-assignment-template``.
+"""``instance stop-protection|resume-protection|delete|undelete`` and ``instance role-assignment-template``.
 
 Stopping and deleting are ``POST /api/backupInstances/{name}:stopProtection`` with
 ``retainData`` ``forever``/``asPerPolicy`` (200 with the instance) or ``delete`` (202 with the
-instance's Delete job); resuming is ``:resumeProtection``. ``delete`` removes every recovery
-point, so it asks first: ``--yes``, or an answer on a terminal.
+Delete job that soft-deleted it); resuming is ``:resumeProtection``, undeleting ``:undelete``.
+``delete`` soft-deletes every recovery point (purged after the vault's soft-delete days), so it
+asks first: ``--yes``, or an answer on a terminal.
 """
 
 from __future__ import annotations
@@ -53,15 +54,27 @@ def add_protection_commands(commands: Any) -> None:
     delete = commands.add_parser(
         "delete",
         parents=[opts, wait_options()],
-        help="stop protection and delete every recovery point, then the instance",
-        description="Stop protection with retainData delete: every recovery point is deleted (a Delete job, "
-        "oldest first), then the instance and its claim on the database, which can then be protected again. "
-        "The first 20 points go at once; more are deleted by the retention sweep (hourly by default), which "
-        "--wait then waits for. Asks for confirmation on a terminal; --yes in scripts.",
+        help="stop protection and soft-delete every recovery point (purged after the soft-delete days)",
+        description="Stop protection with retainData delete: the instance is SoftDeleted at once (a completed "
+        "Delete job); its recovery points are kept, listed as SoftDeleted with their purge time, for the vault's "
+        "PGVAULT_SOFT_DELETE_DAYS (14 by default). Until then 'instance undelete' brings it back; after it the "
+        "retention sweep deletes every point (a Delete job each), then the instance and its claim on the "
+        "database, which can then be protected again. Refused while the vault is immutable. Asks for "
+        "confirmation on a terminal; --yes in scripts.",
     )
     delete.add_argument("--name", "-n", required=True)
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     delete.set_defaults(handler=api_command(delete_instance))
+    undelete = commands.add_parser(
+        "undelete",
+        parents=[opts],
+        help="bring a soft-deleted instance back with every recovery point (as ProtectionStopped)",
+        description="POST :undelete: a soft-deleted instance whose purge has not begun comes back as "
+        "ProtectionStopped, retaining data forever, with every recovery point; 'instance resume-protection' "
+        "then schedules backups again.",
+    )
+    undelete.add_argument("--name", "-n", required=True)
+    undelete.set_defaults(handler=api_command(undelete_instance))
     template = commands.add_parser(
         "role-assignment-template",
         parents=[opts],
@@ -109,6 +122,13 @@ def delete_instance(args: argparse.Namespace, client: Client) -> int:
         return EXIT_OK
     answer = client.request("POST", f"/backupInstances/{seg(args.name)}:stopProtection", body={"retainData": "delete"})
     return finish_job(args, client, answer.body["jobId"])
+
+
+def undelete_instance(args: argparse.Namespace, client: Client) -> int:
+    """``:undelete``; prints the instance (ProtectionStopped)."""
+    answer = client.request("POST", f"/backupInstances/{seg(args.name)}:undelete")
+    emit(answer.body, args.output, INSTANCE_ROW)
+    return EXIT_OK
 
 
 def role_assignment_template(args: argparse.Namespace, client: Client) -> int:

@@ -52,13 +52,29 @@ EXAMPLES: dict[tuple[str, str], str] = {
   pgvault instance resume-protection --name orders""",
     ("instance", "delete"): """
   pgvault instance delete --name orders                  # asks first on a terminal
-  pgvault instance delete --name orders --yes --wait     # in a script: exit 0 once every point is deleted""",
+  pgvault instance delete --name orders --yes            # in a script: SoftDeleted, purged later""",
+    ("instance", "undelete"): """
+  pgvault instance undelete --name orders                # back as ProtectionStopped with every point
+  pgvault instance resume-protection --name orders       # then backups again""",
     ("instance", "role-assignment-template"): """
   pgvault instance role-assignment-template --name orders > roles.json
   az deployment group create -g my-rg --template-file roles.json""",
     ("server", "list-databases"): """
   pgvault server list-databases --secret-uri https://kv1.vault.azure.net/secrets/db1-backup
   pgvault server list-databases --secret-uri env:PGVAULT_SECRET_DB1 --server 127.0.0.1 --port 5432 -o json""",
+    ("server", "protect"): """
+  pgvault server protect --name db1 --server db1.postgres.database.azure.com \
+      --secret-uri https://kv1.vault.azure.net/secrets/db1-backup --policy weekly --exclude 'scratch_*'
+  pgvault server protect --name db1 ... --include 'shop_*' --include orders   # only these names (fnmatch globs)""",
+    ("server", "list"): """
+  pgvault server list -o table""",
+    ("server", "show"): """
+  pgvault server show --name db1 -o table                # each database: Protected, Dropped, Skipped, Failed""",
+    ("server", "discover"): """
+  pgvault server discover --name db1                     # what the discovery timer does, now""",
+    ("server", "unprotect"): """
+  pgvault server unprotect --name db1                    # instances stop (asPerPolicy) and keep their data
+  pgvault server unprotect --name db1 --retain-data forever""",
     ("backup", "now"): """
   pgvault backup now --instance orders --wait
   pgvault backup now --instance orders --rule BackupWeekly --tag Monthly --wait -o json | jq -r .recoveryPointId""",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, UserError
-from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness
+from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, soft_deleted_error
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
@@ -85,6 +85,8 @@ class BackupStarter:
     def on_demand(self, name: str, body: Any, now: datetime) -> Job:
         """Start an on-demand backup of instance ``name`` with the tag the request asks for."""
         instance = self._instances.get(name)
+        if instance.soft_deleted:
+            raise soft_deleted_error(instance, "it takes no backups")
         if instance.protection_status is ProtectionStatus.STOPPED:
             raise UserError(
                 ErrorCode.CONFLICT,

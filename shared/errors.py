@@ -91,6 +91,19 @@ class ErrorCode(StrEnum):
         409,
         "This database is already protected in this vault; use the existing backup instance.",
     )
+    BACKUP_INSTANCE_SOFT_DELETED = (
+        "UserErrorBackupInstanceSoftDeleted",
+        409,
+        "Undelete the backup instance (POST /api/backupInstances/{name}:undelete, or 'pgvault instance undelete'), "
+        "or wait until its scheduled purge time has passed and the retention sweep has purged it.",
+    )
+    OPERATION_BLOCKED_BY_IMMUTABILITY = (
+        "UserErrorOperationBlockedByImmutability",
+        409,
+        "The vault is immutable (PGVAULT_IMMUTABILITY): recovery points are deleted only when they expire and "
+        "their retention is never shortened. Stop protection with retainData forever or asPerPolicy instead, or "
+        "keep the longer retention.",
+    )
     DATABASE_NOT_SUPPORTED = (
         "UserErrorDatabaseNotSupported",
         400,

@@ -161,7 +161,9 @@ class HungJobs:
                 report.waiting += 1
                 oldest_left = min(oldest_left or entity.partition_key, entity.partition_key)
         floor = partition_for(now - SLOT_LAG)
-        self._state.upsert(layout.HOUSEKEEPING, _MARKER, {"partition": min(oldest_left or floor, floor)})
+        resume_at = min(oldest_left or floor, floor)
+        if marker is None or marker["partition"] != resume_at:  # an idle vault is not written to
+            self._state.upsert(layout.HOUSEKEEPING, _MARKER, {"partition": resume_at})
         if report.requeued or report.failed:
             log.warning("hung jobs sweep at %s: %s", now.isoformat(), report.to_dict())
         return report

@@ -60,6 +60,10 @@ class ProtectionStatus(StrEnum):
     PROTECTED = "ProtectionConfigured"
     CONFIGURING_FAILED = "ConfiguringProtectionFailed"
     STOPPED = "ProtectionStopped"
+    SOFT_DELETED = "SoftDeleted"
+    """Stopped with ``retainData: delete``: no backups, no restores, its points kept (held) until its
+    purge time (``PGVAULT_SOFT_DELETE_DAYS`` later), when the retention sweep deletes them for real;
+    ``:undelete`` before then brings it back as ProtectionStopped with every point."""
 
 
 class RetainData(StrEnum):
@@ -70,14 +74,15 @@ class RetainData(StrEnum):
     AS_PER_POLICY = "asPerPolicy"
     """Retention continues, but the latest point is kept forever (Azure: SuspendBackups)."""
     DELETE = "delete"
-    """Every point is deleted (each a Delete job, blob first), then the instance and its claim."""
+    """Soft delete: the instance is SoftDeleted with its points kept until its purge time, when every
+    point is deleted (each a Delete job, blob first), then the instance and its claim."""
 
 
 # Azure's ``currentProtectionState`` for each way of stopping (KnownCurrentProtectionState).
 STOPPED_STATE: dict[RetainData, str] = {
     RetainData.FOREVER: "ProtectionStopped",
     RetainData.AS_PER_POLICY: "BackupSchedulesSuspended",
-    RetainData.DELETE: "SoftDeleting",
+    RetainData.DELETE: "SoftDeleted",
 }
 
 
@@ -120,10 +125,26 @@ class Instance:
     stopped_at: datetime | None = None
     delete_job_id: str | None = None
     """The instance's Delete job while ``retain_data`` is ``delete``."""
+    protected_server: str | None = None
+    """The protected server whose discovery configured this instance (``shared.protected_servers``)."""
+    """The Delete job that soft-deleted the instance, while it is SoftDeleted."""
+    deleted_at: datetime | None = None
+    """When it was soft-deleted (``:stopProtection`` with ``retainData: delete``)."""
+    purge_at: datetime | None = None
+    """When the retention sweep starts deleting its points for real (``deleted_at`` + soft-delete days)."""
+    purge_job_id: str | None = None
+    """The Delete job of the purge, once the sweep has begun it (from then on it cannot be undeleted)."""
+
+    @property
+    def soft_deleted(self) -> bool:
+        """Whether the instance is soft-deleted (kept until ``purge_at``, or being purged)."""
+        return self.protection_status is ProtectionStatus.SOFT_DELETED
 
     @property
     def current_protection_state(self) -> str:
         """Azure's ``currentProtectionState``: the protection status, refined for a stopped instance."""
+        if self.soft_deleted:
+            return "SoftDeleting" if self.purge_job_id is not None else "SoftDeleted"
         if self.protection_status is ProtectionStatus.STOPPED and self.retain_data is not None:
             return STOPPED_STATE[self.retain_data]
         return self.protection_status.value
@@ -144,6 +165,16 @@ class Instance:
         when: dict[str, Any] = {}
         if times is not None:
             when = {"lastBackup": times.last_backup_wire(), "nextScheduledBackup": times.next_scheduled}
+        if self.protected_server is not None:
+            when["protectedServer"] = self.protected_server
+        deletion = None
+        if self.soft_deleted and self.deleted_at is not None and self.purge_at is not None:
+            deletion = wire.DeletionInfo(
+                deletionTime=self.deleted_at,
+                scheduledPurgeTime=self.purge_at,
+                deleteJobId=self.delete_job_id,
+                purgeJobId=self.purge_job_id,
+            )
         return wire.BackupInstance(
             currentProtectionState=self.current_protection_state,
             retainData=self.retain_data,
@@ -161,6 +192,7 @@ class Instance:
                 jobId=self.readiness_job_id,
                 error=ErrorDetail.model_validate(error) if error else None,
             ),
+            deletionInfo=deletion,
             **when,
         )
 
@@ -184,6 +216,10 @@ class Instance:
             "retainData": self.retain_data.value if self.retain_data else None,
             "stoppedAt": self.stopped_at,
             "deleteJobId": self.delete_job_id,
+            "protectedServer": self.protected_server,
+            "deletedAt": self.deleted_at,
+            "purgeAt": self.purge_at,
+            "purgeJobId": self.purge_job_id,
         }
 
     @classmethod
@@ -199,18 +235,48 @@ class Instance:
             e.get("serverRegion"),
         )
         err = e.get("readinessError")
+        status = ProtectionStatus(e["protectionStatus"])
+        retain = RetainData(e["retainData"]) if e.get("retainData") else None
+        deleted_at, purge_at, purge_job = e.get("deletedAt"), e.get("purgeAt"), e.get("purgeJobId")
+        if retain is RetainData.DELETE and status is ProtectionStatus.STOPPED:
+            # Written before soft delete existed, when stop with delete deleted at once: its purge
+            # goes on under the Delete job it had.
+            status = ProtectionStatus.SOFT_DELETED
+            deleted_at = purge_at = e.get("stoppedAt") or e["created"]
+            purge_job = e.get("deleteJobId")
         return cls(
             spec,
-            ProtectionStatus(e["protectionStatus"]),
+            status,
             Readiness(e["readiness"]),
             e.get("readinessJobId"),
             json.loads(err) if err else None,
             e["created"],
             e.etag,
-            RetainData(e["retainData"]) if e.get("retainData") else None,
+            retain,
             e.get("stoppedAt"),
             e.get("deleteJobId"),
+            e.get("protectedServer"),
+            deleted_at,
+            purge_at,
+            purge_job,
         )
+
+
+def when_text(at: datetime | None) -> str:
+    """An instant for a message (ISO 8601), or "unknown"."""
+    return at.isoformat() if at is not None else "unknown"
+
+
+def soft_deleted_error(instance: Instance, consequence: str, target: str = "name") -> UserError:
+    """``UserErrorBackupInstanceSoftDeleted`` (409) for ``instance``, saying until when it is kept."""
+    return UserError(
+        ErrorCode.BACKUP_INSTANCE_SOFT_DELETED,
+        f"backup instance {instance.spec.name!r} is soft-deleted (since {when_text(instance.deleted_at)}, purged from "
+        f"{when_text(instance.purge_at)}): {consequence}",
+        target=target,
+        recommended_action=f"Undelete it first (POST /api/backupInstances/{instance.spec.name}:undelete), or wait "
+        f"until its purge after {when_text(instance.purge_at)}.",
+    )
 
 
 def _json(value: Any) -> str:
@@ -349,6 +415,11 @@ class InstanceStore:
     def __init__(self, state: StateStore) -> None:
         self._state = state
 
+    @property
+    def state(self) -> StateStore:
+        """The state table the instances live in."""
+        return self._state
+
     def find(self, name: str) -> Instance | None:
         """Instance ``name``, or None."""
         entity = self._state.get(layout.INSTANCE, layout.row_key(name))
@@ -403,11 +474,28 @@ class InstanceStore:
                 continue
             owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
             if owner is not None and owner.get("claimKey") == spec.claim_key:
+                holder = Instance.from_entity(owner)
+                if holder.soft_deleted:
+                    raise soft_deleted_error(
+                        holder,
+                        f"database {spec.database!r} on {spec.server}:{spec.port} stays claimed by it, and cannot be "
+                        "protected again until it is undeleted (then use that instance) or purged",
+                        target=f"{target}.database",
+                    )
+                by_server = owner.get("protectedServer")
+                of_server = f" of protected server {by_server!r}" if by_server else ""
                 raise UserError(
                     ErrorCode.DATABASE_ALREADY_PROTECTED,
                     f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
-                    f"{held['instance']!r}",
+                    f"{held['instance']!r}{of_server}",
                     target=f"{target}.database",
+                    recommended_action=(
+                        f"Exclude the database from protected server {by_server!r} (excludePatterns) before "
+                        "protecting it on its own."
+                        if by_server
+                        else "Use the instance that protects it; stopped with retainData delete, it frees the "
+                        "database once its soft-deleted data is purged."
+                    ),
                 )
             if now - held["claimedAt"] < STALE_CLAIM:
                 break  # its request may still be writing the instance
@@ -447,11 +535,14 @@ class InstanceService:
         vault_region: str | None,
         secrets: SecretProvider | None = None,
         allowed_servers: Sequence[str] = (),
+        protected_server: str | None = None,
     ) -> list[Configured]:
         """Configure every entry of ``{"instances": [...]}``; one bad entry does not stop the others.
 
         With ``secrets``, each entry's secret is read now and an entry whose server the secret
-        may not be used for is refused (``check_server``); see ``configure_one``.
+        may not be used for is refused (``check_server``); see ``configure_one``. A database that a
+        protected server covers is refused (``DatabaseAlreadyProtected`` naming it) unless
+        ``protected_server`` says the request is that server's discovery; its instances say so.
         """
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
             raise _bad(
@@ -480,7 +571,7 @@ class InstanceService:
                         ErrorCode.CONFLICT,
                     )
                 seen.add(layout.row_key(spec.name))
-                results.append(self._create(spec, now, target))
+                results.append(self._create(spec, now, target, protected_server))
             except UserError as exc:
                 name = raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
                 results.append(Configured(name, error=exc))
@@ -509,7 +600,7 @@ class InstanceService:
         check_secret_server(spec, secrets, allowed_servers, "body")
         current = self.store.find(name)
         if current is None:
-            result = self._create(spec, now, "body")
+            result = self._create(spec, now, "body", None)
             if result.error is not None:
                 raise result.error
             return result
@@ -524,13 +615,8 @@ class InstanceService:
             )
         self._require_policy(spec.policy_name, "policyName")
         job = self._validation_job(spec.name, now)
-        if current.retain_data is RetainData.DELETE:
-            raise UserError(
-                ErrorCode.CONFLICT,
-                f"backup instance {name!r} is being deleted (stopProtection with retainData delete)",
-                target="name",
-                recommended_action="Wait until the instance is gone, then configure the database again.",
-            )
+        if current.soft_deleted:
+            raise soft_deleted_error(current, "it cannot be configured before it is undeleted")
         # replace() keeps what configuring does not change (a stopped instance stays stopped).
         updated = replace(
             current, spec=spec, readiness=Readiness.VALIDATING, readiness_job_id=job.job_id, readiness_error=None
@@ -552,11 +638,23 @@ class InstanceService:
     def _validation_job(self, name: str, now: datetime) -> Job:
         return Job(new_job_id(now), Operation.VALIDATE, name, JobStatus.IN_PROGRESS, now)
 
-    def _create(self, spec: InstanceSpec, now: datetime, target: str) -> Configured:
+    def _create(self, spec: InstanceSpec, now: datetime, target: str, protected_server: str | None) -> Configured:
         self._require_policy(spec.policy_name, f"{target}.policyName")
+        if protected_server is None:
+            from shared.protected_servers import refuse_if_covered
+
+            refuse_if_covered(self.store, spec, target)
         self.store.claim(spec, target, now)
         job = self._validation_job(spec.name, now)
-        instance = Instance(spec, ProtectionStatus.CONFIGURING, Readiness.VALIDATING, job.job_id, None, now)
+        instance = Instance(
+            spec,
+            ProtectionStatus.CONFIGURING,
+            Readiness.VALIDATING,
+            job.job_id,
+            None,
+            now,
+            protected_server=protected_server,
+        )
         try:
             instance = self.store.insert(instance)
         except EntityExists as exc:
@@ -584,6 +682,8 @@ class InstanceService:
         """
         for _ in range(3):
             instance = self.get(name)
+            if instance.soft_deleted:
+                raise soft_deleted_error(instance, "it is not validated before it is undeleted")
             job = self._validation_job(instance.spec.name, now)
             updated = replace(
                 instance, readiness=Readiness.VALIDATING, readiness_job_id=job.job_id, readiness_error=None

@@ -42,6 +42,7 @@ REQUESTS: tuple[type[BaseModel], ...] = (
     instances.StopProtectionRequest,
     common.EmptyBody,
     servers.ListDatabasesRequest,
+    servers.ProtectedServerSpec,
     backups.TriggerBackupRequest,
     restore.RestoreRequest,
     restore.VerifyRestoreRequest,
@@ -61,6 +62,10 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     instances.ConfiguredList,
     instances.DeletionAccepted,
     servers.DatabaseList,
+    servers.ProtectedServer,
+    servers.ProtectedServerList,
+    servers.Discovery,
+    servers.ServerUnprotected,
     recovery_points.RecoveryPoint,
     recovery_points.RecoveryPointList,
     jobs.Job,
@@ -210,8 +215,8 @@ def _policy_paths() -> dict[str, Any]:
         "/backupPolicies/{name}": {
             "put": _op(
                 "BackupPolicies_CreateOrUpdate",
-                "Create (201) or replace (200) a policy",
-                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 413, 500)},
+                "Create (201) or replace (200) a policy (409 when an immutable vault would shorten retention)",
+                {**_ok("StoredPolicy"), **_ok("StoredPolicy", 201, "Created"), **_err(400, 409, 413, 500)},
                 tag=tag,
                 params=_NAME,
                 body=_body("BackupPolicy"),
@@ -306,6 +311,66 @@ def _configure_paths() -> dict[str, Any]:
     }
 
 
+def _server_paths() -> dict[str, Any]:
+    tag = "ProtectedServers"
+    retain = _q(
+        "retainData",
+        {"type": "string", "enum": ["asPerPolicy", "forever"], "default": "asPerPolicy"},
+        "how the server's instances keep their points once stopped (never deleted here)",
+    )
+    return {
+        "/protectedServers": {
+            "get": _op(
+                "ProtectedServers_List",
+                "Every protected server with its last discovery",
+                {**_ok("ProtectedServerList"), **_err(500)},
+                tag=tag,
+            )
+        },
+        "/protectedServers/{name}": {
+            "put": _op(
+                "ProtectedServers_CreateOrUpdate",
+                "Protect every database of a server the secret's user sees (fnmatch include/exclude patterns), each "
+                "an instance of its own, validated as usual: 201 created or 200 changed, after the first discovery",
+                {
+                    **_ok("ProtectedServer"),
+                    **_ok("ProtectedServer", 201, "Created"),
+                    **_err(400, 404, 409, 413, 500),
+                },
+                tag=tag,
+                params=_NAME,
+                body=_body("ProtectedServerSpec"),
+            ),
+            "get": _op(
+                "ProtectedServers_Get",
+                "One protected server with each of its databases and what protects it",
+                {**_ok("ProtectedServer"), **_err(400, 404, 500)},
+                tag=tag,
+                params=_NAME,
+            ),
+            "delete": _op(
+                "ProtectedServers_Delete",
+                "Stop protecting a server: its instances stop (retainData asPerPolicy or forever) and stay with "
+                "their data",
+                {**_ok("ServerUnprotected"), **_err(400, 404, 409, 500)},
+                tag=tag,
+                params=_NAME,
+                query=[retain],
+            ),
+        },
+        "/protectedServers/{name}:discover": {
+            "post": _op(
+                "ProtectedServers_Discover",
+                "Discover now: new databases protected, dropped ones stopped (asPerPolicy), doubles skipped",
+                {**_ok("Discovery"), **_err(400, 404, 409, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("EmptyBody", required=False),
+            )
+        },
+    }
+
+
 def _grant_paths() -> dict[str, Any]:
     tag = "BackupInstances"
     script_format = _q(
@@ -348,15 +413,28 @@ def _protection_paths() -> dict[str, Any]:
         "/backupInstances/{name}:stopProtection": {
             "post": _op(
                 "BackupInstances_StopProtection",
-                "Stop backups, retaining data forever, as per policy, or deleting it",
+                "Stop backups, retaining data forever, as per policy, or soft-deleting it (delete: SoftDeleted for "
+                "PGVAULT_SOFT_DELETE_DAYS, then purged; 409 UserErrorOperationBlockedByImmutability while the vault "
+                "is immutable)",
                 {
                     **_ok("BackupInstance"),
-                    **_ok("DeletionAccepted", 202, "Accepted (data being deleted)", accepted=True),
+                    **_ok("DeletionAccepted", 202, "Accepted (soft-deleted; the job records it)", accepted=True),
                     **_err(400, 404, 409, 500),
                 },
                 tag=tag,
                 params=_NAME,
                 body=_body("StopProtectionRequest"),
+            )
+        },
+        "/backupInstances/{name}:undelete": {
+            "post": _op(
+                "BackupInstances_Undelete",
+                "Bring a soft-deleted instance back as ProtectionStopped (retain data forever) with every recovery "
+                "point; 409 when it is not soft-deleted or its purge has begun",
+                {**_ok("BackupInstance"), **_err(400, 404, 409, 500)},
+                tag=tag,
+                params=_NAME,
+                body=_body("EmptyBody", required=False),
             )
         },
         "/backupInstances/{name}:resumeProtection": {
@@ -498,6 +576,7 @@ PATH_GROUPS = (
     _health_paths,
     _policy_paths,
     _configure_paths,
+    _server_paths,
     _grant_paths,
     _protection_paths,
     _backup_paths,
@@ -531,7 +610,16 @@ def openapi() -> dict[str, Any]:
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
         "tags": [
             {"name": t}
-            for t in ("Health", "BackupPolicies", "BackupInstances", "Backups", "Restore", "Jobs", "Dashboard")
+            for t in (
+                "Health",
+                "BackupPolicies",
+                "BackupInstances",
+                "ProtectedServers",
+                "Backups",
+                "Restore",
+                "Jobs",
+                "Dashboard",
+            )
         ],
         "paths": _paths(),
         "components": {

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
+from shared.immutability import Immutability, refuse_shorter_retention
 from shared.policy import Policy, parse_policy, simulate
 from shared.policy.simulation import check_range
 from shared.request_body import check_fields, parse_instant, require_object
@@ -64,11 +65,16 @@ def check_name(name: str, target: str = "name") -> None:
 class PolicyService:
     """Backup policies kept in the state table."""
 
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, *, immutability: Immutability = Immutability.DISABLED) -> None:
         self._state = state
+        self._immutability = immutability
 
     def put(self, name: str, document: Any, now: datetime) -> tuple[StoredPolicy, bool]:
-        """Create or replace policy ``name``; returns it and whether it was created."""
+        """Create or replace policy ``name``; returns it and whether it was created.
+
+        While the vault is immutable, a change that shortens a rule of a policy in use is refused
+        (``UserErrorOperationBlockedByImmutability``, ``shared.immutability``).
+        """
         check_name(name)
         policy = parse_policy(document)
         text = json.dumps(policy.to_dict(), separators=(",", ":"), sort_keys=True)
@@ -87,6 +93,9 @@ class PolicyService:
                         layout.POLICY, key, {"name": name, "policy": text, "created": now, "updated": now}
                     )
                     return StoredPolicy(name, policy, now), True
+                if self._immutability.enabled:
+                    old = self._load(current).policy
+                    refuse_shorter_retention(self._immutability, name, old, policy, users=self.users(name), at=now)
                 created = current.get("created", now)
                 self._state.update(current, {"name": name, "policy": text, "created": created, "updated": now})
                 return StoredPolicy(name, policy, created), False

@@ -6,10 +6,14 @@
   instance, on-demand backups are refused), and the retention sweep leaves its points alone.
 * ``asPerPolicy`` (Azure's SuspendBackups): no more backups; the sweep goes on deleting and
   archiving its points by their lifecycle, except the latest point, which is kept forever.
-* ``delete``: every point is deleted, each as a Delete job (blob first, then the record), then the
-  instance record and its uniqueness claim, so the database can be protected again. The request
-  answers 202 with the instance's Delete job; a few points go at once, the retention sweep
-  finishes the rest.
+* ``delete`` (soft delete, as Azure Backup's): the instance goes ``SoftDeleted``: no backups, no
+  restores, its points kept as they are (listed with ``state: SoftDeleted`` and their purge time)
+  for ``PGVAULT_SOFT_DELETE_DAYS``. The request answers 202 with the (completed) Delete job that
+  soft-deleted it. ``:undelete`` before the purge time brings it back as ProtectionStopped (retain
+  data forever) with every point. After it, the retention sweep purges: each point a Delete job
+  (blob first, then the record), then the instance record and its uniqueness claim, so the
+  database can be protected again (until then configuring it is refused, naming the soft-deleted
+  instance). While the vault is immutable, ``delete`` is refused.
 
 ``:resumeProtection`` brings scheduling back from ``now`` on (the slots of the stopped period are
 neither backed up nor listed as skipped) and gives retained points back to their policy: any
@@ -23,14 +27,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ErrorCode, UserError
-from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, RetainData
+from shared.immutability import Immutability, refuse_early_deletion
+from shared.instances import (
+    Instance,
+    InstanceStore,
+    ProtectionStatus,
+    Readiness,
+    RetainData,
+    soft_deleted_error,
+    when_text,
+)
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.request_body import check_fields
-from shared.retention import RetentionSweep
+from shared.settings import DEFAULT_SOFT_DELETE_DAYS
 from shared.storage import layout
 from shared.storage.ports import BlobContainer
 from shared.storage.tables import ETagMismatch, StateStore
@@ -39,10 +52,6 @@ from shared.wire.common import EmptyBody
 from shared.wire.instances import StopProtectionRequest
 
 log = logging.getLogger(__name__)
-
-# Points a :stopProtection request with delete removes before it answers (HTTP must answer fast);
-# the retention sweep removes the rest.
-INLINE_DELETES = 20
 
 
 def parse_stop(body: Any) -> RetainData:
@@ -68,28 +77,35 @@ def parse_stop(body: Any) -> RetainData:
 
 
 class ProtectionService:
-    """Stops and resumes protection of instances."""
+    """Stops, resumes and undeletes protection of instances."""
 
-    def __init__(self, state: StateStore, blobs: BlobContainer) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        blobs: BlobContainer,
+        *,
+        soft_delete_days: int = DEFAULT_SOFT_DELETE_DAYS,
+        immutability: Immutability = Immutability.DISABLED,
+    ) -> None:
         self._state = state
         self._blobs = blobs
         self._instances = InstanceStore(state)
         self._jobs = JobStore(state)
+        self._soft_delete = timedelta(days=soft_delete_days)
+        self._immutability = immutability
 
     def stop(self, name: str, body: Any, now: datetime) -> tuple[Instance, Job | None]:
-        """Stop protection of ``name``; with ``delete``, also its Delete job (the work goes on in the sweep)."""
+        """Stop protection of ``name``; with ``delete``, soft-delete it and return the Delete job that did.
+
+        ``delete`` is refused while the vault is immutable (``UserErrorOperationBlockedByImmutability``).
+        """
         retain = parse_stop(body)
         for _ in range(3):
             instance = self._instances.get(name)
-            if instance.retain_data is RetainData.DELETE:
-                if retain is RetainData.DELETE and instance.delete_job_id is not None:
-                    return instance, self._jobs.get(instance.delete_job_id)  # a repeated request
-                raise UserError(
-                    ErrorCode.CONFLICT,
-                    f"backup instance {name!r} is being deleted; its data cannot be kept any more",
-                    target="retainData",
-                    recommended_action="Wait until the instance is gone, then configure the database again.",
-                )
+            if instance.soft_deleted:
+                if retain is RetainData.DELETE:
+                    return instance, self._soft_delete_job(instance)  # a repeated request
+                raise soft_deleted_error(instance, "its protection cannot be changed", target="retainData")
             job: Job | None = None
             changes: dict[str, Any] = {
                 "protection_status": ProtectionStatus.STOPPED,
@@ -97,27 +113,96 @@ class ProtectionService:
                 "stopped_at": instance.stopped_at or now,
             }
             if retain is RetainData.DELETE:
-                job = Job(
-                    new_job_id(now),
-                    Operation.DELETE,
-                    instance.spec.name,
-                    JobStatus.IN_PROGRESS,
-                    now,
-                    start_time=now,
-                    details={"scope": "BackupInstance", "trigger": "StopProtection", "retainData": retain.value},
+                refuse_early_deletion(self._immutability, "stop protection with retainData delete", "retainData")
+                changes.update(
+                    protection_status=ProtectionStatus.SOFT_DELETED,
+                    delete_job_id=new_job_id(now, key=f"softdelete/{layout.row_key(name)}/{now.isoformat()}"),
+                    deleted_at=now,
+                    purge_at=now + self._soft_delete,
+                    purge_job_id=None,
                 )
-                changes["delete_job_id"] = job.job_id
             try:
                 stopped = self._instances.save(instance, replace(instance, **changes))
             except ETagMismatch:
                 continue
             log.info("instance %s: protection stopped (retainData %s)", instance.spec.name, retain.value)
-            if job is not None:
-                job, _ = self._jobs.create(job)
-                done, _ = RetentionSweep(self._state, self._blobs).purge_instance(stopped, now, budget=INLINE_DELETES)
-                if done:
-                    job = self._jobs.get(job.job_id)
+            if retain is RetainData.DELETE:
+                job = self._soft_delete_job(stopped)
+                log.info("instance %s: soft-deleted, purge at %s", instance.spec.name, stopped.purge_at)
             return stopped, job
+        raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} is being changed by other requests; retry")
+
+    def _soft_delete_job(self, instance: Instance) -> Job:
+        """The completed Delete job that soft-deleted ``instance`` (recorded now if a crash left it unrecorded)."""
+        assert instance.delete_job_id is not None and instance.deleted_at is not None
+        try:
+            return self._jobs.get(instance.delete_job_id)
+        except UserError:
+            pass
+        at = instance.deleted_at
+        job, _ = self._jobs.create(
+            Job(
+                instance.delete_job_id,
+                Operation.DELETE,
+                instance.spec.name,
+                JobStatus.COMPLETED,
+                at,
+                start_time=at,
+                end_time=at,
+                progress=1.0,
+                details={
+                    "scope": "BackupInstance",
+                    "trigger": "StopProtection",
+                    "retainData": RetainData.DELETE.value,
+                    "softDeleted": True,
+                    "scheduledPurgeTime": instance.purge_at.isoformat() if instance.purge_at else None,
+                },
+            )
+        )
+        return job
+
+    def undelete(self, name: str, body: Any, now: datetime) -> Instance:
+        """Bring soft-deleted ``name`` back as ProtectionStopped (retain data forever) with every point.
+
+        ``Conflict`` when it is not soft-deleted, or when its purge has begun.
+        """
+        if body is not None and not isinstance(body, dict):
+            raise UserError(ErrorCode.INVALID_REQUEST, ":undelete takes no body (or {})", target="body")
+        if body is not None:
+            parse(EmptyBody, body)
+        for _ in range(3):
+            instance = self._instances.get(name)
+            if not instance.soft_deleted:
+                raise UserError(
+                    ErrorCode.CONFLICT,
+                    f"backup instance {name!r} is not soft-deleted (protectionStatus "
+                    f"{instance.protection_status.value}); there is nothing to undelete",
+                    target="name",
+                    recommended_action="Only an instance stopped with retainData delete can be undeleted.",
+                )
+            if instance.purge_job_id is not None:
+                raise UserError(
+                    ErrorCode.CONFLICT,
+                    f"backup instance {name!r} is being purged (job {instance.purge_job_id}, scheduled purge time "
+                    f"{when_text(instance.purge_at)}): its points are being deleted and it cannot be undeleted",
+                    target="name",
+                    recommended_action="Wait until the purge has finished, then configure the database again.",
+                )
+            back = replace(
+                instance,
+                protection_status=ProtectionStatus.STOPPED,
+                retain_data=RetainData.FOREVER,
+                delete_job_id=None,
+                deleted_at=None,
+                purge_at=None,
+                purge_job_id=None,
+            )
+            try:
+                undeleted = self._instances.save(instance, back)
+            except ETagMismatch:
+                continue  # the sweep may have begun the purge: read again and decide again
+            log.info("instance %s: undeleted (ProtectionStopped, retainData forever)", instance.spec.name)
+            return undeleted
         raise UserError(ErrorCode.CONFLICT, f"backup instance {name!r} is being changed by other requests; retry")
 
     def resume(self, name: str, body: Any, now: datetime) -> Instance:
@@ -128,13 +213,8 @@ class ProtectionService:
             parse(EmptyBody, body)
         for _ in range(3):
             instance = self._instances.get(name)
-            if instance.retain_data is RetainData.DELETE:
-                raise UserError(
-                    ErrorCode.CONFLICT,
-                    f"backup instance {name!r} is being deleted and cannot be resumed",
-                    target="name",
-                    recommended_action="Wait until the instance is gone, then configure the database again.",
-                )
+            if instance.soft_deleted:
+                raise soft_deleted_error(instance, "it cannot be resumed before it is undeleted")
             if instance.protection_status is not ProtectionStatus.STOPPED:
                 raise UserError(
                     ErrorCode.CONFLICT,

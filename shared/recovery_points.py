@@ -44,6 +44,9 @@ class PointState(StrEnum):
     """Settled; its only copy is in ArchiveStore (blob tier Archive): restorable after rehydration."""
     DELETING = "Deleting"
     """A copy is being deleted (blob first, then the record). Not listed and not restorable meanwhile."""
+    SOFT_DELETED = "SoftDeleted"
+    """Shown, never stored: the point's instance is soft-deleted, so the point is kept as it is (no
+    lifecycle step, no restore) until the instance's purge time (``purgeTime``); undelete brings it back."""
 
 
 class Integrity(StrEnum):
@@ -237,8 +240,8 @@ class RecoveryPoint:
 
         return dump(self.to_wire())
 
-    def to_wire(self) -> wire_points.RecoveryPoint:
-        """The point as the API answers it."""
+    def to_wire(self, purge_time: datetime | None = None) -> wire_points.RecoveryPoint:
+        """The point as the API answers it; with ``purge_time`` (its instance is soft-deleted) as SoftDeleted."""
         from shared.wire import recovery_points as wire
 
         corruption = None
@@ -262,7 +265,8 @@ class RecoveryPoint:
             pgDumpVersion=self.pg_dump_version,
             jobId=self.job_id,
             onDemand=self.on_demand,
-            state=self.state,
+            state=PointState.SOFT_DELETED if purge_time is not None else self.state,
+            purgeTime=purge_time,
             copyOption=self.copy_option,
             inArchiveStore=self.datastore is DataStore.ARCHIVE_STORE or self.archive_blob_name is not None,
             integrity=self.integrity,
@@ -472,6 +476,20 @@ class RecoveryPointStore:
         self._state.delete(Entity(layout.recovery_points(point.instance), point.recovery_point_id, {}, point.etag))
 
 
+def shown(state: StateStore, instance: str, rp_id: str | None = None) -> list[wire_points.RecoveryPoint]:
+    """The points of ``instance`` as the API lists them (or just ``rp_id``): newest first, marked
+    SoftDeleted with their purge time while the instance is soft-deleted. ``NotFound`` for an unknown
+    instance or point."""
+    from shared.instances import InstanceStore
+
+    owner = InstanceStore(state).get(instance)
+    purge = owner.purge_at if owner.soft_deleted else None
+    points = RecoveryPointStore(state)
+    if rp_id is not None:
+        return [points.get(owner.spec.name, rp_id).to_wire(purge)]
+    return [p.to_wire(purge) for p in points.of(owner.spec.name)]
+
+
 __all__ = [
     "ETagMismatch",
     "Integrity",
@@ -480,4 +498,5 @@ __all__ = [
     "RecoveryPointStore",
     "due_key",
     "recovery_point_id",
+    "shown",
 ]

@@ -31,13 +31,14 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import TransientError, UserError
+from shared.immutability import Immutability
 from shared.instances import Instance, InstanceStore, RetainData
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.policy import DataStore, LifecycleEvent
@@ -99,7 +100,9 @@ class SweepReport:
     acted: dict[str, int] = field(default_factory=dict)
     """Steps finished per lifecycle event."""
     held: int = 0
-    """Due points left alone because their instance is stopped with retention held."""
+    """Due points left alone because their instance is stopped with retention held (or soft-deleted)."""
+    immutable: int = 0
+    """Points of a purged instance kept because the vault is immutable and their retention has not ended."""
     busy: int = 0
     """Due points another run was acting on."""
     dropped_index_rows: int = 0
@@ -119,6 +122,7 @@ class SweepReport:
         return {
             "acted": dict(self.acted),
             "held": self.held,
+            "immutable": self.immutable,
             "busy": self.busy,
             "droppedIndexRows": self.dropped_index_rows,
             "instancesDeleted": list(self.instances_deleted),
@@ -145,6 +149,7 @@ class RetentionSweep:
         run_id: str | None = None,
         on_step: StepHook | None = None,
         max_actions: int = MAX_ACTIONS_PER_RUN,
+        immutability: Immutability = Immutability.DISABLED,
     ) -> None:
         self._state = state
         self._blobs = blobs
@@ -154,6 +159,7 @@ class RetentionSweep:
         self.run_id = run_id or secrets.token_hex(8)
         self._on_step = on_step
         self._max_actions = max_actions
+        self._immutability = immutability
 
     def _step(self, step: SweepStep, point: RecoveryPoint) -> None:
         if self._on_step is not None:
@@ -175,16 +181,16 @@ class RetentionSweep:
     def sweep(self, now: datetime) -> SweepReport:
         """Act on every point whose next lifecycle event is due at ``now``, oldest first.
 
-        Instances stopped with ``retainData: delete`` are emptied and removed first. Points of an
-        instance stopped with ``forever`` are held; with ``asPerPolicy`` all but its latest point
-        follow their lifecycle.
+        Soft-deleted instances whose purge time has come are emptied and removed first (the points of
+        the others are held as they are). Points of an instance stopped with ``forever`` are held; with
+        ``asPerPolicy`` all but its latest point follow their lifecycle.
         """
         report = SweepReport()
         self.backfill_index()
         instances = {layout.row_key(i.spec.name): i for i in self._instances.all()}
         actions = 0
         for instance in instances.values():
-            if instance.retain_data is RetainData.DELETE:
+            if instance.soft_deleted and instance.purge_at is not None and instance.purge_at <= now:
                 done, used = self.purge_instance(instance, now, report, self._max_actions - actions)
                 actions += used
                 if done:
@@ -343,7 +349,7 @@ class RetentionSweep:
         """Run the point's next due event (or the one in flight) to its end: the event and the settled
         point (None when the point is gone).
 
-        ``forced=DELETE`` deletes the point whatever its lifecycle says (stop protection with delete).
+        ``forced=DELETE`` deletes the point whatever its lifecycle says (the purge of a soft-deleted instance).
         Raises ``Claimed`` or ``ETagMismatch`` when another run holds or just took the point.
         """
         index_key = due_key(point)
@@ -366,7 +372,7 @@ class RetentionSweep:
                 bytes=point.size_in_bytes,
                 details={
                     "event": event.value,
-                    "trigger": "StopProtection" if forced else "Retention",
+                    "trigger": "SoftDeletePurge" if forced else "Retention",
                     "sweep": self.run_id,
                 },
             )
@@ -490,21 +496,32 @@ class RetentionSweep:
             settled.update(state=PointState.ACTIVE, archive_blob_name=None)
         return self._points.save(point, **settled)
 
-    # -- stop protection with delete ---------------------------------------------------------------
+    # -- the purge of a soft-deleted instance --------------------------------------------------
 
     def purge_instance(
         self, instance: Instance, now: datetime, report: SweepReport | None = None, budget: int | None = None
     ) -> tuple[bool, int]:
-        """Delete every point of ``instance`` (oldest first, each a Delete job, blob first), then its
-        claim, schedule memory and record, and finish its Delete job. (done, points acted on).
+        """Purge soft-deleted ``instance``: begin its purge (its Delete job, recorded in the instance with
+        its ETag, so an undelete cannot race it), delete every point (oldest first, each a Delete job, blob
+        first), then its claim, schedule memory and record, and finish the purge job. (done, points acted on).
 
-        Stops after ``budget`` points; the next call (the next sweep) goes on.
+        Stops after ``budget`` points; the next call (the next sweep) goes on. While the vault is
+        immutable, a point whose retention has not ended (``deletion`` after ``now``) is kept for now.
         """
         report = report if report is not None else SweepReport()
         name = instance.spec.name
+        try:
+            instance = self._begin_purge(instance, now)
+        except ETagMismatch:
+            report.busy += 1  # undeleted, or another run began it: the next run reads it again
+            return False, 0
         points = sorted(self._points.of(name, include_deleting=True), key=lambda p: p.time)
         used = 0
+        kept = 0
         for point in points:
+            if self._immutability.enabled and point.pending_event is None and point.deletion > now:
+                kept += 1
+                continue
             if budget is not None and used >= budget:
                 report.more = True
                 return False, used
@@ -512,10 +529,36 @@ class RetentionSweep:
             self._try(point, now, report, LifecycleEvent.DELETE)
             if self._points.find(name, point.recovery_point_id) is not None:
                 return False, used  # busy or failed: the next run goes on
-        if next(iter(self._points.of(name, include_deleting=True)), None) is not None:
-            return False, used  # a backup finished meanwhile: the next run deletes its point too
+        report.immutable += kept
+        if kept or next(iter(self._points.of(name, include_deleting=True)), None) is not None:
+            return False, used  # kept by immutability, or a backup finished meanwhile: the next runs go on
         self._forget_instance(instance, now)
         return True, used
+
+    def _begin_purge(self, instance: Instance, now: datetime) -> Instance:
+        """Record the purge's Delete job in the instance (ETag-guarded; once per instance) and in the jobs."""
+        job_id = instance.purge_job_id
+        if job_id is None:
+            job_id = new_job_id(now, key=f"purge/{layout.row_key(instance.spec.name)}/{instance.deleted_at}")
+            instance = self._instances.save(instance, replace(instance, purge_job_id=job_id))
+            log.info("retention sweep %s: purge of soft-deleted instance %s begins", self.run_id, instance.spec.name)
+        self._jobs.create(
+            Job(
+                job_id,
+                Operation.DELETE,
+                instance.spec.name,
+                JobStatus.IN_PROGRESS,
+                now,
+                start_time=now,
+                details={
+                    "scope": "BackupInstance",
+                    "trigger": "SoftDeletePurge",
+                    "softDeleteJobId": instance.delete_job_id,
+                    "sweep": self.run_id,
+                },
+            )
+        )
+        return instance
 
     def _forget_instance(self, instance: Instance, now: datetime) -> None:
         key = layout.row_key(instance.spec.name)
@@ -523,14 +566,14 @@ class RetentionSweep:
         marker = self._state.get(layout.SCHEDULE, key)
         if marker is not None:
             self._state.delete(marker)
-        if instance.delete_job_id is not None:
+        if instance.purge_job_id is not None:
             try:
-                job = self._jobs.get(instance.delete_job_id)
+                job = self._jobs.get(instance.purge_job_id)
                 if not job.status.finished:
                     self._jobs.finish(job, JobStatus.COMPLETED, now, progress=1.0)
             except UserError:
                 pass
         current = self._instances.find(instance.spec.name)
-        if current is not None and current.retain_data is RetainData.DELETE:
+        if current is not None and current.soft_deleted:
             self._instances.delete(current)
-        log.info("stop protection: instance %s and its claim deleted", instance.spec.name)
+        log.info("retention sweep %s: soft-deleted instance %s purged with its claim", self.run_id, instance.spec.name)

@@ -8,7 +8,7 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.instances import DEFAULT_PORT, UNSUPPORTED_DATABASES, InstanceSpec, InstanceStore
 from shared.pg.connect import connect
-from shared.pg.connstring import check_server, parse_connection_string
+from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.request_body import whole_number
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage.tables import StateStore
@@ -22,13 +22,35 @@ ORDER BY datname
 """
 
 
-def _excluded_because(name: str, allows_connections: bool, is_template: bool) -> str | None:
+def excluded_because(name: str, allows_connections: bool, is_template: bool) -> str | None:
     """Why a database cannot be protected (as configuring it would answer), or None."""
     if name in UNSUPPORTED_DATABASES or is_template:
         return "a system or template database: azure_maintenance, azure_sys, template0 and template1 are not supported"
     if not allows_connections:
         return "the database accepts no connections (datallowconn is false)"
     return None
+
+
+def visible_databases(
+    secrets: SecretProvider,
+    reference: str,
+    server: str,
+    port: int,
+    *,
+    allowed_servers: Sequence[str] = (),
+    params: ConnectionParams | None = None,
+) -> list[tuple[str, bool, bool]]:
+    """``(name, allows connections, is template)`` of every database on ``server:port`` that the user
+    of secret ``reference`` may connect to, by name. The secret may not name another server
+    (``check_server``, 400 naming ``server``); connection failures raise as validation's do."""
+    if params is None:
+        params = parse_connection_string(secrets.get_secret(reference))
+    check_server(params, server, port, allowed_servers=allowed_servers, target="server")
+    kwargs = params.libpq_kwargs(
+        host=server, port=port, dbname=params.database or "postgres", allowed_servers=allowed_servers
+    )
+    with connect(kwargs) as conn:
+        return [(str(n), bool(a), bool(t)) for n, a, t in conn.execute(_DATABASES).fetchall()]
 
 
 def list_databases(
@@ -62,16 +84,11 @@ def list_databases(
             target="server",
         )
     port = whole_number(body.get("port") or params.port or DEFAULT_PORT, "port", 1, 65535)
-    check_server(params, server, port, allowed_servers=allowed_servers, target="server")
-    kwargs = params.libpq_kwargs(
-        host=server, port=port, dbname=params.database or "postgres", allowed_servers=allowed_servers
-    )
-    with connect(kwargs) as conn:
-        rows = conn.execute(_DATABASES).fetchall()
+    rows = visible_databases(secrets, reference, server, port, allowed_servers=allowed_servers, params=params)
     value: list[Database] = []
     excluded: list[ExcludedDatabase] = []
     for name, allows_connections, is_template in rows:
-        reason = _excluded_because(name, allows_connections, is_template)
+        reason = excluded_because(name, allows_connections, is_template)
         if reason is not None:
             excluded.append(ExcludedDatabase(database=name, reason=reason))
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.errors import SettingsError
+from shared.immutability import Immutability, parse_immutability
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no", ""}
@@ -34,6 +35,9 @@ STORAGE_SETTING = "AzureWebJobsStorage"
 # host.json's functionTimeout; PGVAULT_FUNCTION_TIMEOUT must say the same (the template sets both
 # from one parameter). The Functions host stops a run at this limit; see shared/timeouts.py.
 DEFAULT_FUNCTION_TIMEOUT = "00:30:00"
+# How long a soft-deleted instance's points are kept: Azure Backup allows 14 to 180 days.
+SOFT_DELETE_DAYS = (14, 180)
+DEFAULT_SOFT_DELETE_DAYS = 14
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
 
 
@@ -73,6 +77,12 @@ class Settings:
     backup_parallelism: int = 1
     # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
     parallel_backup_min_bytes: int = 2 * 1024**3
+    # When protected servers are discovered (PGVAULT_DISCOVERY_SCHEDULE, six-field NCRONTAB): hourly by default.
+    discovery_schedule: str = "0 0 * * * *"
+    # PGVAULT_SOFT_DELETE_DAYS: how long stop-with-delete keeps an instance's points before the purge.
+    soft_delete_days: int = DEFAULT_SOFT_DELETE_DAYS
+    # PGVAULT_IMMUTABILITY: whether points may be deleted early or their retention shortened.
+    immutability: Immutability = Immutability.DISABLED
 
     @property
     def storage_account(self) -> str | None:
@@ -236,6 +246,25 @@ def _key_vault_uri(env: Mapping[str, str], problems: dict[str, str]) -> str | No
     return key_vault_uri
 
 
+def _soft_delete_days(env: Mapping[str, str], problems: dict[str, str]) -> int:
+    raw = env.get("PGVAULT_SOFT_DELETE_DAYS", "").strip()
+    if not raw:
+        return DEFAULT_SOFT_DELETE_DAYS
+    low, high = SOFT_DELETE_DAYS
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        problems["PGVAULT_SOFT_DELETE_DAYS"] = f"must be a whole number of days from {low} to {high}, got {raw!r}"
+        return DEFAULT_SOFT_DELETE_DAYS
+    return int(raw)
+
+
+def _immutability(env: Mapping[str, str], problems: dict[str, str]) -> Immutability:
+    try:
+        return parse_immutability(env.get("PGVAULT_IMMUTABILITY"))
+    except ValueError as exc:
+        problems["PGVAULT_IMMUTABILITY"] = str(exc)
+        return Immutability.DISABLED
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise ``SettingsError`` naming all problems at once."""
     env = os.environ if env is None else env
@@ -277,6 +306,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     key_vault_uri = _key_vault_uri(env, problems)
     parallelism = _whole(env, "PGVAULT_BACKUP_PARALLELISM", default_parallelism(), (1, 64), problems)
     parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", 2 * 1024**3, (0, 2**62), problems)
+    discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
+    soft_delete_days = _soft_delete_days(env, problems)
+    immutability = _immutability(env, problems)
 
     if problems:
         raise SettingsError(problems)
@@ -301,6 +333,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         key_vault_uri=key_vault_uri,
         backup_parallelism=parallelism,
         parallel_backup_min_bytes=parallel_min,
+        discovery_schedule=discovery_schedule,
+        soft_delete_days=soft_delete_days,
+        immutability=immutability,
     )
 
 

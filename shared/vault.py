@@ -17,10 +17,12 @@ from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.health import CheckStatus, tools_check
 from shared.hung_jobs import HungJobs
+from shared.immutability import enforce_lock
 from shared.instances import InstanceService, InstanceStore
 from shared.jobs import JobStore
 from shared.pg.tools import Tool, list_tools
 from shared.policies import PolicyService
+from shared.protected_servers import PostgresLister, ProtectedServerService
 from shared.protection import ProtectionService
 from shared.recovery_points import RecoveryPointStore
 from shared.restore.files import ExportRules
@@ -65,6 +67,8 @@ class Vault:
         account = StorageAccount.from_settings(settings)
         state = StateTable(account.table_service(), settings.state_table)
         state.ensure()
+        # A Locked vault stays Locked whatever the setting says later (SettingsError otherwise).
+        enforce_lock(state, settings.immutability, clock())
         backups = BlobStore(account.blob_service(), settings.backup_container)
         backups.ensure()
         queues = QueueSender(account.queue_service())
@@ -98,7 +102,7 @@ class Vault:
     @property
     def policies(self) -> PolicyService:
         """Backup policies."""
-        return PolicyService(self.state)
+        return PolicyService(self.state, immutability=self.settings.immutability)
 
     # -- services -------------------------------------------------------------------------------
 
@@ -150,12 +154,30 @@ class Vault:
         )
 
     def protection(self) -> ProtectionService:
-        """Stop and resume protection."""
-        return ProtectionService(self.state, self.backups)
+        """Stop, resume and undelete protection."""
+        s = self.settings
+        return ProtectionService(
+            self.state, self.backups, soft_delete_days=s.soft_delete_days, immutability=s.immutability
+        )
+
+    def protected_servers(self) -> ProtectedServerService:
+        """Whole servers protected: their databases configured, discovered, stopped when dropped."""
+        s = self.settings
+        return ProtectedServerService(
+            self.state,
+            self.instance_service(),
+            self.protection(),
+            PostgresLister(self.secrets, s.allowed_servers),
+            secrets=self.secrets,
+            allow_env_secrets=s.allow_env_secrets,
+            vault_region=s.region,
+            allowed_servers=s.allowed_servers,
+            schedule=s.discovery_schedule,
+        )
 
     def retention(self) -> RetentionSweep:
         """The retention sweep."""
-        return RetentionSweep(self.state, self.backups)
+        return RetentionSweep(self.state, self.backups, immutability=self.settings.immutability)
 
     def hung_jobs(self) -> HungJobs:
         """Jobs whose queue message was poisoned or lost."""

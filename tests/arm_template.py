@@ -139,6 +139,10 @@ class Evaluator:
             out = list(a)
         elif n == "format":
             out = re.sub(r"\{(\d+)\}", lambda m: str(a[1 + int(m.group(1))]), a[0])
+        elif n == "string":
+            out = str(a[0])
+        elif n == "true":
+            out = True
         elif n == "toLower":
             out = str(a[0]).lower()
         elif n == "take":

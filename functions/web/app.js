@@ -8,6 +8,7 @@ import { renderJob } from './views/job.js';
 import { renderAllJobs, renderJobs } from './views/jobs.js';
 import { renderPolicies, renderPolicy } from './views/policies.js';
 import { renderPolicyForm } from './views/policy-form.js';
+import { renderServer, renderServers } from './views/servers.js';
 
 const main = document.getElementById('main');
 const forget = document.getElementById('forget-key');
@@ -25,6 +26,8 @@ function pick(parts) {
   if (section === 'instances' && arg) return ['instances', renderInstance, arg];
   if (section === 'instances') return ['instances', renderInstances, null];
   if (section === 'configure') return ['instances', renderConfigure, null];
+  if (section === 'servers' && arg) return ['servers', renderServer, arg];
+  if (section === 'servers') return ['servers', renderServers, null];
   if (section === 'policies' && arg === 'new') return ['policies', renderPolicyForm, null];
   if (section === 'policies' && arg && sub === 'edit') return ['policies', renderPolicyForm, arg];
   if (section === 'policies' && arg) return ['policies', renderPolicy, arg];
@@ -34,7 +37,7 @@ function pick(parts) {
   return ['jobs', renderJobs, null];
 }
 
-const TITLES = { jobs: 'Jobs', instances: 'Backup instances', policies: 'Backup policies' };
+const TITLES = { jobs: 'Jobs', instances: 'Backup instances', servers: 'Protected servers', policies: 'Backup policies' };
 
 function keyForm(retry, refused) {
   const input = h('input', { type: 'password', id: 'function-key', name: 'key', autocomplete: 'off',

@@ -90,7 +90,7 @@ const STATUS_CLASSES = {
   Completed: 'ok', Success: 'ok', ProtectionConfigured: 'ok',
   CompletedWithWarnings: 'warn', Validating: 'busy', InProgress: 'busy', ConfiguringProtection: 'busy',
   Failed: 'bad', ConfiguringProtectionFailed: 'bad', Corrupted: 'bad', Available: 'ok',
-  Cancelled: 'off', ProtectionStopped: 'off',
+  Cancelled: 'off', ProtectionStopped: 'off', SoftDeleted: 'warn',
 };
 export function badge(status, label = status) {
   const cls = STATUS_CLASSES[status] || 'off';

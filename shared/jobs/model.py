@@ -84,6 +84,8 @@ class Operation(StrEnum):
     REHYDRATE = "Rehydrate"
     ARCHIVE_MOVE = "ArchiveMove"
     DELETE = "Delete"
+    DISCOVER = "Discover"
+    """A protected server's discovery changed this instance: protected, stopped (database dropped), skipped."""
 
 
 class StepStatus(StrEnum):

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
-from shared.instances import InstanceStore
+from shared.instances import InstanceStore, soft_deleted_error
 from shared.jobs import Job, JobError, JobStatus, Operation, new_job_id
 from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect, server_gone
@@ -188,6 +188,8 @@ class RestoreService:
     def start(self, name: str, body: Any, now: datetime) -> Job:
         """``:restore``: check the request and the target, record the job, queue it (or its rehydration)."""
         instance = self._instances.get(name)
+        if instance.soft_deleted:  # Azure: a soft-deleted item is restored only after it is undeleted
+            raise soft_deleted_error(instance, "its recovery points cannot be restored before it is undeleted")
         request = parse_restore_request(body, allow_env=self._allow_env)
         if request.kind is TargetKind.FILES:
             check_destination(request, self._exports, self._secrets)  # before anything is read or sent
@@ -196,6 +198,8 @@ class RestoreService:
     def start_verify(self, name: str, body: Any, now: datetime) -> Job:
         """``:verifyRestore``: restore a point into a scratch database and compare it with its manifest."""
         instance = self._instances.get(name)
+        if instance.soft_deleted:
+            raise soft_deleted_error(instance, "its recovery points cannot be restored before it is undeleted")
         request = parse_verify_request(body, allow_env=self._allow_env)
         return self._start(instance.spec.name, request, Operation.VERIFY_RESTORE, now)
 

@@ -17,6 +17,10 @@ asks is a query on one partition (or a few), never a table scan:
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
 | ``housekeeping``     | marker name              | hung-jobs sweep: the oldest job day to scan from  |
+| ``pserver``          | server name (lowercase)  | a protected server: every database it covers     |
+| ``pserverclaim``     | sha256(host, port)       | which protected server covers a host (unique)     |
+| ``psdb-<name>``      | sha256(database)         | a protected server's databases and their state    |
+| ``vault``            | marker name              | vault-wide records (the immutability lock)        |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -39,6 +43,9 @@ SCHEDULE = "schedule"
 DUE_PREFIX = "due-"
 RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"
+PROTECTED_SERVER = "pserver"
+SERVER_CLAIM = "pserverclaim"
+VAULT = "vault"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"
@@ -61,6 +68,11 @@ def valid_name(name: str) -> bool:
 def row_key(name: str) -> str:
     """The row key of a named record: names are case-insensitive."""
     return name.lower()
+
+
+def server_members(server: str) -> str:
+    """The partition of one protected server's databases."""
+    return f"psdb-{row_key(server)}"
 
 
 def instance_jobs(instance: str) -> str:

@@ -67,12 +67,24 @@ class LastBackup(Response):
     retentionTag: str | None
 
 
+class DeletionInfo(Response):
+    """A soft-deleted instance's deletion (Azure's ``deletionInfo`` of a deleted backup instance)."""
+
+    deletionTime: UtcTime
+    scheduledPurgeTime: UtcTime = Field(
+        description="when the retention sweep starts deleting its recovery points for real (deletionTime + "
+        "PGVAULT_SOFT_DELETE_DAYS); :undelete brings it back until then"
+    )
+    deleteJobId: str | None
+    purgeJobId: str | None = Field(description="the Delete job of the purge, once it has begun (then no undelete)")
+
+
 class BackupInstance(Response):
     """A protected (or stopped) database. ``lastBackup`` and ``nextScheduledBackup`` come with GET."""
 
     currentProtectionState: str = Field(
         description="Azure's: the protectionStatus, refined for a stopped instance (ProtectionStopped, "
-        "BackupSchedulesSuspended, SoftDeleting)"
+        "BackupSchedulesSuspended), SoftDeleted (kept until its purge), SoftDeleting (being purged)"
     )
     retainData: RetainData | None
     stoppedAt: UtcTime | None
@@ -85,8 +97,12 @@ class BackupInstance(Response):
     serverRegion: str | None
     protectionStatus: ProtectionStatus
     backupReadiness: BackupReadiness
+    deletionInfo: DeletionInfo | None = Field(None, description="set while protectionStatus is SoftDeleted")
     lastBackup: LastBackup | None = None
     nextScheduledBackup: UtcTime | None = None
+    protectedServer: str | None = Field(
+        None, description="the protected server whose discovery configured this instance (absent when configured alone)"
+    )
 
 
 class BackupInstanceList(Response):
@@ -112,7 +128,8 @@ class ConfiguredList(Response):
 
 
 class DeletionAccepted(Response):
-    """``:stopProtection`` with ``retainData: delete``: the Delete job and the instance as it is now."""
+    """``:stopProtection`` with ``retainData: delete``: the (completed) Delete job that soft-deleted the
+    instance, and the instance as it is now (SoftDeleted, with its ``deletionInfo``)."""
 
     jobId: str
     instance: BackupInstance

@@ -43,8 +43,9 @@ def host(make_host: Hosts, shop: Database) -> DevhostProcess:
 def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     host: DevhostProcess, shop: Database, app_env: dict[str, str]
 ) -> None:
-    slot = (datetime.now(UTC) + timedelta(seconds=40)).replace(microsecond=0)
-    assert host.put_policy("mwf", policy_starting_at("weekly-mon-wed-fri-with-archive.json", slot)).status_code == 201
+    # The first slot a day away for now: it is brought close once the on-demand backup is done.
+    later = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    assert host.put_policy("mwf", policy_starting_at("weekly-mon-wed-fri-with-archive.json", later)).status_code == 201
     validation = host.configure(
         "shop", port=shop.port, database=shop.name, secret="env:PGVAULT_SECRET_SHOP_CS", policy="mwf"
     )
@@ -63,6 +64,9 @@ def test_on_demand_then_scheduled_backups_restore_to_the_same_data(
     assert job["status"] == "Completed", job
     assert job["retentionTag"] == "Monthly" and job["recoveryPointId"] and job["bytes"] > 0
     assert [s["name"] for s in job["steps"]] == ["CheckPrivileges", "Dump", "Commit"]
+    # The policy replaced in use, its first slot now 10 s away: the scheduler follows the new schedule.
+    slot = (datetime.now(UTC) + timedelta(seconds=10)).replace(microsecond=0)
+    assert host.put_policy("mwf", policy_starting_at("weekly-mon-wed-fri-with-archive.json", slot)).status_code == 200
 
     point = host.get(f"/backupInstances/shop/recoveryPoints/{job['recoveryPointId']}").json()
     assert point["datastore"] == "VaultStore" and point["retentionTag"] == "Monthly"

@@ -134,9 +134,16 @@ def shop(make_database: Databases) -> Database:
 
 
 @pytest.fixture(scope="module")
-def api(make_host: Hosts, shop: Database) -> Conformance:
+def fleet(make_database: Databases) -> Database:
+    """Two empty databases of a role of their own, for a protected server."""
+    return make_database("cfleet", databases=2)
+
+
+@pytest.fixture(scope="module")
+def api(make_host: Hosts, shop: Database, fleet: Database) -> Conformance:
     host = make_host(
         {
+            "PGVAULT_SECRET_FLEET_CS": fleet.connection_string(),
             "PGVAULT_SECRET_SHOP_CS": shop.connection_string(),
             "PGVAULT_SECRET_TARGET_CS": (
                 f"Server=127.0.0.1;Port={shop.port};User Id=postgres;Password=unused;Ssl Mode=Disable"
@@ -181,6 +188,25 @@ def _configure(api: Conformance, shop: Database) -> str:
     api.call("GET", "/backupInstances/shop/grantScript?format=sh", 200)
     api.call("GET", "/backupInstances/shop/roleAssignmentTemplate", 200)
     return "shop"
+
+
+def _servers(api: Conformance, fleet: Database) -> None:
+    body = {
+        "server": "127.0.0.1",
+        "port": fleet.port,
+        "secretUri": "env:PGVAULT_SECRET_FLEET_CS",
+        "policyName": "weekly",
+        "includePatterns": [f"{fleet.name}*"],
+    }
+    api.call("PUT", "/protectedServers/fleet", 201, json=body)
+    api.call("PUT", "/protectedServers/fleet", 200, json={**body, "excludePatterns": [fleet.names[1]]})
+    api.call("PUT", "/protectedServers/other", 409, json=body)  # one protected server per host
+    api.call("PUT", "/protectedServers/fleet", 400, json={**body, "includePattern": ["*"]})
+    api.call("GET", "/protectedServers", 200)
+    api.call("GET", "/protectedServers/fleet", 200)
+    api.call("GET", "/protectedServers/absent", 404)
+    api.call("POST", "/protectedServers/fleet:discover", 200)
+    api.call("DELETE", "/protectedServers/fleet?retainData=forever", 200)
 
 
 def _backup_and_restore(api: Conformance, shop: Database, storage: str) -> None:
@@ -231,6 +257,9 @@ def _protection_and_jobs(api: Conformance) -> None:
     api.call("POST", "/backupInstances/shop:resumeProtection", 409)
     deleting = api.call("POST", "/backupInstances/bare:stopProtection", 202, json={"retainData": "delete"})
     api.job(deleting.json()["jobId"])
+    api.call("GET", "/backupInstances/bare", 200)  # SoftDeleted, with its deletionInfo
+    api.call("POST", "/backupInstances/bare:undelete", 200)
+    api.call("POST", "/backupInstances/bare:undelete", 409)
     page = api.call("GET", "/backupJobs?days=1&top=2", 200).json()
     if "nextLink" in page:
         api.call("GET", page["nextLink"].split("/api", 1)[1], 200)
@@ -249,9 +278,12 @@ def _the_rest(api: Conformance) -> None:
     api.call("GET", "/dashboard/app.js", 200, headers={})
 
 
-def test_every_route_answers_as_the_document_says(api: Conformance, shop: Database, app_env: dict[str, str]) -> None:
+def test_every_route_answers_as_the_document_says(
+    api: Conformance, shop: Database, fleet: Database, app_env: dict[str, str]
+) -> None:
     _policies(api)
     _configure(api, shop)
+    _servers(api, fleet)
     _backup_and_restore(api, shop, app_env["AzureWebJobsStorage"])
     _protection_and_jobs(api)
     _the_rest(api)

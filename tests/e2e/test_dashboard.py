@@ -325,3 +325,27 @@ def test_a_corrupted_point_shows_so_on_the_instance_page_and_is_not_offered_for_
     expect(page.locator(f'#restore-point option[value="{point}"]')).to_have_count(0)
     expect(page.locator(f'tr[data-recovery-point="{vault["job"]["recoveryPointId"]}"]')).to_contain_text("Available")
     _shot(page, "6-corrupted")
+
+
+def test_a_soft_deleted_instance_shows_so_and_undelete_brings_it_back(
+    host: DevhostProcess, vault: dict[str, Any], page: Any
+) -> None:
+    expect = sync_api.expect
+    spec = {"server": "db.invalid", "database": "gone", "secretUri": "env:PGVAULT_SECRET_NONE", "policyName": "weekly"}
+    assert host.request("PUT", "/backupInstances/gone", json=spec).status_code == 202
+    stopped = host.request("POST", "/backupInstances/gone:stopProtection", json={"retainData": "delete"})
+    assert stopped.status_code == 202, stopped.text
+    page.goto(f"{host.url}/dashboard#/instances")
+    if page.locator("#key-form").count():
+        page.fill("#function-key", host.headers["x-functions-key"])
+        page.click("#key-form button[type=submit]")
+    row = page.locator('tr[data-instance="gone"]')
+    expect(row).to_contain_text("SoftDeleted")
+    expect(row).to_contain_text("purged")
+    page.goto(f"{host.url}/dashboard#/instances/gone")
+    expect(page.locator("#undelete-form")).to_contain_text("Soft-deleted")
+    page.click("#undelete-instance")
+    expect(page.locator("#resume-backup")).to_be_visible()
+    shown = host.get("/backupInstances/gone").json()
+    assert (shown["protectionStatus"], shown["retainData"]) == ("ProtectionStopped", "forever")
+    _shot(page, "7-undeleted")

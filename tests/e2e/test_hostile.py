@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,6 +110,16 @@ def _quiet(host: DevhostProcess, snapshot: Snapshot) -> None:
     """Wait until no job runs and the queues are empty (an accepted request may have started work)."""
     wait_until(lambda: host.get("/backupJobs?status=InProgress").json()["value"] == [], 60, interval=0.3)
     wait_until(lambda: snapshot.take()[2] == (0,) * len(snapshot.queues), 60, interval=0.3)
+    # A job's row and its summary are two writes: under load the second may land a while after the
+    # job reads as finished. Quiet means the whole state stays the same for a second.
+    seen = [snapshot.take()]
+
+    def settled() -> bool:
+        time.sleep(1)
+        seen.append(snapshot.take())
+        return seen[-1] == seen[-2]
+
+    wait_until(settled, 60, interval=0)
 
 
 def _operations(host: DevhostProcess) -> list[Any]:

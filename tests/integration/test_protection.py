@@ -16,7 +16,7 @@ from shared.errors import ErrorCode, UserError
 from shared.instances import InstanceService, ProtectionStatus
 from shared.jobs import JobStatus, JobStore, Operation, new_job_id
 from shared.policy import DataStore, Policy, lifecycle, simulate, tag_backup
-from shared.protection import INLINE_DELETES, ProtectionService
+from shared.protection import ProtectionService
 from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import RetentionSweep, SweepStep
 from shared.storage import layout
@@ -156,18 +156,18 @@ def test_stop_as_per_policy_lets_points_expire_but_keeps_the_latest_forever(worl
     assert list(world.points.of(NAME)) == [] and world.blob_names() == set()
 
 
-def test_stop_with_delete_removes_every_point_blob_first_then_the_instance_and_its_claim(world: World) -> None:
+def test_stop_with_delete_soft_deletes_then_the_sweep_purges_every_point_blob_first_then_the_instance(
+    world: World,
+) -> None:
     made = world.record(world.backups(weeks=12))
-    assert len(made) > INLINE_DELETES  # some go at once, the sweep finishes the rest
     now = START + timedelta(weeks=12)
-    service = ProtectionService(world.state, world.blobs)
+    service = ProtectionService(world.state, world.blobs, soft_delete_days=14)
     _instance, job = service.stop(NAME, {"retainData": "delete"}, now)
-    assert job is not None and job.operation is Operation.DELETE and job.status is JobStatus.IN_PROGRESS
-    assert world.instance()["currentProtectionState"] == "SoftDeleting"
-    remaining = list(world.points.of(NAME))
-    assert len(remaining) == len(made) - INLINE_DELETES
-    assert world.blob_names() == {p.blob_name for p in remaining}  # oldest went first, blobs with them
-    assert min(p.time for p in remaining) > max(p.time for p in made[:INLINE_DELETES]) - timedelta(seconds=1)
+    assert job is not None and (job.operation, job.status) == (Operation.DELETE, JobStatus.COMPLETED)
+    shown = world.instance()
+    assert (shown["protectionStatus"], shown["currentProtectionState"]) == ("SoftDeleted", "SoftDeleted")
+    assert {p.recovery_point_id for p in world.points.of(NAME)} == {p.recovery_point_id for p in made}
+    assert world.blob_names() == {p.blob_name for p in made}
 
     _again, same = service.stop(NAME, {"retainData": "delete"}, now)  # a repeated request
     assert same is not None and same.job_id == job.job_id
@@ -177,22 +177,23 @@ def test_stop_with_delete_removes_every_point_blob_first_then_the_instance_and_i
                 service.resume(NAME, None, now)
             else:
                 service.stop(NAME, body, now)
-        assert refused.value.code is ErrorCode.CONFLICT
+        assert refused.value.code is ErrorCode.BACKUP_INSTANCE_SOFT_DELETED
 
-    report = RetentionSweep(world.state, world.blobs).sweep(now + timedelta(minutes=5))
+    assert RetentionSweep(world.state, world.blobs).sweep(now + timedelta(days=13)).instances_deleted == []
+    assert len(list(world.points.of(NAME))) == len(made)
+    report = RetentionSweep(world.state, world.blobs).sweep(now + timedelta(days=14))
     assert report.instances_deleted == [NAME]
     with pytest.raises(UserError):
         InstanceService(world.state, lambda j, i: None).get(NAME)
     assert world.blob_names() == set()
     assert list(world.points.of(NAME, include_deleting=True)) == []
     jobs = JobStore(world.state)
-    assert jobs.get(job.job_id).status is JobStatus.COMPLETED
     deletes = [j for j in jobs.history(NAME) if j.operation is Operation.DELETE and j.recovery_point_id]
     assert sorted(j.recovery_point_id for j in deletes) == sorted(p.recovery_point_id for p in made)
     assert all(j.status is JobStatus.COMPLETED for j in deletes)
     # The claim went with it: the same database can be protected again.
     configured = InstanceService(world.state, lambda j, i: None).configure_one(
-        NAME, SPEC, now + timedelta(hours=1), allow_env_secrets=True, vault_region=None
+        NAME, SPEC, now + timedelta(days=15), allow_env_secrets=True, vault_region=None
     )
     assert configured.instance is not None
 

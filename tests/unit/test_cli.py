@@ -563,10 +563,19 @@ def test_a_resent_entry_configured_alike_is_skipped_and_one_that_differs_says_wh
     assert taken["error"]["target"] == "instances[2].name" and "'orders-again'" in taken["error"]["message"]
     assert decided[4] is not None and decided[4]["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
     assert decided[3] is None and decided[5] is None and to_send == [3, 5]
-    deleting = {**STORED, "retainData": "delete", "currentProtectionState": "SoftDeleting"}
+    purge = "2026-12-20T10:00:00Z"
+    deleting = {
+        **STORED,
+        "protectionStatus": "SoftDeleted",
+        "retainData": "delete",
+        "currentProtectionState": "SoftDeleted",
+        "deletionInfo": {"deletionTime": "2026-12-06T10:00:00Z", "scheduledPurgeTime": purge},
+    }
     decided, to_send = plan([same], [deleting])
     assert decided[0] is not None and decided[0]["status"] == "Failed" and to_send == []
-    assert "is being deleted" in decided[0]["error"]["message"] and decided[0]["error"]["code"] == "Conflict"
+    error = decided[0]["error"]
+    assert error["code"] == "UserErrorBackupInstanceSoftDeleted" and "is soft-deleted" in error["message"]
+    assert purge in error["message"] and "pgvault instance undelete --name orders" in error["recommendedAction"]
 
 
 def test_configure_file_prints_every_entrys_error_when_all_fail(
@@ -666,6 +675,7 @@ def test_stop_resume_and_list_databases_send_the_apis_requests(
         ("POST", "/api/backupInstances/orders:stopProtection"): [(200, {}, stopped)],
         ("POST", "/api/backupInstances/orders:resumeProtection"): [(200, {}, STORED)],
         ("POST", "/api/servers:listDatabases"): [(200, {}, databases)],
+        ("POST", "/api/backupInstances/orders:undelete"): [(200, {}, stopped)],
     }
     with _ScriptedServer(script) as server:
         monkeypatch.setenv("PGVAULT_URL", server.url)
@@ -680,12 +690,15 @@ def test_stop_resume_and_list_databases_send_the_apis_requests(
         table = capsys.readouterr().out.splitlines()
         assert table[0] == "server db1:5432" and table[1].split() == ["DATABASE", "PROTECTED", "INSTANCE"]
         assert table[2].split() == ["orders", "yes", "o"]
+        assert main(["instance", "undelete", "-n", "orders", "-o", "json"]) == 0
+        assert json.loads(capsys.readouterr().out) == stopped
         bodies = [body for _, _, body in server.requests]
     assert bodies == [
         {"retainData": "asPerPolicy"},
         None,
         {"secretUri": "env:PGVAULT_SECRET_A", "port": 5432},
         {"secretUri": "env:PGVAULT_SECRET_A"},
+        None,
     ]
     with pytest.raises(SystemExit):
         parse("instance", "stop-protection", "-n", "orders", "--retain-data", "delete")  # that is 'instance delete'

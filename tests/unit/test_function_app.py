@@ -54,8 +54,14 @@ EXPECTED_HTTP = {
     "dashboard_asset": ("dashboard/{*path}", {"GET"}, "anonymous"),
     "stop_protection": ("backupInstances/{name}:stopProtection", {"POST"}, "function"),
     "resume_protection": ("backupInstances/{name}:resumeProtection", {"POST"}, "function"),
+    "undelete": ("backupInstances/{name}:undelete", {"POST"}, "function"),
     "restore": ("backupInstances/{name}:restore", {"POST"}, "function"),
     "verify_restore": ("backupInstances/{name}:verifyRestore", {"POST"}, "function"),
+    "put_protected_server": ("protectedServers/{name}", {"PUT"}, "function"),
+    "list_protected_servers": ("protectedServers", {"GET"}, "function"),
+    "get_protected_server": ("protectedServers/{name}", {"GET"}, "function"),
+    "delete_protected_server": ("protectedServers/{name}", {"DELETE"}, "function"),
+    "discover_protected_server": ("protectedServers/{name}:discover", {"POST"}, "function"),
 }
 # name -> (queue, connection setting)
 EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
@@ -72,6 +78,7 @@ EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {
     "retention_sweep": ("%PGVAULT_RETENTION_SCHEDULE%", False),
     "rehydration_timer": ("30 * * * * *", False),
     "hung_jobs": ("0 */5 * * * *", False),
+    "discovery": ("0 */5 * * * *", False),
 }
 
 

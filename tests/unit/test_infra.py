@@ -277,6 +277,23 @@ def test_immutability_policy_is_optional_and_off_by_default(arm: dict[str, Any])
     assert on.value(res)["properties"]["immutabilityPeriodSinceCreationInDays"] == 7
 
 
+def test_version_level_immutability_is_optional_and_off_by_default(arm: dict[str, Any]) -> None:
+    props = arm["resources"]["backupContainer"]["properties"]
+    assert Evaluator(arm).value(props)["immutableStorageWithVersioning"] is None
+    on = Evaluator(arm, {"backupVersionLevelImmutability": True}).value(props)
+    assert on["immutableStorageWithVersioning"] == {"enabled": True} and on["publicAccess"] == "None"
+
+
+def test_soft_delete_days_and_immutability_reach_the_app_as_settings_it_accepts(arm: dict[str, Any]) -> None:
+    default = arm_app_settings(arm)
+    assert (default["PGVAULT_SOFT_DELETE_DAYS"], default["PGVAULT_IMMUTABILITY"]) == ("14", "Disabled")
+    chosen = _as_env(arm_app_settings(arm, pgvaultSoftDeleteDays=90, pgvaultImmutability="Locked"))
+    loaded = load_settings(chosen)
+    assert (loaded.soft_delete_days, loaded.immutability.value) == (90, "Locked")
+    assert arm["parameters"]["pgvaultSoftDeleteDays"]["minValue"] == 14
+    assert arm["parameters"]["pgvaultSoftDeleteDays"]["maxValue"] == 180
+
+
 def test_key_vault_uses_rbac_and_keeps_deleted_secrets(arm: dict[str, Any]) -> None:
     props = arm["resources"]["keyVault"]["properties"]
     assert props["enableRbacAuthorization"] is True

@@ -7,9 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from shared.instances import InstanceService, InstanceStore, RetainData
-from shared.jobs import JobStore
-from shared.protection import ProtectionService
 from shared.recovery_points import RecoveryPointStore
 from shared.retention import RetentionSweep
 from shared.storage.memory import MemoryBlobStore, MemoryTables
@@ -40,37 +37,6 @@ def test_every_part_of_multi_part_points_is_archived_and_deleted_with_its_point_
 
 def test_two_sweeps_at_once_act_once_on_each_point(world: travel.World) -> None:
     travel.two_sweeps_at_once(world)
-
-
-def test_stop_with_delete_empties_the_instance_and_frees_its_database(world: travel.World) -> None:
-    end = travel.START + timedelta(weeks=8)
-    world.record_until(end, end)
-    points = RecoveryPointStore(world.state)
-    assert any(True for _ in points.of(travel.NAME))
-    protection = ProtectionService(world.state, world.blobs)
-    now = end + timedelta(hours=1)
-    stopped, job = protection.stop(travel.NAME, {"retainData": "delete"}, now)
-    assert stopped.retain_data is RetainData.DELETE and job is not None
-    for step in range(10):  # the sweep goes on where the inline deletes stopped
-        if InstanceStore(world.state).find(travel.NAME) is None:
-            break
-        RetentionSweep(world.state, world.blobs).sweep(now + timedelta(minutes=step))
-    assert InstanceStore(world.state).find(travel.NAME) is None
-    assert list(points.of(travel.NAME, include_deleting=True)) == []
-    assert [name for name, _ in world.blobs.listing() if name.startswith(f"{travel.NAME}/")] == []
-    assert JobStore(world.state).get(job.job_id).status.finished
-    # The claim went with the instance: the same database can be protected again, under a new name.
-    spec = {
-        "server": "db.example.com",
-        "database": travel.NAME,
-        "secretUri": "env:PGVAULT_SECRET_X",
-        "policyName": "mwf",
-    }
-    again = InstanceService(world.state, lambda j, i: None).configure_one(
-        "orders2", spec, now + timedelta(hours=1), allow_env_secrets=True, vault_region=None
-    )
-    assert again.instance is not None and again.instance.spec.database == travel.NAME
-    assert InstanceStore(world.state).holder(again.instance.spec) == "orders2"
 
 
 def test_a_host_clock_a_year_ahead_deletes_nothing_while_storage_s_clock_rules() -> None:

@@ -80,7 +80,23 @@ function validateForm(instance, ctx) {
 
 const RETAIN = [['forever', 'Retain forever: keep every point, no deletions'],
   ['asPerPolicy', 'Retain as per policy: delete and archive on their dates, keep the latest point'],
-  ['delete', 'Delete backup data: every point, then the instance']];
+  ['delete', 'Delete backup data: soft delete, kept for the soft-delete days (undelete until then), then purged']];
+
+/** A soft-deleted instance: when it goes, and "Undelete" until its purge has begun. */
+function undeleteForm(instance, send, result) {
+  const info = instance.deletionInfo || {};
+  const form = h('form', { class: 'action-form', id: 'undelete-form' }, h('h3', null, 'Soft-deleted'),
+    h('p', { class: 'muted' }, `Deleted ${fmtTime(info.deletionTime)}; its recovery points are kept, not restorable, `
+      + `until ${fmtTime(info.scheduledPurgeTime)} (${fmtRelative(info.scheduledPurgeTime)}), then purged.`));
+  if (info.purgeJobId) {
+    form.append(h('p', { class: 'muted' }, 'Its purge has begun: ', link('purge job', 'jobs', info.purgeJobId)));
+    return form;
+  }
+  const button = h('button', { type: 'submit', id: 'undelete-instance', class: 'primary' }, 'Undelete');
+  form.append(h('p', { class: 'muted' }, 'Undelete brings it back as ProtectionStopped with every point.'), button, result);
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); send(`backupInstances/${ep(instance.name)}:undelete`, undefined, button); });
+  return form;
+}
 
 function protectionForm(instance, ctx) {
   const result = h('div', { class: 'result', id: 'protection-result' });
@@ -99,6 +115,7 @@ function protectionForm(instance, ctx) {
       button.disabled = false;
     }
   };
+  if (instance.protectionStatus === 'SoftDeleted') return undeleteForm(instance, send, result);
   if (stopped) {
     const button = h('button', { type: 'submit', id: 'resume-backup', class: 'primary' }, 'Resume backup');
     form.append(h('p', { class: 'muted' }, 'Scheduled backups start again; retention as per policy.'), button, result);
@@ -110,7 +127,8 @@ function protectionForm(instance, ctx) {
   form.append(h('label', { for: 'retain-data' }, 'Backup data'), retain, button, result);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    if (retain.value === 'delete' && !window.confirm(`Delete every recovery point of ${instance.name}, then the instance?`)) return;
+    if (retain.value === 'delete' && !window.confirm(`Soft-delete every recovery point of ${instance.name}? `
+      + 'They are purged for good after the soft-delete days.')) return;
     send(`backupInstances/${ep(instance.name)}:stopProtection`, { retainData: retain.value }, button);
   });
   return form;
@@ -167,7 +185,7 @@ function restoreFields(instance) {
 }
 
 function restoreForm(instance, allPoints, ctx) {
-  const points = allPoints.filter((p) => p.integrity !== 'Corrupted'); // never offered as a source
+  const points = allPoints.filter((p) => p.integrity !== 'Corrupted' && p.state !== 'SoftDeleted'); // never offered as a source
   const pointSelect = h('select', { name: 'recoveryPointId', id: 'restore-point', required: true },
     points.map((p) => h('option', { value: p.recoveryPointId },
       `${fmtTime(p.time)} · ${p.retentionTag} · ${p.datastore}`)));
@@ -228,7 +246,8 @@ function pointsTable(points, onRestore) {
       h('td', null, fmtTime(p.time)),
       h('td', null, p.datastore),
       h('td', null, p.retentionTag),
-      h('td', null, p.state || '—'),
+      h('td', { title: p.purgeTime ? `purged ${p.purgeTime} unless the instance is undeleted` : null },
+        p.state === 'SoftDeleted' ? badge('SoftDeleted') : (p.state || '—')),
       h('td', { class: 'num' }, fmtBytes(p.sizeInBytes)),
       h('td', null, fmtTime(p.expiry), h('small', { class: 'muted' }, ` (${fmtRelative(p.expiry)})`)),
       h('td', { title: `server ${p.serverVersion}; ${p.pgDumpVersion}` },
@@ -236,8 +255,8 @@ function pointsTable(points, onRestore) {
       h('td', { class: 'mono', title: p.sha256 ? `sha256 ${p.sha256}` : null }, p.recoveryPointId),
       h('td', { class: 'integrity', title: p.corruption ? `${p.corruption.detectedTime}: ${p.corruption.reason}` : null },
         badge(p.integrity || 'Available')),
-      h('td', null, p.integrity === 'Corrupted'
-        ? h('span', { class: 'muted' }, 'not restorable')
+      h('td', null, p.integrity === 'Corrupted' || p.state === 'SoftDeleted'
+        ? h('span', { class: 'muted' }, p.state === 'SoftDeleted' ? 'undelete first' : 'not restorable')
         : h('button', { type: 'button', class: 'small', onclick: () => onRestore(p),
           'aria-label': `Restore the point of ${fmtTime(p.time)}` }, 'Restore')))),
     'No recovery points yet: back up now, or wait for the schedule.');

@@ -23,7 +23,8 @@ export async function renderInstances(main, _arg, _params, ctx) {
       h('td', null, badge(readiness.status),
         readiness.error ? h('div', { class: 'small bad-text' }, readiness.error.code) : null),
       h('td', null, link(i.policyName, 'policies', i.policyName)),
-      h('td', null, badge(i.protectionStatus)),
+      h('td', null, badge(i.protectionStatus), i.deletionInfo
+        ? h('div', { class: 'small muted' }, `purged ${fmtTime(i.deletionInfo.scheduledPurgeTime)}`) : null),
       h('td', null, lastBackup(i.lastBackup)),
       h('td', null, nextBackup(i.nextScheduledBackup)));
   });
