@@ -431,6 +431,9 @@ var commonAppSettings = {
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_DISCOVERY_SCHEDULE: discoverySchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  // Empty: as many pg_dump/pg_restore processes as the instance has cores (shared/settings.py).
+  PGVAULT_BACKUP_PARALLELISM: ''
+  PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '2147483648'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
   PGVAULT_SOFT_DELETE_DAYS: string(pgvaultSoftDeleteDays)
   PGVAULT_IMMUTABILITY: pgvaultImmutability

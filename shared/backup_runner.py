@@ -34,16 +34,17 @@ from shared.locks import Heartbeat
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams
 from shared.pg.dump import DumpResult, dump_with_manifest
+from shared.pg.parts import DEFAULT_PARALLEL_MIN_BYTES, NoSnapshot, PartedDump, dump_in_parts
 from shared.pg.privileges import check_backup_privileges, to_user_error
 from shared.pg.roles import Roles, read_needed_roles
 from shared.pg.tools import Tool, pick_tool
 from shared.policies import PolicyService
 from shared.policy import Policy, lifecycle, tag_backup
-from shared.recovery_points import RecoveryPoint, RecoveryPointStore, recovery_point_id
+from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, recovery_point_id
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.layout import manifest_name_for, roles_name_for, sidecar_names
+from shared.storage.layout import manifest_name_for, part_blob_name, roles_name_for, sidecar_names
 from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import attempt_limit, last_attempt_started
 from shared.validation import credentials, libpq_for
@@ -133,13 +134,22 @@ class _Source:
 
 @dataclass(frozen=True)
 class _Dumped:
-    """What the Dump step committed: this attempt's blob, its stream's figures and its manifest."""
+    """What the Dump step committed: this attempt's blob (and parts), its stream's figures and its manifest."""
 
     blob_name: str
     result: DumpResult
     manifest: str | None
     started: datetime
     roles: tuple[str, str, int] | None = None  # (blob, SHA-256, how many roles)
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.result.stream.stored_bytes + sum(p.stored_bytes for p in self.parts)
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.result.raw_bytes + sum(p.raw_bytes for p in self.parts)
 
 
 class BackupRunner(Work):
@@ -158,7 +168,11 @@ class BackupRunner(Work):
         function_timeout: timedelta | None = None,
         manifest: bool = True,
         allowed_servers: Sequence[str] = (),
+        parallelism: int = 1,
+        parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_BYTES,
     ) -> None:
+        self._parallelism = parallelism
+        self._parallel_min_bytes = parallel_min_bytes
         self._allowed_servers = tuple(allowed_servers)
         self._runner = JobRunner(state, clock, function_timeout=function_timeout)
         self._jobs = self._runner.jobs
@@ -250,44 +264,69 @@ class BackupRunner(Work):
         run.begin("Dump", details={**run.job.details, "blobName": blob_name})
         dump_started = self._clock()
         assert run.heartbeat is not None  # a backup always runs under its instance's lock
-        result, tables = dump_with_manifest(
-            tool.path,
-            source.kwargs,
-            source.params.child_env(
-                host=spec.server,
-                port=spec.port,
-                dbname=spec.database,
-                refuses_cleartext=tool.refuses_cleartext,
-                allowed_servers=self._allowed_servers,
-            ),
-            self._backups,
-            blob_name,
-            metadata={
-                "instance": layout.row_key(spec.name),
-                "jobid": run.job.job_id,
-                "serverversion": source.server_text,
-                "pgdumpversion": tool.version_text.split()[-1],
-            },
-            on_progress=lambda raw: run.progress(raw, source.size),
-            expected_bytes=source.size,
-            digests=self._manifest,
-            stop=run.heartbeat.signal,
-            before_commit=run.heartbeat.confirm,
+        env = source.params.child_env(
+            host=spec.server,
+            port=spec.port,
+            dbname=spec.database,
+            refuses_cleartext=tool.refuses_cleartext,
+            allowed_servers=self._allowed_servers,
         )
+        metadata = {
+            "instance": layout.row_key(spec.name),
+            "jobid": run.job.job_id,
+            "serverversion": source.server_text,
+            "pgdumpversion": tool.version_text.split()[-1],
+        }
+        parts: tuple[Part, ...] = ()
+        parted: PartedDump | None = None
+        if self._parallelism > 1 and source.size >= self._parallel_min_bytes:
+            try:
+                parted = dump_in_parts(
+                    tool.path,
+                    source.kwargs,
+                    env,
+                    self._backups,
+                    blob_name,
+                    parallelism=self._parallelism,
+                    metadata=metadata,
+                    on_progress=lambda raw: run.progress(raw, source.size),
+                    digests=self._manifest,
+                    stop=run.heartbeat.signal,
+                    before_commit=run.heartbeat.confirm,
+                )
+            except NoSnapshot as exc:
+                log.warning("backup job %s instance %s: %s; one stream instead", run.job.job_id, spec.name, exc)
+        if parted is not None:
+            result, tables, parts = parted.schema, parted.tables, parted.parts
+        else:
+            result, tables = dump_with_manifest(
+                tool.path,
+                source.kwargs,
+                env,
+                self._backups,
+                blob_name,
+                metadata=metadata,
+                on_progress=lambda raw: run.progress(raw, source.size),
+                expected_bytes=source.size,
+                digests=self._manifest,
+                stop=run.heartbeat.signal,
+                before_commit=run.heartbeat.confirm,
+            )
         try:
             about = {
                 "instance": spec.name,
                 "time": dump_started.isoformat(),
                 "serverVersion": source.server_text,
                 "pgDumpVersion": tool.version_text,
+                **({"parts": [p.to_dict() for p in parts]} if parts else {}),
             }
             manifest = self._write_manifest(blob_name, tables, about)
             roles = self._write_roles(blob_name, source.roles)
             run.done()
         except BaseException:
-            self._discard(blob_name)  # committed, but no point will ever name it
+            self._discard(blob_name, len(parts))  # committed, but no point will ever name it
             raise
-        return _Dumped(blob_name, result, manifest, dump_started, roles)
+        return _Dumped(blob_name, result, manifest, dump_started, roles, parts)
 
     @staticmethod
     def _token(run: JobRun) -> str:
@@ -303,7 +342,7 @@ class BackupRunner(Work):
             assert run.heartbeat is not None
             self._before_point(attempt_started, run.heartbeat)
         except BaseException:
-            self._discard(blob_name)  # committed, but no point will ever name it
+            self._discard(blob_name, len(dumped.parts))  # committed, but no point will ever name it
             raise
         # From here the blob may be referenced (an insert that failed on the way back may have
         # happened): only a point naming another blob proves this one unreferenced.
@@ -313,8 +352,8 @@ class BackupRunner(Work):
                 source.instance.spec.name,
                 life,
                 blob_name=blob_name,
-                size_in_bytes=dumped.result.stream.stored_bytes,
-                raw_bytes=dumped.result.raw_bytes,
+                size_in_bytes=dumped.stored_bytes,
+                raw_bytes=dumped.raw_bytes,
                 sha256=dumped.result.stream.sha256,
                 server_version=source.server_text,
                 pg_dump_version=source.tool.version_text,
@@ -323,6 +362,7 @@ class BackupRunner(Work):
                 roles_blob_name=dumped.roles[0] if dumped.roles else None,
                 roles_sha256=dumped.roles[1] if dumped.roles else None,
                 role_count=dumped.roles[2] if dumped.roles else None,
+                parts=dumped.parts,
             )
         )
         manifest = dumped.manifest
@@ -334,7 +374,7 @@ class BackupRunner(Work):
                 job.instance,
                 point.recovery_point_id,
             )
-            self._discard(blob_name)
+            self._discard(blob_name, len(dumped.parts))
             manifest = self._manifest_of(point)
         log.info(
             "backup job %s instance %s: recovery point %s (%s, %s bytes)",
@@ -366,10 +406,11 @@ class BackupRunner(Work):
         if self._clock() - started > limit:
             raise TransientError(f"this attempt started more than {limit} ago; it records no point")
 
-    def _discard(self, blob_name: str) -> None:
-        """Delete a blob (and its manifest and roles) that no point references; best effort (the sweep collects
-        leftovers)."""
-        for name in (blob_name, *sidecar_names(blob_name)):
+    def _discard(self, blob_name: str, parts: int = 0) -> None:
+        """Delete a blob, its parts, its manifest and roles, which no point references (best effort: the sweep
+        collects leftovers)."""
+        names = [blob_name, *(part_blob_name(blob_name, i) for i in range(1, parts + 1)), *sidecar_names(blob_name)]
+        for name in names:
             try:
                 self._backups.delete(name)
             except PgVaultError as exc:

@@ -8,8 +8,9 @@ the inverted backup time, so the partition reads newest first.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -76,6 +77,44 @@ def recovery_point_id(job_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One data part of a multi-part recovery point (``shared.pg.parts``): checksum, sizes, tables.
+
+    Its blob is ``layout.part_blob_name(point.blob_name, index)``: named after the point's blob,
+    so it follows the point's blob through archive copies and rehydrated copies.
+    """
+
+    index: int
+    sha256: str
+    stored_bytes: int
+    raw_bytes: int
+    tables: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "sha256": self.sha256,
+            "storedBytes": self.stored_bytes,
+            "rawBytes": self.raw_bytes,
+            "tables": list(self.tables),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Part:
+        return cls(int(d["index"]), str(d["sha256"]), int(d["storedBytes"]), int(d["rawBytes"]), tuple(d["tables"]))
+
+
+def parts_to_json(parts: Sequence[Part]) -> str | None:
+    """The parts as the point's record stores them (None for a single-part point)."""
+    return json.dumps([p.to_dict() for p in parts], separators=(",", ":")) if parts else None
+
+
+def parts_from_json(text: str | None) -> tuple[Part, ...]:
+    """The parts a point's record stores (none for a single-part point, or one written before parts)."""
+    return tuple(Part.from_dict(d) for d in json.loads(text)) if text else ()
+
+
+@dataclass(frozen=True)
 class RecoveryPoint:
     """One restorable copy of a database."""
 
@@ -121,6 +160,18 @@ class RecoveryPoint:
     points taken before pgvault stored roles."""
     roles_sha256: str | None = None
     role_count: int | None = None
+    parts: tuple[Part, ...] = ()
+    """The data parts of a multi-part point (its ``blob_name`` is then the schema part); none: one blob."""
+
+    def part_blobs(self, blob_name: str | None = None) -> list[tuple[str, str]]:
+        """(blob, sha256) of each data part, named after ``blob_name`` (the point's blob, or a copy of it)."""
+        base = blob_name if blob_name is not None else self.blob_name
+        return [(layout.part_blob_name(base, p.index), p.sha256) for p in self.parts]
+
+    def blob_names(self, blob_name: str | None = None) -> list[str]:
+        """Every blob of the point: ``blob_name`` (default its own) and its parts' blobs named after it."""
+        base = blob_name if blob_name is not None else self.blob_name
+        return [base, *(name for name, _ in self.part_blobs(base))]
 
     @property
     def integrity(self) -> Integrity:
@@ -169,6 +220,7 @@ class RecoveryPoint:
         roles_blob_name: str | None = None,
         roles_sha256: str | None = None,
         role_count: int | None = None,
+        parts: tuple[Part, ...] = (),
     ) -> RecoveryPoint:
         """A new point in vault-standard, with the dates its policy's lifecycle gives."""
         return cls(
@@ -193,6 +245,7 @@ class RecoveryPoint:
             roles_blob_name=roles_blob_name,
             roles_sha256=roles_sha256,
             role_count=role_count,
+            parts=parts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -234,6 +287,7 @@ class RecoveryPoint:
             corruption=corruption,
             roleCount=self.role_count,
             rolesSha256=self.roles_sha256,
+            parts=1 + len(self.parts),
         )
 
     def _data(self) -> dict[str, Any]:
@@ -267,6 +321,7 @@ class RecoveryPoint:
             "rolesBlobName": self.roles_blob_name,
             "rolesSha256": self.roles_sha256,
             "roleCount": self.role_count,
+            "parts": parts_to_json(self.parts),
         }
 
     @classmethod
@@ -303,6 +358,7 @@ class RecoveryPoint:
             e.get("rolesBlobName"),
             e.get("rolesSha256"),
             int(e["roleCount"]) if e.get("roleCount") is not None else None,
+            parts_from_json(e.get("parts")),
         )
 
 

@@ -325,9 +325,9 @@ class RetentionSweep:
             self._state.update(marker, {"scannedAt": now})
         referenced: set[str] = set()
         for point in self._points.every():
-            referenced.add(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX))
+            referenced.update(point.blob_names(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
             if point.archive_blob_name:
-                referenced.add(point.archive_blob_name)
+                referenced.update(point.blob_names(point.archive_blob_name))
         deleted = 0
         for name, modified in self._blobs.listing():
             dump = layout.dump_of(name)
@@ -447,27 +447,32 @@ class RetentionSweep:
     def _blob_step(self, point: RecoveryPoint, event: LifecycleEvent) -> list[str]:
         """The storage side of ``event`` (idempotent); warnings for what was found missing."""
         warnings: list[str] = []
+        # A multi-part point's every blob (``blob_names``: the schema part, then each data part) goes
+        # through each step; the parts' names follow the point's blob name through its copies.
+        vault = point.blob_names(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX))
+        archive = point.blob_names(point.archive_blob_name) if point.archive_blob_name is not None else []
         if event is LifecycleEvent.ARCHIVE_MOVE:
-            if not self._blobs.set_archive_tier(point.blob_name):
-                warnings.append(f"blob {point.blob_name} was missing; the point is recorded as archived regardless")
+            missing = [name for name in point.blob_names() if not self._blobs.set_archive_tier(name)]
+            warnings += [f"blob {name} was missing; the point is recorded as archived regardless" for name in missing]
         elif event is LifecycleEvent.ARCHIVE_COPY:
-            if not self._blobs.copy_to_archive(point.blob_name, archive_copy_name(point.blob_name)):
-                warnings.append(f"blob {point.blob_name} was missing; no archive copy was made")
+            missing = [n for n in point.blob_names() if not self._blobs.copy_to_archive(n, archive_copy_name(n))]
+            warnings += [f"blob {name} was missing; no archive copy was made" for name in missing]
         elif event is LifecycleEvent.DELETE_VAULT:
-            self._blobs.delete(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX))
+            self._delete_all(vault)
         elif event is LifecycleEvent.DELETE_ARCHIVE:
-            if point.archive_blob_name is not None:
-                self._blobs.delete(point.archive_blob_name)
+            self._delete_all(archive)
         else:
             # Blob(s) first, record after: a re-run after a crash here finds the record and deletes again.
-            self._blobs.delete(point.blob_name)
-            if point.archive_blob_name is not None:
-                self._blobs.delete(point.archive_blob_name)
+            self._delete_all([*point.blob_names(), *archive])
             # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile).
             self._blobs.delete(layout.manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
             if point.roles_blob_name is not None:
                 self._blobs.delete(point.roles_blob_name)
         return warnings
+
+    def _delete_all(self, names: list[str]) -> None:
+        for name in names:
+            self._blobs.delete(name)
 
     def _record_step(self, point: RecoveryPoint, event: LifecycleEvent) -> RecoveryPoint | None:
         """Settle the record after the storage step: the new state, or the record gone (None)."""

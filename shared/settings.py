@@ -83,7 +83,7 @@ def _whole(env: Mapping[str, str], name: str, problems: dict[str, str], *, defau
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not re.fullmatch(r"\d{1,9}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"\d{1,19}", raw) or not low <= int(raw) <= high:
         problems[name] = f"must be a whole number from {low} to {high}, got {raw!r}"
         return default
     return int(raw)
@@ -157,6 +157,10 @@ class Settings:
     export_accounts: tuple[str, ...] = ()
     # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
     key_vault_uri: str | None = None
+    # pg_dump/pg_restore processes of one backup or restore (PGVAULT_BACKUP_PARALLELISM); 1: one stream.
+    backup_parallelism: int = 1
+    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
+    parallel_backup_min_bytes: int = 2 * 1024**3
     # When protected servers are discovered (PGVAULT_DISCOVERY_SCHEDULE, six-field NCRONTAB): hourly by default.
     discovery_schedule: str = "0 0 * * * *"
     # PGVAULT_SOFT_DELETE_DAYS: how long stop-with-delete keeps an instance's points before the purge.
@@ -352,6 +356,8 @@ def _immutability(env: Mapping[str, str], problems: dict[str, str]) -> Immutabil
     except ValueError as exc:
         problems["PGVAULT_IMMUTABILITY"] = str(exc)
         return Immutability.DISABLED
+
+
 # A grace longer than this would hide a week of missed weekly backups.
 MAX_MISSED_BACKUP_GRACE = timedelta(days=7)
 
@@ -433,6 +439,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
+    parallelism = _whole(env, "PGVAULT_BACKUP_PARALLELISM", problems, default=default_parallelism(), low=1, high=64)
+    parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", problems, default=2 * 1024**3, low=0, high=2**62)
     discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
     soft_delete_days = _soft_delete_days(env, problems)
     immutability = _immutability(env, problems)
@@ -461,6 +469,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
         key_vault_uri=key_vault_uri,
+        backup_parallelism=parallelism,
+        parallel_backup_min_bytes=parallel_min,
         discovery_schedule=discovery_schedule,
         soft_delete_days=soft_delete_days,
         immutability=immutability,
@@ -469,3 +479,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_url=_public_url(env),
         access=access,
     )
+
+
+def default_parallelism() -> int:
+    """The cores this process may run on (its CPU affinity, not the host's count), at most 16."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(16, cores))

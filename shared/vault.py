@@ -132,6 +132,8 @@ class Vault:
             function_timeout=s.function_timeout,
             manifest=s.backup_manifest,
             allowed_servers=s.allowed_servers,
+            parallelism=s.backup_parallelism,
+            parallel_min_bytes=s.parallel_backup_min_bytes,
         )
 
     def backup_starter(self) -> BackupStarter:
@@ -151,6 +153,7 @@ class Vault:
             pg_bin_dir=s.pg_bin_dir,
             allow_env_secrets=s.allow_env_secrets,
             exports=ExportRules.from_settings(s),
+            parallelism=s.backup_parallelism,
         )
 
     def protection(self) -> ProtectionService:

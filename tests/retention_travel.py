@@ -28,9 +28,9 @@ from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import JobStatus, JobStore, Operation, new_job_id
 from shared.policies import PolicyService
 from shared.policy import DataStore, Policy, Simulation, lifecycle, simulate, tag_backup
-from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
+from shared.recovery_points import Part, PointState, RecoveryPoint, RecoveryPointStore
 from shared.retention import CLAIM_TIMEOUT, RetentionSweep, SweepStep
-from shared.storage.layout import manifest_name_for, roles_name_for
+from shared.storage.layout import manifest_name_for, part_blob_name, roles_name_for
 from shared.storage.ports import BlobContainer, StateStore
 from tests.examples import EXAMPLES
 
@@ -53,6 +53,8 @@ class World:
     recorded: list[datetime] = field(default_factory=list)
     with_roles: bool = False
     """Whether points hold a roles blob too (their last copy's deletion takes it along)."""
+    parts: int = 0
+    """Data parts of every other point recorded (multi-part points, ``shared.pg.parts``)."""
     _simulations: dict[datetime, Simulation] = field(default_factory=dict)
 
     def simulation(self, end: datetime) -> Simulation:
@@ -76,6 +78,11 @@ class World:
             roles = roles_name_for(blob) if self.with_roles else None
             if roles is not None:
                 self.blobs.put(roles, b'{"format": 1, "roles": [], "memberships": []}')
+            parts = tuple(
+                Part(i, "0" * 64, 16, 32) for i in range(1, 1 + (self.parts if len(self.recorded) % 2 else 0))
+            )
+            for part in parts:
+                self.blobs.put(part_blob_name(blob, part.index), b"fake part " + rp_id.encode())
             life = lifecycle(self.policy, tag, backup.time)
             point = RecoveryPoint.from_lifecycle(
                 rp_id,
@@ -90,6 +97,7 @@ class World:
                 job_id=rp_id,
                 on_demand=False,
                 roles_blob_name=roles,
+                parts=parts,
             )
             store.add(point)
             self.recorded.append(backup.time)
@@ -162,12 +170,12 @@ def _expected(world: World, at: datetime, end: datetime) -> dict[DataStore, set[
 
 
 def _assert_blobs_match_points(world: World) -> None:
-    points = {p.blob_name: p for p in RecoveryPointStore(world.state).of(NAME)}
+    points = {name: p for p in RecoveryPointStore(world.state).of(NAME) for name in p.blob_names()}
     blobs = {name for name, _ in world.blobs.listing() if name.startswith(f"{NAME}/")}
-    sidecars = {manifest_name_for(name) for name in points} | {
+    sidecars = {manifest_name_for(p.blob_name) for p in points.values()} | {
         p.roles_blob_name for p in points.values() if p.roles_blob_name is not None
     }
-    # Deleted points left no blob, nor manifest or roles; every listed point has its blob (and its sidecars).
+    # Deleted points left no blob (no part), nor manifest or roles; every listed point has its blobs (and its sidecars).
     assert blobs == set(points) | sidecars
     for name, point in points.items():  # (a manifest stays in the hot tier: it is small)
         tier = world.blobs.tier(name)

@@ -16,7 +16,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +146,21 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
     return UserError(ErrorCode.INTERNAL, f"pg_dump failed: {last}")
 
 
-def _start_pg_dump(pg_dump: Path, env: Mapping[str, str], snapshot: str | None) -> subprocess.Popen[bytes]:
-    """pg_dump writing the custom format, uncompressed, to its stdout (zstd compresses it here)."""
+class DumpKilled(TransientError):
+    """pg_dump died of a signal (killed, out of memory) without a word about the database: worth a retry."""
+
+
+def _start_pg_dump(
+    pg_dump: Path, env: Mapping[str, str], snapshot: str | None, extra_args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """pg_dump writing the custom format, uncompressed, to its stdout (zstd compresses it here).
+
+    ``extra_args`` narrow what it dumps (a part's ``--data-only --table=...``, ``shared.pg.parts``).
+    """
     argv = [str(pg_dump), "--format=custom", "--compress=0", "--no-password"]
     if snapshot is not None:
         argv.append(f"--snapshot={snapshot}")
+    argv.extend(extra_args)
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -175,6 +185,7 @@ def dump_to_blob(
     snapshot: str | None = None,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
@@ -183,9 +194,10 @@ def dump_to_blob(
     ``snapshot`` (from ``pg_export_snapshot()``) makes pg_dump read that snapshot, so another
     session can read exactly what the dump holds (the backup's manifest). When ``stop`` is set
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
-    nothing is committed after the signal.
+    nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
+    killed by a signal raises ``DumpKilled`` (a ``TransientError``).
     """
-    proc = _start_pg_dump(pg_dump, env, snapshot)
+    proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
@@ -207,6 +219,8 @@ def dump_to_blob(
             returncode = proc.wait()
             reader.join(timeout=10)
             check(stop)  # pg_dump killed by the signal: its exit says nothing about the database
+            if returncode < 0:
+                raise DumpKilled(f"pg_dump was killed by signal {-returncode} while dumping into {blob_name}")
             if returncode != 0:
                 raise map_dump_error(stderr.decode(errors="replace"), returncode, env.get("PGDATABASE", ""))
             if before_commit is not None:

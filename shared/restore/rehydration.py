@@ -23,6 +23,7 @@ import isodate
 
 from shared.errors import ErrorCode, UserError
 from shared.storage.blobs import BlobInfo, BlobMissing, BlobStore
+from shared.storage.layout import part_blob_name
 from shared.storage.tables import Entity, EntityExists, StateStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,15 @@ class Rehydration:
     ready_at: datetime | None = None
     expiry: datetime | None = None
     etag: str | None = None
+    parts: int = 0
+    """Data parts of a multi-part point: each is rehydrated beside the schema part, named after it."""
+
+    def copies(self) -> list[tuple[str, str]]:
+        """(archived blob, its copy) for every blob of the point: the schema part's, then each data part's."""
+        pairs = [(self.source_blob, self.copy_blob)]
+        for i in range(1, self.parts + 1):
+            pairs.append((part_blob_name(self.source_blob, i), part_blob_name(self.copy_blob, i)))
+        return pairs
 
     def data(self) -> dict[str, Any]:
         return {
@@ -95,6 +105,7 @@ class Rehydration:
             "waiting": json.dumps(list(self.waiting)),
             "readyAt": self.ready_at,
             "expiry": self.expiry,
+            "parts": self.parts,
         }
 
     @classmethod
@@ -113,6 +124,7 @@ class Rehydration:
             e.get("readyAt"),
             e.get("expiry"),
             e.etag,
+            int(e.get("parts") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,21 +172,33 @@ class RehydrationStore:
 
 
 def start_copy(blobs: BlobStore, record: Rehydration) -> None:
-    """Ask storage to rehydrate the archived blob into the record's copy (idempotent: a copy that
+    """Ask storage to rehydrate the archived blob(s) into the record's copies (idempotent: a copy that
     exists already, pending or done, is left alone; a failed one is replaced)."""
-    existing = blobs.info(record.copy_blob)
-    if existing is not None:
-        if copy_state(existing) is not CopyState.FAILED:
-            return
-        blobs.delete(record.copy_blob)  # what a failed or aborted copy left: start over
-    try:
-        blobs.start_rehydration(record.source_blob, record.copy_blob, record.priority)
-    except BlobMissing as exc:
-        raise UserError(
-            ErrorCode.NOT_FOUND,
-            f"the archived blob of recovery point {record.recovery_point_id} is missing from the vault",
-            target="recoveryPointId",
-        ) from exc
+    for source, copy in record.copies():
+        existing = blobs.info(copy)
+        if existing is not None:
+            if copy_state(existing) is not CopyState.FAILED:
+                continue
+            blobs.delete(copy)  # what a failed or aborted copy left: start over
+        try:
+            blobs.start_rehydration(source, copy, record.priority)
+        except BlobMissing as exc:
+            raise UserError(
+                ErrorCode.NOT_FOUND,
+                f"the archived blob {source} of recovery point {record.recovery_point_id} is missing from the vault",
+                target="recoveryPointId",
+            ) from exc
+
+
+def copies_state(probe: BlobProbe, record: Rehydration) -> CopyState:
+    """Where the record's copies are together: Failed if any failed, Ready when every one is readable."""
+    states = []
+    for _, copy in record.copies():
+        props = probe.info(copy)
+        states.append(CopyState.PENDING if props is None else copy_state(props))
+    if CopyState.FAILED in states:
+        return CopyState.FAILED
+    return CopyState.PENDING if CopyState.PENDING in states else CopyState.READY
 
 
 def expiry_after(ready_at: datetime, duration: str) -> datetime:

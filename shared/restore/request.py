@@ -125,6 +125,10 @@ class RestoreRequest:
         """The dump file a files restore writes."""
         return f"{self.file_prefix}.dump" + (".zst" if self.file_format == "zstd" else "")
 
+    def part_file_name(self, index: int) -> str:
+        """The file of data part ``index`` of a multi-part point (``<prefix>.part001.dump``) beside the dump."""
+        return f"{self.file_prefix}.part{index:03d}.dump" + (".zst" if self.file_format == "zstd" else "")
+
     @property
     def roles_file_name(self) -> str:
         """The roles script a files restore writes beside the dump (for points that hold roles)."""

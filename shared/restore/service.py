@@ -34,8 +34,8 @@ from shared.restore.rehydration import (
     CopyState,
     Rehydration,
     RehydrationStore,
+    copies_state,
     copy_name_for,
-    copy_state,
     expiry_after,
     start_copy,
 )
@@ -162,7 +162,9 @@ class RestoreService:
         probe: BlobProbe | None = None,
         allow_env_secrets: bool = False,
         exports: ExportRules | None = None,
+        parallelism: int = 2,
     ) -> None:
+        self._parallelism = parallelism
         self._state = state
         self._runner = JobRunner(state, clock)
         self._jobs = self._runner.jobs
@@ -281,6 +283,7 @@ class RestoreService:
                     str(request.rehydration_duration),
                     rehydrate.job_id,
                     waiting=(job.job_id,),
+                    parts=len(point.parts),
                 )
             )
             if created:
@@ -375,6 +378,7 @@ class RestoreService:
             self._vault_account,
             self._exports,
             self._points,
+            self._parallelism,
         )
 
     def _source_blob(self, point: RecoveryPoint) -> str | None:
@@ -430,7 +434,8 @@ class RestoreService:
                     self._unstarted(record, now)
                     counts["pending"] += 1
                 elif record.state is CopyState.READY and record.expiry is not None and record.expiry <= now:
-                    self._backups.delete(record.copy_blob)
+                    for _, copy in record.copies():
+                        self._backups.delete(copy)
                     self._rehydrations.delete(record)
                     counts["deleted"] += 1
             except (ETagMismatch, TransientError) as exc:
@@ -450,8 +455,7 @@ class RestoreService:
         self._finish_rehydration(record, CopyState.FAILED, why, now)
 
     def _poll(self, record: Rehydration, now: datetime) -> CopyState:
-        props = self._probe.info(record.copy_blob)
-        state = CopyState.PENDING if props is None else copy_state(props)
+        state = copies_state(self._probe, record)
         if state is CopyState.PENDING:
             return state
         error = None if state is CopyState.READY else UserError(ErrorCode.INTERNAL, "storage could not rehydrate")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from shared.jobs.runner import JobRun
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.pg.digests import compare_digests, methods_of, table_digests
+from shared.pg.parts import PartSource, restore_command_lines, restore_in_parts
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
     MARKER,
@@ -127,6 +128,8 @@ class Context:
     # Where restores as files may write (none: nowhere).
     exports: files.ExportRules = field(default_factory=files.ExportRules)
     points: RecoveryPointStore | None = None
+    # pg_restore processes of a multi-part point's restore (and post-data's --jobs).
+    parallelism: int = 2
 
 
 class RestoreWork:
@@ -153,14 +156,6 @@ class RestoreWork:
             self.run.progress(read, total)
 
         return report
-
-    def chunks(self, point: RecoveryPoint, blob: str, *, decompress: bool = True) -> Iterator[bytes]:
-        return self.s.backups.read_verified(
-            blob,
-            point.sha256,
-            decompress=decompress,
-            on_bytes=self.progress(point.size_in_bytes),
-        )
 
     # --- into a database --------------------------------------------------------------------
 
@@ -238,17 +233,31 @@ class RestoreWork:
         if schemas:
             with connect(params.libpq_kwargs(host=host, port=port, dbname=name)) as conn:
                 create_schemas(conn, schemas)
+        env = params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext)
         try:
-            report = restore_blob(
-                tool.path,
-                params.child_env(host=host, port=port, dbname=name, refuses_cleartext=tool.refuses_cleartext),
-                self.s.backups,
-                blob,
-                point.sha256,
-                options=options,
-                on_bytes=self.progress(point.size_in_bytes),
-                stop=self.heartbeat.signal,
-            )
+            if point.parts:
+                report = restore_in_parts(
+                    tool.path,
+                    env,
+                    self.s.backups,
+                    PartSource(blob, point.sha256),
+                    [PartSource(b, sha) for b, sha in point.part_blobs(blob)],
+                    options=options,
+                    jobs=self.s.parallelism,
+                    on_bytes=self.progress(point.size_in_bytes),
+                    stop=self.heartbeat.signal,
+                )
+            else:
+                report = restore_blob(
+                    tool.path,
+                    env,
+                    self.s.backups,
+                    blob,
+                    point.sha256,
+                    options=options,
+                    on_bytes=self.progress(point.size_in_bytes),
+                    stop=self.heartbeat.signal,
+                )
         except IntegrityError as exc:
             raise self._corrupted(point, exc) from exc
         if not report.ok:
@@ -411,24 +420,52 @@ class RestoreWork:
 
         self.run.begin("Write")
         decompress = request.file_format == "dump"
-        written = earlier or self._write_dump(container, request, point, blob, decompress)
+        # A multi-part point is written as its files: the schema part, then each data part beside it.
+        sources = [(request.file_name, blob, point.sha256), *self._part_files(request, point, blob)]
+        written: list[Written] = []
+        done = 0
+        for name, source, sha256 in sources:
+            own = earlier if name == request.file_name else self._own_file(container, name)
+            own = own or self._write_dump(container, name, point, (source, sha256), decompress=decompress, done=done)
+            written.append(own)
+            done += written[-1].stored_bytes
         self.run.done()
         try:
             return self._files_written(request, point, container, written)
         except BaseException:
             # The job will not say Completed (a cancel came, storage failed): its files go.
-            self._remove(container, [request.file_name, request.roles_file_name, request.manifest_file_name])
+            self._remove(
+                container, [*(name for name, _, _ in sources), request.roles_file_name, request.manifest_file_name]
+            )
             raise
 
+    @staticmethod
+    def _part_files(request: RestoreRequest, point: RecoveryPoint, blob: str) -> list[tuple[str, str, str]]:
+        """(file, blob, sha256) of each data part of ``point`` read from ``blob`` (the point's or a copy's)."""
+        return [(request.part_file_name(i), b, sha) for i, (b, sha) in enumerate(point.part_blobs(blob), start=1)]
+
     def _files_written(
-        self, request: RestoreRequest, point: RecoveryPoint, container: BlobStore, written: Written
+        self, request: RestoreRequest, point: RecoveryPoint, container: BlobStore, files_written: list[Written]
     ) -> Job:
         decompress = request.file_format == "dump"
         self.run.begin("Manifest")
         path = request.file_name
+        written = files_written[0]
         restore_cmd = request.options.command(path if decompress else None)
         if not decompress:
             restore_cmd = f"zstd -dc {shlex.quote(path)} | {restore_cmd}"
+        part_names = [request.part_file_name(i) for i in range(1, len(files_written))]
+        extra: dict[str, Any] = {}
+        if part_names:
+            lines = restore_command_lines(path, part_names, request.options, self.s.parallelism, zstd=not decompress)
+            restore_cmd = " && ".join(lines)
+            extra = {
+                "parts": [
+                    {"file": name, "bytes": w.stored_bytes, "sha256": w.sha256}
+                    for name, w in zip(part_names, files_written[1:], strict=True)
+                ],
+                "restoreCommands": lines,
+            }
         manifest = {
             "source": {
                 "instance": point.instance,
@@ -443,13 +480,14 @@ class RestoreWork:
             "bytes": written.stored_bytes,
             "sha256": written.sha256,
             "restoreCommand": restore_cmd,
+            **extra,
             "restoredBy": self.job.job_id,
         }
         schemas = [*request.options.schemas, *{t.rpartition(".")[0] for t in request.options.tables if "." in t}]
         if schemas:
             # pg_restore --schema restores a schema's objects, not the schema itself.
             manifest["beforeRestore"] = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(n)};" for n in schemas]
-        written_files = [request.file_name, request.manifest_file_name]
+        written_files = [request.file_name, *part_names, request.manifest_file_name]
         roles = self.stored_roles(point)
         if roles is not None:
             # Run before the restore by a user with CREATEROLE; CREATE ROLE of a role that exists fails harmlessly.
@@ -458,14 +496,14 @@ class RestoreWork:
             if files.owner_of(container, request.roles_file_name) != self.job.job_id:
                 about = f"recovery point {point.recovery_point_id} of {point.instance}, taken {point.time.isoformat()}"
                 files.write_text(container, request.roles_file_name, roles.to_sql(about), self.job.job_id)
-            written_files.insert(1, request.roles_file_name)
+            written_files.insert(len(written_files) - 1, request.roles_file_name)  # before the manifest
         if files.owner_of(container, request.manifest_file_name) != self.job.job_id:
             files.write_manifest(container, request.manifest_file_name, manifest, self.job.job_id)
         self.run.done()
         return self.run.finish(
             JobStatus.COMPLETED,
             progress=1.0,
-            bytes=written.stored_bytes,
+            bytes=sum(w.stored_bytes for w in files_written),
             details={
                 **self.job.details,
                 "files": written_files,
@@ -496,12 +534,24 @@ class RestoreWork:
         return {"server": spec.server, "port": spec.port, "database": spec.database}
 
     def _write_dump(
-        self, container: BlobStore, request: RestoreRequest, point: RecoveryPoint, blob: str, decompress: bool
+        self,
+        container: BlobStore,
+        name: str,
+        point: RecoveryPoint,
+        source: tuple[str, str],
+        *,
+        decompress: bool,
+        done: int = 0,
     ) -> Written:
-        """Stream the point into the dump file, created only once its checksum matched (If-None-Match: *)."""
-        writer = container.writer(request.file_name, expected_bytes=point.raw_bytes)
+        """Stream one blob of the point (``source``: blob, sha256) into file ``name``, created only once its
+        checksum matched (If-None-Match: *). ``done``: bytes of the point's earlier files (for progress)."""
+        writer = container.writer(name, expected_bytes=point.raw_bytes)
+        report = self.progress(point.size_in_bytes)
         try:
-            for chunk in self.chunks(point, blob, decompress=decompress):
+            chunks = self.s.backups.read_verified(
+                source[0], source[1], decompress=decompress, on_bytes=lambda read: report(done + read)
+            )
+            for chunk in chunks:
                 writer.write(chunk)
         except IntegrityError as exc:
             writer.close()  # nothing committed: a corrupted point never appears as a file
@@ -521,7 +571,7 @@ class RestoreWork:
                 if_missing=True,
             )
         except BlobExists as exc:
-            raise files.FileExists(request.file_name) from exc
+            raise files.FileExists(name) from exc
         return Written(result.sha256, result.stored_bytes)
 
     def _own_file(self, container: BlobStore, name: str) -> Written | None:

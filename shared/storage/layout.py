@@ -90,6 +90,20 @@ DUMP_SUFFIX = ".pgdump.zst"
 MANIFEST_SUFFIX = ".manifest.json"
 
 
+def part_blob_name(blob_name: str, index: int) -> str:
+    """The blob of data part ``index`` (1-based) of a multi-part point whose schema part is ``blob_name``.
+
+    The part mark goes before the dump suffix, so whatever is put before or after a point's
+    blob name (an archive copy's suffix, a rehydrated copy's prefix) is put around each part's
+    alike: ``part_blob_name(f(b), i) == f(part_blob_name(b, i))``, and a part's blob ends with
+    ``DUMP_SUFFIX`` as every dump's does (the orphan sweep looks for those).
+    """
+    head, sep, tail = blob_name.rpartition(DUMP_SUFFIX)
+    if not sep:
+        return f"{blob_name}.part{index:03d}"
+    return f"{head}.part{index:03d}{DUMP_SUFFIX}{tail}"
+
+
 def manifest_name_for(blob_name: str) -> str:
     """Where a recovery point's manifest (per-table row counts and hashes at dump time) lives."""
     return f"{blob_name}{MANIFEST_SUFFIX}"

@@ -47,6 +47,11 @@ class RecoveryPoint(Response):
         "restore source (409 RecoveryPointCorrupted)"
     )
     corruption: Corruption | None
+    parts: int = Field(
+        default=1,
+        description="how many blobs hold the backup: 1, or a schema part and N data parts dumped in parallel on one "
+        "snapshot (PGVAULT_BACKUP_PARALLELISM); sha256 is then the schema part's, sizeInBytes and rawBytes the sums",
+    )
     purgeTime: UtcTime | None = Field(
         None,
         description="set when state is SoftDeleted (its instance is soft-deleted): when the retention sweep "

@@ -29,6 +29,13 @@ def test_sweeps_killed_between_any_two_steps_and_rerun_converge_to_the_same_stat
     travel.sweeps_killed_and_rerun(world)
 
 
+def test_every_part_of_multi_part_points_is_archived_and_deleted_with_its_point_even_by_killed_sweeps(
+    world: travel.World,
+) -> None:
+    world.parts = 3
+    travel.sweeps_killed_and_rerun(world)  # checks, at the end, every listed point's blobs and nothing else
+
+
 def test_two_sweeps_at_once_act_once_on_each_point(world: travel.World) -> None:
     travel.two_sweeps_at_once(world)
 

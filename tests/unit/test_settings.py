@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SettingsError
-from shared.settings import load_settings
+from shared.settings import default_parallelism, load_settings
 
 SCHEDULE = {"PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *", "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *"}
 
@@ -29,6 +29,8 @@ def test_every_invalid_setting_is_reported_at_once(tmp_path: object) -> None:
         "PGVAULT_RETENTION_SCHEDULE": "every hour",
         "PGVAULT_BACKUP_MANIFEST": "sometimes",
         "PGVAULT_ALLOWED_SERVERS": "*.postgres.database.azure.com, *",
+        "PGVAULT_BACKUP_PARALLELISM": "0",
+        "PGVAULT_PARALLEL_BACKUP_MIN_BYTES": "2 GB",
     }
     with pytest.raises(SettingsError) as err:
         load_settings(env)
@@ -111,3 +113,12 @@ def test_allowed_servers_are_normalised_host_patterns_empty_by_default() -> None
         with pytest.raises(SettingsError) as err:
             load_settings({**base, "PGVAULT_ALLOWED_SERVERS": bad})
         assert set(err.value.problems) == {"PGVAULT_ALLOWED_SERVERS"}, bad
+
+
+def test_backup_parallelism_defaults_to_the_cores_this_process_may_use_and_takes_a_whole_number() -> None:
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE}
+    default = load_settings(base)
+    assert default.backup_parallelism == default_parallelism() >= 1
+    assert default.parallel_backup_min_bytes == 2 * 1024**3
+    chosen = load_settings({**base, "PGVAULT_BACKUP_PARALLELISM": "4", "PGVAULT_PARALLEL_BACKUP_MIN_BYTES": "0"})
+    assert (chosen.backup_parallelism, chosen.parallel_backup_min_bytes) == (4, 0)
