@@ -389,6 +389,8 @@ var commonAppSettings = {
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  PGVAULT_MAX_BACKUPS_PER_SERVER: '2'
+  PGVAULT_MAX_BACKUPS: '20'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'

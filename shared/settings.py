@@ -69,6 +69,9 @@ class Settings:
     export_accounts: tuple[str, ...] = ()
     # The deployment's Key Vault (PGVAULT_KEY_VAULT_URI): the deep health check reads a probe secret there.
     key_vault_uri: str | None = None
+    # Backups running at once on one server (host and port) and in the whole vault (shared/fanout.py).
+    max_backups_per_server: int = 2
+    max_backups: int = 20
 
     @property
     def storage_account(self) -> str | None:
@@ -223,6 +226,20 @@ def _storage(
     return connection_string, account_name, blob_uri, queue_uri, table_uri
 
 
+# A seat per backup is a row of the state table (shared/fanout.py): a few hundred keep a dispatch cheap.
+MAX_BACKUP_LIMIT = 500
+
+
+def _count(env: Mapping[str, str], name: str, default: int, problems: dict[str, str]) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BACKUP_LIMIT:
+        problems[name] = f"must be a whole number from 1 to {MAX_BACKUP_LIMIT}, got {raw!r}"
+        return default
+    return int(raw)
+
+
 def _key_vault_uri(env: Mapping[str, str], problems: dict[str, str]) -> str | None:
     key_vault_uri = env.get("PGVAULT_KEY_VAULT_URI", "").strip() or None
     if key_vault_uri is not None and not _KEY_VAULT_URI.match(key_vault_uri):
@@ -271,6 +288,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
+    max_per_server = _count(env, "PGVAULT_MAX_BACKUPS_PER_SERVER", 2, problems)
+    max_backups = _count(env, "PGVAULT_MAX_BACKUPS", 20, problems)
+    if not {"PGVAULT_MAX_BACKUPS", "PGVAULT_MAX_BACKUPS_PER_SERVER"} & problems.keys() and max_backups < max_per_server:
+        problems["PGVAULT_MAX_BACKUPS"] = (
+            f"must be at least PGVAULT_MAX_BACKUPS_PER_SERVER ({max_per_server}), got {max_backups}"
+        )
 
     if problems:
         raise SettingsError(problems)
@@ -293,4 +316,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         export_accounts=export_accounts,
         allowed_servers=allowed_servers,
         key_vault_uri=key_vault_uri,
+        max_backups_per_server=max_per_server,
+        max_backups=max_backups,
     )
