@@ -179,6 +179,7 @@ class BackupStarter:
         jobs wait in line for their seats (``shared.fanout``): the tick sends only the messages the
         backup limits leave room for.
         """
+        self._index = ScheduleIndex(self._state)  # each policy read once per tick: a fresh cache
         self._index.backfill()
         due = self._index.due(now, MAX_DUE_PER_TICK)
         started = self._schedule_due(due, now) if due else []

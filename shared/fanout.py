@@ -70,12 +70,21 @@ class BackupLimits:
     vault: int = DEFAULT_VAULT
 
 
-@dataclass(frozen=True)
+@dataclass
 class Seats:
-    """The seats as read at one moment: which are live, per server and in all."""
+    """The seats as read at one moment (which are live, per server and in all), kept up to date by
+    the reader's own takes, so one dispatch reads them once."""
 
     rows: dict[str, Entity]
-    live: frozenset[str]
+    live: set[str]
+
+    def took(self, entity: Entity) -> None:
+        self.rows[entity.row_key] = entity
+        self.live.add(entity.row_key)
+
+    def gave_back(self, key: str) -> None:
+        self.rows.pop(key, None)
+        self.live.discard(key)
 
     def running_on(self, server: str) -> int:
         return sum(1 for k in self.live if k.startswith(f"{SERVER}{server}|"))
@@ -126,7 +135,7 @@ class FanOut:
         if unsure:
             running = self._locks.live(now)
             live.update(e.row_key for e in unsure if str(e.get("jobId")) in running)
-        return Seats(rows, frozenset(live))
+        return Seats(rows, live)
 
     def _take(self, seats: Seats, keys: list[str], data: dict[str, Any]) -> Entity | None:
         """One free seat of ``keys`` for ``data``'s job: an insert, or a takeover of a dead seat."""
@@ -141,10 +150,13 @@ class FanOut:
                 continue  # another taker won this seat: try the next
         return None
 
-    def reserve(self, job_id: str, instance: str, server: str, now: datetime, *, state: str) -> str | None:
+    def reserve(
+        self, job_id: str, instance: str, server: str, now: datetime, *, state: str, seats: Seats | None = None
+    ) -> str | None:
         """Hold a server seat and a vault seat for ``job_id`` (``state``: admitted or running); None
-        when held, else why not (what runs). Seats the job holds already are kept and confirmed."""
-        seats = self.seats(now)
+        when held, else why not (what runs). Seats the job holds already are kept and confirmed.
+        ``seats``: as the caller read them (and kept up to date); read now when not given."""
+        seats = seats if seats is not None else self.seats(now)
         data = {"jobId": job_id, "instance": instance, "server": server, "state": state, "beat": now}
         mine = {e.row_key: e for e in seats.of(job_id)}
         wanted = [
@@ -161,23 +173,26 @@ class FanOut:
                 got = None  # taken over meanwhile: this job lost it
             if got is None:
                 done = {t.row_key for t in taken}
-                self._give_back([*taken, *(e for k, e in mine.items() if k not in done)])
+                self._give_back([*taken, *(e for k, e in mine.items() if k not in done)], seats)
                 return busy
             taken.append(got)
-        for extra in (e for k, e in mine.items() if k not in {t.row_key for t in taken}):
-            self._give_back([extra])  # a seat too many (two dispatchers raced): free it
+            seats.took(got)
+        done = {t.row_key for t in taken}
+        self._give_back([e for k, e in mine.items() if k not in done], seats)  # a seat too many (a race): freed
         return None
 
     def release(self, job_id: str, now: datetime) -> int:
         """Give back every seat ``job_id`` holds (its job ended or will retry); how many."""
         return self._give_back(self.seats(now).of(job_id))
 
-    def _give_back(self, rows: list[Entity]) -> int:
+    def _give_back(self, rows: list[Entity], seats: Seats | None = None) -> int:
         freed = 0
         for e in rows:
             with contextlib.suppress(ETagMismatch):
                 self._state.delete(e)
                 freed += 1
+            if seats is not None:
+                seats.gave_back(e.row_key)
         return freed
 
     # -- the backlog --------------------------------------------------------------------------------
@@ -229,7 +244,7 @@ class FanOut:
                     continue
                 if row.get("claimed") is not None and now - row["claimed"] <= ADMIT_GRACE:
                     continue  # another dispatcher is sending it
-                if self._admit_row(row, server, now):
+                if self._admit_row(row, server, now, seats):
                     sent.append(str(row["jobId"]))
                     per_server[server] += 1
                     free -= 1
@@ -242,14 +257,14 @@ class FanOut:
             log.info("dispatcher sent %d backup(s); %d seat(s) left in the vault", len(sent), free)
         return sent
 
-    def _admit_row(self, row: Entity, server: str, now: datetime) -> bool:
+    def _admit_row(self, row: Entity, server: str, now: datetime, seats: Seats) -> bool:
         """Claim a backlog row, reserve its seats, send its message, remove the row."""
         try:
             claimed = self._state.update(row, {**row.data, "claimed": now})
         except ETagMismatch:
             return False
         job_id, instance = str(row["jobId"]), str(row["instance"])
-        if self.reserve(job_id, instance, server, now, state="admitted") is not None:
+        if self.reserve(job_id, instance, server, now, state="admitted", seats=seats) is not None:
             with contextlib.suppress(ETagMismatch):
                 self._state.update(claimed, {**row.data, "claimed": None})
             return False
@@ -257,7 +272,7 @@ class FanOut:
             self._send(job_id, instance)
         except PgVaultError as exc:
             log.warning("backup job %s: its message could not be sent (%s); it stays in line", job_id, exc)
-            self.release(job_id, now)
+            self._give_back(seats.of(job_id), seats)
             return False
         with contextlib.suppress(ETagMismatch):
             self._state.delete(claimed)
