@@ -67,6 +67,10 @@ class JobFilter:
         return " and ".join(parts), params
 
 
+# Finished backups that count as an instance's last backup: a Cancelled one (a skipped slot) never ran.
+LAST_BACKUP_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS, JobStatus.FAILED})
+
+
 def _summary(job: Job) -> dict[str, Any]:
     """A job's row in its instance's index: the job without its steps and details."""
     return {k: v for k, v in job._data().items() if k not in ("steps", "details")}
@@ -99,9 +103,27 @@ class JobStore:
         pk = layout.instance_jobs(job.instance)
         if job.status.finished:
             self._state.upsert(pk, job.job_id, _summary(job))
+            if job.operation is Operation.BACKUP and job.status in LAST_BACKUP_STATUSES:
+                self._note_last_backup(job)
         else:
             with contextlib.suppress(EntityExists):
                 self._state.insert(pk, job.job_id, _summary(job))
+
+    def _note_last_backup(self, job: Job) -> None:
+        """Keep ``job`` as its instance's last backup (``layout.LAST_BACKUP``: the instances list reads one
+        partition, not every instance's history) unless a later one is there; ETag-guarded."""
+        key, summary = layout.row_key(job.instance), _summary(job)
+        ended = job.end_time or job.created
+        for _ in range(3):
+            current = self._state.get(layout.LAST_BACKUP, key)
+            try:
+                if current is None:
+                    self._state.insert(layout.LAST_BACKUP, key, summary)
+                elif current.get("operation") is None or (current.get("endTime") or current["created"]) <= ended:
+                    self._state.update(current, summary)
+                return
+            except (EntityExists, ETagMismatch):
+                continue
 
     def get(self, job_id: str) -> Job:
         """Job ``job_id``; ``NotFound`` if there is none."""

@@ -16,6 +16,8 @@ asks is a query on one partition (or a few), never a table scan:
 |                      |                          | its row in ``nextbackup`` (``next``)             |
 | ``nextbackup``       | next slot (UTC), instance| scheduler index: the instance's next slot (the   |
 |                      |                          | tick reads only rows up to now: one range query) |
+| ``lastbackup``       | instance name (lowercase)| its last finished backup (a job summary), or     |
+|                      |                          | ``none``: the instances list reads one partition |
 | ``backlog``          | slot (UTC), instance     | backups waiting for a free slot, in slot order   |
 | ``slots``            | server/vault, slot number| a running (or admitted) backup's share of the    |
 |                      |                          | per-server and vault-wide backup limits          |
@@ -44,6 +46,7 @@ LOCK = "lock"
 SCHEDULE = "schedule"
 NEXT_BACKUP = "nextbackup"
 BACKLOG = "backlog"
+LAST_BACKUP = "lastbackup"
 SLOTS = "slots"
 DUE_PREFIX = "due-"
 RETENTION = "retention"

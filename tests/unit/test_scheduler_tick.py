@@ -255,3 +255,25 @@ def test_jobs_beyond_the_limits_wait_in_line_and_say_why() -> None:
     waiting = [j for j in started if j.instance not in sent]
     assert all(WAITING in j.details and j.status is JobStatus.IN_PROGRESS and j.start_time is None for j in waiting)
     assert len(list(state.inner.partition(layout.BACKLOG))) == 10
+
+
+def test_the_instances_list_reads_the_last_backups_from_one_partition_not_each_history() -> None:
+    from shared.backup_times import BackupTimesReader
+
+    state, _, starter = _vault(30)
+    jobs = JobStore(state)  # type: ignore[arg-type]
+    now = SLOT + timedelta(minutes=1)
+    for job in starter.schedule(now):
+        if job.instance != "i00007":
+            jobs.finish(jobs.get(job.job_id), JobStatus.COMPLETED, now + timedelta(minutes=5))
+    reader = BackupTimesReader(state)  # type: ignore[arg-type]
+    instances = list(InstanceStore(state).all())  # type: ignore[arg-type]
+    first = dict((i.spec.name, t) for i, t in reader.of_all(instances, now + timedelta(hours=1)))
+    assert first["i00007"].last_backup is None and first["i00000"].last_backup is not None
+    assert first["i00000"].last_backup.end_time == now + timedelta(minutes=5)
+    assert first["i00000"].next_scheduled == SLOT + timedelta(weeks=1)
+    state.calls.clear()
+    again = dict((i.spec.name, t) for i, t in BackupTimesReader(state).of_all(instances, now + timedelta(hours=1)))  # type: ignore[arg-type]
+    assert again == first
+    # One partition and the policy: no instance's history is read (i00007's "none" was kept too).
+    assert state.calls == Counter({("query", layout.LAST_BACKUP): 1, ("get", layout.POLICY): 1})
