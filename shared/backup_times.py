@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -88,13 +88,15 @@ class BackupTimesReader:
         """The last backup as its ``lastbackup`` row says; an instance without one (its backups are
         older than the row) is read from its history once, and the row written for the next reader."""
         if row is not None:
-            return None if row.get("operation") is None else Job._from(row)
+            return None if row.get("operation") is None else replace(Job._from(row), job_id=str(row["jobId"]))
         found = None
         for job in self._jobs.history(instance):
             if job.operation is Operation.BACKUP and job.status in _ATTEMPTS:
                 found = job
                 break
-        data = {k: v for k, v in found._data().items() if k not in ("steps", "details")} if found else {"none": True}
+        data: dict[str, object] = {"none": True}
+        if found is not None:
+            data = {**{k: v for k, v in found._data().items() if k not in ("steps", "details")}, "jobId": found.job_id}
         with contextlib.suppress(EntityExists):  # a backup that finished meanwhile wrote a newer one
             self._state.insert(layout.LAST_BACKUP, layout.row_key(instance), data)
         return found

@@ -112,7 +112,7 @@ class JobStore:
     def _note_last_backup(self, job: Job) -> None:
         """Keep ``job`` as its instance's last backup (``layout.LAST_BACKUP``: the instances list reads one
         partition, not every instance's history) unless a later one is there; ETag-guarded."""
-        key, summary = layout.row_key(job.instance), _summary(job)
+        key, summary = layout.row_key(job.instance), {**_summary(job), "jobId": job.job_id}
         ended = job.end_time or job.created
         for _ in range(3):
             current = self._state.get(layout.LAST_BACKUP, key)

@@ -263,14 +263,18 @@ def test_the_instances_list_reads_the_last_backups_from_one_partition_not_each_h
     state, _, starter = _vault(30)
     jobs = JobStore(state)  # type: ignore[arg-type]
     now = SLOT + timedelta(minutes=1)
+    ids = {}
     for job in starter.schedule(now):
         if job.instance != "i00007":
-            jobs.finish(jobs.get(job.job_id), JobStatus.COMPLETED, now + timedelta(minutes=5))
+            ids[job.instance] = jobs.finish(
+                jobs.get(job.job_id), JobStatus.COMPLETED, now + timedelta(minutes=5)
+            ).job_id
     reader = BackupTimesReader(state)  # type: ignore[arg-type]
     instances = list(InstanceStore(state).all())  # type: ignore[arg-type]
     first = dict((i.spec.name, t) for i, t in reader.of_all(instances, now + timedelta(hours=1)))
     assert first["i00007"].last_backup is None and first["i00000"].last_backup is not None
     assert first["i00000"].last_backup.end_time == now + timedelta(minutes=5)
+    assert all(first[name].last_backup.job_id == job_id for name, job_id in ids.items())  # type: ignore[union-attr]
     assert first["i00000"].next_scheduled == SLOT + timedelta(weeks=1)
     state.calls.clear()
     again = dict((i.spec.name, t) for i, t in BackupTimesReader(state).of_all(instances, now + timedelta(hours=1)))  # type: ignore[arg-type]
