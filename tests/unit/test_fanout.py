@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from shared.backup_runner import BackupRunner
+from shared.errors import SettingsError
 from shared.fanout import ADMIT_GRACE, WAITING, BackupLimits, FanOut
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
 from shared.secrets import EnvSecretProvider
+from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.memory import MemoryBlobStore, MemoryTables
 from tests.unit.test_scheduler_tick import SLOT, RecordingQueues, _vault
@@ -125,3 +129,21 @@ def test_a_backup_whose_server_is_busy_waits_in_line_saying_why_and_starts_when_
     assert fan.dispatch(clock()) == [job.job_id]
     assert queues.sent[-1] == {"jobId": job.job_id, "instance": "i00001"}
     assert list(state.inner.partition(layout.BACKLOG)) == []
+
+
+def test_the_backup_limits_are_settings_with_defaults_and_every_bad_one_is_named() -> None:
+    base = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+        "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+    }
+    s = load_settings(base)
+    assert (s.max_backups_per_server, s.max_backups) == (2, 20)
+    s = load_settings({**base, "PGVAULT_MAX_BACKUPS_PER_SERVER": "4", "PGVAULT_MAX_BACKUPS": "50"})
+    assert (s.max_backups_per_server, s.max_backups) == (4, 50)
+    with pytest.raises(SettingsError) as bad:
+        load_settings({**base, "PGVAULT_MAX_BACKUPS_PER_SERVER": "0", "PGVAULT_MAX_BACKUPS": "many"})
+    assert {"PGVAULT_MAX_BACKUPS_PER_SERVER", "PGVAULT_MAX_BACKUPS"} <= set(bad.value.problems)
+    with pytest.raises(SettingsError) as low:
+        load_settings({**base, "PGVAULT_MAX_BACKUPS_PER_SERVER": "5", "PGVAULT_MAX_BACKUPS": "3"})
+    assert "at least PGVAULT_MAX_BACKUPS_PER_SERVER" in low.value.problems["PGVAULT_MAX_BACKUPS"]
