@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -254,11 +255,18 @@ class BackupStarter:
         return started
 
     def _create_all(self, jobs: list[tuple[Job, str]]) -> list[tuple[Job, bool]]:
-        """Create the jobs (two writes each: the job and its instance's summary), a few at a time."""
-        if len(jobs) <= 1:
-            return [self._jobs.create(job) for job, _ in jobs]
-        with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
-            return list(pool.map(lambda pair: self._jobs.create(pair[0]), jobs))
+        """Create the jobs: their rows 100 to a transaction, then each one's summary in its instance's
+        partition (one request each: they cannot share a transaction), a few at a time."""
+
+        def summaries(write: Callable[[Job], None], many: Sequence[Job]) -> None:
+            if len(many) <= 1:
+                for job in many:
+                    write(job)
+                return
+            with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+                list(pool.map(write, many))
+
+        return self._jobs.create_many([job for job, _ in jobs], summaries)
 
     def _slot_job(self, instance: Instance, slot: datetime, rule: str, *, skipped: bool = False) -> Job:
         job_id = new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from shared.jobs.model import (
     partition_for,
 )
 from shared.storage import layout
+from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:
@@ -93,6 +94,32 @@ class JobStore:
             return existing, False
         self._index(job)
         return replace(job, etag=entity.etag), True
+
+    def create_many(
+        self, jobs: Sequence[Job], index: Callable[[Callable[[Job], None], Sequence[Job]], None] | None = None
+    ) -> list[tuple[Job, bool]]:
+        """``create`` for many jobs: the rows of one day partition inserted 100 to a transaction, then
+        each one's index summary (``index`` runs ``_index`` over them, e.g. a few at a time). A
+        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job."""
+        results: dict[str, tuple[Job, bool]] = {}
+        fresh: list[Job] = []
+        by_day: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_day.setdefault(partition_for(job_time(job.job_id)), []).append(job)
+        for pk, group in by_day.items():
+            for start in range(0, len(group), MAX_TABLE_BATCH_ENTITIES):
+                chunk = group[start : start + MAX_TABLE_BATCH_ENTITIES]
+                if self._state.insert_batch(pk, [(j.job_id, j._data()) for j in chunk]):
+                    fresh.extend(chunk)
+                    results.update((j.job_id, (j, True)) for j in chunk)
+                else:
+                    results.update((j.job_id, self.create(j)) for j in chunk)
+        if index is not None:
+            index(self._index, fresh)
+        else:
+            for job in fresh:
+                self._index(job)
+        return [results[j.job_id] for j in jobs]
 
     def _index(self, job: Job) -> None:
         """The job's row in its instance's index: a summary (no steps or details), so an instance's

@@ -215,6 +215,19 @@ class MemoryStateTable:
         ops = len(stored) + len(gone)
         return -(-ops // MAX_TABLE_BATCH_ENTITIES)
 
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        """Insert ``rows`` of partition ``pk`` all at once, or none when any exists (False)."""
+        if len(rows) > MAX_TABLE_BATCH_ENTITIES:
+            raise ValueError(f"at most {MAX_TABLE_BATCH_ENTITIES} rows in one transaction")
+        stored = [(rk, _stored(pk, rk, data)) for rk, data in rows]
+        with self._tables._lock:
+            if len({rk for rk, _ in stored}) < len(stored) or any((pk, rk) in self._rows for rk, _ in stored):
+                return False
+            for rk, data in stored:
+                etag, stamp = self._stamp()
+                self._rows[(pk, rk)] = _Row(data, etag, stamp)
+        return True
+
     def page(
         self,
         filter: str,

@@ -89,7 +89,9 @@ class StateStore(Protocol):
     ``insert`` raises ``EntityExists`` over existing keys; ``update`` and ``delete`` with a
     stale ETag raise ``ETagMismatch`` (``update`` also when the entity is gone; ``delete`` of a
     gone entity is fine). ``write_batch`` upserts and deletes rows of one partition unconditionally,
-    in table transactions of ``MAX_TABLE_BATCH_ENTITIES`` (for index rows with one logical writer).
+    in table transactions of ``MAX_TABLE_BATCH_ENTITIES`` (for index rows with one logical writer);
+    ``insert_batch`` inserts up to that many rows of one partition in one transaction, all or none
+    (False when any existed, or the service refused the transaction).
     Filters are OData with ``@name`` parameters, written with spaces
     around every word (``( PartitionKey eq @pk )``).
     """
@@ -113,6 +115,7 @@ class StateStore(Protocol):
     def write_batch(
         self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
     ) -> int: ...
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool: ...
 
 
 class BlockSink(Protocol):

@@ -233,6 +233,19 @@ class StateTable:
                     self._one(op, entity)
         return requests
 
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        """Insert ``rows`` of partition ``pk`` in one transaction (at most ``MAX_TABLE_BATCH_ENTITIES``):
+        True when all were written, False when the service refused it (a row existed) and none was."""
+        if len(rows) > MAX_TABLE_BATCH_ENTITIES:
+            raise ValueError(f"at most {MAX_TABLE_BATCH_ENTITIES} rows in one transaction")
+        if not rows:
+            return True
+        try:
+            self._transaction([("create", _to_table(pk, rk, data)) for rk, data in rows])
+        except TableTransactionError:
+            return False
+        return True
+
     def _transaction(self, chunk: list[tuple[str, Any]]) -> None:
         actions = [(op, e, {"mode": UpdateMode.REPLACE}) if op == "upsert" else (op, e) for op, e in chunk]
         _guard("batch", lambda: self._client.submit_transaction(actions))

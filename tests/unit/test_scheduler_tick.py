@@ -86,6 +86,10 @@ class CountingTable:
         self._count("page", str((parameters or {}).get("pk", "")))
         return self.inner.page(filter, parameters, page_size=page_size, continuation=continuation)
 
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        self._count("batch", pk)
+        return self.inner.insert_batch(pk, rows)
+
     def write_batch(
         self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
     ) -> int:
@@ -155,10 +159,10 @@ def test_a_tick_with_every_instance_due_reads_each_policy_once_and_instances_in_
     assert state.calls[("get", layout.POLICY)] == 1
     assert state.calls[("get", layout.INSTANCE)] == 0 and state.calls[("get", layout.SCHEDULE)] == 1
     assert state.calls[("query", layout.INSTANCE)] == 1  # the instance partition, one page per 1,000
-    # Per due instance only its job (the row and its instance's summary); index, markers and line in batches.
+    # Per due instance only its job's summary (its instance's partition); the rest in batches.
     summaries = sum(n for (method, pk), n in state.calls.items() if pk.startswith("instjobs-"))
     jobs = sum(n for (method, pk), n in state.calls.items() if pk.startswith(layout.JOBS_PREFIX))
-    assert summaries == 1000 and jobs == 1000
+    assert summaries == 1000 and jobs == 10  # the job rows 100 to a transaction, each summary on its own
     # Per message: its claim, two seats, its removal; the rest is a few dozen batches and queries.
     assert state.total - summaries - jobs < 4 * 100 + 60
     # The next tick: nothing due, nothing sent twice (the seats are still reserved).
