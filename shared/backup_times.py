@@ -70,6 +70,7 @@ class BackupTimesReader:
         self._jobs = JobStore(state)
         self._policies = PolicyService(state)
         self._parsed: dict[str, Policy | None] = {}
+        self._next: dict[tuple[str, datetime], datetime | None] = {}
 
     def _policy(self, name: str) -> Policy | None:
         if name not in self._parsed:
@@ -118,8 +119,11 @@ class BackupTimesReader:
         """The first slot of the instance's policy after ``now``, or None when the scheduler skips it."""
         if instance.protection_status is not ProtectionStatus.PROTECTED or instance.readiness is not Readiness.SUCCESS:
             return None
-        policy = self._policy(instance.spec.policy_name)
-        return None if policy is None else next_occurrence(policy.schedule, now)
+        key = (layout.row_key(instance.spec.policy_name), now)
+        if key not in self._next:  # every instance of a policy has the same next slot
+            policy = self._policy(instance.spec.policy_name)
+            self._next[key] = None if policy is None else next_occurrence(policy.schedule, now)
+        return self._next[key]
 
     def of(self, instance: Instance, now: datetime) -> BackupTimes:
         """Both times for ``instance`` as of ``now``."""
