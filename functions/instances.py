@@ -64,7 +64,8 @@ def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     """Every backup instance with its protection status, readiness, last and next backup."""
     vault = current_vault()
     times, now = BackupTimesReader(vault.state), vault.clock()
-    return json_response(BackupInstanceList(value=[i.to_wire(times.of(i, now)) for i in _service(vault).all()]))
+    listed = times.of_all(_service(vault).all(), now)
+    return json_response(BackupInstanceList(value=[i.to_wire(when) for i, when in listed]))
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.fanout import WAITING, BackupLimits, FanOut
 from shared.instances import Instance, InstanceStore, Readiness
 from shared.jobs import Job, JobStatus, JobStore, Step, StepStatus, end_steps
 from shared.jobs.runner import JobRun, JobRunner, Work
@@ -45,6 +46,7 @@ from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.layout import manifest_name_for, part_blob_name, roles_name_for, sidecar_names
+from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import attempt_limit, last_attempt_started
 from shared.validation import credentials, libpq_for
@@ -170,10 +172,14 @@ class BackupRunner(Work):
         allowed_servers: Sequence[str] = (),
         parallelism: int = 1,
         parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_BYTES,
+        queues: QueueSender | None = None,
+        limits: BackupLimits | None = None,
     ) -> None:
         self._parallelism = parallelism
         self._parallel_min_bytes = parallel_min_bytes
         self._allowed_servers = tuple(allowed_servers)
+        self._fanout = FanOut(state, queues, limits)
+        self._dispatch = queues is not None
         self._runner = JobRunner(state, clock, function_timeout=function_timeout)
         self._jobs = self._runner.jobs
         self._instances = InstanceStore(state)
@@ -192,12 +198,47 @@ class BackupRunner(Work):
         ``attempt`` is the delivery number of the job's message (its dequeue count). None when
         the job was never recorded (its message outlived a failed request).
         """
-        return self._runner.run(job_id, self, last_try=last_try, attempt=attempt)
+        try:
+            job = self._runner.run(job_id, self, last_try=last_try, attempt=attempt)
+        except BaseException:
+            self._hand_on(job_id)  # the retry takes its seats again (or waits in line)
+            raise
+        if job is None or job.status.finished:
+            self._hand_on(job_id)
+        return job
+
+    def _hand_on(self, job_id: str) -> None:
+        """Give back the seats of ``job_id`` and let the next backups in line start (best effort:
+        seats left behind expire, and every tick dispatches)."""
+        try:
+            now = self._clock()
+            self._fanout.release(job_id, now)
+            if self._dispatch:
+                self._fanout.dispatch(now)
+        except PgVaultError as exc:
+            log.warning("backup job %s: seats not handed on (%s); they expire", job_id, exc)
 
     # --- the work, as the runner calls it -------------------------------------------------------
 
     def lock_key(self, job: Job) -> str:
         return job.instance
+
+    def ready(self, run: JobRun) -> Job | None:
+        """Take this backup's seats (``shared.fanout``: per server, in the vault), or put it in line."""
+        job = run.job
+        instance = self._instances.get(job.instance)
+        server = layout.server_key(instance.spec.server, instance.spec.port)
+        now = self._clock()
+        busy = self._fanout.reserve(job.job_id, job.instance, server, now, state="running")
+        if busy is None:
+            if WAITING in job.details:
+                run.save(details={k: v for k, v in job.details.items() if k != WAITING})
+            return None
+        order = job.created if job.details.get("trigger") == "Schedule" else now
+        key, entry = self._fanout.entry(job, server, order)
+        self._fanout.enqueue([(key, entry)])
+        log.info("backup job %s instance %s waits: %s", job.job_id, job.instance, busy)
+        return run.save(details={**job.details, WAITING: FanOut.waiting(key, f"waiting: {busy}", now)})
 
     def busy(self, job: Job) -> UserError:
         return UserError(

@@ -1,31 +1,36 @@
 """When an instance was last backed up and when its policy backs it up next (read-only).
 
-Both are derived, never stored: the last backup from the instance's job index (one partition,
-newest first, read until the first finished backup), the next one from the policy's schedule
-and ``now``. The next scheduled backup is shown only when the scheduler would take it: the
+The last backup is kept per instance in the ``lastbackup`` partition (``JobStore`` writes it when a
+backup finishes), so the instances list reads one partition, not one history per instance; an
+instance without that row is read from its job index once. The next one is derived from the
+policy's schedule and ``now``. The next scheduled backup is shown only when the scheduler would take it: the
 instance is protected and ready (see ``BackupStarter.schedule``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from shared.errors import UserError
 from shared.instances import Instance, ProtectionStatus, Readiness
-from shared.jobs import Job, JobStatus, JobStore, Operation
+from shared.jobs import Job, JobStore, Operation
+from shared.jobs.store import LAST_BACKUP_STATUSES
 from shared.policies import PolicyService
 from shared.policy import Policy, next_occurrence
-from shared.storage.tables import StateStore
+from shared.storage import layout
+from shared.storage.tables import Entity, EntityExists, StateStore
 from shared.wire import dump, iso_z
 from shared.wire.instances import LastBackup
 
 log = logging.getLogger(__name__)
 
 # Finished backups that count as "the last backup": a Cancelled one (e.g. a skipped slot) never ran.
-_ATTEMPTS = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS, JobStatus.FAILED})
+_ATTEMPTS = LAST_BACKUP_STATUSES
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,11 @@ class BackupTimesReader:
     """Reads ``BackupTimes`` for instances; keeps each policy it parsed for the reader's lifetime."""
 
     def __init__(self, state: StateStore) -> None:
+        self._state = state
         self._jobs = JobStore(state)
         self._policies = PolicyService(state)
         self._parsed: dict[str, Policy | None] = {}
+        self._next: dict[tuple[str, datetime], datetime | None] = {}
 
     def _policy(self, name: str) -> Policy | None:
         if name not in self._parsed:
@@ -76,17 +83,47 @@ class BackupTimesReader:
 
     def last_backup(self, instance: str) -> Job | None:
         """The newest backup job of ``instance`` that finished having run (Completed, with warnings, or Failed)."""
+        return self._last(instance, self._state.get(layout.LAST_BACKUP, layout.row_key(instance)))
+
+    def _last(self, instance: str, row: Entity | None) -> Job | None:
+        """The last backup as its ``lastbackup`` row says; an instance without one (its backups are
+        older than the row) is read from its history once, and the row written for the next reader."""
+        if row is not None:
+            return None if row.get("operation") is None else replace(Job._from(row), job_id=str(row["jobId"]))
+        found = None
         for job in self._jobs.history(instance):
             if job.operation is Operation.BACKUP and job.status in _ATTEMPTS:
-                return job
-        return None
+                found = job
+                break
+        data: dict[str, object] = {"none": True}
+        if found is not None:
+            data = {**{k: v for k, v in found._data().items() if k not in ("steps", "details")}, "jobId": found.job_id}
+        with contextlib.suppress(EntityExists):  # a backup that finished meanwhile wrote a newer one
+            self._state.insert(layout.LAST_BACKUP, layout.row_key(instance), data)
+        return found
+
+    def of_all(self, instances: Iterable[Instance], now: datetime) -> list[tuple[Instance, BackupTimes]]:
+        """Both times for each instance: one read of the ``lastbackup`` partition, each policy once."""
+        rows = {e.row_key: e for e in self._state.partition(layout.LAST_BACKUP)}
+        return [
+            (
+                i,
+                BackupTimes(
+                    self._last(i.spec.name, rows.get(layout.row_key(i.spec.name))), self.next_scheduled(i, now)
+                ),
+            )
+            for i in instances
+        ]
 
     def next_scheduled(self, instance: Instance, now: datetime) -> datetime | None:
         """The first slot of the instance's policy after ``now``, or None when the scheduler skips it."""
         if instance.protection_status is not ProtectionStatus.PROTECTED or instance.readiness is not Readiness.SUCCESS:
             return None
-        policy = self._policy(instance.spec.policy_name)
-        return None if policy is None else next_occurrence(policy.schedule, now)
+        key = (layout.row_key(instance.spec.policy_name), now)
+        if key not in self._next:  # every instance of a policy has the same next slot
+            policy = self._policy(instance.spec.policy_name)
+            self._next[key] = None if policy is None else next_occurrence(policy.schedule, now)
+        return self._next[key]
 
     def of(self, instance: Instance, now: datetime) -> BackupTimes:
         """Both times for ``instance`` as of ``now``."""

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import ErrorCode, PgVaultError, UserError
+from shared.fanout import WAITING, BackupLimits, FanOut
 from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, soft_deleted_error
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
-from shared.policy import occurrences, tag_on_demand
+from shared.policy import next_occurrence, occurrences, tag_on_demand
+from shared.schedule_index import DueRow, ScheduleIndex, read_keys, schedulable
 from shared.storage import layout
 from shared.storage.queues import QueueSender
-from shared.storage.tables import EntityExists, ETagMismatch, StateStore
+from shared.storage.tables import StateStore
 from shared.wire import iso_z
 from shared.wire.backups import TriggerBackupRequest
 from shared.wire.check import parse
@@ -30,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # An on-demand backup still queued (not started) this long counts as running for collisions.
 QUEUED_WINDOW = timedelta(minutes=15)
+# Most due index rows one tick takes (the rest are due at the next tick): keeps a tick in its timeout.
+MAX_DUE_PER_TICK = 20_000
+# Job writes in flight at once during a tick (each is a small table request; the service takes many).
+PARALLEL_WRITES = 8
 
 
 def parse_trigger(body: Any, policy_rule: str) -> tuple[str, str | None]:
@@ -71,13 +79,15 @@ def parse_trigger(body: Any, policy_rule: str) -> tuple[str, str | None]:
 class BackupStarter:
     """Creates backup jobs and queues them."""
 
-    def __init__(self, state: StateStore, queues: QueueSender) -> None:
+    def __init__(self, state: StateStore, queues: QueueSender, limits: BackupLimits | None = None) -> None:
         self._state = state
         self._queues = queues
         self._jobs = JobStore(state)
         self._instances = InstanceStore(state)
         self._policies = PolicyService(state)
         self._locks = InstanceLocks(state)
+        self._index = ScheduleIndex(state)
+        self._fanout = FanOut(state, queues, limits)
 
     def _send(self, job: Job) -> None:
         self._queues.send(layout.BACKUP_QUEUE, {"jobId": job.job_id, "instance": job.instance})
@@ -166,56 +176,103 @@ class BackupStarter:
         Per instance, of the slots since its last evaluation only the latest runs; earlier ones (the
         vault was down) are recorded as skipped jobs, so a gap never fires a burst. Job ids derive
         from instance and slot, so a timer that fires twice, or in two processes, makes each job once.
+
+        Work is proportional to what is due (``shared.schedule_index``): one range query of the due
+        index; with nothing due, that, the index's marker and an empty backlog are all it reads. The
+        jobs wait in line for their seats (``shared.fanout``): the tick sends only the messages the
+        backup limits leave room for.
         """
-        started: list[Job] = []
-        for instance in self._instances.all():
-            if (
-                instance.protection_status is not ProtectionStatus.PROTECTED
-                or instance.readiness is not Readiness.SUCCESS
-            ):
-                continue
-            try:
-                started.extend(self._schedule_one(instance, now))
-            except UserError as exc:
-                log.error(
-                    "instance %s: cannot evaluate policy %s: %s", instance.spec.name, instance.spec.policy_name, exc
-                )
+        self._index = ScheduleIndex(self._state)  # each policy read once per tick: a fresh cache
+        self._index.backfill()
+        due = self._index.due(now, MAX_DUE_PER_TICK)
+        started = self._schedule_due(due, now) if due else []
+        self._fanout.dispatch(now)
         return started
 
-    def _schedule_one(self, instance: Instance, now: datetime) -> list[Job]:
-        key = layout.row_key(instance.spec.name)
-        marker = self._state.get(layout.SCHEDULE, key)
-        since = marker["through"] if marker is not None else instance.created
-        policy = self._policies.get(instance.spec.policy_name).policy
-        # Slots in (since, now]: occurrences() is [start, end).
+    def _schedule_due(self, due: list[DueRow], now: datetime) -> list[Job]:
+        keys = {layout.row_key(r.instance) for r in due}
+        records = read_keys(self._state, layout.INSTANCE, keys)
+        markers = self._index.markers(keys)
         tick = timedelta(microseconds=1)
-        slots = occurrences(policy.schedule, since + tick, now + tick)
+        rows: list[tuple[str, dict[str, Any]]] = []
+        marks: list[tuple[str, dict[str, Any]]] = []
+        stale: set[str] = set()
+        jobs: list[tuple[Job, str]] = []
+        done: set[str] = set()
+        for row in due:
+            key = layout.row_key(row.instance)
+            record = records.get(key)
+            if key in done or not schedulable(record.data if record is not None else None):
+                stale.add(row.key)  # a second row of one instance, or one not schedulable any more
+                continue
+            assert record is not None
+            instance = Instance.from_entity(record)
+            policy = self._index.policies.get(instance.spec.policy_name)
+            if policy is None:
+                continue  # logged by the cache; the row stays, as the instance's policy is needed
+            done.add(key)
+            marker = markers.get(key)
+            since = marker["through"] if marker is not None else instance.created
+            # Slots in (since, now]: occurrences() is [start, end).
+            slots = occurrences(policy.schedule, since + tick, now + tick)
+            server = layout.server_key(instance.spec.server, instance.spec.port)
+            jobs.extend(
+                (self._slot_job(instance, slot, policy.backup_rule_name, skipped=True), server) for slot in slots[:-1]
+            )
+            if slots:
+                jobs.append((self._slot_job(instance, slots[-1], policy.backup_rule_name), server))
+            nxt = next_occurrence(policy.schedule, now)
+            new_key = layout.slot_row(nxt, instance.spec.name)
+            rows.append(
+                (
+                    new_key,
+                    {
+                        "instance": instance.spec.name,
+                        "slot": nxt,
+                        "policyKey": layout.row_key(instance.spec.policy_name),
+                    },
+                )
+            )
+            marks.append((key, {"through": max(now, since), "instance": instance.spec.name, "next": new_key}))
+            stale.update(k for k in (row.key, marker.get("next") if marker is not None else None) if k and k != new_key)
+        # The jobs, then their places in line, then the index moves on: a crash anywhere leaves the
+        # index where it was, and the next tick makes the same jobs (found, not made twice) and
+        # puts in line those of them that wait and are not there.
+        created = self._create_all(jobs)
+        line: list[tuple[str, dict[str, Any]]] = []
         started: list[Job] = []
-        for slot in slots[:-1]:
-            self._jobs.create(self._slot_job(instance, slot, policy.backup_rule_name, skipped=True))
-        if slots:
-            job = self._slot_job(instance, slots[-1], policy.backup_rule_name)
-            if not self._jobs.exists(job.job_id):
-                # The message first, then the job: a crash in between leaves a message whose job the
-                # worker does not find (it retries, then drops it) and no job, so the next tick makes
-                # both again. The other order could leave a job that no message ever starts.
-                self._send(job)
-                job, created = self._jobs.create(job)
-                if created:
-                    started.append(job)
-        data = {"through": now, "instance": instance.spec.name}
-        try:
-            if marker is None:
-                self._state.insert(layout.SCHEDULE, key, data)
-            elif now > marker["through"]:
-                self._state.update(marker, data)
-        except (EntityExists, ETagMismatch):
-            log.info("instance %s: another scheduler evaluated it at the same time", instance.spec.name)
+        for (_, server), (stored, new) in zip(jobs, created, strict=True):
+            if stored.status.finished or stored.start_time is not None:
+                continue
+            key, entry = self._fanout.entry(stored, server, stored.created)
+            if new:
+                started.append(stored)
+                line.append((key, entry))
+            elif not self._fanout.in_line(key):
+                line.append((key, entry))  # made by a tick that died before its line was written
+        self._fanout.enqueue(line)
+        new_keys = {k for k, _ in rows}
+        self._state.write_batch(layout.NEXT_BACKUP, rows, sorted(stale - new_keys))
+        self._state.write_batch(layout.SCHEDULE, marks)
         return started
+
+    def _create_all(self, jobs: list[tuple[Job, str]]) -> list[tuple[Job, bool]]:
+        """Create the jobs: their rows 100 to a transaction, then each one's summary in its instance's
+        partition (one request each: they cannot share a transaction), a few at a time."""
+
+        def summaries(write: Callable[[Job], None], many: Sequence[Job]) -> None:
+            if len(many) <= 1:
+                for job in many:
+                    write(job)
+                return
+            with ThreadPoolExecutor(max_workers=PARALLEL_WRITES) as pool:
+                list(pool.map(write, many))
+
+        return self._jobs.create_many([job for job, _ in jobs], summaries)
 
     def _slot_job(self, instance: Instance, slot: datetime, rule: str, *, skipped: bool = False) -> Job:
         job_id = new_job_id(slot, key=f"{layout.row_key(instance.spec.name)}@{slot.isoformat()}")
-        details = {"trigger": "Schedule", "slot": iso_z(slot)}
+        details: dict[str, Any] = {"trigger": "Schedule", "slot": iso_z(slot)}
         if skipped:
             details["skipped"] = "the vault did not run at this slot; only the latest missed slot is backed up"
             return Job(
@@ -228,6 +285,8 @@ class BackupStarter:
                 rule_name=rule,
                 details=details,
             )
+        key = layout.slot_row(slot, instance.spec.name)
+        details[WAITING] = FanOut.waiting(key, "in line for a backup seat (shared/fanout.py)", slot)
         return Job(
             job_id, Operation.BACKUP, instance.spec.name, JobStatus.IN_PROGRESS, slot, rule_name=rule, details=details
         )

@@ -172,6 +172,8 @@ class HungJobs:
         """Act on one unfinished job; False when it is left waiting."""
         if job.operation not in QUEUE_OF or job.job_id in live or self._waits_for_rehydration(job):
             return False
+        if self._waits_in_line(job):
+            return False
         silent_since = max(t for t in (entity.timestamp, job.created, self._released_at(job)) if t is not None)
         if now - silent_since <= self.longest_delivery:
             return False
@@ -207,6 +209,12 @@ class HungJobs:
             return not self._jobs.get(str(rehydration)).status.finished
         except UserError:
             return False
+
+    def _waits_in_line(self, job: Job) -> bool:
+        """A backup waiting for a seat (``shared.fanout``) has no message until the dispatcher sends one."""
+        waiting = job.details.get("waiting")
+        key = waiting.get("backlogKey") if isinstance(waiting, dict) else None
+        return bool(key) and self._state.get(layout.BACKLOG, str(key)) is not None
 
     def _released_at(self, job: Job) -> datetime | None:
         """When a restore waiting for a rehydration was released (its message sent): the rehydration's end."""

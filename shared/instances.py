@@ -24,6 +24,7 @@ from shared.pg.connstring import check_server, parse_connection_string
 from shared.pg.grants import ScriptFormat, grant_script
 from shared.policies import PolicyService, check_name
 from shared.request_body import check_fields
+from shared.schedule_index import ScheduleIndex, schedulable
 from shared.secrets import SecretProvider, validate_secret_reference
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
@@ -438,18 +439,33 @@ class InstanceStore:
 
     def insert(self, instance: Instance) -> Instance:
         """Write a new instance record; ``EntityExists`` if one of that name exists."""
-        written = self._state.insert(layout.INSTANCE, layout.row_key(instance.spec.name), instance.data())
+        data = instance.data()
+        if schedulable(data):
+            self._index().put(instance.spec.name, instance.spec.policy_name, instance.created)
+        written = self._state.insert(layout.INSTANCE, layout.row_key(instance.spec.name), data)
         return replace(instance, etag=written.etag)
 
     def save(self, old: Instance, new: Instance) -> Instance:
-        """Write ``new`` over ``old`` if the instance is unchanged since ``old`` was read (else ``ETagMismatch``)."""
+        """Write ``new`` over ``old`` if the instance is unchanged since ``old`` was read (else ``ETagMismatch``).
+
+        Keeps the scheduler's due index a superset of the schedulable instances
+        (``shared.schedule_index``): indexed before it becomes schedulable, dropped after it stops."""
+        was, data = old.data(), new.data()
+        if schedulable(data) and (not schedulable(was) or was["policyKey"] != data["policyKey"]):
+            self._index().put(new.spec.name, new.spec.policy_name, new.created)
         entity = Entity(layout.INSTANCE, layout.row_key(old.spec.name), {}, old.etag)
-        written = self._state.update(entity, new.data())
+        written = self._state.update(entity, data)
+        if schedulable(was) and not schedulable(data):
+            self._index().drop(old.spec.name)
         return replace(new, etag=written.etag)
 
     def delete(self, instance: Instance) -> None:
         """Delete the record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""
         self._state.delete(Entity(layout.INSTANCE, layout.row_key(instance.spec.name), {}, instance.etag))
+        self._index().drop(instance.spec.name)
+
+    def _index(self) -> ScheduleIndex:
+        return ScheduleIndex(self._state)
 
     def holder(self, spec: InstanceSpec) -> str | None:
         """The name of the instance whose claim holds ``spec``'s database, or None when unclaimed."""

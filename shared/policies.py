@@ -18,6 +18,7 @@ from shared.policy import Policy, parse_policy, simulate
 from shared.policy.model import RetentionDuration
 from shared.policy.simulation import check_range
 from shared.request_body import check_fields, parse_instant, require_object
+from shared.schedule_index import ScheduleIndex
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
@@ -135,6 +136,8 @@ class PolicyService:
                     refuse_shorter_retention(self._immutability, name, old, policy, users=self.users(name), at=now)
                 created = current.get("created", now)
                 self._state.update(current, {"name": name, "policy": text, "created": created, "updated": now})
+                # Its instances' next slots follow the new schedule (bounded by the policy's instances).
+                ScheduleIndex(self._state).reindex_policy(key)
                 return StoredPolicy(name, policy, created), False
             except (EntityExists, ETagMismatch):
                 continue  # another request wrote it in between: read again and decide again

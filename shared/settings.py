@@ -176,6 +176,9 @@ class Settings:
     public_url: str | None = None
     # Who may call what, approvals of critical operations, the audit trail (shared/access.py).
     access: AccessSettings = field(default_factory=AccessSettings)
+    # Backups running at once on one server (host and port) and in the whole vault (shared/fanout.py).
+    max_backups_per_server: int = 2
+    max_backups: int = 20
 
     @property
     def storage_account(self) -> str | None:
@@ -330,6 +333,10 @@ def _storage(
     return connection_string, account_name, blob_uri, queue_uri, table_uri
 
 
+# A seat per backup is a row of the state table (shared/fanout.py): a few hundred keep a dispatch cheap.
+MAX_BACKUP_LIMIT = 500
+
+
 def _key_vault_uri(env: Mapping[str, str], problems: dict[str, str]) -> str | None:
     key_vault_uri = env.get("PGVAULT_KEY_VAULT_URI", "").strip() or None
     if key_vault_uri is not None and not _KEY_VAULT_URI.match(key_vault_uri):
@@ -447,6 +454,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     alert_webhook_url = _alert_webhook_url(env, problems)
     missed_backup_grace = _missed_backup_grace(env, problems)
     access = load_access_settings(env, problems)
+    max_per_server = _whole(env, "PGVAULT_MAX_BACKUPS_PER_SERVER", problems, default=2, low=1, high=MAX_BACKUP_LIMIT)
+    max_backups = _whole(env, "PGVAULT_MAX_BACKUPS", problems, default=20, low=1, high=MAX_BACKUP_LIMIT)
+    if not {"PGVAULT_MAX_BACKUPS", "PGVAULT_MAX_BACKUPS_PER_SERVER"} & problems.keys() and max_backups < max_per_server:
+        problems["PGVAULT_MAX_BACKUPS"] = (
+            f"must be at least PGVAULT_MAX_BACKUPS_PER_SERVER ({max_per_server}), got {max_backups}"
+        )
 
     if problems:
         raise SettingsError(problems)
@@ -478,6 +491,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         missed_backup_grace=missed_backup_grace,
         public_url=_public_url(env),
         access=access,
+        max_backups_per_server=max_per_server,
+        max_backups=max_backups,
     )
 
 

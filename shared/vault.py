@@ -18,6 +18,7 @@ from shared.approvals import Approvals
 from shared.audit import AuditLog
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
+from shared.fanout import BackupLimits
 from shared.health import CheckStatus, tools_check
 from shared.hung_jobs import HungJobs
 from shared.immutability import enforce_lock
@@ -134,11 +135,18 @@ class Vault:
             allowed_servers=s.allowed_servers,
             parallelism=s.backup_parallelism,
             parallel_min_bytes=s.parallel_backup_min_bytes,
+            queues=self.queues,
+            limits=self.backup_limits,
         )
 
     def backup_starter(self) -> BackupStarter:
         """On-demand and scheduled backups: record the job, queue it."""
-        return BackupStarter(self.state, self.queues)
+        return BackupStarter(self.state, self.queues, self.backup_limits)
+
+    @property
+    def backup_limits(self) -> BackupLimits:
+        """How many backups run at once per server and in the vault."""
+        return BackupLimits(self.settings.max_backups_per_server, self.settings.max_backups)
 
     def restore(self) -> RestoreService:
         """Restores, verifications and rehydrations."""

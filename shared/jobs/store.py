@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ from shared.jobs.model import (
     partition_for,
 )
 from shared.storage import layout
+from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:
@@ -67,6 +68,10 @@ class JobFilter:
         return " and ".join(parts), params
 
 
+# Finished backups that count as an instance's last backup: a Cancelled one (a skipped slot) never ran.
+LAST_BACKUP_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_WARNINGS, JobStatus.FAILED})
+
+
 def _summary(job: Job) -> dict[str, Any]:
     """A job's row in its instance's index: the job without its steps and details."""
     return {k: v for k, v in job._data().items() if k not in ("steps", "details")}
@@ -90,6 +95,32 @@ class JobStore:
         self._index(job)
         return replace(job, etag=entity.etag), True
 
+    def create_many(
+        self, jobs: Sequence[Job], index: Callable[[Callable[[Job], None], Sequence[Job]], None] | None = None
+    ) -> list[tuple[Job, bool]]:
+        """``create`` for many jobs: the rows of one day partition inserted 100 to a transaction, then
+        each one's index summary (``index`` runs ``_index`` over them, e.g. a few at a time). A
+        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job."""
+        results: dict[str, tuple[Job, bool]] = {}
+        fresh: list[Job] = []
+        by_day: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_day.setdefault(partition_for(job_time(job.job_id)), []).append(job)
+        for pk, group in by_day.items():
+            for start in range(0, len(group), MAX_TABLE_BATCH_ENTITIES):
+                chunk = group[start : start + MAX_TABLE_BATCH_ENTITIES]
+                if self._state.insert_batch(pk, [(j.job_id, j._data()) for j in chunk]):
+                    fresh.extend(chunk)
+                    results.update((j.job_id, (j, True)) for j in chunk)
+                else:
+                    results.update((j.job_id, self.create(j)) for j in chunk)
+        if index is not None:
+            index(self._index, fresh)
+        else:
+            for job in fresh:
+                self._index(job)
+        return [results[j.job_id] for j in jobs]
+
     def _index(self, job: Job) -> None:
         """The job's row in its instance's index: a summary (no steps or details), so an instance's
         history is one partition query. Written when the job is created and when it finishes; the
@@ -99,9 +130,27 @@ class JobStore:
         pk = layout.instance_jobs(job.instance)
         if job.status.finished:
             self._state.upsert(pk, job.job_id, _summary(job))
+            if job.operation is Operation.BACKUP and job.status in LAST_BACKUP_STATUSES:
+                self._note_last_backup(job)
         else:
             with contextlib.suppress(EntityExists):
                 self._state.insert(pk, job.job_id, _summary(job))
+
+    def _note_last_backup(self, job: Job) -> None:
+        """Keep ``job`` as its instance's last backup (``layout.LAST_BACKUP``: the instances list reads one
+        partition, not every instance's history) unless a later one is there; ETag-guarded."""
+        key, summary = layout.row_key(job.instance), {**_summary(job), "jobId": job.job_id}
+        ended = job.end_time or job.created
+        for _ in range(3):
+            current = self._state.get(layout.LAST_BACKUP, key)
+            try:
+                if current is None:
+                    self._state.insert(layout.LAST_BACKUP, key, summary)
+                elif current.get("operation") is None or (current.get("endTime") or current["created"]) <= ended:
+                    self._state.update(current, summary)
+                return
+            except (EntityExists, ETagMismatch):
+                continue
 
     def get(self, job_id: str) -> Job:
         """Job ``job_id``; ``NotFound`` if there is none."""

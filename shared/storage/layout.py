@@ -12,7 +12,15 @@ asks is a query on one partition (or a few), never a table scan:
 | ``instjobs-<name>``  | job id                   | index: a summary of each job of one instance     |
 | ``rp-<name>``        | recovery point id        | the recovery points of one instance              |
 | ``lock``             | instance name (lowercase)| the one backup running on an instance            |
-| ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it        |
+| ``schedule``         | instance name (lowercase)| until when the scheduler has evaluated it, and   |
+|                      |                          | its row in ``nextbackup`` (``next``)             |
+| ``nextbackup``       | next slot (UTC), instance| scheduler index: the instance's next slot (the   |
+|                      |                          | tick reads only rows up to now: one range query) |
+| ``lastbackup``       | instance name (lowercase)| its last finished backup (a job summary), or     |
+|                      |                          | ``none``: the instances list reads one partition |
+| ``backlog``          | slot (UTC), instance     | backups waiting for a free slot, in slot order   |
+| ``slots``            | server/vault, slot number| a running (or admitted) backup's share of the    |
+|                      |                          | per-server and vault-wide backup limits          |
 | ``due-YYYYMMDD``     | instance, bar, rp id     | retention index: a point's next lifecycle event  |
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
@@ -43,6 +51,10 @@ JOBS_PREFIX = "jobs-"
 CLAIM = "claim"
 LOCK = "lock"
 SCHEDULE = "schedule"
+NEXT_BACKUP = "nextbackup"
+BACKLOG = "backlog"
+LAST_BACKUP = "lastbackup"
+SLOTS = "slots"
 DUE_PREFIX = "due-"
 RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"
@@ -140,3 +152,19 @@ def due_partition(at: datetime) -> str:
 def due_row(instance: str, rp_id: str) -> str:
     """The due-index row key of one recovery point ('|' may appear in row keys; names never hold it)."""
     return f"{row_key(instance)}|{rp_id}"
+
+
+def slot_row(at: datetime, instance: str) -> str:
+    """The row key of an instance's entry in ``nextbackup`` or ``backlog``: time first, so rows read
+    in time order (fixed-width UTC ISO text sorts as the instants do), then the instance."""
+    return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}|{row_key(instance)}"
+
+
+def slot_row_bound(at: datetime) -> str:
+    """The greatest row key of ``slot_row`` at ``at`` ('}' sorts after every name character)."""
+    return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}|}}"
+
+
+def server_key(host: str, port: int) -> str:
+    """One database server, as the per-server backup limit counts it (host case and a trailing dot ignored)."""
+    return f"{host.lower().rstrip('.')}:{port}"

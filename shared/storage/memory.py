@@ -23,7 +23,7 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -35,7 +35,7 @@ import zstandard
 from shared.errors import TransientError
 from shared.storage.blobs import ARCHIVED_READ_ERROR
 from shared.storage.faults import StorageRequestRefused
-from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
+from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES, MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.ports import BlobExists, BlobInfo, BlobMissing, IntegrityError, StreamResult
 from shared.storage.tables import Entity, EntityExists, ETagMismatch
 
@@ -197,6 +197,36 @@ class MemoryStateTable:
     def partition(self, pk: str) -> Iterator[Entity]:
         """Every entity of one partition, in row key order."""
         return self.query("PartitionKey eq @pk", {"pk": pk})
+
+    def write_batch(
+        self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
+    ) -> int:
+        """Upsert and delete rows of partition ``pk`` unconditionally; the requests the service would take."""
+        stored = [(rk, _stored(pk, rk, data)) for rk, data in upserts]
+        upserted = {rk for rk, _ in upserts}
+        gone = [rk for rk in deletes if rk not in upserted]
+        with self._tables._lock:
+            for rk, data in stored:
+                etag, stamp = self._stamp()
+                self._rows[(pk, rk)] = _Row(data, etag, stamp)
+            for rk in gone:
+                if (pk, rk) in self._rows:
+                    del self._rows[(pk, rk)]  # not pop(): that would keep the stale key order
+        ops = len(stored) + len(gone)
+        return -(-ops // MAX_TABLE_BATCH_ENTITIES)
+
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        """Insert ``rows`` of partition ``pk`` all at once, or none when any exists (False)."""
+        if len(rows) > MAX_TABLE_BATCH_ENTITIES:
+            raise ValueError(f"at most {MAX_TABLE_BATCH_ENTITIES} rows in one transaction")
+        stored = [(rk, _stored(pk, rk, data)) for rk, data in rows]
+        with self._tables._lock:
+            if len({rk for rk, _ in stored}) < len(stored) or any((pk, rk) in self._rows for rk, _ in stored):
+                return False
+            for rk, data in stored:
+                etag, stamp = self._stamp()
+                self._rows[(pk, rk)] = _Row(data, etag, stamp)
+        return True
 
     def page(
         self,

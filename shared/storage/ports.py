@@ -8,7 +8,7 @@ container of any account, ``memory.MemoryBlobStore`` in this process).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -88,7 +88,11 @@ class StateStore(Protocol):
 
     ``insert`` raises ``EntityExists`` over existing keys; ``update`` and ``delete`` with a
     stale ETag raise ``ETagMismatch`` (``update`` also when the entity is gone; ``delete`` of a
-    gone entity is fine). Filters are OData with ``@name`` parameters, written with spaces
+    gone entity is fine). ``write_batch`` upserts and deletes rows of one partition unconditionally,
+    in table transactions of ``MAX_TABLE_BATCH_ENTITIES`` (for index rows with one logical writer);
+    ``insert_batch`` inserts up to that many rows of one partition in one transaction, all or none
+    (False when any existed, or the service refused the transaction).
+    Filters are OData with ``@name`` parameters, written with spaces
     around every word (``( PartitionKey eq @pk )``).
     """
 
@@ -108,6 +112,10 @@ class StateStore(Protocol):
     def page(
         self, filter: str, parameters: Mapping[str, Any] | None, *, page_size: int, continuation: Any | None = None
     ) -> tuple[list[Entity], Any | None]: ...
+    def write_batch(
+        self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
+    ) -> int: ...
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool: ...
 
 
 class BlockSink(Protocol):

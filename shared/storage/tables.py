@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -21,10 +21,18 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from shared.errors import TransientError
 from shared.storage.faults import storage_error
+from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES
 from shared.storage.ports import Entity, EntityExists, ETagMismatch, StateStore
 
 log = logging.getLogger(__name__)
@@ -203,6 +211,51 @@ class StateTable:
         )
         items = _guard("query", lambda: [_from_table(raw) for raw in next(pager, [])])
         return items, getattr(pager, "continuation_token", None)
+
+    def write_batch(
+        self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
+    ) -> int:
+        """Upsert (replace) and delete rows of partition ``pk``, unconditionally, in transactions of
+        ``MAX_TABLE_BATCH_ENTITIES``; the requests made. A transaction the service refuses (a delete
+        of a row that is gone fails the whole transaction) is done again one row at a time."""
+        ops: list[tuple[str, Any]] = [("upsert", _to_table(pk, rk, data)) for rk, data in upserts]
+        upserted = {rk for rk, _ in upserts}
+        ops += [("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in deletes if rk not in upserted]
+        requests = 0
+        for start in range(0, len(ops), MAX_TABLE_BATCH_ENTITIES):
+            chunk = ops[start : start + MAX_TABLE_BATCH_ENTITIES]
+            requests += 1
+            try:
+                self._transaction(chunk)
+            except TableTransactionError:
+                for op, entity in chunk:
+                    requests += 1
+                    self._one(op, entity)
+        return requests
+
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        """Insert ``rows`` of partition ``pk`` in one transaction (at most ``MAX_TABLE_BATCH_ENTITIES``):
+        True when all were written, False when the service refused it (a row existed) and none was."""
+        if len(rows) > MAX_TABLE_BATCH_ENTITIES:
+            raise ValueError(f"at most {MAX_TABLE_BATCH_ENTITIES} rows in one transaction")
+        if not rows:
+            return True
+        try:
+            self._transaction([("create", _to_table(pk, rk, data)) for rk, data in rows])
+        except TableTransactionError:
+            return False
+        return True
+
+    def _transaction(self, chunk: list[tuple[str, Any]]) -> None:
+        actions = [(op, e, {"mode": UpdateMode.REPLACE}) if op == "upsert" else (op, e) for op, e in chunk]
+        _guard("batch", lambda: self._client.submit_transaction(actions))
+
+    def _one(self, op: str, entity: dict[str, Any]) -> None:
+        if op == "upsert":
+            _guard("upsert", lambda: self._client.upsert_entity(entity, mode=UpdateMode.REPLACE))
+            return
+        with contextlib.suppress(ResourceNotFoundError):
+            _guard("delete", lambda: self._client.delete_entity(entity["PartitionKey"], entity["RowKey"]))
 
 
 __all__ = ["ETagMismatch", "Entity", "EntityExists", "StateStore", "StateTable"]

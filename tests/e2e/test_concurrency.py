@@ -4,7 +4,8 @@
 scheduler timer every 2 s in all three processes, and 30 on-demand requests spread over the three
 at the same moment. Every slot is backed up exactly once, every request is answered 202 or 409
 UserErrorMaxConcurrentOperationLimitReached, every accepted job ends, and the jobs' own start and
-end times show no two backups of one instance at once.
+end times show no two backups of one instance at once, and never more than
+``PGVAULT_MAX_BACKUPS_PER_SERVER`` (2) at once on the one server all ten databases live on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 INSTANCES = 10
 ON_DEMAND = 30
 HOSTS = 3
+PER_SERVER = 2
 PASSWORD = "C0ncurrent-Secret-3"
 EXAMPLE = "sunday-default-only.json"
 
@@ -51,7 +53,11 @@ def databases(make_database: Databases) -> Database:
 
 @pytest.fixture(scope="module")
 def hosts(make_host: Hosts, databases: Database) -> Iterator[list[DevhostProcess]]:
-    settings = {"PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *", "PGVAULT_SECRET_CONC_CS": databases.connection_string()}
+    settings = {
+        "PGVAULT_SCHEDULER_SCHEDULE": "*/2 * * * * *",
+        "PGVAULT_SECRET_CONC_CS": databases.connection_string(),
+        "PGVAULT_MAX_BACKUPS_PER_SERVER": str(PER_SERVER),
+    }
     started = [make_host(settings) for _ in range(HOSTS)]
     yield started
     for h in started:
@@ -129,7 +135,7 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
             return None
         return jobs
 
-    jobs = wait_until(settled, 120, interval=1)
+    jobs = wait_until(settled, 240, interval=1)  # two at a time on the one server now (PER_SERVER)
     by_id = {j["jobId"]: j for j in jobs}
     assert set(accepted) <= set(by_id)
     for job_id in accepted:
@@ -158,9 +164,25 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
         points = list(RecoveryPointStore(state).of(name))
         assert len(points) == len(ran), f"{name}: {len(ran)} completed jobs but {len(points)} points"
 
+    # Never more than PER_SERVER backups at once on the server: a job runs ([startTime, endTime])
+    # only while it holds one of the server's seats (shared/fanout.py).
+    edges = sorted(
+        (datetime.fromisoformat(j[at]), step)
+        for j in jobs
+        if j["status"] == "Completed" and j["startTime"]
+        for at, step in (("startTime", 1), ("endTime", -1))
+    )
+    running = most = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # an end before a start at the same instant
+        running += step
+        most = max(most, running)
+    assert 1 <= most <= PER_SERVER, f"{most} backups ran at once on one server (limit {PER_SERVER})"
+    waited = [j for j in jobs if "waiting" in j["details"]]
+
     fired = [h.log().count("timer scheduler firing") for h in hosts]
     print(
         f"\nconcurrency figures: accepted={len(accepted)} refused={ON_DEMAND - len(accepted)} "
-        f"jobs={len(jobs)} scheduled={len(scheduled)} timer fires per host={fired}"
+        f"jobs={len(jobs)} scheduled={len(scheduled)} timer fires per host={fired} most at once={most} "
+        f"still saying waiting={len(waited)}"
     )
     assert sum(fired) > 0

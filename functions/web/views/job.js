@@ -158,7 +158,7 @@ export async function renderJob(main, jobId, _params, ctx) {
     retriesTable(job),
     h('section', { class: 'card' }, h('h2', null, 'Steps'),
       table(['Step', 'Status', 'Started', 'Ended', 'Duration', 'Notes'], stepRows(job.steps || [], running),
-        running ? (job.startTime ? 'Starting…' : 'Queued: waiting for a worker to pick the job up…') : 'No steps recorded.')));
+        running ? (job.startTime ? 'Starting…' : `Queued: ${job.details?.waiting?.reason || 'waiting for a worker to pick the job up'}…`) : 'No steps recorded.')));
   if (running) {
     const timer = setTimeout(() => {
       if (ctx.alive()) renderJob(main, jobId, _params, ctx).catch((err) => {
