@@ -99,7 +99,8 @@ def test_critical_operations_wait_for_a_guard_run_once_and_every_call_is_audited
     assert done["body"]["resultStatus"] == 202 and done["body"]["approvedBy"] == "gus@contoso.com"
     delete_job = done["body"]["result"]["jobId"]
     assert host.job(delete_job)["operation"] == "Delete"
-    assert host.get(f"/backupInstances/{name}", headers=BOB).status_code == 404
+    # Stop with delete soft-deletes: the instance stays, SoftDeleted, until its purge.
+    assert host.get(f"/backupInstances/{name}", headers=BOB).json()["protectionStatus"] == "SoftDeleted"
     twice = call("POST", f"/approvals/{approval_id}:approve", approve_route, GUS, "gus@contoso.com")
     assert twice["status"] == 409
     deletes = [j for j in host.get(f"/backupJobs?instance={name}&operation=Delete").json()["value"]]
