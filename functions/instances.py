@@ -40,6 +40,22 @@ def configure_instances(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(ConfiguredList(value=[r.to_wire() for r in results]), status)
 
 
+@bp.route(route="backupInstances:validateForBackup", methods=["POST"])
+@api
+def validate_for_backup(req: func.HttpRequest) -> func.HttpResponse:
+    """Validate one would-be instance (a configure entry's fields) without configuring it: 202 + Validate job."""
+    vault = current_vault()
+    job = vault.validate_for_backup().start(
+        parse_json_body(req.get_body()),
+        vault.clock(),
+        allow_env_secrets=vault.settings.allow_env_secrets,
+        vault_region=vault.settings.region,
+        secrets=vault.secrets,
+        allowed_servers=vault.settings.allowed_servers,
+    )
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
+
+
 @bp.route(route="backupInstances/{name}", methods=["PUT"])
 @api
 def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
@@ -95,13 +111,33 @@ def grant_script(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     fmt = req.params.get("format", "sql").lower()
     script = _service(vault).grant_script(req.route_params["name"], fmt, vault.secrets)
-    filename = f"grant-{req.route_params['name']}.{fmt}"
+    return _script(script, req.route_params["name"], fmt)
+
+
+def _script(script: str, name: str, fmt: str) -> func.HttpResponse:
     return func.HttpResponse(
         script,
         mimetype="application/sql" if fmt == "sql" else "text/plain",
         charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": f'attachment; filename="grant-{name}.{fmt}"'},
     )
+
+
+@bp.route(route="backupJobs/{jobId}/grantScript", methods=["GET"])
+@api
+def candidate_grant_script(req: func.HttpRequest) -> func.HttpResponse:
+    """A validation for backup's grant script (its would-be instance's database and user): ``format=sql|sh|ps1``."""
+    vault = current_vault()
+    fmt = req.params.get("format", "sql").lower()
+    name, script = vault.validate_for_backup().grant_script(req.route_params["jobId"], fmt, vault.secrets)
+    return _script(script, name, fmt)
+
+
+@bp.route(route="backupJobs/{jobId}/roleAssignmentTemplate", methods=["GET"])
+@api
+def candidate_role_assignment(req: func.HttpRequest) -> func.HttpResponse:
+    """A validation for backup's ARM template of the Azure roles its would-be instance needs."""
+    return json_response(current_vault().validate_for_backup().role_assignment_template(req.route_params["jobId"]))
 
 
 @bp.route(route="backupInstances/{name}/roleAssignmentTemplate", methods=["GET"])
