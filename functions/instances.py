@@ -79,8 +79,9 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
 def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     """Every backup instance with its protection status, readiness, last and next backup."""
     vault = current_vault()
-    times, now = BackupTimesReader(vault.state), vault.clock()
-    return json_response(BackupInstanceList(value=[i.to_wire(times.of(i, now)) for i in _service(vault).all()]))
+    times, now, usage = BackupTimesReader(vault.state), vault.clock(), vault.points.usage()
+    listed = [i.to_wire(times.of(i, now), usage.get(i.spec.name.lower()), storage=True) for i in _service(vault).all()]
+    return json_response(BackupInstanceList(value=listed))
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])
@@ -89,7 +90,8 @@ def get_instance(req: func.HttpRequest) -> func.HttpResponse:
     """One backup instance, with its last and next backup."""
     vault = current_vault()
     instance = _service(vault).get(req.route_params["name"])
-    return json_response(instance.to_wire(BackupTimesReader(vault.state).of(instance, vault.clock())))
+    times = BackupTimesReader(vault.state).of(instance, vault.clock())
+    return json_response(instance.to_wire(times, vault.points.usage_of(instance.spec.name), storage=True))
 
 
 @bp.route(route="backupInstances/{name}:validate", methods=["POST"])

@@ -17,6 +17,8 @@ asks is a query on one partition (or a few), never a table scan:
 |                      |                          | falls on that UTC day (the sweep reads only these)|
 | ``retention``        | marker name              | retention sweep bookkeeping (index backfill)     |
 | ``housekeeping``     | marker name              | hung-jobs sweep: the oldest job day to scan from  |
+| ``usage``            | instance name (lowercase)| what an instance's points take (count, sizes),   |
+|                      |                          | recomputed when a point is added or removed      |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -39,6 +41,7 @@ SCHEDULE = "schedule"
 DUE_PREFIX = "due-"
 RETENTION = "retention"
 HOUSEKEEPING = "housekeeping"
+USAGE = "usage"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

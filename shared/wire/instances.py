@@ -67,6 +67,19 @@ class LastBackup(Response):
     retentionTag: str | None
 
 
+class Storage(Response):
+    """What the instance's recovery points take (the vault-standard size of each: ``sizeInBytes``), as of
+    the last point added or removed; absent for an instance no point was added to or removed from since
+    this was kept."""
+
+    recoveryPoints: int
+    latestPointSizeInBytes: int | None
+    """The newest point's size; null without points."""
+    latestPointTime: UtcTime | None
+    totalSizeInBytes: int
+    """All listed points together."""
+
+
 class BackupInstance(Response):
     """A protected (or stopped) database. ``lastBackup`` and ``nextScheduledBackup`` come with GET."""
 
@@ -87,6 +100,8 @@ class BackupInstance(Response):
     backupReadiness: BackupReadiness
     lastBackup: LastBackup | None = None
     nextScheduledBackup: UtcTime | None = None
+    storage: Storage | None = None
+    """The list's and GET's: how many points, the newest one's size, all together (null: not known yet)."""
 
 
 class BackupInstanceList(Response):

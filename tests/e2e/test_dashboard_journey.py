@@ -289,6 +289,8 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     failure = page.locator("tr.row-error")
     expect(failure).to_contain_text("UserErrorMissingDBPermissions")
     expect(failure).to_contain_text("grant script")  # its recommended action
+    # Validating stored nothing: a wizard left here leaves no backup instance behind.
+    assert j.host.get("/backupInstances").json()["value"] == []
 
     # The same secret assigned to two selected rows at once: both validate again.
     rows["shop"].get_by_role("checkbox").check()
@@ -314,6 +316,11 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     script = grant_dir / "grant.sh"
     got.value.save_as(script)
     assert script.read_text().startswith("#!/bin/sh") and names["user_b"] in script.read_text()
+    # "Copy grant script" puts the same script on the clipboard (the browser context may read it).
+    page.get_by_role("button", name="Copy grant script").click()
+    expect(page.locator(".row-error [aria-live]")).to_have_text("Copied to the clipboard.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("#!/bin/sh") and names["user_b"] in copied and names["ledger"] in copied
     ran = subprocess.run(["sh", str(script)], env={"PGUSER": "postgres", "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
@@ -326,6 +333,7 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     expect(rows["ledger"].locator(".readiness")).to_have_text("Success", timeout=TIMEOUT)
     expect(page.locator("tr.row-error")).to_have_count(0)
     j.check("configure-revalidated")
+    assert j.host.get("/backupInstances").json()["value"] == []
 
     page.get_by_role("button", name="Review and configure", exact=True).click()
     expect(page.locator("tr[data-review]")).to_have_count(3)
@@ -337,6 +345,8 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     for db in ("shop", "crm", "ledger"):
         expect(page.locator(f'tr[data-outcome="{names[db]}"]')).to_contain_text("Backup configured")
     j.check("configure-done")
+    # Only "Configure backup" made instances: one per row, each validated once more as it was created.
+    assert len(j.host.get("/backupInstances").json()["value"]) == 3
 
 
 def _backup_now(j: Journey, names: dict[str, str]) -> str:

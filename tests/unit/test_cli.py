@@ -446,12 +446,20 @@ def test_table_shows_durations_as_time_and_only_progress_as_a_percentage() -> No
     emit(job, "table", JOB_DETAIL, out)
     header, row = out.getvalue().splitlines()
     cells = dict(zip(header.split("  "), [c.strip() for c in row.split("  ") if c.strip()], strict=False))
-    assert "1.0 s" in row and row.count("%") == 1 and "100%" in row and "3.0 MiB/s" in row, row
+    assert "996 ms" in row and row.count("%") == 1 and "100%" in row and "3.0 MiB/s" in row, row
     assert "DURATION" in header and "RATE" in header and "PROGRESS" in header, cells
     long_job = {**JOB, "durationSeconds": 75.4, "progress": 0.5}
     out = io.StringIO()
     emit(long_job, "table", JOB_DETAIL, out)
     assert "1 min 15 s" in out.getvalue() and "50%" in out.getvalue()
+
+
+def test_a_sub_second_duration_is_shown_in_milliseconds_never_as_zero_seconds() -> None:
+    from pgvault.output import seconds_text
+
+    assert [seconds_text(v) for v in (0, 0.0004, 0.04, 0.4996, 0.9996, 1.25, 59.96)] == [
+        "<1 ms", "<1 ms", "40 ms", "500 ms", "1.0 s", "1.2 s", "1 min 00 s"
+    ]  # fmt: skip
 
 
 def test_number_cells_are_printed_as_numbers() -> None:
