@@ -138,6 +138,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         context.grant_permissions(["clipboard-read", "clipboard-write"])
         page = context.new_page()
         page.set_default_timeout(30_000)
+        # Eight engineers share two cores: an answer may take more than expect's default 5 s.
+        sync_api.expect.set_options(timeout=30_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -404,6 +406,9 @@ def _jobs(j: Journey, job_id: str) -> None:
 def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
     page, expect = j.page, sync_api.expect
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
+    # The list shows each instance's size: its newest point, and all of them.
+    expect(page.locator("tr[data-instance]", has_text=names["shop"]).locator("td.size")).to_contain_text("in 1 point")
+    expect(page.locator("tr[data-instance]", has_text=names["crm"]).locator("td.size")).to_have_text("no points")
     page.locator("tr[data-instance]", has_text=names["shop"]).get_by_role("link").first.click()
     # A recovery point on the timeline picks it for the restore by keyboard too.
     point = page.locator("tr[data-recovery-point]").first.get_attribute("data-recovery-point")
@@ -481,6 +486,23 @@ def _narrow(j: Journey) -> None:
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 402, f"{route} is {width} px wide at 400 px"
             j.check(f"narrow-{route}")
+        # The chart is drawn at the page's width: its axis labels keep a readable size.
+        page.evaluate("location.hash = '#/jobs'")
+        page.locator("svg.chart text.axis").first.wait_for()
+        label = page.evaluate(
+            "Math.min(...[...document.querySelectorAll('svg.chart text.axis')]"
+            ".map((t) => t.getBoundingClientRect().height))"
+        )
+        assert label >= 10, f"the chart's labels are {label} px high at 400 px"
+        # Review and configure (the wizard kept its state): each row a block of labelled lines, no tall empty rows.
+        page.evaluate("location.hash = '#/configure'")
+        page.locator("tr[data-review]").first.wait_for()
+        heights = page.evaluate(
+            "[...document.querySelectorAll('tr[data-review]')].map(r => [r.getBoundingClientRect().height,"
+            " [...r.cells].reduce((n, c) => n + c.getBoundingClientRect().height, 0)])"
+        )
+        assert heights and all(row <= cells + 16 and row < 200 for row, cells in heights), heights
+        j.check("narrow-configure-review")
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
 

@@ -740,3 +740,32 @@ def test_every_body_the_cli_builds_is_one_the_api_accepts() -> None:
     flags = ("--server", "db1", "-d", "a", "--secret-uri", "env:PGVAULT_SECRET_A", "--policy", "p")
     _, many = instance_body(parse("instance", "configure", *flags))
     assert parse_spec(many["instances"][0], "instances[0]", allow_env_secrets=True, vault_region=None).server == "db1"
+
+
+def test_validate_for_backup_posts_the_would_be_instance_and_waits_for_its_job(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.instances import parse_spec
+
+    error = {"code": "UserErrorMissingDBPermissions", "message": "SELECT on orders", "recommendedAction": "grant"}
+    failed = {**JOB, "operation": "Validate", "status": "Failed", "error": error, "jobId": "v1"}
+    script: Script = {
+        ("POST", "/api/backupInstances:validateForBackup"): [(202, {}, {"jobId": "v1"})],
+        ("GET", "/api/backupJobs/v1"): [(200, {}, {**failed, "status": "InProgress"}), (200, {}, failed)],
+        ("GET", "/api/backupJobs/v1/grantScript"): [(200, {}, "#!/bin/sh\npsql ...")],
+    }
+    flags = ["--server", "db1", "-d", "orders", "--secret-uri", "env:PGVAULT_SECRET_A", "--policy", "weekly"]
+    with _ScriptedServer(script) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        argv = ["instance", "validate-for-backup", *flags, "--wait", "--poll", "0.05", "-o", "json"]
+        assert main(argv) == EXIT_JOB_FAILED
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["status"] == "Failed"
+        assert "UserErrorMissingDBPermissions" in captured.err and "grant" in captured.err
+        assert main(["job", "grant-script", "v1", "--format", "sh"]) == EXIT_OK
+        assert capsys.readouterr().out.startswith("#!/bin/sh")
+        posted = server.requests[0][2]
+    assert posted == {
+        "server": "db1", "database": "orders", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "weekly"
+    }  # fmt: skip
+    assert parse_spec(posted, "body", allow_env_secrets=True, vault_region=None).name == "db1-orders"

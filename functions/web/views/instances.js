@@ -44,7 +44,7 @@ export async function renderInstances(main, _arg, _params, ctx) {
       h('a', { class: 'button primary', href: '#/configure?new=1', id: 'configure-open' }, 'Configure backup')),
     h('section', { class: 'card' },
       table(['Name', 'Database', 'Readiness', 'Policy', 'Protection', 'Last backup', 'Next scheduled', 'Size (newest · all)'],
-        rows, 'No backup instances yet: "Configure backup" protects the first databases.')));
+        rows, 'No backup instances yet: "Configure backup" protects the first databases.', { stack: true })));
   if (instances.some((i) => (i.backupReadiness || {}).status === 'Validating')) {
     const timer = setTimeout(() => { if (ctx.alive()) renderInstances(main, _arg, _params, ctx).catch(() => {}); },
       3000);
