@@ -99,8 +99,11 @@ class ValidationService:
         """
         return self._runner.run(job_id, _Validation(self), last_try=last_try, attempt=attempt)
 
-    def _check(self, instance: Instance, run: JobRun, found: dict[str, Any]) -> dict[str, Any]:
-        """Run the checks, each a step of ``run``; ``found`` gets what a failed check found."""
+    def _check(
+        self, instance: Instance, run: JobRun, found: dict[str, Any], *, script: str | None = None
+    ) -> dict[str, Any]:
+        """Run the checks, each a step of ``run``; ``found`` gets what a failed check found (``script``:
+        where the grant script is, when not at the instance's)."""
         run.begin("ReadSecret")
         params = credentials(self._secrets, instance)
         run.done()
@@ -115,7 +118,7 @@ class ValidationService:
                 # The message names the first few; the job keeps the whole list for "View details".
                 found["missingPrivileges"] = report.to_dict()["missing"][:MAX_LISTED_PRIVILEGES]
                 found["missingPrivilegesCount"] = len(report.missing)
-                raise to_user_error(report)
+                raise to_user_error(report, script=script)
             run.done(warnings=tuple(report.warnings)[:20])
         run.begin("FindPgDump")
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
@@ -153,7 +156,8 @@ class _Validation(Work):
     def __call__(self, run: JobRun) -> Job:
         s, instance = self._service, self._instance
         assert instance is not None
-        details = s._check(instance, run, self._found)
+        script = run.job.links().get("grantScript") if self._candidate else None
+        details = s._check(instance, run, self._found, script=script)
         if self._candidate:
             return record_candidate(
                 s._jobs, run.job, steps=run.steps, failure=None, details={**run.job.details, **details}, now=s._clock()

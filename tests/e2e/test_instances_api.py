@@ -282,6 +282,7 @@ def test_validate_for_backup_checks_a_would_be_instance_and_stores_none(
     assert failed["operation"] == "Validate" and failed["status"] == "Failed", failed
     assert failed["error"]["code"] == "UserErrorMissingDBPermissions" and failed["error"]["recommendedAction"]
     assert failed["details"]["backupReadiness"] == "Failed"
+    assert f"/api/backupJobs/{failed['jobId']}/grantScript" in failed["error"]["recommendedAction"]
     assert failed["details"]["backupInstance"]["database"] == database
     assert {"privilege": "SELECT", "kind": "table", "name": '"public"."ledger"', "owner": "postgres"} in failed[
         "details"
