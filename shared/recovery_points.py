@@ -359,13 +359,20 @@ class RecoveryPointStore:
         Recomputed from the points (one partition read), never incremented: a second run, or a run
         after a lost write, writes the same truth, so the row cannot drift from the points.
         """
-        points = list(self.of(instance))
-        newest = max(points, key=lambda p: p.time, default=None)
+        # Only the four fields it needs: a point's record is large, and this runs at every add and removal.
+        rows = self._state.query(
+            "PartitionKey eq @pk",
+            {"pk": layout.recovery_points(instance)},
+            select=["time", "sizeInBytes", "state", "pendingEvent"],
+        )
+        going = (PointState.DELETING.value, LifecycleEvent.DELETE.value)  # as ``of``: its last copy is being deleted
+        listed = [(e["time"], int(e["sizeInBytes"])) for e in rows if (e.get("state"), e.get("pendingEvent")) != going]
+        newest = max(listed, default=None)
         usage = Usage(
-            points=len(points),
-            latest_size_in_bytes=None if newest is None else newest.size_in_bytes,
-            latest_time=None if newest is None else newest.time,
-            total_size_in_bytes=sum(p.size_in_bytes for p in points),
+            points=len(listed),
+            latest_size_in_bytes=None if newest is None else newest[1],
+            latest_time=None if newest is None else newest[0],
+            total_size_in_bytes=sum(size for _, size in listed),
         )
         self._state.upsert(layout.USAGE, layout.row_key(instance), {"instance": instance, **usage.data()})
         return usage

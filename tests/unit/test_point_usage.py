@@ -10,8 +10,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from shared.policy import lifecycle, parse_policy
-from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.policy import LifecycleEvent, lifecycle, parse_policy
+from shared.recovery_points import PointState, RecoveryPoint, RecoveryPointStore
 from shared.storage import layout
 from shared.storage.memory import MemoryStateTable
 from tests.examples import EXAMPLES
@@ -51,7 +51,10 @@ def test_usage_follows_every_point_added_or_removed_and_lists_in_one_query() -> 
     wire = orders.to_wire()
     assert wire.latestPointSizeInBytes == 3 * 2**31 and wire.recoveryPoints == 2
 
-    points.remove(points.get("Orders", "rp2"))
+    # A point whose last copy is being deleted is no longer listed, nor counted.
+    going = points.save(points.get("Orders", "rp2"), state=PointState.DELETING, pending_event=LifecycleEvent.DELETE)
+    assert points.refresh_usage("Orders").points == 1
+    points.remove(going)
     after = points.usage()["orders"]
     assert (after.points, after.latest_size_in_bytes, after.total_size_in_bytes) == (1, 100, 100)
     points.remove(first)
