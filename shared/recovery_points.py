@@ -359,11 +359,12 @@ class RecoveryPointStore:
         Recomputed from the points (one partition read), never incremented: a second run, or a run
         after a lost write, writes the same truth, so the row cannot drift from the points.
         """
-        # Only the four fields it needs: a point's record is large, and this runs at every add and removal.
+        # Only the fields it needs: a point's record is large, and this runs at every add and removal.
         rows = self._state.query(
             "PartitionKey eq @pk",
             {"pk": layout.recovery_points(instance)},
-            select=["time", "sizeInBytes", "state", "pendingEvent"],
+            # The keys too: the adapter builds an Entity of every row (the in-memory twin keeps them anyway).
+            select=["PartitionKey", "RowKey", "time", "sizeInBytes", "state", "pendingEvent"],
         )
         going = (PointState.DELETING.value, LifecycleEvent.DELETE.value)  # as ``of``: its last copy is being deleted
         listed = [(e["time"], int(e["sizeInBytes"])) for e in rows if (e.get("state"), e.get("pendingEvent")) != going]
