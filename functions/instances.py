@@ -40,6 +40,22 @@ def configure_instances(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(ConfiguredList(value=[r.to_wire() for r in results]), status)
 
 
+@bp.route(route="backupInstances:validateForBackup", methods=["POST"])
+@api
+def validate_for_backup(req: func.HttpRequest) -> func.HttpResponse:
+    """Validate one would-be instance (a configure entry's fields) without configuring it: 202 + Validate job."""
+    vault = current_vault()
+    job = vault.validate_for_backup().start(
+        parse_json_body(req.get_body()),
+        vault.clock(),
+        allow_env_secrets=vault.settings.allow_env_secrets,
+        vault_region=vault.settings.region,
+        secrets=vault.secrets,
+        allowed_servers=vault.settings.allowed_servers,
+    )
+    return accepted(Accepted(jobId=job.job_id), job.job_id)
+
+
 @bp.route(route="backupInstances/{name}", methods=["PUT"])
 @api
 def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
@@ -63,9 +79,10 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
 def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     """Every backup instance with its protection status, readiness, last and next backup."""
     vault = current_vault()
-    times, now = BackupTimesReader(vault.state), vault.clock()
+    times, now, usage = BackupTimesReader(vault.state), vault.clock(), vault.points.usage()
     listed = times.of_all(_service(vault).all(), now)
-    return json_response(BackupInstanceList(value=[i.to_wire(when) for i, when in listed]))
+    value = [i.to_wire(when, usage.get(i.spec.name.lower()), storage=True) for i, when in listed]
+    return json_response(BackupInstanceList(value=value))
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])
@@ -74,7 +91,8 @@ def get_instance(req: func.HttpRequest) -> func.HttpResponse:
     """One backup instance, with its last and next backup."""
     vault = current_vault()
     instance = _service(vault).get(req.route_params["name"])
-    return json_response(instance.to_wire(BackupTimesReader(vault.state).of(instance, vault.clock())))
+    times = BackupTimesReader(vault.state).of(instance, vault.clock())
+    return json_response(instance.to_wire(times, vault.points.usage_of(instance.spec.name), storage=True))
 
 
 @bp.route(route="backupInstances/{name}:validate", methods=["POST"])
@@ -96,13 +114,33 @@ def grant_script(req: func.HttpRequest) -> func.HttpResponse:
     vault = current_vault()
     fmt = req.params.get("format", "sql").lower()
     script = _service(vault).grant_script(req.route_params["name"], fmt, vault.secrets)
-    filename = f"grant-{req.route_params['name']}.{fmt}"
+    return _script(script, req.route_params["name"], fmt)
+
+
+def _script(script: str, name: str, fmt: str) -> func.HttpResponse:
     return func.HttpResponse(
         script,
         mimetype="application/sql" if fmt == "sql" else "text/plain",
         charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": f'attachment; filename="grant-{name}.{fmt}"'},
     )
+
+
+@bp.route(route="backupJobs/{jobId}/grantScript", methods=["GET"])
+@api
+def candidate_grant_script(req: func.HttpRequest) -> func.HttpResponse:
+    """A validation for backup's grant script (its would-be instance's database and user): ``format=sql|sh|ps1``."""
+    vault = current_vault()
+    fmt = req.params.get("format", "sql").lower()
+    name, script = vault.validate_for_backup().grant_script(req.route_params["jobId"], fmt, vault.secrets)
+    return _script(script, name, fmt)
+
+
+@bp.route(route="backupJobs/{jobId}/roleAssignmentTemplate", methods=["GET"])
+@api
+def candidate_role_assignment(req: func.HttpRequest) -> func.HttpResponse:
+    """A validation for backup's ARM template of the Azure roles its would-be instance needs."""
+    return json_response(current_vault().validate_for_backup().role_assignment_template(req.route_params["jobId"]))
 
 
 @bp.route(route="backupInstances/{name}/roleAssignmentTemplate", methods=["GET"])

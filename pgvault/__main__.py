@@ -22,6 +22,7 @@ from pgvault.commands import (
     add_restore_commands,
 )
 from pgvault.commands_alert import add_alert_commands
+from pgvault.commands_candidate import add_candidate_commands
 from pgvault.commands_protection import add_protection_commands
 from pgvault.commands_server import add_server_commands
 from pgvault.help import EXIT_CODES, add_examples
@@ -48,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", metavar="<group>", required=True)
     add_policy_api_commands(add_policy_commands(groups))
-    add_protection_commands(add_instance_commands(groups))
+    instance_commands = add_instance_commands(groups)
+    add_protection_commands(instance_commands)
     add_server_commands(groups)
     add_backup_commands(groups)
-    add_job_commands(groups)
+    add_candidate_commands(instance_commands, add_job_commands(groups))
     add_recovery_point_commands(groups)
     add_restore_commands(groups)
     add_alert_commands(groups)

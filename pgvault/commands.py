@@ -527,8 +527,8 @@ def backup_now(args: argparse.Namespace, client: Client) -> int:
     return finish_job(args, client, answer.body["jobId"])
 
 
-def add_job_commands(groups: Groups) -> None:
-    """``job list|show|watch|cancel``."""
+def add_job_commands(groups: Groups) -> Groups:
+    """``job list|show|watch|cancel``; returns the group's commands."""
     job = groups.add_parser("job", help="jobs: backups, validations, restores, ...")
     commands = job.add_subparsers(dest="command", metavar="<command>", required=True)
     opts = common_options()
@@ -558,6 +558,7 @@ def add_job_commands(groups: Groups) -> None:
     )
     cancel.add_argument("job_id", metavar="JOB_ID")
     cancel.set_defaults(handler=api_command(job_cancel))
+    return commands
 
 
 def job_list(args: argparse.Namespace, client: Client) -> int:

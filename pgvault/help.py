@@ -43,6 +43,13 @@ EXAMPLES: dict[tuple[str, str], str] = {
   pgvault instance show --name orders -o table""",
     ("instance", "validate"): """
   pgvault instance validate --name orders --wait""",
+    ("instance", "validate-for-backup"): """
+  pgvault instance validate-for-backup --server db1.postgres.database.azure.com --database orders \\
+      --secret-uri https://kv1.vault.azure.net/secrets/orders-backup --policy weekly --wait
+  # Failed with UserErrorMissingDBPermissions? The job's grant script, then validate again:
+  pgvault job grant-script <jobId> --format sh > grant.sh && PGUSER=admin sh grant.sh""",
+    ("job", "grant-script"): """
+  pgvault job grant-script <jobId> --format sql > grant.sql   # the job of an instance validate-for-backup""",
     ("instance", "grant-script"): """
   pgvault instance grant-script --name orders --format sh > grant.sh && PGUSER=admin sh grant.sh""",
     ("instance", "stop-protection"): """

@@ -56,10 +56,14 @@ def percent(fraction: Any) -> str:
 
 
 def seconds_text(seconds: Any) -> str:
-    """A duration: 0.996 -> '1.0 s', 75 -> '1 min 15 s', 3725 -> '1 h 02 min'; '-' when absent."""
+    """A duration: 0.04 -> '40 ms', 0.0001 -> '<1 ms', 1.25 -> '1.2 s', 75 -> '1 min 15 s', 3725 -> '1 h 02 min';
+    '-' when absent. A sub-second job is never shown as '0.0 s'."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
         return "-"
-    if seconds < 60:
+    if seconds < 0.9995:
+        ms = round(seconds * 1000)
+        return "<1 ms" if ms < 1 else f"{ms} ms"
+    if seconds < 59.95:  # what rounds to 60.0 s is shown as a minute
         return f"{seconds:.1f} s"
     whole = round(seconds)
     if whole < 3600:

@@ -97,6 +97,10 @@ ROUTE_ROLES: dict[tuple[str, str], Need] = {
     ("PUT", "backupInstances/{name}"): Role.CONTRIBUTOR,
     # Reads a secret and connects with it: part of configuring protection.
     ("POST", "servers:listDatabases"): Role.CONTRIBUTOR,
+    # Validating a would-be instance uses the secret it names, as configuring does.
+    ("POST", "backupInstances:validateForBackup"): Role.CONTRIBUTOR,
+    ("GET", "backupJobs/{jobId}/grantScript"): Role.READER,
+    ("GET", "backupJobs/{jobId}/roleAssignmentTemplate"): Role.READER,
     ("POST", "backupInstances/{name}:validate"): Role.OPERATOR,
     ("POST", "backupInstances/{name}:backup"): Role.OPERATOR,
     ("POST", "backupInstances/{name}:restore"): Role.OPERATOR,

@@ -31,6 +31,7 @@ from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:  # the wire models import this module's enums
     from shared.backup_times import BackupTimes
+    from shared.recovery_points import Usage
     from shared.wire import instances as wire_instances
 
 log = logging.getLogger(__name__)
@@ -156,8 +157,11 @@ class Instance:
 
         return dump(self.to_wire(times))
 
-    def to_wire(self, times: BackupTimes | None = None) -> wire_instances.BackupInstance:
-        """The instance as the API answers it (``lastBackup``, ``nextScheduledBackup`` with ``times``)."""
+    def to_wire(
+        self, times: BackupTimes | None = None, usage: Usage | None = None, *, storage: bool = False
+    ) -> wire_instances.BackupInstance:
+        """The instance as the API answers it (``lastBackup``, ``nextScheduledBackup`` with ``times``;
+        with ``storage``, ``storage`` from ``usage``, null when it is not known)."""
         from shared.wire import instances as wire
         from shared.wire.common import ErrorDetail
 
@@ -176,6 +180,8 @@ class Instance:
                 deleteJobId=self.delete_job_id,
                 purgeJobId=self.purge_job_id,
             )
+        if storage:
+            when["storage"] = None if usage is None else usage.to_wire()
         return wire.BackupInstance(
             currentProtectionState=self.current_protection_state,
             retainData=self.retain_data,

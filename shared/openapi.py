@@ -345,6 +345,16 @@ def _configure_paths() -> dict[str, Any]:
                 params=_NAME,
             ),
         },
+        "/backupInstances:validateForBackup": {
+            "post": _op(
+                "BackupInstances_ValidateForBackup",
+                "Validate a would-be instance (one configure entry) without configuring it: 202 + Validate job; "
+                "nothing but the job is stored",
+                {**_ok("Accepted", 202, "Accepted", accepted=True), **_err(400, 404, 409, 413, 500)},
+                tag=tag,
+                body=_body("InstanceSpec"),
+            )
+        },
         "/backupInstances/{name}:validate": {
             "post": _op(
                 "BackupInstances_Validate",
@@ -440,6 +450,31 @@ def _grant_paths() -> dict[str, Any]:
                 tag=tag,
                 params=_NAME,
                 query=[script_format],
+            )
+        },
+        "/backupJobs/{jobId}/grantScript": {
+            "get": _op(
+                "BackupJobs_GrantScript",
+                "A validation for backup's grant script, for its would-be instance's database and user",
+                {
+                    "200": {
+                        "description": "the script",
+                        "content": {"application/sql": {"schema": STR}, "text/plain": {"schema": STR}},
+                    },
+                    **_err(400, 404, 500),
+                },
+                tag=tag,
+                params=("jobId",),
+                query=[script_format],
+            )
+        },
+        "/backupJobs/{jobId}/roleAssignmentTemplate": {
+            "get": _op(
+                "BackupJobs_RoleAssignmentTemplate",
+                "A validation for backup's ARM template of the Azure roles its would-be instance needs",
+                {**_ok({"type": "object", "description": "an ARM deployment template"}), **_err(400, 404, 500)},
+                tag=tag,
+                params=("jobId",),
             )
         },
         "/backupInstances/{name}/roleAssignmentTemplate": {

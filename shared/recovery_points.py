@@ -16,12 +16,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ErrorCode, UserError
+from shared.errors import ErrorCode, TransientError, UserError
 from shared.policy import CopyOption, DataStore, Lifecycle, LifecycleEvent
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:  # the wire models import this module's enums
+    from shared.wire import instances as wire_instances
     from shared.wire import recovery_points as wire_points
 
 log = logging.getLogger(__name__)
@@ -370,6 +371,42 @@ def due_key(point: RecoveryPoint) -> tuple[str, str] | None:
     return layout.due_partition(upcoming[0]), layout.due_row(point.instance, point.recovery_point_id)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one instance's listed recovery points take: how many, the newest one's size, all together."""
+
+    points: int
+    latest_size_in_bytes: int | None
+    latest_time: datetime | None
+    total_size_in_bytes: int
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
+            "latestSizeInBytes": self.latest_size_in_bytes,
+            "latestTime": self.latest_time,
+            "totalSizeInBytes": self.total_size_in_bytes,
+        }
+
+    @classmethod
+    def from_entity(cls, e: Entity) -> Usage:
+        latest = e.get("latestSizeInBytes")
+        return cls(
+            int(e["points"]), None if latest is None else int(latest), e.get("latestTime"), int(e["totalSizeInBytes"])
+        )
+
+    def to_wire(self) -> wire_instances.Storage:
+        """The usage as an instance's ``storage`` shows it."""
+        from shared.wire.instances import Storage
+
+        return Storage(
+            recoveryPoints=self.points,
+            latestPointSizeInBytes=self.latest_size_in_bytes,
+            latestPointTime=self.latest_time,
+            totalSizeInBytes=self.total_size_in_bytes,
+        )
+
+
 class RecoveryPointStore:
     """Recovery points in the state table, and their rows in the retention due index.
 
@@ -383,14 +420,58 @@ class RecoveryPointStore:
         self._state = state
 
     def add(self, point: RecoveryPoint) -> tuple[RecoveryPoint, bool]:
-        """Record ``point``; if a point with its id exists (the job ran twice), return that one and False."""
+        """Record ``point``; if a point with its id exists (the job ran twice), return that one and False.
+
+        The instance's usage row is recomputed after (``refresh_usage``)."""
         pk = layout.recovery_points(point.instance)
         self.index(point)
         try:
             entity = self._state.insert(pk, point.recovery_point_id, point._data())
         except EntityExists:
             return self.get(point.instance, point.recovery_point_id, include_deleting=True), False
+        self._refresh_quietly(point.instance)
         return replace(point, etag=entity.etag), True
+
+    def refresh_usage(self, instance: str) -> Usage:
+        """Recompute what ``instance``'s listed points take and write it to its usage row.
+
+        Recomputed from the points (one partition read), never incremented: a second run, or a run
+        after a lost write, writes the same truth, so the row cannot drift from the points.
+        """
+        # Only the fields it needs: a point's record is large, and this runs at every add and removal.
+        rows = self._state.query(
+            "PartitionKey eq @pk",
+            {"pk": layout.recovery_points(instance)},
+            # The keys too: the adapter builds an Entity of every row (the in-memory twin keeps them anyway).
+            select=["PartitionKey", "RowKey", "time", "sizeInBytes", "state", "pendingEvent"],
+        )
+        going = (PointState.DELETING.value, LifecycleEvent.DELETE.value)  # as ``of``: its last copy is being deleted
+        listed = [(e["time"], int(e["sizeInBytes"])) for e in rows if (e.get("state"), e.get("pendingEvent")) != going]
+        newest = max(listed, default=None)
+        usage = Usage(
+            points=len(listed),
+            latest_size_in_bytes=None if newest is None else newest[1],
+            latest_time=None if newest is None else newest[0],
+            total_size_in_bytes=sum(size for _, size in listed),
+        )
+        self._state.upsert(layout.USAGE, layout.row_key(instance), {"instance": instance, **usage.data()})
+        return usage
+
+    def _refresh_quietly(self, instance: str) -> None:
+        # The point is what counts: a usage row that could not be written now is written at the next change.
+        try:
+            self.refresh_usage(instance)
+        except TransientError as exc:
+            log.warning("usage of instance %s not refreshed: %s", instance, exc.message)
+
+    def usage_of(self, instance: str) -> Usage:
+        """``instance``'s usage: its row, or (none yet: points recorded before rows were kept) recomputed now."""
+        entity = self._state.get(layout.USAGE, layout.row_key(instance))
+        return Usage.from_entity(entity) if entity is not None else self.refresh_usage(instance)
+
+    def usage(self) -> dict[str, Usage]:
+        """Every instance's usage row, by lowercase name (one partition query, whatever the instances hold)."""
+        return {e.row_key: Usage.from_entity(e) for e in self._state.partition(layout.USAGE)}
 
     def index(self, point: RecoveryPoint, previous: tuple[str, str] | None = None) -> None:
         """Write the point's due-index row for its next event; drop ``previous`` (its former row) if different."""
@@ -507,8 +588,11 @@ class RecoveryPointStore:
             log.warning("point %s: its alert could not be recorded now (%s)", point.recovery_point_id, exc)
 
     def remove(self, point: RecoveryPoint) -> None:
-        """Delete the point's record if unchanged since read (``ETagMismatch`` otherwise); gone is fine."""
+        """Delete the point's record if unchanged since read (``ETagMismatch`` otherwise); gone is fine.
+
+        The instance's usage row is recomputed after (``refresh_usage``)."""
         self._state.delete(Entity(layout.recovery_points(point.instance), point.recovery_point_id, {}, point.etag))
+        self._refresh_quietly(point.instance)
 
 
 def shown(state: StateStore, instance: str, rp_id: str | None = None) -> list[wire_points.RecoveryPoint]:
@@ -531,6 +615,7 @@ __all__ = [
     "PointState",
     "RecoveryPoint",
     "RecoveryPointStore",
+    "Usage",
     "due_key",
     "recovery_point_id",
     "shown",

@@ -28,6 +28,7 @@ from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateStore
+from shared.validate_for_backup import candidate_of, record_candidate, would_be
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,11 @@ class ValidationService:
         """
         return self._runner.run(job_id, _Validation(self), last_try=last_try, attempt=attempt)
 
-    def _check(self, instance: Instance, run: JobRun, found: dict[str, Any]) -> dict[str, Any]:
-        """Run the checks, each a step of ``run``; ``found`` gets what a failed check found."""
+    def _check(
+        self, instance: Instance, run: JobRun, found: dict[str, Any], *, script: str | None = None
+    ) -> dict[str, Any]:
+        """Run the checks, each a step of ``run``; ``found`` gets what a failed check found (``script``:
+        where the grant script is, when not at the instance's)."""
         run.begin("ReadSecret")
         params = credentials(self._secrets, instance)
         run.done()
@@ -115,7 +119,7 @@ class ValidationService:
                 # The message names the first few; the job keeps the whole list for "View details".
                 found["missingPrivileges"] = report.to_dict()["missing"][:MAX_LISTED_PRIVILEGES]
                 found["missingPrivilegesCount"] = len(report.missing)
-                raise to_user_error(report)
+                raise to_user_error(report, script=script)
             run.done(warnings=tuple(report.warnings)[:20])
         run.begin("FindPgDump")
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
@@ -133,9 +137,15 @@ class _Validation(Work):
         self._service = service
         self._instance: Instance | None = None
         self._found: dict[str, Any] = {}  # what a failed check found, kept on the failed job
+        self._candidate = False  # a validate-for-backup job: nothing but the job is written
 
     def ready(self, run: JobRun) -> Job | None:
         s = self._service
+        candidate = candidate_of(run.job)
+        if candidate is not None:  # validate for backup: the would-be instance, never stored
+            self._candidate = True
+            self._instance = would_be(candidate, run.job.job_id, run.job.created)
+            return None
         instance = s._instances.get(run.job.instance)  # gone: the job fails with NotFound
         if instance.readiness_job_id != run.job.job_id:
             # A newer validation was asked for: its job decides the readiness, not this one.
@@ -147,7 +157,12 @@ class _Validation(Work):
     def __call__(self, run: JobRun) -> Job:
         s, instance = self._service, self._instance
         assert instance is not None
-        details = s._check(instance, run, self._found)
+        script = run.job.links().get("grantScript") if self._candidate else None
+        details = s._check(instance, run, self._found, script=script)
+        if self._candidate:
+            return record_candidate(
+                s._jobs, run.job, steps=run.steps, failure=None, details={**run.job.details, **details}, now=s._clock()
+            )
         return record_validation(
             s._jobs, s._instances, run.job, instance, steps=run.steps, failure=None, details=details, now=s._clock()
         )
@@ -155,6 +170,10 @@ class _Validation(Work):
     def fail(self, jobs: JobStore, job: Job, error: UserError, steps: tuple[Step, ...], now: datetime) -> Job:
         if self._instance is None or job.status.finished:  # not read (gone, or storage failed): as the sweep does
             return fail_validation(self._service._state, job, error, now, steps)
+        if self._candidate:
+            return record_candidate(
+                jobs, job, steps=steps, failure=error, details={**job.details, **self._found}, now=now
+            )
         return record_validation(
             jobs,
             self._service._instances,
@@ -173,6 +192,10 @@ def fail_validation(state: StateStore, job: Job, failure: UserError, now: dateti
     jobs, instances = JobStore(state), InstanceStore(state)
     if job.status.finished:
         return job
+    if candidate_of(job) is not None:  # validate for backup: its instance does not exist, whatever has that name
+        return record_candidate(
+            jobs, job, steps=steps or job.steps, failure=failure, details=dict(job.details), now=now
+        )
     try:
         instance = instances.get(job.instance)
     except UserError:

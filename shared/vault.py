@@ -40,6 +40,7 @@ from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateStore, StateTable
 from shared.telemetry import configure_telemetry
+from shared.validate_for_backup import ValidateForBackup
 from shared.validation import ValidationService, enqueue_validation
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ class Vault:
     def instance_service(self) -> InstanceService:
         """Configure instances; each configuration queues its validation."""
         return InstanceService(self.state, enqueue_validation(self.queues))
+
+    def validate_for_backup(self) -> ValidateForBackup:
+        """Validate would-be instances without configuring them (``backupInstances:validateForBackup``)."""
+        return ValidateForBackup(self.state, enqueue_validation(self.queues))
 
     def validation(self) -> ValidationService:
         """The validation worker's service."""

@@ -6,6 +6,16 @@ const OUTCOME_CLASS = {
   Completed: 'ok', CompletedWithWarnings: 'warn', Failed: 'bad', Cancelled: 'off', InProgress: 'busy',
 };
 
+/**
+ * The width to draw a chart at: the page's own (up to `max`), so that its text keeps its size in
+ * CSS pixels. A chart drawn 1100 wide and shrunk into a 400 px window would show 4 px labels.
+ */
+export function fitWidth(max = 1100, min = 300) {
+  const main = typeof document !== 'undefined' && document.querySelector('main');
+  const room = main ? main.clientWidth - 40 : max;
+  return Math.round(Math.max(min, Math.min(max, room || max)));
+}
+
 function utcDay(d) {
   return d.toISOString().slice(0, 10);
 }
@@ -28,8 +38,8 @@ export function perDay(jobs, days, now = new Date()) {
 }
 
 /** Stacked bars of outcomes per day. */
-export function outcomesChart(buckets) {
-  const W = 1100; const H = 230; const left = 36; const bottom = 28; const top = 12;
+export function outcomesChart(buckets, W = fitWidth()) {
+  const H = W < 600 ? 200 : 230; const left = 30; const bottom = 28; const top = 16;
   const max = Math.max(1, ...buckets.map((b) => OUTCOMES.reduce((n, o) => n + b.counts[o], 0)));
   const step = (W - left - 8) / buckets.length;
   const barW = Math.min(56, step * 0.6);
@@ -67,8 +77,8 @@ const DAY = 86400000;
  * Recovery points on a timeline, one lane per datastore. Each point is a dot at its backup time;
  * its <title> names it. `onPick(point)` is called when a dot is clicked.
  */
-export function timeline(points, stores, now = Date.now(), onPick = null) {
-  const W = 1100; const laneH = 40; const left = 110; const right = 16; const top = 10;
+export function timeline(points, stores, now = Date.now(), onPick = null, W = fitWidth()) {
+  const laneH = 40; const left = W < 600 ? 92 : 110; const right = 16; const top = 10;
   const H = top + laneH * stores.length + 26;
   const times = points.map((p) => new Date(p.time).getTime()).filter((t) => !Number.isNaN(t));
   let start = Math.min(now - 7 * DAY, ...times);
@@ -84,7 +94,8 @@ export function timeline(points, stores, now = Date.now(), onPick = null) {
     s('text', { x: left - 10, y: cy + 4, class: 'axis lane-label', 'text-anchor': 'end' }, store));
   });
   const span = end - start;
-  const tickEvery = span > 400 * DAY ? 90 * DAY : span > 60 * DAY ? 30 * DAY : span > 14 * DAY ? 7 * DAY : DAY;
+  let tickEvery = span > 400 * DAY ? 90 * DAY : span > 60 * DAY ? 30 * DAY : span > 14 * DAY ? 7 * DAY : DAY;
+  while (((W - left - right) * tickEvery) / span < 46) tickEvery *= 2; // labels never overlap on a narrow screen
   const firstTick = Math.ceil(start / tickEvery) * tickEvery;
   for (let t = firstTick; t <= end; t += tickEvery) {
     svg.append(s('line', { x1: x(t), x2: x(t), y1: top, y2: H - 22, class: 'gridline' }),

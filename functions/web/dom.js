@@ -77,9 +77,16 @@ export function fmtBytes(n) {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+/** "<1 ms", "240 ms", "4.2 s", "38 s", "2 min 5 s", "1 h 4 min": a sub-second job is never "0 s". */
 export function fmtDuration(seconds) {
-  if (seconds === null || seconds === undefined) return '—';
-  const s = Math.round(Number(seconds));
+  const v = Number(seconds);
+  if (seconds === null || seconds === undefined || seconds === '' || !Number.isFinite(v) || v < 0) return '—';
+  if (v < 0.9995) {
+    const ms = Math.round(v * 1000);
+    return ms < 1 ? '<1 ms' : `${ms} ms`;
+  }
+  if (v < 9.95) return `${v.toFixed(1)} s`;
+  const s = Math.round(v);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
@@ -113,10 +120,23 @@ export function details(pairs) {
     pairs.filter(Boolean).map(([k, v]) => [h('dt', null, k), h('dd', null, v ?? '—')]));
 }
 
-export function table(headers, rows, empty = 'Nothing here yet.') {
+/**
+ * A table of `rows` under `headers`. With `stack`, on a narrow screen each row becomes a block of
+ * "header: value" lines (every cell labelled by its column) instead of a table scrolled sideways,
+ * whose squeezed columns would make tall rows of one word per line.
+ */
+export function table(headers, rows, empty = 'Nothing here yet.', { stack = false } = {}) {
   if (!rows.length) return h('p', { class: 'muted empty' }, empty);
+  if (stack) {
+    for (const tr of rows.flat(Infinity)) {
+      if (!(tr instanceof Element)) continue;
+      [...tr.children].forEach((td, i) => {
+        if (headers[i] && !td.hasAttribute('colspan') && !td.hasAttribute('data-label')) td.setAttribute('data-label', headers[i]);
+      });
+    }
+  }
   // Focusable: on a narrow screen the table scrolls sideways, and the keyboard must reach that too.
-  return h('div', { class: 'table-wrap', tabindex: 0, role: 'region',
+  return h('div', { class: `table-wrap${stack ? ' stack' : ''}`, tabindex: 0, role: 'region',
     'aria-label': `Table: ${headers.filter(Boolean).slice(0, 3).join(', ')}` }, h('table', { class: 'grid' },
     h('thead', null, h('tr', null, headers.map((x) => h('th', { scope: 'col' }, x || h('span', { class: 'sr-only' }, 'Actions'))))),
     h('tbody', null, rows)));

@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the wire models import this module's enums
 # Inverted milliseconds count down from here, so later jobs sort first (good until year 5138).
 _MAX_MS = 0xFFFFFFFFFFFF
 _JOB_ID = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}$")
+CANDIDATE_DETAIL = "backupInstance"
+"""The details key of a validate-for-backup job: the would-be instance it checks (shared.validate_for_backup)."""
 
 
 class JobStatus(StrEnum):
@@ -287,14 +289,20 @@ class Job:
         )
 
     def links(self) -> dict[str, str | None]:
-        """API paths of this job, its instance and its recovery point (None until there is one)."""
+        """API paths of this job, its instance and its recovery point (None until there is one); a
+        validation for backup's also its grant script and role assignment template (its instance
+        is the one it would be, which does not exist unless it was configured since)."""
         instance = f"/api/backupInstances/{quote(self.instance, safe='')}"
         point = self.recovery_point_id
-        return {
+        links = {
             "self": f"/api/backupJobs/{self.job_id}",
             "instance": instance,
             "recoveryPoint": f"{instance}/recoveryPoints/{quote(point, safe='')}" if point else None,
         }
+        if self.operation is Operation.VALIDATE and isinstance(self.details.get(CANDIDATE_DETAIL), dict):
+            links["grantScript"] = f"/api/backupJobs/{self.job_id}/grantScript"
+            links["roleAssignmentTemplate"] = f"/api/backupJobs/{self.job_id}/roleAssignmentTemplate"
+        return links
 
     def _data(self) -> dict[str, Any]:
         return {

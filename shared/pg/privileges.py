@@ -204,9 +204,9 @@ def check_create_db(conn: psycopg.Connection[Any], user: str) -> bool:
     return bool(row and row[0])
 
 
-def to_user_error(report: PrivilegeReport, instance: str | None = None) -> UserError:
-    """``UserErrorMissingDBPermissions`` naming the objects and pointing at the grant script."""
-    where = f"/api/backupInstances/{instance}/grantScript" if instance else "the instance's grantScript"
+def to_user_error(report: PrivilegeReport, instance: str | None = None, *, script: str | None = None) -> UserError:
+    """``UserErrorMissingDBPermissions`` naming the objects and pointing at the grant script (``script``: its path)."""
+    where = script or (f"/api/backupInstances/{instance}/grantScript" if instance else "the instance's grantScript")
     return UserError(
         ErrorCode.MISSING_DB_PERMISSIONS,
         f"{report.user} lacks privileges pg_dump needs in {report.database!r}: {report.summary()}",

@@ -32,6 +32,8 @@ asks is a query on one partition (or a few), never a table scan:
 | ``alerts``           | alert id                 | an alert and its webhook delivery (the outbox)   |
 | ``alertcheck``       | instance name / marker   | until when missed backups (and ended jobs) were  |
 |                      |                          | checked for alerts                               |
+| ``usage``            | instance name (lowercase)| what an instance's points take (count, sizes),   |
+|                      |                          | recomputed when a point is added or removed      |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -63,6 +65,7 @@ SERVER_CLAIM = "pserverclaim"
 VAULT = "vault"
 ALERTS = "alerts"
 ALERT_CHECK = "alertcheck"
+USAGE = "usage"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

@@ -79,6 +79,19 @@ class DeletionInfo(Response):
     purgeJobId: str | None = Field(description="the Delete job of the purge, once it has begun (then no undelete)")
 
 
+class Storage(Response):
+    """What the instance's recovery points take (the vault-standard size of each: ``sizeInBytes``), as of
+    the last point added or removed; absent for an instance no point was added to or removed from since
+    this was kept."""
+
+    recoveryPoints: int
+    latestPointSizeInBytes: int | None
+    """The newest point's size; null without points."""
+    latestPointTime: UtcTime | None
+    totalSizeInBytes: int
+    """All listed points together."""
+
+
 class BackupInstance(Response):
     """A protected (or stopped) database. ``lastBackup`` and ``nextScheduledBackup`` come with GET."""
 
@@ -103,6 +116,8 @@ class BackupInstance(Response):
     protectedServer: str | None = Field(
         None, description="the protected server whose discovery configured this instance (absent when configured alone)"
     )
+    storage: Storage | None = None
+    """The list's and GET's: how many points, the newest one's size, all together (null: not known yet)."""
 
 
 class BackupInstanceList(Response):

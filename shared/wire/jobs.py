@@ -25,11 +25,16 @@ class JobStep(Response):
 
 
 class JobLinks(Response):
-    """API paths of the job, its instance and its recovery point (null until there is one)."""
+    """API paths of the job, its instance and its recovery point (null until there is one); a validation
+    for backup's also its grant script and role assignment template."""
 
     self: str
     instance: str
     recoveryPoint: str | None
+    grantScript: str | None = None
+    """A validation for backup's: its would-be instance's grant script (``?format=sql|sh|ps1``)."""
+    roleAssignmentTemplate: str | None = None
+    """A validation for backup's: the ARM template of the Azure roles its would-be instance needs."""
 
 
 class Job(Response):

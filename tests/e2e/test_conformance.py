@@ -177,6 +177,12 @@ def _configure(api: Conformance, shop: Database) -> str:
         ]
     }
     api.call("POST", "/backupInstances", 202, json=many)
+    # Validate for backup: a would-be instance (its database does not exist), then its job's script and template.
+    would_be = {**spec, "database": "not_here_yet", "policyName": "weekly"}
+    checked = api.job(api.call("POST", "/backupInstances:validateForBackup", 202, json=would_be).json()["jobId"])
+    api.call("GET", f"/backupJobs/{checked['jobId']}/grantScript?format=ps1", 200)
+    api.call("GET", f"/backupJobs/{checked['jobId']}/roleAssignmentTemplate", 200)
+    api.call("POST", "/backupInstances:validateForBackup", 409, json={**would_be, "database": shop.names[1]})
     api.call("POST", "/backupInstances", 400, json={"instances": [many["instances"][1]]})
     configured = api.call(
         "PUT", "/backupInstances/shop", 202, json={**spec, "database": shop.name, "policyName": "weekly"}

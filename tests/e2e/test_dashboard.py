@@ -16,7 +16,7 @@ import pytest
 import requests
 from devhost_process import REPO, DevhostProcess
 from factories import Database, Databases, Hosts
-from vault_views import backup_container
+from vault_views import backup_container, state_table
 
 from tests.examples import EXAMPLES
 from tests.waiting import wait_until
@@ -143,6 +143,15 @@ def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
     listed = {i["name"]: i for i in host.get("/backupInstances").json()["value"]}
     assert listed["shop"]["lastBackup"] == shop["lastBackup"]
     assert listed["hostile"]["lastBackup"] is None and listed["hostile"]["nextScheduledBackup"] is None
+    # Its size, in the list as on its own (the list reads every instance's in one query).
+    stored = host.get(f"/backupInstances/shop/recoveryPoints/{done['recoveryPointId']}").json()["sizeInBytes"]
+    assert listed["shop"]["storage"] == shop["storage"] == {
+        "recoveryPoints": 1,
+        "latestPointSizeInBytes": stored,
+        "latestPointTime": shop["storage"]["latestPointTime"],
+        "totalSizeInBytes": stored,
+    }
+    assert listed["hostile"]["storage"] is None  # never had a point
 
 
 def test_dashboard_shows_jobs_instances_recovery_points_restores_and_backs_up_now(
@@ -412,3 +421,50 @@ def test_behind_app_service_authentication_no_key_is_asked_and_only_the_roles_ac
                 _shot(tab, "guard-approved")
         finally:
             tab.close()
+
+
+def test_restoring_an_archived_point_asks_for_the_rehydration_priority_and_duration(
+    host: DevhostProcess, vault: dict[str, Any], page: Any, app_env: dict[str, str], database: Database
+) -> None:
+    from azure.storage.blob import StandardBlobTier
+
+    from shared.storage import layout
+
+    expect = sync_api.expect
+    point = vault["job"]["recoveryPointId"]
+    # What the retention sweep does on an archive move: the blob to the Archive tier, then the record.
+    backup_container(app_env).get_blob_client(vault["job"]["details"]["blobName"]).set_standard_blob_tier(
+        StandardBlobTier.ARCHIVE
+    )
+    state = state_table(app_env)
+    entity = state.get(layout.recovery_points("shop"), point)
+    assert entity is not None
+    state.update(entity, {**entity.data, "datastore": "ArchiveStore"})
+    assert host.get(f"/backupInstances/shop/recoveryPoints/{point}").json()["datastore"] == "ArchiveStore"
+
+    page.goto(f"{host.url}/dashboard#/instances/shop")
+    page.reload()  # the page may show this instance already: read it again
+    if page.locator("#key-form").count():
+        page.fill("#function-key", host.headers["x-functions-key"])
+        page.click("#key-form button[type=submit]")
+    expect(page.locator(f'tr[data-recovery-point="{point}"]')).to_contain_text("ArchiveStore")
+    page.get_by_label("Recovery point", exact=True).select_option(point)
+    rehydrate = page.get_by_role("group", name="Archived point: rehydrate first")
+    expect(rehydrate).to_be_visible()
+    expect(page.get_by_label("Keep rehydrated for (days)")).to_have_value("15")  # Azure's default, P15D
+    page.get_by_label("Rehydration priority").select_option("High")
+    page.get_by_label("Keep rehydrated for (days)").fill("12")
+    page.get_by_label("New database name").fill(database.spare("from_archive"))
+    page.get_by_label("Target secret (Key Vault secret URI)").fill("env:PGVAULT_SECRET_DASH_TARGET_CS")
+    _shot(page, "7-restore-archived")
+    with page.expect_request(lambda r: r.url.endswith("/backupInstances/shop:restore")) as sent:
+        page.locator("#restore").click()
+    body = json.loads(sent.value.post_data)
+    assert body["objectType"] == "AzureBackupRestoreWithRehydrationRequest"
+    assert (body["rehydrationPriority"], body["rehydrationRetentionDuration"]) == ("High", "P12D")
+    assert body["sourceDataStoreType"] == "ArchiveStore" and body["recoveryPointId"] == point
+    # The API took it: the restore's job waits for the rehydration, and says what was asked.
+    page.wait_for_function("() => location.hash.startsWith('#/jobs/')")
+    job = host.job(page.url.rsplit("/", 1)[1])
+    assert job["operation"] == "Restore" and job["details"]["rehydrationJobId"], job
+    expect(page.locator("#job-request")).to_contain_text("rehydrated first (High, kept P12D)")

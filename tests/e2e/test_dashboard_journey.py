@@ -138,6 +138,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         context.grant_permissions(["clipboard-read", "clipboard-write"])
         page = context.new_page()
         page.set_default_timeout(30_000)
+        # Eight engineers share two cores: an answer may take more than expect's default 5 s.
+        sync_api.expect.set_options(timeout=30_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -289,6 +291,8 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     failure = page.locator("tr.row-error")
     expect(failure).to_contain_text("UserErrorMissingDBPermissions")
     expect(failure).to_contain_text("grant script")  # its recommended action
+    # Validating stored nothing: a wizard left here leaves no backup instance behind.
+    assert j.host.get("/backupInstances").json()["value"] == []
 
     # The same secret assigned to two selected rows at once: both validate again.
     rows["shop"].get_by_role("checkbox").check()
@@ -314,6 +318,11 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     script = grant_dir / "grant.sh"
     got.value.save_as(script)
     assert script.read_text().startswith("#!/bin/sh") and names["user_b"] in script.read_text()
+    # "Copy grant script" puts the same script on the clipboard (the browser context may read it).
+    page.get_by_role("button", name="Copy grant script").click()
+    expect(page.locator(".row-error [aria-live]")).to_have_text("Copied to the clipboard.")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("#!/bin/sh") and names["user_b"] in copied and names["ledger"] in copied
     ran = subprocess.run(["sh", str(script)], env={"PGUSER": "postgres", "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
@@ -326,6 +335,7 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     expect(rows["ledger"].locator(".readiness")).to_have_text("Success", timeout=TIMEOUT)
     expect(page.locator("tr.row-error")).to_have_count(0)
     j.check("configure-revalidated")
+    assert j.host.get("/backupInstances").json()["value"] == []
 
     page.get_by_role("button", name="Review and configure", exact=True).click()
     expect(page.locator("tr[data-review]")).to_have_count(3)
@@ -337,6 +347,8 @@ def _configure(j: Journey, names: dict[str, str], grant_dir: Path) -> None:
     for db in ("shop", "crm", "ledger"):
         expect(page.locator(f'tr[data-outcome="{names[db]}"]')).to_contain_text("Backup configured")
     j.check("configure-done")
+    # Only "Configure backup" made instances: one per row, each validated once more as it was created.
+    assert len(j.host.get("/backupInstances").json()["value"]) == 3
 
 
 def _backup_now(j: Journey, names: dict[str, str]) -> str:
@@ -399,6 +411,9 @@ def _jobs(j: Journey, job_id: str) -> None:
 def _restore(j: Journey, names: dict[str, str], source: Postgres) -> None:
     page, expect = j.page, sync_api.expect
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Backup instances").click()
+    # The list shows each instance's size: its newest point, and all of them.
+    expect(page.locator("tr[data-instance]", has_text=names["shop"]).locator("td.size")).to_contain_text("in 1 point")
+    expect(page.locator("tr[data-instance]", has_text=names["crm"]).locator("td.size")).to_have_text("no points")
     page.locator("tr[data-instance]", has_text=names["shop"]).get_by_role("link").first.click()
     # A recovery point on the timeline picks it for the restore by keyboard too.
     point = page.locator("tr[data-recovery-point]").first.get_attribute("data-recovery-point")
@@ -476,6 +491,23 @@ def _narrow(j: Journey) -> None:
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 402, f"{route} is {width} px wide at 400 px"
             j.check(f"narrow-{route}")
+        # The chart is drawn at the page's width: its axis labels keep a readable size.
+        page.evaluate("location.hash = '#/jobs'")
+        page.locator("svg.chart text.axis").first.wait_for()
+        label = page.evaluate(
+            "Math.min(...[...document.querySelectorAll('svg.chart text.axis')]"
+            ".map((t) => t.getBoundingClientRect().height))"
+        )
+        assert label >= 10, f"the chart's labels are {label} px high at 400 px"
+        # Review and configure (the wizard kept its state): each row a block of labelled lines, no tall empty rows.
+        page.evaluate("location.hash = '#/configure'")
+        page.locator("tr[data-review]").first.wait_for()
+        heights = page.evaluate(
+            "[...document.querySelectorAll('tr[data-review]')].map(r => [r.getBoundingClientRect().height,"
+            " [...r.cells].reduce((n, c) => n + c.getBoundingClientRect().height, 0)])"
+        )
+        assert heights and all(row <= cells + 16 and row < 200 for row, cells in heights), heights
+        j.check("narrow-configure-review")
     finally:
         page.set_viewport_size({"width": 1280, "height": 900})
 

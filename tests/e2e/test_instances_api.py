@@ -259,3 +259,62 @@ def test_validate_refuses_any_body_field_naming_it(host: DevhostProcess) -> None
     r = host.request("POST", "/backupInstances/shop:validate", json={"deep": True})
     assert r.status_code == 400, r.text
     assert r.json()["error"]["target"] == "deep"
+
+
+def test_validate_for_backup_checks_a_would_be_instance_and_stores_none(
+    host: DevhostProcess, shop_db: Database, tmp_path: Path
+) -> None:
+    database = shop_db.spare("candidate")
+    with shop_db.connect("postgres") as c:
+        c.execute(f'CREATE DATABASE "{database}"')
+    with shop_db.connect(database) as c:
+        c.execute("CREATE TABLE ledger (id int PRIMARY KEY)")
+    entry = _entry(shop_db, database)
+
+    def validate() -> dict[str, Any]:
+        r = host.request("POST", "/backupInstances:validateForBackup", data=json.dumps(entry))
+        assert r.status_code == 202, r.text
+        assert r.headers["Location"] == f"/api/backupJobs/{r.json()['jobId']}"
+        return host.wait_job(r.json()["jobId"], 60)
+
+    # The shop user has no privileges there: the job says so, as an instance's validation would.
+    failed = validate()
+    assert failed["operation"] == "Validate" and failed["status"] == "Failed", failed
+    assert failed["error"]["code"] == "UserErrorMissingDBPermissions" and failed["error"]["recommendedAction"]
+    assert failed["details"]["backupReadiness"] == "Failed"
+    assert f"/api/backupJobs/{failed['jobId']}/grantScript" in failed["error"]["recommendedAction"]
+    assert failed["details"]["backupInstance"]["database"] == database
+    assert {"privilege": "SELECT", "kind": "table", "name": '"public"."ledger"', "owner": "postgres"} in failed[
+        "details"
+    ]["missingPrivileges"]
+    # Its grant script (and role template) come from the job: there is no instance to ask.
+    script = host.get(failed["links"]["grantScript"].removeprefix("/api") + "?format=sh")
+    assert script.status_code == 200 and script.text.startswith("#!/bin/sh") and shop_db.user in script.text
+    assert host.get(failed["links"]["roleAssignmentTemplate"].removeprefix("/api")).json()["resources"] == []
+    path = tmp_path / "grant.sh"
+    path.write_text(script.text)
+    ran = subprocess.run(
+        ["sh", str(path)],
+        env={"PGUSER": "postgres", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+
+    passed = validate()
+    assert passed["status"] == "Completed" and passed["details"]["backupReadiness"] == "Success", passed
+    assert [s["status"] for s in passed["steps"]] == ["Completed"] * 4
+    # Neither validation left an instance or a claim: configuring it now is the first time.
+    assert database not in {i["database"] for i in host.get("/backupInstances").json()["value"]}
+    configured = host.request("POST", "/backupInstances", data=json.dumps({"instances": [entry]}))
+    assert configured.json()["value"][0]["status"] == "Validating", configured.text
+    # What configure refuses at once, validation refuses the same way.
+    again = host.request("POST", "/backupInstances:validateForBackup", data=json.dumps(entry))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "UserErrorDatabaseAlreadyProtected"
+    unknown = host.request("POST", "/backupInstances:validateForBackup", data=json.dumps({**entry, "deep": True}))
+    assert unknown.status_code == 400 and unknown.json()["error"]["target"] == "deep"
+    assert host.get(f"/backupJobs/{passed['jobId']}/grantScript").status_code == 200
+    # An instance's own validation answers at the instance's grantScript, not the job's.
+    own = host.get(f"/backupJobs/{configured.json()['value'][0]['validationJobId']}/grantScript")
+    assert own.status_code == 404 and own.json()["error"]["target"] == "jobId"

@@ -446,12 +446,20 @@ def test_table_shows_durations_as_time_and_only_progress_as_a_percentage() -> No
     emit(job, "table", JOB_DETAIL, out)
     header, row = out.getvalue().splitlines()
     cells = dict(zip(header.split("  "), [c.strip() for c in row.split("  ") if c.strip()], strict=False))
-    assert "1.0 s" in row and row.count("%") == 1 and "100%" in row and "3.0 MiB/s" in row, row
+    assert "996 ms" in row and row.count("%") == 1 and "100%" in row and "3.0 MiB/s" in row, row
     assert "DURATION" in header and "RATE" in header and "PROGRESS" in header, cells
     long_job = {**JOB, "durationSeconds": 75.4, "progress": 0.5}
     out = io.StringIO()
     emit(long_job, "table", JOB_DETAIL, out)
     assert "1 min 15 s" in out.getvalue() and "50%" in out.getvalue()
+
+
+def test_a_sub_second_duration_is_shown_in_milliseconds_never_as_zero_seconds() -> None:
+    from pgvault.output import seconds_text
+
+    assert [seconds_text(v) for v in (0, 0.0004, 0.04, 0.4996, 0.9996, 1.25, 59.96)] == [
+        "<1 ms", "<1 ms", "40 ms", "500 ms", "1.0 s", "1.2 s", "1 min 00 s"
+    ]  # fmt: skip
 
 
 def test_number_cells_are_printed_as_numbers() -> None:
@@ -749,3 +757,32 @@ def test_every_body_the_cli_builds_is_one_the_api_accepts() -> None:
     flags = ("--server", "db1", "-d", "a", "--secret-uri", "env:PGVAULT_SECRET_A", "--policy", "p")
     _, many = instance_body(parse("instance", "configure", *flags))
     assert parse_spec(many["instances"][0], "instances[0]", allow_env_secrets=True, vault_region=None).server == "db1"
+
+
+def test_validate_for_backup_posts_the_would_be_instance_and_waits_for_its_job(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.instances import parse_spec
+
+    error = {"code": "UserErrorMissingDBPermissions", "message": "SELECT on orders", "recommendedAction": "grant"}
+    failed = {**JOB, "operation": "Validate", "status": "Failed", "error": error, "jobId": "v1"}
+    script: Script = {
+        ("POST", "/api/backupInstances:validateForBackup"): [(202, {}, {"jobId": "v1"})],
+        ("GET", "/api/backupJobs/v1"): [(200, {}, {**failed, "status": "InProgress"}), (200, {}, failed)],
+        ("GET", "/api/backupJobs/v1/grantScript"): [(200, {}, "#!/bin/sh\npsql ...")],
+    }
+    flags = ["--server", "db1", "-d", "orders", "--secret-uri", "env:PGVAULT_SECRET_A", "--policy", "weekly"]
+    with _ScriptedServer(script) as server:
+        monkeypatch.setenv("PGVAULT_URL", server.url)
+        argv = ["instance", "validate-for-backup", *flags, "--wait", "--poll", "0.05", "-o", "json"]
+        assert main(argv) == EXIT_JOB_FAILED
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["status"] == "Failed"
+        assert "UserErrorMissingDBPermissions" in captured.err and "grant" in captured.err
+        assert main(["job", "grant-script", "v1", "--format", "sh"]) == EXIT_OK
+        assert capsys.readouterr().out.startswith("#!/bin/sh")
+        posted = server.requests[0][2]
+    assert posted == {
+        "server": "db1", "database": "orders", "secretUri": "env:PGVAULT_SECRET_A", "policyName": "weekly"
+    }  # fmt: skip
+    assert parse_spec(posted, "body", allow_env_secrets=True, vault_region=None).name == "db1-orders"

@@ -1,9 +1,10 @@
 // Configure backup: the portal's wizard (Basics, Backup policy, Datasources, Review and configure).
-// A row is validated by configuring it: POST /api/backupInstances creates the backup instance
-// (ConfiguringProtection) and its validation job; it is backed up only once its readiness is Success.
+// A row is validated without being configured (POST /api/backupInstances:validateForBackup: a Validate
+// job, no instance stored); only "Configure backup" creates backup instances, of the rows whose
+// readiness is Success, so a wizard left half-way leaves no unprotected instance behind.
 import { call, callText, listAll } from '../api.js';
-import { asError, badge, details, download, errorBox, field, fmtInZone, h, link, mount, table } from '../dom.js';
-import { fromPolicy, ianaZone, scheduleText } from '../policy-model.js';
+import { asError, badge, details, download, errorBox, field, h, link, mount, table } from '../dom.js';
+import { fromPolicy, scheduleText } from '../policy-model.js';
 
 const ep = encodeURIComponent;
 const STEPS = ['Basics', 'Backup policy', 'Datasources', 'Review and configure'];
@@ -165,94 +166,79 @@ function readinessCell(row) {
   return badge(row.status);
 }
 
-async function configureRows(state, rows) {
+function entryOf(state, r) {
+  return { server: r.server, port: r.port, database: r.database, secretUri: r.secretUri, policyName: state.policy };
+}
+
+/** Validate rows without configuring them: each a validateForBackup job; nothing is stored but the job. */
+async function validateRows(state, rows) {
   if (!state.policy) return;
-  for (const r of rows) r.status = 'Validating';
+  for (const r of rows) { r.status = 'Validating'; r.error = null; r.job = null; r.jobId = null; r.open = false; }
   state.redraw();
-  const added = rows.filter((r) => !r.name);
-  const changed = rows.filter((r) => r.name);
-  if (added.length) {
-    try {
-      const answer = await call('backupInstances', { method: 'POST', body: { instances: added.map((r) => ({
-        server: r.server, port: r.port, database: r.database, secretUri: r.secretUri, policyName: state.policy })) } });
-      answer.value.forEach((entry, i) => applyEntry(added[i], entry));
-    } catch (err) {
-      const entries = err.body && err.body.value;
-      added.forEach((r, i) => (entries ? applyEntry(r, entries[i]) : fail(r, asError(err))));
-    }
-  }
-  await Promise.all(changed.map(async (r) => {
-    try {
-      const answer = await call(`backupInstances/${ep(r.name)}`, { method: 'PUT', body: { server: r.server, port: r.port,
-        database: r.database, secretUri: r.secretUri, policyName: state.policy } });
-      r.jobId = answer.validationJobId || (answer.backupReadiness && answer.backupReadiness.jobId);
-    } catch (err) { fail(r, asError(err)); }
-  }));
-  state.redraw();
-}
-
-function applyEntry(row, entry) {
-  if (!entry || entry.error) { fail(row, (entry && entry.error) || { code: 'Error', message: 'no answer for this row' }); return; }
-  row.name = entry.name;
-  row.jobId = entry.validationJobId;
-  row.status = 'Validating';
-}
-
-function fail(row, error) {
-  row.status = 'Failed';
-  row.error = error;
-  row.refused = true; // refused before any instance existed: nothing to re-validate, fix the row and add it again
-}
-
-async function revalidate(state, rows) {
   await Promise.all(rows.map(async (r) => {
-    if (!r.name) return;
-    r.status = 'Validating'; r.error = null; r.job = null;
     try {
-      const answer = await call(`backupInstances/${ep(r.name)}:validate`, { method: 'POST' });
+      const answer = await call('backupInstances:validateForBackup', { method: 'POST', body: entryOf(state, r) });
       r.jobId = answer.jobId;
-    } catch (err) { r.status = 'Failed'; r.error = asError(err); }
+    } catch (err) {
+      // Refused at once (already protected, a secret for another server...): what configure would say.
+      r.status = 'Failed'; r.error = asError(err);
+    }
   }));
   state.redraw();
 }
 
 async function poll(state) {
-  const busy = state.rows.filter((r) => r.status === 'Validating' && r.name);
+  const busy = state.rows.filter((r) => r.status === 'Validating' && r.jobId);
   await Promise.all(busy.map(async (r) => {
-    const inst = await call(`backupInstances/${ep(r.name)}`).catch(() => null);
-    const ready = inst && inst.backupReadiness;
-    if (!ready || ready.status === 'Validating' || (r.jobId && ready.jobId !== r.jobId)) return;
-    r.status = ready.status;
-    r.error = ready.error;
-    r.instance = inst;
-    r.job = await call(`backupJobs/${ep(ready.jobId)}`).catch(() => null);
+    const job = await call(`backupJobs/${ep(r.jobId)}`).catch(() => null);
+    if (!job || job.status === 'InProgress' || job.jobId !== r.jobId) return;
+    r.job = job;
+    r.status = (job.details && job.details.backupReadiness) || (job.status === 'Completed' ? 'Success' : 'Failed');
+    r.error = job.error;
   }));
   if (busy.length) state.redraw();
 }
 
+/** Copy `text`; where the clipboard is not allowed, show it selected in a box to copy by hand. */
+async function copyText(text, note, slot) {
+  try {
+    await navigator.clipboard.writeText(text);
+    note.textContent = 'Copied to the clipboard.';
+    slot.replaceChildren();
+  } catch (err) {
+    const box = h('textarea', { class: 'mono copy-box', readonly: true, rows: 6, id: `${slot.id}-text`,
+      'aria-label': 'Grant script (select it and copy)' }, text);
+    slot.replaceChildren(box);
+    box.select();
+    note.textContent = `The browser refused the clipboard (${asError(err).message}): the script is selected below.`;
+  }
+}
+
 function grantTools(row) {
+  const links = (row.job && row.job.links) || {};
   const fmt = h('select', { id: `grant-format-${row.id}` },
     [['sql', 'SQL (psql)'], ['sh', 'Shell (sh)'], ['ps1', 'PowerShell (ps1)']].map(([v, t]) => h('option', { value: v }, t)));
   const note = h('span', { class: 'muted', 'aria-live': 'polite', id: `grant-note-${row.id}` });
-  const script = () => callText(`backupInstances/${ep(row.name)}/grantScript?format=${ep(fmt.value)}`);
-  return h('div', { class: 'row tools' },
+  const slot = h('div', { id: `grant-copy-slot-${row.id}` });
+  const file = `${row.server.split('.')[0]}-${row.database}`;
+  const script = () => callText(`${links.grantScript.replace(/^\/api\//, '')}?format=${ep(fmt.value)}`);
+  return h('div', { class: 'tools' }, h('div', { class: 'row' },
     field('Grant script format', fmt),
     h('button', { type: 'button', id: `grant-download-${row.id}`, onclick: async () => {
-      try { download(`grant-${row.name}.${fmt.value}`, await script()); note.textContent = 'Downloaded.'; }
+      try { download(`grant-${file}.${fmt.value}`, await script()); note.textContent = 'Downloaded.'; }
       catch (err) { note.textContent = asError(err).message; }
     } }, 'Download grant script'),
     h('button', { type: 'button', id: `grant-copy-${row.id}`, onclick: async () => {
-      try { await navigator.clipboard.writeText(await script()); note.textContent = 'Copied to the clipboard.'; }
-      catch (err) { note.textContent = `Could not copy: ${asError(err).message}`; }
+      try { await copyText(await script(), note, slot); } catch (err) { note.textContent = asError(err).message; }
     } }, 'Copy grant script'),
     h('button', { type: 'button', id: `role-template-${row.id}`, onclick: async () => {
       try {
-        download(`role-assignment-${row.name}.json`, await callText(`backupInstances/${ep(row.name)}/roleAssignmentTemplate`),
+        download(`role-assignment-${file}.json`, await callText(links.roleAssignmentTemplate.replace(/^\/api\//, '')),
           'application/json');
         note.textContent = 'Downloaded.';
       } catch (err) { note.textContent = asError(err).message; }
     } }, 'Download role assignment template'),
-    note);
+    note), slot);
 }
 
 function detailsPanel(row) {
@@ -272,21 +258,21 @@ function rowView(state, row, redraw) {
   const select = h('input', { type: 'checkbox', id: `select-${row.id}`, checked: row.selected,
     'aria-label': `Select ${row.database} on ${row.server}:${row.port}` });
   select.addEventListener('change', () => { row.selected = select.checked; redraw(select.id); });
-  const actions = [
+  const actions = row.name ? [] : [
     h('button', { type: 'button', class: 'small', id: `assign-${row.id}`, onclick: () => {
       for (const r of state.rows) r.selected = r === row;
       state.assign = true; state.assignDraft = row.secretUri || ''; redraw('assign-secret');
     } }, 'Assign key vault'),
-    row.name ? h('button', { type: 'button', class: 'small', id: `revalidate-${row.id}`,
-      onclick: () => revalidate(state, [row]) }, 'Re-validate') : null,
-    row.status === 'Failed' && row.name ? h('button', { type: 'button', class: 'small', id: `view-details-${row.id}`,
+    row.secretUri && row.status !== 'Validating' ? h('button', { type: 'button', class: 'small', id: `revalidate-${row.id}`,
+      onclick: () => validateRows(state, [row]) }, 'Re-validate') : null,
+    row.status === 'Failed' && row.job ? h('button', { type: 'button', class: 'small', id: `view-details-${row.id}`,
       'aria-expanded': row.open ? 'true' : 'false', onclick: () => { row.open = !row.open; redraw(`view-details-${row.id}`); } },
     'View details') : null,
-    !row.name ? h('button', { type: 'button', class: 'small', id: `remove-${row.id}`, onclick: () => {
+    h('button', { type: 'button', class: 'small', id: `remove-${row.id}`, onclick: () => {
       state.rows = state.rows.filter((r) => r !== row); redraw('datasource-rows');
-    } }, 'Remove') : null,
+    } }, 'Remove'),
   ];
-  const failed = row.status === 'Failed';
+  const failed = row.status === 'Failed' && !row.name;
   return [
     h('tr', { 'data-row': row.database, id: `row-${row.id}` },
       h('td', null, select),
@@ -295,9 +281,10 @@ function rowView(state, row, redraw) {
       h('td', null, `${row.server}:${row.port}`),
       h('td', { class: 'mono' }, row.secretUri || '—'),
       h('td', { class: 'readiness', id: `readiness-${row.id}` }, readinessCell(row)),
-      h('td', { class: 'row-actions' }, actions)),
+      h('td', null, h('div', { class: 'row-actions' }, actions))),
     failed ? h('tr', { class: 'row-error' }, h('td', { colspan: 6 }, errorBox(row.error, 'Validation failed'),
-      row.name ? grantTools(row) : null, row.open ? detailsPanel(row) : null)) : null,
+      row.job && row.job.links && row.job.links.grantScript ? grantTools(row) : null, row.open ? detailsPanel(row) : null))
+      : null,
   ];
 }
 
@@ -315,17 +302,18 @@ function assignForm(state, redraw) {
     ev.preventDefault();
     const uri = secret.value.trim();
     if (!uri || !chosen.length) return;
-    for (const r of chosen) { r.secretUri = uri; r.selected = false; r.error = null; r.job = null; }
+    const open = chosen.filter((r) => !r.name); // a configured row keeps its secret: change it on its instance
+    for (const r of open) { r.secretUri = uri; r.selected = false; }
     state.assign = false;
     state.assignDraft = '';
-    configureRows(state, chosen.filter((r) => !r.refused || !r.name));
+    validateRows(state, open);
   });
   return form;
 }
 
 function datasources(state, redraw, ctx, timers) {
   const pending = state.rows.filter((r) => r.status === 'New' && r.secretUri);
-  if (pending.length && state.policy) setTimeout(() => configureRows(state, pending), 0);
+  if (pending.length && state.policy) setTimeout(() => validateRows(state, pending), 0);
   for (const r of pending) r.status = state.policy ? 'Validating' : r.status;
   if (state.rows.some((r) => r.status === 'Validating') && !state.polling) {
     state.polling = true;
@@ -335,35 +323,34 @@ function datasources(state, redraw, ctx, timers) {
     }, POLL_MS));
   }
   const selected = state.rows.filter((r) => r.selected).length;
+  const open = state.rows.filter((r) => r.secretUri && !r.name && r.status !== 'Validating');
   return h('section', { class: 'card' }, h('h2', null, 'Datasources'),
     state.policy ? null : errorBox({ code: 'NoPolicy', message: 'Pick a backup policy first (step 2).' }, 'Backup policy'),
     h('p', { class: 'muted' }, 'Each row is validated as soon as it has a secret: the vault reads the secret, connects, '
-      + 'checks the backup privileges and finds a pg_dump for the server. Validating creates the backup instance; it is '
-      + 'backed up only once its readiness is Success.'),
+      + 'checks the backup privileges and finds a pg_dump for the server. Validating stores nothing: only "Configure '
+      + 'backup" creates the backup instances, of the rows whose readiness is Success.'),
     h('div', { class: 'row' },
       h('button', { type: 'button', id: 'add-edit', 'aria-expanded': state.panel ? 'true' : 'false',
         onclick: () => { state.panel = !state.panel; redraw(state.panel ? 'add-secret' : 'add-edit'); } }, 'Add/Edit'),
       h('button', { type: 'button', id: 'assign-open', disabled: !selected,
         onclick: () => { state.assign = true; redraw('assign-secret'); } }, `Assign key vault${selected ? ` (${selected})` : ''}`),
-      h('button', { type: 'button', id: 'revalidate-all', disabled: !state.rows.some((r) => r.name),
-        onclick: () => revalidate(state, state.rows.filter((r) => r.name)) }, 'Re-validate all')),
+      h('button', { type: 'button', id: 'revalidate-all', disabled: !open.length,
+        onclick: () => validateRows(state, open) }, 'Re-validate all')),
     state.panel ? addPanel(state, redraw) : null,
     state.assign ? assignForm(state, redraw) : null,
     h('div', { id: 'datasource-rows', tabindex: -1 },
       table(['', 'Database', 'Server', 'Key vault secret', 'Backup readiness', ''], state.rows.flatMap((r) => rowView(state, r, redraw)),
-        'No databases yet: "Add/Edit" lists a server\'s databases.')));
+        'No databases yet: "Add/Edit" lists a server\'s databases.', { stack: true })));
 }
 
 // ---- Review and configure ---------------------------------------------------------------------
 
 function plan(row, policyForm) {
-  if (row.status === 'Success') {
-    const next = row.instance && row.instance.nextScheduledBackup;
-    return `Protected by the policy: ${scheduleText(policyForm)}${next ? `; first backup ${fmtInZone(next, ianaZone(policyForm.timeZone) || 'UTC')} (${policyForm.timeZone})` : ''}`;
-  }
-  if (row.status === 'Failed') return 'Not backed up until it validates: grant the privileges, then Re-validate.';
-  if (row.status === 'Validating') return 'Still validating.';
-  return row.secretUri ? 'Configured and validated now.' : 'Skipped: no key vault secret.';
+  if (row.name) return `Configured as ${row.name}.`;
+  if (row.status === 'Success') return `Protected by the policy: ${scheduleText(policyForm)} (${policyForm.timeZone})`;
+  if (row.status === 'Failed') return 'Not configured: its validation failed. Grant what is missing, then Re-validate.';
+  if (row.status === 'Validating') return 'Still validating: configured only if it succeeds.';
+  return row.secretUri ? 'Not validated yet.' : 'Skipped: no key vault secret.';
 }
 
 function review(state, policies, redraw) {
@@ -373,32 +360,60 @@ function review(state, policies, redraw) {
     h('td', null, r.database), h('td', null, `${r.server}:${r.port}`), h('td', null, readinessCell(r)),
     h('td', null, policyForm ? plan(r, policyForm) : '—')));
   const out = state.outcome;
+  const ready = state.rows.some((r) => r.status === 'Success' && !r.name);
   const button = h('button', { type: 'button', class: 'primary', id: 'configure-backup',
-    disabled: !policyForm || !state.rows.length, onclick: () => finish(state, button) }, 'Configure backup');
+    disabled: !policyForm || !ready, onclick: () => finish(state, button) }, 'Configure backup');
   return h('section', { class: 'card' }, h('h2', null, 'Review and configure'),
     details([['Backup policy', state.policy || '—'], ['Databases', String(state.rows.length)]]),
-    table(['Database', 'Server', 'Backup readiness', 'What will happen'], rows, 'No databases selected.'),
+    table(['Database', 'Server', 'Backup readiness', 'What will happen'], rows, 'No databases selected.', { stack: true }),
     h('div', { class: 'row submit' }, button),
     out ? h('div', { id: 'configure-outcome', tabindex: -1, role: 'status' }, h('h3', null, 'Outcome'),
       table(['Database', 'Backup instance', 'Outcome'], out.map((o) => h('tr', { 'data-outcome': o.database },
         h('td', null, o.database), h('td', null, o.name ? link(o.name, 'instances', o.name) : '—'),
-        h('td', null, badge(o.status, o.text))))),
+        h('td', null, badge(o.status, o.text)))), 'Nothing configured.', { stack: true }),
       h('p', null, h('a', { href: '#/instances', id: 'to-instances' }, 'Go to Backup instances'))) : null);
 }
 
+const pause = () => new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
+
+/** Configure backup: one configure-many request for the rows whose readiness is Success, then each outcome. */
 async function finish(state, button) {
   button.disabled = true;
-  await configureRows(state, state.rows.filter((r) => r.status === 'New' && r.secretUri));
-  for (let i = 0; i < 40 && state.rows.some((r) => r.status === 'Validating'); i += 1) {
-    await new Promise((resolve) => { setTimeout(resolve, POLL_MS); });
-    await poll(state).catch(() => {});
+  const ready = state.rows.filter((r) => r.status === 'Success' && !r.name);
+  const refused = new Map();
+  if (ready.length) {
+    let entries;
+    try {
+      entries = (await call('backupInstances', { method: 'POST',
+        body: { instances: ready.map((r) => entryOf(state, r)) } })).value;
+    } catch (err) {
+      entries = (err.body && err.body.value) || ready.map(() => ({ error: asError(err) }));
+    }
+    ready.forEach((r, i) => {
+      const entry = entries[i] || { error: { code: 'Error', message: 'no answer for this row' } };
+      if (entry.error) refused.set(r, entry.error); else r.name = entry.name;
+    });
   }
-  state.outcome = await Promise.all(state.rows.map(async (r) => {
-    const inst = r.name ? await call(`backupInstances/${ep(r.name)}`).catch(() => null) : null;
-    const status = inst ? inst.protectionStatus : r.status;
-    const text = !inst ? `Not configured: ${(r.error && r.error.code) || 'no secret'}`
-      : status === 'ProtectionConfigured' ? 'Backup configured' : `${status}: ${(r.error && r.error.code) || ''}`;
-    return { database: r.database, name: r.name, status, text };
-  }));
+  // Each new instance validates once more (the same checks): wait for its readiness.
+  const configured = state.rows.filter((r) => r.name);
+  const instances = new Map();
+  for (let i = 0; i < 40; i += 1) {
+    const got = await Promise.all(configured.map((r) => call(`backupInstances/${ep(r.name)}`).catch(() => null)));
+    configured.forEach((r, k) => instances.set(r, got[k]));
+    if (!got.some((x) => x && x.backupReadiness && x.backupReadiness.status === 'Validating')) break;
+    await pause();
+  }
+  state.outcome = state.rows.map((r) => {
+    const inst = instances.get(r);
+    if (inst) {
+      const status = inst.protectionStatus;
+      const err = inst.backupReadiness && inst.backupReadiness.error;
+      return { database: r.database, name: r.name, status,
+        text: status === 'ProtectionConfigured' ? 'Backup configured' : `${status}${err ? `: ${err.code}` : ''}` };
+    }
+    const error = refused.get(r) || (r.status !== 'Success' && r.error);
+    const why = refused.has(r) ? error.code : `readiness ${r.status}${error ? ` (${error.code})` : ''}`;
+    return { database: r.database, name: null, status: 'Failed', text: `Not configured: ${why}` };
+  });
   state.redraw('configure-outcome');
 }

@@ -78,6 +78,12 @@ export function requestSummary(job) {
   const d = job.details || {};
   const req = d.request || {};
   const target = req.restoreTargetInfo || {};
+  const would = d.backupInstance;
+  if (would) {
+    // Validate for backup: a would-be instance, checked without being configured.
+    return `Validate for backup ${would.database} on ${would.server}:${would.port} with the secret ${would.secretUri} `
+      + `and the policy ${would.policyName} (would be the instance ${would.name}; nothing was configured)`;
+  }
   const parts = [`${OPERATION_WORDS[job.operation] || job.operation} ${job.instance}`];
   if (job.ruleName || job.retentionTag) parts.push(`rule ${job.ruleName || '—'}, retained as ${job.retentionTag || '—'}`);
   if (req.recoveryPointId || d.recoveryPointId) parts.push(`from recovery point ${req.recoveryPointId || d.recoveryPointId}`);
@@ -112,7 +118,7 @@ function readable(v) {
   return String(v);
 }
 
-const SHOWN = new Set(['request', 'retries', 'missingPrivileges', 'missingPrivilegesCount', 'supersededBy']);
+const SHOWN = new Set(['request', 'retries', 'missingPrivileges', 'missingPrivilegesCount', 'supersededBy', 'backupInstance']);
 
 export async function renderJob(main, jobId, _params, ctx) {
   const job = await call(`backupJobs/${encodeURIComponent(jobId)}`);
@@ -126,8 +132,9 @@ export async function renderJob(main, jobId, _params, ctx) {
   const missing = (job.details && job.details.missingPrivileges) || [];
   mount(main,
     h('div', { class: 'page-head' },
-      h('h1', null, h('a', { href: '#/jobs', class: 'crumb' }, 'Jobs'), ' / ', `${job.operation} of `,
-        link(job.instance, 'instances', job.instance)),
+      h('h1', null, h('a', { href: '#/jobs', class: 'crumb' }, 'Jobs'), ' / ', ...(job.details && job.details.backupInstance
+        ? [`Validate for backup of ${job.details.backupInstance.database}`]
+        : [`${job.operation} of `, link(job.instance, 'instances', job.instance)])),
       h('span', { id: 'job-status' }, badge(job.status)),
       running ? h('span', { class: 'muted live' }, 'refreshing while it runs') : null,
       cancelControl(job)),

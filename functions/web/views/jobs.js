@@ -18,7 +18,10 @@ function select(name, label, options, value, onChange) {
 export function jobRow(job) {
   return h('tr', { 'data-job-id': job.jobId },
     h('td', null, link(job.operation, 'jobs', job.jobId)),
-    h('td', null, link(job.instance, 'instances', job.instance)),
+    h('td', null, job.details && job.details.backupInstance
+      // Validate for backup: the instance it would be, which exists only if it was configured since.
+      ? [job.instance, h('small', { class: 'muted' }, ' (validated for backup)')]
+      : link(job.instance, 'instances', job.instance)),
     h('td', null, badge(job.status)),
     h('td', null, fmtTime(job.startTime || job.createdTime)),
     h('td', { class: 'num' }, job.status === 'InProgress' ? `${Math.round((job.progress || 0) * 100)} %`
@@ -80,7 +83,7 @@ export async function renderJobs(main, _arg, params, ctx) {
           select('operation', 'Operation', OPERATIONS, filters.operation, apply),
           filtered ? h('a', { href: '#/jobs', class: 'button' }, 'Clear') : null)),
       table(JOB_HEADERS, shown.map(jobRow), filtered ? 'No job matches these filters.'
-        : 'No jobs in the last 7 days.')));
+        : 'No jobs in the last 7 days.', { stack: true })));
 
   // Running jobs change: refresh the page while any is in progress.
   if (all.some((j) => j.status === 'InProgress')) {
@@ -132,7 +135,7 @@ export async function renderAllJobs(main, _arg, params, ctx) {
         select('status', 'Status', STATUSES, f.status, () => go()),
         select('operation', 'Operation', OPERATIONS, f.operation, () => go())),
       table([...JOB_HEADERS, 'Error'], jobs.map((j) => { const row = jobRow(j); row.append(errorCell(j)); return row; }),
-        'No job matches these filters.'),
+        'No job matches these filters.', { stack: true }),
       h('nav', { class: 'row pager', 'aria-label': 'Pages' },
         h('span', { class: 'muted', id: 'page-number' }, `Page ${pages.length + 1}`),
         pages.length ? h('a', { class: 'button', id: 'page-previous',
