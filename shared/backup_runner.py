@@ -153,6 +153,7 @@ class BackupRunner(Work):
         function_timeout: timedelta | None = None,
         manifest: bool = True,
         allowed_servers: Sequence[str] = (),
+        manifest_from_stream: bool = False,
     ) -> None:
         self._allowed_servers = tuple(allowed_servers)
         self._runner = JobRunner(state, clock, function_timeout=function_timeout)
@@ -166,6 +167,7 @@ class BackupRunner(Work):
         self._pg_bin_dir = pg_bin_dir
         self._function_timeout = function_timeout
         self._manifest = manifest
+        self._manifest_from_stream = manifest_from_stream
 
     def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
@@ -265,6 +267,7 @@ class BackupRunner(Work):
             on_progress=lambda raw: run.progress(raw, source.size),
             expected_bytes=source.size,
             digests=self._manifest,
+            from_stream=self._manifest_from_stream,
             stop=run.heartbeat.signal,
             before_commit=run.heartbeat.confirm,
         )

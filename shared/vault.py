@@ -124,6 +124,7 @@ class Vault:
             pg_bin_dir=s.pg_bin_dir,
             function_timeout=s.function_timeout,
             manifest=s.backup_manifest,
+            manifest_from_stream=s.backup_manifest_from_stream,
             allowed_servers=s.allowed_servers,
         )
 

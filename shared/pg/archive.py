@@ -156,6 +156,7 @@ class ArchiveDigester:
         self._head = bytearray()  # bytes kept until the header and TOC are read
         self._tables: dict[int, str] | None = None
         self._try_at = 0
+        self._error: ArchiveError | None = None
         self._int_size = 4
         self._digests: dict[str, _Table] = {}
         self._pending = b""  # a header split across two feeds
@@ -167,6 +168,18 @@ class ArchiveDigester:
         self._in_blobs = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next bytes. Never raises: a stream it cannot read is reported by ``tables()``,
+        so the backup it watches goes on (without digests)."""
+        if self._error is not None:
+            return
+        try:
+            self._feed(data)
+        except ArchiveError as exc:
+            self._error = exc
+        except (_Short, ValueError, IndexError, UnicodeError) as exc:  # a malformed stream
+            self._error = ArchiveError(f"the archive could not be read: {exc!r}")
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._tables is None:
             self._head += data
             if len(self._head) < self._try_at:
@@ -272,9 +285,11 @@ class ArchiveDigester:
 
         Raises ``ArchiveError`` if the stream ended before its TOC or inside a block.
         """
-        if self._tables is None and self._head:
+        if self._tables is None and self._head and self._error is None:
             self._try_at = 0
             self.feed(b"")
+        if self._error is not None:
+            raise self._error
         if self._tables is None:
             raise ArchiveError("the archive ended before its table of contents")
         if self._pending or self._state not in ("block", "end"):
