@@ -619,7 +619,9 @@ def test_verify_restore_of_a_point_with_a_stream_manifest_passes_and_names_a_tab
         text = b"".join(bytes(part) for part in copy)
     tampered = text.replace(b"\n4999\t4999\t9998\t", b"\n4999\t4999\t9999\t", 1)
     assert tampered != text
-    tables["sales.invoices"]["hash"] = hashlib.sha256(tampered + b"\\.\n\n\n").hexdigest()
+    lines = [*tampered.splitlines(keepends=True), b"\\.\n\n\n"]
+    block = b"".join(b"\x00" + len(line).to_bytes(4, "little") + line for line in lines) + bytes(5)
+    tables["sales.invoices"]["hash"] = hashlib.sha256(block).hexdigest()
     world.backups.client.get_blob_client(name).upload_blob(json.dumps(manifest).encode(), overwrite=True)
     bad = _verify(world, point)
     assert bad.status is JobStatus.FAILED and bad.error is not None
