@@ -389,6 +389,7 @@ var commonAppSettings = {
   PGVAULT_SCHEDULER_SCHEDULE: schedulerSchedule
   PGVAULT_RETENTION_SCHEDULE: retentionSchedule
   PGVAULT_BACKUP_MANIFEST: 'true'
+  PGVAULT_BACKUP_MANIFEST_FROM_STREAM: 'false'
   PGVAULT_EXPORT_ACCOUNTS: exportAccounts
   // A secret without its own Server may be used only for Azure Database for PostgreSQL servers.
   PGVAULT_ALLOWED_SERVERS: '*.postgres.database.azure.com'
