@@ -174,6 +174,7 @@ class BackupRunner(Work):
         parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_BYTES,
         queues: QueueSender | None = None,
         limits: BackupLimits | None = None,
+        manifest_from_stream: bool = False,
     ) -> None:
         self._parallelism = parallelism
         self._parallel_min_bytes = parallel_min_bytes
@@ -191,6 +192,7 @@ class BackupRunner(Work):
         self._pg_bin_dir = pg_bin_dir
         self._function_timeout = function_timeout
         self._manifest = manifest
+        self._manifest_from_stream = manifest_from_stream
 
     def run(self, job_id: str, *, last_try: bool, attempt: int = 1) -> Job | None:
         """Run backup job ``job_id`` to its end, or raise ``TransientError`` for the queue to retry.
@@ -350,6 +352,7 @@ class BackupRunner(Work):
                 on_progress=lambda raw: run.progress(raw, source.size),
                 expected_bytes=source.size,
                 digests=self._manifest,
+                from_stream=self._manifest_from_stream,
                 stop=run.heartbeat.signal,
                 before_commit=run.heartbeat.confirm,
             )

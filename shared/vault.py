@@ -137,6 +137,7 @@ class Vault:
             pg_bin_dir=s.pg_bin_dir,
             function_timeout=s.function_timeout,
             manifest=s.backup_manifest,
+            manifest_from_stream=s.backup_manifest_from_stream,
             allowed_servers=s.allowed_servers,
             parallelism=s.backup_parallelism,
             parallel_min_bytes=s.parallel_backup_min_bytes,

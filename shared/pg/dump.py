@@ -26,6 +26,7 @@ import psycopg
 import zstandard
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
+from shared.pg.archive import ArchiveDigester, ArchiveError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
 from shared.stopping import StopSignal, check
@@ -186,6 +187,7 @@ def dump_to_blob(
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
     extra_args: Sequence[str] = (),
+    on_chunk: Callable[[bytes], None] | None = None,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
@@ -196,6 +198,8 @@ def dump_to_blob(
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
     killed by a signal raises ``DumpKilled`` (a ``TransientError``).
+    nothing is committed after the signal. ``on_chunk`` sees every raw chunk of the archive in order
+    (the stream digests, ``shared.pg.archive``).
     """
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
@@ -212,6 +216,8 @@ def dump_to_blob(
                 for chunk in _read_ahead(proc.stdout):
                     check(stop)
                     zstd_out.write(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
                     raw += len(chunk)
                     if on_progress is not None and time.monotonic() - last_report >= progress_every:
                         last_report = time.monotonic()
@@ -263,6 +269,7 @@ def dump_with_manifest(
     digests: bool = True,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
+    from_stream: bool = False,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
@@ -270,6 +277,8 @@ def dump_with_manifest(
     ``libpq``, imported by pg_dump with ``--snapshot``), on a thread of their own while the dump
     streams. A server that cannot export a snapshot still gets its backup, without a manifest.
     ``digests=False`` spares the server that second read of every table: no manifest.
+    ``from_stream=True`` reads the digests from the dump's own bytes instead (``shared.pg.archive``,
+    method ``copy-sha256``): no snapshot, no second read; a stream the parser cannot read gives no manifest.
     """
     dump = functools.partial(
         dump_to_blob,
@@ -286,6 +295,14 @@ def dump_with_manifest(
     )
     if not digests:
         return dump(), None
+    if from_stream:
+        digester = ArchiveDigester()
+        result = dump(on_chunk=digester.feed)
+        try:
+            return result, digester.tables()
+        except ArchiveError as exc:
+            log.warning("%s: no manifest, the dump stream could not be digested: %s", blob_name, exc)
+            return result, None
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,9 +26,11 @@ from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
 from shared.jobs import Job, JobStatus
 from shared.jobs.runner import JobRun
+from shared.pg.archive import METHOD_COPY, stream_digests
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, check_server, parse_connection_string
 from shared.pg.digests import compare_digests, methods_of, table_digests
+from shared.pg.dump import map_dump_error
 from shared.pg.parts import PartSource, restore_command_lines, restore_in_parts
 from shared.pg.privileges import check_create_db, quote_ident
 from shared.pg.restore import (
@@ -274,8 +277,7 @@ class RestoreWork:
         }
         if expected is not None:
             self.run.begin("Compare")
-            with connect(params.libpq_kwargs(host=host, port=port, dbname=name), autocommit=False) as conn:
-                actual = table_digests(conn, methods_of(expected))
+            actual = self._digests(params, host, port, name, methods_of(expected))
             problems = compare_digests(expected, actual)
             details["verification"] = {"tablesCompared": len(expected), "mismatches": problems}
             self._drop(params.libpq_kwargs(host=host, port=port, dbname=params.database or MAINTENANCE_DB), name)
@@ -354,6 +356,26 @@ class RestoreWork:
         if failed:
             outcome["failed"] = failed
         return outcome
+
+    def _digests(
+        self, params: ConnectionParams, host: str, port: int, name: str, methods: dict[str, str]
+    ) -> dict[str, Any]:
+        """The restored copy's digests, each table by its manifest's method.
+
+        A manifest read from the dump stream (``copy-sha256``, every table alike) is compared with the
+        restored copy dumped the same way (``pg_dump --data-only`` through ``shared.pg.archive``), by a
+        ``pg_dump`` fit for the server the copy is on; the SQL methods are computed on the copy itself.
+        """
+        with connect(params.libpq_kwargs(host=host, port=port, dbname=name), autocommit=False) as conn:
+            if not methods or any(m != METHOD_COPY for m in methods.values()):
+                return table_digests(conn, methods)
+            major = conn.info.server_version // 10000
+        dumper = pick_tool("pg_dump", major, self.s.pg_bin_dir)
+        env = params.child_env(host=host, port=port, dbname=name, refuses_cleartext=dumper.refuses_cleartext)
+        try:
+            return stream_digests(dumper.path, env)
+        except subprocess.CalledProcessError as exc:
+            raise map_dump_error(exc.stderr.decode(errors="replace"), exc.returncode, name) from exc
 
     def _missing(self, options: RestoreOptions, restored: dict[str, Any]) -> list[str]:
         """Warnings naming what a partial restore asked for and did not get; ``InvalidRequest`` if it got nothing."""

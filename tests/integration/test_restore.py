@@ -74,10 +74,12 @@ class World:
             exports=exports or self.exports,
         )
 
-    def backup(self, instance: str) -> RecoveryPoint:
+    def backup(self, instance: str, *, manifest_from_stream: bool = False) -> RecoveryPoint:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
         job_id = BackupStarter(self.state, self.queues).on_demand(instance, body, datetime.now(UTC)).job_id
-        runner = BackupRunner(self.state, self.backups, EnvSecretProvider(True, self.env), lambda: datetime.now(UTC))
+        secrets = EnvSecretProvider(True, self.env)
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        runner = BackupRunner(self.state, self.backups, secrets, clock, manifest_from_stream=manifest_from_stream)
         job = runner.run(job_id, last_try=True)
         assert job is not None and job.status is JobStatus.COMPLETED, job
         return RecoveryPointStore(self.state).get(instance, str(job.recovery_point_id))
@@ -596,6 +598,38 @@ def test_verify_restore_passes_on_a_good_point_and_fails_on_a_corrupted_one(worl
         world.service().start("src", world.request(point, f"corrupt_{world.u}"), datetime.now(UTC))
     assert refused.value.code.value == "RecoveryPointCorrupted"
     assert not world.exists(f"corrupt_{world.u}")
+
+
+def test_verify_restore_of_a_point_with_a_stream_manifest_passes_and_names_a_table_that_differs(world: World) -> None:
+    point = world.backup("src", manifest_from_stream=True)
+    name = point.blob_name + ".manifest.json"
+    manifest = world.backups.get_json(name)
+    tables = manifest["tables"]
+    assert {d["method"] for d in tables.values()} == {"copy-sha256"}
+    assert {t: d["rows"] for t, d in tables.items()} == {
+        "public.orders": 30000,
+        "sales.invoices": 5000,
+        f"{ODD}.Ta ble": 3,
+    }
+    good = _verify(world, point)
+    assert good.status is JobStatus.COMPLETED, good.error
+    assert good.details["verification"] == {"tablesCompared": 3, "mismatches": []}
+    # One row of sales.invoices differs between the backup and its restore: as the manifest now says.
+    with world.connect(world.db) as c, c.cursor().copy("COPY sales.invoices TO STDOUT") as copy:
+        text = b"".join(bytes(part) for part in copy)
+    tampered = text.replace(b"\n4999\t4999\t9998\t", b"\n4999\t4999\t9999\t", 1)
+    assert tampered != text
+    lines = [*tampered.splitlines(keepends=True), b"\\.\n\n\n"]
+    block = b"".join(b"\x00" + len(line).to_bytes(4, "little") + line for line in lines) + bytes(5)
+    tables["sales.invoices"]["hash"] = hashlib.sha256(block).hexdigest()
+    world.backups.client.get_blob_client(name).upload_blob(json.dumps(manifest).encode(), overwrite=True)
+    bad = _verify(world, point)
+    assert bad.status is JobStatus.FAILED and bad.error is not None
+    assert bad.error.code == "RestoreVerificationFailed", bad.error.message
+    assert bad.details["verification"]["mismatches"] == [
+        {"table": "sales.invoices", "problem": "rows differ", "expectedRows": 5000, "restoredRows": 5000}
+    ]
+    assert _scratch_left(world) == []
 
 
 def _rewrite_a_block(world: World, point: RecoveryPoint) -> None:
