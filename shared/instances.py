@@ -494,31 +494,9 @@ class InstanceStore:
             held = self._state.get(layout.CLAIM, spec.claim_key)
             if held is None:
                 continue
-            owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
-            if owner is not None and owner.get("claimKey") == spec.claim_key:
-                holder = Instance.from_entity(owner)
-                if holder.soft_deleted:
-                    raise soft_deleted_error(
-                        holder,
-                        f"database {spec.database!r} on {spec.server}:{spec.port} stays claimed by it, and cannot be "
-                        "protected again until it is undeleted (then use that instance) or purged",
-                        target=f"{target}.database",
-                    )
-                by_server = owner.get("protectedServer")
-                of_server = f" of protected server {by_server!r}" if by_server else ""
-                raise UserError(
-                    ErrorCode.DATABASE_ALREADY_PROTECTED,
-                    f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
-                    f"{held['instance']!r}{of_server}",
-                    target=f"{target}.database",
-                    recommended_action=(
-                        f"Exclude the database from protected server {by_server!r} (excludePatterns) before "
-                        "protecting it on its own."
-                        if by_server
-                        else "Use the instance that protects it; stopped with retainData delete, it frees the "
-                        "database once its soft-deleted data is purged."
-                    ),
-                )
+            refusal = self._refusal(held, spec, target)
+            if refusal is not None:
+                raise refusal
             if now - held["claimedAt"] < STALE_CLAIM:
                 break  # its request may still be writing the instance
             # The claim's instance was never written (its request died): take the claim over.
@@ -528,6 +506,39 @@ class InstanceStore:
             except ETagMismatch:
                 continue
         raise UserError(ErrorCode.CONFLICT, "another request is configuring this database; retry", target=target)
+
+    def refusal(self, spec: InstanceSpec, target: str) -> UserError | None:
+        """Why configuring ``spec`` would be refused because another instance holds its database, or None."""
+        held = self._state.get(layout.CLAIM, spec.claim_key)
+        return None if held is None else self._refusal(held, spec, target)
+
+    def _refusal(self, held: Entity, spec: InstanceSpec, target: str) -> UserError | None:
+        owner = self._state.get(layout.INSTANCE, str(held["instanceKey"]))
+        if owner is None or owner.get("claimKey") != spec.claim_key:
+            return None  # a claim whose instance was never written (or was moved): not a refusal
+        holder = Instance.from_entity(owner)
+        if holder.soft_deleted:
+            return soft_deleted_error(
+                holder,
+                f"database {spec.database!r} on {spec.server}:{spec.port} stays claimed by it, and cannot be "
+                "protected again until it is undeleted (then use that instance) or purged",
+                target=f"{target}.database",
+            )
+        by_server = owner.get("protectedServer")
+        of_server = f" of protected server {by_server!r}" if by_server else ""
+        return UserError(
+            ErrorCode.DATABASE_ALREADY_PROTECTED,
+            f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
+            f"{held['instance']!r}{of_server}",
+            target=f"{target}.database",
+            recommended_action=(
+                f"Exclude the database from protected server {by_server!r} (excludePatterns) before "
+                "protecting it on its own."
+                if by_server
+                else "Use the instance that protects it; stopped with retainData delete, it frees the "
+                "database once its soft-deleted data is purged."
+            ),
+        )
 
     def release(self, spec: InstanceSpec) -> None:
         """Let go of ``spec``'s claim if instance ``spec.name`` holds it (a claim changed meanwhile is left)."""

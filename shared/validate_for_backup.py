@@ -128,16 +128,14 @@ class ValidateForBackup:
         return job
 
     def _refuse_taken(self, spec: InstanceSpec) -> None:
-        """What configuring ``spec`` would be refused for by the vault's records: the database or the name taken."""
-        holder = self._instances.holder(spec)
-        owner = self._instances.find(holder) if holder is not None else None
-        if owner is not None and owner.spec.claim_key == spec.claim_key:
-            raise UserError(
-                ErrorCode.DATABASE_ALREADY_PROTECTED,
-                f"database {spec.database!r} on {spec.server}:{spec.port} is already protected by backup instance "
-                f"{owner.spec.name!r}",
-                target="body.database",
-            )
+        """What configuring ``spec`` would be refused for by the vault's records: the database held (by an
+        instance, a soft-deleted one included, or a protected server) or the name taken."""
+        from shared.protected_servers import refuse_if_covered
+
+        refuse_if_covered(self._instances, spec, "body")
+        refusal = self._instances.refusal(spec, "body")
+        if refusal is not None:
+            raise refusal
         if self._instances.find(spec.name) is not None:
             raise UserError(
                 ErrorCode.CONFLICT,

@@ -118,3 +118,22 @@ def test_its_grant_script_is_for_the_would_be_database_and_the_secrets_user(stat
         service.grant_script(job.job_id, "bat", EnvSecretProvider(True, {}))
     assert err.value.target == "format"
     assert service.role_assignment_template(job.job_id)["resources"] == []  # env: secret, not an Azure server
+
+
+def test_it_refuses_a_database_held_by_a_soft_deleted_instance_as_configure_does(state: MemoryStateTable) -> None:
+    from shared.protection import ProtectionService
+    from shared.storage.memory import MemoryBlobStore
+
+    InstanceService(state, lambda job, inst: None).configure_one(
+        "orders", ENTRY, NOW, allow_env_secrets=True, vault_region=None
+    )
+    ProtectionService(state, MemoryBlobStore()).stop("orders", {"retainData": "delete"}, NOW)
+    other = {**ENTRY, "name": "orders-again"}
+    with pytest.raises(UserError) as configured:
+        InstanceService(state, lambda job, inst: None).configure_one(
+            "orders-again", ENTRY, NOW, allow_env_secrets=True, vault_region=None
+        )
+    with pytest.raises(UserError) as validated:
+        _start(state, [], other)
+    assert validated.value.code == configured.value.code == ErrorCode.BACKUP_INSTANCE_SOFT_DELETED
+    assert "orders" in validated.value.message and "undelete" in (validated.value.recommended_action or "")
