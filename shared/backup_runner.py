@@ -228,7 +228,9 @@ class BackupRunner(Work):
     def ready(self, run: JobRun) -> Job | None:
         """Take this backup's seats (``shared.fanout``: per server, in the vault), or put it in line."""
         job = run.job
-        instance = self._instances.get(job.instance)
+        instance = self._instances.find(job.instance)
+        if instance is None:
+            return None  # the attempt starts, is recorded, and fails NotFound like any other
         server = layout.server_key(instance.spec.server, instance.spec.port)
         now = self._clock()
         busy = self._fanout.reserve(job.job_id, job.instance, server, now, state="running")

@@ -22,10 +22,10 @@ from factories import Database, Databases, Hosts
 from vault_views import backup_container, state_table
 
 from devhost.services import Azurite, Postgres
-from shared.backup_runner import manifest_name_for
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
 from shared.storage.blockstream import read_verified
+from shared.storage.layout import sidecar_names
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
 from tests.pausing import hold_when, resume
@@ -122,8 +122,9 @@ class Vault:
             self.verified.add((point.recovery_point_id, point.sha256))
         committed = {b.name for b in container.list_blobs()}
         dumps = {p.blob_name for p in points}
-        manifests = committed & {manifest_name_for(d) for d in dumps}  # a point's manifest, when it has one
-        assert committed - manifests == dumps, "a committed blob has no recovery point, or one its blob"
+        # A point's manifest and roles, when it has them.
+        sidecars = committed & {name for d in dumps for name in sidecar_names(d)}
+        assert committed - sidecars == dumps, "a committed blob has no recovery point, or one its blob"
         # The worker releases the instance's lock just after it writes the job's end.
         deadline = time.monotonic() + 10
         while (locks := list(state.partition(layout.LOCK))) and time.monotonic() < deadline:

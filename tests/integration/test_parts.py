@@ -334,14 +334,16 @@ def test_a_multi_part_point_restored_as_files_gives_every_part_and_commands_that
     started = service.start("psrc", body, world.now())
     job = service.run(started.job_id, last_try=True)
     assert job is not None and job.status is JobStatus.COMPLETED, job.error
-    names = ["x/src.dump", *(f"x/src.part{i:03d}.dump" for i in range(1, PARTS + 1)), "x/src.manifest.json"]
+    assert point.roles_blob_name is not None  # so the roles the database needs are written too
+    parts = [f"x/src.part{i:03d}.dump" for i in range(1, PARTS + 1)]
+    names = ["x/src.dump", *parts, "x/src.roles.sql", "x/src.manifest.json"]
     assert job.details["files"] == names
     manifest = json.loads(container.download_blob("x/src.manifest.json").readall())
     (tmp_path / "x").mkdir()
     for name in names[:-1]:
         (tmp_path / name).write_bytes(container.download_blob(name).readall())
     assert [p["sha256"] for p in manifest["parts"]] == [
-        hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in names[1:-1]
+        hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in parts
     ]
     target = f"pfromfiles_{world.u}"
     with world.connect("postgres") as c:
