@@ -38,7 +38,10 @@ def stop_protection(req: func.HttpRequest) -> func.HttpResponse:
     """Stop protection: 200 with the instance (forever, asPerPolicy), or 202 + the Delete job that soft-deleted it."""
     vault = current_vault()
     body = parse_json_body(req.get_body())
-    critical = "stop protection with retainData delete deletes every recovery point of the instance"
+    critical = (
+        "stop protection with retainData delete soft-deletes the instance: its recovery points are purged once "
+        "the soft-delete days are over"
+    )
     pending = vault.approvals().gate(
         CriticalOperation.STOP_PROTECTION_WITH_DELETE,
         "POST",
