@@ -6,8 +6,11 @@ Fills a throwaway Azurite table, in table batches, with ``instances`` ready inst
 ``jobs`` finished backup jobs spread over ``days`` days and those instances (as ``JobStore``
 lays them out, with each instance's ``lastbackup`` row), then times, counting table requests:
 
-- ``GET /api/backupInstances`` as the handler builds it now (``BackupTimesReader.of_all``: the
-  instance partition, the ``lastbackup`` partition, each policy once) and its JSON;
+- ``GET /api/backupInstances`` first page (``top`` 100, as the handler builds it: one query of the
+  instance partition, one range query each of ``lastbackup`` and ``usage`` bounded by the page's
+  first and last names, the policy once) and a page deep in the list, with their JSON;
+- the whole list in one answer as it was built before paging (``BackupTimesReader.of_all``: the
+  instance partition, the ``lastbackup`` partition, each policy once);
 - the same answer the way it was built before (one history query per instance), on a sample of
   instances and extrapolated (the full run would take as many requests as there are instances);
 - ``GET /api/backupJobs`` first page (``top`` 100) and one instance's first page.
@@ -36,6 +39,7 @@ from scheduler import CREATED, RequestCounter, _policy  # noqa: E402
 
 from devhost.services import Azurite, reap_stale  # noqa: E402
 from shared.backup_times import BackupTimesReader  # noqa: E402
+from shared.instance_paging import decode_token, list_page  # noqa: E402
 from shared.instances import Instance, InstanceSpec, InstanceStore, ProtectionStatus, Readiness  # noqa: E402
 from shared.jobs import Job, JobQuery, JobStatus, JobStore, Operation, new_job_id, partition_for  # noqa: E402
 from shared.storage import layout  # noqa: E402
@@ -57,6 +61,8 @@ def fill(client: Any, instances: int, jobs: int, days: int, now: datetime) -> No
         spec = InstanceSpec(f"db{i:05}", f"pg{i // 50:04}.example.com", 5432, f"d{i:05}", "env:X", "late")
         instance = Instance(spec, ProtectionStatus.PROTECTED, Readiness.SUCCESS, None, None, CREATED)
         add(layout.INSTANCE, layout.row_key(spec.name), instance.data())
+        usage = {"instance": spec.name, "points": 3, "latestSizeInBytes": 1000, "totalSizeInBytes": 3000}
+        add(layout.USAGE, layout.row_key(spec.name), usage)
     last: dict[str, tuple[datetime, dict[str, Any]]] = {}
     for n in range(jobs):
         created = now - timedelta(seconds=(n * 7919) % (days * 86400))
@@ -125,12 +131,27 @@ def main() -> int:
         print(f"{args.instances:,} instances and {args.jobs:,} jobs written in {time.monotonic() - started:.0f} s\n")
         print("| question | seconds | table requests |\n|---|---:|---:|")
 
+        def first_page(after: str | None = None) -> str | None:
+            page = list_page(state, now, top=100, after=after)
+            value = [i.instance.to_wire(i.times, i.usage, storage=True) for i in page.items]
+            json.dumps(dump(BackupInstanceList(value=value)))
+            return page.next_token
+
+        timed(f"instances list, {args.instances:,} instances, first page (top 100)", first_page, counter)
+        middle = layout.row_key(f"db{args.instances // 2:05}")
+        token = timed("instances list, a page from the middle (top 100)", lambda: first_page(middle), counter)
+        assert token is None or decode_token(token)
+
         def instances_list() -> int:
             listed = BackupTimesReader(state).of_all(InstanceStore(state).all(), now)
             body = json.dumps(dump(BackupInstanceList(value=[i.to_wire(t) for i, t in listed])))
             return len(body)
 
-        timed(f"instances list, {args.instances:,} instances (one partition of last backups)", instances_list, counter)
+        timed(
+            f"instances list, all {args.instances:,} in one answer (before paging: whole partitions)",
+            instances_list,
+            counter,
+        )
         sample = list(InstanceStore(state).all())[: args.sample]
         jobs = JobStore(state)
 

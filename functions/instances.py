@@ -5,8 +5,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import accepted, api, json_response
+from functions.jobs import CONTINUATION_PARAMS, _bounded, _next_link
 from shared.backup_times import BackupTimesReader
+from shared.instance_paging import decode_token, list_page
 from shared.instances import InstanceService
+from shared.jobs import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from shared.request_body import parse_json_body
 from shared.role_template import role_assignment_template
 from shared.servers import list_databases
@@ -77,12 +80,19 @@ def configure_instance(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="backupInstances", methods=["GET"])
 @api
 def list_instances(req: func.HttpRequest) -> func.HttpResponse:
-    """Every backup instance with its protection status, readiness, last and next backup."""
+    """Backup instances by name with protection status, readiness, last and next backup and storage:
+    ``top`` per page (default 100) and a ``nextLink`` carrying ``continuationToken`` while more remain."""
     vault = current_vault()
-    times, now, usage = BackupTimesReader(vault.state), vault.clock(), vault.points.usage()
-    listed = times.of_all(_service(vault).all(), now)
-    value = [i.to_wire(when, usage.get(i.spec.name.lower()), storage=True) for i, when in listed]
-    return json_response(BackupInstanceList(value=value))
+    top = _bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    after = None
+    for name in CONTINUATION_PARAMS:
+        if req.params.get(name):
+            after = decode_token(req.params[name], target=name)
+    page = list_page(vault.state, vault.clock(), top=top, after=after)
+    value = [i.instance.to_wire(i.times, i.usage, storage=True) for i in page.items]
+    token = page.next_token
+    more = {} if token is None else {"nextLink": _next_link(req, token)}
+    return json_response(BackupInstanceList(value=value, **more))
 
 
 @bp.route(route="backupInstances/{name}", methods=["GET"])

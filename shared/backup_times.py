@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -104,7 +104,21 @@ class BackupTimesReader:
 
     def of_all(self, instances: Iterable[Instance], now: datetime) -> list[tuple[Instance, BackupTimes]]:
         """Both times for each instance: one read of the ``lastbackup`` partition, each policy once."""
-        rows = {e.row_key: e for e in self._state.partition(layout.LAST_BACKUP)}
+        return self.of_rows(instances, {e.row_key: e for e in self._state.partition(layout.LAST_BACKUP)}, now)
+
+    def of_range(
+        self, instances: Iterable[Instance], lo: str, hi: str, now: datetime
+    ) -> list[tuple[Instance, BackupTimes]]:
+        """Both times for instances whose row keys lie in ``[lo, hi]`` (one page of the list): one range
+        query of the ``lastbackup`` partition, whatever the vault holds outside it."""
+        rows = self._state.query(layout.KEY_RANGE, {"pk": layout.LAST_BACKUP, "lo": lo, "hi": hi})
+        return self.of_rows(instances, {e.row_key: e for e in rows}, now)
+
+    def of_rows(
+        self, instances: Iterable[Instance], rows: Mapping[str, Entity], now: datetime
+    ) -> list[tuple[Instance, BackupTimes]]:
+        """Both times for each instance from ``lastbackup`` rows already read (by row key), e.g. the
+        range of one page of the instances list; an instance without a row is read from its history."""
         return [
             (
                 i,

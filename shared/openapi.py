@@ -207,10 +207,16 @@ def _job_filters() -> list[dict[str, Any]]:
         _q("instance", STR, "only this backup instance's jobs"),
         _q("status", _ref("JobStatus"), "only jobs in this status"),
         _q("operation", _ref("Operation"), "only this kind of job"),
+        *_page_params("jobs per page"),
+    ]
+
+
+def _page_params(per_page: str) -> list[dict[str, Any]]:
+    return [
         _q(
             "top",
             {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
-            "jobs per page",
+            per_page,
         ),
         _q("continuationToken", STR, "from the previous page's nextLink; opaque (400 if altered)"),
         _q("$skipToken", STR, "the same as continuationToken (Azure's other name for it)"),
@@ -325,7 +331,11 @@ def _configure_paths() -> dict[str, Any]:
                 body=_body("ConfigureManyRequest"),
             ),
             "get": _op(
-                "BackupInstances_List", "Every backup instance", {**_ok("BackupInstanceList"), **_err(500)}, tag=tag
+                "BackupInstances_List",
+                "Backup instances by name, in pages (follow nextLink for the rest)",
+                {**_ok("BackupInstanceList"), **_err(400, 500)},
+                tag=tag,
+                query=_page_params("instances per page"),
             ),
         },
         "/backupInstances/{name}": {

@@ -473,6 +473,12 @@ class RecoveryPointStore:
         """Every instance's usage row, by lowercase name (one partition query, whatever the instances hold)."""
         return {e.row_key: Usage.from_entity(e) for e in self._state.partition(layout.USAGE)}
 
+    def usage_between(self, lo: str, hi: str) -> dict[str, Usage]:
+        """The usage rows of instances whose row keys lie in ``[lo, hi]`` (one page of the instances
+        list), by lowercase name: one range query, whatever the vault holds outside it."""
+        rows = self._state.query(layout.KEY_RANGE, {"pk": layout.USAGE, "lo": lo, "hi": hi})
+        return {e.row_key: Usage.from_entity(e) for e in rows}
+
     def index(self, point: RecoveryPoint, previous: tuple[str, str] | None = None) -> None:
         """Write the point's due-index row for its next event; drop ``previous`` (its former row) if different."""
         key = due_key(point)

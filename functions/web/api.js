@@ -3,6 +3,8 @@
 const BASE = new URL('../', import.meta.url); // this file is /api/dashboard/api.js; the API is /api/
 const KEY_ITEM = 'pgvault.functionKey';
 const MAX_PAGES = 20;
+/** The instances list in its largest pages (1,000 a request): a vault of 10,000 is ten requests. */
+export const INSTANCES = 'backupInstances?top=1000';
 
 export class AuthNeeded extends Error {
   constructor() { super('this vault needs its function key'); }

@@ -66,6 +66,9 @@ VAULT = "vault"
 ALERTS = "alerts"
 ALERT_CHECK = "alertcheck"
 USAGE = "usage"
+# The rows of one partition whose row keys lie in [lo, hi] (spaces inside the parentheses: the SDK
+# splits on them when it substitutes parameters).
+KEY_RANGE = "( PartitionKey eq @pk ) and ( RowKey ge @lo ) and ( RowKey le @hi )"
 
 # Work queues (the queue triggers in functions/workers.py read these names).
 VALIDATE_QUEUE = "pgvault-validate"

@@ -121,9 +121,10 @@ class BackupInstance(Response):
 
 
 class BackupInstanceList(Response):
-    """Every backup instance."""
+    """A page of backup instances by name; ``nextLink`` (absent on the last page) fetches the next."""
 
     value: list[BackupInstance]
+    nextLink: str | None = None
 
 
 class Configured(Response):

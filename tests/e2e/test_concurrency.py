@@ -100,7 +100,9 @@ def test_three_hosts_back_up_every_slot_once_answer_every_request_and_never_over
     r = first.request("POST", "/backupInstances", data=json.dumps(body))
     assert r.status_code == 202, r.text
     wait_until(
-        lambda: all(i["backupReadiness"]["status"] == "Success" for i in first.get("/backupInstances").json()["value"]),
+        lambda: all(
+            i["backupReadiness"]["status"] == "Success" for i in first.get("/backupInstances?top=1000").json()["value"]
+        ),
         60,
         interval=0.5,
     )

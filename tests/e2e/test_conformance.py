@@ -188,7 +188,17 @@ def _configure(api: Conformance, shop: Database) -> str:
         "PUT", "/backupInstances/shop", 202, json={**spec, "database": shop.name, "policyName": "weekly"}
     )
     assert api.job(configured.json()["validationJobId"])["status"] == "Completed"
-    api.call("GET", "/backupInstances", 200)
+    everything = [i["name"] for i in api.call("GET", "/backupInstances", 200).json()["value"]]
+    # One instance a page: nextLink walks every instance once, by name; an altered token is a 400.
+    page, walked = api.call("GET", "/backupInstances?top=1", 200).json(), []
+    while True:
+        walked += [i["name"] for i in page["value"]]
+        if "nextLink" not in page:
+            break
+        link = page["nextLink"].split("/api", 1)[1]
+        page = api.call("GET", link, 200).json()
+    assert walked == everything and len(walked) >= 2 and len(set(walked)) == len(walked)
+    api.call("GET", link[: link.index("continuationToken=") + 18] + "x" + link[-8:], 400)
     api.call("GET", "/backupInstances/shop", 200)
     api.job(api.call("POST", "/backupInstances/shop:validate", 202).json()["jobId"])
     api.call("GET", "/backupInstances/shop/grantScript?format=sh", 200)

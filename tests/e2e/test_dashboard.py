@@ -140,7 +140,7 @@ def test_instances_api_tells_the_last_backup_and_the_next_scheduled_one(
     now = datetime.now(UTC)
     assert now < upcoming <= now + timedelta(days=3) and upcoming.weekday() in (0, 2, 4)
     assert (upcoming.hour, upcoming.minute) == (22, 0)
-    listed = {i["name"]: i for i in host.get("/backupInstances").json()["value"]}
+    listed = {i["name"]: i for i in host.get("/backupInstances?top=1000").json()["value"]}
     assert listed["shop"]["lastBackup"] == shop["lastBackup"]
     assert listed["hostile"]["lastBackup"] is None and listed["hostile"]["nextScheduledBackup"] is None
     # Its size, in the list as on its own (the list reads every instance's in one query).

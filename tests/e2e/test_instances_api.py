@@ -249,7 +249,7 @@ def test_batch_across_two_servers_configures_the_good_and_names_why_each_bad_one
     assert outcome[f"d-{tag}"]["error"]["code"] == "UserErrorDatabaseNotSupported"
     assert outcome[f"e-{tag}"]["error"]["code"] == "NotFound"
     assert outcome[f"e-{tag}"]["error"]["target"] == "instances[4].policyName"
-    listed = {i["name"] for i in host.get("/backupInstances").json()["value"]}
+    listed = {i["name"] for i in host.get("/backupInstances?top=1000").json()["value"]}
     assert {f"a-{tag}", f"b-{tag}", f"c-{tag}"} <= listed and not {f"d-{tag}", f"e-{tag}"} & listed
     # The right password logs in (the databases do not exist, which validation then says).
     assert _settled(host, f"b-{tag}")["backupReadiness"]["error"]["code"] == "UserErrorDBNotFound"
@@ -306,7 +306,7 @@ def test_validate_for_backup_checks_a_would_be_instance_and_stores_none(
     assert passed["status"] == "Completed" and passed["details"]["backupReadiness"] == "Success", passed
     assert [s["status"] for s in passed["steps"]] == ["Completed"] * 4
     # Neither validation left an instance or a claim: configuring it now is the first time.
-    assert database not in {i["database"] for i in host.get("/backupInstances").json()["value"]}
+    assert database not in {i["database"] for i in host.get("/backupInstances?top=1000").json()["value"]}
     configured = host.request("POST", "/backupInstances", data=json.dumps({"instances": [entry]}))
     assert configured.json()["value"][0]["status"] == "Validating", configured.text
     # What configure refuses at once, validation refuses the same way.

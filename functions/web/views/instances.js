@@ -1,5 +1,5 @@
 // Every backup instance: readiness, policy, protection, last and next backup, size.
-import { listAll } from '../api.js';
+import { INSTANCES, listAll } from '../api.js';
 import { badge, fmtBytes, fmtRelative, fmtTime, h, link, mount, table } from '../dom.js';
 
 function lastBackup(last) {
@@ -23,7 +23,7 @@ function size(storage) {
 }
 
 export async function renderInstances(main, _arg, _params, ctx) {
-  const instances = await listAll('backupInstances');
+  const instances = await listAll(INSTANCES);
   if (!ctx.alive()) return;
   const rows = instances.map((i) => {
     const readiness = i.backupReadiness || {};

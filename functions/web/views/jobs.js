@@ -1,5 +1,5 @@
 // Jobs of the last 7 days: counts by status, outcomes per day, and the filtered list.
-import { call, listAll, query } from '../api.js';
+import { INSTANCES, call, listAll, query } from '../api.js';
 import { outcomesChart, perDay } from '../chart.js';
 import { badge, fmtBytes, fmtDuration, fmtTime, h, link, mount, table } from '../dom.js';
 
@@ -39,7 +39,7 @@ export async function renderJobs(main, _arg, params, ctx) {
   const filtered = filters.instance || filters.status || filters.operation;
   const [all, instances] = await Promise.all([
     listAll(`backupJobs${query({ days: DAYS })}`),
-    listAll('backupInstances'),
+    listAll(INSTANCES),
   ]);
   const shown = filtered ? await listAll(`backupJobs${query({ days: DAYS, ...filters })}`) : all;
   if (!ctx.alive()) return;
@@ -106,7 +106,7 @@ export async function renderAllJobs(main, _arg, params, ctx) {
     operation: params.get('operation') || '' };
   const pages = (params.get('pages') || '').split(',').filter(Boolean); // the nextLinks that led to this page
   const path = pages.length ? pages[pages.length - 1] : `backupJobs${query({ ...f, top: PAGE })}`;
-  const [page, instances] = await Promise.all([call(path), listAll('backupInstances')]);
+  const [page, instances] = await Promise.all([call(path), listAll(INSTANCES)]);
   if (!ctx.alive()) return;
   const go = (extra = {}) => {
     const q = new URLSearchParams();

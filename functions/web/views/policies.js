@@ -1,5 +1,5 @@
 // Backup policies: the list, one policy (schedule, rules, the simulator as pictures).
-import { call, listAll } from '../api.js';
+import { INSTANCES, call, listAll } from '../api.js';
 import { badge, details, errorBox, fmtBytes, fmtInZone, h, link, mount, table, asError } from '../dom.js';
 import { criterionText, durationLabel, fromPolicy, ianaZone, ruleLifecycles, scheduleText } from '../policy-model.js';
 import { calendar, liveAt, tiers, tiersChart } from '../sim.js';
@@ -16,7 +16,7 @@ function rulesSummary(props) {
 }
 
 export async function renderPolicies(main, _arg, _params, ctx) {
-  const [policies, instances] = await Promise.all([listAll('backupPolicies'), listAll('backupInstances')]);
+  const [policies, instances] = await Promise.all([listAll('backupPolicies'), listAll(INSTANCES)]);
   if (!ctx.alive()) return;
   const rows = policies.map((p) => {
     const props = p.properties || p;
@@ -110,7 +110,7 @@ export async function renderPolicy(main, name, _params, ctx) {
     call(`backupPolicies/${ep(name)}`),
     call(`backupPolicies/${ep(name)}:simulate`, { method: 'POST',
       body: { from: new Date(from).toISOString(), to: new Date(to).toISOString() } }).catch((err) => ({ error: asError(err) })),
-    listAll('backupInstances'),
+    listAll(INSTANCES),
   ]);
   if (!ctx.alive()) return;
   const props = doc.properties || doc;
