@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import api, json_response
-from functions.jobs import CONTINUATION_PARAMS, _next_link
+from functions.http import CONTINUATION_PARAMS, api, json_response, next_link
 from shared.access import ROUTE_ROLES, Open, current_principal
 from shared.audit import DEFAULT_PAGE, MAX_DAYS, MAX_PAGE, AuditCursor
 from shared.request_body import parse_json_body, whole_number
@@ -54,7 +53,7 @@ def audit_log(req: func.HttpRequest) -> func.HttpResponse:
             cursor = AuditCursor.decode(req.params[name], target=name)
     vault = current_vault()
     records, nxt = vault.audit().page(vault.clock(), days=days, top=top, cursor=cursor)
-    more = {} if nxt is None else {"nextLink": _next_link(req, nxt.encode())}
+    more = {} if nxt is None else {"nextLink": next_link(req, nxt.encode())}
     return json_response(AuditLog(value=records, **more))
 
 

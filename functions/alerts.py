@@ -6,8 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import api, json_response
-from functions.jobs import CONTINUATION_PARAM, CONTINUATION_PARAMS, _next_link
+from functions.http import CONTINUATION_PARAM, CONTINUATION_PARAMS, api, json_response, next_link
 from shared.alerts.store import DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE
 from shared.request_body import whole_number
 from shared.vault import current_vault
@@ -35,7 +34,7 @@ def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
             token, target = req.params[name], name
     vault = current_vault()
     alerts, nxt = vault.alerts().page(vault.clock(), days, top=top, token=token, target=target)
-    more = {} if nxt is None else {"nextLink": _next_link(req, nxt)}
+    more = {} if nxt is None else {"nextLink": next_link(req, nxt)}
     return json_response(AlertList(value=[a.to_wire() for a in alerts], **more))
 
 

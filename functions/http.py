@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from shared import access
 from shared.audit import body_for_audit
 from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
+from shared.request_body import whole_number
 from shared.settings import load_access_settings
 from shared.telemetry import install_record_factory, redact_keys
 from shared.wire import dump
@@ -143,3 +145,23 @@ def _audit(req: func.HttpRequest, outcome: _Outcome, response: func.HttpResponse
         )
     except Exception as exc:
         log.error("audit record of %s %s not written: %s", req.method, outcome.route, type(exc).__name__)
+
+
+# List pages (Azure list APIs take either name; nextLink uses the first).
+CONTINUATION_PARAM = "continuationToken"
+CONTINUATION_PARAMS = (CONTINUATION_PARAM, "$skipToken")
+
+
+def bounded(req: func.HttpRequest, name: str, default: int, high: int) -> int:
+    """Query parameter ``name``: a whole number from 1 to ``high`` (``default`` when absent)."""
+    return whole_number(req.params.get(name, str(default)), name, 1, high)
+
+
+def next_link(req: func.HttpRequest, token: str) -> str:
+    """This request's URL with the continuation token in place of any earlier one (and no ``code``)."""
+    parts = urlsplit(req.url)
+    # A function key given as ?code= stays out of the body: send it again (or use x-functions-key).
+    params = [(k, v) for k, v in req.params.items() if k not in (*CONTINUATION_PARAMS, "code")]
+    return str(
+        urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*params, (CONTINUATION_PARAM, token)]), ""))
+    )

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import accepted, api, json_response
-from functions.jobs import CONTINUATION_PARAMS, _bounded, _next_link
+from functions.http import CONTINUATION_PARAMS, accepted, api, bounded, json_response, next_link
 from shared.backup_times import BackupTimesReader
 from shared.instance_paging import decode_token, list_page
 from shared.instances import InstanceService
@@ -83,7 +82,7 @@ def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     """Backup instances by name with protection status, readiness, last and next backup and storage:
     ``top`` per page (default 100) and a ``nextLink`` carrying ``continuationToken`` while more remain."""
     vault = current_vault()
-    top = _bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    top = bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     after = None
     for name in CONTINUATION_PARAMS:
         if req.params.get(name):
@@ -91,7 +90,7 @@ def list_instances(req: func.HttpRequest) -> func.HttpResponse:
     page = list_page(vault.state, vault.clock(), top=top, after=after)
     value = [i.instance.to_wire(i.times, i.usage, storage=True) for i in page.items]
     token = page.next_token
-    more = {} if token is None else {"nextLink": _next_link(req, token)}
+    more = {} if token is None else {"nextLink": next_link(req, token)}
     return json_response(BackupInstanceList(value=value, **more))
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
 import azure.functions as func
 
-from functions.http import RETRY_AFTER_SECONDS, api, json_response
+from functions.http import CONTINUATION_PARAMS, RETRY_AFTER_SECONDS, api, bounded, json_response, next_link
 from shared.cancel import request_cancel
 from shared.errors import ErrorCode, UserError
 from shared.jobs import (
@@ -18,13 +16,10 @@ from shared.jobs import (
     JobStatus,
     Operation,
 )
-from shared.request_body import whole_number
 from shared.vault import current_vault
 from shared.wire.jobs import JobList
 
 bp = func.Blueprint()
-CONTINUATION_PARAM = "continuationToken"
-CONTINUATION_PARAMS = (CONTINUATION_PARAM, "$skipToken")  # Azure list APIs use either name; nextLink uses the first
 
 
 def _enum(kind: type[JobStatus] | type[Operation], value: str | None, target: str) -> JobStatus | Operation | None:
@@ -37,27 +32,13 @@ def _enum(kind: type[JobStatus] | type[Operation], value: str | None, target: st
     raise UserError(ErrorCode.INVALID_REQUEST, f"{target} must be one of {allowed}; got {value!r}", target=target)
 
 
-def _bounded(req: func.HttpRequest, name: str, default: int, high: int) -> int:
-    return whole_number(req.params.get(name, str(default)), name, 1, high)
-
-
-def _next_link(req: func.HttpRequest, token: str) -> str:
-    """This request's URL with the continuation token in place of any earlier one (and no ``code``)."""
-    parts = urlsplit(req.url)
-    # A function key given as ?code= stays out of the body: send it again (or use x-functions-key).
-    params = [(k, v) for k, v in req.params.items() if k not in (*CONTINUATION_PARAMS, "code")]
-    return str(
-        urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode([*params, (CONTINUATION_PARAM, token)]), ""))
-    )
-
-
 @bp.route(route="backupJobs", methods=["GET"])
 @api
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     """Jobs of the last ``days`` days (default 7), newest first, filtered by instance, status, operation;
     ``top`` per page (default 100) and a ``nextLink`` carrying ``continuationToken`` while more remain."""
-    days = _bounded(req, "days", 7, MAX_LIST_DAYS)
-    top = _bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    days = bounded(req, "days", 7, MAX_LIST_DAYS)
+    top = bounded(req, "top", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     vault = current_vault()
     query = JobQuery.last_days(
         vault.clock(),
@@ -72,7 +53,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
             cursor = Cursor.decode(req.params[name], query, target=name)
     page = vault.jobs.page(query, top=top, cursor=cursor)
     now = vault.clock()  # a running job's duration and rate are as of now
-    more = {} if page.next is None else {"nextLink": _next_link(req, page.next.encode())}
+    more = {} if page.next is None else {"nextLink": next_link(req, page.next.encode())}
     return json_response(JobList(value=[j.to_wire(now) for j in page.jobs], **more))
 
 
