@@ -4,6 +4,7 @@ right through policy changes, stop and resume, and the backfill of an index that
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 
 from shared.backups import BackupStarter
+from shared.errors import TransientError
 from shared.fanout import WAITING, BackupLimits
 from shared.instances import InstanceService, InstanceStore, ProtectionStatus, Readiness
-from shared.jobs import JobStatus, JobStore, Operation
+from shared.jobs import Job, JobStatus, JobStore, Operation
+from shared.jobs.model import partition_for
 from shared.policies import PolicyService
 from shared.protection import ProtectionService
 from shared.schedule_index import INDEX_MARKER
@@ -285,3 +288,71 @@ def test_the_instances_list_reads_the_last_backups_from_one_partition_not_each_h
     assert again == first
     # One partition and the policy: no instance's history is read (i00007's "none" was kept too).
     assert state.calls == Counter({("query", layout.LAST_BACKUP): 1, ("get", layout.POLICY): 1})
+
+
+class FailingTable(CountingTable):
+    """The counting table that fails (a storage outage) at the ``fail_at``-th write into partitions
+    starting with ``prefix`` and at every one after it, from whichever thread makes it, before writing."""
+
+    def __init__(self, inner: MemoryStateTable, prefix: str, fail_at: int) -> None:
+        super().__init__(inner)
+        self.prefix, self.fail_at, self.writes, self.failed = prefix, fail_at, 0, 0
+        self._lock = threading.Lock()
+
+    def _fail(self, pk: str) -> None:
+        if not pk.startswith(self.prefix):
+            return
+        with self._lock:
+            self.writes += 1
+            if self.writes < self.fail_at:
+                return
+            self.failed += 1
+        raise TransientError(f"storage is down (partition {pk})")
+
+    def insert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        self._fail(pk)
+        return super().insert(pk, rk, data)
+
+    def upsert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        self._fail(pk)
+        return super().upsert(pk, rk, data)
+
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        self._fail(pk)
+        return super().insert_batch(pk, rows)
+
+    def write_batch(
+        self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
+    ) -> int:
+        self._fail(pk)
+        return super().write_batch(pk, upserts, deletes)
+
+
+@pytest.mark.parametrize(
+    "prefix, fail_at",
+    [("instjobs-", 250), (layout.JOBS_PREFIX, 3), (layout.BACKLOG, 1), (layout.NEXT_BACKUP, 1)],
+)
+def test_a_tick_that_dies_midway_through_its_concurrent_writes_is_redone_by_the_next_without_duplicates(
+    prefix: str, fail_at: int
+) -> None:
+    state, queues, starter = _vault(500, servers=50, limits=BackupLimits(per_server=2, vault=20))
+    starter.schedule(CREATED + timedelta(hours=1))  # builds the index's marker
+    failing = FailingTable(state.inner, prefix, fail_at)
+    crashing = BackupStarter(failing, queues, starter._fanout.limits)  # type: ignore[arg-type]
+    with pytest.raises(TransientError):
+        crashing.schedule(SLOT + timedelta(minutes=1))
+    assert failing.failed >= 1 and queues.sent == []  # it died before the line and the index moved
+    # The next tick (another process) finds what the first made and makes the rest.
+    again = BackupStarter(state, queues, starter._fanout.limits)  # type: ignore[arg-type]
+    again.schedule(SLOT + timedelta(minutes=2))
+    jobs = [Job._from(e) for e in state.inner.partition(partition_for(SLOT))]
+    assert len(jobs) == 500 and len({(j.instance, j.details["slot"]) for j in jobs}) == 500
+    assert all(len(_backups(state, f"i{i:05}")) == 1 for i in range(500))  # one summary each, none lost
+    line = [str(e["jobId"]) for e in state.inner.partition(layout.BACKLOG)]
+    assert len(line) == len(set(line)) == 500 - 20 and len(queues.sent) == 20
+    assert set(line).isdisjoint(m["jobId"] for m in queues.sent)
+    assert all(slot > SLOT for slot in _index_rows(state).values())  # the index moved on, once
+    assert len(_index_rows(state)) == 500
+    # And a third tick changes nothing.
+    again.schedule(SLOT + timedelta(minutes=3))
+    assert len(list(state.inner.partition(layout.BACKLOG))) == 480 and len(queues.sent) == 20
