@@ -96,12 +96,17 @@ class JobStore:
         return replace(job, etag=entity.etag), True
 
     def create_many(
-        self, jobs: Sequence[Job], run: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None
+        self,
+        jobs: Sequence[Job],
+        run: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
+        *,
+        defer: Callable[[Job], bool] | None = None,
     ) -> list[tuple[Job, bool]]:
         """``create`` for many jobs: the rows of one day partition inserted 100 to a transaction, then
         each one's index summary. ``run(f, items)`` is ``[f(i) for i in items]``, or the same done a
         few at a time (the transactions, then the summaries: each job's row before its summary). A
-        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job."""
+        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job.
+        ``defer``: jobs whose summary is left to whoever moves them next (``summarise``, or ``finish``)."""
         each = run or (lambda f, items: [f(i) for i in items])
         chunks: list[tuple[str, list[Job]]] = []
         by_day: dict[str, list[Job]] = {}
@@ -125,10 +130,15 @@ class JobStore:
         for outcome in each(insert, chunks):
             for job, new, pending in outcome:
                 results[job.job_id] = (job, new)
-                if pending:
+                if pending and (defer is None or not defer(job)):
                     fresh.append(job)
         each(self._index, fresh)
         return [results[j.job_id] for j in jobs]
+
+    def summarise(self, job_id: str) -> None:
+        """Write job ``job_id``'s summary in its instance's index if it has none (``create_many`` left
+        it to the caller: a scheduled backup waiting in line gets it when it is sent)."""
+        self._index(self.get(job_id))
 
     def _index(self, job: Job) -> None:
         """The job's row in its instance's index: a summary (no steps or details), so an instance's
