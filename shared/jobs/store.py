@@ -3,7 +3,8 @@
 Every write is guarded by the ETag read before it, so a message delivered twice or two workers on
 one job change nothing twice. The 7-day list and the pages of ``GET /backupJobs`` read the day
 partitions with one filter, built in one place (``JobFilter.where``); one instance's history reads
-its index partition (a summary row per job, written when the job is created and when it finishes).
+its index partition (a summary row per job, written when the job is created, or for a scheduled
+backup waiting in line when it is sent, and when it finishes).
 """
 
 from __future__ import annotations
