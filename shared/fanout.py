@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import PgVaultError
-from shared.jobs import Job
+from shared.jobs import Job, JobStore
 from shared.locks import STALE_AFTER, InstanceLocks
 from shared.storage import layout
 from shared.storage.queues import QueueSender
@@ -222,7 +222,7 @@ class FanOut:
         """Send the messages of the backlog's first jobs that fit the free seats; their ids.
 
         With an empty backlog: one query. Otherwise one for the seats, one per 1,000 backlog rows
-        read (at most ``MAX_SCAN``), and per job sent: a claim, its seats, its message, its removal.
+        read (at most ``MAX_SCAN``), and per job sent: a claim, its seats, its job's summary, its message, its removal.
         """
         page, token = self._state.page("PartitionKey eq @pk", {"pk": layout.BACKLOG}, page_size=min(1000, MAX_SCAN))
         if not page:
@@ -269,6 +269,7 @@ class FanOut:
                 self._state.update(claimed, {**row.data, "claimed": None})
             return False
         try:
+            JobStore(self._state).summarise(job_id)  # the tick left it to here (``JobStore.create_many``)
             self._send(job_id, instance)
         except PgVaultError as exc:
             log.warning("backup job %s: its message could not be sent (%s); it stays in line", job_id, exc)

@@ -3,7 +3,8 @@
 Every write is guarded by the ETag read before it, so a message delivered twice or two workers on
 one job change nothing twice. The 7-day list and the pages of ``GET /backupJobs`` read the day
 partitions with one filter, built in one place (``JobFilter.where``); one instance's history reads
-its index partition (a summary row per job, written when the job is created and when it finishes).
+its index partition (a summary row per job, written when the job is created, or for a scheduled
+backup waiting in line when it is sent, and when it finishes).
 """
 
 from __future__ import annotations
@@ -96,30 +97,49 @@ class JobStore:
         return replace(job, etag=entity.etag), True
 
     def create_many(
-        self, jobs: Sequence[Job], index: Callable[[Callable[[Job], None], Sequence[Job]], None] | None = None
+        self,
+        jobs: Sequence[Job],
+        run: Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]] | None = None,
+        *,
+        defer: Callable[[Job], bool] | None = None,
     ) -> list[tuple[Job, bool]]:
         """``create`` for many jobs: the rows of one day partition inserted 100 to a transaction, then
-        each one's index summary (``index`` runs ``_index`` over them, e.g. a few at a time). A
-        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job."""
-        results: dict[str, tuple[Job, bool]] = {}
-        fresh: list[Job] = []
+        each one's index summary. ``run(f, items)`` is ``[f(i) for i in items]``, or the same done a
+        few at a time (the transactions, then the summaries: each job's row before its summary). A
+        transaction refused (one of its jobs exists: a repeated tick) falls back to ``create`` per job.
+        ``defer``: jobs whose summary is left to whoever moves them next (``summarise``, or ``finish``)."""
+        each = run or (lambda f, items: [f(i) for i in items])
+        chunks: list[tuple[str, list[Job]]] = []
         by_day: dict[str, list[Job]] = {}
         for job in jobs:
             by_day.setdefault(partition_for(job_time(job.job_id)), []).append(job)
         for pk, group in by_day.items():
-            for start in range(0, len(group), MAX_TABLE_BATCH_ENTITIES):
-                chunk = group[start : start + MAX_TABLE_BATCH_ENTITIES]
-                if self._state.insert_batch(pk, [(j.job_id, j._data()) for j in chunk]):
-                    fresh.extend(chunk)
-                    results.update((j.job_id, (j, True)) for j in chunk)
-                else:
-                    results.update((j.job_id, self.create(j)) for j in chunk)
-        if index is not None:
-            index(self._index, fresh)
-        else:
-            for job in fresh:
-                self._index(job)
+            chunks.extend(
+                (pk, group[start : start + MAX_TABLE_BATCH_ENTITIES])
+                for start in range(0, len(group), MAX_TABLE_BATCH_ENTITIES)
+            )
+
+        def insert(chunk: tuple[str, list[Job]]) -> list[tuple[Job, bool, bool]]:
+            """(job, new, summary still to write) for each job of the chunk."""
+            pk, group = chunk
+            if self._state.insert_batch(pk, [(j.job_id, j._data()) for j in group]):
+                return [(j, True, True) for j in group]
+            return [(*self.create(j), False) for j in group]  # create writes the summary itself
+
+        results: dict[str, tuple[Job, bool]] = {}
+        fresh: list[Job] = []
+        for outcome in each(insert, chunks):
+            for job, new, pending in outcome:
+                results[job.job_id] = (job, new)
+                if pending and (defer is None or not defer(job)):
+                    fresh.append(job)
+        each(self._index, fresh)
         return [results[j.job_id] for j in jobs]
+
+    def summarise(self, job_id: str) -> None:
+        """Write job ``job_id``'s summary in its instance's index if it has none (``create_many`` left
+        it to the caller: a scheduled backup waiting in line gets it when it is sent)."""
+        self._index(self.get(job_id))
 
     def _index(self, job: Job) -> None:
         """The job's row in its instance's index: a summary (no steps or details), so an instance's

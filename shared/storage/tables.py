@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -34,6 +35,9 @@ from shared.errors import TransientError
 from shared.storage.faults import storage_error
 from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES
 from shared.storage.ports import Entity, EntityExists, ETagMismatch, StateStore
+
+# Table transactions of one ``write_batch`` in flight at once (each up to 100 rows of one partition).
+PARALLEL_TRANSACTIONS = 4
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +225,25 @@ class StateTable:
         ops: list[tuple[str, Any]] = [("upsert", _to_table(pk, rk, data)) for rk, data in upserts]
         upserted = {rk for rk, _ in upserts}
         ops += [("delete", {"PartitionKey": pk, "RowKey": rk}) for rk in deletes if rk not in upserted]
-        requests = 0
-        for start in range(0, len(ops), MAX_TABLE_BATCH_ENTITIES):
-            chunk = ops[start : start + MAX_TABLE_BATCH_ENTITIES]
-            requests += 1
+        chunks = [
+            ops[start : start + MAX_TABLE_BATCH_ENTITIES] for start in range(0, len(ops), MAX_TABLE_BATCH_ENTITIES)
+        ]
+
+        def submit(chunk: list[tuple[str, Any]]) -> int:
             try:
                 self._transaction(chunk)
             except TableTransactionError:
                 for op, entity in chunk:
-                    requests += 1
                     self._one(op, entity)
-        return requests
+                return 1 + len(chunk)
+            return 1
+
+        # The rows are distinct and written unconditionally: the transactions may go in any order,
+        # so a few go at once (the SDK's clients are thread-safe for requests).
+        if len(chunks) <= 1:
+            return sum(submit(chunk) for chunk in chunks)
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_TRANSACTIONS, len(chunks))) as pool:
+            return sum(pool.map(submit, chunks))
 
     def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
         """Insert ``rows`` of partition ``pk`` in one transaction (at most ``MAX_TABLE_BATCH_ENTITIES``):

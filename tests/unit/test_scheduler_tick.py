@@ -4,6 +4,7 @@ right through policy changes, stop and resume, and the backfill of an index that
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 
 from shared.backups import BackupStarter
-from shared.fanout import WAITING, BackupLimits
+from shared.errors import TransientError
+from shared.fanout import WAITING, BackupLimits, FanOut
 from shared.instances import InstanceService, InstanceStore, ProtectionStatus, Readiness
-from shared.jobs import JobStatus, JobStore, Operation
+from shared.jobs import Job, JobStatus, JobStore, Operation
+from shared.jobs.model import partition_for
 from shared.policies import PolicyService
 from shared.protection import ProtectionService
 from shared.schedule_index import INDEX_MARKER
@@ -159,10 +162,12 @@ def test_a_tick_with_every_instance_due_reads_each_policy_once_and_instances_in_
     assert state.calls[("get", layout.POLICY)] == 1
     assert state.calls[("get", layout.INSTANCE)] == 0 and state.calls[("get", layout.SCHEDULE)] == 1
     assert state.calls[("query", layout.INSTANCE)] == 1  # the instance partition, one page per 1,000
-    # Per due instance only its job's summary (its instance's partition); the rest in batches.
+    # Per due instance nothing on its own: its job's row, index row, marker and place in line in batches.
     summaries = sum(n for (method, pk), n in state.calls.items() if pk.startswith("instjobs-"))
     jobs = sum(n for (method, pk), n in state.calls.items() if pk.startswith(layout.JOBS_PREFIX))
-    assert summaries == 1000 and jobs == 10  # the job rows 100 to a transaction, each summary on its own
+    # The job rows 100 to a transaction; a summary only for each job sent (read, then written):
+    # those waiting in line get theirs when they are sent.
+    assert summaries == 100 and jobs == 10 + 100
     # Per message: its claim, two seats, its removal; the rest is a few dozen batches and queries.
     assert state.total - summaries - jobs < 4 * 100 + 60
     # The next tick: nothing due, nothing sent twice (the seats are still reserved).
@@ -285,3 +290,97 @@ def test_the_instances_list_reads_the_last_backups_from_one_partition_not_each_h
     assert again == first
     # One partition and the policy: no instance's history is read (i00007's "none" was kept too).
     assert state.calls == Counter({("query", layout.LAST_BACKUP): 1, ("get", layout.POLICY): 1})
+
+
+class FailingTable(CountingTable):
+    """The counting table that fails (a storage outage) at the ``fail_at``-th write into partitions
+    starting with ``prefix`` and at every one after it, from whichever thread makes it, before writing."""
+
+    def __init__(self, inner: MemoryStateTable, prefix: str, fail_at: int) -> None:
+        super().__init__(inner)
+        self.prefix, self.fail_at, self.writes, self.failed = prefix, fail_at, 0, 0
+        self._lock = threading.Lock()
+
+    def _fail(self, pk: str) -> None:
+        if not pk.startswith(self.prefix):
+            return
+        with self._lock:
+            self.writes += 1
+            if self.writes < self.fail_at:
+                return
+            self.failed += 1
+        raise TransientError(f"storage is down (partition {pk})")
+
+    def insert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        self._fail(pk)
+        return super().insert(pk, rk, data)
+
+    def upsert(self, pk: str, rk: str, data: Mapping[str, Any]) -> Entity:
+        self._fail(pk)
+        return super().upsert(pk, rk, data)
+
+    def insert_batch(self, pk: str, rows: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        self._fail(pk)
+        return super().insert_batch(pk, rows)
+
+    def write_batch(
+        self, pk: str, upserts: Sequence[tuple[str, Mapping[str, Any]]] = (), deletes: Sequence[str] = ()
+    ) -> int:
+        self._fail(pk)
+        return super().write_batch(pk, upserts, deletes)
+
+
+@pytest.mark.parametrize(
+    "prefix, fail_at",
+    [(layout.JOBS_PREFIX, 3), (layout.BACKLOG, 1), (layout.NEXT_BACKUP, 1), (layout.SCHEDULE, 1)],
+)
+def test_a_tick_that_dies_midway_through_its_concurrent_writes_is_redone_by_the_next_without_duplicates(
+    prefix: str, fail_at: int
+) -> None:
+    state, queues, starter = _vault(500, servers=50, limits=BackupLimits(per_server=2, vault=20))
+    starter.schedule(CREATED + timedelta(hours=1))  # builds the index's marker (a SCHEDULE write)
+    failing = FailingTable(state.inner, prefix, fail_at)
+    crashing = BackupStarter(failing, queues, starter._fanout.limits)  # type: ignore[arg-type]
+    with pytest.raises(TransientError):
+        crashing.schedule(SLOT + timedelta(minutes=1))
+    assert failing.failed >= 1 and queues.sent == []  # it died before the line and the index moved
+    # The next tick (another process) finds what the first made and makes the rest.
+    again = BackupStarter(state, queues, starter._fanout.limits)  # type: ignore[arg-type]
+    again.schedule(SLOT + timedelta(minutes=2))
+    jobs = [Job._from(e) for e in state.inner.partition(partition_for(SLOT))]
+    assert len(jobs) == 500 and len({(j.instance, j.details["slot"]) for j in jobs}) == 500
+    line = [str(e["jobId"]) for e in state.inner.partition(layout.BACKLOG)]
+    assert len(line) == len(set(line)) == 500 - 20 and len(queues.sent) == 20
+    assert set(line).isdisjoint(m["jobId"] for m in queues.sent)
+    sent = {str(m["instance"]) for m in queues.sent}
+    assert all(
+        [j.job_id for j in _backups(state, name)] == [m["jobId"] for m in queues.sent if m["instance"] == name]
+        for name in sent
+    )  # its summary, once
+    assert all(len(_backups(state, f"i{i:05}")) <= 1 for i in range(500))
+    assert all(slot > SLOT for slot in _index_rows(state).values())  # the index moved on, once
+    assert len(_index_rows(state)) == 500
+    # And a third tick changes nothing.
+    again.schedule(SLOT + timedelta(minutes=3))
+    assert len(list(state.inner.partition(layout.BACKLOG))) == 480 and len(queues.sent) == 20
+
+
+def test_a_job_waiting_in_line_gets_its_summary_when_it_is_sent_and_one_that_cannot_be_stays_in_line() -> None:
+    state, queues, starter = _vault(3, limits=BackupLimits(per_server=1, vault=1))
+    started = starter.schedule(SLOT + timedelta(minutes=1))
+    assert len(started) == 3 and [m["instance"] for m in queues.sent] == ["i00000"]
+    assert [j.job_id for j in _backups(state, "i00000")] == [queues.sent[0]["jobId"]]
+    assert _backups(state, "i00001") == [] and _backups(state, "i00002") == []  # in line: no summary yet
+    # The seat frees; the next dispatch cannot write i00001's summary (storage down there): it stays
+    # in line, and the next in line goes.
+    limits = BackupLimits(per_server=1, vault=1)
+    FanOut(state, queues, limits).release(queues.sent[0]["jobId"], SLOT)  # type: ignore[arg-type]
+    failing = FailingTable(state.inner, layout.instance_jobs("i00001"), 1)
+    sent = FanOut(failing, queues, limits).dispatch(SLOT + timedelta(minutes=2))  # type: ignore[arg-type]
+    assert [m["instance"] for m in queues.sent] == ["i00000", "i00002"] and sent == [queues.sent[1]["jobId"]]
+    assert [str(e["instance"]) for e in state.inner.partition(layout.BACKLOG)] == ["i00001"]
+    assert _backups(state, "i00001") == [] and [j.job_id for j in _backups(state, "i00002")] == sent
+    FanOut(state, queues, limits).release(sent[0], SLOT)  # type: ignore[arg-type]
+    # Its claim holds it for ADMIT_GRACE (the dispatcher that failed might have sent it), then it goes.
+    sent = FanOut(state, queues, limits).dispatch(SLOT + timedelta(minutes=13))  # type: ignore[arg-type]
+    assert [j.job_id for j in _backups(state, "i00001")] == sent == [queues.sent[2]["jobId"]]
