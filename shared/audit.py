@@ -13,8 +13,6 @@ strings and SAS signatures never reach a record, nor function keys (``shared.tel
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import re
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from shared.errors import ErrorCode, UserError
 from shared.jobs.model import _inverted
+from shared.page_token import seal, unseal
 from shared.storage.ports import StateStore
 from shared.telemetry import REDACTED, redact_keys
 from shared.wire.access import AuditOutcome, AuditRecord
@@ -111,22 +110,13 @@ class AuditCursor:
 
     def encode(self) -> str:
         """Opaque URL-safe token with a checksum."""
-        body = json.dumps(
-            [self.partition, self.after, int(self.since.timestamp()), int(self.until.timestamp())],
-            separators=(",", ":"),
-        ).encode()
-        check = hashlib.sha256(b"pgvault-audit-page:" + body).hexdigest()[:16].encode()
-        return base64.urlsafe_b64encode(body + b"." + check).decode().rstrip("=")
+        return seal([self.partition, self.after, int(self.since.timestamp()), int(self.until.timestamp())], "audit")
 
     @classmethod
     def decode(cls, token: str, target: str = "continuationToken") -> AuditCursor:
         """The cursor in ``token``; 400 naming ``target`` unless pgvault wrote it."""
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            body, _, check = raw.rpartition(b".")
-            if check.decode() != hashlib.sha256(b"pgvault-audit-page:" + body).hexdigest()[:16]:
-                raise ValueError("checksum")
-            partition, after, since, until = json.loads(body)
+            partition, after, since, until = unseal(token, "audit")
             if not re.fullmatch(rf"{AUDIT_PREFIX}\d{{8}}", partition) or not _TOKEN.match(after):
                 raise ValueError("position")
             return cls(partition, after, datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC))

@@ -12,9 +12,6 @@ and a checksum of it, so an edited or truncated token is refused with a 400 nami
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +21,7 @@ from shared.backup_times import BackupTimes, BackupTimesReader
 from shared.instances import Instance
 from shared.jobs.paging import InvalidToken
 from shared.jobs.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from shared.page_token import TamperedToken, seal, unseal
 from shared.recovery_points import RecoveryPointStore, Usage
 from shared.storage import layout
 from shared.storage.ports import Entity, StateStore
@@ -36,33 +34,26 @@ _AFTER = "( PartitionKey eq @pk ) and ( RowKey gt @after )"
 
 def encode_token(after: str) -> str:
     """An opaque, URL-safe token saying the next page starts after row key ``after``."""
-    body = json.dumps({"v": _TOKEN_VERSION, "r": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(body + b"." + _checksum(body).encode()).decode().rstrip("=")
+    return seal({"v": _TOKEN_VERSION, "r": after}, "instances")
 
 
 def decode_token(token: str, target: str = "continuationToken") -> str:
     """The row key after which the page starts; ``InvalidToken`` (400 naming ``target``) unless
     pgvault wrote ``token`` for the instances list. A forged token can only move where a page starts."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        body, _, check = raw.rpartition(b".")
-        if not body or check.decode() != _checksum(body):
-            raise InvalidToken(target, "checksum does not match")
-        fields = json.loads(body)
+        fields = unseal(token, "instances")
         if not isinstance(fields, dict) or fields.get("v") != _TOKEN_VERSION:
             raise InvalidToken(target, "unknown version")
         after = fields["r"]
     except InvalidToken:
         raise
+    except TamperedToken:
+        raise InvalidToken(target, "checksum does not match") from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise InvalidToken(target, "not readable") from exc
     if not isinstance(after, str) or after != layout.row_key(after) or not layout.valid_name(after):
         raise InvalidToken(target, "malformed position")
     return after
-
-
-def _checksum(body: bytes) -> str:
-    return hashlib.sha256(b"pgvault-instances-page:" + body).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,6 @@ list of ``GET /api/alerts`` reads the one partition by row key range, newest fir
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +15,7 @@ from typing import Any
 from shared.alerts.model import Alert, DeliveryState
 from shared.errors import ErrorCode, UserError
 from shared.jobs.model import _inverted
+from shared.page_token import seal, unseal
 from shared.storage import layout
 from shared.storage.tables import Entity, EntityExists, StateStore
 
@@ -89,18 +87,13 @@ class AlertCursor:
 
     def encode(self) -> str:
         """An opaque, URL-safe token with a checksum."""
-        body = json.dumps({"a": self.after, "s": int(self.since.timestamp() * 1000)}, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(body + b"." + _checksum(body).encode()).decode().rstrip("=")
+        return seal({"a": self.after, "s": int(self.since.timestamp() * 1000)}, "alerts")
 
     @classmethod
     def decode(cls, token: str, now: datetime, target: str = "continuationToken") -> AlertCursor:
         """The cursor in ``token``; 400 ``InvalidRequest`` naming ``target`` unless pgvault wrote it."""
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            body, _, check = raw.rpartition(b".")
-            if not body or check.decode() != _checksum(body):
-                raise ValueError("checksum")
-            fields = json.loads(body)
+            fields = unseal(token, "alerts")
             after, since = str(fields["a"]), datetime.fromtimestamp(int(fields["s"]) / 1000, UTC)
         except (ValueError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as exc:
             raise UserError(
@@ -112,7 +105,3 @@ class AlertCursor:
         if now - since > timedelta(days=MAX_LIST_DAYS, minutes=5):
             raise UserError(ErrorCode.INVALID_REQUEST, f"{target} is outside the alerts list's window", target=target)
         return cls(after, since)
-
-
-def _checksum(body: bytes) -> str:
-    return hashlib.sha256(b"pgvault-alerts-page:" + body).hexdigest()[:16]

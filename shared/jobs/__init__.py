@@ -25,7 +25,7 @@ from shared.jobs.model import (
     new_job_id,
     partition_for,
 )
-from shared.jobs.paging import Cursor, InvalidToken, JobPage, JobQuery, _checksum, list_page
+from shared.jobs.paging import Cursor, InvalidToken, JobPage, JobQuery, list_page
 from shared.jobs.store import DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobFilter, JobStore
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "Operation",
     "Step",
     "StepStatus",
-    "_checksum",
     "end_steps",
     "iso",
     "job_time",

@@ -8,7 +8,6 @@ one table request per partition it touches, whatever the table holds.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -19,6 +18,7 @@ from typing import Any
 from shared.errors import ErrorCode, UserError
 from shared.jobs.model import _JOB_ID, Job, JobStatus, Operation, _inverted, partition_for
 from shared.jobs.store import DEFAULT_PAGE_SIZE, MAX_LIST_DAYS, MAX_PAGE_SIZE, JobFilter
+from shared.page_token import TamperedToken, seal, unseal
 from shared.storage import layout
 from shared.storage.tables import StateStore
 
@@ -96,18 +96,15 @@ class Cursor:
 
     def encode(self) -> str:
         """An opaque, URL-safe token: base64url of the cursor and a checksum of it."""
-        body = json.dumps(
-            {
-                "v": _TOKEN_VERSION,
-                "p": self.partition,
-                "r": self.after,
-                "s": int(self.since.timestamp() * 1000),
-                "u": int(self.until.timestamp() * 1000),
-                "q": self.fingerprint,
-            },
-            separators=(",", ":"),
-        ).encode()
-        return base64.urlsafe_b64encode(body + b"." + _checksum(body).encode()).decode().rstrip("=")
+        fields = {
+            "v": _TOKEN_VERSION,
+            "p": self.partition,
+            "r": self.after,
+            "s": int(self.since.timestamp() * 1000),
+            "u": int(self.until.timestamp() * 1000),
+            "q": self.fingerprint,
+        }
+        return seal(fields, "jobs")
 
     @classmethod
     def decode(cls, token: str, query: JobQuery, target: str = "continuationToken") -> Cursor:
@@ -119,11 +116,7 @@ class Cursor:
         key of the job id form): a forged token can only move where a page starts.
         """
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            body, _, check = raw.rpartition(b".")
-            if not body or check.decode() != _checksum(body):
-                raise InvalidToken(target, "checksum does not match")
-            fields = json.loads(body)
+            fields = unseal(token, "jobs")
             if not isinstance(fields, dict) or fields.get("v") != _TOKEN_VERSION:
                 raise InvalidToken(target, "unknown version")
             partition, after, fingerprint = fields["p"], fields["r"], fields["q"]
@@ -131,6 +124,8 @@ class Cursor:
             until = datetime.fromtimestamp(int(fields["u"]) / 1000, UTC)
         except InvalidToken:
             raise
+        except TamperedToken:
+            raise InvalidToken(target, "checksum does not match") from None
         except (ValueError, KeyError, TypeError, OverflowError, UnicodeDecodeError) as exc:
             raise InvalidToken(target, "not readable") from exc
         if fingerprint != query.fingerprint():
@@ -144,9 +139,6 @@ class Cursor:
             raise InvalidToken(target, "position outside the query's window")
         return cls(partition, after, since, until, fingerprint)
 
-
-def _checksum(body: bytes) -> str:
-    return hashlib.sha256(b"pgvault-jobs-page:" + body).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

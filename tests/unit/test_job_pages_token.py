@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -59,13 +58,12 @@ def test_token_of_a_query_with_other_filters_is_refused() -> None:
 
 def _forge(**fields: object) -> str:
     """A token with a valid checksum but chosen fields: what someone reading the code could build."""
-    from shared.jobs import _checksum
+    from shared.page_token import seal
 
     base = {"v": 1, "p": partition_for(NOW), "r": "", "s": 0, "u": 0, "q": QUERY.fingerprint()}
     base["s"] = int(QUERY.since.timestamp() * 1000)
     base["u"] = int(QUERY.until.timestamp() * 1000)
-    body = json.dumps({**base, **fields}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(body + b"." + _checksum(body).encode()).decode()
+    return seal({**base, **fields}, "jobs")
 
 
 def test_forged_token_cannot_leave_the_querys_window_or_name_another_partition() -> None:
