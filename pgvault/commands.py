@@ -386,8 +386,8 @@ def add_instance_commands(groups: Groups) -> Groups:
     return commands
 
 
-def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
-    """The request for ``instance configure``: (name for PUT, or None for POST of many; body)."""
+def entry_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The configure entry's fields given as flags (those not given left out)."""
     flags = {
         "name": args.name,
         "server": args.server,
@@ -397,7 +397,12 @@ def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]
         "policyName": args.policy,
         "serverRegion": args.server_region,
     }
-    given = {k: v for k, v in flags.items() if v is not None}
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def instance_body(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """The request for ``instance configure``: (name for PUT, or None for POST of many; body)."""
+    given = entry_flags(args)
     if args.file is not None:
         document = read_json_file(args.file)
         if isinstance(document, dict) and "instances" in document:

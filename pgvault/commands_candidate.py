@@ -18,6 +18,7 @@ from pgvault.commands import (
     UsageError,
     api_command,
     common_options,
+    entry_flags,
     finish_job,
     request_body,
     wait_options,
@@ -57,16 +58,7 @@ def add_candidate_commands(instance_commands: Any, job_commands: Any | None = No
 
 def candidate_body(args: argparse.Namespace) -> dict[str, Any]:
     """The request body: the configure entry the flags describe (checked by the API's own model)."""
-    flags = {
-        "name": args.name,
-        "server": args.server,
-        "port": args.port,
-        "database": args.database,
-        "secretUri": args.secret_uri,
-        "policyName": args.policy,
-        "serverRegion": args.server_region,
-    }
-    body = request_body(wire_instances.InstanceSpec, {k: v for k, v in flags.items() if v is not None})
+    body = request_body(wire_instances.InstanceSpec, entry_flags(args))
     if not body.get("server") or not body.get("database"):
         raise UsageError("validate-for-backup needs --server and --database")
     return body
