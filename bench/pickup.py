@@ -11,12 +11,13 @@ ended (plus a random 0-2 s, so the requests fall at every phase of the listener'
 request → job created, job created → worker start, and the whole request → start, per gap.
 
 What it shows: the queue listener polls, as the Functions host's does, with a back-off that doubles
-from 0.1 s to ``maxPollingInterval`` (host.json: 2 s) while its queue stays empty. Right after a
-job the next message is taken within about 0.1-0.4 s; after an idle second or more a message waits
-up to ``maxPollingInterval``, 1 s on average. The host resets that back-off at once only for messages
-its own output bindings send (its ``SharedQueueWatcher``); pgvault sends with the SDK (shared/storage/
-queues.py: state written first, then the message, with visibility delays), which the host does not see,
-so devhost does not short-cut it either: the figures here are what to expect from a warm instance.
+from 0.1 s to ``maxPollingInterval`` (host.json: 2 s) while its queue stays empty: the sooner after
+the last message, the sooner the next one is taken; once idle for about 3 s a message waits up to
+``maxPollingInterval``, 1 s on average (bench/README has a run's figures). The host resets that
+back-off at once only for messages its own output bindings send (its ``SharedQueueWatcher``);
+pgvault sends with the SDK (shared/storage/queues.py: state written first, then the message, some
+with a visibility delay), which the host does not see, so devhost does not short-cut it either: the
+figures here are what to expect from a warm instance.
 """
 
 from __future__ import annotations
