@@ -23,11 +23,8 @@ figures here are what to expect from a warm instance.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -36,29 +33,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devhost.demo import KEY, Api  # noqa: E402
-from devhost.services import Postgres, free_port, running_services, wait_for_port  # noqa: E402
+from devhost.demo import Api, Devhost, validated  # noqa: E402
+from devhost.services import running_services  # noqa: E402
 
 DB, USER = "pickup_db", "pickup_backup"
 
 
 def _seconds(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
-
-
-def _ready(api: Api, pg: Postgres, instance: dict[str, object]) -> None:
-    policy = (REPO / "tests" / "policy-examples" / "sunday-default-only.json").read_bytes()
-    api.call("PUT", "/backupPolicies/weekly", policy)
-    status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
-    assert status < 300, body
-    shop = api.wait("/backupInstances/pickup", lambda b: b["backupReadiness"]["status"] != "Validating")
-    if shop["backupReadiness"]["status"] != "Success":
-        _, script = api.call("GET", "/backupInstances/pickup/grantScript?format=sql")
-        pg.psql(script, DB)
-        api.call("POST", "/backupInstances/pickup:validate")
-        shop = api.wait("/backupInstances/pickup", lambda b: b["backupReadiness"]["status"] != "Validating")
-    if shop["backupReadiness"]["status"] != "Success":
-        raise RuntimeError(f"validation did not succeed: {shop['backupReadiness']}")
 
 
 def _one(api: Api) -> tuple[float, float]:
@@ -84,60 +66,45 @@ def main() -> int:
         assert azurite is not None and pg is not None
         pg.psql(f"CREATE ROLE {USER} LOGIN PASSWORD 'bench'; CREATE DATABASE {DB};")
         pg.psql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 1000) g;", DB)
-        port = free_port()
-        env = {
-            **os.environ,
-            "AzureWebJobsStorage": azurite.connection_string,
+        settings = {
             "PGVAULT_VAULT_NAME": "pgvault-bench",
-            "PGVAULT_REGION": "westeurope",
-            "PGVAULT_ALLOW_ENV_SECRETS": "true",
             "PGVAULT_SCHEDULER_SCHEDULE": "0 0 0 1 1 *",
             "PGVAULT_RETENTION_SCHEDULE": "0 0 0 1 1 *",
-            "PGVAULT_DEVHOST_KEY": KEY,
             "PGVAULT_SECRET_PICKUP_CS": (
                 f"Server=127.0.0.1;Port={pg.port};User Id={USER};Password=bench;Ssl Mode=Disable"
             ),
         }
-        log_path = azurite.location.parent / "devhost.log"
-        with log_path.open("wb") as log:
-            devhost = subprocess.Popen(
-                [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "/nonexistent"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                wait_for_port(port, 30, devhost)
-                api = Api(port)
-                instance = {
-                    "name": "pickup",
-                    "server": "127.0.0.1",
-                    "port": pg.port,
-                    "database": DB,
-                    "secretUri": "env:PGVAULT_SECRET_PICKUP_CS",
-                    "policyName": "weekly",
-                }
-                _ready(api, pg, instance)
-                _one(api)  # warm: first imports, first blob container and queue calls
-                print("| idle gap before the request | median s | range s |\n|---|---:|---:|")
-                for gap in args.gaps:
-                    created, started = [], []
-                    for _ in range(args.repeat):
-                        # A random phase against the listener's poll loop (its interval is up to 2 s).
-                        time.sleep(gap + random.uniform(0, 2))
-                        c, s = _one(api)
-                        created.append(c)
-                        started.append(s)
-                    whole = [c + s for c, s in zip(created, started, strict=True)]
-                    print(_row(f"{gap:g} s: request sent → job created by the handler", created))
-                    print(_row(f"{gap:g} s: job created → worker start (queue pickup)", started))
-                    print(_row(f"{gap:g} s: request → worker start", whole))
-                    print(f"  raw pickup s: {', '.join(f'{s:.2f}' for s in started)}")
-                    print(f"  raw request → created s: {', '.join(f'{c:.3f}' for c in created)}")
-            finally:
-                devhost.send_signal(signal.SIGTERM)
-                devhost.wait(60)
+        with Devhost(azurite, settings) as devhost:
+            api = devhost.api
+            policy = (REPO / "tests" / "policy-examples" / "sunday-default-only.json").read_bytes()
+            api.call("PUT", "/backupPolicies/weekly", policy)
+            instance = {
+                "name": "pickup",
+                "server": "127.0.0.1",
+                "port": pg.port,
+                "database": DB,
+                "secretUri": "env:PGVAULT_SECRET_PICKUP_CS",
+                "policyName": "weekly",
+            }
+            status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
+            assert status < 300, body
+            validated(api, pg, "pickup", DB, lambda _: None)
+            _one(api)  # warm: first imports, first blob container and queue calls
+            print("| idle gap before the request | median s | range s |\n|---|---:|---:|")
+            for gap in args.gaps:
+                created, started = [], []
+                for _ in range(args.repeat):
+                    # A random phase against the listener's poll loop (its interval is up to 2 s).
+                    time.sleep(gap + random.uniform(0, 2))
+                    c, s = _one(api)
+                    created.append(c)
+                    started.append(s)
+                whole = [c + s for c, s in zip(created, started, strict=True)]
+                print(_row(f"{gap:g} s: request sent → job created by the handler", created))
+                print(_row(f"{gap:g} s: job created → worker start (queue pickup)", started))
+                print(_row(f"{gap:g} s: request → worker start", whole))
+                print(f"  raw pickup s: {', '.join(f'{s:.2f}' for s in started)}")
+                print(f"  raw request → created s: {', '.join(f'{c:.3f}' for c in created)}")
     return 0
 
 

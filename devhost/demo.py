@@ -19,10 +19,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devhost.services import AZURITE_ACCOUNT, Postgres, free_port, running_services, wait_for_port
+from devhost.services import AZURITE_ACCOUNT, Azurite, Postgres, free_port, running_services, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "demo-key"
@@ -67,6 +68,78 @@ class Api:
         raise TimeoutError(f"{path} did not settle in {timeout} s")
 
 
+class Devhost:
+    """devhost serving the repository's function app on a free port over ``azurite``, for a ``with``
+    block: ``settings`` over the ones every local vault takes (env secrets allowed, the demo key), its
+    output in ``devhost.log`` beside Azurite's data. Stopped (SIGTERM, then waited for) when the block
+    ends, also when it fails or devhost never starts serving."""
+
+    def __init__(self, azurite: Azurite, settings: dict[str, str]) -> None:
+        self.port = free_port()
+        self.api = Api(self.port)
+        self.log_path = azurite.location.parent / "devhost.log"
+        self.env = {
+            **os.environ,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PGVAULT_REGION": "westeurope",
+            "PGVAULT_ALLOW_ENV_SECRETS": "true",
+            "PGVAULT_DEVHOST_KEY": KEY,
+            **settings,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Devhost:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "devhost", "--port", str(self.port), "--settings", "/nonexistent"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for_port(self.port, 30, self.proc)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
+
+def validated(api: Api, pg: Postgres, name: str, database: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """Wait for ``name``'s validation; if it failed, run pgvault's grant script on ``database`` as the
+    administrator and validate again. Returns the instance, ready (raises when it is not)."""
+
+    def settled() -> dict[str, Any]:
+        body: dict[str, Any] = api.wait(
+            f"/backupInstances/{name}", lambda b: b["backupReadiness"]["status"] != "Validating"
+        )
+        return body
+
+    instance = settled()
+    error = instance["backupReadiness"]["error"] or {}
+    say(f"readiness: {instance['backupReadiness']['status']} {error.get('code', '')}: {error.get('message', '')}")
+    if instance["backupReadiness"]["status"] != "Success":
+        status, script = api.call("GET", f"/backupInstances/{name}/grantScript?format=sql")
+        say(f"GET .../grantScript -> {status}; running it as the administrator (psql)")
+        pg.psql(script, database)
+        status, _ = api.call("POST", f"/backupInstances/{name}:validate")
+        say(f"POST .../{name}:validate -> {status}")
+        instance = settled()
+        say(f"readiness: {instance['backupReadiness']['status']}, protection: {instance['protectionStatus']}")
+    if instance["backupReadiness"]["status"] != "Success":
+        raise RuntimeError("validation did not succeed")
+    return instance
+
+
 def _story(api: Api, pg: Postgres) -> None:
     status, body = api.call("GET", "/health")
     _say(f"GET /api/health -> {status} {json.dumps(body)}")
@@ -92,19 +165,7 @@ def _story(api: Api, pg: Postgres) -> None:
         f"POST /api/backupInstances (secret env:PGVAULT_SECRET_DEMO_SHOP_CS) -> {status}, validation job "
         f"{body['value'][0].get('validationJobId')}"
     )
-    shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
-    error = shop["backupReadiness"]["error"] or {}
-    _say(f"readiness: {shop['backupReadiness']['status']} {error.get('code', '')}: {error.get('message', '')}")
-    if shop["backupReadiness"]["status"] != "Success":
-        status, script = api.call("GET", "/backupInstances/shop/grantScript?format=sql")
-        _say(f"GET .../grantScript -> {status}; running it as the administrator (psql)")
-        pg.psql(script, DB)
-        status, body = api.call("POST", "/backupInstances/shop:validate")
-        _say(f"POST .../shop:validate -> {status}")
-        shop = api.wait("/backupInstances/shop", lambda b: b["backupReadiness"]["status"] != "Validating")
-        _say(f"readiness: {shop['backupReadiness']['status']}, protection: {shop['protectionStatus']}")
-    if shop["backupReadiness"]["status"] != "Success":
-        raise RuntimeError("validation did not succeed")
+    validated(api, pg, "shop", DB, _say)
 
     trigger = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
     status, body = api.call("POST", "/backupInstances/shop:backup", trigger)
@@ -206,16 +267,10 @@ def main() -> int:
             DB,
         )
         _say(f"sample database {DB} (50,000 orders) and backup user {USER} (no privileges yet)")
-        port = free_port()
-        env = {
-            **os.environ,
-            "AzureWebJobsStorage": azurite.connection_string,
+        settings = {
             "PGVAULT_VAULT_NAME": "pgvault-demo",
-            "PGVAULT_REGION": "westeurope",
-            "PGVAULT_ALLOW_ENV_SECRETS": "true",
             "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
             "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
-            "PGVAULT_DEVHOST_KEY": KEY,
             # The demo's restore as files goes to the emulator's account (the vault runs on Azurite).
             "PGVAULT_EXPORT_ACCOUNTS": AZURITE_ACCOUNT,
             # The secret names its server: its password goes nowhere else (PGVAULT_ALLOWED_SERVERS is not set).
@@ -230,30 +285,17 @@ def main() -> int:
 
         blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
         blobs.create_container(EXPORTS)
-        log_path = azurite.location.parent / "devhost.log"
-        with log_path.open("wb") as log:
-            devhost = subprocess.Popen(
-                [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "/nonexistent"],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            failed = False
-            try:
-                wait_for_port(port, 30, devhost)
-                _say(f"devhost serving function_app.app on http://127.0.0.1:{port}/api")
-                api = Api(port)
-                api.blob_endpoint = blobs.url.rstrip("/")
-                _story(api, postgres)
-            except Exception as exc:  # the demo reports and still cleans up
-                failed = True
-                _say(f"demo step failed: {exc}")
-                print(log_path.read_text(errors="replace")[-4000:], end="")
-            finally:
-                devhost.send_signal(signal.SIGTERM)
-                code = devhost.wait(60)
-                _say(f"devhost stopped (exit code {code})")
+        devhost, failed = Devhost(azurite, settings), False
+        try:
+            with devhost:
+                _say(f"devhost serving function_app.app on {devhost.api.base}")
+                devhost.api.blob_endpoint = blobs.url.rstrip("/")
+                _story(devhost.api, postgres)
+        except Exception as exc:  # the demo reports and still cleans up
+            failed = True
+            _say(f"demo step failed: {exc}")
+            print(devhost.log_path.read_text(errors="replace")[-4000:], end="")
+        _say(f"devhost stopped (exit code {devhost.exit_code})")
     _say(f"Azurite and PostgreSQL stopped; demo took {time.monotonic() - started:.1f} s")
     return 1 if failed else 0
 
