@@ -38,8 +38,12 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy shared functions pgvault devhost bench function_app.py
 
+# Two workers, each with its own Azurite and PostgreSQL; a file's tests stay on one worker (they
+# share module fixtures such as a devhost), handed out in the order tests/conftest.py sorts them
+# (slowest tier first). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: deps lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit

@@ -34,6 +34,16 @@ def _terminate(signum: int, frame: object) -> None:
 
 signal.signal(signal.SIGTERM, _terminate)
 
+# The slowest tier first: `make test` spreads the test files over two workers (pytest-xdist,
+# --dist loadfile --no-loadscope-reorder), which hand out files in this order, so the long e2e files start early and the
+# many short unit files fill the end instead of one worker finishing a long file alone.
+_TIER_ORDER = {"e2e": 0, "integration": 1}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the tests e2e, integration, unit; a file's tests keep their order (a stable sort)."""
+    items.sort(key=lambda item: _TIER_ORDER.get(item.path.parent.name, 2))
+
 
 @pytest.fixture(scope="session")
 def run_dir() -> Iterator[Path]:
