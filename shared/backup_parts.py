@@ -512,7 +512,7 @@ class PartCoordinator:
         on_progress: Callable[[int], None] | None,
     ) -> list[PartRow]:
         """Poll the parts until every one is Committed (and the schema part done); raise what ends the attempt."""
-        woken = threading.Event()
+        woken, reported = threading.Event(), 0
         with signal.on_stop(woken.set):
             while True:
                 check(signal)
@@ -531,8 +531,10 @@ class PartCoordinator:
                 if deadline is not None and now > deadline:
                     raise TransientError("the parts did not all finish within this attempt's time")
                 committed = [r for r in rows if r.status is PartStatus.COMMITTED]
-                if on_progress is not None:
-                    on_progress(sum(r.raw_bytes for r in committed))
+                done = sum(r.raw_bytes for r in committed)
+                if on_progress is not None and done != reported:  # one job write per part recorded, not per poll
+                    on_progress(done)
+                    reported = done
                 if len(committed) == count and schema.done():
                     return committed
                 woken.wait(self._poll)

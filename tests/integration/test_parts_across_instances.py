@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,24 @@ def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_n
     assert world.blobs() == before  # nothing left behind
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
 
+    # The job's retry is a fresh attempt: new snapshot, new rows, new blobs; none of the old attempt's counts.
+    again = Taker(world, "retry", limit=PARTS)
+    again.start()
+    try:
+        job = world.runner().run(job_id, last_try=False)
+    finally:
+        again.halt.set()
+        again.join(30)
+    assert job is not None and job.status is JobStatus.COMPLETED, job
+    assert again.outcomes == [PartOutcome.COMMITTED] * PARTS
+    point = RecoveryPointStore(world.storage.state).get("xsrc", str(job.recovery_point_id))
+    assert {p["attempt"] for p in again.payloads} == {point.blob_name.split(".")[-3]}  # the new attempt's token
+    assert {p["attempt"] for p in taker.payloads}.isdisjoint({p["attempt"] for p in again.payloads})
+    rows = parts_of(world.storage.state, job_id)
+    assert len(rows) == 2 * PARTS and [r.status for r in rows].count(PartStatus.COMMITTED) == PARTS
+    world.restore(point, f"xretry_{world.u}")
+    assert world.digests(f"xretry_{world.u}") == world.digests(world.db)
+
 
 def test_a_duplicate_part_message_changes_nothing(world: World) -> None:
     a, b = Taker(world, "dup-a", twin=True), Taker(world, "dup-b")
@@ -332,3 +351,38 @@ def test_a_part_whose_pg_dump_is_killed_is_taken_again_and_the_backup_gives_one_
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job.job_id] == [point]
     world.restore(point, f"xkill_{world.u}")
     assert world.digests(f"xkill_{world.u}") == world.digests(world.db)
+
+
+def _slow_pg_dump(tmp: Path, real: Path, seconds: int) -> Path:
+    """A bin folder whose pg_dump is ``real``, ``seconds`` late for every data part."""
+    folder = tmp / "slow"
+    folder.mkdir()
+    script = folder / "pg_dump"
+    # sleep without the pipes, so that killing the script (as a stop does pg_dump) ends its output at once
+    wait = f"sleep {seconds} </dev/null >/dev/null 2>&1"
+    script.write_text(f'#!/bin/sh\ncase " $* " in *" --data-only "*) {wait};; esac\nexec "{real}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_leave_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    before = world.blobs()
+    job_id = world.start_backup()
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 5)
+    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow) for i in range(2)]
+    for taker in takers:
+        taker.start()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="ran longer than"):
+        world.runner(part_timeout=timedelta(seconds=1)).run(job_id, last_try=False)
+    for taker in takers:
+        taker.join(30)
+    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 5 s it would have taken;
+    # the parts not yet taken were dropped when taken.
+    assert [o for t in takers for o in t.outcomes] == [PartOutcome.DROPPED] * PARTS
+    assert time.monotonic() - started < 4
+    assert world.blobs() == before
+    statuses = [r.status for r in parts_of(world.storage.state, job_id)]
+    assert PartStatus.RUNNING in statuses and set(statuses) <= {PartStatus.RUNNING, PartStatus.PENDING}
