@@ -262,6 +262,10 @@ class PartBoard:
         entity = self._state.get(self.pk, self.attempt)
         return None if entity is None else AttemptStatus(entity["status"])
 
+    def recorded(self) -> Entity | None:
+        """The attempt's row as the coordinator wrote it (status, snapshot, the schema part's blob)."""
+        return self._state.get(self.pk, self.attempt)
+
     def finish(self, status: AttemptStatus, now: datetime) -> None:
         """Move the attempt from Running to ``status`` (a finished attempt stays as it is)."""
         for _ in range(5):
@@ -605,7 +609,7 @@ class PartWorker:
             return self._drop(board, msg, "its attempt has no such part" if row is None else f"it failed ({row.error})")
         if row.status is PartStatus.COMMITTED:
             return PartOutcome.DUPLICATE
-        committed = self._committed(msg.blobName)
+        committed = self._committed(msg)
         if committed is not None:  # an earlier delivery committed it and died before recording it
             return self._record(board, msg, committed)
         row, _ = board.change(msg.part, lambda _: self._running(delivery))
@@ -619,7 +623,7 @@ class PartWorker:
             result = self._dump(board, msg)
         except BlobExists:
             # Another delivery of this message committed first: its blob is the part.
-            found = self._committed(msg.blobName)
+            found = self._committed(msg)
             if found is None:
                 raise TransientError(f"{msg.blobName} was committed and is gone") from None
             result = found
@@ -650,9 +654,13 @@ class PartWorker:
 
     def _over(self, board: PartBoard, msg: PartMessage) -> str | None:
         """Why the part's attempt can no longer use it, or None while it waits for it."""
-        status = board.status()
-        if status is not AttemptStatus.RUNNING:
-            return "its attempt has no record" if status is None else f"its attempt is {status.value}"
+        attempt = board.recorded()
+        if attempt is None:
+            return "its attempt has no record"
+        if not _matches(msg, attempt):  # a hand-made or garbled message: _drop touches nothing it names
+            return "its blob or snapshot is not what its attempt recorded"
+        if attempt["status"] != AttemptStatus.RUNNING.value:
+            return f"its attempt is {attempt['status']}"
         lock = self._state.get(layout.LOCK, layout.row_key(msg.instance))
         if lock is None or lock.get("token") != msg.attempt:
             return "its attempt no longer holds the instance's lock"
@@ -666,12 +674,15 @@ class PartWorker:
             "worker": self._worker,
         }
 
-    def _committed(self, blob_name: str) -> tuple[str, int, int] | None:
-        """(SHA-256, stored, raw bytes) of the committed part blob, from its own metadata; None when there is none."""
-        info = self._blobs.info(blob_name)
-        if info is None or "sha256" not in info.metadata:
+    def _committed(self, msg: PartMessage) -> tuple[str, int, int] | None:
+        """(SHA-256, stored, raw bytes) of the committed part blob, from its own metadata (written in the same
+        commit as its blocks); None when there is none."""
+        info = self._blobs.info(msg.blobName)
+        if info is None:
             return None
         meta = info.metadata
+        if "sha256" not in meta or meta.get("jobid") != msg.jobId or meta.get("part") != str(msg.part):
+            raise TransientError(f"{msg.blobName} exists but is not part {msg.part} of job {msg.jobId}")
         return str(meta["sha256"]), int(meta.get("storedbytes", 0)), int(meta.get("rawbytes", 0))
 
     def _dump(self, board: PartBoard, msg: PartMessage) -> tuple[str, int, int]:
@@ -774,6 +785,9 @@ class PartWorker:
         """Leave the part: record it Failed (``fail``) for the coordinator; delete its blob unless a point may
         name it (its row Committed, or its attempt Done)."""
         log.info("part %s of job %s dropped: %s", msg.part, msg.jobId, why)
+        attempt = board.recorded()
+        if attempt is None or not _matches(msg, attempt):
+            return PartOutcome.DROPPED  # no record says which blob is the part's: nothing is deleted
         row = board.part(msg.part)
         if fail is not None and row is not None:
             code = getattr(fail, "code", ErrorCode.INTERNAL)
@@ -788,6 +802,16 @@ class PartWorker:
         if (row is None or row.status is not PartStatus.COMMITTED) and board.status() is not AttemptStatus.DONE:
             _delete(self._blobs, [msg.blobName])
         return PartOutcome.DROPPED
+
+
+def _matches(msg: PartMessage, attempt: Entity) -> bool:
+    """Whether the message names the blob and snapshot its attempt's row says its part has."""
+    blob = attempt.get("blobName")
+    return (
+        blob is not None
+        and msg.blobName == part_blob_name(str(blob), msg.part)
+        and msg.snapshot == attempt.get("snapshot")
+    )
 
 
 __all__ = [

@@ -297,6 +297,10 @@ def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_n
     assert {p["attempt"] for p in taker.payloads}.isdisjoint({p["attempt"] for p in again.payloads})
     rows = parts_of(world.storage.state, job_id)
     assert len(rows) == 2 * PARTS and [r.status for r in rows].count(PartStatus.COMMITTED) == PARTS
+    # A message of the failed attempt that names another blob (garbled, hand-made) deletes nothing.
+    forged = {**taker.payloads[0], "blobName": point.blob_name}
+    assert Taker(world, "forged").worker("forged").run(forged, delivery=1, last_try=False) is PartOutcome.DROPPED
+    assert all(world.storage.backups.exists(name) for name in point.blob_names())
     world.restore(point, f"xretry_{world.u}")
     assert world.digests(f"xretry_{world.u}") == world.digests(world.db)
 
