@@ -174,7 +174,7 @@ def main() -> int:
         for mode, res in results.items():
             wall = statistics.median(res.seconds)
             by = {k: statistics.median(u[k] for u in res.cpu) for k in res.cpu[0]}
-            takers = "; ".join("+".join(map(str, t)) for t in res.takers) or "-"
+            takers = "; ".join("+".join(map(str, t)) for t in res.takers) if any(res.takers) else "-"
             print(
                 f"| {mode} | {wall:.2f} | {wall / base:.2f} | {sum(by.values()):.1f} | {by['devhosts']:.1f} | "
                 f"{by['postgres']:.1f} | {by['azurite']:.1f} | {max(res.rss):.0f} | {takers} |"
