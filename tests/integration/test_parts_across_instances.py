@@ -28,6 +28,7 @@ from devhost.services import Azurite, Postgres
 from shared.backup_parts import PartOutcome, PartStatus, PartWorker, parts_of
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
+from shared.cancel import request_cancel
 from shared.errors import PgVaultError, TransientError
 from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.digests import table_digests
@@ -390,3 +391,23 @@ def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_le
     assert world.blobs() == before
     statuses = [r.status for r in parts_of(world.storage.state, job_id)]
     assert PartStatus.RUNNING in statuses and set(statuses) <= {PartStatus.RUNNING, PartStatus.PENDING}
+
+
+def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_are_dropped(world: World) -> None:
+    before = world.blobs()
+    job_id = world.start_backup()
+    out: list[Job | BaseException | None] = []
+    coordinator = threading.Thread(target=lambda: out.append(world.runner().run(job_id, last_try=False)), daemon=True)
+    coordinator.start()
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    _wait(lambda: int(client.get_queue_properties().approximate_message_count or 0) >= PARTS)
+    _, taken = request_cancel(world.storage.state, job_id, datetime.now(UTC))
+    assert taken
+    coordinator.join(60)
+    assert not coordinator.is_alive() and isinstance(out[0], Job) and out[0].status is JobStatus.CANCELLED, out
+    late = Taker(world, "after-cancel", limit=PARTS)
+    late.start()
+    late.join(60)
+    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is Failed: nobody dumps its parts
+    assert world.blobs() == before
+    assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
