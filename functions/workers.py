@@ -1,4 +1,4 @@
-"""Queue workers: validation and backup jobs; the poison queues of every worker queue and the timer
+"""Queue workers: validation and backup jobs, backup parts; the poison queues of every worker queue and the timer
 that finds jobs whose message was lost. Each parses its input and runs one service."""
 
 from __future__ import annotations
@@ -50,6 +50,15 @@ def backup_worker(msg: func.QueueMessage) -> None:
         vault.backup_runner().run(payload["jobId"], last_try=attempt >= MAX_DEQUEUE_COUNT, attempt=attempt)
 
 
+@bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_PART_QUEUE, connection="AzureWebJobsStorage")
+def backup_part_worker(msg: func.QueueMessage) -> None:
+    """Dump one data part of a backup whose parts run across instances (shared/backup_parts.py)."""
+    payload = job_payload(msg)
+    with job_context(payload["jobId"], payload.get("instance")):
+        attempt = msg.dequeue_count or 1
+        current_vault().backup_parts().run(payload, delivery=attempt, last_try=attempt >= MAX_DEQUEUE_COUNT)
+
+
 def _fail_poisoned(msg: func.QueueMessage, queue: str) -> None:
     """Fail the job a poisoned message names. A message without a job id is logged and dropped: a
     poison queue's own poison queue would only hide it further."""
@@ -73,6 +82,20 @@ def validation_poison(msg: func.QueueMessage) -> None:
 def backup_poison(msg: func.QueueMessage) -> None:
     """A backup message that failed every try: its job ends Failed and the instance's lock is freed."""
     _fail_poisoned(msg, layout.BACKUP_QUEUE)
+
+
+@bp.queue_trigger(
+    arg_name="msg", queue_name=layout.BACKUP_PART_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage"
+)
+def backup_part_poison(msg: func.QueueMessage) -> None:
+    """A part message that failed every try: the part is failed, so its backup's attempt fails at once."""
+    try:
+        payload = job_payload(msg)
+    except ValueError as exc:
+        log.error("poison message of %s dropped: %s", layout.BACKUP_PART_QUEUE, exc)
+        return
+    with job_context(payload["jobId"], payload.get("instance")):
+        current_vault().backup_parts().poisoned(payload)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE + POISON_SUFFIX, connection="AzureWebJobsStorage")

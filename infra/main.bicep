@@ -434,6 +434,8 @@ var commonAppSettings = {
   // Empty: as many pg_dump/pg_restore processes as the instance has cores (shared/settings.py).
   PGVAULT_BACKUP_PARALLELISM: ''
   PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '2147483648'
+  PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES: 'false'
+  PGVAULT_BACKUP_PART_BYTES: '137438953472'
   PGVAULT_MAX_BACKUPS_PER_SERVER: '2'
   PGVAULT_MAX_BACKUPS: '20'
   PGVAULT_BACKUP_MANIFEST_FROM_STREAM: 'false'

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.backup_parts import DEFAULT_PART_BYTES, INLINE_LIMIT, PART_TIMEOUT, PartCoordinator, PartsJob
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.fanout import WAITING, BackupLimits, FanOut
 from shared.instances import Instance, InstanceStore, Readiness
@@ -49,7 +50,7 @@ from shared.storage.layout import manifest_name_for, part_blob_name, roles_name_
 from shared.storage.queues import QueueSender
 from shared.storage.tables import ETagMismatch, StateStore
 from shared.timeouts import attempt_limit, last_attempt_started
-from shared.validation import credentials, libpq_for
+from shared.validation import credentials, dump_env_for, libpq_for
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class _Source:
     size: int
     tool: Tool
     roles: Roles | None = None
+    server_major: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,26 @@ class BackupRunner(Work):
         queues: QueueSender | None = None,
         limits: BackupLimits | None = None,
         manifest_from_stream: bool = False,
+        parts_across_instances: bool = False,
+        part_bytes: int = DEFAULT_PART_BYTES,
+        part_timeout: timedelta = PART_TIMEOUT,
+        part_message_limit: int = INLINE_LIMIT,
     ) -> None:
+        if parts_across_instances and queues is None:
+            raise ValueError("parts across instances need the queues to send them on")
+        self._coordinator = (
+            PartCoordinator(
+                state,
+                backups,
+                queues,
+                clock,
+                part_bytes=part_bytes,
+                part_timeout=part_timeout,
+                inline_limit=part_message_limit,
+            )
+            if parts_across_instances and queues is not None
+            else None
+        )
         self._parallelism = parallelism
         self._parallel_min_bytes = parallel_min_bytes
         self._allowed_servers = tuple(allowed_servers)
@@ -299,7 +320,7 @@ class BackupRunner(Work):
             raise to_user_error(report, instance.spec.name)
         run.done()
         tool = pick_tool("pg_dump", server_num // 10000, self._pg_bin_dir)
-        return _Source(instance, policy, params, kwargs, server_text, size, tool, roles)
+        return _Source(instance, policy, params, kwargs, server_text, size, tool, roles, server_num // 10000)
 
     def _dump(self, run: JobRun, source: _Source) -> _Dumped:
         """Step Dump: pg_dump streamed into this attempt's own blob, committed with its checksum."""
@@ -309,13 +330,7 @@ class BackupRunner(Work):
         run.begin("Dump", details={**run.job.details, "blobName": blob_name})
         dump_started = self._clock()
         assert run.heartbeat is not None  # a backup always runs under its instance's lock
-        env = source.params.child_env(
-            host=spec.server,
-            port=spec.port,
-            dbname=spec.database,
-            refuses_cleartext=tool.refuses_cleartext,
-            allowed_servers=self._allowed_servers,
-        )
+        env = dump_env_for(source.instance, source.params, tool, self._allowed_servers)
         metadata = {
             "instance": layout.row_key(spec.name),
             "jobid": run.job.job_id,
@@ -324,21 +339,10 @@ class BackupRunner(Work):
         }
         parts: tuple[Part, ...] = ()
         parted: PartedDump | None = None
-        if self._parallelism > 1 and source.size >= self._parallel_min_bytes:
+        in_parts = self._parallelism > 1 or self._coordinator is not None
+        if in_parts and source.size >= self._parallel_min_bytes:
             try:
-                parted = dump_in_parts(
-                    tool.path,
-                    source.kwargs,
-                    env,
-                    self._backups,
-                    blob_name,
-                    parallelism=self._parallelism,
-                    metadata=metadata,
-                    on_progress=lambda raw: run.progress(raw, source.size),
-                    digests=self._manifest,
-                    stop=run.heartbeat.signal,
-                    before_commit=run.heartbeat.confirm,
-                )
+                parted = self._dump_parts(run, source, env, blob_name, metadata=metadata, at=dump_started)
             except NoSnapshot as exc:
                 log.warning("backup job %s instance %s: %s; one stream instead", run.job.job_id, spec.name, exc)
         if parted is not None:
@@ -373,6 +377,36 @@ class BackupRunner(Work):
             self._discard(blob_name, len(parts))  # committed, but no point will ever name it
             raise
         return _Dumped(blob_name, result, manifest, dump_started, roles, parts)
+
+    def _dump_parts(
+        self,
+        run: JobRun,
+        source: _Source,
+        env: dict[str, str],
+        blob_name: str,
+        *,
+        metadata: dict[str, str],
+        at: datetime,
+    ) -> PartedDump:
+        """The multi-part dump: on this invocation's threads, or (across instances) as queue messages."""
+        assert run.heartbeat is not None
+        common: dict[str, Any] = {
+            "parallelism": self._parallelism,
+            "metadata": metadata,
+            "on_progress": lambda raw: run.progress(raw, source.size),
+            "digests": self._manifest,
+            "stop": run.heartbeat.signal,
+            "before_commit": run.heartbeat.confirm,
+        }
+        if self._coordinator is None:
+            return dump_in_parts(source.tool.path, source.kwargs, env, self._backups, blob_name, **common)
+        about = PartsJob(
+            run.job.job_id, source.instance.spec.name, self._token(run), source.server_major, source.tool.version_text
+        )
+        deadline = (last_attempt_started(run.job) or at) + attempt_limit(self._function_timeout)
+        return self._coordinator.dump(
+            about, source.tool.path, source.kwargs, env, blob_name, deadline=deadline, **common
+        )
 
     @staticmethod
     def _token(run: JobRun) -> str:

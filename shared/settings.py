@@ -163,6 +163,10 @@ class Settings:
     backup_parallelism: int = 1
     # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
     parallel_backup_min_bytes: int = 2 * 1024**3
+    # A multi-part backup's data parts are queue messages any instance takes (PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES).
+    backup_parts_across_instances: bool = False
+    # Across instances: at most this many bytes of tables per data part (PGVAULT_BACKUP_PART_BYTES).
+    backup_part_bytes: int = 128 * 1024**3
     # When protected servers are discovered (PGVAULT_DISCOVERY_SCHEDULE, six-field NCRONTAB): hourly by default.
     discovery_schedule: str = "0 0 * * * *"
     # PGVAULT_SOFT_DELETE_DAYS: how long stop-with-delete keeps an instance's points before the purge.
@@ -451,6 +455,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     key_vault_uri = _key_vault_uri(env, problems)
     parallelism = _whole(env, "PGVAULT_BACKUP_PARALLELISM", problems, default=default_parallelism(), low=1, high=64)
     parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", problems, default=2 * 1024**3, low=0, high=2**62)
+    across = _bool(env, "PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES", problems, default=False)
+    part_bytes = _whole(env, "PGVAULT_BACKUP_PART_BYTES", problems, default=128 * 1024**3, low=1024**2, high=2**62)
     discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
     soft_delete_days = _soft_delete_days(env, problems)
     immutability = _immutability(env, problems)
@@ -488,6 +494,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         key_vault_uri=key_vault_uri,
         backup_parallelism=parallelism,
         parallel_backup_min_bytes=parallel_min,
+        backup_parts_across_instances=across,
+        backup_part_bytes=part_bytes,
         discovery_schedule=discovery_schedule,
         soft_delete_days=soft_delete_days,
         immutability=immutability,

@@ -23,7 +23,7 @@ from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect
 from shared.pg.connstring import ConnectionParams, parse_connection_string
 from shared.pg.privileges import check_backup_privileges, to_user_error
-from shared.pg.tools import pick_tool
+from shared.pg.tools import Tool, pick_tool
 from shared.secrets import SecretProvider
 from shared.storage import layout
 from shared.storage.queues import QueueSender
@@ -62,6 +62,21 @@ def libpq_for(instance: Instance, params: ConnectionParams, allowed_servers: Seq
         host=instance.spec.server,
         port=instance.spec.port,
         dbname=instance.spec.database,
+        allowed_servers=allowed_servers,
+    )
+
+
+def dump_env_for(
+    instance: Instance, params: ConnectionParams, tool: Tool, allowed_servers: Sequence[str] = ()
+) -> dict[str, str]:
+    """The ``PG*`` environment of a ``pg_dump`` of the instance's database with the secret's login (the
+    password only there), bound to the instance's server as ``libpq_for`` is."""
+    spec = instance.spec
+    return params.child_env(
+        host=spec.server,
+        port=spec.port,
+        dbname=spec.database,
+        refuses_cleartext=tool.refuses_cleartext,
         allowed_servers=allowed_servers,
     )
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from shared.alerts.service import AlertService
 from shared.approvals import Approvals
 from shared.audit import AuditLog
+from shared.backup_parts import PartWorker
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.fanout import BackupLimits
@@ -143,6 +144,20 @@ class Vault:
             parallel_min_bytes=s.parallel_backup_min_bytes,
             queues=self.queues,
             limits=self.backup_limits,
+            parts_across_instances=s.backup_parts_across_instances,
+            part_bytes=s.backup_part_bytes,
+        )
+
+    def backup_parts(self) -> PartWorker:
+        """The part worker's service: the data parts of backups dumped across instances."""
+        s = self.settings
+        return PartWorker(
+            self.state,
+            self.backups,
+            self.secrets,
+            self.clock,
+            pg_bin_dir=s.pg_bin_dir,
+            allowed_servers=s.allowed_servers,
         )
 
     def backup_starter(self) -> BackupStarter:

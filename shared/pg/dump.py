@@ -121,6 +121,8 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
     login = _connect_error(text, last, database)
     if login is not None:
         return login
+    if "invalid snapshot identifier" in text:
+        return SnapshotGone(f"the snapshot this dump was to read is gone (its exporting session ended): {last}")
     if "server version mismatch" in text:
         return UserError(ErrorCode.PG_DUMP_VERSION_TOO_OLD, f"pg_dump is older than the server: {last}")
     denied = re.findall(r"permission denied for (?:table|relation|schema|sequence|large object) ([^\s]+)", text)
@@ -149,6 +151,11 @@ def map_dump_error(stderr: str, returncode: int, database: str) -> PgVaultError:
 
 class DumpKilled(TransientError):
     """pg_dump died of a signal (killed, out of memory) without a word about the database: worth a retry."""
+
+
+class SnapshotGone(TransientError):
+    """``pg_dump --snapshot=S`` found no snapshot ``S``: the session that exported it ended (its backup attempt
+    failed or its worker died). No dump on that snapshot can succeed any more; only a new attempt can."""
 
 
 def _start_pg_dump(
@@ -188,6 +195,7 @@ def dump_to_blob(
     before_commit: Callable[[], None] | None = None,
     extra_args: Sequence[str] = (),
     on_chunk: Callable[[bytes], None] | None = None,
+    if_missing: bool = False,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
@@ -199,7 +207,9 @@ def dump_to_blob(
     nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
     killed by a signal raises ``DumpKilled`` (a ``TransientError``).
     nothing is committed after the signal. ``on_chunk`` sees every raw chunk of the archive in order
-    (the stream digests, ``shared.pg.archive``).
+    (the stream digests, ``shared.pg.archive``). ``if_missing`` commits only if no blob of that name
+    exists (``BlobExists`` otherwise, the existing blob untouched): two dumps into one name never both
+    commit. A snapshot that is gone raises ``SnapshotGone``.
     """
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
@@ -233,7 +243,8 @@ def dump_to_blob(
                 before_commit()  # e.g. the heartbeat confirms the lock and that no cancel came
             check(stop)
         result = writer.commit(
-            {**metadata, "format": "pg_dump-custom", "codec": "zstd", "rawbytes": str(raw), "zstdlevel": str(level)}
+            {**metadata, "format": "pg_dump-custom", "codec": "zstd", "rawbytes": str(raw), "zstdlevel": str(level)},
+            if_missing=if_missing,
         )
     except BaseException:
         if proc.poll() is None:

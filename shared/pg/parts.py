@@ -174,7 +174,7 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _linked(outer: StopSignal | None) -> Iterator[StopSignal]:
+def linked(outer: StopSignal | None) -> Iterator[StopSignal]:
     """A stop signal of this dump's own, set too when ``outer`` is (a cancel, the lock lost)."""
     inner = StopSignal()
     if outer is None:
@@ -299,7 +299,7 @@ def dump_in_parts(
         in_parts = [t for g in groups for t in g]
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
         parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit)
-        with _linked(stop) as signal, ThreadPoolExecutor(len(groups) + 2, thread_name_prefix="part") as pool:
+        with linked(stop) as signal, ThreadPoolExecutor(len(groups) + 2, thread_name_prefix="part") as pool:
             pending_digests = pool.submit(table_digests, snap) if digests else None
             futures = [pool.submit(parts, 0, blob_name, schema_part_args(in_parts), 0, signal)]
             for i, group in enumerate(groups, start=1):
@@ -435,7 +435,7 @@ def restore_in_parts(
         reports = [restore_file(pg_restore, env, path, options, ["--section=pre-data"], stop=stop)]
         if reports[0].errors:
             return _merge(reports)
-        with _linked(stop) as signal, ThreadPoolExecutor(len(parts) + 1, thread_name_prefix="restore-part") as pool:
+        with linked(stop) as signal, ThreadPoolExecutor(len(parts) + 1, thread_name_prefix="restore-part") as pool:
             futures = [pool.submit(restore_file, pg_restore, env, path, options, ["--section=data"], stop=signal)]
             for part in parts:
                 chunks = blobs.read_verified(part.blob_name, part.sha256, on_bytes=counted.of(part.blob_name))

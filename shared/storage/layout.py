@@ -34,6 +34,8 @@ asks is a query on one partition (or a few), never a table scan:
 |                      |                          | checked for alerts                               |
 | ``usage``            | instance name (lowercase)| what an instance's points take (count, sizes),   |
 |                      |                          | recomputed when a point is added or removed      |
+| ``bparts-<job id>``  | attempt token; token.NNNN| a backup whose parts are queue messages          |
+|                      |                          | (``shared.backup_parts``): the attempt, its parts |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -75,7 +77,9 @@ VALIDATE_QUEUE = "pgvault-validate"
 BACKUP_QUEUE = "pgvault-backup"
 # Restore, verification and rehydration jobs (functions/restore.py).
 RESTORE_QUEUE = "pgvault-restore"
-QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE, RESTORE_QUEUE)
+# The data parts of a backup dumped across instances (shared.backup_parts, PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES).
+BACKUP_PART_QUEUE = "pgvault-backup-part"
+QUEUES = (VALIDATE_QUEUE, BACKUP_QUEUE, RESTORE_QUEUE, BACKUP_PART_QUEUE)
 POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queue
 
 # Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
@@ -96,6 +100,11 @@ def row_key(name: str) -> str:
 def server_members(server: str) -> str:
     """The partition of one protected server's databases."""
     return f"psdb-{row_key(server)}"
+
+
+def backup_parts(job_id: str) -> str:
+    """The partition of one backup job's cross-instance parts: a row per attempt and per part of it."""
+    return f"bparts-{job_id}"
 
 
 def instance_jobs(instance: str) -> str:
@@ -135,6 +144,15 @@ def roles_name_for(blob_name: str) -> str:
     return f"{blob_name}{ROLES_SUFFIX}"
 
 
+PLAN_SUFFIX = ".plan.json"
+
+
+def plan_name_for(blob_name: str) -> str:
+    """Where a cross-instance backup keeps its parts' table lists while they run, when a queue message
+    cannot hold them (``shared.backup_parts``); deleted when the parts are done."""
+    return f"{blob_name}{PLAN_SUFFIX}"
+
+
 def sidecar_names(blob_name: str) -> tuple[str, str]:
     """The small blobs stored beside a dump: its manifest and its roles (deleted with the dump's last copy)."""
     return manifest_name_for(blob_name), roles_name_for(blob_name)
@@ -142,7 +160,7 @@ def sidecar_names(blob_name: str) -> tuple[str, str]:
 
 def dump_of(name: str) -> str:
     """The dump blob ``name`` belongs to (itself when it is a dump, else the dump it is a sidecar of)."""
-    return name.removesuffix(MANIFEST_SUFFIX).removesuffix(ROLES_SUFFIX)
+    return name.removesuffix(MANIFEST_SUFFIX).removesuffix(ROLES_SUFFIX).removesuffix(PLAN_SUFFIX)
 
 
 def recovery_points(instance: str) -> str:

@@ -80,6 +80,8 @@ EXPECTED_QUEUES: dict[str, tuple[str, str]] = {
     "validation_poison": ("pgvault-validate-poison", "AzureWebJobsStorage"),
     "backup_poison": ("pgvault-backup-poison", "AzureWebJobsStorage"),
     "restore_poison": ("pgvault-restore-poison", "AzureWebJobsStorage"),
+    "backup_part_worker": ("pgvault-backup-part", "AzureWebJobsStorage"),
+    "backup_part_poison": ("pgvault-backup-part-poison", "AzureWebJobsStorage"),
 }
 # name -> (schedule, runOnStartup)
 EXPECTED_TIMERS: dict[str, tuple[str, bool]] = {

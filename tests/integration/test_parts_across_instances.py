@@ -1,0 +1,413 @@
+"""Backup parts as queue messages that any instance takes (PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES), on
+real PostgreSQL and Azurite: the coordinator holds the snapshot and waits; "instances" here are
+threads, each a part worker of its own (its own table, blob and queue clients) taking messages off
+the part queue as the host's queue trigger does. The point they make is the same multi-part point,
+restored equal table by table; a message whose snapshot is gone is dropped and leaves no blob; a
+duplicate message changes nothing; a part whose pg_dump is killed is taken again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devhost.services import Azurite, Postgres
+from shared.backup_parts import PartOutcome, PartStatus, PartWorker, parts_of
+from shared.backup_runner import BackupRunner
+from shared.backups import BackupStarter
+from shared.cancel import request_cancel
+from shared.errors import PgVaultError, TransientError
+from shared.jobs import Job, JobStatus, JobStore
+from shared.pg.digests import table_digests
+from shared.pg.grants import grant_sql
+from shared.pg.tools import pick_tool
+from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.restore.service import RestoreService
+from shared.secrets import EnvSecretProvider
+from shared.storage import layout
+from shared.storage.queues import queue_client
+from tests.integration.test_parts import _fill, _killing_pg_dump
+from tests.integration.world import Storage, open_storage
+
+pytestmark = pytest.mark.integration
+PARTS = 4
+QUEUE = layout.BACKUP_PART_QUEUE
+
+
+@dataclass(eq=False)
+class Taker(threading.Thread):
+    """One "instance": takes part messages one at a time (as a queue trigger does) until stopped or
+    until it has taken ``limit``; a failed try leaves the message to come back (the host's retry)."""
+
+    world: World
+    name_: str
+    limit: int | None = None
+    pg_bin_dir: Path | None = None
+    twin: bool = False
+    outcomes: list[PartOutcome] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(name=self.name_, daemon=True)
+        self.halt = threading.Event()
+
+    def worker(self, name: str) -> PartWorker:
+        state, blobs = self.world.storage.fresh()
+        secrets = EnvSecretProvider(True, self.world.env)
+        return PartWorker(
+            state, blobs, secrets, self.world.now, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3
+        )
+
+    def run(self) -> None:
+        worker = self.worker(self.name_)
+        client = queue_client(self.world.storage.account.queue_service(), QUEUE)
+        while not self.halt.is_set() and (self.limit is None or len(self.outcomes) < self.limit):
+            message = next(iter(client.receive_messages(max_messages=1, visibility_timeout=60)), None)
+            if message is None:
+                time.sleep(0.1)
+                continue
+            delivery = int(message.dequeue_count or 1)
+            self.payloads.append(json.loads(message.content))
+            try:
+                if self.twin and not self.outcomes:
+                    self.outcomes.extend(self.twice(worker, self.payloads[-1]))
+                else:
+                    self.outcomes.append(worker.run(self.payloads[-1], delivery=delivery, last_try=delivery >= 5))
+            except PgVaultError as exc:
+                self.failures.append(type(exc).__name__)
+                client.update_message(message, visibility_timeout=0)  # the host's retry
+                continue
+            client.delete_message(message)
+
+    def twice(self, worker: PartWorker, payload: dict[str, Any]) -> list[PartOutcome]:
+        """The same message delivered to two instances at once (at-least-once delivery, a lease lost)."""
+        twin, start = self.worker(f"{self.name_}-twin"), threading.Barrier(2)
+
+        def deliver(w: PartWorker) -> PartOutcome:
+            start.wait()
+            return w.run(payload, delivery=1, last_try=False)
+
+        with ThreadPoolExecutor(2) as pool:
+            return sorted(pool.map(deliver, (worker, twin)))
+
+
+@dataclass
+class World:
+    pg: Postgres
+    u: str
+    db: str
+    storage: Storage
+    env: dict[str, str]
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def runner(self, **kw: Any) -> BackupRunner:
+        state, blobs = self.storage.fresh()
+        return BackupRunner(
+            state,
+            blobs,
+            EnvSecretProvider(True, self.env),
+            self.now,
+            parallelism=PARTS,
+            parallel_min_bytes=0,
+            queues=self.storage.queues,
+            parts_across_instances=True,
+            **kw,
+        )
+
+    def start_backup(self) -> str:
+        body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
+        return BackupStarter(self.storage.state, self.storage.queues).on_demand("xsrc", body, self.now()).job_id
+
+    def backup(self, *takers: Taker, **kw: Any) -> tuple[Job, RecoveryPoint]:
+        job_id = self.start_backup()
+        for taker in takers:
+            taker.start()
+        try:
+            job = self.runner(**kw).run(job_id, last_try=False)
+        finally:
+            for taker in takers:
+                taker.halt.set()
+                taker.join(30)
+        assert job is not None and job.status is JobStatus.COMPLETED, job
+        return job, RecoveryPointStore(self.storage.state).get("xsrc", str(job.recovery_point_id))
+
+    def restore(self, point: RecoveryPoint, database: str) -> Job:
+        service = RestoreService(
+            self.storage.state,
+            self.storage.backups,
+            EnvSecretProvider(True, self.env),
+            self.now,
+            queues=self.storage.queues,
+            allow_env_secrets=True,
+            parallelism=PARTS,
+        )
+        body = {
+            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+            "recoveryPointId": point.recovery_point_id,
+            "sourceDataStoreType": "VaultStore",
+            "restoreTargetInfo": {
+                "objectType": "RestoreTargetInfo",
+                "recoveryOption": "FailIfExists",
+                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
+                "datasourceAuthCredentials": {
+                    "objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
+                },
+            },
+        }
+        job = service.start("xsrc", body, self.now())
+        done = service.run(job.job_id, last_try=True)
+        assert done is not None and done.status is JobStatus.COMPLETED, done.error
+        return done
+
+    def digests(self, db: str) -> dict[str, Any]:
+        with psycopg.connect(host="127.0.0.1", port=self.pg.port, dbname=db, user="postgres") as c:
+            return table_digests(c)
+
+    def blob_sha256(self, name: str) -> str:
+        return hashlib.sha256(self.storage.backups.client.get_blob_client(name).download_blob().readall()).hexdigest()
+
+    def blobs(self) -> set[str]:
+        return {b.name for b in self.storage.backups.client.list_blobs()}
+
+
+@pytest.fixture(scope="module")
+def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
+    u = uuid.uuid4().hex[:8]
+    db = f"xsrc_{u}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"xb_{u}")))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(f"xr_{u}")))
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
+        _fill(c)
+        for (oid,) in c.execute("SELECT oid FROM pg_largeobject_metadata").fetchall():
+            c.execute(
+                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(f"xb_{u}"))
+            )
+    postgres.psql(grant_sql(db, f"xb_{u}"), db)
+    storage = open_storage(azurite, "xparts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE, QUEUE])
+    queue_client(storage.account.queue_service(), QUEUE).clear_messages()
+    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
+    server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
+    env = {
+        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=xb_{u}",
+        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=xr_{u}",
+    }
+    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
+    storage.protect("xsrc", {**spec, "policyName": "mwf"}, datetime.now(UTC))
+    yield World(postgres, u, db, storage, env)
+    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
+            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        for role in (f"xb_{u}", f"xr_{u}"):
+            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def _wait(what: Callable[[], Any], seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_parts_taken_by_two_instances_off_the_queue_make_one_point_that_restores_equal(world: World) -> None:
+    a, b = Taker(world, "instance-a", limit=PARTS // 2), Taker(world, "instance-b", limit=PARTS // 2)
+    job, point = world.backup(a, b)
+    assert len(point.parts) == PARTS
+    tables = [t for p in point.parts for t in p.tables]
+    assert len(tables) == len(set(tables)) == 23
+    rows = parts_of(world.storage.state, job.job_id)
+    assert {r.worker for r in rows} == {"instance-a", "instance-b"}  # both instances dumped parts
+    assert [r.status for r in rows] == [PartStatus.COMMITTED] * PARTS
+    for (name, sha), part in zip(point.part_blobs(), point.parts, strict=True):
+        assert world.blob_sha256(name) == sha == next(r.sha256 for r in rows if r.index == part.index)
+    assert a.outcomes == b.outcomes == [PartOutcome.COMMITTED] * (PARTS // 2)
+    world.restore(point, f"xrest_{world.u}")
+    assert world.digests(f"xrest_{world.u}") == world.digests(world.db)
+
+
+def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_no_blob(world: World) -> None:
+    before = world.blobs()
+    job_id = world.start_backup()
+    outcome: dict[str, BaseException | Job | None] = {}
+
+    def coordinate() -> None:
+        try:
+            outcome["job"] = world.runner().run(job_id, last_try=False)
+        except BaseException as exc:
+            outcome["job"] = exc
+
+    coordinator = threading.Thread(target=coordinate, daemon=True)
+    coordinator.start()
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    _wait(lambda: int(client.get_queue_properties().approximate_message_count or 0) >= PARTS)
+    jobs = JobStore(world.storage.state)
+    _wait(lambda: world.storage.backups.exists(jobs.get(job_id).details["blobName"]))  # the schema part is done
+    # The coordinator's snapshot-holding session dies (its worker gone, the server's connection cut).
+    with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+        # Its snapshot-holding session is the one left in a transaction now that the schema part's pg_dump is done.
+        idle = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND state = 'idle in transaction'"
+        pids = _wait(lambda: (rows := c.execute(idle, (world.db,)).fetchall()) and len(rows) == 1 and rows)
+        c.execute("SELECT pg_terminate_backend(%s)", pids[0])
+    taker = Taker(world, "late", limit=PARTS)
+    taker.start()
+    taker.join(60)
+    coordinator.join(60)
+    assert taker.outcomes == [PartOutcome.DROPPED] * PARTS and taker.failures == []
+    # The first part to find the snapshot gone failed the attempt; the coordinator gave it up for a retry.
+    assert isinstance(outcome["job"], TransientError), outcome["job"]
+    rows = parts_of(world.storage.state, job_id)
+    assert any(r.status is PartStatus.FAILED and "snapshot" in str(r.error) for r in rows)
+    assert {r.status for r in rows} <= {PartStatus.FAILED, PartStatus.PENDING}
+    assert world.blobs() == before  # nothing left behind
+    assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
+
+    # The job's retry is a fresh attempt: new snapshot, new rows, new blobs; none of the old attempt's counts.
+    again = Taker(world, "retry", limit=PARTS)
+    again.start()
+    try:
+        job = world.runner().run(job_id, last_try=False)
+    finally:
+        again.halt.set()
+        again.join(30)
+    assert job is not None and job.status is JobStatus.COMPLETED, job
+    assert again.outcomes == [PartOutcome.COMMITTED] * PARTS
+    point = RecoveryPointStore(world.storage.state).get("xsrc", str(job.recovery_point_id))
+    assert {p["attempt"] for p in again.payloads} == {point.blob_name.split(".")[-3]}  # the new attempt's token
+    assert {p["attempt"] for p in taker.payloads}.isdisjoint({p["attempt"] for p in again.payloads})
+    rows = parts_of(world.storage.state, job_id)
+    assert len(rows) == 2 * PARTS and [r.status for r in rows].count(PartStatus.COMMITTED) == PARTS
+    # A message of the failed attempt that names another blob (garbled, hand-made) deletes nothing.
+    forged = {**taker.payloads[0], "blobName": point.blob_name}
+    assert Taker(world, "forged").worker("forged").run(forged, delivery=1, last_try=False) is PartOutcome.DROPPED
+    assert all(world.storage.backups.exists(name) for name in point.blob_names())
+    world.restore(point, f"xretry_{world.u}")
+    assert world.digests(f"xretry_{world.u}") == world.digests(world.db)
+
+
+def test_a_duplicate_part_message_changes_nothing(world: World) -> None:
+    a, b = Taker(world, "dup-a", twin=True), Taker(world, "dup-b")
+    job, point = world.backup(a, b)
+    assert len(point.parts) == PARTS
+    # Both deliveries of the first message dumped it; one committed, the other found it committed.
+    assert a.outcomes[:2] == [PartOutcome.COMMITTED, PartOutcome.DUPLICATE]
+    assert sorted(a.outcomes + b.outcomes).count(PartOutcome.COMMITTED) == PARTS
+    twice = next(r for r in parts_of(world.storage.state, job.job_id) if r.index == a.payloads[0]["part"])
+    assert twice.worker in {"dup-a", "dup-a-twin"} and twice.status is PartStatus.COMMITTED
+    etags = {
+        name: world.storage.backups.client.get_blob_client(name).get_blob_properties().etag
+        for name in point.blob_names()
+    }
+    for name, sha in point.part_blobs():
+        assert world.blob_sha256(name) == sha
+    # A late copy of every part, after the point is recorded: dropped, every blob as it was.
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    late = Taker(world, "dup-late", limit=PARTS)
+    sent = {p["part"]: p for p in a.payloads + b.payloads}
+    assert len(sent) == PARTS
+    for payload in sent.values():
+        client.send_message(json.dumps(payload))
+    late.start()
+    late.join(60)
+    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # its attempt is Done: nothing to do, nothing deleted
+    assert etags == {
+        name: world.storage.backups.client.get_blob_client(name).get_blob_properties().etag
+        for name in point.blob_names()
+    }
+    world.restore(point, f"xdup_{world.u}")
+    assert world.digests(f"xdup_{world.u}") == world.digests(world.db)
+
+
+def test_a_part_whose_pg_dump_is_killed_is_taken_again_and_the_backup_gives_one_point(
+    world: World, tmp_path: Path
+) -> None:
+    killing = _killing_pg_dump(tmp_path, pick_tool("pg_dump", 15).path)
+    a, b = Taker(world, "kill-a", pg_bin_dir=killing), Taker(world, "kill-b", pg_bin_dir=killing)
+    # Messages too small for the tables: each points at the plan blob instead (the 64 KiB limit's way out).
+    job, point = world.backup(a, b, part_message_limit=0)
+    assert (tmp_path / "killed").is_dir()  # a part's pg_dump did die
+    assert a.failures + b.failures == ["DumpKilled"]
+    payloads = a.payloads + b.payloads
+    assert all("tables" not in p and p["plan"] == layout.plan_name_for(point.blob_name) for p in payloads)
+    assert not world.storage.backups.exists(layout.plan_name_for(point.blob_name))  # gone with the parts done
+    rows = parts_of(world.storage.state, job.job_id)
+    assert max(r.deliveries for r in rows) == 2  # the killed part was taken once more
+    assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job.job_id] == [point]
+    world.restore(point, f"xkill_{world.u}")
+    assert world.digests(f"xkill_{world.u}") == world.digests(world.db)
+
+
+def _slow_pg_dump(tmp: Path, real: Path, seconds: int) -> Path:
+    """A bin folder whose pg_dump is ``real``, ``seconds`` late for every data part."""
+    folder = tmp / "slow"
+    folder.mkdir()
+    script = folder / "pg_dump"
+    # sleep without the pipes, so that killing the script (as a stop does pg_dump) ends its output at once
+    wait = f"sleep {seconds} </dev/null >/dev/null 2>&1"
+    script.write_text(f'#!/bin/sh\ncase " $* " in *" --data-only "*) {wait};; esac\nexec "{real}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return folder
+
+
+def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_leave_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    before = world.blobs()
+    job_id = world.start_backup()
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 5)
+    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow) for i in range(2)]
+    for taker in takers:
+        taker.start()
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="ran longer than"):
+        world.runner(part_timeout=timedelta(seconds=1)).run(job_id, last_try=False)
+    for taker in takers:
+        taker.join(30)
+    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 5 s it would have taken;
+    # the parts not yet taken were dropped when taken.
+    assert [o for t in takers for o in t.outcomes] == [PartOutcome.DROPPED] * PARTS
+    assert time.monotonic() - started < 4
+    assert world.blobs() == before
+    statuses = [r.status for r in parts_of(world.storage.state, job_id)]
+    assert PartStatus.RUNNING in statuses and set(statuses) <= {PartStatus.RUNNING, PartStatus.PENDING}
+
+
+def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_are_dropped(world: World) -> None:
+    before = world.blobs()
+    job_id = world.start_backup()
+    out: list[Job | BaseException | None] = []
+    coordinator = threading.Thread(target=lambda: out.append(world.runner().run(job_id, last_try=False)), daemon=True)
+    coordinator.start()
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    _wait(lambda: int(client.get_queue_properties().approximate_message_count or 0) >= PARTS)
+    _, taken = request_cancel(world.storage.state, job_id, datetime.now(UTC))
+    assert taken
+    coordinator.join(60)
+    assert not coordinator.is_alive() and isinstance(out[0], Job) and out[0].status is JobStatus.CANCELLED, out
+    late = Taker(world, "after-cancel", limit=PARTS)
+    late.start()
+    late.join(60)
+    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is Failed: nobody dumps its parts
+    assert world.blobs() == before
+    assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []

@@ -1,0 +1,103 @@
+"""Backup parts across instances, the pure and in-memory side: how many parts, what a message may
+hold, how the part rows move (tests/integration/test_parts_across_instances.py runs them for real)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.backup_parts import (
+    DEFAULT_PART_BYTES,
+    MAX_PARTS,
+    AttemptStatus,
+    PartBoard,
+    PartMessage,
+    PartStatus,
+    PartWorker,
+    part_count,
+    parts_of,
+)
+from shared.errors import SettingsError
+from shared.pg.dump import SnapshotGone, map_dump_error
+from shared.settings import load_settings
+from shared.storage.memory import MemoryStateTable
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+GIB = 1024**3
+MESSAGE = {
+    "jobId": "j1",
+    "instance": "orders",
+    "attempt": "0123abcd",
+    "part": 2,
+    "blobName": "orders/rp.0123abcd.part002.pgdump.zst",
+    "snapshot": "00000003-0000001B-1",
+    "serverMajor": 15,
+    "pgDumpVersion": "pg_dump (PostgreSQL) 15.8",
+    "tables": [["public", "t"]],
+}
+
+
+@pytest.mark.parametrize(
+    ("size", "parallelism", "expected"),
+    [
+        (0, 4, 4),  # a small database still gets what one instance runs at once
+        (2048 * GIB, 2, 16),  # 2 TB in parts of at most 128 GiB: 16 (bench/README.md)
+        (2048 * GIB + 1, 2, 17),
+        (10**18, 2, MAX_PARTS),
+        (0, 1, 1),
+    ],
+)
+def test_part_count_is_the_parallelism_or_enough_parts_of_at_most_the_part_size(
+    size: int, parallelism: int, expected: int
+) -> None:
+    assert part_count(size, parallelism, DEFAULT_PART_BYTES) == expected
+
+
+def test_a_part_message_has_no_room_for_a_credential_and_names_the_field_at_fault() -> None:
+    assert PartMessage.model_validate(MESSAGE).tables == [("public", "t")]
+    with pytest.raises(ValueError, match="password"):
+        PartWorker.parse({**MESSAGE, "password": "secret"})
+    with pytest.raises(ValueError, match="part"):
+        PartWorker.parse({**MESSAGE, "part": 0})
+    with pytest.raises(ValueError, match="attempt"):
+        PartWorker.parse({**MESSAGE, "attempt": "../other"})
+
+
+def test_a_pg_dump_that_finds_no_snapshot_says_the_snapshot_is_gone() -> None:
+    stderr = 'pg_dump: error: query failed: ERROR:  invalid snapshot identifier: "00000003-0000001B-1"\n'
+    assert isinstance(map_dump_error(stderr, 1, "orders"), SnapshotGone)
+
+
+def test_a_final_part_row_never_changes_and_another_attempts_rows_are_not_this_ones() -> None:
+    state = MemoryStateTable()
+    old, new = PartBoard(state, "j1", "aaaa"), PartBoard(state, "j1", "bbbb")
+    old.open(instance="orders", snapshot="s1", blob_name="b1", parts=2, now=NOW)
+    new.open(instance="orders", snapshot="s2", blob_name="b2", parts=2, now=NOW)
+    row, changed = new.change(1, lambda _: {"status": PartStatus.COMMITTED.value, "sha256": "ab"})
+    assert changed and row.status is PartStatus.COMMITTED
+    row, changed = new.change(1, lambda _: {"status": PartStatus.FAILED.value})
+    assert not changed and row.status is PartStatus.COMMITTED and row.sha256 == "ab"
+    assert [r.status for r in old.rows()] == [PartStatus.PENDING] * 2  # the older attempt's rows are its own
+    assert [r.status for r in new.rows()] == [PartStatus.COMMITTED, PartStatus.PENDING]
+    assert len(parts_of(state, "j1")) == 4
+    new.finish(AttemptStatus.FAILED, NOW)
+    new.finish(AttemptStatus.DONE, NOW)  # a finished attempt stays as it ended
+    assert new.status() is AttemptStatus.FAILED and old.status() is AttemptStatus.RUNNING
+
+
+def test_parts_across_instances_is_off_by_default_and_its_settings_are_checked() -> None:
+    base = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+        "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+    }
+    default = load_settings(base)
+    assert (default.backup_parts_across_instances, default.backup_part_bytes) == (False, DEFAULT_PART_BYTES)
+    chosen = load_settings(
+        {**base, "PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES": "true", "PGVAULT_BACKUP_PART_BYTES": str(64 * GIB)}
+    )
+    assert (chosen.backup_parts_across_instances, chosen.backup_part_bytes) == (True, 64 * GIB)
+    with pytest.raises(SettingsError) as err:
+        load_settings({**base, "PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES": "yes please", "PGVAULT_BACKUP_PART_BYTES": "1"})
+    assert set(err.value.problems) == {"PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES", "PGVAULT_BACKUP_PART_BYTES"}
