@@ -174,7 +174,7 @@ class BackupRunner(Work):
         parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_BYTES,
         queues: QueueSender | None = None,
         limits: BackupLimits | None = None,
-        manifest_from_stream: bool = False,
+        manifest_from_stream: bool = True,
     ) -> None:
         self._parallelism = parallelism
         self._parallel_min_bytes = parallel_min_bytes
@@ -336,6 +336,7 @@ class BackupRunner(Work):
                     metadata=metadata,
                     on_progress=lambda raw: run.progress(raw, source.size),
                     digests=self._manifest,
+                    from_stream=self._manifest_from_stream,
                     stop=run.heartbeat.signal,
                     before_commit=run.heartbeat.confirm,
                 )

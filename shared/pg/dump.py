@@ -197,9 +197,8 @@ def dump_to_blob(
     session can read exactly what the dump holds (the backup's manifest). When ``stop`` is set
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
-    killed by a signal raises ``DumpKilled`` (a ``TransientError``).
-    nothing is committed after the signal. ``on_chunk`` sees every raw chunk of the archive in order
-    (the stream digests, ``shared.pg.archive``).
+    killed by a signal raises ``DumpKilled`` (a ``TransientError``). ``on_chunk`` sees every raw
+    chunk of the archive in order (the stream digests, ``shared.pg.archive``).
     """
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
@@ -255,6 +254,54 @@ def dump_to_blob(
     return DumpResult(result, raw)
 
 
+class _DigestThread:
+    """Feeds the stream digester on a thread of its own, so the thread that feeds zstd only hands chunks on.
+
+    At most ``READ_AHEAD`` chunks wait (the same bytes objects zstd was given: no copy), so memory
+    stays bounded; a digester that falls behind slows the dump down rather than growing. ``close``
+    waits for every chunk to be digested.
+    """
+
+    def __init__(self, digester: ArchiveDigester) -> None:
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=READ_AHEAD)
+        self._thread = threading.Thread(target=self._run, args=(digester,), name="manifest", daemon=True)
+        self._thread.start()
+
+    def _run(self, digester: ArchiveDigester) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            digester.feed(chunk)  # never raises: a stream it cannot read is reported by tables()
+
+    def __call__(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def close(self) -> None:
+        self._chunks.put(None)
+        self._thread.join()
+
+
+def digest_stream(
+    dump: Callable[..., DumpResult], blob_name: str, *, on_thread: bool = True
+) -> tuple[DumpResult, dict[str, Any] | None]:
+    """``dump(on_chunk=...)`` with the stream digests of its archive (``shared.pg.archive``), None if unreadable.
+
+    ``on_thread`` digests on a thread of its own (``_DigestThread``) instead of the one feeding zstd.
+    """
+    digester = ArchiveDigester()
+    if on_thread:
+        feeder = _DigestThread(digester)
+        try:
+            result = dump(on_chunk=feeder)
+        finally:
+            feeder.close()
+    else:
+        result = dump(on_chunk=digester.feed)
+    try:
+        return result, digester.tables()
+    except ArchiveError as exc:
+        log.warning("%s: no manifest, the dump stream could not be digested: %s", blob_name, exc)
+        return result, None
+
+
 def dump_with_manifest(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -269,16 +316,19 @@ def dump_with_manifest(
     digests: bool = True,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
-    from_stream: bool = False,
+    from_stream: bool = True,
+    digest_on_thread: bool = True,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
-    The digests read the very snapshot pg_dump reads (exported here on a connection made with
-    ``libpq``, imported by pg_dump with ``--snapshot``), on a thread of their own while the dump
-    streams. A server that cannot export a snapshot still gets its backup, without a manifest.
-    ``digests=False`` spares the server that second read of every table: no manifest.
-    ``from_stream=True`` reads the digests from the dump's own bytes instead (``shared.pg.archive``,
-    method ``copy-sha256``): no snapshot, no second read; a stream the parser cannot read gives no manifest.
+    By default (``from_stream``) the digests are read from the dump's own bytes as they pass
+    (``shared.pg.archive``, method ``copy-sha256``), on a thread of their own (``digest_on_thread``;
+    False digests on the thread that feeds zstd, for bench/digests.py): the server pays nothing
+    extra; a stream the parser cannot read gives no manifest. ``from_stream=False`` is the SQL
+    manifest (``shared.pg.digests``): a second read of every table in the very snapshot pg_dump
+    reads (exported here on a connection made with ``libpq``, imported by pg_dump with
+    ``--snapshot``), on a thread of its own while the dump streams; a server that cannot export a
+    snapshot still gets its backup, without a manifest. ``digests=False``: no manifest.
     """
     dump = functools.partial(
         dump_to_blob,
@@ -296,13 +346,7 @@ def dump_with_manifest(
     if not digests:
         return dump(), None
     if from_stream:
-        digester = ArchiveDigester()
-        result = dump(on_chunk=digester.feed)
-        try:
-            return result, digester.tables()
-        except ArchiveError as exc:
-            log.warning("%s: no manifest, the dump stream could not be digested: %s", blob_name, exc)
-            return result, None
+        return digest_stream(dump, blob_name, on_thread=digest_on_thread)
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import heapq
 import logging
 import os
@@ -48,7 +49,7 @@ import psycopg
 from shared.errors import PgVaultError, TransientError
 from shared.pg.connect import connect
 from shared.pg.digests import table_digests
-from shared.pg.dump import ZSTD_LEVEL, DumpResult, dump_to_blob
+from shared.pg.dump import ZSTD_LEVEL, DumpResult, digest_stream, dump_to_blob
 from shared.pg.restore import RestoreOptions, RestoreReport, classify, conninfo_dbname, restore_stream
 from shared.recovery_points import Part
 from shared.stopping import StopSignal, check
@@ -65,6 +66,8 @@ PART_ATTEMPTS = 3
 # zstd threads of each part's compressor: N parts already keep N cores busy.
 PART_ZSTD_THREADS = 1
 _STDERR_KEEP = 256 * 1024
+# The stream digest of a table named in an archive's table of contents whose data block is not in it.
+_NO_BLOCK = hashlib.sha256(b"").hexdigest()
 
 # Leaf tables holding rows (relkind 'r'; a partitioned table's rows are in its partitions), not
 # members of an extension (pg_dump dumps their configuration data with the extension), with the
@@ -210,8 +213,13 @@ class _PartDumper:
         metadata: Mapping[str, str],
         progress: _Progress,
         before_commit: Callable[[], None] | None,
+        *,
+        from_stream: bool = False,
     ) -> None:
         self._dump = dump
+        self._from_stream = from_stream
+        # part index -> the stream digests of its archive (None: unreadable), when from_stream
+        self.digests: dict[int, dict[str, Any] | None] = {}
         self._snapshot = snapshot
         self._metadata = metadata
         self._progress = progress
@@ -227,17 +235,23 @@ class _PartDumper:
     def __call__(self, index: int, name: str, args: list[str], expected: int, signal: StopSignal) -> DumpResult:
         """Dump part ``index`` into ``name``; a killed pg_dump or a server gone is dumped again."""
         for attempt in range(1, PART_ATTEMPTS + 1):
+            dump = functools.partial(
+                self._dump,
+                name,
+                {**self._metadata, "part": str(index)},
+                on_progress=self._progress.of(index),
+                expected_bytes=expected,
+                snapshot=self._snapshot,
+                stop=signal,
+                before_commit=self._commit_check,
+                extra_args=args,
+            )
             try:
-                result = self._dump(
-                    name,
-                    {**self._metadata, "part": str(index)},
-                    on_progress=self._progress.of(index),
-                    expected_bytes=expected,
-                    snapshot=self._snapshot,
-                    stop=signal,
-                    before_commit=self._commit_check,
-                    extra_args=args,
-                )
+                if self._from_stream:  # each attempt digests its own stream afresh
+                    result, tables = digest_stream(dump, name)
+                    self.digests[index] = tables
+                else:
+                    result = dump()
             except TransientError as exc:
                 check(signal)  # another part failed, a cancel came: no retry
                 if attempt == PART_ATTEMPTS:
@@ -264,6 +278,23 @@ def _first_failure(futures: Sequence[Future[Any]], signal: StopSignal) -> tuple[
     return results, failure
 
 
+def _merge_digests(blob_name: str, digests: Mapping[int, dict[str, Any] | None], count: int) -> dict[str, Any] | None:
+    """One manifest of every part's stream digests; None if any part's stream could not be read.
+
+    A table's data block is in one part's archive only; another archive may name it in its table of
+    contents without a block (digested as nothing at all), so the part with the block wins.
+    """
+    if len(digests) < count or any(d is None for d in digests.values()):
+        log.warning("%s: no manifest, a part's dump stream could not be digested", blob_name)
+        return None
+    merged: dict[str, Any] = {}
+    for index in sorted(digests):
+        for table, digest in (digests[index] or {}).items():
+            if table not in merged or merged[table]["hash"] == _NO_BLOCK:
+                merged[table] = digest
+    return dict(sorted(merged.items()))
+
+
 def dump_in_parts(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -276,16 +307,19 @@ def dump_in_parts(
     on_progress: Callable[[int], None] | None = None,
     level: int = ZSTD_LEVEL,
     digests: bool = True,
+    from_stream: bool = True,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
 ) -> PartedDump:
     """Dump the database into a schema part (``blob_name``) and up to ``parallelism`` data parts.
 
     Every part reads the one snapshot exported here (``NoSnapshot`` before anything is written if the
-    server cannot export one); the per-table digests (``digests``) are
-    computed on the exporting connection meanwhile. Either every part is committed with its
-    checksum and the parts are returned, or the error is raised and the parts committed so far
-    are deleted. ``before_commit`` runs before each part's commit, one part at a time.
+    server cannot export one); the per-table digests (``digests``) are read from each part's
+    stream as it passes (``from_stream``, method ``copy-sha256``: each table's rows are in exactly
+    one part's archive) or, with ``from_stream=False``, computed on the exporting connection
+    meanwhile. Either every part is committed with its checksum and the parts are returned, or the
+    error is raised and the parts committed so far are deleted. ``before_commit`` runs before each
+    part's commit, one part at a time.
     """
     dump = functools.partial(dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS)
     with connect(libpq, autocommit=False) as snap:
@@ -298,9 +332,10 @@ def dump_in_parts(
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
-        parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit)
+        streamed = digests and from_stream
+        parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit, from_stream=streamed)
         with _linked(stop) as signal, ThreadPoolExecutor(len(groups) + 2, thread_name_prefix="part") as pool:
-            pending_digests = pool.submit(table_digests, snap) if digests else None
+            pending_digests = pool.submit(table_digests, snap) if digests and not streamed else None
             futures = [pool.submit(parts, 0, blob_name, schema_part_args(in_parts), 0, signal)]
             for i, group in enumerate(groups, start=1):
                 name, expected = part_blob_name(blob_name, i), sum(t.bytes for t in group)
@@ -317,6 +352,8 @@ def dump_in_parts(
             if failure is not None:
                 _discard(sinks, parts.committed)
                 raise failure
+            if streamed:
+                tables = _merge_digests(blob_name, parts.digests, len(groups) + 1)
         with contextlib.suppress(psycopg.Error):
             snap.rollback()
     data = tuple(

@@ -140,6 +140,15 @@ def test_a_restored_copy_digests_alike_and_one_changed_value_shows(postgres: Pos
         assert problems == [
             {"table": "Odd; schema.Mixed case", "problem": "rows differ", "expectedRows": 2000, "restoredRows": 2000}
         ]
+        with _connect(postgres, target) as c:  # a row missing from one table, one too many in another
+            c.execute("DELETE FROM public.many_7 WHERE id = 3")
+            c.execute("INSERT INTO public.part VALUES (301, 5)")
+        problems = compare_digests(expected, stream_digests(pick_tool("pg_dump", 15).path, copy_env))
+        assert sorted(problems, key=lambda p: str(p["table"])) == [
+            {"table": "Odd; schema.Mixed case", "problem": "rows differ", "expectedRows": 2000, "restoredRows": 2000},
+            {"table": "public.many_7", "problem": "rows differ", "expectedRows": 7, "restoredRows": 6},
+            {"table": "public.part_a", "problem": "rows differ", "expectedRows": 150, "restoredRows": 151},
+        ]
     finally:
         with psycopg.connect(postgres.dsn(), autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))

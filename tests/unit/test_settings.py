@@ -64,9 +64,9 @@ def test_development_storage_with_defaults_is_valid() -> None:
     assert load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST": "false",
                           **SCHEDULE}).backup_manifest is False
     assert s.backup_container == "pgvault-backups"
-    assert s.backup_manifest_from_stream is False
-    streamed = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST_FROM_STREAM": "true"}
-    assert load_settings({**streamed, **SCHEDULE}).backup_manifest_from_stream is True
+    assert s.backup_manifest_from_stream is True  # the stream manifest by default: no second read
+    by_sql = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST_FROM_STREAM": "false"}
+    assert load_settings({**by_sql, **SCHEDULE}).backup_manifest_from_stream is False
 
 
 def test_identity_based_storage_needs_only_the_account_name() -> None:
