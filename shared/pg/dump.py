@@ -29,6 +29,7 @@ from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.archive import ArchiveDigester, ArchiveError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
+from shared.process_memory import release_large_buffers
 from shared.stopping import StopSignal, check
 from shared.storage.ports import BlockSinks, StreamResult
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 READ_BYTES = 4 * 1024 * 1024
 # Chunks read ahead of the compressor (READ_BYTES each): enough to absorb its pauses.
 READ_AHEAD = 4
+# Chunks waiting for the stream digester's thread: it keeps up (the walk is one length read per row,
+# the hashing C), and each chunk waiting is READ_BYTES held past zstd.
+DIGEST_AHEAD = 1
 # Measured with bench/backup.py (bench/README.md): level 1 on two threads is the fastest and still
 # stores less than pg_dump's gzip (137 MB against 159 MB on the 1 GB reference database); level 3
 # took 16-20% longer for 1-2% smaller output, negative levels doubled what goes over the wire.
@@ -66,12 +70,12 @@ def _stderr_reader(pipe: object, sink: bytearray) -> threading.Thread:
     return thread
 
 
-def _read_ahead(pipe: IO[bytes]) -> Iterator[bytes]:
+def _read_ahead(pipe: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
     """The pipe's chunks, read by a thread of their own so pg_dump never waits on the compressor.
 
-    At most ``READ_AHEAD`` chunks wait in between: memory stays bounded.
+    At most ``depth`` chunks wait in between: memory stays bounded.
     """
-    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=READ_AHEAD)
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
     def read() -> None:
@@ -188,6 +192,7 @@ def dump_to_blob(
     before_commit: Callable[[], None] | None = None,
     extra_args: Sequence[str] = (),
     on_chunk: Callable[[bytes], None] | None = None,
+    streams: int = 1,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
@@ -198,13 +203,16 @@ def dump_to_blob(
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
     killed by a signal raises ``DumpKilled`` (a ``TransientError``). ``on_chunk`` sees every raw
-    chunk of the archive in order (the stream digests, ``shared.pg.archive``).
+    chunk of the archive in order (the stream digests, ``shared.pg.archive``). ``streams`` dumps
+    running at once in this process (a multi-part backup) share one budget of buffers: the read-ahead
+    (``READ_AHEAD`` chunks) and the blocks in flight are divided among them, at least one each.
     """
+    release_large_buffers()  # peak memory follows what the streams hold (shared.process_memory)
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
-    writer = sinks.writer(blob_name, expected_bytes=expected_bytes)
+    writer = sinks.writer(blob_name, expected_bytes=expected_bytes, streams=streams)
     raw = 0
     last_report = time.monotonic()
     killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
@@ -212,7 +220,7 @@ def dump_to_blob(
         with killing:
             compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
             with compressor.stream_writer(writer, closefd=False) as zstd_out:  # type: ignore[arg-type]
-                for chunk in _read_ahead(proc.stdout):
+                for chunk in _read_ahead(proc.stdout, READ_AHEAD // max(1, streams)):
                     check(stop)
                     zstd_out.write(chunk)
                     if on_chunk is not None:
@@ -257,13 +265,13 @@ def dump_to_blob(
 class _DigestThread:
     """Feeds the stream digester on a thread of its own, so the thread that feeds zstd only hands chunks on.
 
-    At most ``READ_AHEAD`` chunks wait (the same bytes objects zstd was given: no copy), so memory
-    stays bounded; a digester that falls behind slows the dump down rather than growing. ``close``
-    waits for every chunk to be digested.
+    At most ``DIGEST_AHEAD`` chunks wait (the same bytes objects zstd was given, kept alive only by
+    this queue), so memory stays bounded; a digester that falls behind slows the dump down rather
+    than growing. ``close`` waits for every chunk to be digested.
     """
 
     def __init__(self, digester: ArchiveDigester) -> None:
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=READ_AHEAD)
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=DIGEST_AHEAD)
         self._thread = threading.Thread(target=self._run, args=(digester,), name="manifest", daemon=True)
         self._thread.start()
 

@@ -321,7 +321,6 @@ def dump_in_parts(
     error is raised and the parts committed so far are deleted. ``before_commit`` runs before each
     part's commit, one part at a time.
     """
-    dump = functools.partial(dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS)
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
@@ -331,6 +330,10 @@ def dump_in_parts(
             raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
+        # The data parts share one budget of read-ahead and blocks in flight (the schema part is small).
+        dump = functools.partial(
+            dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS, streams=len(groups)
+        )
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
         streamed = digests and from_stream
         parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit, from_stream=streamed)
@@ -475,7 +478,9 @@ def restore_in_parts(
         with _linked(stop) as signal, ThreadPoolExecutor(len(parts) + 1, thread_name_prefix="restore-part") as pool:
             futures = [pool.submit(restore_file, pg_restore, env, path, options, ["--section=data"], stop=signal)]
             for part in parts:
-                chunks = blobs.read_verified(part.blob_name, part.sha256, on_bytes=counted.of(part.blob_name))
+                chunks = blobs.read_verified(
+                    part.blob_name, part.sha256, on_bytes=counted.of(part.blob_name), streams=len(parts)
+                )
                 futures.append(pool.submit(restore_stream, pg_restore, env, chunks, options, stop=signal))
             done, failure = _first_failure(futures, signal)
             if failure is not None:
