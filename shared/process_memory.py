@@ -5,9 +5,12 @@ download ranges, 1 MiB of decompressed output), allocated and freed on several t
 malloc serves a freed large buffer's successors from the heap of the thread that freed it once its
 dynamic mmap threshold has grown past that size (it grows to the largest buffer freed, up to 32 MiB),
 and it keeps each thread's heap at its high-water mark: with several parts at once, each with its
-reader, compressor, upload and digest threads, the process kept 60-85 MB more than it used
-(bench/README.md, ``bench/parts.py``). A fixed threshold of 1 MiB sends every such buffer to its own
-mapping, returned to the system by ``free``: peak RSS follows what is in use.
+reader, compressor, upload and digest threads, a backup of 2 parts peaked at 193-225 MB for about
+150 MB in use (bench/README.md, ``bench/parts.py``). A fixed threshold of 1 MiB sends every such
+buffer to its own mapping, returned to the system by ``free``: peak RSS follows what is in use
+(160-172 MB). The price is a fresh mapping, so page faults, for every buffer: about 0.2 CPU-s more
+per 330 MB of raw dump (7% of the worker's CPU), so only multi-part backups and restores ask for it,
+where several streams at once would otherwise cross 200 MB; the setting then stays for the process.
 """
 
 from __future__ import annotations

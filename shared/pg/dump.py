@@ -207,7 +207,8 @@ def dump_to_blob(
     running at once in this process (a multi-part backup) share one budget of buffers: the read-ahead
     (``READ_AHEAD`` chunks) and the blocks in flight are divided among them, at least one each.
     """
-    release_large_buffers()  # peak memory follows what the streams hold (shared.process_memory)
+    if streams > 1:
+        release_large_buffers()  # parts at once: peak memory follows what they hold (shared.process_memory)
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()

@@ -292,7 +292,8 @@ def read_verified(
     ``range_bytes`` a GET with ``DOWNLOAD_IN_FLIGHT`` GETs under way, shared among ``streams``
     downloads running at once (a multi-part restore: at least one each).
     """
-    release_large_buffers()  # peak memory follows what the streams hold (shared.process_memory)
+    if streams > 1:
+        release_large_buffers()  # parts at once: peak memory follows what they hold (shared.process_memory)
     in_flight = max(1, DOWNLOAD_IN_FLIGHT // max(1, streams))
     try:
         chunks = download_ranges(container.get_blob_client(blob_name), chunk=range_bytes, in_flight=in_flight)
