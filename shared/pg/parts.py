@@ -35,7 +35,6 @@ import heapq
 import logging
 import os
 import shlex
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,7 +49,7 @@ from shared.errors import PgVaultError, TransientError
 from shared.pg.connect import connect
 from shared.pg.digests import table_digests
 from shared.pg.dump import ZSTD_LEVEL, DumpResult, digest_stream, dump_to_blob
-from shared.pg.restore import RestoreOptions, RestoreReport, classify, conninfo_dbname, restore_stream
+from shared.pg.restore import RestoreOptions, RestoreReport, merge_reports, restore_file, restore_stream
 from shared.recovery_points import Part
 from shared.stopping import StopSignal, check
 from shared.storage.layout import part_blob_name
@@ -58,9 +57,11 @@ from shared.storage.ports import BlobReader, BlockSinks
 
 log = logging.getLogger(__name__)
 
-# Databases smaller than this (pg_database_size) are dumped as one stream (PGVAULT_PARALLEL_BACKUP_MIN_BYTES):
-# below it the second and later processes cost more than they save (bench/README.md).
-DEFAULT_PARALLEL_MIN_BYTES = 2 * 1024**3
+# Databases smaller than this (pg_database_size) are dumped as one stream (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
+# bench/parts.py on 2 cores (bench/README.md): from 323 MB up 2 parts back up faster than one stream
+# (-12%, -31% at 634 MB) and restore faster (-22%, -21%: parallel COPY and index builds), in about
+# the same memory; at 117 MB restores still gain 40% but a backup costs 0.3 CPU-s (+13%) more.
+DEFAULT_PARALLEL_MIN_BYTES = 256 * 1024**2
 # Tries of one part's pg_dump within one attempt of the backup (the first and two more).
 PART_ATTEMPTS = 3
 # zstd threads of each part's compressor: N parts already keep N cores busy.
@@ -377,53 +378,6 @@ class PartSource:
     sha256: str
 
 
-def _merge(reports: Sequence[RestoreReport]) -> RestoreReport:
-    """One report of several pg_restore runs: every message kept, the worst exit code."""
-
-    def union(pick: Callable[[RestoreReport], tuple[str, ...]]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(m for r in reports for m in pick(r)))
-
-    worst = max((r.returncode for r in reports), key=abs, default=0)
-    return RestoreReport(
-        worst,
-        union(lambda r: r.warnings),
-        union(lambda r: r.errors),
-        union(lambda r: r.notes),
-        stdin_closed_early=any(r.stdin_closed_early for r in reports),
-        stderr_tail="\n".join(r.stderr_tail for r in reports)[-_STDERR_KEEP:],
-    )
-
-
-def restore_file(
-    pg_restore: Path,
-    env: Mapping[str, str],
-    path: Path,
-    options: RestoreOptions,
-    extra_args: Sequence[str],
-    *,
-    dbname: str | None = None,
-    stop: StopSignal | None = None,
-) -> RestoreReport:
-    """``pg_restore`` of archive file ``path`` with ``extra_args`` (a section, ``-j N``) into ``env``'s database."""
-    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
-    target = dbname if dbname is not None else env.get("PGDATABASE")
-    if target is not None:
-        argv += ["--dbname", conninfo_dbname(target)]
-    argv.append(str(path))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
-    )
-    killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
-    with killing:
-        _, err = proc.communicate()
-    check(stop)
-    return classify(err.decode(errors="replace"), proc.returncode)
-
-
 class _Bytes:
     """Bytes read of several blobs at once, summed, reported from one thread at a time."""
 
@@ -474,7 +428,7 @@ def restore_in_parts(
                 out.write(chunk)
         reports = [restore_file(pg_restore, env, path, options, ["--section=pre-data"], stop=stop)]
         if reports[0].errors:
-            return _merge(reports)
+            return merge_reports(reports)
         with _linked(stop) as signal, ThreadPoolExecutor(len(parts) + 1, thread_name_prefix="restore-part") as pool:
             futures = [pool.submit(restore_file, pg_restore, env, path, options, ["--section=data"], stop=signal)]
             for part in parts:
@@ -487,11 +441,11 @@ def restore_in_parts(
                 raise failure
             reports.extend(done)
         if any(r.errors for r in reports):
-            return _merge(reports)
+            return merge_reports(reports)
         reports.append(
             restore_file(pg_restore, env, path, options, ["--section=post-data", f"--jobs={max(1, jobs)}"], stop=stop)
         )
-        return _merge(reports)
+        return merge_reports(reports)
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
