@@ -433,7 +433,7 @@ var commonAppSettings = {
   PGVAULT_BACKUP_MANIFEST: 'true'
   // Empty: as many pg_dump/pg_restore processes as the instance has cores (shared/settings.py).
   PGVAULT_BACKUP_PARALLELISM: ''
-  PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '268435456'
+  PGVAULT_PARALLEL_BACKUP_MIN_BYTES: '2147483648'
   PGVAULT_MAX_BACKUPS_PER_SERVER: '2'
   PGVAULT_MAX_BACKUPS: '20'
   PGVAULT_BACKUP_MANIFEST_FROM_STREAM: 'true'

@@ -162,9 +162,9 @@ class Settings:
     key_vault_uri: str | None = None
     # pg_dump/pg_restore processes of one backup or restore (PGVAULT_BACKUP_PARALLELISM); 1: one stream.
     backup_parallelism: int = 1
-    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES; why 256 MiB:
+    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES; why 2 GiB:
     # shared.pg.parts.DEFAULT_PARALLEL_MIN_BYTES).
-    parallel_backup_min_bytes: int = 256 * 1024**2
+    parallel_backup_min_bytes: int = 2 * 1024**3
     # When protected servers are discovered (PGVAULT_DISCOVERY_SCHEDULE, six-field NCRONTAB): hourly by default.
     discovery_schedule: str = "0 0 * * * *"
     # PGVAULT_SOFT_DELETE_DAYS: how long stop-with-delete keeps an instance's points before the purge.
@@ -452,7 +452,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)
     parallelism = _whole(env, "PGVAULT_BACKUP_PARALLELISM", problems, default=default_parallelism(), low=1, high=64)
-    parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", problems, default=256 * 1024**2, low=0, high=2**62)
+    parallel_min = _whole(env, "PGVAULT_PARALLEL_BACKUP_MIN_BYTES", problems, default=2 * 1024**3, low=0, high=2**62)
     discovery_schedule = _ncrontab(env, "PGVAULT_DISCOVERY_SCHEDULE", "0 0 * * * *", problems)
     soft_delete_days = _soft_delete_days(env, problems)
     immutability = _immutability(env, problems)

@@ -58,10 +58,10 @@ from shared.storage.ports import BlobReader, BlockSinks
 log = logging.getLogger(__name__)
 
 # Databases smaller than this (pg_database_size) are dumped as one stream (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
-# bench/parts.py on 2 cores (bench/README.md): from 323 MB up 2 parts back up faster than one stream
-# (-12%, -31% at 634 MB) and restore faster (-22%, -21%: parallel COPY and index builds), in about
-# the same memory; at 117 MB restores still gain 40% but a backup costs 0.3 CPU-s (+13%) more.
-DEFAULT_PARALLEL_MIN_BYTES = 256 * 1024**2
+# bench/parts.py on 2 cores (bench/README.md, issue 18): at 323 and 634 MB two parts back up in the
+# same wall time as one stream for 11-14% more CPU, and since a one-stream restore runs post-data
+# with --jobs too (shared.pg.restore.restore_blob) they restore no faster: parts pay from gigabytes.
+DEFAULT_PARALLEL_MIN_BYTES = 2 * 1024**3
 # Tries of one part's pg_dump within one attempt of the backup (the first and two more).
 PART_ATTEMPTS = 3
 # zstd threads of each part's compressor: N parts already keep N cores busy.

@@ -123,7 +123,7 @@ def test_backup_parallelism_defaults_to_the_cores_this_process_may_use_and_takes
     base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE}
     default = load_settings(base)
     assert default.backup_parallelism == default_parallelism() >= 1
-    # 256 MiB, the backup runner's own default: parts from there (bench/README.md says why)
-    assert default.parallel_backup_min_bytes == 256 * 1024**2 == DEFAULT_PARALLEL_MIN_BYTES
+    # 2 GiB, the backup runner's own default (bench/README.md says why)
+    assert default.parallel_backup_min_bytes == 2 * 1024**3 == DEFAULT_PARALLEL_MIN_BYTES
     chosen = load_settings({**base, "PGVAULT_BACKUP_PARALLELISM": "4", "PGVAULT_PARALLEL_BACKUP_MIN_BYTES": "0"})
     assert (chosen.backup_parallelism, chosen.parallel_backup_min_bytes) == (4, 0)
