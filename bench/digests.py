@@ -8,8 +8,8 @@ into Azurite) four ways, interleaved, ``--repeat`` times each:
 - none:   ``digests=False``, no manifest
 - sql:    the SQL manifest (``shared.pg.digests``: a second read of every table in the dump's snapshot)
 - stream: the manifest read from the dump stream (``shared.pg.archive``, ``from_stream=True``, the
-          default), the parser on a thread of its own
-- inline: the same, the parser on the thread that feeds zstd (``digest_on_thread=False``, as before)
+          default), the parser on a thread of its own (``digest_on_thread=True``)
+- inline: the same, the parser on the thread that feeds zstd (``digest_on_thread=False``, the default)
 Prints medians: the worker's wall seconds, the CPU seconds of the worker process (with pg_dump, its
 child), of PostgreSQL's backends, and of Azurite. Not a test: it asserts nothing, it reports.
 """

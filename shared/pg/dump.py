@@ -289,11 +289,14 @@ class _DigestThread:
 
 
 def digest_stream(
-    dump: Callable[..., DumpResult], blob_name: str, *, on_thread: bool = True
+    dump: Callable[..., DumpResult], blob_name: str, *, on_thread: bool = False
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump(on_chunk=...)`` with the stream digests of its archive (``shared.pg.archive``), None if unreadable.
 
-    ``on_thread`` digests on a thread of its own (``_DigestThread``) instead of the one feeding zstd.
+    The digester runs on the thread that feeds zstd; ``on_thread`` gives it a thread of its own
+    (``_DigestThread``). Measured on 2 cores (bench/digests.py) that is no faster, since the backup
+    already keeps both cores busy and the walk holds the GIL, and it keeps two chunks more alive
+    (+16 MB): so not by default; it is for hosts with cores to spare (not measured).
     """
     digester = ArchiveDigester()
     if on_thread:
@@ -326,14 +329,13 @@ def dump_with_manifest(
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
     from_stream: bool = True,
-    digest_on_thread: bool = True,
+    digest_on_thread: bool = False,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
     By default (``from_stream``) the digests are read from the dump's own bytes as they pass
-    (``shared.pg.archive``, method ``copy-sha256``), on a thread of their own (``digest_on_thread``;
-    False digests on the thread that feeds zstd, for bench/digests.py): the server pays nothing
-    extra; a stream the parser cannot read gives no manifest. ``from_stream=False`` is the SQL
+    (``shared.pg.archive``, method ``copy-sha256``; ``digest_on_thread``: see ``digest_stream``):
+    the server pays nothing extra; a stream the parser cannot read gives no manifest. ``from_stream=False`` is the SQL
     manifest (``shared.pg.digests``): a second read of every table in the very snapshot pg_dump
     reads (exported here on a connection made with ``libpq``, imported by pg_dump with
     ``--snapshot``), on a thread of its own while the dump streams; a server that cannot export a
