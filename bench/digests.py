@@ -136,6 +136,7 @@ def main() -> int:
     finally:
         azurite.stop()
         pg.stop()
+        subprocess.run(["rm", "-rf", str(work)], check=False)  # Azurite's blobs of this run
     return 0
 
 
