@@ -4,10 +4,12 @@
 
 Builds (or reuses, under .bench/) bench/backup.py's reference database of about ``scale`` GB, then
 runs what the backup worker runs (``dump_with_manifest``: pg_dump → zstd → staged blocks → commit
-into Azurite) three ways, interleaved, ``--repeat`` times each:
+into Azurite) four ways, interleaved, ``--repeat`` times each:
 - none:   ``digests=False``, no manifest
 - sql:    the SQL manifest (``shared.pg.digests``: a second read of every table in the dump's snapshot)
-- stream: the manifest read from the dump stream (``shared.pg.archive``, ``from_stream=True``)
+- stream: the manifest read from the dump stream (``shared.pg.archive``, ``from_stream=True``, the
+          default), the parser on a thread of its own (``digest_on_thread=True``)
+- inline: the same, the parser on the thread that feeds zstd (``digest_on_thread=False``, the default)
 Prints medians: the worker's wall seconds, the CPU seconds of the worker process (with pg_dump, its
 child), of PostgreSQL's backends, and of Azurite. Not a test: it asserts nothing, it reports.
 """
@@ -44,7 +46,7 @@ libpq = {{"host": os.environ["PGHOST"], "port": os.environ["PGPORT"], "user": os
 started = time.monotonic()
 result, tables = dump_with_manifest(pick_tool("pg_dump", 15).path, libpq, dict(os.environ), container, {blob!r},
                                     metadata={{}}, expected_bytes={size}, digests={digests},
-                                    from_stream={stream})
+                                    from_stream={stream}, digest_on_thread={thread})
 seconds = time.monotonic() - started
 assert bool(tables) == {digests}, "manifest"
 me = resource.getrusage(resource.RUSAGE_SELF)
@@ -52,7 +54,12 @@ print(json.dumps({{"seconds": seconds, "worker_cpu": me.ru_utime + me.ru_stime, 
                    "rss_mb": me.ru_maxrss / 1024}}))
 """
 
-VARIANTS = {"none": (False, False), "sql": (True, False), "stream": (True, True)}
+VARIANTS = {
+    "none": (False, False, True),
+    "sql": (True, False, True),
+    "stream": (True, True, True),
+    "inline": (True, True, False),
+}
 
 
 def main() -> int:
@@ -82,7 +89,7 @@ def main() -> int:
         cpu = Cpu(pg, azurite)
         rows: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
         for attempt in range(args.repeat):
-            for name, (digests, stream) in VARIANTS.items():
+            for name, (digests, stream, thread) in VARIANTS.items():
                 # a fresh Azurite for each run, as bench/backup.py does (it slows after large uploads)
                 azurite.stop()
                 subprocess.run(["rm", "-rf", str(azurite.location)], check=True)
@@ -91,7 +98,12 @@ def main() -> int:
                 assert azurite.proc is not None
                 cpu.azurite = azurite.proc.pid
                 child = CHILD.format(
-                    repo=str(REPO), blob=f"{name}-{attempt}.zst", size=size, digests=digests, stream=stream
+                    repo=str(REPO),
+                    blob=f"{name}-{attempt}.zst",
+                    size=size,
+                    digests=digests,
+                    stream=stream,
+                    thread=thread,
                 )
                 out: dict[str, float] = {}
 
@@ -118,9 +130,13 @@ def main() -> int:
                 f"{name:<10}{med('seconds'):>8.1f}{med('worker_cpu'):>14.1f}{med('all'):>16.1f}{med('postgres'):>14.1f}"
                 f"{med('azurite'):>15.1f}{med('rss_mb'):>8.0f}{med('tables'):>8.0f}"
             )
+        print("raw wall seconds:")
+        for name, runs in rows.items():
+            print(f"  {name:<8} " + ", ".join(f"{r['seconds']:.2f}" for r in runs))
     finally:
         azurite.stop()
         pg.stop()
+        subprocess.run(["rm", "-rf", str(work)], check=False)  # Azurite's blobs of this run
     return 0
 
 

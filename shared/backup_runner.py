@@ -176,7 +176,7 @@ class BackupRunner(Work):
         parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_BYTES,
         queues: QueueSender | None = None,
         limits: BackupLimits | None = None,
-        manifest_from_stream: bool = False,
+        manifest_from_stream: bool = True,
         parts_across_instances: bool = False,
         part_bytes: int = DEFAULT_PART_BYTES,
         part_timeout: timedelta = PART_TIMEOUT,
@@ -399,7 +399,17 @@ class BackupRunner(Work):
             "before_commit": run.heartbeat.confirm,
         }
         if self._coordinator is None:
-            return dump_in_parts(source.tool.path, source.kwargs, env, self._backups, blob_name, **common)
+            return dump_in_parts(
+                source.tool.path,
+                source.kwargs,
+                env,
+                self._backups,
+                blob_name,
+                from_stream=self._manifest_from_stream,
+                **common,
+            )
+        # Across instances the coordinator digests the tables in its snapshot (the second read): the
+        # part workers do not digest their streams yet.
         about = PartsJob(
             run.job.job_id, source.instance.spec.name, self._token(run), source.server_major, source.tool.version_text
         )

@@ -152,7 +152,8 @@ class Settings:
     # Per-table digests beside each dump, for :verifyRestore; a second read of every table.
     backup_manifest: bool = True
     # The manifest read from the dump stream as it passes (shared.pg.archive): no second read.
-    backup_manifest_from_stream: bool = False
+    # False: the SQL manifest (shared.pg.digests), a second read of every table.
+    backup_manifest_from_stream: bool = True
     # Host patterns a secret without its own Server may be used for (empty: such a secret is refused).
     allowed_servers: tuple[str, ...] = ()
     # Storage accounts restore-as-files may write to (PGVAULT_EXPORT_ACCOUNTS); none: no exports.
@@ -161,7 +162,8 @@ class Settings:
     key_vault_uri: str | None = None
     # pg_dump/pg_restore processes of one backup or restore (PGVAULT_BACKUP_PARALLELISM); 1: one stream.
     backup_parallelism: int = 1
-    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
+    # Databases at least this big are backed up in parts (PGVAULT_PARALLEL_BACKUP_MIN_BYTES; why 2 GiB:
+    # shared.pg.parts.DEFAULT_PARALLEL_MIN_BYTES).
     parallel_backup_min_bytes: int = 2 * 1024**3
     # A multi-part backup's data parts are queue messages any instance takes (PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES).
     backup_parts_across_instances: bool = False
@@ -449,7 +451,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     retention_schedule = _ncrontab(env, "PGVAULT_RETENTION_SCHEDULE", None, problems)
     function_timeout = _function_timeout(env, problems)
     backup_manifest = _bool(env, "PGVAULT_BACKUP_MANIFEST", problems, default=True)
-    from_stream = _bool(env, "PGVAULT_BACKUP_MANIFEST_FROM_STREAM", problems, default=False)
+    from_stream = _bool(env, "PGVAULT_BACKUP_MANIFEST_FROM_STREAM", problems, default=True)
     export_accounts = _export_accounts(env, emulator_blob_endpoint(connection_string) is not None, problems)
     allowed_servers = _allowed_servers(env, problems)
     key_vault_uri = _key_vault_uri(env, problems)

@@ -147,6 +147,40 @@ def _read_head_and_toc(cur: _Cursor) -> tuple[tuple[int, int], dict[int, str]]:
     return version, tables
 
 
+class ArchiveHead:
+    """Keeps an archive's first bytes until its header and table of contents are whole.
+
+    ``data`` is then those bytes: an archive without data blocks that ``pg_restore`` reads (from a
+    seekable file, so with ``--jobs``) for the sections that need none (``--section=post-data``).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._try_at = 0
+        self.data: bytes | None = None
+        self.failed = False
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bool:
+        """Take the next bytes; True once ``data`` is known or the stream is not an archive this reads."""
+        if self.data is not None or self.failed:
+            return True
+        self._buffer += chunk
+        if len(self._buffer) < self._try_at:
+            return False
+        cur = _Cursor(self._buffer)
+        try:
+            _read_head_and_toc(cur)
+        except _Short:
+            self._try_at = 2 * len(self._buffer)  # parse again once twice as much came: linear in all
+            return False
+        except (ArchiveError, ValueError, IndexError, UnicodeError):
+            self.failed = True
+            return True
+        self.data = bytes(self._buffer[: cur.pos])
+        self._buffer = bytearray()
+        return True
+
+
 class ArchiveDigester:
     """Fed the archive's bytes in order (any chunking), gives each table's rows and SHA-256.
 

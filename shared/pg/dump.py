@@ -29,6 +29,7 @@ from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.archive import ArchiveDigester, ArchiveError
 from shared.pg.connect import connect, refusal
 from shared.pg.digests import table_digests
+from shared.process_memory import release_large_buffers
 from shared.stopping import StopSignal, check
 from shared.storage.ports import BlockSinks, StreamResult
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 READ_BYTES = 4 * 1024 * 1024
 # Chunks read ahead of the compressor (READ_BYTES each): enough to absorb its pauses.
 READ_AHEAD = 4
+# Chunks waiting for the stream digester's thread: it keeps up (the walk is one length read per row,
+# the hashing C), and each chunk waiting is READ_BYTES held past zstd.
+DIGEST_AHEAD = 1
 # Measured with bench/backup.py (bench/README.md): level 1 on two threads is the fastest and still
 # stores less than pg_dump's gzip (137 MB against 159 MB on the 1 GB reference database); level 3
 # took 16-20% longer for 1-2% smaller output, negative levels doubled what goes over the wire.
@@ -66,12 +70,12 @@ def _stderr_reader(pipe: object, sink: bytearray) -> threading.Thread:
     return thread
 
 
-def _read_ahead(pipe: IO[bytes]) -> Iterator[bytes]:
+def _read_ahead(pipe: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
     """The pipe's chunks, read by a thread of their own so pg_dump never waits on the compressor.
 
-    At most ``READ_AHEAD`` chunks wait in between: memory stays bounded.
+    At most ``depth`` chunks wait in between: memory stays bounded.
     """
-    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=READ_AHEAD)
+    chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
     def read() -> None:
@@ -196,6 +200,7 @@ def dump_to_blob(
     extra_args: Sequence[str] = (),
     on_chunk: Callable[[bytes], None] | None = None,
     if_missing: bool = False,
+    streams: int = 1,
 ) -> DumpResult:
     """Dump the database ``env`` points at into ``blob_name``, committed with ``metadata``.
 
@@ -205,17 +210,21 @@ def dump_to_blob(
     session can read exactly what the dump holds (the backup's manifest). When ``stop`` is set
     (the job was cancelled, its lock taken over), pg_dump is killed at once and its reason raised:
     nothing is committed after the signal. ``extra_args`` go to pg_dump as they are. A pg_dump
-    killed by a signal raises ``DumpKilled`` (a ``TransientError``).
-    nothing is committed after the signal. ``on_chunk`` sees every raw chunk of the archive in order
-    (the stream digests, ``shared.pg.archive``). ``if_missing`` commits only if no blob of that name
-    exists (``BlobExists`` otherwise, the existing blob untouched): two dumps into one name never both
-    commit. A snapshot that is gone raises ``SnapshotGone``.
+    killed by a signal raises ``DumpKilled`` (a ``TransientError``). ``on_chunk`` sees every raw
+    chunk of the archive in order (the stream digests, ``shared.pg.archive``). ``streams`` dumps
+    running at once in this process (a multi-part backup) share one budget of buffers: the read-ahead
+    (``READ_AHEAD`` chunks) and the blocks in flight are divided among them, at least one each.
+    ``if_missing`` commits only if no blob of that name exists (``BlobExists`` otherwise, the existing
+    blob untouched): two dumps into one name never both commit. A snapshot that is gone raises
+    ``SnapshotGone``.
     """
+    if streams > 1:
+        release_large_buffers()  # parts at once: peak memory follows what they hold (shared.process_memory)
     proc = _start_pg_dump(pg_dump, env, snapshot, extra_args)
     assert proc.stdout is not None and proc.stderr is not None
     stderr = bytearray()
     reader = _stderr_reader(proc.stderr, stderr)
-    writer = sinks.writer(blob_name, expected_bytes=expected_bytes)
+    writer = sinks.writer(blob_name, expected_bytes=expected_bytes, streams=streams)
     raw = 0
     last_report = time.monotonic()
     killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
@@ -223,7 +232,7 @@ def dump_to_blob(
         with killing:
             compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
             with compressor.stream_writer(writer, closefd=False) as zstd_out:  # type: ignore[arg-type]
-                for chunk in _read_ahead(proc.stdout):
+                for chunk in _read_ahead(proc.stdout, READ_AHEAD // max(1, streams)):
                     check(stop)
                     zstd_out.write(chunk)
                     if on_chunk is not None:
@@ -266,6 +275,57 @@ def dump_to_blob(
     return DumpResult(result, raw)
 
 
+class _DigestThread:
+    """Feeds the stream digester on a thread of its own, so the thread that feeds zstd only hands chunks on.
+
+    At most ``DIGEST_AHEAD`` chunks wait (the same bytes objects zstd was given, kept alive only by
+    this queue), so memory stays bounded; a digester that falls behind slows the dump down rather
+    than growing. ``close`` waits for every chunk to be digested.
+    """
+
+    def __init__(self, digester: ArchiveDigester) -> None:
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=DIGEST_AHEAD)
+        self._thread = threading.Thread(target=self._run, args=(digester,), name="manifest", daemon=True)
+        self._thread.start()
+
+    def _run(self, digester: ArchiveDigester) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            digester.feed(chunk)  # never raises: a stream it cannot read is reported by tables()
+
+    def __call__(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def close(self) -> None:
+        self._chunks.put(None)
+        self._thread.join()
+
+
+def digest_stream(
+    dump: Callable[..., DumpResult], blob_name: str, *, on_thread: bool = False
+) -> tuple[DumpResult, dict[str, Any] | None]:
+    """``dump(on_chunk=...)`` with the stream digests of its archive (``shared.pg.archive``), None if unreadable.
+
+    The digester runs on the thread that feeds zstd; ``on_thread`` gives it a thread of its own
+    (``_DigestThread``). Measured on 2 cores (bench/digests.py) that is no faster, since the backup
+    already keeps both cores busy and the walk holds the GIL, and it keeps two chunks more alive
+    (+16 MB): so not by default; it is for hosts with cores to spare (not measured).
+    """
+    digester = ArchiveDigester()
+    if on_thread:
+        feeder = _DigestThread(digester)
+        try:
+            result = dump(on_chunk=feeder)
+        finally:
+            feeder.close()
+    else:
+        result = dump(on_chunk=digester.feed)
+    try:
+        return result, digester.tables()
+    except ArchiveError as exc:
+        log.warning("%s: no manifest, the dump stream could not be digested: %s", blob_name, exc)
+        return result, None
+
+
 def dump_with_manifest(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -280,16 +340,18 @@ def dump_with_manifest(
     digests: bool = True,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
-    from_stream: bool = False,
+    from_stream: bool = True,
+    digest_on_thread: bool = False,
 ) -> tuple[DumpResult, dict[str, Any] | None]:
     """``dump_to_blob``, and the per-table digests of the same snapshot (None if they could not be made).
 
-    The digests read the very snapshot pg_dump reads (exported here on a connection made with
-    ``libpq``, imported by pg_dump with ``--snapshot``), on a thread of their own while the dump
-    streams. A server that cannot export a snapshot still gets its backup, without a manifest.
-    ``digests=False`` spares the server that second read of every table: no manifest.
-    ``from_stream=True`` reads the digests from the dump's own bytes instead (``shared.pg.archive``,
-    method ``copy-sha256``): no snapshot, no second read; a stream the parser cannot read gives no manifest.
+    By default (``from_stream``) the digests are read from the dump's own bytes as they pass
+    (``shared.pg.archive``, method ``copy-sha256``; ``digest_on_thread``: see ``digest_stream``):
+    the server pays nothing extra; a stream the parser cannot read gives no manifest. ``from_stream=False`` is the SQL
+    manifest (``shared.pg.digests``): a second read of every table in the very snapshot pg_dump
+    reads (exported here on a connection made with ``libpq``, imported by pg_dump with
+    ``--snapshot``), on a thread of its own while the dump streams; a server that cannot export a
+    snapshot still gets its backup, without a manifest. ``digests=False``: no manifest.
     """
     dump = functools.partial(
         dump_to_blob,
@@ -307,13 +369,7 @@ def dump_with_manifest(
     if not digests:
         return dump(), None
     if from_stream:
-        digester = ArchiveDigester()
-        result = dump(on_chunk=digester.feed)
-        try:
-            return result, digester.tables()
-        except ArchiveError as exc:
-            log.warning("%s: no manifest, the dump stream could not be digested: %s", blob_name, exc)
-            return result, None
+        return digest_stream(dump, blob_name, on_thread=digest_on_thread)
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True

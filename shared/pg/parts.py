@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import heapq
 import logging
 import os
 import shlex
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,8 +48,8 @@ import psycopg
 from shared.errors import PgVaultError, TransientError
 from shared.pg.connect import connect
 from shared.pg.digests import table_digests
-from shared.pg.dump import ZSTD_LEVEL, DumpResult, dump_to_blob
-from shared.pg.restore import RestoreOptions, RestoreReport, classify, conninfo_dbname, restore_stream
+from shared.pg.dump import ZSTD_LEVEL, DumpResult, digest_stream, dump_to_blob
+from shared.pg.restore import RestoreOptions, RestoreReport, merge_reports, restore_file, restore_stream
 from shared.recovery_points import Part
 from shared.stopping import StopSignal, check
 from shared.storage.layout import part_blob_name
@@ -57,14 +57,18 @@ from shared.storage.ports import BlobReader, BlockSinks
 
 log = logging.getLogger(__name__)
 
-# Databases smaller than this (pg_database_size) are dumped as one stream (PGVAULT_PARALLEL_BACKUP_MIN_BYTES):
-# below it the second and later processes cost more than they save (bench/README.md).
+# Databases smaller than this (pg_database_size) are dumped as one stream (PGVAULT_PARALLEL_BACKUP_MIN_BYTES).
+# bench/parts.py on 2 cores (bench/README.md, issue 18): at 323 and 634 MB two parts back up in the
+# same wall time as one stream for 11-14% more CPU, and since a one-stream restore runs post-data
+# with --jobs too (shared.pg.restore.restore_blob) they restore no faster: parts pay from gigabytes.
 DEFAULT_PARALLEL_MIN_BYTES = 2 * 1024**3
 # Tries of one part's pg_dump within one attempt of the backup (the first and two more).
 PART_ATTEMPTS = 3
 # zstd threads of each part's compressor: N parts already keep N cores busy.
 PART_ZSTD_THREADS = 1
 _STDERR_KEEP = 256 * 1024
+# The stream digest of a table named in an archive's table of contents whose data block is not in it.
+_NO_BLOCK = hashlib.sha256(b"").hexdigest()
 
 # Leaf tables holding rows (relkind 'r'; a partitioned table's rows are in its partitions), not
 # members of an extension (pg_dump dumps their configuration data with the extension), with the
@@ -210,8 +214,13 @@ class _PartDumper:
         metadata: Mapping[str, str],
         progress: _Progress,
         before_commit: Callable[[], None] | None,
+        *,
+        from_stream: bool = False,
     ) -> None:
         self._dump = dump
+        self._from_stream = from_stream
+        # part index -> the stream digests of its archive (None: unreadable), when from_stream
+        self.digests: dict[int, dict[str, Any] | None] = {}
         self._snapshot = snapshot
         self._metadata = metadata
         self._progress = progress
@@ -227,17 +236,23 @@ class _PartDumper:
     def __call__(self, index: int, name: str, args: list[str], expected: int, signal: StopSignal) -> DumpResult:
         """Dump part ``index`` into ``name``; a killed pg_dump or a server gone is dumped again."""
         for attempt in range(1, PART_ATTEMPTS + 1):
+            dump = functools.partial(
+                self._dump,
+                name,
+                {**self._metadata, "part": str(index)},
+                on_progress=self._progress.of(index),
+                expected_bytes=expected,
+                snapshot=self._snapshot,
+                stop=signal,
+                before_commit=self._commit_check,
+                extra_args=args,
+            )
             try:
-                result = self._dump(
-                    name,
-                    {**self._metadata, "part": str(index)},
-                    on_progress=self._progress.of(index),
-                    expected_bytes=expected,
-                    snapshot=self._snapshot,
-                    stop=signal,
-                    before_commit=self._commit_check,
-                    extra_args=args,
-                )
+                if self._from_stream:  # each attempt digests its own stream afresh
+                    result, tables = digest_stream(dump, name)
+                    self.digests[index] = tables
+                else:
+                    result = dump()
             except TransientError as exc:
                 check(signal)  # another part failed, a cancel came: no retry
                 if attempt == PART_ATTEMPTS:
@@ -264,6 +279,23 @@ def _first_failure(futures: Sequence[Future[Any]], signal: StopSignal) -> tuple[
     return results, failure
 
 
+def _merge_digests(blob_name: str, digests: Mapping[int, dict[str, Any] | None], count: int) -> dict[str, Any] | None:
+    """One manifest of every part's stream digests; None if any part's stream could not be read.
+
+    A table's data block is in one part's archive only; another archive may name it in its table of
+    contents without a block (digested as nothing at all), so the part with the block wins.
+    """
+    if len(digests) < count or any(d is None for d in digests.values()):
+        log.warning("%s: no manifest, a part's dump stream could not be digested", blob_name)
+        return None
+    merged: dict[str, Any] = {}
+    for index in sorted(digests):
+        for table, digest in (digests[index] or {}).items():
+            if table not in merged or merged[table]["hash"] == _NO_BLOCK:
+                merged[table] = digest
+    return dict(sorted(merged.items()))
+
+
 def dump_in_parts(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -276,18 +308,20 @@ def dump_in_parts(
     on_progress: Callable[[int], None] | None = None,
     level: int = ZSTD_LEVEL,
     digests: bool = True,
+    from_stream: bool = True,
     stop: StopSignal | None = None,
     before_commit: Callable[[], None] | None = None,
 ) -> PartedDump:
     """Dump the database into a schema part (``blob_name``) and up to ``parallelism`` data parts.
 
     Every part reads the one snapshot exported here (``NoSnapshot`` before anything is written if the
-    server cannot export one); the per-table digests (``digests``) are
-    computed on the exporting connection meanwhile. Either every part is committed with its
-    checksum and the parts are returned, or the error is raised and the parts committed so far
-    are deleted. ``before_commit`` runs before each part's commit, one part at a time.
+    server cannot export one); the per-table digests (``digests``) are read from each part's
+    stream as it passes (``from_stream``, method ``copy-sha256``: each table's rows are in exactly
+    one part's archive) or, with ``from_stream=False``, computed on the exporting connection
+    meanwhile. Either every part is committed with its checksum and the parts are returned, or the
+    error is raised and the parts committed so far are deleted. ``before_commit`` runs before each
+    part's commit, one part at a time.
     """
-    dump = functools.partial(dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS)
     with connect(libpq, autocommit=False) as snap:
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
@@ -297,10 +331,15 @@ def dump_in_parts(
             raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
+        # The data parts share one budget of read-ahead and blocks in flight (the schema part is small).
+        dump = functools.partial(
+            dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS, streams=len(groups)
+        )
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
-        parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit)
+        streamed = digests and from_stream
+        parts = _PartDumper(dump, snapshot, metadata, _Progress(on_progress), before_commit, from_stream=streamed)
         with linked(stop) as signal, ThreadPoolExecutor(len(groups) + 2, thread_name_prefix="part") as pool:
-            pending_digests = pool.submit(table_digests, snap) if digests else None
+            pending_digests = pool.submit(table_digests, snap) if digests and not streamed else None
             futures = [pool.submit(parts, 0, blob_name, schema_part_args(in_parts), 0, signal)]
             for i, group in enumerate(groups, start=1):
                 name, expected = part_blob_name(blob_name, i), sum(t.bytes for t in group)
@@ -317,6 +356,8 @@ def dump_in_parts(
             if failure is not None:
                 _discard(sinks, parts.committed)
                 raise failure
+            if streamed:
+                tables = _merge_digests(blob_name, parts.digests, len(groups) + 1)
         with contextlib.suppress(psycopg.Error):
             snap.rollback()
     data = tuple(
@@ -335,53 +376,6 @@ class PartSource:
 
     blob_name: str
     sha256: str
-
-
-def _merge(reports: Sequence[RestoreReport]) -> RestoreReport:
-    """One report of several pg_restore runs: every message kept, the worst exit code."""
-
-    def union(pick: Callable[[RestoreReport], tuple[str, ...]]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(m for r in reports for m in pick(r)))
-
-    worst = max((r.returncode for r in reports), key=abs, default=0)
-    return RestoreReport(
-        worst,
-        union(lambda r: r.warnings),
-        union(lambda r: r.errors),
-        union(lambda r: r.notes),
-        stdin_closed_early=any(r.stdin_closed_early for r in reports),
-        stderr_tail="\n".join(r.stderr_tail for r in reports)[-_STDERR_KEEP:],
-    )
-
-
-def restore_file(
-    pg_restore: Path,
-    env: Mapping[str, str],
-    path: Path,
-    options: RestoreOptions,
-    extra_args: Sequence[str],
-    *,
-    dbname: str | None = None,
-    stop: StopSignal | None = None,
-) -> RestoreReport:
-    """``pg_restore`` of archive file ``path`` with ``extra_args`` (a section, ``-j N``) into ``env``'s database."""
-    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
-    target = dbname if dbname is not None else env.get("PGDATABASE")
-    if target is not None:
-        argv += ["--dbname", conninfo_dbname(target)]
-    argv.append(str(path))
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
-    )
-    killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
-    with killing:
-        _, err = proc.communicate()
-    check(stop)
-    return classify(err.decode(errors="replace"), proc.returncode)
 
 
 class _Bytes:
@@ -434,22 +428,24 @@ def restore_in_parts(
                 out.write(chunk)
         reports = [restore_file(pg_restore, env, path, options, ["--section=pre-data"], stop=stop)]
         if reports[0].errors:
-            return _merge(reports)
+            return merge_reports(reports)
         with linked(stop) as signal, ThreadPoolExecutor(len(parts) + 1, thread_name_prefix="restore-part") as pool:
             futures = [pool.submit(restore_file, pg_restore, env, path, options, ["--section=data"], stop=signal)]
             for part in parts:
-                chunks = blobs.read_verified(part.blob_name, part.sha256, on_bytes=counted.of(part.blob_name))
+                chunks = blobs.read_verified(
+                    part.blob_name, part.sha256, on_bytes=counted.of(part.blob_name), streams=len(parts)
+                )
                 futures.append(pool.submit(restore_stream, pg_restore, env, chunks, options, stop=signal))
             done, failure = _first_failure(futures, signal)
             if failure is not None:
                 raise failure
             reports.extend(done)
         if any(r.errors for r in reports):
-            return _merge(reports)
+            return merge_reports(reports)
         reports.append(
             restore_file(pg_restore, env, path, options, ["--section=post-data", f"--jobs={max(1, jobs)}"], stop=stop)
         )
-        return _merge(reports)
+        return merge_reports(reports)
     finally:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import logging
+import os
 import queue
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from shared.errors import ErrorCode, TransientError, UserError
+from shared.pg.archive import ArchiveHead
 from shared.pg.connect import refusal
 from shared.pg.roles import MAP_TO_TARGET_USER
 from shared.stopping import StopSignal, check
@@ -270,6 +274,7 @@ def restore_stream(
     *,
     dbname: str | None = None,
     stop: StopSignal | None = None,
+    extra_args: Sequence[str] = (),
 ) -> RestoreReport:
     """Feed ``chunks`` (a custom-format archive) to ``pg_restore`` into the database ``env`` names.
 
@@ -280,7 +285,7 @@ def restore_stream(
     killed at once and the signal's reason raised; what it wrote is the caller's to throw away.
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
-    argv = [str(pg_restore), *options.args(), "--no-password"]
+    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
     target = dbname if dbname is not None else env.get("PGDATABASE")
     if target is not None:
         argv += ["--dbname", conninfo_dbname(target)]
@@ -323,6 +328,53 @@ def restore_stream(
     return dataclasses.replace(report, stdin_closed_early=closed_early)
 
 
+def merge_reports(reports: Sequence[RestoreReport]) -> RestoreReport:
+    """One report of several pg_restore runs: every message kept, the worst exit code."""
+
+    def union(pick: Callable[[RestoreReport], tuple[str, ...]]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for r in reports for m in pick(r)))
+
+    worst = max((r.returncode for r in reports), key=abs, default=0)
+    return RestoreReport(
+        worst,
+        union(lambda r: r.warnings),
+        union(lambda r: r.errors),
+        union(lambda r: r.notes),
+        stdin_closed_early=any(r.stdin_closed_early for r in reports),
+        stderr_tail="\n".join(r.stderr_tail for r in reports)[-_STDERR_KEEP:],
+    )
+
+
+def restore_file(
+    pg_restore: Path,
+    env: Mapping[str, str],
+    path: Path,
+    options: RestoreOptions,
+    extra_args: Sequence[str],
+    *,
+    dbname: str | None = None,
+    stop: StopSignal | None = None,
+) -> RestoreReport:
+    """``pg_restore`` of archive file ``path`` with ``extra_args`` (a section, ``-j N``) into ``env``'s database."""
+    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
+    target = dbname if dbname is not None else env.get("PGDATABASE")
+    if target is not None:
+        argv += ["--dbname", conninfo_dbname(target)]
+    argv.append(str(path))
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env},
+    )
+    killing = stop.on_stop(proc.kill) if stop is not None else contextlib.nullcontext()
+    with killing:
+        _, err = proc.communicate()
+    check(stop)
+    return classify(err.decode(errors="replace"), proc.returncode)
+
+
 def restore_blob(
     pg_restore: Path,
     env: Mapping[str, str],
@@ -333,14 +385,46 @@ def restore_blob(
     options: RestoreOptions | None = None,
     on_bytes: Callable[[int], None] | None = None,
     stop: StopSignal | None = None,
+    jobs: int = 1,
+    workdir: Path | None = None,
 ) -> RestoreReport:
     """The pipeline of every restore: blob → SHA-256 check → zstd → ``pg_restore`` stdin.
 
+    With ``jobs`` > 1 the stream restores the pre-data and data sections, and the post-data section
+    (indexes, constraints, triggers: no data, only the table of contents' definitions) then runs with
+    ``pg_restore --jobs`` from a file holding just the archive's header and table of contents, which
+    the stream's first bytes give (``shared.pg.archive.ArchiveHead``; kilobytes to a few MiB):
+    ``--jobs`` needs a seekable file, and a stream cannot build two indexes at once. A stream whose
+    head cannot be read restores in one run as before.
     ``IntegrityError`` (from ``read_verified``) when the stored bytes do not match ``sha256``:
     by then pg_restore has been killed, and what it wrote must be thrown away by the caller.
     """
-    chunks = blobs.read_verified(blob_name, sha256, on_bytes=on_bytes)
-    return restore_stream(pg_restore, env, chunks, options or RestoreOptions(), stop=stop)
+    options = options or RestoreOptions()
+    chunks = iter(blobs.read_verified(blob_name, sha256, on_bytes=on_bytes))
+    if jobs <= 1:
+        return restore_stream(pg_restore, env, chunks, options, stop=stop)
+    head, peeked = ArchiveHead(), []
+    for chunk in chunks:  # the first chunks, until the table of contents is whole
+        peeked.append(chunk)
+        if head.feed(chunk):
+            break
+    stream = itertools.chain(peeked, chunks)
+    if head.data is None:
+        return restore_stream(pg_restore, env, stream, options, stop=stop)
+    sections = ["--section=pre-data", "--section=data"]
+    first = restore_stream(pg_restore, env, stream, options, stop=stop, extra_args=sections)
+    if first.errors:
+        return first
+    fd, raw_path = tempfile.mkstemp(prefix="pgvault-toc-", suffix=".dump", dir=workdir)
+    path = Path(raw_path)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(head.data)
+        post = restore_file(pg_restore, env, path, options, ["--section=post-data", f"--jobs={jobs}"], stop=stop)
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return merge_reports([first, post])
 
 
 # --- the target database ----------------------------------------------------------------------

@@ -260,6 +260,7 @@ class RestoreWork:
                     options=options,
                     on_bytes=self.progress(point.size_in_bytes),
                     stop=self.heartbeat.signal,
+                    jobs=self.s.parallelism,  # post-data with pg_restore --jobs (restore_blob says how)
                 )
         except IntegrityError as exc:
             raise self._corrupted(point, exc) from exc

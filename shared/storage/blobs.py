@@ -32,7 +32,7 @@ from azure.storage.blob import (
 )
 
 from shared.errors import TransientError
-from shared.storage.blockstream import BlobExists, BlockWriter, read_verified
+from shared.storage.blockstream import DEFAULT_IN_FLIGHT, DOWNLOAD_RANGE_BYTES, BlobExists, BlockWriter, read_verified
 from shared.storage.faults import Fault, classify, status_of, storage_error
 from shared.storage.ports import BlobInfo, BlobMissing
 
@@ -65,9 +65,15 @@ def blob_info(name: str, props: BlobProperties) -> BlobInfo:
 class BlobStore:
     """One container of the storage account."""
 
-    def __init__(self, service: BlobServiceClient, container: str) -> None:
+    # Bytes a download asks for in one GET (``shared.storage.blockstream.read_verified``).
+    download_range_bytes = DOWNLOAD_RANGE_BYTES
+
+    def __init__(
+        self, service: BlobServiceClient, container: str, *, download_range_bytes: int = DOWNLOAD_RANGE_BYTES
+    ) -> None:
         self.container = container
         self._client: ContainerClient = service.get_container_client(container)
+        self.download_range_bytes = download_range_bytes
 
     @classmethod
     def of(cls, client: ContainerClient) -> BlobStore:
@@ -276,9 +282,13 @@ class BlobStore:
             return reasons.get(kind, f"storage answered {status_of(exc)} {getattr(exc, 'reason', '')}".rstrip())
         return None
 
-    def writer(self, name: str, *, expected_bytes: int = 0) -> BlockWriter:
-        """A sink that streams blocks into blob ``name``, visible only once committed."""
-        return BlockWriter(self._client, name, expected_bytes=expected_bytes)
+    def writer(self, name: str, *, expected_bytes: int = 0, streams: int = 1) -> BlockWriter:
+        """A sink that streams blocks into blob ``name``, visible only once committed.
+
+        ``streams`` writers at once (a multi-part backup) share ``DEFAULT_IN_FLIGHT`` uploads (at least one each).
+        """
+        in_flight = max(1, DEFAULT_IN_FLIGHT // max(1, streams))
+        return BlockWriter(self._client, name, expected_bytes=expected_bytes, in_flight=in_flight)
 
     def read_verified(
         self,
@@ -287,9 +297,21 @@ class BlobStore:
         *,
         decompress: bool = True,
         on_bytes: Callable[[int], None] | None = None,
+        streams: int = 1,
     ) -> Iterator[bytes]:
-        """Blob ``name``'s content as it downloads, checked against ``expected_sha256`` at the end."""
-        return read_verified(self._client, name, expected_sha256, decompress=decompress, on_bytes=on_bytes)
+        """Blob ``name``'s content as it downloads, checked against ``expected_sha256`` at the end.
+
+        ``streams`` reads at once (a multi-part restore) share one budget of ranges in flight.
+        """
+        return read_verified(
+            self._client,
+            name,
+            expected_sha256,
+            decompress=decompress,
+            on_bytes=on_bytes,
+            streams=streams,
+            range_bytes=self.download_range_bytes,
+        )
 
     def start_rehydration(self, source: str, target: str, priority: str) -> None:
         """Copy archived blob ``source`` to ``target`` in the Hot tier at ``priority`` (``Standard``, ``High``).

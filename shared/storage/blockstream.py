@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import zstandard
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobBlock, ContainerClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContainerClient, ContentSettings
 
 from shared.errors import PgVaultError, TransientError
+from shared.process_memory import release_large_buffers
 from shared.storage.faults import storage_error
 from shared.storage.limits import MAX_BLOCK_BYTES, MAX_BLOCKS_PER_BLOB
 from shared.storage.ports import BlobExists, IntegrityError, StreamResult
@@ -92,7 +96,8 @@ class BlockWriter:
         self._buffer += data
         self.stored += len(data)
         while len(self._buffer) >= self._target:
-            block = bytes(self._buffer[: self._target])
+            with memoryview(self._buffer) as view:
+                block = bytes(view[: self._target])  # one copy (a slice of the bytearray would be a second)
             del self._buffer[: self._target]
             self._stage(block)
         return len(data)
@@ -192,6 +197,59 @@ READ_OUT_BYTES = 1024 * 1024
 READ_IN_BYTES = 4 * 1024 * 1024
 
 
+# A restore's download: ranges of this size, this many requested at once (bench/download.py). The
+# SDK's ``download_blob().chunks()`` asks for one 4 MiB range at a time after a first GET of 32 MiB,
+# whose rest it re-slices (copies) for every 4 MiB handed out.
+DOWNLOAD_RANGE_BYTES = 8 * 1024 * 1024
+DOWNLOAD_IN_FLIGHT = 2
+
+
+def download_ranges(
+    blob: BlobClient,
+    *,
+    chunk: int = DOWNLOAD_RANGE_BYTES,
+    in_flight: int = DOWNLOAD_IN_FLIGHT,
+    hook: Callable[[Any], None] | None = None,
+) -> Iterator[bytes]:  # not a generator: the properties are read at the call
+    """The blob's bytes in order, ``chunk`` bytes a GET, ``in_flight`` GETs under way at once.
+
+    The blob's properties are read at once (so a missing blob raises ``ResourceNotFoundError`` here);
+    every range is read from that version (If-Match its ETag): a blob overwritten meanwhile fails the
+    read instead of mixing two versions. Memory stays near ``chunk × (in_flight + 1)``. Raises the
+    SDK's errors.
+    """
+    extra: dict[str, Any] = {"raw_request_hook": hook} if hook is not None else {}
+    props = blob.get_blob_properties(**extra)
+    return _ranges(blob, int(props.size), str(props.etag), chunk=chunk, in_flight=in_flight, extra=extra)
+
+
+def _ranges(
+    blob: BlobClient, size: int, etag: str, *, chunk: int, in_flight: int, extra: dict[str, Any]
+) -> Iterator[bytes]:
+    def get(offset: int) -> bytes:
+        length = min(chunk, size - offset)
+        download = blob.download_blob(
+            offset=offset, length=length, etag=etag, match_condition=MatchConditions.IfNotModified, **extra
+        )
+        data: bytes = download.readall()
+        return data
+
+    with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="download") as pool:
+        pending: deque[Future[bytes]] = deque()
+        offsets = iter(range(0, size, chunk))
+        try:
+            for offset in itertools.islice(offsets, max(1, in_flight)):
+                pending.append(pool.submit(get, offset))
+            while pending:
+                data = pending.popleft().result()
+                for offset in itertools.islice(offsets, 1):
+                    pending.append(pool.submit(get, offset))
+                yield data
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 class _Hashing:
     """A file-like view of a blob download that hashes what it hands out."""
 
@@ -223,20 +281,27 @@ def read_verified(
     *,
     decompress: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    streams: int = 1,
+    range_bytes: int = DOWNLOAD_RANGE_BYTES,
 ) -> Iterator[bytes]:
     """The blob's content, decompressed, as it downloads; ``IntegrityError`` at the end on a mismatch.
 
     The checksum covers the stored (compressed) bytes; a reader must treat what it received as
     untrusted until the iterator finishes without error. Memory stays bounded whatever the
-    compression ratio: decompressed output comes ``READ_OUT_BYTES`` at a time.
+    compression ratio: decompressed output comes ``READ_OUT_BYTES`` at a time, the download
+    ``range_bytes`` a GET with ``DOWNLOAD_IN_FLIGHT`` GETs under way, shared among ``streams``
+    downloads running at once (a multi-part restore: at least one each).
     """
+    if streams > 1:
+        release_large_buffers()  # parts at once: peak memory follows what they hold (shared.process_memory)
+    in_flight = max(1, DOWNLOAD_IN_FLIGHT // max(1, streams))
     try:
-        downloader = container.get_blob_client(blob_name).download_blob(max_concurrency=2)
+        chunks = download_ranges(container.get_blob_client(blob_name), chunk=range_bytes, in_flight=in_flight)
     except ResourceNotFoundError as exc:
         raise IntegrityError(f"{blob_name} is missing from the vault") from exc
     except AzureError as exc:
         raise storage_error(exc, "blob storage", f"reading {blob_name}") from exc
-    raw = _Hashing(iter(downloader.chunks()), on_bytes)
+    raw = _Hashing(chunks, on_bytes)
     try:
         if decompress:
             reader = zstandard.ZstdDecompressor().stream_reader(

@@ -642,7 +642,7 @@ class MemoryBlobStore:
         """A memory container is always writable."""
         return None
 
-    def writer(self, name: str, *, expected_bytes: int = 0) -> MemoryBlockSink:
+    def writer(self, name: str, *, expected_bytes: int = 0, streams: int = 1) -> MemoryBlockSink:
         """A sink whose bytes become blob ``name`` only on ``commit``."""
         return MemoryBlockSink(self, name)
 
@@ -653,6 +653,7 @@ class MemoryBlobStore:
         *,
         decompress: bool = True,
         on_bytes: Callable[[int], None] | None = None,
+        streams: int = 1,
     ) -> Iterator[bytes]:
         """Blob ``name``'s content (decompressed), ``IntegrityError`` at the end on a checksum mismatch."""
         blob = self._readable(name)

@@ -132,7 +132,9 @@ class BlockSink(Protocol):
 class BlockSinks(Protocol):
     """Where a dump or a restored file is streamed to: one sink per blob name."""
 
-    def writer(self, name: str, *, expected_bytes: int = 0) -> BlockSink: ...
+    def writer(self, name: str, *, expected_bytes: int = 0, streams: int = 1) -> BlockSink:
+        """A sink for blob ``name``; ``streams`` sinks written at once share one budget of buffers."""
+        ...
 
 
 class BlobReader(Protocol):
@@ -145,7 +147,10 @@ class BlobReader(Protocol):
         *,
         decompress: bool = True,
         on_bytes: Callable[[int], None] | None = None,
-    ) -> Iterator[bytes]: ...
+        streams: int = 1,
+    ) -> Iterator[bytes]:
+        """Blob ``name``'s content; ``streams`` reads at once share one budget of buffers."""
+        ...
 
 
 class BlobContainer(BlockSinks, BlobReader, Protocol):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,7 +18,14 @@ import pytest
 from psycopg import sql
 
 from devhost.services import Postgres
-from shared.pg.archive import METHOD_COPY, ArchiveDigester, ArchiveError, digest_archive, stream_digests
+from shared.pg.archive import (
+    METHOD_COPY,
+    ArchiveDigester,
+    ArchiveError,
+    ArchiveHead,
+    digest_archive,
+    stream_digests,
+)
 from shared.pg.digests import compare_digests
 from shared.pg.tools import pick_tool
 
@@ -140,6 +149,15 @@ def test_a_restored_copy_digests_alike_and_one_changed_value_shows(postgres: Pos
         assert problems == [
             {"table": "Odd; schema.Mixed case", "problem": "rows differ", "expectedRows": 2000, "restoredRows": 2000}
         ]
+        with _connect(postgres, target) as c:  # a row missing from one table, one too many in another
+            c.execute("DELETE FROM public.many_7 WHERE id = 3")
+            c.execute("INSERT INTO public.part VALUES (301, 5)")
+        problems = compare_digests(expected, stream_digests(pick_tool("pg_dump", 15).path, copy_env))
+        assert sorted(problems, key=lambda p: str(p["table"])) == [
+            {"table": "Odd; schema.Mixed case", "problem": "rows differ", "expectedRows": 2000, "restoredRows": 2000},
+            {"table": "public.many_7", "problem": "rows differ", "expectedRows": 7, "restoredRows": 6},
+            {"table": "public.part_a", "problem": "rows differ", "expectedRows": 150, "restoredRows": 151},
+        ]
     finally:
         with psycopg.connect(postgres.dsn(), autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
@@ -162,3 +180,42 @@ def test_a_cut_or_compressed_archive_is_refused(postgres: Postgres, source: str)
     ).stdout
     with pytest.raises(ArchiveError, match="compress=0"):
         digest_archive([compressed])
+
+
+def test_the_archive_head_alone_restores_the_post_data_section_in_parallel(postgres: Postgres, source: str) -> None:
+    env = _env(postgres, source)
+    with _connect(postgres, source) as c:
+        c.execute("CREATE INDEX IF NOT EXISTS many_3_id ON public.many_3 (id)")
+        c.execute("ALTER TABLE public.many_5 ADD PRIMARY KEY (id)")
+        c.execute("ALTER TABLE public.many_4 ADD FOREIGN KEY (id) REFERENCES public.many_5 (id)")
+    try:
+        raw = _dump(15, env)
+        head = ArchiveHead()
+        assert [head.feed(raw[at : at + 7]) for at in range(0, 4998, 7)][-1] is False  # the TOC goes on
+        for at in range(4998, len(raw), 4099):
+            if head.feed(raw[at : at + 4099]):
+                break
+        assert head.data is not None and raw.startswith(head.data) and len(head.data) < 64 * 1024
+        target = f"{source}_head"
+        with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+        try:
+            restore = [str(pick_tool("pg_restore", 15).path), "-d", target]
+            run_env = {"PATH": "/usr/bin:/bin", **env}
+            subprocess.run([*restore, "--section=pre-data", "--section=data"], input=raw, env=run_env, check=True)
+            toc = Path(tempfile.mkdtemp()) / "head.dump"
+            toc.write_bytes(head.data)
+            subprocess.run([*restore, "--section=post-data", "--jobs=2", str(toc)], env=run_env, check=True)
+            with _connect(postgres, target) as c:
+                indexes = {r[0] for r in c.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+                assert {"many_3_id", "many_5_pkey"} <= indexes
+                assert c.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f'").fetchone() == (1,)
+            assert digest_archive([_dump(15, _env(postgres, target))]) == digest_archive([raw])
+        finally:
+            with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+    finally:
+        with _connect(postgres, source) as c:
+            c.execute("ALTER TABLE public.many_4 DROP CONSTRAINT IF EXISTS many_4_id_fkey")
+            c.execute("ALTER TABLE public.many_5 DROP CONSTRAINT IF EXISTS many_5_pkey")
+            c.execute("DROP INDEX IF EXISTS public.many_3_id")

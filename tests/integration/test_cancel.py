@@ -229,15 +229,11 @@ def point(world: World) -> RecoveryPoint:
 def _held_service(world: World) -> tuple[RestoreService, _HoldingTransport]:
     """A restore service whose reads of the vault's blobs can be held half-way."""
     transport = _HoldingTransport()
-    held = BlobServiceClient.from_connection_string(
-        world.azurite.connection_string,
-        transport=transport,
-        max_single_get_size=1024 * 1024,  # several downloads: the restore is held half-way
-        max_chunk_get_size=1024 * 1024,
-    )
+    # ranges of 1 MiB (download_range_bytes below): several downloads, so the restore is held half-way
+    held = BlobServiceClient.from_connection_string(world.azurite.connection_string, transport=transport)
     service = RestoreService(
         world.state,
-        BlobStore(held, world.backups.container),
+        BlobStore(held, world.backups.container, download_range_bytes=1024 * 1024),
         world.secrets(),
         lambda: datetime.now(UTC),
         queues=world.queues,

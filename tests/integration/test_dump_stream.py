@@ -14,7 +14,8 @@ from psycopg import sql
 
 from devhost.services import Azurite, Postgres
 from shared.errors import TransientError, UserError
-from shared.pg.dump import dump_to_blob, map_dump_error
+from shared.pg.archive import METHOD_COPY, stream_digests
+from shared.pg.dump import dump_to_blob, dump_with_manifest, map_dump_error
 from shared.pg.restore import RestoreOptions, restore_blob
 from shared.pg.tools import pick_tool
 from shared.storage.blobs import BlobStore
@@ -145,3 +146,17 @@ def test_block_sizes_keep_any_blob_under_the_block_limit() -> None:
     assert blocks_needed(190 * tib, expected=190 * tib) < MAX_BLOCKS_PER_BLOB
     assert blocks_needed(500 * tib // 100, expected=5 * tib) < MAX_BLOCKS_PER_BLOB
     assert blocks_needed(1024**3) == 128
+
+
+def test_the_stream_manifest_is_the_default_and_alike_on_either_thread(
+    postgres: Postgres, source: str, container: ContainerClient
+) -> None:
+    env = _env(postgres, source)
+    libpq = {"host": "127.0.0.1", "port": postgres.port, "user": "postgres", "dbname": source}
+    store = BlobStore.of(container)
+    tool = pick_tool("pg_dump", 15).path
+    _, inline = dump_with_manifest(tool, libpq, env, store, "inline.pgdump.zst", metadata={})
+    _, threaded = dump_with_manifest(tool, libpq, env, store, "thread.pgdump.zst", metadata={}, digest_on_thread=True)
+    assert inline == threaded == stream_digests(tool, env)  # what :verifyRestore computes on a copy
+    items = inline['Größe; "x".items'] if inline is not None else {}
+    assert items["rows"] == 20000 and items["method"] == METHOD_COPY

@@ -226,6 +226,13 @@ def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: W
     assert source == restored
     assert source["public.orders"]["rows"] == 30000 and source[f"{ODD}.Ta ble"]["rows"] == 3
     assert job.details["target"] == {"server": "127.0.0.1", "port": world.pg.port, "database": target}
+    # Post-data too (here from a file of the archive's head, with pg_restore --jobs): the keys are there.
+    with world.connect(target) as c:
+        keys = c.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p' "
+            "AND connamespace::regnamespace::text NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+    assert keys == [("orders",), ("sales.invoices",)]
     # The manifest taken at dump time says the same.
     manifest = world.backups.get_json(point.blob_name + ".manifest.json")
     assert manifest["tables"] == source

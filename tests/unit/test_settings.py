@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import SettingsError
+from shared.pg.parts import DEFAULT_PARALLEL_MIN_BYTES
 from shared.settings import default_parallelism, load_settings
 
 SCHEDULE = {"PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *", "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *"}
@@ -64,9 +65,9 @@ def test_development_storage_with_defaults_is_valid() -> None:
     assert load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST": "false",
                           **SCHEDULE}).backup_manifest is False
     assert s.backup_container == "pgvault-backups"
-    assert s.backup_manifest_from_stream is False
-    streamed = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST_FROM_STREAM": "true"}
-    assert load_settings({**streamed, **SCHEDULE}).backup_manifest_from_stream is True
+    assert s.backup_manifest_from_stream is True  # the stream manifest by default: no second read
+    by_sql = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PGVAULT_BACKUP_MANIFEST_FROM_STREAM": "false"}
+    assert load_settings({**by_sql, **SCHEDULE}).backup_manifest_from_stream is False
 
 
 def test_identity_based_storage_needs_only_the_account_name() -> None:
@@ -122,6 +123,7 @@ def test_backup_parallelism_defaults_to_the_cores_this_process_may_use_and_takes
     base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **SCHEDULE}
     default = load_settings(base)
     assert default.backup_parallelism == default_parallelism() >= 1
-    assert default.parallel_backup_min_bytes == 2 * 1024**3
+    # 2 GiB, the backup runner's own default (bench/README.md says why)
+    assert default.parallel_backup_min_bytes == 2 * 1024**3 == DEFAULT_PARALLEL_MIN_BYTES
     chosen = load_settings({**base, "PGVAULT_BACKUP_PARALLELISM": "4", "PGVAULT_PARALLEL_BACKUP_MIN_BYTES": "0"})
     assert (chosen.backup_parallelism, chosen.parallel_backup_min_bytes) == (4, 0)
