@@ -143,30 +143,43 @@ class RestoreReport:
         return self.returncode == 0 or bool(self.warnings or self.notes)
 
 
+# One message of pg_restore: "pg_restore: error: ..." at a line's start or right after another
+# message's prefix, or " error: ..." whose prefix went to the line before. With --jobs its processes
+# share one stderr and write a message in several writes, so two messages can share a line.
+_MESSAGE = re.compile(r"(?:pg_restore: ?|^\s*)(?:error|ERROR): (.*)$", re.MULTILINE)
+# Its summary: "pg_restore: warning: errors ignored on restore: N" (N counts every error message).
+_COUNTED = re.compile(r"errors ignored on restore: (\d+)")
+
+
 def _clean(text: str) -> str:
     return _PASSWORDISH.sub(r"\1***", text).strip()
 
 
-def classify(stderr: str, returncode: int) -> RestoreReport:
+def classify(stderr: str, returncode: int, *, parallel: bool = False) -> RestoreReport:
     """Split ``pg_restore``'s messages into harmless warnings and data-losing errors.
 
-    Every ``error:`` line counts: those matching ``SESSION_SETTINGS`` are notes, those matching
-    ``IGNORABLE`` warnings, the rest errors. A non-zero exit with no error line at all (an
-    unreadable archive, a crash) is an error of its own.
+    Every ``error:`` message counts: those matching ``SESSION_SETTINGS`` are notes, those matching
+    ``IGNORABLE`` warnings, the rest errors. A non-zero exit with no error message at all (an
+    unreadable archive, a crash) is an error of its own, and so is a count of errors in pg_restore's
+    summary above the messages that could be read. A ``parallel`` run (``--jobs``) counts some
+    errors twice in its summary, so there only the messages are read.
     """
     text = _clean(stderr)
     notes: list[str] = []
     warnings: list[str] = []
     errors: list[str] = []
-    for line in text.splitlines():
-        m = re.match(r"^pg_restore: (?:error|ERROR): (.*)$", line.strip())
-        if m is None:
-            continue
+    read = 0
+    for m in _MESSAGE.finditer(text):
         message = m.group(1).strip()
+        read += 1
         if SESSION_SETTINGS.search(message):
             notes.append(message)
         else:
             (warnings if any(p.search(message) for p in IGNORABLE) else errors).append(message)
+    counted = max((int(n) for n in _COUNTED.findall(text)), default=0)
+    if counted > read and not parallel:
+        # Messages garbled past reading could be anything: the restore must not pass as complete.
+        errors.append(f"pg_restore counted {counted} errors; {read} of them could be read from its output")
     if returncode != 0 and not (notes or warnings or errors):
         last = " | ".join(text.splitlines()[-3:]) or f"exit code {returncode}"
         errors.append(f"pg_restore failed: {last}")
@@ -372,7 +385,8 @@ def restore_file(
     with killing:
         _, err = proc.communicate()
     check(stop)
-    return classify(err.decode(errors="replace"), proc.returncode)
+    parallel = any(a.startswith("--jobs=") and a != "--jobs=1" for a in extra_args)
+    return classify(err.decode(errors="replace"), proc.returncode, parallel=parallel)
 
 
 def restore_blob(

@@ -215,7 +215,7 @@ def test_a_newer_pg_restores_session_settings_on_an_older_server_are_notes_not_w
     """
     only_preamble = NEWER_DUMP_ON_OLDER_SERVER.replace(
         'pg_restore: error: could not execute query: ERROR:  role "app_owner" does not exist\n', ""
-    )
+    ).replace("errors ignored on restore: 2", "errors ignored on restore: 1")
     report = classify(only_preamble, 1)
     assert report.ok and report.warnings == () and report.errors == ()
     assert report.notes == (
@@ -258,3 +258,40 @@ def test_rehydration_state_from_azures_blob_properties() -> None:
     assert copy_state(pending) is CopyState.PENDING
     assert copy_state(info({"x-ms-access-tier": "Hot", "x-ms-copy-status": "success"})) is CopyState.READY
     assert copy_state(info({"x-ms-copy-status": "failed"})) is CopyState.FAILED
+
+
+# pg_restore --jobs: its workers write to one stderr, a message in several writes, so two messages
+# can share a line (as seen in a post-data run of a non-superuser's restore).
+INTERLEAVED = """pg_restore:pg_restore: error: could not execute query: ERROR:  must be member of role "pg_database_owner"
+ error: could not execute query: ERROR:  role "app_owner" does not exist
+Command was: ALTER DEFAULT PRIVILEGES FOR ROLE pg_database_owner IN SCHEMA public GRANT SELECT ON TABLES  TO r;
+Command was: ALTER TABLE public.orders OWNER TO app_owner;
+pg_restore: warning: errors ignored on restore: 2
+"""
+
+
+def test_messages_of_parallel_pg_restore_workers_sharing_a_line_are_each_read() -> None:
+    report = classify(INTERLEAVED, 1, parallel=True)
+    assert report.ok and report.errors == (), report.errors
+    assert len(report.warnings) == 2 and 'role "app_owner" does not exist' in report.warnings[1]
+    # A real error in the same garble is still an error.
+    failed = classify(
+        INTERLEAVED.replace('role "app_owner" does not exist', "permission denied for table t"), 1, parallel=True
+    )
+    assert not failed.ok and "permission denied for table t" in failed.errors[0]
+
+
+def test_fewer_messages_read_than_pg_restore_counted_is_an_error_not_a_clean_restore() -> None:
+    # Two messages garbled past reading: pg_restore says 3 errors, 1 can be read. The two unread
+    # ones could be anything, so the restore must not pass as complete.
+    garbled = (
+        "pg_restore: pg_restore: error: error: could not execute query: ERROR:  role \"a\" does not exist\n"
+        "could not execute query: ERROR:  role \"b\" does not exist\n"
+        "pg_restore: warning: errors ignored on restore: 3\n"
+    )
+    report = classify(garbled, 1)
+    assert not report.ok
+    assert any("3 errors" in e and "1 of them" in e for e in report.errors), report.errors
+    # pg_restore --jobs counts some errors twice (seen: 2 messages, "errors ignored on restore: 4"),
+    # so there the count proves nothing and only the messages are read.
+    assert classify(garbled, 1, parallel=True).ok
