@@ -411,3 +411,33 @@ def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_ar
     assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is Failed: nobody dumps its parts
     assert world.blobs() == before
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
+
+
+def test_a_forged_message_of_a_running_attempt_naming_other_tables_is_dropped_touching_nothing(world: World) -> None:
+    job_id = world.start_backup()
+    out: list[Job | BaseException | None] = []
+    coordinator = threading.Thread(target=lambda: out.append(world.runner().run(job_id, last_try=False)), daemon=True)
+    coordinator.start()
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    sent = _wait(lambda: len(found := client.peek_messages(max_messages=32)) >= PARTS and found)
+    # Someone who can write to the queue copies a real message (its attempt, snapshot and blob are right)
+    # and leaves a table out: were it taken first, the point would miss that table's rows.
+    real = max((json.loads(m.content) for m in sent), key=lambda p: len(p["tables"]))
+    assert len(real["tables"]) > 1
+    forged = {**real, "tables": real["tables"][1:]}
+    worker = Taker(world, "forger").worker("forger")
+    assert worker.run(forged, delivery=1, last_try=False) is PartOutcome.DROPPED
+    assert not world.storage.backups.exists(real["blobName"])
+    row = next(r for r in parts_of(world.storage.state, job_id) if r.index == real["part"])
+    assert row.status is PartStatus.PENDING and row.worker is None
+    assert worker.poisoned(forged) is None  # nor may it fail the part from the poison queue
+    assert next(r for r in parts_of(world.storage.state, job_id) if r.index == real["part"]).status is PartStatus.PENDING
+    taker = Taker(world, "after-forgery", limit=PARTS)
+    taker.start()
+    taker.join(60)
+    coordinator.join(60)
+    assert isinstance(out[0], Job) and out[0].status is JobStatus.COMPLETED, out
+    assert taker.outcomes == [PartOutcome.COMMITTED] * PARTS
+    point = RecoveryPointStore(world.storage.state).get("xsrc", str(out[0].recovery_point_id))
+    world.restore(point, f"xforged_{world.u}")
+    assert world.digests(f"xforged_{world.u}") == world.digests(world.db)
