@@ -21,6 +21,10 @@ What keeps it right when storage fails or a process is killed:
 - Nothing secret travels: a message holds the job, the attempt (its lock token), the part's blob,
   the snapshot id and the part's tables (or, past ``INLINE_LIMIT``, the name of a plan blob that
   holds them: Azure's 64 KiB message limit). The worker reads the password from the secret.
+- A message is trusted for nothing: each part's row keeps the digest of the message its coordinator
+  sent (``PartMessage.digest``), and a message that is not that one, field for field (a copy with other
+  tables, another plan, blob or version), is dropped touching nothing; the attempt's row and the
+  instance's lock bind the attempt, snapshot, blob and instance (``_matches``, ``_over``).
 - Each attempt has rows and blobs of its own (the lock token is in their names): a part of an
   older attempt can never be counted for a newer one.
 - A part's blob is committed only if none of that name exists (``if_missing``): of two deliveries
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -182,6 +187,11 @@ class PartMessage(BaseModel):
     plan: str | None = None
     """The blob holding every part's tables (``{"<part>": [[schema, table], ...]}``) when a message cannot."""
 
+    def digest(self) -> str:
+        """SHA-256 of the message as its coordinator made it: the part's row keeps it, so a worker acts only on
+        a message that is, field for field, the one sent (not a copy with other tables, plan or blob)."""
+        return hashlib.sha256(self.model_dump_json(exclude_none=True).encode()).hexdigest()
+
 
 @dataclass(frozen=True)
 class PartRow:
@@ -198,6 +208,12 @@ class PartRow:
     error_code: str | None = None
     error: str | None = None
     user_error: bool = False
+    sent: str | None = None
+    """The digest of the part's message (``PartMessage.digest``)."""
+
+    def sent_as(self, msg: PartMessage) -> bool:
+        """Whether ``msg`` is the message the coordinator sent for this part."""
+        return self.sent is not None and self.sent == msg.digest()
 
     @classmethod
     def of(cls, entity: Entity) -> PartRow:
@@ -213,6 +229,7 @@ class PartRow:
             entity.get("errorCode"),
             entity.get("error"),
             bool(entity.get("userError")),
+            entity.get("sent"),
         )
 
 
@@ -235,11 +252,18 @@ class PartBoard:
     def _rk(self, index: int) -> str:
         return f"{self.attempt}.{index:0{_ROW_DIGITS}d}"
 
-    def open(self, *, instance: str, snapshot: str, blob_name: str, parts: int, now: datetime) -> None:
-        """Record the attempt Running and its ``parts`` parts Pending (before any message is sent)."""
+    def open(
+        self, *, instance: str, snapshot: str, blob_name: str, messages: Sequence[PartMessage], now: datetime
+    ) -> None:
+        """Record the attempt Running and its parts Pending, each with the digest of its message (before any
+        message is sent)."""
+        parts = len(messages)
         rows: list[tuple[str, Mapping[str, Any]]] = [
-            (self._rk(i), {"status": PartStatus.PENDING.value, "index": i, "deliveries": 0})
-            for i in range(1, parts + 1)
+            (
+                self._rk(m.part),
+                {"status": PartStatus.PENDING.value, "index": m.part, "deliveries": 0, "sent": m.digest()},
+            )
+            for m in messages
         ]
         for start in range(0, len(rows), MAX_TABLE_BATCH_ENTITIES):
             if not self._state.insert_batch(self.pk, rows[start : start + MAX_TABLE_BATCH_ENTITIES]):
@@ -405,11 +429,15 @@ class PartCoordinator:
                 pending_digests: Future[dict[str, Any]] | None = None
                 schema: Future[DumpResult] | None = None
                 try:
-                    now = self._clock()
+                    messages, planned = self._messages(about, blob_name, snapshot, groups)
                     board.open(
-                        instance=about.instance, snapshot=snapshot, blob_name=blob_name, parts=len(groups), now=now
+                        instance=about.instance,
+                        snapshot=snapshot,
+                        blob_name=blob_name,
+                        messages=messages,
+                        now=self._clock(),
                     )
-                    plan = self._send(about, blob_name, snapshot, groups)
+                    plan = self._send(messages, planned)
                     if digests:
                         pending_digests = pool.submit(table_digests, snap)
                     schema = pool.submit(
@@ -473,10 +501,10 @@ class PartCoordinator:
                     future.result()
         _delete(self._blobs, names)
 
-    def _send(
+    def _messages(
         self, about: PartsJob, blob_name: str, snapshot: str, groups: Sequence[Sequence[TableSize]]
-    ) -> str | None:
-        """One message per data part; the plan blob's name when the tables went there instead."""
+    ) -> tuple[list[PartMessage], dict[str, Any] | None]:
+        """One message per data part, and the plan (every part's tables) when the messages point at it instead."""
         common: dict[str, Any] = {
             "jobId": about.job_id,
             "instance": about.instance,
@@ -495,12 +523,17 @@ class PartCoordinator:
             )
             for i, group in enumerate(groups, start=1)
         ]
-        plan: str | None = None
-        if any(encoded_size(m.model_dump_json(exclude_none=True)) > self._inline_limit for m in messages):
-            plan = layout.plan_name_for(blob_name)
-            doc = {str(m.part): m.tables for m in messages}
-            self._blobs.put(plan, json.dumps(doc, separators=(",", ":")).encode(), content_type="application/json")
-            messages = [m.model_copy(update={"tables": None, "plan": plan}) for m in messages]
+        if not any(encoded_size(m.model_dump_json(exclude_none=True)) > self._inline_limit for m in messages):
+            return messages, None
+        plan = layout.plan_name_for(blob_name)
+        doc = {str(m.part): m.tables for m in messages}
+        return [m.model_copy(update={"tables": None, "plan": plan}) for m in messages], doc
+
+    def _send(self, messages: Sequence[PartMessage], planned: dict[str, Any] | None) -> str | None:
+        """The plan blob (when the messages point at one), then the messages; the plan blob's name."""
+        plan = messages[0].plan if planned is not None else None
+        if plan is not None:
+            self._blobs.put(plan, json.dumps(planned, separators=(",", ":")).encode(), content_type="application/json")
         for message in messages:
             self._queues.send(PART_QUEUE, message.model_dump(mode="json", exclude_none=True))
         return plan
@@ -605,8 +638,10 @@ class PartWorker:
         if over is not None:
             return self._drop(board, msg, over)
         row = board.part(msg.part)
-        if row is None or row.status is PartStatus.FAILED:
-            return self._drop(board, msg, "its attempt has no such part" if row is None else f"it failed ({row.error})")
+        refused = _refused(row, msg)
+        if refused is not None:
+            return self._drop(board, msg, refused)
+        assert row is not None
         if row.status is PartStatus.COMMITTED:
             return PartOutcome.DUPLICATE
         committed = self._committed(msg)
@@ -789,6 +824,8 @@ class PartWorker:
         if attempt is None or not _matches(msg, attempt):
             return PartOutcome.DROPPED  # no record says which blob is the part's: nothing is deleted
         row = board.part(msg.part)
+        if row is not None and not row.sent_as(msg):
+            return PartOutcome.DROPPED  # not the message sent for this part: it may neither fail it nor delete
         if fail is not None and row is not None:
             code = getattr(fail, "code", ErrorCode.INTERNAL)
             failed = {
@@ -802,6 +839,17 @@ class PartWorker:
         if (row is None or row.status is not PartStatus.COMMITTED) and board.status() is not AttemptStatus.DONE:
             _delete(self._blobs, [msg.blobName])
         return PartOutcome.DROPPED
+
+
+def _refused(row: PartRow | None, msg: PartMessage) -> str | None:
+    """Why a worker must not dump part ``msg`` whose row is ``row``; None when it may."""
+    if row is None:
+        return "its attempt has no such part"
+    if not row.sent_as(msg):  # a copy with other tables, plan or blob: _drop touches nothing it names
+        return "it is not the message its coordinator sent"
+    if row.status is PartStatus.FAILED:
+        return f"it failed ({row.error})"
+    return None
 
 
 def _matches(msg: PartMessage, attempt: Entity) -> bool:

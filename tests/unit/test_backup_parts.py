@@ -3,6 +3,7 @@ hold, how the part rows move (tests/integration/test_parts_across_instances.py r
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -64,6 +65,18 @@ def test_a_part_message_has_no_room_for_a_credential_and_names_the_field_at_faul
         PartWorker.parse({**MESSAGE, "attempt": "../other"})
 
 
+def test_a_part_row_knows_its_own_message_and_no_copy_with_other_tables() -> None:
+    state = MemoryStateTable()
+    board = PartBoard(state, "j1", "0123abcd")
+    sent = PartMessage.model_validate(MESSAGE)
+    board.open(instance="orders", snapshot=sent.snapshot, blob_name="orders/rp.pgdump.zst", messages=[sent], now=NOW)
+    row = board.part(2)
+    assert row is not None
+    assert row.sent_as(PartWorker.parse(json.loads(json.dumps(MESSAGE, sort_keys=True))))  # as the queue brings it
+    for change in ({"tables": [["public", "other"]]}, {"expectedBytes": 1}, {"plan": "x"}, {"serverMajor": 16}):
+        assert not row.sent_as(PartWorker.parse({**MESSAGE, **change})), change
+
+
 def test_a_pg_dump_that_finds_no_snapshot_says_the_snapshot_is_gone() -> None:
     stderr = 'pg_dump: error: query failed: ERROR:  invalid snapshot identifier: "00000003-0000001B-1"\n'
     assert isinstance(map_dump_error(stderr, 1, "orders"), SnapshotGone)
@@ -72,8 +85,9 @@ def test_a_pg_dump_that_finds_no_snapshot_says_the_snapshot_is_gone() -> None:
 def test_a_final_part_row_never_changes_and_another_attempts_rows_are_not_this_ones() -> None:
     state = MemoryStateTable()
     old, new = PartBoard(state, "j1", "aaaa"), PartBoard(state, "j1", "bbbb")
-    old.open(instance="orders", snapshot="s1", blob_name="b1", parts=2, now=NOW)
-    new.open(instance="orders", snapshot="s2", blob_name="b2", parts=2, now=NOW)
+    sent = [PartMessage.model_validate({**MESSAGE, "part": i}) for i in (1, 2)]
+    old.open(instance="orders", snapshot="s1", blob_name="b1", messages=sent, now=NOW)
+    new.open(instance="orders", snapshot="s2", blob_name="b2", messages=sent, now=NOW)
     row, changed = new.change(1, lambda _: {"status": PartStatus.COMMITTED.value, "sha256": "ab"})
     assert changed and row.status is PartStatus.COMMITTED
     row, changed = new.change(1, lambda _: {"status": PartStatus.FAILED.value})
