@@ -123,11 +123,10 @@ class World:
             blobs,
             EnvSecretProvider(True, self.env),
             self.now,
-            parallelism=PARTS,
+            **{"parallelism": PARTS, **kw},
             parallel_min_bytes=0,
             queues=self.storage.queues,
             parts_across_instances=True,
-            **kw,
         )
 
     def start_backup(self) -> str:
@@ -442,3 +441,31 @@ def test_a_forged_message_of_a_running_attempt_naming_other_tables_is_dropped_to
     point = RecoveryPointStore(world.storage.state).get("xsrc", str(out[0].recovery_point_id))
     world.restore(point, f"xforged_{world.u}")
     assert world.digests(f"xforged_{world.u}") == world.digests(world.db)
+
+
+def test_a_part_whose_tables_have_non_ascii_names_too_many_for_a_message_points_at_the_plan(world: World) -> None:
+    # 160 tables whose names are 59 Cyrillic letters: about 21 KB of UTF-8 in one part's message, but the
+    # queue's JSON escapes each letter as \uXXXX, three times that, well over the 64 KiB a message may be.
+    schema = "с" * 30
+    with psycopg.connect(host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for i in range(160):
+            c.execute(sql.SQL("CREATE TABLE {} (v int)").format(sql.Identifier(schema, "т" * 29 + f"{i:03d}")))
+        c.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(f"xb_{world.u}"))
+        )
+        c.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(f"xb_{world.u}")
+            )
+        )
+    try:
+        taker = Taker(world, "unicode", limit=1)
+        _, point = world.backup(taker, parallelism=1)
+        assert [len(p.tables) for p in point.parts] == [23 + 160]
+        assert "plan" in taker.payloads[0] and "tables" not in taker.payloads[0]
+    finally:
+        with psycopg.connect(
+            host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True
+        ) as c:
+            c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
