@@ -96,7 +96,7 @@ from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.limits import MAX_QUEUE_MESSAGE_BYTES, MAX_TABLE_BATCH_ENTITIES
 from shared.storage.ports import BlobExists, Entity, ETagMismatch, StateStore, StreamResult
-from shared.storage.queues import QueueSender, encoded_size
+from shared.storage.queues import QueueSender, payload_size
 from shared.validation import credentials, dump_env_for
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,10 @@ class PartMessage(BaseModel):
     """(schema, table) of every table whose rows the part holds; None when ``plan`` names them."""
     plan: str | None = None
     """The blob holding every part's tables (``{"<part>": [[schema, table], ...]}``) when a message cannot."""
+
+    def wire(self) -> dict[str, Any]:
+        """The message as it goes on the queue (``QueueSender.send``; measured with ``payload_size``)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
     def digest(self) -> str:
         """SHA-256 of the message as its coordinator made it: the part's row keeps it, so a worker acts only on
@@ -523,7 +527,7 @@ class PartCoordinator:
             )
             for i, group in enumerate(groups, start=1)
         ]
-        if not any(encoded_size(m.model_dump_json(exclude_none=True)) > self._inline_limit for m in messages):
+        if not any(payload_size(m.wire()) > self._inline_limit for m in messages):
             return messages, None
         plan = layout.plan_name_for(blob_name)
         doc = {str(m.part): m.tables for m in messages}
@@ -535,7 +539,7 @@ class PartCoordinator:
         if plan is not None:
             self._blobs.put(plan, json.dumps(planned, separators=(",", ":")).encode(), content_type="application/json")
         for message in messages:
-            self._queues.send(PART_QUEUE, message.model_dump(mode="json", exclude_none=True))
+            self._queues.send(PART_QUEUE, message.wire())
         return plan
 
     def _wait(
