@@ -21,6 +21,7 @@ from shared.backup_parts import (
 )
 from shared.errors import SettingsError
 from shared.pg.dump import SnapshotGone, map_dump_error
+from shared.recovery_points import Part, parts_from_json, parts_to_json
 from shared.settings import load_settings
 from shared.storage.memory import MemoryStateTable
 
@@ -115,3 +116,14 @@ def test_parts_across_instances_is_off_by_default_and_its_settings_are_checked()
     with pytest.raises(SettingsError) as err:
         load_settings({**base, "PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES": "yes please", "PGVAULT_BACKUP_PART_BYTES": "1"})
     assert set(err.value.problems) == {"PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES", "PGVAULT_BACKUP_PART_BYTES"}
+
+
+def test_a_points_parts_named_in_non_ascii_fit_the_table_property_that_stores_them() -> None:
+    # 160 tables of 59 Cyrillic letters: about 11 000 characters, well under the 32 K a string property holds;
+    # as \uXXXX escapes they would be six times that, and the point's record refused after the whole dump.
+    tables = tuple(f'"{"с" * 30}"."{"т" * 29}{i:03d}"' for i in range(160))
+    parts = (Part(1, "ab" * 32, 10, 20, tables),)
+    state = MemoryStateTable()
+    state.insert("points", "p1", {"parts": parts_to_json(parts)})
+    stored = state.get("points", "p1")
+    assert stored is not None and parts_from_json(stored["parts"]) == parts
