@@ -107,7 +107,8 @@ class Part:
 
 def parts_to_json(parts: Sequence[Part]) -> str | None:
     """The parts as the point's record stores them (None for a single-part point)."""
-    return json.dumps([p.to_dict() for p in parts], separators=(",", ":")) if parts else None
+    # Unescaped: a table property holds 32 K UTF-16 characters, and \uXXXX would spend six on each non-ASCII one.
+    return json.dumps([p.to_dict() for p in parts], separators=(",", ":"), ensure_ascii=False) if parts else None
 
 
 def parts_from_json(text: str | None) -> tuple[Part, ...]:
