@@ -73,15 +73,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
-from shared.pg.connect import connect
 from shared.pg.digests import table_digests
 from shared.pg.dump import ZSTD_LEVEL, DumpResult, SnapshotGone, dump_to_blob
 from shared.pg.parts import (
     PART_ZSTD_THREADS,
-    NoSnapshot,
     PartedDump,
     TableSize,
     data_part_args,
+    exported_snapshot,
     linked,
     quote_pattern,
     schema_part_args,
@@ -410,13 +409,7 @@ class PartCoordinator:
         or the attempt is marked Failed, every blob of it deleted and the error raised (``NoSnapshot``
         before anything is written when the server cannot export a snapshot).
         """
-        with connect(libpq, autocommit=False) as snap:
-            snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            snap.read_only = True
-            try:
-                snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-            except psycopg.Error as exc:
-                raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
+        with exported_snapshot(libpq) as (snap, snapshot):
             tables = table_sizes(snap)
             groups = split_by_size(tables, part_count(sum(t.bytes for t in tables), parallelism, self._part_bytes))
             names = [part_blob_name(blob_name, i) for i in range(1, len(groups) + 1)]
@@ -474,8 +467,6 @@ class PartCoordinator:
                 finally:
                     if plan is not None:
                         _delete(self._blobs, [plan])
-            with contextlib.suppress(psycopg.Error):
-                snap.rollback()
         parts = tuple(
             Part(r.index, str(r.sha256), r.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[r.index - 1]))
             for r in rows

@@ -264,6 +264,23 @@ def _first_failure(futures: Sequence[Future[Any]], signal: StopSignal) -> tuple[
     return results, failure
 
 
+@contextlib.contextmanager
+def exported_snapshot(libpq: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+    """A read-only repeatable-read session of the database and the snapshot it exported, held while the block
+    runs (every part's ``pg_dump --snapshot`` reads it) and ended after; ``NoSnapshot`` when the server cannot
+    export one."""
+    with connect(libpq, autocommit=False) as snap:
+        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snap.read_only = True
+        try:
+            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
+        yield snap, snapshot
+        with contextlib.suppress(psycopg.Error):
+            snap.rollback()
+
+
 def dump_in_parts(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -288,13 +305,7 @@ def dump_in_parts(
     are deleted. ``before_commit`` runs before each part's commit, one part at a time.
     """
     dump = functools.partial(dump_to_blob, pg_dump, env, sinks, level=level, threads=PART_ZSTD_THREADS)
-    with connect(libpq, autocommit=False) as snap:
-        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        snap.read_only = True
-        try:
-            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-        except psycopg.Error as exc:
-            raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
+    with exported_snapshot(libpq) as (snap, snapshot):
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
         log.info("%s: %s tables in %s data parts and a schema part", blob_name, len(in_parts), len(groups))
@@ -317,8 +328,6 @@ def dump_in_parts(
             if failure is not None:
                 _discard(sinks, parts.committed)
                 raise failure
-        with contextlib.suppress(psycopg.Error):
-            snap.rollback()
     data = tuple(
         Part(i, r.stream.sha256, r.stream.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[i - 1]))
         for i, r in enumerate(results[1:], start=1)
