@@ -469,3 +469,22 @@ def test_a_part_whose_tables_have_non_ascii_names_too_many_for_a_message_points_
             host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True
         ) as c:
             c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_parts_that_start_after_the_servers_idle_in_transaction_timeout_still_find_their_snapshot(
+    world: World, tmp_path: Path
+) -> None:
+    # The coordinator's snapshot session is idle while it waits for the parts, for hours on a large database;
+    # a server (or role) with idle_in_transaction_session_timeout would end it, and every part, every retry.
+    role = sql.Identifier(f"xb_{world.u}")
+    with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '1s'").format(role))
+    try:
+        slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 2)  # each part reads the snapshot 2 s late
+        takers = [Taker(world, f"idle-{i}", limit=1, pg_bin_dir=slow) for i in range(PARTS)]
+        _, point = world.backup(*takers)
+        assert [o for t in takers for o in t.outcomes] == [PartOutcome.COMMITTED] * PARTS
+        assert len(point.parts) == PARTS
+    finally:
+        with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+            c.execute(sql.SQL("ALTER ROLE {} RESET idle_in_transaction_session_timeout").format(role))
