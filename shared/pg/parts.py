@@ -264,12 +264,25 @@ def _first_failure(futures: Sequence[Future[Any]], signal: StopSignal) -> tuple[
     return results, failure
 
 
+# PostgreSQL 17 added transaction_timeout (postgresql.org/docs/17/runtime-config-client.html).
+_TRANSACTION_TIMEOUT_SINCE = 170000
+
+
 @contextlib.contextmanager
 def exported_snapshot(libpq: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection[Any], str]]:
     """A read-only repeatable-read session of the database and the snapshot it exported, held while the block
     runs (every part's ``pg_dump --snapshot`` reads it) and ended after; ``NoSnapshot`` when the server cannot
     export one."""
-    with connect(libpq, autocommit=False) as snap:
+    with connect(libpq) as snap:
+        # The session idles while the parts run (hours, across instances): a server's or role's idle or
+        # transaction timeout would end it and the snapshot with it. Both are the session's own to set.
+        try:
+            snap.execute("SET idle_in_transaction_session_timeout = 0")
+            if snap.info.server_version >= _TRANSACTION_TIMEOUT_SINCE:
+                snap.execute("SET transaction_timeout = 0")
+        except psycopg.Error as exc:
+            raise NoSnapshot(f"cannot keep a snapshot's session open: {exc}") from exc
+        snap.autocommit = False
         snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         snap.read_only = True
         try:
