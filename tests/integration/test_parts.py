@@ -37,7 +37,7 @@ from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
-from tests.integration.world import Storage, open_storage
+from tests.integration.world import Storage, open_storage, restore_request
 
 pytestmark = pytest.mark.integration
 ODD = 'Odd "Schema"'
@@ -93,20 +93,7 @@ class World:
         return done
 
     def restore_body(self, point: RecoveryPoint, database: str) -> dict[str, Any]:
-        return {
-            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-            "recoveryPointId": point.recovery_point_id,
-            "sourceDataStoreType": "VaultStore",
-            "restoreTargetInfo": {
-                "objectType": "RestoreTargetInfo",
-                "recoveryOption": "FailIfExists",
-                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
-                "datasourceAuthCredentials": {
-                    "objectType": "SecretStoreBasedAuthCredentials",
-                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-                },
-            },
-        }
+        return restore_request(point.recovery_point_id, database)
 
     def verify(self, point: RecoveryPoint) -> Job:
         service = self.service()

@@ -40,7 +40,7 @@ from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.queues import queue_client
 from tests.integration.test_parts import _fill, _killing_pg_dump
-from tests.integration.world import Storage, open_storage
+from tests.integration.world import Storage, open_storage, restore_request
 
 pytestmark = pytest.mark.integration
 PARTS = 4
@@ -156,21 +156,7 @@ class World:
             allow_env_secrets=True,
             parallelism=PARTS,
         )
-        body = {
-            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-            "recoveryPointId": point.recovery_point_id,
-            "sourceDataStoreType": "VaultStore",
-            "restoreTargetInfo": {
-                "objectType": "RestoreTargetInfo",
-                "recoveryOption": "FailIfExists",
-                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
-                "datasourceAuthCredentials": {
-                    "objectType": "SecretStoreBasedAuthCredentials",
-                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-                },
-            },
-        }
-        job = service.start("xsrc", body, self.now())
+        job = service.start("xsrc", restore_request(point.recovery_point_id, database), self.now())
         done = service.run(job.job_id, last_try=True)
         assert done is not None and done.status is JobStatus.COMPLETED, done.error
         return done
