@@ -28,7 +28,7 @@ from shared.storage.memory import MemoryStateTable
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 GIB = 1024**3
 MESSAGE = {
-    "jobId": "j1",
+    "jobId": "fe5dc8e77640-6b2709d900cb9c1af5b0",
     "instance": "orders",
     "attempt": "0123abcd",
     "part": 2,
@@ -64,6 +64,14 @@ def test_a_part_message_has_no_room_for_a_credential_and_names_the_field_at_faul
         PartWorker.parse({**MESSAGE, "part": 0})
     with pytest.raises(ValueError, match="attempt"):
         PartWorker.parse({**MESSAGE, "attempt": "../other"})
+
+
+def test_a_part_message_naming_a_job_or_instance_pgvault_never_makes_is_refused_naming_the_field() -> None:
+    # Its job id is a partition key and its instance a row key: a '/' or '#' there would only fail in storage,
+    # on every retry and again from the poison queue.
+    for field, value in (("jobId", "j1/../x"), ("jobId", "j1"), ("instance", "orders#x"), ("instance", "")):
+        with pytest.raises(ValueError, match=f"^not a backup part message: {field}:"):
+            PartWorker.parse({**MESSAGE, field: value})
 
 
 def test_a_part_row_knows_its_own_message_and_no_copy_with_other_tables() -> None:
