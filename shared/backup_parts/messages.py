@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.jobs import _JOB_ID
 from shared.storage import layout
 from shared.storage.limits import MAX_QUEUE_MESSAGE_BYTES
 
@@ -23,8 +24,8 @@ class PartMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    jobId: str
-    instance: str
+    jobId: str = Field(pattern=_JOB_ID.pattern)
+    instance: str = Field(pattern=layout.NAME_PATTERN)
     attempt: str = Field(pattern=r"^[0-9a-f]{1,64}$")
     """The attempt's lock token (also in its blob names)."""
     part: int = Field(ge=1, le=MAX_PARTS)
