@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -21,12 +22,17 @@ from shared.backup_parts import (
 )
 from shared.errors import SettingsError
 from shared.pg.dump import SnapshotGone, map_dump_error
-from shared.recovery_points import Part, parts_from_json, parts_to_json
+from shared.policy import lifecycle, parse_policy
+from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, parts_from_json, parts_to_json
 from shared.settings import load_settings
+from shared.storage import layout
+from shared.storage.limits import MAX_TABLE_ENTITY_BYTES
 from shared.storage.memory import MemoryStateTable
+from tests.examples import EXAMPLES
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 GIB = 1024**3
+POLICY_DOC: dict[str, Any] = json.loads((EXAMPLES / "weekly-mon-wed-fri-with-archive.json").read_text())["properties"]
 MESSAGE = {
     "jobId": "fe5dc8e77640-6b2709d900cb9c1af5b0",
     "instance": "orders",
@@ -135,3 +141,58 @@ def test_a_points_parts_named_in_non_ascii_fit_the_table_property_that_stores_th
     state.insert("points", "p1", {"parts": parts_to_json(parts)})
     stored = state.get("points", "p1")
     assert stored is not None and parts_from_json(stored["parts"]) == parts
+
+
+def _parted_point(parts: int, tables: int) -> RecoveryPoint:
+    return RecoveryPoint.from_lifecycle(
+        "rp1",
+        "orders",
+        lifecycle(parse_policy(POLICY_DOC), "Default", NOW),
+        blob_name="orders/rp1.pgdump.zst",
+        size_in_bytes=1,
+        raw_bytes=1,
+        sha256="0" * 64,
+        server_version="15",
+        pg_dump_version="15",
+        job_id="job1",
+        on_demand=False,
+        parts=tuple(
+            Part(
+                i,
+                f"{i:064x}",
+                2**40,
+                2**41,
+                tuple(f'"tenant_{i:03d}"."table_{t:04d}_of_tenant"' for t in range(tables)),
+            )
+            for i in range(1, parts + 1)
+        ),
+    )
+
+
+def _entity_bytes(entity: Any) -> int:
+    return sum(2 * len(v) for v in entity.data.values() if isinstance(v, str))
+
+
+def test_a_point_of_the_most_parts_with_their_tables_is_recorded_and_read_back_whole() -> None:
+    # 999 parts (PGVAULT_BACKUP_PART_BYTES can be as low as 1 MiB) of 3 tables each: some 230 000 characters,
+    # seven times what one table property holds.
+    state = MemoryStateTable()
+    point, _ = RecoveryPointStore(state).add(_parted_point(MAX_PARTS, 3))
+    read = RecoveryPointStore(state).get("orders", "rp1")
+    assert read.parts == point.parts and len(read.parts) == MAX_PARTS
+    entity = state.get(layout.recovery_points("orders"), "rp1")
+    assert entity is not None and _entity_bytes(entity) < MAX_TABLE_ENTITY_BYTES
+
+
+def test_a_point_whose_table_lists_cannot_fit_its_record_keeps_every_parts_checksum() -> None:
+    # 999 parts of 40 tables: the lists alone are over the 1 MiB an entity may be. They are only a note
+    # (a restore reads each part's blob and checksum), so the point is recorded without them.
+    state = MemoryStateTable()
+    point, _ = RecoveryPointStore(state).add(_parted_point(MAX_PARTS, 40))
+    read = RecoveryPointStore(state).get("orders", "rp1")
+    assert [(p.index, p.sha256, p.stored_bytes, p.raw_bytes) for p in read.parts] == [
+        (p.index, p.sha256, p.stored_bytes, p.raw_bytes) for p in point.parts
+    ]
+    assert all(p.tables == () for p in read.parts)
+    entity = state.get(layout.recovery_points("orders"), "rp1")
+    assert entity is not None and _entity_bytes(entity) < MAX_TABLE_ENTITY_BYTES
