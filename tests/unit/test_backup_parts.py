@@ -23,7 +23,7 @@ from shared.backup_parts import (
 from shared.errors import SettingsError
 from shared.pg.dump import SnapshotGone, map_dump_error
 from shared.policy import lifecycle, parse_policy
-from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, parts_from_json, parts_to_json
+from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, parts_of_record, parts_properties
 from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_ENTITY_BYTES
@@ -138,9 +138,9 @@ def test_a_points_parts_named_in_non_ascii_fit_the_table_property_that_stores_th
     tables = tuple(f'"{"с" * 30}"."{"т" * 29}{i:03d}"' for i in range(160))
     parts = (Part(1, "ab" * 32, 10, 20, tables),)
     state = MemoryStateTable()
-    state.insert("points", "p1", {"parts": parts_to_json(parts)})
+    state.insert("points", "p1", parts_properties(parts))
     stored = state.get("points", "p1")
-    assert stored is not None and parts_from_json(stored["parts"]) == parts
+    assert stored is not None and parts_of_record(stored.data) == parts
 
 
 def _parted_point(parts: int, tables: int) -> RecoveryPoint:
