@@ -12,7 +12,6 @@ import json
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,14 +31,13 @@ from shared.cancel import request_cancel
 from shared.errors import PgVaultError, TransientError
 from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.digests import table_digests
-from shared.pg.grants import grant_sql
 from shared.pg.tools import pick_tool
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.queues import queue_client
-from tests.integration.test_parts import _fill, _killing_pg_dump
+from tests.integration.test_parts import _killing_pg_dump, source_database
 from tests.integration.world import Storage, open_storage, restore_request
 
 pytestmark = pytest.mark.integration
@@ -174,36 +172,13 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
-    u = uuid.uuid4().hex[:8]
-    db = f"xsrc_{u}"
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"xb_{u}")))
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(f"xr_{u}")))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
-        _fill(c)
-        for (oid,) in c.execute("SELECT oid FROM pg_largeobject_metadata").fetchall():
-            c.execute(
-                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(f"xb_{u}"))
-            )
-    postgres.psql(grant_sql(db, f"xb_{u}"), db)
-    storage = open_storage(azurite, "xparts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE, QUEUE])
-    queue_client(storage.account.queue_service(), QUEUE).clear_messages()
-    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
-    server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
-    env = {
-        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=xb_{u}",
-        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=xr_{u}",
-    }
-    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
-    storage.protect("xsrc", {**spec, "policyName": "mwf"}, datetime.now(UTC))
-    yield World(postgres, u, db, storage, env)
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
-            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        for role in (f"xb_{u}", f"xr_{u}"):
-            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with source_database(postgres, "x") as (u, db, env):
+        storage = open_storage(azurite, "xparts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE, QUEUE])
+        queue_client(storage.account.queue_service(), QUEUE).clear_messages()
+        storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
+        spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
+        storage.protect("xsrc", {**spec, "policyName": "mwf"}, datetime.now(UTC))
+        yield World(postgres, u, db, storage, env)
 
 
 def _wait(what: Callable[[], Any], seconds: float = 30) -> Any:
