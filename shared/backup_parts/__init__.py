@@ -54,7 +54,7 @@ part and how many deliveries it needed.
 
 from __future__ import annotations
 
-from shared.backup_parts.board import AttemptOver, AttemptStatus, PartBoard, PartRow, PartStatus, parts_of
+from shared.backup_parts.board import AttemptOver, AttemptRow, AttemptStatus, PartBoard, PartRow, PartStatus, parts_of
 from shared.backup_parts.coordinator import DEFAULT_PART_BYTES, PART_TIMEOUT, PartCoordinator, PartsJob, part_count
 from shared.backup_parts.messages import INLINE_LIMIT, MAX_PARTS, PART_QUEUE, PartMessage
 from shared.backup_parts.worker import PartOutcome, PartWorker
@@ -67,6 +67,7 @@ __all__ = [
     "PART_QUEUE",
     "PART_TIMEOUT",
     "AttemptOver",
+    "AttemptRow",
     "AttemptStatus",
     "PartBoard",
     "PartCoordinator",

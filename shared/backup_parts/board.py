@@ -95,6 +95,32 @@ class PartRow:
         )
 
 
+@dataclass(frozen=True)
+class AttemptRow:
+    """One attempt's row, as its coordinator wrote it (``PartBoard.open``) and as it now stands."""
+
+    status: AttemptStatus
+    instance: str | None
+    snapshot: str | None
+    blob_name: str | None
+    """The schema part's blob: each data part's is named after it (``layout.part_blob_name``)."""
+    parts: int = 0
+    created: datetime | None = None
+    ended: datetime | None = None
+
+    @classmethod
+    def of(cls, entity: Entity) -> AttemptRow:
+        return cls(
+            AttemptStatus(entity["status"]),
+            entity.get("instance"),
+            entity.get("snapshot"),
+            entity.get("blobName"),
+            int(entity.get("parts") or 0),
+            entity.get("created"),
+            entity.get("ended"),
+        )
+
+
 class PartBoard:
     """The rows of one attempt's parts: the attempt's row and one row per data part, every write ETag-guarded."""
 
@@ -137,12 +163,13 @@ class PartBoard:
 
     def status(self) -> AttemptStatus | None:
         """The attempt's status; None when it has no row (never opened)."""
-        entity = self._state.get(self.pk, self.attempt)
-        return None if entity is None else AttemptStatus(entity["status"])
+        attempt = self.recorded()
+        return None if attempt is None else attempt.status
 
-    def recorded(self) -> Entity | None:
-        """The attempt's row as the coordinator wrote it (status, snapshot, the schema part's blob)."""
-        return self._state.get(self.pk, self.attempt)
+    def recorded(self) -> AttemptRow | None:
+        """The attempt's row (status, instance, snapshot, the schema part's blob); None when it has none."""
+        entity = self._state.get(self.pk, self.attempt)
+        return None if entity is None else AttemptRow.of(entity)
 
     def finish(self, status: AttemptStatus, now: datetime) -> None:
         """Move the attempt from Running to ``status`` (a finished attempt stays as it is)."""

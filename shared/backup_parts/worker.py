@@ -16,7 +16,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.backup_parts.board import AttemptOver, AttemptStatus, PartBoard, PartRow, PartStatus, delete_blobs
+from shared.backup_parts.board import (
+    AttemptOver,
+    AttemptRow,
+    AttemptStatus,
+    PartBoard,
+    PartRow,
+    PartStatus,
+    delete_blobs,
+)
 from shared.backup_parts.messages import PART_QUEUE, PartMessage
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
@@ -31,7 +39,7 @@ from shared.secrets import SecretProvider
 from shared.stopping import StopSignal
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
-from shared.storage.ports import BlobExists, Entity, StateStore, StreamResult
+from shared.storage.ports import BlobExists, StateStore, StreamResult
 from shared.validation import credentials, dump_env_for
 
 log = logging.getLogger(__name__)
@@ -163,8 +171,8 @@ class PartWorker:
             return "its attempt has no record"
         if not _matches(msg, attempt):  # a hand-made or garbled message: _drop touches nothing it names
             return "its blob or snapshot is not what its attempt recorded"
-        if attempt["status"] != AttemptStatus.RUNNING.value:
-            return f"its attempt is {attempt['status']}"
+        if attempt.status is not AttemptStatus.RUNNING:
+            return f"its attempt is {attempt.status.value}"
         lock = self._state.get(layout.LOCK, layout.row_key(msg.instance))
         if lock is None or lock.get("token") != msg.attempt:
             return "its attempt no longer holds the instance's lock"
@@ -321,11 +329,12 @@ def _refused(row: PartRow | None, msg: PartMessage) -> str | None:
     return None
 
 
-def _matches(msg: PartMessage, attempt: Entity) -> bool:
-    """Whether the message names the blob and snapshot its attempt's row says its part has."""
-    blob = attempt.get("blobName")
+def _matches(msg: PartMessage, attempt: AttemptRow) -> bool:
+    """Whether the message names the instance, blob and snapshot its attempt's row says its part has."""
+    blob = attempt.blob_name
     return (
         blob is not None
         and msg.blobName == layout.part_blob_name(str(blob), msg.part)
-        and msg.snapshot == attempt.get("snapshot")
+        and msg.snapshot == attempt.snapshot
+        and msg.instance == attempt.instance
     )
