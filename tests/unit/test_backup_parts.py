@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.backup_parts import (
     DEFAULT_PART_BYTES,
@@ -196,3 +198,14 @@ def test_a_point_whose_table_lists_cannot_fit_its_record_keeps_every_parts_check
     assert all(p.tables == () for p in read.parts)
     entity = state.get(layout.recovery_points("orders"), "rp1")
     assert entity is not None and _entity_bytes(entity) < MAX_TABLE_ENTITY_BYTES
+
+
+@settings(max_examples=60, deadline=None)
+# At most 30 parts of 20 names of 100 characters: even all escaped (\u0001 is six) within MAX_PART_PROPERTIES.
+@given(st.lists(st.lists(st.text(min_size=1, max_size=100), max_size=20), min_size=1, max_size=30))
+def test_any_parts_are_read_back_from_their_record_as_they_were_written(tables: list[list[str]]) -> None:
+    parts = tuple(Part(i, "ab" * 32, i, 2 * i, tuple(t)) for i, t in enumerate(tables, start=1))
+    state = MemoryStateTable()
+    state.insert("points", "p1", parts_properties(parts))  # the in-memory table refuses a property over 64 KiB
+    stored = state.get("points", "p1")
+    assert stored is not None and parts_of_record(stored.data) == parts
