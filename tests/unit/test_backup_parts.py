@@ -17,6 +17,7 @@ from shared.backup_parts import (
     AttemptStatus,
     PartBoard,
     PartMessage,
+    PartOutcome,
     PartStatus,
     PartWorker,
     part_count,
@@ -26,10 +27,11 @@ from shared.errors import SettingsError
 from shared.pg.dump import SnapshotGone, map_dump_error
 from shared.policy import lifecycle, parse_policy
 from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, parts_of_record, parts_properties
+from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_ENTITY_BYTES
-from shared.storage.memory import MemoryStateTable
+from shared.storage.memory import MemoryBlobStore, MemoryStateTable
 from tests.examples import EXAMPLES
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -209,3 +211,20 @@ def test_any_parts_are_read_back_from_their_record_as_they_were_written(tables: 
     state.insert("points", "p1", parts_properties(parts))  # the in-memory table refuses a property over 64 KiB
     stored = state.get("points", "p1")
     assert stored is not None and parts_of_record(stored.data) == parts
+
+
+def test_a_late_message_of_a_failed_attempt_deletes_its_committed_part_blob() -> None:
+    # The part was committed and recorded, then the coordinator gave the attempt up and could not delete the
+    # blob (storage failing). No point can name a failed attempt's blob: the next delivery of the part removes it.
+    state, blobs = MemoryStateTable(), MemoryBlobStore()
+    sent = PartMessage.model_validate(MESSAGE)
+    board = PartBoard(state, sent.jobId, sent.attempt)
+    board.open(
+        instance="orders", snapshot=sent.snapshot, blob_name="orders/rp.0123abcd.pgdump.zst", messages=[sent], now=NOW
+    )
+    blobs.put(sent.blobName, b"a committed part")
+    board.change(sent.part, lambda _: {"status": PartStatus.COMMITTED.value, "sha256": "ab" * 32})
+    board.finish(AttemptStatus.FAILED, NOW)
+    worker = PartWorker(state, blobs, EnvSecretProvider(True, {}), lambda: NOW, worker_id="late")
+    assert worker.run(MESSAGE, delivery=2, last_try=False) is PartOutcome.DROPPED
+    assert not blobs.exists(sent.blobName)
