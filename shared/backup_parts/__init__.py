@@ -41,9 +41,10 @@ What keeps it right when storage fails or a process is killed:
   delivery of a part has run longer than ``PART_TIMEOUT``, when the attempt's time is up, and on a
   cancel or a lost lock (``shared.stopping``); it then marks the attempt Failed and deletes every
   part blob of it.
-- A worker deletes a part's blob only when no point can name it: its row is not Committed and its
-  attempt is not Done. Leftovers (a worker killed between commit and record of a failed attempt)
-  end in ``.pgdump.zst`` and are collected by the orphan sweep like any unreferenced dump.
+- A worker deletes a part's blob only when no point can name it: its attempt Failed (final), or its
+  row is not Committed and its attempt is not Done. Leftovers (a worker killed between commit and
+  record of a failed attempt) end in ``.pgdump.zst`` and are collected by the orphan sweep like any
+  unreferenced dump.
 
 The package: ``messages`` (the part message and its limits), ``board`` (the attempt's and the parts' rows
 and their transitions), ``coordinator`` (``PartCoordinator``, ``part_count``) and ``worker`` (``PartWorker``).

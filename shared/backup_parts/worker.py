@@ -295,7 +295,7 @@ class PartWorker:
         self, board: PartBoard, msg: PartMessage, why: str, *, fail: PgVaultError | None = None, user: bool = False
     ) -> PartOutcome:
         """Leave the part: record it Failed (``fail``) for the coordinator; delete its blob unless a point may
-        name it (its row Committed, or its attempt Done)."""
+        name it (its row Committed while its attempt is not Failed, or its attempt Done)."""
         log.info("part %s of job %s dropped: %s", msg.part, msg.jobId, why)
         attempt = board.recorded()
         if attempt is None or not _matches(msg, attempt):
@@ -313,7 +313,9 @@ class PartWorker:
                 "worker": self._worker,
             }
             row, _ = board.change(msg.part, lambda _: failed)
-        if (row is None or row.status is not PartStatus.COMMITTED) and board.status() is not AttemptStatus.DONE:
+        status = board.status()
+        unnamed = row is None or row.status is not PartStatus.COMMITTED
+        if status is AttemptStatus.FAILED or (unnamed and status is not AttemptStatus.DONE):  # Failed is final
             delete_blobs(self._blobs, [msg.blobName])
         return PartOutcome.DROPPED
 
