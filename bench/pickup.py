@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devhost.demo import Api, Devhost, validated  # noqa: E402
+from devhost.demo import Api, Devhost, protected  # noqa: E402
 from devhost.services import running_services  # noqa: E402
 
 DB, USER = "pickup_db", "pickup_backup"
@@ -78,17 +78,7 @@ def main() -> int:
             api = devhost.api
             policy = (REPO / "tests" / "policy-examples" / "sunday-default-only.json").read_bytes()
             api.call("PUT", "/backupPolicies/weekly", policy)
-            instance = {
-                "name": "pickup",
-                "server": "127.0.0.1",
-                "port": pg.port,
-                "database": DB,
-                "secretUri": "env:PGVAULT_SECRET_PICKUP_CS",
-                "policyName": "weekly",
-            }
-            status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
-            assert status < 300, body
-            validated(api, pg, "pickup", DB, lambda _: None)
+            protected(api, pg, "pickup", DB, login_uri="env:PGVAULT_SECRET_PICKUP_CS", policy="weekly")
             _one(api)  # warm: first imports, first blob container and queue calls
             print("| idle gap before the request | median s | range s |\n|---|---:|---:|")
             for gap in args.gaps:

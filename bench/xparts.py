@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from backup import _proc_cpu  # noqa: E402
 from parts import build  # noqa: E402
 
-from devhost.demo import Devhost, validated  # noqa: E402
+from devhost.demo import Devhost, protected  # noqa: E402
 from devhost.services import Azurite, Postgres, running_services  # noqa: E402
 from shared.backup_parts import parts_of  # noqa: E402
 from shared.storage.clients import StorageAccount  # noqa: E402
@@ -96,17 +96,7 @@ def _round(
             api.call(
                 "PUT", "/backupPolicies/weekly", (REPO / "tests/policy-examples/sunday-default-only.json").read_bytes()
             )
-            instance = {
-                "name": "xparts",
-                "server": "127.0.0.1",
-                "port": pg.port,
-                "database": db,
-                "secretUri": "env:PGVAULT_SECRET_XPARTS_CS",
-                "policyName": "weekly",
-            }
-            status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
-            assert status < 300, body
-            validated(api, pg, "xparts", db, lambda _: None)
+            protected(api, pg, "xparts", db, login_uri="env:PGVAULT_SECRET_XPARTS_CS", policy="weekly")
             configured.add(mode)
         pids = [d.proc.pid for d in devhosts if d.proc is not None]
         assert azurite.proc is not None

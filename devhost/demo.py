@@ -140,6 +140,23 @@ def validated(api: Api, pg: Postgres, name: str, database: str, say: Callable[[s
     return instance
 
 
+def protected(api: Api, pg: Postgres, name: str, database: str, *, login_uri: str, policy: str) -> dict[str, Any]:
+    """Protect ``database`` of the local server as instance ``name`` on ``policy`` with the login in the secret
+    ``login_uri``, and make it ready (``validated``, quietly). Returns the instance."""
+    instance = {
+        "name": name,
+        "server": "127.0.0.1",
+        "port": pg.port,
+        "database": database,
+        "secretUri": login_uri,
+        "policyName": policy,
+    }
+    status, body = api.call("POST", "/backupInstances", {"instances": [instance]})
+    if status >= 300:
+        raise RuntimeError(f"POST /backupInstances -> {status}: {body}")
+    return validated(api, pg, name, database, lambda _: None)
+
+
 def _story(api: Api, pg: Postgres) -> None:
     status, body = api.call("GET", "/health")
     _say(f"GET /api/health -> {status} {json.dumps(body)}")

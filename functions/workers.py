@@ -52,7 +52,7 @@ def backup_worker(msg: func.QueueMessage) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.BACKUP_PART_QUEUE, connection="AzureWebJobsStorage")
 def backup_part_worker(msg: func.QueueMessage) -> None:
-    """Dump one data part of a backup whose parts run across instances (shared/backup_parts.py)."""
+    """Dump one data part of a backup whose parts run across instances (shared/backup_parts/)."""
     payload = job_payload(msg)
     with job_context(payload["jobId"], payload.get("instance")):
         attempt = msg.dequeue_count or 1

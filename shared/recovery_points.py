@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from shared.errors import ErrorCode, TransientError, UserError
 from shared.policy import CopyOption, DataStore, Lifecycle, LifecycleEvent
 from shared.storage import layout
+from shared.storage.limits import MAX_TABLE_PROPERTY_STRING_CHARS
 from shared.storage.tables import Entity, EntityExists, ETagMismatch, StateStore
 
 if TYPE_CHECKING:  # the wire models import this module's enums
@@ -105,14 +106,56 @@ class Part:
         return cls(int(d["index"]), str(d["sha256"]), int(d["storedBytes"]), int(d["rawBytes"]), tuple(d["tables"]))
 
 
-def parts_to_json(parts: Sequence[Part]) -> str | None:
-    """The parts as the point's record stores them (None for a single-part point)."""
-    return json.dumps([p.to_dict() for p in parts], separators=(",", ":")) if parts else None
+# A point's parts are JSON cut into string properties ``parts``, ``parts2``, ... (each at most 64 KiB of UTF-16),
+# at most this many: 768 KiB, leaving a quarter of the 1 MiB entity to the record's other fields.
+MAX_PART_PROPERTIES = 12
+_PROPERTY_BYTES = 2 * MAX_TABLE_PROPERTY_STRING_CHARS
 
 
-def parts_from_json(text: str | None) -> tuple[Part, ...]:
+def _part_property(i: int) -> str:
+    return "parts" if i == 0 else f"parts{i + 1}"
+
+
+def _cut(text: str) -> list[str]:
+    """``text`` in pieces of at most one string property's UTF-16 each, never between a surrogate pair."""
+    raw, pieces, start = text.encode("utf-16-le"), [], 0
+    while start < len(raw):
+        end = min(start + _PROPERTY_BYTES, len(raw))
+        if end < len(raw) and 0xD8 <= raw[end - 1] <= 0xDB:  # the high half of a pair: keep the pair together
+            end -= 2
+        pieces.append(raw[start:end].decode("utf-16-le"))
+        start = end
+    return pieces
+
+
+def _parts_text(parts: Sequence[Part]) -> str:
+    # Unescaped: \uXXXX would spend six characters on each non-ASCII one.
+    return json.dumps([p.to_dict() for p in parts], separators=(",", ":"), ensure_ascii=False)
+
+
+def parts_properties(parts: Sequence[Part]) -> dict[str, str | None]:
+    """The parts as the point's record stores them: ``{"parts": None}`` for a single-part point, else their JSON
+    in as many properties as it needs. Their table lists are left out when with them the parts would not fit
+    ``MAX_PART_PROPERTIES``: the lists are a note (the manifest has them too); a restore reads each part's blob
+    and checksum only."""
+    if not parts:
+        return {"parts": None}
+    pieces = _cut(_parts_text(parts))
+    if len(pieces) > MAX_PART_PROPERTIES:
+        log.warning("a point of %s parts is recorded without their table lists: they do not fit its record", len(parts))
+        pieces = _cut(_parts_text([replace(p, tables=()) for p in parts]))
+    return {_part_property(i): piece for i, piece in enumerate(pieces)}
+
+
+def parts_of_record(data: Mapping[str, Any]) -> tuple[Part, ...]:
     """The parts a point's record stores (none for a single-part point, or one written before parts)."""
-    return tuple(Part.from_dict(d) for d in json.loads(text)) if text else ()
+    pieces = []
+    for i in range(MAX_PART_PROPERTIES):
+        piece = data.get(_part_property(i))
+        if not piece:
+            break
+        pieces.append(str(piece))
+    return tuple(Part.from_dict(d) for d in json.loads("".join(pieces))) if pieces else ()
 
 
 @dataclass(frozen=True)
@@ -322,7 +365,7 @@ class RecoveryPoint:
             "rolesBlobName": self.roles_blob_name,
             "rolesSha256": self.roles_sha256,
             "roleCount": self.role_count,
-            "parts": parts_to_json(self.parts),
+            **parts_properties(self.parts),
         }
 
     @classmethod
@@ -359,7 +402,7 @@ class RecoveryPoint:
             e.get("rolesBlobName"),
             e.get("rolesSha256"),
             int(e["roleCount"]) if e.get("roleCount") is not None else None,
-            parts_from_json(e.get("parts")),
+            parts_of_record(e.data),
         )
 
 

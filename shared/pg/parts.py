@@ -296,6 +296,36 @@ def _merge_digests(blob_name: str, digests: Mapping[int, dict[str, Any] | None],
     return dict(sorted(merged.items()))
 
 
+# PostgreSQL 17 added transaction_timeout (postgresql.org/docs/17/runtime-config-client.html).
+_TRANSACTION_TIMEOUT_SINCE = 170000
+
+
+@contextlib.contextmanager
+def exported_snapshot(libpq: Mapping[str, Any]) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+    """A read-only repeatable-read session of the database and the snapshot it exported, held while the block
+    runs (every part's ``pg_dump --snapshot`` reads it) and ended after; ``NoSnapshot`` when the server cannot
+    export one."""
+    with connect(libpq) as snap:
+        # The session idles while the parts run (hours, across instances): a server's or role's idle or
+        # transaction timeout would end it and the snapshot with it. Both are the session's own to set.
+        try:
+            snap.execute("SET idle_in_transaction_session_timeout = 0")
+            if snap.info.server_version >= _TRANSACTION_TIMEOUT_SINCE:
+                snap.execute("SET transaction_timeout = 0")
+        except psycopg.Error as exc:
+            raise NoSnapshot(f"cannot keep a snapshot's session open: {exc}") from exc
+        snap.autocommit = False
+        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        snap.read_only = True
+        try:
+            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
+        yield snap, snapshot
+        with contextlib.suppress(psycopg.Error):
+            snap.rollback()
+
+
 def dump_in_parts(
     pg_dump: Path,
     libpq: Mapping[str, Any],
@@ -322,13 +352,7 @@ def dump_in_parts(
     error is raised and the parts committed so far are deleted. ``before_commit`` runs before each
     part's commit, one part at a time.
     """
-    with connect(libpq, autocommit=False) as snap:
-        snap.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        snap.read_only = True
-        try:
-            snapshot = str(snap.execute("SELECT pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
-        except psycopg.Error as exc:
-            raise NoSnapshot(f"cannot export a snapshot: {exc}") from exc
+    with exported_snapshot(libpq) as (snap, snapshot):
         groups = split_by_size(table_sizes(snap), parallelism)
         in_parts = [t for g in groups for t in g]
         # The data parts share one budget of read-ahead and blocks in flight (the schema part is small).
@@ -358,8 +382,6 @@ def dump_in_parts(
                 raise failure
             if streamed:
                 tables = _merge_digests(blob_name, parts.digests, len(groups) + 1)
-        with contextlib.suppress(psycopg.Error):
-            snap.rollback()
     data = tuple(
         Part(i, r.stream.sha256, r.stream.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[i - 1]))
         for i, r in enumerate(results[1:], start=1)

@@ -84,7 +84,8 @@ POISON_SUFFIX = "-poison"  # the Functions host's name for a queue's poison queu
 
 # Azure resource names: letters, digits, '-', '_' and '.'; never the characters table keys forbid
 # ('/', '\\', '#', '?') or control characters.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,149}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,149}$"
+_NAME = re.compile(NAME_PATTERN)
 
 
 def valid_name(name: str) -> bool:

@@ -36,6 +36,16 @@ def encoded_size(text: str) -> int:
     return len(base64.b64encode(text.encode("utf-8")))
 
 
+def message_text(payload: Mapping[str, Any]) -> str:
+    """The text ``QueueSender.send`` puts on the queue for ``payload`` (before base64)."""
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+def payload_size(payload: Mapping[str, Any]) -> int:
+    """How many bytes ``payload`` takes on the queue as ``QueueSender.send`` sends it (the 64 KiB limit's measure)."""
+    return encoded_size(message_text(payload))
+
+
 class QueueSender:
     """Sends JSON messages to named queues of one account."""
 
@@ -59,7 +69,7 @@ class QueueSender:
 
     def send(self, name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
         """Put one JSON message on ``name``. Refuses messages over the 64 KiB queue limit."""
-        text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+        text = message_text(payload)
         if encoded_size(text) > MAX_QUEUE_MESSAGE_BYTES:
             raise ValueError(f"message for {name} is {encoded_size(text)} bytes encoded; the limit is 64 KiB")
         try:

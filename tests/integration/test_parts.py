@@ -4,6 +4,7 @@ a tampered part is caught."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
-from tests.integration.world import Storage, open_storage
+from tests.integration.world import Storage, open_storage, restore_request
 
 pytestmark = pytest.mark.integration
 ODD = 'Odd "Schema"'
@@ -94,20 +95,7 @@ class World:
         return done
 
     def restore_body(self, point: RecoveryPoint, database: str) -> dict[str, Any]:
-        return {
-            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-            "recoveryPointId": point.recovery_point_id,
-            "sourceDataStoreType": "VaultStore",
-            "restoreTargetInfo": {
-                "objectType": "RestoreTargetInfo",
-                "recoveryOption": "FailIfExists",
-                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
-                "datasourceAuthCredentials": {
-                    "objectType": "SecretStoreBasedAuthCredentials",
-                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-                },
-            },
-        }
+        return restore_request(point.recovery_point_id, database)
 
     def verify(self, point: RecoveryPoint) -> Job:
         service = self.service()
@@ -165,51 +153,60 @@ def _fill(c: psycopg.Connection[Any]) -> None:
     c.execute("SELECT lo_from_bytea(0, 'a large object')")
 
 
-@pytest.fixture(scope="module")
-def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
+@contextlib.contextmanager
+def source_database(postgres: Postgres, prefix: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """A database ``<prefix>src_<tag>`` of ``_fill``'s tables with a backup login ``<prefix>b_<tag>`` (pgvault's
+    grant script, and its large objects) and a restore login ``<prefix>r_<tag>`` (CREATEDB). Yields the tag, the
+    database and the env secrets ``PGVAULT_SECRET_SRC_CS`` / ``PGVAULT_SECRET_TARGET_CS``; on exit every
+    database named with the tag (restores too) and both logins are dropped."""
     u = uuid.uuid4().hex[:8]
-    db = f"psrc_{u}"
+    db, backup, restore = f"{prefix}src_{u}", f"{prefix}b_{u}", f"{prefix}r_{u}"
     with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"pb_{u}")))
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(f"pr_{u}")))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(backup)))
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(restore)))
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
         _fill(c)
-    postgres.psql(grant_sql(db, f"pb_{u}"), db)
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
         for (oid,) in c.execute("SELECT oid FROM pg_largeobject_metadata").fetchall():
-            c.execute(
-                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(f"pb_{u}"))
-            )
-    storage = open_storage(azurite, "parts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE])
-    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
+            c.execute(sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(backup)))
+    postgres.psql(grant_sql(db, backup), db)
     server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
     env = {
-        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=pb_{u}",
-        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=pr_{u}",
+        "PGVAULT_SECRET_SRC_CS": f"{server};User Id={backup}",
+        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id={restore}",
     }
-    spec = {
-        "server": "127.0.0.1",
-        "port": postgres.port,
-        "database": db,
-        "secretUri": "env:PGVAULT_SECRET_SRC_CS",
-        "policyName": "mwf",
-    }
-    storage.protect("psrc", spec, datetime.now(UTC))
-    settings = load_settings(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
-            "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+    try:
+        yield u, db, env
+    finally:
+        with psycopg.connect(postgres.dsn(), autocommit=True) as c:
+            for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
+                c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+            for role in (backup, restore):
+                c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="module")
+def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
+    with source_database(postgres, "p") as (u, db, env):
+        storage = open_storage(azurite, "parts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE])
+        storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
+        spec = {
+            "server": "127.0.0.1",
+            "port": postgres.port,
+            "database": db,
+            "secretUri": "env:PGVAULT_SECRET_SRC_CS",
+            "policyName": "mwf",
         }
-    )
-    yield World(postgres, u, db, storage, env, settings.storage_emulator_blob_endpoint)
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
-            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        for role in (f"pb_{u}", f"pr_{u}"):
-            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        storage.protect("psrc", spec, datetime.now(UTC))
+        settings = load_settings(
+            {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "PGVAULT_SCHEDULER_SCHEDULE": "0 */5 * * * *",
+                "PGVAULT_RETENTION_SCHEDULE": "0 17 * * * *",
+            }
+        )
+        yield World(postgres, u, db, storage, env, settings.storage_emulator_blob_endpoint)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import stat
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,15 +31,14 @@ from shared.cancel import request_cancel
 from shared.errors import PgVaultError, TransientError
 from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.digests import table_digests
-from shared.pg.grants import grant_sql
 from shared.pg.tools import pick_tool
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.queues import queue_client
-from tests.integration.test_parts import _fill, _killing_pg_dump
-from tests.integration.world import Storage, open_storage
+from tests.integration.test_parts import _killing_pg_dump, source_database
+from tests.integration.world import Storage, open_storage, restore_request
 
 pytestmark = pytest.mark.integration
 PARTS = 4
@@ -123,11 +121,10 @@ class World:
             blobs,
             EnvSecretProvider(True, self.env),
             self.now,
-            parallelism=PARTS,
+            **{"parallelism": PARTS, **kw},
             parallel_min_bytes=0,
             queues=self.storage.queues,
             parts_across_instances=True,
-            **kw,
         )
 
     def start_backup(self) -> str:
@@ -157,21 +154,7 @@ class World:
             allow_env_secrets=True,
             parallelism=PARTS,
         )
-        body = {
-            "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
-            "recoveryPointId": point.recovery_point_id,
-            "sourceDataStoreType": "VaultStore",
-            "restoreTargetInfo": {
-                "objectType": "RestoreTargetInfo",
-                "recoveryOption": "FailIfExists",
-                "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
-                "datasourceAuthCredentials": {
-                    "objectType": "SecretStoreBasedAuthCredentials",
-                    "secretStoreResource": {"uri": "env:PGVAULT_SECRET_TARGET_CS", "secretStoreType": "AzureKeyVault"},
-                },
-            },
-        }
-        job = service.start("xsrc", body, self.now())
+        job = service.start("xsrc", restore_request(point.recovery_point_id, database), self.now())
         done = service.run(job.job_id, last_try=True)
         assert done is not None and done.status is JobStatus.COMPLETED, done.error
         return done
@@ -189,36 +172,13 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
-    u = uuid.uuid4().hex[:8]
-    db = f"xsrc_{u}"
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(f"xb_{u}")))
-        c.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(f"xr_{u}")))
-        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-    with psycopg.connect(host="127.0.0.1", port=postgres.port, dbname=db, user="postgres", autocommit=True) as c:
-        _fill(c)
-        for (oid,) in c.execute("SELECT oid FROM pg_largeobject_metadata").fetchall():
-            c.execute(
-                sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(oid), sql.Identifier(f"xb_{u}"))
-            )
-    postgres.psql(grant_sql(db, f"xb_{u}"), db)
-    storage = open_storage(azurite, "xparts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE, QUEUE])
-    queue_client(storage.account.queue_service(), QUEUE).clear_messages()
-    storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
-    server = f"Server=127.0.0.1;Port={postgres.port};Password=unused;Ssl Mode=Disable"
-    env = {
-        "PGVAULT_SECRET_SRC_CS": f"{server};User Id=xb_{u}",
-        "PGVAULT_SECRET_TARGET_CS": f"{server};User Id=xr_{u}",
-    }
-    spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
-    storage.protect("xsrc", {**spec, "policyName": "mwf"}, datetime.now(UTC))
-    yield World(postgres, u, db, storage, env)
-    with psycopg.connect(postgres.dsn(), autocommit=True) as c:
-        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{u}%",)).fetchall():
-            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-        for role in (f"xb_{u}", f"xr_{u}"):
-            c.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            c.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with source_database(postgres, "x") as (u, db, env):
+        storage = open_storage(azurite, "xparts", queues=[layout.BACKUP_QUEUE, layout.RESTORE_QUEUE, QUEUE])
+        queue_client(storage.account.queue_service(), QUEUE).clear_messages()
+        storage.put_policy("mwf", "weekly-mon-wed-fri-with-archive", datetime.now(UTC))
+        spec = {"server": "127.0.0.1", "port": postgres.port, "database": db, "secretUri": "env:PGVAULT_SECRET_SRC_CS"}
+        storage.protect("xsrc", {**spec, "policyName": "mwf"}, datetime.now(UTC))
+        yield World(postgres, u, db, storage, env)
 
 
 def _wait(what: Callable[[], Any], seconds: float = 30) -> Any:
@@ -411,3 +371,81 @@ def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_ar
     assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is Failed: nobody dumps its parts
     assert world.blobs() == before
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
+
+
+def test_a_forged_message_of_a_running_attempt_naming_other_tables_is_dropped_touching_nothing(world: World) -> None:
+    job_id = world.start_backup()
+    out: list[Job | BaseException | None] = []
+    coordinator = threading.Thread(target=lambda: out.append(world.runner().run(job_id, last_try=False)), daemon=True)
+    coordinator.start()
+    client = queue_client(world.storage.account.queue_service(), QUEUE)
+    sent = _wait(lambda: len(found := client.peek_messages(max_messages=32)) >= PARTS and found)
+    # Someone who can write to the queue copies a real message (its attempt, snapshot and blob are right)
+    # and leaves a table out: were it taken first, the point would miss that table's rows.
+    real = max((json.loads(m.content) for m in sent), key=lambda p: len(p["tables"]))
+    assert len(real["tables"]) > 1
+    forged = {**real, "tables": real["tables"][1:]}
+    worker = Taker(world, "forger").worker("forger")
+    assert worker.run(forged, delivery=1, last_try=False) is PartOutcome.DROPPED
+    assert not world.storage.backups.exists(real["blobName"])
+    row = next(r for r in parts_of(world.storage.state, job_id) if r.index == real["part"])
+    assert row.status is PartStatus.PENDING and row.worker is None
+    worker.poisoned(forged)  # nor may it fail the part from the poison queue
+    row = next(r for r in parts_of(world.storage.state, job_id) if r.index == real["part"])
+    assert row.status is PartStatus.PENDING
+    taker = Taker(world, "after-forgery", limit=PARTS)
+    taker.start()
+    taker.join(60)
+    coordinator.join(60)
+    assert isinstance(out[0], Job) and out[0].status is JobStatus.COMPLETED, out
+    assert taker.outcomes == [PartOutcome.COMMITTED] * PARTS
+    point = RecoveryPointStore(world.storage.state).get("xsrc", str(out[0].recovery_point_id))
+    world.restore(point, f"xforged_{world.u}")
+    assert world.digests(f"xforged_{world.u}") == world.digests(world.db)
+
+
+def test_a_part_whose_tables_have_non_ascii_names_too_many_for_a_message_points_at_the_plan(world: World) -> None:
+    # 160 tables whose names are 59 Cyrillic letters: about 21 KB of UTF-8 in one part's message, but the
+    # queue's JSON escapes each letter as \uXXXX, three times that, well over the 64 KiB a message may be.
+    schema = "с" * 30
+    with psycopg.connect(host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        for i in range(160):
+            c.execute(sql.SQL("CREATE TABLE {} (v int)").format(sql.Identifier(schema, "т" * 29 + f"{i:03d}")))
+        c.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), sql.Identifier(f"xb_{world.u}"))
+        )
+        c.execute(
+            sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                sql.Identifier(schema), sql.Identifier(f"xb_{world.u}")
+            )
+        )
+    try:
+        taker = Taker(world, "unicode", limit=1)
+        _, point = world.backup(taker, parallelism=1)
+        assert [len(p.tables) for p in point.parts] == [23 + 160]
+        assert "plan" in taker.payloads[0] and "tables" not in taker.payloads[0]
+    finally:
+        with psycopg.connect(
+            host="127.0.0.1", port=world.pg.port, dbname=world.db, user="postgres", autocommit=True
+        ) as c:
+            c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_parts_that_start_after_the_servers_idle_in_transaction_timeout_still_find_their_snapshot(
+    world: World, tmp_path: Path
+) -> None:
+    # The coordinator's snapshot session is idle while it waits for the parts, for hours on a large database;
+    # a server (or role) with idle_in_transaction_session_timeout would end it, and every part, every retry.
+    role = sql.Identifier(f"xb_{world.u}")
+    with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+        c.execute(sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = '1s'").format(role))
+    try:
+        slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 2)  # each part reads the snapshot 2 s late
+        takers = [Taker(world, f"idle-{i}", limit=1, pg_bin_dir=slow) for i in range(PARTS)]
+        _, point = world.backup(*takers)
+        assert [o for t in takers for o in t.outcomes] == [PartOutcome.COMMITTED] * PARTS
+        assert len(point.parts) == PARTS
+    finally:
+        with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
+            c.execute(sql.SQL("ALTER ROLE {} RESET idle_in_transaction_session_timeout").format(role))

@@ -7,7 +7,8 @@ Every integration test module builds its world from these pieces instead of its 
   container and the work queues of their own, ready to use;
 - ``Storage.put_policy`` / ``Storage.protect``: a policy from tests/policy-examples, an instance
   configured on it and made ready (validation Success, ProtectionConfigured), as a passed
-  validation leaves it.
+  validation leaves it;
+- ``restore_request``: the body of a restore of a point into a new database.
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender
 from shared.storage.tables import StateTable
 from tests.examples import EXAMPLES
+
+# The env secret the integration worlds put the restore login in (a name, not a password).
+TARGET_SECRET = "env:PGVAULT_SECRET_TARGET_CS"
+
+
+def restore_request(point_id: str, database: str, secret_uri: str = TARGET_SECRET) -> dict[str, Any]:
+    """The body of a restore of point ``point_id`` into a new database ``database`` (FailIfExists), with the
+    login of the secret ``secret_uri``."""
+    return {
+        "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
+        "recoveryPointId": point_id,
+        "sourceDataStoreType": "VaultStore",
+        "restoreTargetInfo": {
+            "objectType": "RestoreTargetInfo",
+            "recoveryOption": "FailIfExists",
+            "datasourceInfo": {"objectType": "Datasource", "resourceName": database},
+            "datasourceAuthCredentials": {
+                "objectType": "SecretStoreBasedAuthCredentials",
+                "secretStoreResource": {"uri": secret_uri, "secretStoreType": "AzureKeyVault"},
+            },
+        },
+    }
 
 
 def account_of(azurite: Azurite) -> StorageAccount:

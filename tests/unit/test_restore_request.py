@@ -262,7 +262,7 @@ def test_rehydration_state_from_azures_blob_properties() -> None:
 
 # pg_restore --jobs: its workers write to one stderr, a message in several writes, so two messages
 # can share a line (as seen in a post-data run of a non-superuser's restore).
-INTERLEAVED = """pg_restore:pg_restore: error: could not execute query: ERROR:  must be member of role "pg_database_owner"
+INTERLEAVED = """pg_restore:pg_restore: error: could not execute query: ERROR:  must be member of role "dbo"
  error: could not execute query: ERROR:  role "app_owner" does not exist
 Command was: ALTER DEFAULT PRIVILEGES FOR ROLE pg_database_owner IN SCHEMA public GRANT SELECT ON TABLES  TO r;
 Command was: ALTER TABLE public.orders OWNER TO app_owner;
