@@ -30,6 +30,7 @@ from shared.backups import BackupStarter
 from shared.cancel import request_cancel
 from shared.errors import PgVaultError, TransientError
 from shared.jobs import Job, JobStatus, JobStore
+from shared.pg.archive import METHOD_COPY, stream_digests
 from shared.pg.digests import table_digests
 from shared.pg.tools import pick_tool
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
@@ -163,6 +164,31 @@ class World:
         with psycopg.connect(host="127.0.0.1", port=self.pg.port, dbname=db, user="postgres") as c:
             return table_digests(c)
 
+    def stream_digests(self) -> dict[str, Any]:
+        """The source's digests as a stream manifest says them (``pg_dump --data-only`` through the parser)."""
+        env = {"PGHOST": "127.0.0.1", "PGPORT": str(self.pg.port), "PGUSER": "postgres", "PGDATABASE": self.db}
+        return stream_digests(pick_tool("pg_dump", 15).path, env)
+
+    def manifest(self, point: RecoveryPoint) -> dict[str, Any]:
+        return self.storage.backups.get_json(layout.manifest_name_for(point.blob_name))  # type: ignore[no-any-return]
+
+    def verify(self, point: RecoveryPoint) -> Job:
+        """``:verifyRestore`` of ``point``: restored into a scratch database and compared with its manifest."""
+        service = RestoreService(
+            self.storage.state,
+            self.storage.backups,
+            EnvSecretProvider(True, self.env),
+            self.now,
+            queues=self.storage.queues,
+            allow_env_secrets=True,
+            parallelism=PARTS,
+        )
+        body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
+        job = service.start_verify("xsrc", body, self.now())
+        done = service.run(job.job_id, last_try=True)
+        assert done is not None
+        return done
+
     def blob_sha256(self, name: str) -> str:
         return hashlib.sha256(self.storage.backups.client.get_blob_client(name).download_blob().readall()).hexdigest()
 
@@ -203,8 +229,15 @@ def test_parts_taken_by_two_instances_off_the_queue_make_one_point_that_restores
     for (name, sha), part in zip(point.part_blobs(), point.parts, strict=True):
         assert world.blob_sha256(name) == sha == next(r.sha256 for r in rows if r.index == part.index)
     assert a.outcomes == b.outcomes == [PartOutcome.COMMITTED] * (PARTS // 2)
-    world.restore(point, f"xrest_{world.u}")
-    assert world.digests(f"xrest_{world.u}") == world.digests(world.db)
+    # The manifest is read from the parts' own streams (each worker digested its part as it dumped it,
+    # the coordinator its schema part): the server paid no second read of the tables.
+    manifest = world.manifest(point)
+    assert {d["method"] for d in manifest["tables"].values()} == {METHOD_COPY}
+    assert manifest["tables"] == world.stream_digests()
+    assert not any(layout.DIGESTS_SUFFIX in name for name in world.blobs())  # the parts' sidecars are merged and gone
+    verified = world.verify(point)
+    assert verified.status is JobStatus.COMPLETED, verified.error
+    assert verified.details["verification"] == {"tablesCompared": 23, "mismatches": []}
 
 
 def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_no_blob(world: World) -> None:
@@ -281,6 +314,8 @@ def test_a_duplicate_part_message_changes_nothing(world: World) -> None:
     }
     for name, sha in point.part_blobs():
         assert world.blob_sha256(name) == sha
+    # The part dumped twice counts once in the manifest, with the digests of its committed blob's stream.
+    assert world.manifest(point)["tables"] == world.stream_digests()
     # A late copy of every part, after the point is recorded: dropped, every blob as it was.
     client = queue_client(world.storage.account.queue_service(), QUEUE)
     late = Taker(world, "dup-late", limit=PARTS)
@@ -314,6 +349,8 @@ def test_a_part_whose_pg_dump_is_killed_is_taken_again_and_the_backup_gives_one_
     rows = parts_of(world.storage.state, job.job_id)
     assert max(r.deliveries for r in rows) == 2  # the killed part was taken once more
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job.job_id] == [point]
+    # The part dumped again was digested afresh: its killed try's bytes are not in the manifest.
+    assert world.manifest(point)["tables"] == world.stream_digests()
     world.restore(point, f"xkill_{world.u}")
     assert world.digests(f"xkill_{world.u}") == world.digests(world.db)
 
