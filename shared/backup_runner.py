@@ -408,14 +408,22 @@ class BackupRunner(Work):
                 from_stream=self._manifest_from_stream,
                 **common,
             )
-        # Across instances the coordinator digests the tables in its snapshot (the second read): the
-        # part workers do not digest their streams yet.
+        # Across instances too the stream manifest costs the server no second read: each part worker
+        # digests its own part's stream and keeps the digests beside its blob, the coordinator digests
+        # the schema part and merges them. With the stream manifest off it digests the snapshot's tables.
         about = PartsJob(
             run.job.job_id, source.instance.spec.name, self._token(run), source.server_major, source.tool.version_text
         )
         deadline = (last_attempt_started(run.job) or at) + attempt_limit(self._function_timeout)
         return self._coordinator.dump(
-            about, source.tool.path, source.kwargs, env, blob_name, deadline=deadline, **common
+            about,
+            source.tool.path,
+            source.kwargs,
+            env,
+            blob_name,
+            deadline=deadline,
+            from_stream=self._manifest_from_stream,
+            **common,
         )
 
     @staticmethod

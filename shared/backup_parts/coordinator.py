@@ -18,17 +18,19 @@ from typing import Any
 
 import psycopg
 
+from shared.backup_parts import digests as part_digests
 from shared.backup_parts.board import AttemptStatus, PartBoard, PartRow, PartStatus, delete_blobs
 from shared.backup_parts.messages import INLINE_LIMIT, MAX_PARTS, PART_QUEUE, PartMessage
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.pg.digests import table_digests
-from shared.pg.dump import ZSTD_LEVEL, DumpResult, dump_to_blob
+from shared.pg.dump import ZSTD_LEVEL, DumpResult, digest_stream, dump_to_blob
 from shared.pg.parts import (
     PART_ZSTD_THREADS,
     PartedDump,
     TableSize,
     exported_snapshot,
     linked,
+    merge_digests,
     schema_part_args,
     split_by_size,
     table_sizes,
@@ -111,6 +113,7 @@ class PartCoordinator:
         on_progress: Callable[[int], None] | None = None,
         level: int = ZSTD_LEVEL,
         digests: bool = True,
+        from_stream: bool = True,
         stop: StopSignal | None = None,
         before_commit: Callable[[], None] | None = None,
         deadline: datetime | None = None,
@@ -119,12 +122,17 @@ class PartCoordinator:
 
         Either every part is committed and recorded, the attempt is Done and the parts are returned,
         or the attempt is marked Failed, every blob of it deleted and the error raised (``NoSnapshot``
-        before anything is written when the server cannot export a snapshot).
+        before anything is written when the server cannot export a snapshot). The manifest (``digests``) is
+        read from the parts' streams as they are dumped (``from_stream``, method ``copy-sha256``: each worker
+        digests its part, this invocation the schema part, and the digests are merged as ``dump_in_parts``
+        merges its threads'), or with ``from_stream=False`` computed on the snapshot's session meanwhile.
         """
         with exported_snapshot(libpq) as (snap, snapshot):
             tables = table_sizes(snap)
             groups = split_by_size(tables, part_count(sum(t.bytes for t in tables), parallelism, self._part_bytes))
             names = [layout.part_blob_name(blob_name, i) for i in range(1, len(groups) + 1)]
+            streamed = digests and from_stream
+            sidecars = part_digests.names(names) if streamed else []
             log.info(
                 "backup job %s instance %s: %s tables in %s data parts on the part queue, and a schema part here",
                 about.job_id,
@@ -136,9 +144,9 @@ class PartCoordinator:
             plan: str | None = None
             with linked(stop) as signal, ThreadPoolExecutor(2, thread_name_prefix="coordinator") as pool:
                 pending_digests: Future[dict[str, Any]] | None = None
-                schema: Future[DumpResult] | None = None
+                schema: Future[tuple[DumpResult, dict[str, Any] | None]] | None = None
                 try:
-                    messages, planned = self._messages(about, blob_name, snapshot, groups)
+                    messages, planned = self._messages(about, blob_name, snapshot, groups, digests=streamed)
                     board.open(
                         instance=about.instance,
                         snapshot=snapshot,
@@ -147,43 +155,72 @@ class PartCoordinator:
                         now=self._clock(),
                     )
                     plan = self._send(messages, planned)
-                    if digests:
+                    if digests and not streamed:
                         pending_digests = pool.submit(table_digests, snap)
-                    schema = pool.submit(
-                        functools.partial(
-                            dump_to_blob, pg_dump, env, self._blobs, level=level, threads=PART_ZSTD_THREADS
-                        ),
+                    dump = functools.partial(
+                        dump_to_blob,
+                        pg_dump,
+                        env,
+                        self._blobs,
                         blob_name,
                         {**metadata, "part": "0"},
+                        level=level,
+                        threads=PART_ZSTD_THREADS,
                         snapshot=snapshot,
                         stop=signal,
                         before_commit=before_commit,
                         extra_args=schema_part_args([t for g in groups for t in g]),
                     )
+                    schema = pool.submit(_schema_part, dump, blob_name, digest=streamed)
                     rows = self._wait(
                         board, len(groups), schema, signal=signal, deadline=deadline, on_progress=on_progress
                     )
-                    result = schema.result()
+                    result, schema_digests = schema.result()
                     manifest: dict[str, Any] | None = None
                     if pending_digests is not None:
                         try:
                             manifest = pending_digests.result()
                         except psycopg.Error as exc:
                             log.warning("%s: no manifest, the table digests failed: %s", blob_name, exc)
+                    if streamed:
+                        manifest = self._merged(blob_name, schema_digests, rows, len(groups))
                     board.finish(AttemptStatus.DONE, self._clock())
                 except BaseException as exc:
                     self._give_up(
-                        board, signal, exc, snap=snap, futures=(schema, pending_digests), names=[blob_name, *names]
+                        board,
+                        signal,
+                        exc,
+                        snap=snap,
+                        futures=(schema, pending_digests),
+                        names=[blob_name, *names, *sidecars],
                     )
                     raise
                 finally:
                     if plan is not None:
                         delete_blobs(self._blobs, [plan])
+            if sidecars:  # merged into the manifest (or not readable): the point needs them no more
+                delete_blobs(self._blobs, sidecars)
         parts = tuple(
             Part(r.index, str(r.sha256), r.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[r.index - 1]))
             for r in rows
         )
         return PartedDump(result, parts, manifest)
+
+    def _merged(
+        self, blob_name: str, schema: dict[str, Any] | None, rows: Sequence[PartRow], count: int
+    ) -> dict[str, Any] | None:
+        """The manifest from the schema part's digests and every data part's (kept by its worker beside its blob,
+        for the committed blob the part's row records); None if any part's are missing or unreadable."""
+        found: dict[int, dict[str, Any] | None] = {0: schema}
+        for row in rows:
+            name = layout.part_blob_name(blob_name, row.index)
+            kept, tables = part_digests.load(self._blobs, name, str(row.sha256))
+            if kept:
+                found[row.index] = tables
+            else:
+                log.warning("%s: part %s has no digests of its committed blob", blob_name, row.index)
+                found[row.index] = None
+        return merge_digests(blob_name, found, count + 1)
 
     def _give_up(
         self,
@@ -209,7 +246,13 @@ class PartCoordinator:
         delete_blobs(self._blobs, names)
 
     def _messages(
-        self, about: PartsJob, blob_name: str, snapshot: str, groups: Sequence[Sequence[TableSize]]
+        self,
+        about: PartsJob,
+        blob_name: str,
+        snapshot: str,
+        groups: Sequence[Sequence[TableSize]],
+        *,
+        digests: bool,
     ) -> tuple[list[PartMessage], dict[str, Any] | None]:
         """One message per data part, and the plan (every part's tables) when the messages point at it instead."""
         common: dict[str, Any] = {
@@ -219,6 +262,7 @@ class PartCoordinator:
             "snapshot": snapshot,
             "serverMajor": about.server_major,
             "pgDumpVersion": about.pg_dump_version,
+            **({"digests": True} if digests else {}),
         }
         messages = [
             PartMessage(
@@ -249,7 +293,7 @@ class PartCoordinator:
         self,
         board: PartBoard,
         count: int,
-        schema: Future[DumpResult],
+        schema: Future[Any],
         *,
         signal: StopSignal,
         deadline: datetime | None,
@@ -282,6 +326,16 @@ class PartCoordinator:
                 if len(committed) == count and schema.done():
                     return committed
                 woken.wait(self._poll)
+
+
+def _schema_part(
+    dump: Callable[..., DumpResult], blob_name: str, *, digest: bool
+) -> tuple[DumpResult, dict[str, Any] | None]:
+    """The schema part dumped, with its stream digests when ``digest`` (its own data: sequences, extension
+    configuration tables, and the tables the data parts name without their rows)."""
+    if digest:
+        return digest_stream(dump, blob_name)
+    return dump(), None
 
 
 def _code(text: str | None) -> ErrorCode:

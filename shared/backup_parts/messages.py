@@ -39,6 +39,9 @@ class PartMessage(BaseModel):
     """(schema, table) of every table whose rows the part holds; None when ``plan`` names them."""
     plan: str | None = None
     """The blob holding every part's tables (``{"<part>": [[schema, table], ...]}``) when a message cannot."""
+    digests: bool | None = None
+    """True: the worker digests the part's stream as it dumps it (the stream manifest) and keeps the digests
+    in ``layout.part_digests_name(blobName)`` before it records the part."""
 
     def wire(self) -> dict[str, Any]:
         """The message as it goes on the queue (``QueueSender.send``; measured with ``payload_size``)."""

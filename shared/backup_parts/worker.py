@@ -4,6 +4,7 @@ records it, or drops a message whose attempt is over, whose snapshot is gone or 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.backup_parts import digests
 from shared.backup_parts.board import (
     AttemptOver,
     AttemptRow,
@@ -28,7 +30,7 @@ from shared.backup_parts.board import (
 from shared.backup_parts.messages import PART_QUEUE, PartMessage
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore
-from shared.pg.dump import ZSTD_LEVEL, SnapshotGone, dump_to_blob
+from shared.pg.dump import ZSTD_LEVEL, SnapshotGone, digest_stream, dump_to_blob
 from shared.pg.parts import (
     PART_ZSTD_THREADS,
     TableSize,
@@ -123,6 +125,7 @@ class PartWorker:
             return PartOutcome.DUPLICATE
         committed = self._committed(msg)
         if committed is not None:  # an earlier delivery committed it and died before recording it
+            self._keep_digests(msg, committed[0])
             return self._record(board, msg, committed)
         row, _ = board.change(msg.part, lambda _: self._running(delivery))
         if row.status is PartStatus.COMMITTED:  # a delivery running at the same time recorded it just now
@@ -138,6 +141,7 @@ class PartWorker:
             found = self._committed(msg)
             if found is None:
                 raise TransientError(f"{msg.blobName} was committed and is gone") from None
+            self._keep_digests(msg, found[0])  # the committed blob's, never this delivery's own stream's
             result = found
         except SnapshotGone as exc:
             return self._drop(board, msg, str(exc), fail=exc)
@@ -213,7 +217,8 @@ class PartWorker:
         sizes = [TableSize(s, t, 0) for s, t in tables]
         metadata = {"instance": layout.row_key(msg.instance), "jobid": msg.jobId, "part": str(msg.part)}
         with self._watching(board, msg) as signal:
-            result = dump_to_blob(
+            dump = functools.partial(
+                dump_to_blob,
                 tool.path,
                 env,
                 self._blobs,
@@ -228,8 +233,24 @@ class PartWorker:
                 extra_args=data_part_args(sizes),
                 if_missing=True,
             )
+            if msg.digests:  # the same stream digests a threaded part's are (shared.pg.parts)
+                result, streamed = digest_stream(dump, msg.blobName)
+            else:
+                result, streamed = dump(), None
         stream: StreamResult = result.stream
+        if msg.digests:  # this delivery committed the blob: its stream's digests are the part's
+            digests.save(self._blobs, msg.blobName, stream.sha256, streamed)
         return stream.sha256, stream.stored_bytes, result.raw_bytes
+
+    def _keep_digests(self, msg: PartMessage, sha256: str) -> None:
+        """Make sure the committed part blob (``sha256``) has its digests kept before its row is recorded: the
+        committing delivery's, or, if it died before keeping them, those of the blob read back from the vault."""
+        if not msg.digests:
+            return
+        found, _ = digests.load(self._blobs, msg.blobName, sha256)
+        if not found:
+            log.info("part %s of job %s committed without its digests: digesting its blob", msg.part, msg.jobId)
+            digests.save(self._blobs, msg.blobName, sha256, digests.of_committed(self._blobs, msg.blobName, sha256))
 
     def _planned(self, msg: PartMessage) -> list[tuple[str, str]]:
         doc = self._blobs.get_json(msg.plan) if msg.plan else None
@@ -278,7 +299,7 @@ class PartWorker:
         if changed:
             log.info("part %s of job %s committed (%s raw bytes, %s stored)", msg.part, msg.jobId, raw, stored)
             if board.status() is AttemptStatus.FAILED:  # the coordinator gave up meanwhile: nothing will name it
-                delete_blobs(self._blobs, [msg.blobName])
+                delete_blobs(self._blobs, _blobs_of(msg))
             return PartOutcome.COMMITTED
         if row.status is PartStatus.COMMITTED:
             if row.sha256 != sha256:  # cannot happen with one committed version; say so loudly if it does
@@ -316,8 +337,13 @@ class PartWorker:
         status = board.status()
         unnamed = row is None or row.status is not PartStatus.COMMITTED
         if status is AttemptStatus.FAILED or (unnamed and status is not AttemptStatus.DONE):  # Failed is final
-            delete_blobs(self._blobs, [msg.blobName])
+            delete_blobs(self._blobs, _blobs_of(msg))
         return PartOutcome.DROPPED
+
+
+def _blobs_of(msg: PartMessage) -> list[str]:
+    """The part's blob and, when it digests its stream, its digests sidecar."""
+    return [msg.blobName, *(digests.names([msg.blobName]) if msg.digests else [])]
 
 
 def _refused(row: PartRow | None, msg: PartMessage) -> str | None:

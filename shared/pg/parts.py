@@ -279,7 +279,7 @@ def _first_failure(futures: Sequence[Future[Any]], signal: StopSignal) -> tuple[
     return results, failure
 
 
-def _merge_digests(blob_name: str, digests: Mapping[int, dict[str, Any] | None], count: int) -> dict[str, Any] | None:
+def merge_digests(blob_name: str, digests: Mapping[int, dict[str, Any] | None], count: int) -> dict[str, Any] | None:
     """One manifest of every part's stream digests; None if any part's stream could not be read.
 
     A table's data block is in one part's archive only; another archive may name it in its table of
@@ -381,7 +381,7 @@ def dump_in_parts(
                 _discard(sinks, parts.committed)
                 raise failure
             if streamed:
-                tables = _merge_digests(blob_name, parts.digests, len(groups) + 1)
+                tables = merge_digests(blob_name, parts.digests, len(groups) + 1)
     data = tuple(
         Part(i, r.stream.sha256, r.stream.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[i - 1]))
         for i, r in enumerate(results[1:], start=1)
@@ -501,6 +501,7 @@ __all__ = [
     "PartedDump",
     "TableSize",
     "dump_in_parts",
+    "merge_digests",
     "part_blob_name",
     "quote_pattern",
     "restore_command_lines",

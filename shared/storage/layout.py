@@ -154,6 +154,15 @@ def plan_name_for(blob_name: str) -> str:
     return f"{blob_name}{PLAN_SUFFIX}"
 
 
+DIGESTS_SUFFIX = ".digests.json"
+
+
+def part_digests_name(part_blob: str) -> str:
+    """Where a cross-instance backup's data part keeps the stream digests of its committed blob until the
+    coordinator merges them into the point's manifest (``shared.backup_parts``); deleted then."""
+    return f"{part_blob}{DIGESTS_SUFFIX}"
+
+
 def sidecar_names(blob_name: str) -> tuple[str, str]:
     """The small blobs stored beside a dump: its manifest and its roles (deleted with the dump's last copy)."""
     return manifest_name_for(blob_name), roles_name_for(blob_name)
@@ -161,7 +170,12 @@ def sidecar_names(blob_name: str) -> tuple[str, str]:
 
 def dump_of(name: str) -> str:
     """The dump blob ``name`` belongs to (itself when it is a dump, else the dump it is a sidecar of)."""
-    return name.removesuffix(MANIFEST_SUFFIX).removesuffix(ROLES_SUFFIX).removesuffix(PLAN_SUFFIX)
+    return (
+        name.removesuffix(MANIFEST_SUFFIX)
+        .removesuffix(ROLES_SUFFIX)
+        .removesuffix(PLAN_SUFFIX)
+        .removesuffix(DIGESTS_SUFFIX)
+    )
 
 
 def recovery_points(instance: str) -> str:
