@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import stat
 import threading
 import time
@@ -37,6 +38,7 @@ from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.service import RestoreService
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
+from shared.storage.blobs import BlobStore
 from shared.storage.queues import queue_client
 from tests.integration.test_parts import _killing_pg_dump, source_database
 from tests.integration.world import Storage, open_storage, restore_request
@@ -56,6 +58,7 @@ class Taker(threading.Thread):
     limit: int | None = None
     pg_bin_dir: Path | None = None
     twin: bool = False
+    lose_digests: bool = False
     outcomes: list[PartOutcome] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +69,8 @@ class Taker(threading.Thread):
 
     def worker(self, name: str) -> PartWorker:
         state, blobs = self.world.storage.fresh()
+        if self.lose_digests:
+            blobs = _LosesFirstDigests(self.world.storage.account.blob_service(), blobs.container)
         secrets = EnvSecretProvider(True, self.world.env)
         return PartWorker(
             state, blobs, secrets, self.world.now, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3
@@ -102,6 +107,21 @@ class Taker(threading.Thread):
 
         with ThreadPoolExecutor(2) as pool:
             return sorted(pool.map(deliver, (worker, twin)))
+
+
+class _LosesFirstDigests(BlobStore):
+    """A worker's blobs whose first write of a part's digests fails as storage does: the worker dies, so to
+    speak, between its part's commit and its digests' write, and the part's next delivery finds it committed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lost: list[str] = []
+
+    def put_json(self, name: str, document: Any, **kwargs: Any) -> None:
+        if name.endswith(layout.DIGESTS_SUFFIX) and not self.lost:
+            self.lost.append(name)
+            raise TransientError(f"{name}: the worker died before writing it")
+        super().put_json(name, document, **kwargs)
 
 
 @dataclass
@@ -353,6 +373,33 @@ def test_a_part_whose_pg_dump_is_killed_is_taken_again_and_the_backup_gives_one_
     assert world.manifest(point)["tables"] == world.stream_digests()
     world.restore(point, f"xkill_{world.u}")
     assert world.digests(f"xkill_{world.u}") == world.digests(world.db)
+
+
+def test_a_part_committed_by_a_delivery_that_died_before_keeping_its_digests_gets_its_blobs_digests(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = Taker(world, "lose-a", lose_digests=True), Taker(world, "lose-b")
+    with caplog.at_level(logging.INFO, logger="shared.backup_parts.worker"):
+        job, point = world.backup(a, b)
+    assert any("committed without its digests" in r.getMessage() for r in caplog.records)
+    assert a.failures == ["TransientError"]  # the first part a committed: its digests never written
+    rows = parts_of(world.storage.state, job.job_id)
+    assert [r.status for r in rows] == [PartStatus.COMMITTED] * PARTS
+    assert sorted(a.outcomes + b.outcomes).count(PartOutcome.COMMITTED) == PARTS  # the failed one recorded on its retry
+    # Its next delivery found the blob committed and digested the committed blob (read back from the vault).
+    assert world.manifest(point)["tables"] == world.stream_digests()
+    assert not any(layout.DIGESTS_SUFFIX in name for name in world.blobs())
+
+
+def test_with_the_stream_manifest_off_the_coordinator_digests_its_snapshot_and_the_parts_do_not(
+    world: World,
+) -> None:
+    a = Taker(world, "sql-a")
+    _, point = world.backup(a, manifest_from_stream=False)
+    assert all("digests" not in p for p in a.payloads)
+    tables = world.manifest(point)["tables"]
+    assert {d["method"] for d in tables.values()} == {"hash_record_extended"}
+    assert tables == world.digests(world.db)
 
 
 def _slow_pg_dump(tmp: Path, real: Path, seconds: int) -> Path:
