@@ -10,7 +10,10 @@ takes a message, resolves the job's credentials as the backup does (the instance
 server), runs the part's ``pg_dump --snapshot`` straight into the part's blob and records the part
 (checksum, sizes) with an ETag-guarded write. When every part is recorded the coordinator closes
 the snapshot and the backup records its point as a threaded one does: the same ``Part`` records,
-manifest, restore, verification, retention, archive and files code.
+manifest, restore, verification, retention, archive and files code. With the stream manifest each
+worker digests its part's stream as it dumps it and keeps the digests beside the part's blob
+(``digests``), the coordinator digests the schema part and merges them (``merge_digests``): no second
+read of the tables on the server.
 
 The coordinator does not take part messages itself: the part trigger of its own instance does,
 as many at once as host.json's ``batchSize`` + ``newBatchThreshold`` allow, so one instance alone
@@ -47,7 +50,8 @@ What keeps it right when storage fails or a process is killed:
   unreferenced dump.
 
 The package: ``messages`` (the part message and its limits), ``board`` (the attempt's and the parts' rows
-and their transitions), ``coordinator`` (``PartCoordinator``, ``part_count``) and ``worker`` (``PartWorker``).
+and their transitions), ``digests`` (a part's stream digests on their way to the manifest), ``coordinator``
+(``PartCoordinator``, ``part_count``) and ``worker`` (``PartWorker``).
 
 Rows stay after the job (a few per backup, like its job row); they say which worker took which
 part and how many deliveries it needed.

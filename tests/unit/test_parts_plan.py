@@ -16,7 +16,7 @@ from shared.pg.parts import (
 from shared.pg.restore import RestoreOptions
 from shared.restore.rehydration import copy_name_for
 from shared.retention import archive_copy_name
-from shared.storage.layout import DUMP_SUFFIX, part_blob_name
+from shared.storage.layout import DUMP_SUFFIX, dump_of, part_blob_name, part_digests_name
 
 sizes = st.lists(st.integers(min_value=0, max_value=10**12), max_size=60)
 
@@ -52,6 +52,12 @@ def test_a_parts_blob_follows_the_points_blob_through_archive_and_rehydrated_cop
     assert part_blob_name(copy_name_for(blob), index) == copy_name_for(part)
     assert part_blob_name(copy_name_for(archive_copy_name(blob)), index) == copy_name_for(archive_copy_name(part))
     assert len({part_blob_name(blob, i) for i in range(1, 6)}) == 5
+
+
+@given(st.text(st.characters(codec="ascii"), min_size=1, max_size=20), st.integers(min_value=1, max_value=999))
+def test_a_parts_digests_sidecar_belongs_to_its_parts_blob_for_the_orphan_sweep(rp: str, index: int) -> None:
+    part = part_blob_name(f"orders/{rp}.token{DUMP_SUFFIX}", index)
+    assert dump_of(part_digests_name(part)) == part and part_digests_name(part) != part
 
 
 def test_table_patterns_are_quoted_so_pg_dump_matches_the_name_literally() -> None:
