@@ -33,7 +33,9 @@ What keeps it right when storage fails or a process is killed:
 - A part's blob is committed only if none of that name exists (``if_missing``): of two deliveries
   of one message at most one commits; the other records the part from the committed blob's own
   metadata (its SHA-256 and sizes, written in the same commit), so the recorded checksum is always
-  that of the one committed version.
+  that of the one committed version. Its stream digests (the manifest) are those kept with that commit
+  (``digests``: a sidecar naming the committed blob's SHA-256), or, when the delivery that committed it
+  died before keeping them, those of the committed blob read back from the vault.
 - The coordinator died: its snapshot is gone, ``pg_dump`` says so (``SnapshotGone``), and the
   part is marked Failed and its message dropped, with nothing left behind; the job's own retry
   makes a fresh attempt. A part whose attempt is over (Done, Failed, its lock held by another
@@ -46,8 +48,9 @@ What keeps it right when storage fails or a process is killed:
   part blob of it.
 - A worker deletes a part's blob only when no point can name it: its attempt Failed (final), or its
   row is not Committed and its attempt is not Done. Leftovers (a worker killed between commit and
-  record of a failed attempt) end in ``.pgdump.zst`` and are collected by the orphan sweep like any
-  unreferenced dump.
+  record of a failed attempt) end in ``.pgdump.zst`` (their digests sidecars in ``.digests.json``, which
+  ``layout.dump_of`` maps to the part's blob) and are collected by the orphan sweep like any unreferenced
+  dump.
 
 The package: ``messages`` (the part message and its limits), ``board`` (the attempt's and the parts' rows
 and their transitions), ``digests`` (a part's stream digests on their way to the manifest), ``coordinator``
