@@ -11,6 +11,8 @@ on-demand backup through devhost in each mode, with ``PGVAULT_BACKUP_PARALLELISM
 - ``threads``: one devhost, the parts on threads of the backup job's invocation (the baseline);
 - ``queue, 1 host``: one devhost, ``PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES=true``: the job's
   invocation holds the snapshot and dumps the schema part, the same host's part trigger the parts;
+- ``queue, 1 host, SQL manifest``: the same with ``PGVAULT_BACKUP_MANIFEST_FROM_STREAM=false``: the
+  coordinator digests every table in its snapshot (the second read) instead of the parts' streams;
 - ``queue, 2 hosts``: two devhosts on the same storage, both part triggers taking parts.
 
 Each mode has a vault of its own (state table, container); the queues are the account's, so each
@@ -46,7 +48,13 @@ from shared.storage.clients import StorageAccount  # noqa: E402
 from shared.storage.tables import StateTable  # noqa: E402
 
 USER = "xparts_backup"
-MODES = {"threads": (1, False), "queue, 1 host": (1, True), "queue, 2 hosts": (2, True)}
+# mode -> (hosts, parts across instances, manifest from the dump streams)
+MODES = {
+    "threads": (1, False, True),
+    "queue, 1 host": (1, True, True),
+    "queue, 1 host, SQL manifest": (1, True, False),
+    "queue, 2 hosts": (2, True, True),
+}
 
 
 @dataclass
@@ -72,7 +80,7 @@ def _round(
     azurite: Azurite, pg: Postgres, db: str, mode: str, *, parts: int, configured: set[str]
 ) -> tuple[float, dict[str, float], float, list[int]]:
     """One backup in ``mode`` on fresh hosts: (job seconds, CPU seconds by party, peak RSS MB, parts per host)."""
-    hosts, across = MODES[mode]
+    hosts, across, from_stream = MODES[mode]
     table = "x" + uuid.uuid5(uuid.NAMESPACE_DNS, mode).hex[:12]
     settings = {
         "PGVAULT_VAULT_NAME": "pgvault-bench",
@@ -83,6 +91,7 @@ def _round(
         "PGVAULT_BACKUP_PARALLELISM": str(parts),
         "PGVAULT_PARALLEL_BACKUP_MIN_BYTES": "0",
         "PGVAULT_BACKUP_PARTS_ACROSS_INSTANCES": "true" if across else "false",
+        "PGVAULT_BACKUP_MANIFEST_FROM_STREAM": "true" if from_stream else "false",
         "PGVAULT_SECRET_XPARTS_CS": f"Server=127.0.0.1;Port={pg.port};User Id={USER};Password=bench;Ssl Mode=Disable",
     }
     devhosts = [Devhost(azurite, settings) for _ in range(hosts)]
