@@ -234,20 +234,22 @@ def _ranges(
         data: bytes = download.readall()
         return data
 
-    with ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="download") as pool:
-        pending: deque[Future[bytes]] = deque()
-        offsets = iter(range(0, size, chunk))
-        try:
-            for offset in itertools.islice(offsets, max(1, in_flight)):
+    # Not a `with`: a download abandoned mid-way (a cancelled restore) is closed wherever its generator
+    # is finalised, and the garbage collector may run that on one of these threads, which must not wait
+    # for itself. GETs still under way end on their own; their bytes are dropped.
+    pool = ThreadPoolExecutor(max(1, in_flight), thread_name_prefix="download")
+    pending: deque[Future[bytes]] = deque()
+    offsets = iter(range(0, size, chunk))
+    try:
+        for offset in itertools.islice(offsets, max(1, in_flight)):
+            pending.append(pool.submit(get, offset))
+        while pending:
+            data = pending.popleft().result()
+            for offset in itertools.islice(offsets, 1):
                 pending.append(pool.submit(get, offset))
-            while pending:
-                data = pending.popleft().result()
-                for offset in itertools.islice(offsets, 1):
-                    pending.append(pool.submit(get, offset))
-                yield data
-        finally:
-            for future in pending:
-                future.cancel()
+            yield data
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Hashing:
