@@ -284,7 +284,8 @@ class PartWorker:
             yield signal
         finally:
             done.set()
-            watcher.join(timeout=5)
+            if watcher is not threading.current_thread():
+                watcher.join(timeout=5)
 
     def _record(self, board: PartBoard, msg: PartMessage, committed: tuple[str, int, int]) -> PartOutcome:
         sha256, stored, raw = committed

@@ -100,7 +100,9 @@ def _read_ahead(pipe: IO[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
             yield item
     finally:
         stop.set()
-        while reader.is_alive():  # unblock a reader waiting on a full queue
+        # Unblock a reader waiting on a full queue; not when closed on that thread itself (the garbage
+        # collector may finalise this generator there).
+        while reader.is_alive() and reader is not threading.current_thread():
             with contextlib.suppress(queue.Empty):
                 chunks.get_nowait()
             reader.join(timeout=0.05)

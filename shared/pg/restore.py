@@ -259,7 +259,9 @@ def _prefetch(chunks: Iterable[bytes], depth: int = PREFETCH, stop: StopSignal |
             yield item
     finally:
         done.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
+        # Unblock a producer waiting on a full queue; not when closed on that thread itself (the garbage
+        # collector may finalise this generator there).
+        while worker.is_alive() and worker is not threading.current_thread():
             with contextlib.suppress(queue.Empty):
                 items.get_nowait()
             worker.join(timeout=0.05)
