@@ -281,6 +281,17 @@ def conninfo_dbname(name: str) -> str:
     return f"dbname='{escaped}'"
 
 
+def _pg_restore_argv(
+    pg_restore: Path, env: Mapping[str, str], options: RestoreOptions, extra_args: Sequence[str], dbname: str | None
+) -> list[str]:
+    """``pg_restore`` with ``options`` and ``extra_args`` into ``dbname`` (else ``env``'s ``PGDATABASE``)."""
+    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
+    target = dbname if dbname is not None else env.get("PGDATABASE")
+    if target is not None:
+        argv += ["--dbname", conninfo_dbname(target)]
+    return argv
+
+
 def restore_stream(
     pg_restore: Path,
     env: Mapping[str, str],
@@ -300,10 +311,7 @@ def restore_stream(
     killed at once and the signal's reason raised; what it wrote is the caller's to throw away.
     """
     child_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", **env}
-    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
-    target = dbname if dbname is not None else env.get("PGDATABASE")
-    if target is not None:
-        argv += ["--dbname", conninfo_dbname(target)]
+    argv = _pg_restore_argv(pg_restore, env, options, extra_args, dbname)
     proc = subprocess.Popen(
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env
     )
@@ -371,10 +379,7 @@ def restore_file(
     stop: StopSignal | None = None,
 ) -> RestoreReport:
     """``pg_restore`` of archive file ``path`` with ``extra_args`` (a section, ``-j N``) into ``env``'s database."""
-    argv = [str(pg_restore), *options.args(), *extra_args, "--no-password"]
-    target = dbname if dbname is not None else env.get("PGDATABASE")
-    if target is not None:
-        argv += ["--dbname", conninfo_dbname(target)]
+    argv = _pg_restore_argv(pg_restore, env, options, extra_args, dbname)
     argv.append(str(path))
     proc = subprocess.Popen(
         argv,

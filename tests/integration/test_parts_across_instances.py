@@ -165,8 +165,8 @@ class World:
         assert job is not None and job.status is JobStatus.COMPLETED, job
         return job, RecoveryPointStore(self.storage.state).get("xsrc", str(job.recovery_point_id))
 
-    def restore(self, point: RecoveryPoint, database: str) -> Job:
-        service = RestoreService(
+    def restore_service(self) -> RestoreService:
+        return RestoreService(
             self.storage.state,
             self.storage.backups,
             EnvSecretProvider(True, self.env),
@@ -175,6 +175,9 @@ class World:
             allow_env_secrets=True,
             parallelism=PARTS,
         )
+
+    def restore(self, point: RecoveryPoint, database: str) -> Job:
+        service = self.restore_service()
         job = service.start("xsrc", restore_request(point.recovery_point_id, database), self.now())
         done = service.run(job.job_id, last_try=True)
         assert done is not None and done.status is JobStatus.COMPLETED, done.error
@@ -194,15 +197,7 @@ class World:
 
     def verify(self, point: RecoveryPoint) -> Job:
         """``:verifyRestore`` of ``point``: restored into a scratch database and compared with its manifest."""
-        service = RestoreService(
-            self.storage.state,
-            self.storage.backups,
-            EnvSecretProvider(True, self.env),
-            self.now,
-            queues=self.storage.queues,
-            allow_env_secrets=True,
-            parallelism=PARTS,
-        )
+        service = self.restore_service()
         body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
         job = service.start_verify("xsrc", body, self.now())
         done = service.run(job.job_id, last_try=True)
