@@ -6,9 +6,10 @@ import logging
 
 import azure.functions as func
 
-from functions.http import accepted, api, json_response
+from functions.http import accepted, api, hand_to_host, json_response
 from shared.recovery_points import shown
 from shared.request_body import parse_json_body
+from shared.storage import layout
 from shared.vault import current_vault
 from shared.wire.common import Accepted
 from shared.wire.recovery_points import RecoveryPointList
@@ -18,13 +19,16 @@ bp = func.Blueprint()
 
 
 @bp.route(route="backupInstances/{name}:backup", methods=["POST"])
+@bp.queue_output(arg_name="message", queue_name=layout.BACKUP_QUEUE, connection="AzureWebJobsStorage")
 @api
-def backup_now(req: func.HttpRequest) -> func.HttpResponse:
-    """On-demand backup (Azure's TriggerBackupRequest): 202 with the job's Location."""
+def backup_now(req: func.HttpRequest, message: func.Out[str]) -> func.HttpResponse:
+    """On-demand backup (Azure's TriggerBackupRequest): 202 with the job's Location; the job's message
+    goes out through the output binding, so this host's backup worker takes it at once."""
     vault = current_vault()
     body = parse_json_body(req.get_body(), required=False)
-    job = vault.backup_starter().on_demand(req.route_params["name"], body, vault.clock())
-    return accepted(Accepted(jobId=job.job_id), job.job_id)
+    started = vault.backup_starter().on_demand(req.route_params["name"], body, vault.clock())
+    job_id = hand_to_host(message, layout.BACKUP_QUEUE, started)
+    return accepted(Accepted(jobId=job_id), job_id)
 
 
 @bp.route(route="backupInstances/{name}/recoveryPoints", methods=["GET"])

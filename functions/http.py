@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from shared import access
 from shared.audit import body_for_audit
 from shared.errors import ErrorCode, SettingsError, TransientError, UserError, error_body
+from shared.jobs.messages import Started
 from shared.request_body import whole_number
 from shared.settings import load_access_settings
 from shared.telemetry import install_record_factory, redact_keys
@@ -44,14 +45,32 @@ def accepted(body: Any, job_id: str) -> func.HttpResponse:
     return json_response(body, 202, {"Location": f"/api/backupJobs/{job_id}", "Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+def hand_to_host(out: func.Out[str], queue: str, started: Started) -> str:
+    """Give the started job's message to the queue output binding ``out`` (bound to ``queue``); the job id.
+
+    The host sends it after the function returns, then its listener of ``queue`` polls at once
+    (shared/jobs/messages.py). A failed send fails the invocation: the caller gets a 500, the job
+    stays queued without a message until the hung-jobs timer sends it (shared/hung_jobs.py).
+    """
+    if started.message is not None:
+        if started.message.queue != queue:
+            raise RuntimeError(f"a message for {started.message.queue} given to the output of {queue}")
+        out.set(started.message.text())
+    return started.job.job_id
+
+
 def error_response(error: UserError) -> func.HttpResponse:
     """The public error shape with the status of the error's code."""
     return json_response(error_body(error), error.http_status)
 
 
-def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[func.HttpRequest], func.HttpResponse]:
+def api(handler: Callable[..., func.HttpResponse]) -> Callable[..., func.HttpResponse]:
     """Wrap a handler: the caller's role is checked first, every failure answers in the public
     error shape, and every mutating call is written to the audit trail.
+
+    The handler's output bindings (``func.Out`` arguments after the request) are passed through by
+    name: the wrapper keeps the handler's signature (``functools.wraps``), which is what the Python
+    worker matches the bindings against.
 
     The role comes from the one table of routes and roles (``shared.access.ROUTE_ROLES``): 403
     ``UserErrorInsufficientRole`` naming the role missing. ``UserError`` keeps its status; settings
@@ -59,10 +78,10 @@ def api(handler: Callable[[func.HttpRequest], func.HttpResponse]) -> Callable[[f
     """
 
     @wraps(handler)
-    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    def wrapper(req: func.HttpRequest, **outputs: func.Out[Any]) -> func.HttpResponse:
         install_record_factory()  # from the first request on, no log record carries a function key
         outcome = _Outcome()
-        response = _guarded(handler, req, outcome)
+        response = _guarded(handler, req, outputs, outcome)
         if req.method.upper() in access.MUTATING_METHODS:
             _audit(req, outcome, response)
         return response
@@ -78,7 +97,10 @@ class _Outcome:
 
 
 def _guarded(
-    handler: Callable[[func.HttpRequest], func.HttpResponse], req: func.HttpRequest, outcome: _Outcome
+    handler: Callable[..., func.HttpResponse],
+    req: func.HttpRequest,
+    outputs: dict[str, func.Out[Any]],
+    outcome: _Outcome,
 ) -> func.HttpResponse:
     try:
         row = access.route_of(req.method, req.url)
@@ -89,7 +111,7 @@ def _guarded(
             access.authorize(outcome.principal, need)
         token = access.acting_as(outcome.principal)
         try:
-            return handler(req)
+            return handler(req, **outputs)
         finally:
             access.done(token)
     except UserError as exc:

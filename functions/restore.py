@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import accepted, api
+from functions.http import accepted, api, hand_to_host
 from functions.workers import MAX_DEQUEUE_COUNT, job_payload
 from shared.request_body import parse_json_body
 from shared.storage import layout
@@ -19,21 +19,26 @@ bp = func.Blueprint()
 
 
 @bp.route(route="backupInstances/{name}:restore", methods=["POST"])
+@bp.queue_output(arg_name="message", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")
 @api
-def restore(req: func.HttpRequest) -> func.HttpResponse:
-    """Azure's restore request (as a database or as files) → 202 with the job's Location."""
+def restore(req: func.HttpRequest, message: func.Out[str]) -> func.HttpResponse:
+    """Azure's restore request (as a database or as files) → 202 with the job's Location; its message
+    (or its rehydration's) goes out through the output binding, taken at once by this host."""
     vault = current_vault()
-    job = vault.restore().start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted(Accepted(jobId=job.job_id), job.job_id)
+    started = vault.restore().start(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    job_id = hand_to_host(message, layout.RESTORE_QUEUE, started)
+    return accepted(Accepted(jobId=job_id), job_id)
 
 
 @bp.route(route="backupInstances/{name}:verifyRestore", methods=["POST"])
+@bp.queue_output(arg_name="message", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")
 @api
-def verify_restore(req: func.HttpRequest) -> func.HttpResponse:
+def verify_restore(req: func.HttpRequest, message: func.Out[str]) -> func.HttpResponse:
     """Restore a point into a scratch database, compare it with the backup's manifest → 202 + job."""
     vault = current_vault()
-    job = vault.restore().start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
-    return accepted(Accepted(jobId=job.job_id), job.job_id)
+    started = vault.restore().start_verify(req.route_params["name"], parse_json_body(req.get_body()), vault.clock())
+    job_id = hand_to_host(message, layout.RESTORE_QUEUE, started)
+    return accepted(Accepted(jobId=job_id), job_id)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.RESTORE_QUEUE, connection="AzureWebJobsStorage")

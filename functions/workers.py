@@ -3,13 +3,13 @@ that finds jobs whose message was lost. Each parses its input and runs one servi
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import azure.functions as func
 
 from shared.hung_jobs import MAX_DEQUEUE_COUNT, POISON_SUFFIX, SCHEDULE
+from shared.jobs.messages import read_payload
 from shared.storage import layout
 from shared.telemetry import job_context
 from shared.vault import current_vault
@@ -21,14 +21,11 @@ __all__ = ["MAX_DEQUEUE_COUNT", "bp", "job_payload"]
 
 
 def job_payload(msg: func.QueueMessage) -> dict[str, Any]:
-    """The JSON body of a job message (``{"jobId", ...}``); ValueError, so the host retries then poisons it."""
+    """The JSON body of a job message (``shared.jobs.messages``); ValueError, so the host retries then poisons it."""
     try:
-        payload = json.loads(msg.get_body())
+        return read_payload(msg.get_body())
     except ValueError as exc:
-        raise ValueError(f"message {msg.id} is not JSON") from exc
-    if not isinstance(payload, dict) or not isinstance(payload.get("jobId"), str):
-        raise ValueError(f"message {msg.id} has no jobId")
-    return payload
+        raise ValueError(f"message {msg.id}: {exc}") from exc
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.VALIDATE_QUEUE, connection="AzureWebJobsStorage")

@@ -4,21 +4,25 @@ Both end the same way: a Backup job in the state table and a message on the back
 A scheduled job's id is derived from the instance and the slot, so a timer that fires twice,
 or in three processes at once, makes one job per slot. An on-demand request that finds a backup
 of the instance already running is refused with ``UserErrorMaxConcurrentOperationLimitReached``.
+
+An on-demand request records its job and returns the job's message (``Started``) for the HTTP
+handler to hand to the host through its queue output binding: the host sends it after the
+function returns and polls its backup queue at once (``shared.jobs.messages``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.errors import ErrorCode, PgVaultError, UserError
+from shared.errors import ErrorCode, UserError
 from shared.fanout import WAITING, BackupLimits, FanOut
 from shared.instances import Instance, InstanceStore, ProtectionStatus, Readiness, soft_deleted_error
 from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
+from shared.jobs.messages import JobMessage, Started
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
 from shared.policy import next_occurrence, occurrences, tag_on_demand
@@ -89,11 +93,9 @@ class BackupStarter:
         self._index = ScheduleIndex(state)
         self._fanout = FanOut(state, queues, limits)
 
-    def _send(self, job: Job) -> None:
-        self._queues.send(layout.BACKUP_QUEUE, {"jobId": job.job_id, "instance": job.instance})
-
-    def on_demand(self, name: str, body: Any, now: datetime) -> Job:
-        """Start an on-demand backup of instance ``name`` with the tag the request asks for."""
+    def on_demand(self, name: str, body: Any, now: datetime) -> Started:
+        """Record an on-demand backup of instance ``name`` with the tag the request asks for; the job and
+        the message that runs it, which the caller sends (the HTTP handler: through its output binding)."""
         instance = self._instances.get(name)
         if instance.soft_deleted:
             raise soft_deleted_error(instance, "it takes no backups")
@@ -132,22 +134,13 @@ class BackupStarter:
             rule_name=rule,
             details={"trigger": "OnDemand"},
         )
-        # The job first, then its message: a refused or failed request never leaves a message
-        # behind, and no worker ever meets a message whose job is not recorded yet. A message
-        # that cannot be sent fails the job at once (the hung-jobs timer is the net under a crash).
+        # The job first, then its message (sent by the host once the handler returns): a refused or
+        # failed request never leaves a message behind, and no worker ever meets a message whose job
+        # is not recorded yet. A message the host then fails to send leaves the job queued without
+        # one (the request answers 500): it counts as running for QUEUED_WINDOW, and the hung-jobs
+        # timer sends it again well within that (shared/hung_jobs.py, NEVER_TAKEN).
         job, _ = self._jobs.create(job)
-        try:
-            self._send(job)
-        except PgVaultError as exc:
-            with contextlib.suppress(PgVaultError):
-                self._jobs.fail(
-                    job,
-                    UserError(ErrorCode.SERVICE_UNAVAILABLE, f"the backup could not be queued: {exc}"),
-                    now,
-                    [],
-                )
-            raise
-        return job
+        return Started(job, JobMessage.of(layout.BACKUP_QUEUE, job))
 
     def running(self, instance: str, now: datetime) -> str | None:
         """The id of a backup of ``instance`` that runs (holds the lock) or waits in the queue, else None.

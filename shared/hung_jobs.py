@@ -10,6 +10,12 @@ A job is run by the deliveries of its queue message. Two ways leave it ``InProgr
   once (a duplicate message changes nothing: the job's lock and status turn a second delivery
   away), and failed when it stays silent as long again after that. (A backup whose try recorded
   its point is completed with it instead, by the runner's own rule.)
+  A job a request started (an on-demand backup, a restore, a verification) hands its message to
+  the host's output binding, which sends it after the handler returned; when that send fails the
+  request answers 500 and the job has no message. Such a job, never taken by a worker, is
+  re-queued once after ``NEVER_TAKEN`` already, not after ``longest_delivery``: it runs minutes
+  later, while an on-demand backup still counts as running (``shared.backups.QUEUED_WINDOW``), so
+  no second backup of the instance starts beside it and none runs hours later.
 
 Either way the job is failed with ``JobAbandoned`` and the reason, with its ETag; the locks it
 holds are removed (each with the ETag read) and, for a validation, the instance's readiness says
@@ -31,6 +37,7 @@ from typing import Any
 from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import ErrorCode, UserError
 from shared.jobs import Job, JobStatus, JobStore, Operation, partition_for
+from shared.jobs.messages import JobMessage
 from shared.locks import STALE_AFTER, InstanceLocks
 from shared.recovery_points import RecoveryPointStore, recovery_point_id
 from shared.storage import layout
@@ -49,6 +56,11 @@ MAX_POLLING_INTERVAL = timedelta(seconds=2)  # maxPollingInterval: a visible mes
 SLOT_LAG = timedelta(days=8)
 # Every 5 minutes (NCRONTAB, UTC): a lost job is noticed within longest_delivery + 5 minutes.
 SCHEDULE = "0 */5 * * * *"
+# A job a request started that no worker took this long after it was recorded lost its message (the
+# host's output binding failed after the handler returned): it is sent again once. With the sweep
+# every 5 minutes that happens 5-10 minutes after the request, before an on-demand backup stops
+# counting as running (QUEUED_WINDOW, 15 minutes; tests/unit/test_function_app.py keeps the order).
+NEVER_TAKEN = timedelta(minutes=5)
 # A try under functionTimeout -1 counts as long as one under the host's default (host.json, settings.py).
 UNBOUNDED_TRY = timedelta(minutes=30)
 POISON_SUFFIX = layout.POISON_SUFFIX
@@ -74,6 +86,15 @@ def longest_delivery(function_timeout: timedelta | None) -> timedelta:
     """
     per_try = function_timeout or UNBOUNDED_TRY
     return MAX_DEQUEUE_COUNT * (per_try + STALE_AFTER + VISIBILITY_TIMEOUT + MAX_POLLING_INTERVAL)
+
+
+def _sent_by_its_request(job: Job) -> bool:
+    """A job whose message its HTTP request handed to the host's output binding, and no worker took yet."""
+    if job.start_time is not None:
+        return False
+    if job.operation in (Operation.RESTORE, Operation.VERIFY_RESTORE):
+        return True
+    return job.operation is Operation.BACKUP and job.details.get("trigger") == "OnDemand"
 
 
 def abandoned(job: Job, why: str) -> UserError:
@@ -175,10 +196,12 @@ class HungJobs:
         if self._waits_in_line(job):
             return False
         silent_since = max(t for t in (entity.timestamp, job.created, self._released_at(job)) if t is not None)
-        if now - silent_since <= self.longest_delivery:
+        first_requeue = "requeued" not in job.details
+        limit = NEVER_TAKEN if first_requeue and _sent_by_its_request(job) else self.longest_delivery
+        if now - silent_since <= limit:
             return False
         try:
-            if "requeued" not in job.details and self._queues is not None:
+            if first_requeue and self._queues is not None:
                 self._requeue(job, now)
                 report.requeued.append(job.job_id)
                 return False
@@ -197,7 +220,8 @@ class HungJobs:
         """Record the re-queue on the job (first: a crash after it leaves a job the next sweep fails), then send."""
         assert self._queues is not None
         self._jobs.save(job, details={**job.details, "requeued": {"at": iso_z(now), "why": "message lost"}})
-        self._queues.send(QUEUE_OF[job.operation], {"jobId": job.job_id, "instance": job.instance})
+        message = JobMessage.of(QUEUE_OF[job.operation], job)
+        self._queues.send(message.queue, message.payload())
         log.warning("%s job %s instance %s: no try ran; queued again once", job.operation, job.job_id, job.instance)
 
     def _waits_for_rehydration(self, job: Job) -> bool:

@@ -212,8 +212,9 @@ class JobStore:
     def for_delivery(self, job_id: str, *, last_try: bool) -> Job | None:
         """The job a queue message names, for a worker to run.
 
-        The message is sent just before its job is recorded, so a job not there yet is a
-        ``TransientError`` (the queue retries) until the last try, when the message is dropped (None).
+        Every sender records the job before its message goes out; a job not there all the same (a
+        message naming a job whose record was lost) is a ``TransientError`` (the queue retries)
+        until the last try, when the message is dropped (None).
         A finished job is returned as it is: the worker then has nothing to do.
         """
         try:

@@ -24,6 +24,7 @@ import psycopg
 from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.instances import InstanceStore, soft_deleted_error
 from shared.jobs import Job, JobError, JobStatus, Operation, new_job_id
+from shared.jobs.messages import JobMessage, Started
 from shared.jobs.runner import JobRun, JobRunner, Work
 from shared.pg.connect import connect, server_gone
 from shared.policy import DataStore
@@ -185,8 +186,9 @@ class RestoreService:
 
     # --- requests ---------------------------------------------------------------------------
 
-    def start(self, name: str, body: Any, now: datetime) -> Job:
-        """``:restore``: check the request and the target, record the job, queue it (or its rehydration)."""
+    def start(self, name: str, body: Any, now: datetime) -> Started:
+        """``:restore``: check the request and the target, record the job; it and the message to send (the
+        restore's, or its rehydration's), which the caller sends (the HTTP handler: its output binding)."""
         instance = self._instances.get(name)
         if instance.soft_deleted:  # Azure: a soft-deleted item is restored only after it is undeleted
             raise soft_deleted_error(instance, "its recovery points cannot be restored before it is undeleted")
@@ -195,15 +197,16 @@ class RestoreService:
             check_destination(request, self._exports, self._secrets)  # before anything is read or sent
         return self._start(instance.spec.name, request, Operation.RESTORE, now)
 
-    def start_verify(self, name: str, body: Any, now: datetime) -> Job:
-        """``:verifyRestore``: restore a point into a scratch database and compare it with its manifest."""
+    def start_verify(self, name: str, body: Any, now: datetime) -> Started:
+        """``:verifyRestore``: record a restore of a point into a scratch database, compared with its
+        manifest; the job and the message to send, as ``start``."""
         instance = self._instances.get(name)
         if instance.soft_deleted:
             raise soft_deleted_error(instance, "its recovery points cannot be restored before it is undeleted")
         request = parse_verify_request(body, allow_env=self._allow_env)
         return self._start(instance.spec.name, request, Operation.VERIFY_RESTORE, now)
 
-    def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Job:
+    def _start(self, instance: str, request: RestoreRequest, operation: Operation, now: datetime) -> Started:
         point = self._points.get(instance, request.recovery_point_id)
         refuse_corrupted(point)
         request = self._check_selection(request, point)
@@ -235,9 +238,11 @@ class RestoreService:
             details={"request": request.to_dict(), "target": target},
         )
         if not archived:
-            self._send(job)
+            # The job first, then its message (sent by the host once the handler returns): no worker
+            # meets a message whose job is not recorded. One the host fails to send leaves the job
+            # without one (the request answers 500): the hung-jobs timer sends it again (NEVER_TAKEN).
             job, _ = self._jobs.create(job)
-            return job
+            return Started(job, self._message(job))
         return self._start_archived(job, point, request, rehydration, now)
 
     def _check_selection(self, request: RestoreRequest, point: RecoveryPoint) -> RestoreRequest:
@@ -255,11 +260,10 @@ class RestoreService:
 
     def _start_archived(
         self, job: Job, point: RecoveryPoint, request: RestoreRequest, rehydration: Rehydration | None, now: datetime
-    ) -> Job:
+    ) -> Started:
         if rehydration is not None and rehydration.state is CopyState.READY:
-            self._send(job)
             job, _ = self._jobs.create(job)
-            return job
+            return Started(job, self._message(job))
         job, _ = self._jobs.create(job)
         if rehydration is None or rehydration.state is CopyState.FAILED:
             if rehydration is not None:
@@ -287,11 +291,14 @@ class RestoreService:
                 )
             )
             if created:
-                self._send(rehydrate)
+                # The rehydration's message is the one to send; lost, the rehydration timer sends it
+                # again within a minute (``_unstarted``).
                 self._jobs.create(rehydrate)
-                return self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydrate.job_id})
+                job = self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydrate.job_id})
+                return Started(job, self._message(rehydrate))
             rehydration = record
         # Someone else's rehydration of this point is under way: wait for the same copy.
+        message: JobMessage | None = None
         for _ in range(5):
             try:
                 self._rehydrations.save(rehydration, waiting=(*rehydration.waiting, job.job_id))
@@ -300,14 +307,21 @@ class RestoreService:
                 rehydration = self._rehydrations.get(point.recovery_point_id)
                 assert rehydration is not None
                 if rehydration.state is CopyState.READY:
-                    self._send(job)
+                    message = self._message(job)
                     break
-        return self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydration.job_id})
+        job = self._jobs.save(job, details={**job.details, "rehydrationJobId": rehydration.job_id})
+        return Started(job, message)
+
+    @staticmethod
+    def _message(job: Job) -> JobMessage:
+        return JobMessage.of(layout.RESTORE_QUEUE, job)
 
     def _send(self, job: Job) -> None:
+        """Send ``job``'s message now (the timers' way: they have no output binding)."""
         if self._queues is None:
             raise RuntimeError("RestoreService needs queues to start jobs")
-        self._queues.send(layout.RESTORE_QUEUE, {"jobId": job.job_id, "instance": job.instance})
+        message = self._message(job)
+        self._queues.send(message.queue, message.payload())
 
     def _check_target(self, request: RestoreRequest, now: datetime) -> dict[str, Any]:
         """What a request can check about its target quickly; the worker checks again."""

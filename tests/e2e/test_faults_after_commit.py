@@ -70,7 +70,7 @@ def test_a_retry_after_the_point_was_recorded_finishes_the_job_with_it_and_leave
     state, backups, queues, runner = world
     points = RecoveryPointStore(state)
     # A real backup gives a committed blob and its point.
-    first = BackupStarter(state, queues).on_demand("orders", TRIGGER, datetime.now(UTC))
+    first = BackupStarter(state, queues).on_demand("orders", TRIGGER, datetime.now(UTC)).job
     done = runner.run(first.job_id, last_try=False)
     assert done is not None and done.status is JobStatus.COMPLETED
     made = points.get("orders", recovery_point_id(first.job_id))

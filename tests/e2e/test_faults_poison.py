@@ -24,6 +24,7 @@ from shared.storage import layout
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from tests.examples import EXAMPLES
+from tests.integration.world import host_sends
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,7 +49,7 @@ def test_a_poisoned_backup_message_ends_its_job_failed_and_the_instance_takes_th
     spec = {"server": "db.invalid", "database": "shop", "secretUri": "env:PGVAULT_SECRET_NOPE", "policyName": "weekly"}
     record_protected(state, NAME, spec, now)
 
-    job = BackupStarter(state, queues).on_demand(NAME, BODY, now)
+    job = host_sends(queues, BackupStarter(state, queues).on_demand(NAME, BODY, now))  # as POST :backup does
     backup_queue = queue_client(account.queue_service(), layout.BACKUP_QUEUE)
     # maxDequeueCount deliveries, each dying without ending the job; the last one's lock stays.
     for delivery in range(1, MAX_DEQUEUE_COUNT + 1):

@@ -64,7 +64,7 @@ class World:
 
     def new_job(self) -> str:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
-        return BackupStarter(self.state, self.queues).on_demand("orders", body, datetime.now(UTC)).job_id
+        return BackupStarter(self.state, self.queues).on_demand("orders", body, datetime.now(UTC)).job.job_id
 
     def points(self) -> list:  # type: ignore[type-arg]
         return list(RecoveryPointStore(self.state).of("orders"))

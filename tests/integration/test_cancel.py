@@ -136,7 +136,7 @@ def _in_thread(run: Callable[[], object]) -> tuple[threading.Thread, list[object
 
 def test_a_running_backup_cancelled_ends_cancelled_with_no_point_and_no_blob(world: World) -> None:
     jobs = JobStore(world.state)
-    job_id = BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job_id
+    job_id = BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job.job_id
     with world.connect(world.db) as holder:  # pg_dump waits for this lock: the backup runs, and runs on
         holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
         thread, out = _in_thread(lambda: world.runner().run(job_id, last_try=False))
@@ -177,7 +177,7 @@ def test_a_running_backup_cancelled_ends_cancelled_with_no_point_and_no_blob(wor
 
 
 def test_a_queued_backup_cancelled_ends_cancelled_without_running(world: World) -> None:
-    job_id = BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job_id
+    job_id = BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job.job_id
     job, taken = request_cancel(world.state, job_id, datetime.now(UTC))
     assert taken and job.status is JobStatus.CANCELLED and job.start_time is None
     delivered = world.runner().run(job_id, last_try=False)  # its message arrives later: nothing runs
@@ -218,7 +218,7 @@ class _HoldingTransport(RequestsTransport):
 @pytest.fixture(scope="module")
 def point(world: World) -> RecoveryPoint:
     backup = world.runner().run(
-        BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job_id, last_try=True
+        BackupStarter(world.state, world.queues).on_demand("src", TRIGGER, datetime.now(UTC)).job.job_id, last_try=True
     )
     assert backup is not None and backup.status is JobStatus.COMPLETED, backup
     made = RecoveryPointStore(world.state).get("src", str(backup.recovery_point_id))
@@ -276,7 +276,7 @@ def test_a_running_restore_as_files_cancelled_ends_cancelled_and_leaves_no_file(
             },
         },
     }
-    job = service.start("src", body, datetime.now(UTC))
+    job = service.start("src", body, datetime.now(UTC)).job
     thread, out = _in_thread(lambda: service.run(job.job_id, last_try=False))
     try:
         assert transport.reached.wait(120), "the restore never got half-way"
@@ -298,7 +298,7 @@ def test_a_running_restore_cancelled_ends_cancelled_and_drops_the_half_restored_
 ) -> None:
     service, transport = _held_service(world)
     target = f"cx_copy_{world.u}"
-    job = service.start("src", world.restore_body(point.recovery_point_id, target), datetime.now(UTC))
+    job = service.start("src", world.restore_body(point.recovery_point_id, target), datetime.now(UTC)).job
     thread, out = _in_thread(lambda: service.run(job.job_id, last_try=False))
     try:
         assert transport.reached.wait(120), "the restore never got half-way"

@@ -79,7 +79,7 @@ class Vault:
         """Run an on-demand backup of ``name`` (marked ready first) to its end, on its first try."""
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
         self.ready(name)
-        job_id = BackupStarter(self.state, self.queues).on_demand(name, body, datetime.now(UTC)).job_id
+        job_id = BackupStarter(self.state, self.queues).on_demand(name, body, datetime.now(UTC)).job.job_id
         clock = lambda: datetime.now(UTC)  # noqa: E731
         runner = BackupRunner(self.state, self.backups, self.secrets, clock, allowed_servers=allowed)
         done = runner.run(job_id, last_try=False)
@@ -100,7 +100,7 @@ class Vault:
             self.state, self.backups, self.secrets, lambda: datetime.now(UTC), queues=self.queues,
             allow_env_secrets=True,
         )  # fmt: skip
-        done = service.run(service.start(name, body, datetime.now(UTC)).job_id, last_try=False)
+        done = service.run(service.start(name, body, datetime.now(UTC)).job.job_id, last_try=False)
         assert done is not None
         return done
 

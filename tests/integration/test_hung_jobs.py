@@ -15,11 +15,12 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from shared.backup_times import BackupTimesReader
-from shared.backups import BackupStarter
+from shared.backups import QUEUED_WINDOW, BackupStarter
 from shared.errors import ErrorCode, TransientError, UserError
-from shared.hung_jobs import HungJobs
+from shared.hung_jobs import NEVER_TAKEN, HungJobs
 from shared.instances import InstanceService, ProtectionStatus, Readiness
 from shared.jobs import Job, JobStatus, JobStore
+from shared.jobs.messages import JobMessage, read_payload
 from shared.locks import InstanceLocks
 from shared.policies import PolicyService
 from shared.policy import lifecycle, tag_backup
@@ -28,10 +29,11 @@ from shared.retention import RetentionSweep
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.clients import StorageAccount
-from shared.storage.queues import QueueSender, queue_client
+from shared.storage.queues import QueueSender, message_text, queue_client
 from shared.storage.tables import Entity, StateTable
 from shared.validation import enqueue_validation
 from tests.examples import EXAMPLES
+from tests.integration.world import host_sends
 
 pytestmark = pytest.mark.integration
 NAME = "orders"
@@ -77,7 +79,8 @@ class World:
         return queue_client(self.account.queue_service(), layout.BACKUP_QUEUE)
 
     def on_demand(self, now: datetime | None = None) -> Job:
-        return BackupStarter(self.state, self.queues).on_demand(NAME, BODY, now or _now())
+        """An on-demand backup as ``POST :backup`` starts it: recorded, then its message sent by the host."""
+        return host_sends(self.queues, BackupStarter(self.state, self.queues).on_demand(NAME, BODY, now or _now()))
 
 
 @pytest.fixture
@@ -187,7 +190,10 @@ def test_a_poisoned_validation_message_fails_the_instances_readiness_too(world: 
 def test_a_job_whose_message_was_lost_is_queued_again_once_then_failed(world: World) -> None:
     jobs = JobStore(world.state)
     job = world.on_demand()
-    world.backup_queue().clear_messages()  # the message is lost
+    # A try started it and died before it took the lock; then the message is lost (the job is not one
+    # that no worker ever took: test_a_request_whose_message_the_host_never_sent_... has those).
+    job = jobs.save(jobs.get(job.job_id), start_time=_now())
+    world.backup_queue().clear_messages()
     hung = HungJobs(world.state, world.queues, function_timeout=timedelta(minutes=30))
     late = hung.longest_delivery + timedelta(minutes=1)
 
@@ -295,37 +301,45 @@ def test_the_hung_jobs_sweep_refuses_on_a_skewed_clock(world: World) -> None:
     assert JobStore(world.state).get(job.job_id).status is JobStatus.IN_PROGRESS
 
 
-class QueueThatSees(QueueSender):
-    """The real queue on Azurite that, at each send, notes whether the job it names is recorded
-    yet (what a worker taking the message at once would find); ``down`` makes sends fail as the
-    adapter fails when queue storage does not answer."""
-
-    def __init__(self, sender: QueueSender, state: StateTable) -> None:
-        super().__init__(sender._service)
-        self.jobs = JobStore(state)
-        self.seen: list[bool] = []
-        self.down = False
-
-    def send(self, name: str, payload: Mapping[str, Any], *, delay_seconds: int = 0) -> None:
-        if self.down:
-            raise TransientError(f"queue storage failed sending to {name}: ServiceRequestError")
-        self.seen.append(self.jobs.exists(str(payload["jobId"])))
-        super().send(name, payload, delay_seconds=delay_seconds)
-
-
-def test_an_on_demand_backup_is_recorded_before_its_message_and_a_failed_send_fails_it(world: World) -> None:
-    queues = QueueThatSees(world.queues, world.state)
-    job = BackupStarter(world.state, queues).on_demand(NAME, BODY, _now())
-    assert queues.seen == [True]  # a worker that takes the message at once finds its job
-    JobStore(world.state).finish(job, JobStatus.COMPLETED, _now())
-    world.backup_queue().clear_messages()
-
-    queues.down = True
-    with pytest.raises(TransientError):
-        BackupStarter(world.state, queues).on_demand(NAME, BODY, _now())
-    # No message, and no job left InProgress to turn the next request away with 409.
+def test_an_on_demand_backup_is_recorded_and_its_message_handed_back_not_sent(world: World) -> None:
+    started = BackupStarter(world.state, world.queues).on_demand(NAME, BODY, _now())
+    # The handler gives the message to the host's output binding, which sends it after the handler
+    # returned: a worker that takes it at once finds its job.
+    assert started.message == JobMessage(layout.BACKUP_QUEUE, started.job.job_id, NAME)
+    assert JobStore(world.state).exists(started.job.job_id)
     assert world.backup_queue().peek_messages() == []
-    failed = [j for j in JobStore(world.state).recent(_now(), days=1, instance=NAME) if j.job_id != job.job_id]
-    assert [j.status for j in failed if j.operation.value == "Backup"] == [JobStatus.FAILED]
-    queues.down = False
-    assert BackupStarter(world.state, queues).on_demand(NAME, BODY, _now()).status is JobStatus.IN_PROGRESS
+    # The text on the queue is QueueSender's, so the worker reads it as it always did.
+    host_sends(world.queues, started)
+    [message] = world.backup_queue().receive_messages(max_messages=32)
+    assert message.content == started.message.text() == message_text(started.message.payload())
+    assert read_payload(message.content) == {"jobId": started.job.job_id, "instance": NAME}
+
+
+def test_a_request_whose_message_the_host_never_sent_is_queued_again_before_the_instance_is_free(
+    world: World,
+) -> None:
+    jobs = JobStore(world.state)
+    at = _now()
+    # POST :backup recorded the job; the host's send through the output binding then failed (queue
+    # storage did not answer): the request answered 500 and no message exists.
+    lost = BackupStarter(world.state, world.queues).on_demand(NAME, BODY, at).job
+    assert world.backup_queue().peek_messages() == []
+    # The client retries: the job counts as queued, and the answer names it (the client can follow it).
+    with pytest.raises(UserError) as refused:
+        world.on_demand(at + timedelta(minutes=1))
+    assert refused.value.code is ErrorCode.MAX_CONCURRENT_OPERATION_LIMIT_REACHED
+    assert lost.job_id in refused.value.message
+    hung = HungJobs(world.state, world.queues, function_timeout=timedelta(minutes=30))
+    assert hung.sweep(at + NEVER_TAKEN - timedelta(seconds=30)).requeued == []
+    # Within the sweep after NEVER_TAKEN (minutes, not longest_delivery's hours) it is sent again,
+    # while it still counts as running: no second backup of the instance starts beside it.
+    swept = at + NEVER_TAKEN + timedelta(minutes=1)
+    assert hung.sweep(swept).requeued == [lost.job_id]
+    messages = [read_payload(m.content) for m in world.backup_queue().receive_messages(max_messages=32)]
+    assert messages == [{"jobId": lost.job_id, "instance": NAME}]
+    assert swept < lost.created + QUEUED_WINDOW
+    with pytest.raises(UserError):
+        world.on_demand(swept)
+    assert jobs.get(lost.job_id).status is JobStatus.IN_PROGRESS and "requeued" in jobs.get(lost.job_id).details
+    # Sent once only: silent again, it waits longest_delivery before it is failed.
+    assert hung.sweep(swept + timedelta(minutes=30)).requeued == []

@@ -60,7 +60,7 @@ class World:
 
     def backup(self, *, pg_bin_dir: Path | None = None) -> tuple[Job, RecoveryPoint]:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
-        job_id = BackupStarter(self.storage.state, self.storage.queues).on_demand("psrc", body, self.now()).job_id
+        job_id = BackupStarter(self.storage.state, self.storage.queues).on_demand("psrc", body, self.now()).job.job_id
         runner = BackupRunner(
             self.storage.state,
             self.storage.backups,
@@ -89,7 +89,7 @@ class World:
 
     def restore(self, point: RecoveryPoint, database: str) -> Job:
         service = self.service()
-        job = service.start("psrc", self.restore_body(point, database), self.now())
+        job = service.start("psrc", self.restore_body(point, database), self.now()).job
         done = service.run(job.job_id, last_try=True)
         assert done is not None
         return done
@@ -100,7 +100,7 @@ class World:
     def verify(self, point: RecoveryPoint) -> Job:
         service = self.service()
         body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
-        job = service.start_verify("psrc", body, self.now())
+        job = service.start_verify("psrc", body, self.now()).job
         done = service.run(job.job_id, last_try=True)
         assert done is not None
         return done
@@ -319,7 +319,7 @@ def test_an_archived_multi_part_point_is_rehydrated_part_by_part_and_restores_eq
         "rehydrationRetentionDuration": "P10D",
     }
     service, now = world.service(), world.now()
-    restore = service.start("psrc", body, now)
+    restore = service.start("psrc", body, now).job
     assert service.run(restore.details["rehydrationJobId"], last_try=False) is not None
     service.tick(now)
     record = RehydrationStore(world.storage.state).get(point.recovery_point_id)
@@ -343,7 +343,7 @@ def test_a_multi_part_point_restored_as_files_gives_every_part_and_commands_that
         "targetDetails": {"url": container.url, "filePrefix": "x/src", "restoreTargetLocationType": "AzureBlobs"},
     }
     service = world.service()
-    started = service.start("psrc", body, world.now())
+    started = service.start("psrc", body, world.now()).job
     job = service.run(started.job_id, last_try=True)
     assert job is not None and job.status is JobStatus.COMPLETED, job.error
     assert point.roles_blob_name is not None  # so the roles the database needs are written too

@@ -150,7 +150,7 @@ class World:
 
     def start_backup(self) -> str:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
-        return BackupStarter(self.storage.state, self.storage.queues).on_demand("xsrc", body, self.now()).job_id
+        return BackupStarter(self.storage.state, self.storage.queues).on_demand("xsrc", body, self.now()).job.job_id
 
     def backup(self, *takers: Taker, **kw: Any) -> tuple[Job, RecoveryPoint]:
         job_id = self.start_backup()
@@ -178,7 +178,7 @@ class World:
 
     def restore(self, point: RecoveryPoint, database: str) -> Job:
         service = self.restore_service()
-        job = service.start("xsrc", restore_request(point.recovery_point_id, database), self.now())
+        job = service.start("xsrc", restore_request(point.recovery_point_id, database), self.now()).job
         done = service.run(job.job_id, last_try=True)
         assert done is not None and done.status is JobStatus.COMPLETED, done.error
         return done
@@ -199,7 +199,7 @@ class World:
         """``:verifyRestore`` of ``point``: restored into a scratch database and compared with its manifest."""
         service = self.restore_service()
         body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
-        job = service.start_verify("xsrc", body, self.now())
+        job = service.start_verify("xsrc", body, self.now()).job
         done = service.run(job.job_id, last_try=True)
         assert done is not None
         return done

@@ -40,7 +40,7 @@ from shared.storage.blobs import BlobInfo, BlobStore, blob_info
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
-from tests.integration.world import Storage, open_storage
+from tests.integration.world import Storage, host_sends, open_storage
 
 pytestmark = pytest.mark.integration
 ODD = 'Odd "Schema"'
@@ -76,7 +76,7 @@ class World:
 
     def backup(self, instance: str, *, manifest_from_stream: bool = False) -> RecoveryPoint:
         body = {"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Weekly"}}}
-        job_id = BackupStarter(self.state, self.queues).on_demand(instance, body, datetime.now(UTC)).job_id
+        job_id = BackupStarter(self.state, self.queues).on_demand(instance, body, datetime.now(UTC)).job.job_id
         secrets = EnvSecretProvider(True, self.env)
         clock = lambda: datetime.now(UTC)  # noqa: E731
         runner = BackupRunner(self.state, self.backups, secrets, clock, manifest_from_stream=manifest_from_stream)
@@ -124,7 +124,7 @@ class World:
 
     def restore(self, instance: str, body: dict[str, Any], **kw: Any) -> Job:
         service = self.service(**kw)
-        job = service.start(instance, body, datetime.now(UTC))
+        job = service.start(instance, body, datetime.now(UTC)).job
         done = service.run(job.job_id, last_try=True)
         assert done is not None
         return done
@@ -244,7 +244,7 @@ def test_restore_as_database_gives_equal_rows_and_hashes_in_every_table(world: W
 def test_two_workers_on_one_restore_job_restore_once(world: World, point: RecoveryPoint) -> None:
     target = f"twice_{world.u}"
     service = world.service()
-    job = service.start("src", world.request(point, target), datetime.now(UTC))
+    job = service.start("src", world.request(point, target), datetime.now(UTC)).job
     outcomes: list[object] = []
 
     def work() -> None:
@@ -267,7 +267,7 @@ def test_a_retry_after_a_worker_died_mid_restore_starts_over_in_its_own_database
     world: World, point: RecoveryPoint
 ) -> None:
     target = f"resumed_{world.u}"
-    job = world.service().start("src", world.request(point, target), datetime.now(UTC))
+    job = world.service().start("src", world.request(point, target), datetime.now(UTC)).job
     # What a worker killed mid-restore leaves: its marked database, half restored, and its lock.
     with world.connect("postgres") as c:
         c.execute(
@@ -299,7 +299,8 @@ def test_a_restore_records_each_attempt_and_why_the_failed_ones_failed(world: Wo
     target_cs = world.env["PGVAULT_SECRET_TARGET_CS"]
     world.env["PGVAULT_SECRET_FLAKY_CS"] = target_cs.replace(f"Port={world.pg.port}", f"Port={closed}")
     service = world.service()
-    job = service.start("src", world.request(point, target, secret="env:PGVAULT_SECRET_FLAKY_CS"), datetime.now(UTC))
+    flaky = world.request(point, target, secret="env:PGVAULT_SECRET_FLAKY_CS")
+    job = service.start("src", flaky, datetime.now(UTC)).job
     with pytest.raises(TransientError):
         service.run(job.job_id, last_try=False, attempt=1)
     tried = JobStore(world.state).get(job.job_id)
@@ -348,7 +349,7 @@ def test_restore_into_an_existing_name_is_refused_and_the_database_is_untouched(
     # Created between the request and the worker: the worker refuses too, and touches nothing.
     late = f"late_{world.u}"
     service = world.service()
-    job = service.start("src", world.request(point, late), datetime.now(UTC))
+    job = service.start("src", world.request(point, late), datetime.now(UTC)).job
     with world.connect("postgres") as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(late)))
     with world.connect(late) as c:
@@ -531,7 +532,7 @@ def test_restore_as_files_is_checked_again_by_the_worker_when_the_settings_chang
 ) -> None:
     container = world.blob_service.get_container_client(f"later-{world.u}")
     container.create_container()
-    job = world.service().start("src", _files_request(point, container.url, "later"), datetime.now(UTC))
+    job = world.service().start("src", _files_request(point, container.url, "later"), datetime.now(UTC)).job
     # Before the worker runs, the account is taken off PGVAULT_EXPORT_ACCOUNTS.
     done = world.service(exports=replace(world.exports, accounts=())).run(job.job_id, last_try=True)
     assert done is not None and done.status is JobStatus.FAILED and done.error is not None
@@ -545,7 +546,7 @@ def test_a_retry_keeps_the_dump_an_earlier_try_of_its_job_committed_and_writes_t
     container = world.blob_service.get_container_client(f"retry-{world.u}")
     container.create_container()
     service = world.service()
-    job = service.start("src", _files_request(point, container.url, "again"), datetime.now(UTC))
+    job = service.start("src", _files_request(point, container.url, "again"), datetime.now(UTC)).job
     # What a try that committed the dump, then died before the manifest, leaves.
     data = b"the dump as an earlier try committed it"
     sha = hashlib.sha256(data).hexdigest()
@@ -573,7 +574,7 @@ def test_restore_as_files_into_the_backup_container_is_refused_before_anything_i
 def _verify(world: World, point: RecoveryPoint) -> Job:
     service = world.service()
     body = {"recoveryPointId": point.recovery_point_id, "secretUri": "env:PGVAULT_SECRET_TARGET_CS"}
-    job = service.start_verify("src", body, datetime.now(UTC))
+    job = service.start_verify("src", body, datetime.now(UTC)).job
     done = service.run(job.job_id, last_try=True)
     assert done is not None
     return done
@@ -767,7 +768,7 @@ def test_restore_of_an_archived_point_waits_for_rehydration_then_completes(world
     now = datetime.now(UTC)
     probe = RecordedPending(world.backups, pending=2)
     service = world.service(probe=probe)
-    restore = service.start("src", body, now)
+    restore = host_sends(world.queues, service.start("src", body, now))
     rehydrate_id = restore.details["rehydrationJobId"]
     assert _restore_messages(world) == [rehydrate_id]  # only the rehydration is queued
     # Its message lost before any worker started the copy: the timer sends it again.

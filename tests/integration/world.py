@@ -8,7 +8,10 @@ Every integration test module builds its world from these pieces instead of its 
 - ``Storage.put_policy`` / ``Storage.protect``: a policy from tests/policy-examples, an instance
   configured on it and made ready (validation Success, ProtectionConfigured), as a passed
   validation leaves it;
-- ``restore_request``: the body of a restore of a point into a new database.
+- ``restore_request``: the body of a restore of a point into a new database;
+- ``host_sends``: what the Functions host does with the message a request hands to its queue
+  output binding (``shared.jobs.messages.Started``) once the handler returned: the tier calls the
+  services the handlers call, and sends their messages this way where a test needs them queued.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 
 from devhost.services import Azurite
 from shared.instances import Instance, InstanceService, InstanceStore, ProtectionStatus, Readiness
+from shared.jobs import Job
+from shared.jobs.messages import Started
 from shared.policies import PolicyService, StoredPolicy
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
@@ -51,6 +56,14 @@ def restore_request(point_id: str, database: str, secret_uri: str = TARGET_SECRE
             },
         },
     }
+
+
+def host_sends(queues: QueueSender, started: Started) -> Job:
+    """Send the message a request returned, as the host's queue output binding does after the handler
+    returned (the same text, base64-encoded as host.json's messageEncoding says); the request's job."""
+    if started.message is not None:
+        queues.send(started.message.queue, started.message.payload())
+    return started.job
 
 
 def account_of(azurite: Azurite) -> StorageAccount:

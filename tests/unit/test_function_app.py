@@ -18,6 +18,7 @@ def functions() -> dict[str, dict[str, Any]]:
         out[fn.get_function_name()] = {
             "trigger": trigger,
             "bindings": [b.get_dict_repr() for b in fn.get_bindings()],
+            "user": fn.get_user_function(),
         }
     return out
 
@@ -117,6 +118,49 @@ def test_queue_trigger_binding(functions: dict[str, dict[str, Any]], name: str) 
     assert (trigger["queueName"], trigger["connection"]) == (queue, connection)
 
 
+# name -> {argument: (queue, connection setting)}: the queue output bindings. A request that starts a job
+# hands the job's message to the host this way, so the host's listener of that queue polls at once
+# (the WebJobs SDK's SharedQueueWatcher; shared/jobs/messages.py).
+EXPECTED_QUEUE_OUTPUTS: dict[str, dict[str, tuple[str, str]]] = {
+    "backup_now": {"message": ("pgvault-backup", "AzureWebJobsStorage")},
+    "restore": {"message": ("pgvault-restore", "AzureWebJobsStorage")},
+    "verify_restore": {"message": ("pgvault-restore", "AzureWebJobsStorage")},
+}
+
+
+def test_queue_output_bindings_are_the_expected_ones(functions: dict[str, dict[str, Any]]) -> None:
+    found = {
+        name: {
+            b["name"]: (b["queueName"], b["connection"])
+            for b in f["bindings"]
+            if b["type"] == "queue" and _v(b["direction"]).upper() in ("OUT", "1")
+        }
+        for name, f in functions.items()
+    }
+    assert {name: outs for name, outs in found.items() if outs} == EXPECTED_QUEUE_OUTPUTS
+
+
+def test_each_output_binding_writes_to_the_queue_its_worker_listens_on(functions: dict[str, dict[str, Any]]) -> None:
+    workers = {queue: name for name, (queue, _) in EXPECTED_QUEUES.items()}
+    for name, outs in EXPECTED_QUEUE_OUTPUTS.items():
+        for queue, connection in outs.values():
+            worker = functions[workers[queue]]["trigger"]
+            assert (worker["queueName"], worker["connection"]) == (queue, connection), name
+
+
+def test_handlers_take_their_output_bindings_as_func_out_of_str(functions: dict[str, dict[str, Any]]) -> None:
+    import inspect
+    import typing
+
+    import azure.functions as func
+
+    for name in EXPECTED_QUEUE_OUTPUTS:
+        user = functions[name]["user"]
+        # What the Python worker reads: the parameters by name, and their annotations.
+        assert list(inspect.signature(user).parameters) == ["req", "message"]
+        assert typing.get_type_hints(user)["message"] == func.Out[str]
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED_TIMERS))
 def test_timer_binding(functions: dict[str, dict[str, Any]], name: str) -> None:
     schedule, on_startup = EXPECTED_TIMERS[name]
@@ -149,6 +193,21 @@ def test_the_hung_jobs_bound_is_made_of_host_json_queue_settings() -> None:
     assert timedelta(seconds=timespan_seconds(queues["maxPollingInterval"])) == hung_jobs.MAX_POLLING_INTERVAL
     # 5 tries x (30 min function timeout + 2 min until the lock looks abandoned + 10 s + 2 s)
     assert hung_jobs.longest_delivery(timedelta(minutes=30)) == timedelta(hours=2, minutes=41)
+
+
+def test_a_request_whose_message_was_lost_is_sent_again_while_its_backup_still_counts_as_running() -> None:
+    from datetime import UTC, datetime
+
+    from croniter import croniter
+
+    from shared import hung_jobs
+    from shared.backups import QUEUED_WINDOW
+
+    # The sweep runs every 5 minutes: a job recorded just after one sweep is sent again at the latest
+    # one period after NEVER_TAKEN, and that must come before the instance is free for a second backup.
+    it = croniter(hung_jobs.SCHEDULE, datetime(2026, 1, 1, tzinfo=UTC), second_at_beginning=True)
+    first, second = it.get_next(datetime), it.get_next(datetime)
+    assert hung_jobs.NEVER_TAKEN + (second - first) < QUEUED_WINDOW
 
 
 def test_only_health_and_the_dashboard_files_are_anonymous(functions: dict[str, dict[str, Any]]) -> None:
