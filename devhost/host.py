@@ -4,7 +4,13 @@ Semantics mirrored from the Functions host (and named where they come from):
 - HTTP: routes under ``routePrefix``; function-level routes need a key when one is configured.
 - Queues: messages are base64; a message is invisible while its invocation runs; after a failure
   it becomes visible again after ``visibilityTimeout``; after ``maxDequeueCount`` tries it moves to
-  ``<queue>-poison``; up to ``batchSize`` invocations per queue run at once.
+  ``<queue>-poison``; up to ``batchSize`` invocations per queue run at once. An empty queue is
+  polled with a back-off up to ``maxPollingInterval``; a message that a function of this host adds
+  through a queue output binding (or a move to a poison queue) ends the back-off of this host's
+  listener of that queue at once (the WebJobs SDK's ``SharedQueueWatcher``); one sent with the
+  storage SDK waits for the next poll.
+- Outputs are written after the function returns; a failed write fails the invocation (an HTTP
+  call answers 500).
 - Timers: six-field NCRONTAB in UTC; one process fires each occurrence (the host's timers are
   singletons: here a blob claimed once per occurrence); ``runOnStartup`` fires once at start.
 - Stop: SIGINT/SIGTERM stop new work; running invocations finish.
@@ -63,12 +69,35 @@ class _Out(func.Out[Any]):
         return self._value
 
 
+class QueueWatcher:
+    """This host's listeners by queue name, told when a message is added (the WebJobs SDK's SharedQueueWatcher).
+
+    The host's queue output binding calls ``Notify(queueName)`` after each message it adds, and so
+    does its move of a message to a poison queue; a listener of that queue in the same host then
+    stops waiting and polls. Only this host's listeners hear it, and only for messages this host
+    added: another host, or a message sent with the storage SDK, waits for the listener's next poll.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[QueueListener]] = {}
+
+    def register(self, queue: str, listener: QueueListener) -> None:
+        """Tell ``listener`` of every message this host adds to ``queue``."""
+        self._listeners.setdefault(queue, []).append(listener)
+
+    def notify(self, queue: str) -> None:
+        """A message was added to ``queue`` by this host: its listeners poll now."""
+        for listener in self._listeners.get(queue, ()):
+            listener.notify()
+
+
 class Invoker:
     """Calls user functions with their trigger and output bindings, then writes the outputs."""
 
-    def __init__(self, settings: Mapping[str, str], queues_base64: bool) -> None:
+    def __init__(self, settings: Mapping[str, str], queues_base64: bool, watcher: QueueWatcher | None = None) -> None:
         self._settings = settings
         self._base64 = queues_base64
+        self.watcher = watcher or QueueWatcher()
         self._clients: dict[tuple[str, str], QueueClient] = {}
         self._lock = threading.Lock()
 
@@ -89,7 +118,11 @@ class Invoker:
         return base64.b64encode(text.encode()).decode() if self._base64 else text
 
     def invoke(self, function: Function, trigger_value: Any) -> Any:
-        """Run ``function`` with its trigger value; write its queue outputs if it succeeds."""
+        """Run ``function`` with its trigger value; write its queue outputs if it succeeds.
+
+        As in the host, the outputs go out after the function returned, and a write that fails
+        fails the invocation (raises): the messages written before it stay.
+        """
         kwargs: dict[str, Any] = {function.trigger_arg: trigger_value}
         outs: dict[str, _Out] = {}
         for output in function.outputs:
@@ -111,6 +144,7 @@ class Invoker:
         for item in items:
             text = item.decode() if isinstance(item, bytes) else item if isinstance(item, str) else json.dumps(item)
             client.send_message(self.encode(text))
+            self.watcher.notify(queue)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -240,10 +274,18 @@ class QueueListener:
         self.pool = ThreadPoolExecutor(opts.batch_size, thread_name_prefix=f"queue-{trigger.queue}")
         self.busy = 0
         self.changed = threading.Condition()
+        # Set by notify(): ends the current back-off wait. Cleared as each poll begins, as the host
+        # makes a new stop-waiting source for each poll: a notify during a poll ends the wait after it.
+        self._wake = threading.Event()
         self.thread = threading.Thread(target=self._poll, name=f"poll-{trigger.queue}", daemon=True)
+        host.invoker.watcher.register(trigger.queue, self)
 
     def start(self) -> None:
         self.thread.start()
+
+    def notify(self) -> None:
+        """A message was added to this queue by this host (an output binding): stop waiting and poll."""
+        self._wake.set()
 
     def join(self) -> None:
         self.thread.join()
@@ -258,6 +300,9 @@ class QueueListener:
                     self.changed.wait(0.1)
                     continue
                 free = self.opts.batch_size - self.busy
+            self._wake.clear()
+            if self.host.stopping.is_set():
+                break  # stop() notifies after setting stopping: a notify cleared here was the stop's
             try:
                 messages = list(
                     self.client.receive_messages(
@@ -273,8 +318,11 @@ class QueueListener:
                 log.warning("queue %s: receive failed (%s); retrying", self.trigger.queue, type(exc).__name__)
                 messages = []
             if not messages:
-                # The host backs off exponentially up to maxPollingInterval when a queue is empty.
-                self.host.stopping.wait(delay)
+                # The host backs off exponentially up to maxPollingInterval when a queue is empty,
+                # unless this host adds a message to the queue meanwhile (notify).
+                log.debug("queue %s: empty; next poll in %.1f s", self.trigger.queue, delay)
+                if self._wake.wait(delay) and not self.host.stopping.is_set():
+                    log.debug("queue %s: woken by a message this host added; polling now", self.trigger.queue)
                 delay = min(delay * 2, self.opts.max_polling_interval)
                 continue
             delay = 0.1
@@ -366,6 +414,7 @@ class QueueListener:
             "queue %s: message %s moved to %s-poison: %s", self.trigger.queue, message.id, self.trigger.queue, why
         )
         self.poison.send_message(message.content)
+        self.host.invoker.watcher.notify(f"{self.trigger.queue}-poison")
         with contextlib.suppress(ResourceNotFoundError):
             self.client.delete_message(message.id, receipt or message.pop_receipt)
 
@@ -491,6 +540,8 @@ class DevHost:
         self.http.stop_reading()
         self.http.server_close()
         log.info("devhost: HTTP stopped")
+        for listener in self.listeners:
+            listener.notify()  # out of its back-off wait, to see the stop
         for listener in self.listeners:
             listener.join()
         log.info("devhost: queue listeners stopped")

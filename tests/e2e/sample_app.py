@@ -60,6 +60,14 @@ def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
     return func.HttpResponse("queued", status_code=202)
 
 
+@app.route(route="enqueue-denied", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.queue_output(arg_name="out", queue_name="%SAMPLE_WORK_QUEUE%", connection="SAMPLE_DENIED_STORAGE")
+def enqueue_denied(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
+    """Its output goes to an account that refuses it (SAMPLE_DENIED_STORAGE: a wrong key)."""
+    out.set(req.get_body().decode())
+    return func.HttpResponse("queued", status_code=202)
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_WORK_QUEUE%", connection="AzureWebJobsStorage")
 def work(msg: func.QueueMessage) -> None:
     payload = json.loads(msg.get_body())

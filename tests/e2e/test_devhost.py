@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import requests
 from devhost_process import DevhostProcess
 
+from devhost.services import AZURITE_KEY
 from shared.storage.clients import StorageAccount
 from shared.storage.queues import QueueSender, queue_client
 from shared.storage.tables import StateTable
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+DENIED_KEY = base64.b64encode(b"not the account key" * 3).decode()
 
 
 @pytest.fixture
@@ -31,6 +35,8 @@ def sample_env(storage_env: dict[str, str], unique: str) -> dict[str, str]:
         "PGVAULT_DEVHOST_KEY": "test-key-123",
         # A failed delivery comes back after 2 s instead of host.json's 10 s (an app setting overrides it).
         "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:02",
+        # The same Azurite with a key it does not know: every request to it is refused (403).
+        "SAMPLE_DENIED_STORAGE": storage_env["AzureWebJobsStorage"].replace(AZURITE_KEY, DENIED_KEY),
     }
 
 
@@ -112,6 +118,67 @@ def test_queue_output_binding_writes_a_base64_message_the_trigger_reads(
     assert r.status_code == 202
     done = wait_until(lambda: _records(sample_env, "done"), 20)
     assert json.loads(done[0]["payload"]) == {"mode": "ok", "n": 7}  # type: ignore[index]
+
+
+def test_an_output_binding_that_cannot_be_written_fails_the_http_call_with_500(
+    sample_host: DevhostProcess, sample_env: dict[str, str]
+) -> None:
+    # As the host does: outputs are written after the function returned, and a write that fails fails
+    # the invocation, whatever the function answered (here 202).
+    r = sample_host.request("POST", "/enqueue-denied", data=json.dumps({"mode": "ok", "n": 8}))
+    assert r.status_code == 500, r.text
+    assert "function enqueue_denied failed" in sample_host.log()
+    account = StorageAccount.from_connection_setting("AzureWebJobsStorage", sample_env)
+    assert list(queue_client(account.queue_service(), sample_env["SAMPLE_WORK_QUEUE"]).peek_messages()) == []
+
+
+_LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"
+
+
+def test_a_message_an_output_binding_adds_wakes_the_listener_where_one_sent_with_the_sdk_waits(
+    sample_env: dict[str, str], tmp_path: Path
+) -> None:
+    import re
+    import time
+
+    # maxPollingInterval 10 minutes: an idle listener's back-off doubles from 0.1 s, so about 13 s
+    # after the start it waits 12.8 s, then 25.6 s, ... (host.json's 2 s would cap it at 2 s).
+    env = {**sample_env, "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:10:00"}
+    host = DevhostProcess(env, tmp_path / "devhost.log", app="tests.e2e.sample_app:app", args=["--verbose"])
+    try:
+        queue = env["SAMPLE_WORK_QUEUE"]
+        line = r"^(\S+ \S+) DEBUG devhost \[[^\]]*\] queue " + re.escape(queue)
+        backoff = re.compile(line + r": empty; next poll in (\S+) s$", re.M)
+        wake = re.compile(line + r": woken by a message this host added; polling now$", re.M)
+
+        def long_wait_begun() -> re.Match[str] | None:
+            waits = [m for m in backoff.finditer(host.log()) if float(m.group(2)) >= 12.8]
+            return waits[-1] if waits else None
+
+        began = wait_until(long_wait_begun, 90, interval=0.2)
+        # A message sent with the storage SDK: nothing tells the listener, which goes on waiting.
+        account = StorageAccount.from_connection_setting("AzureWebJobsStorage", env)
+        QueueSender(account.queue_service()).send(queue, {"mode": "ok", "n": "sdk"})
+        time.sleep(2.5)  # longer than host.json's maxPollingInterval (2 s) would let it wait
+        waiting = queue_client(account.queue_service(), queue).peek_messages()
+        assert [json.loads(m.content)["n"] for m in waiting] == ["sdk"]
+        assert _records(env, "work") == []
+        # A message the HTTP function adds through its output binding: the listener polls at once
+        # and takes both.
+        assert host.request("POST", "/enqueue", data=json.dumps({"mode": "ok", "n": "binding"})).status_code == 202
+        done = wait_until(lambda: len(found := _records(env, "done")) == 2 and found, 60)
+        assert sorted(json.loads(str(d["payload"]))["n"] for d in done) == ["binding", "sdk"]
+        log = host.log()
+        woken = wake.search(log, began.end())
+        assert woken is not None, log[began.start() :]
+        # Taken by the poll the binding's message started, not at the end of the 12.8 s wait: no
+        # other poll came between the long wait's start and the wake-up, the work came after it.
+        assert not backoff.search(log[began.end() : woken.start()]), log[began.start() :]
+        assert log.find("function work done with message", woken.end()) > 0
+        waited = datetime.strptime(woken.group(1), _LOG_TIME) - datetime.strptime(began.group(1), _LOG_TIME)
+        assert waited.total_seconds() < float(began.group(2))
+    finally:
+        assert host.stop() == 0, host.log()
 
 
 def test_message_that_always_fails_goes_to_poison_after_five_tries(
