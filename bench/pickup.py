@@ -10,14 +10,12 @@ ended (plus a random 0-2 s, so the requests fall at every phase of the listener'
 (written by the worker that took the message). It prints the medians and the range of
 request → job created, job created → worker start, and the whole request → start, per gap.
 
-What it shows: the queue listener polls, as the Functions host's does, with a back-off that doubles
-from 0.1 s to ``maxPollingInterval`` (host.json: 2 s) while its queue stays empty: the sooner after
-the last message, the sooner the next one is taken; once idle for about 3 s a message waits up to
-``maxPollingInterval``, 1 s on average (bench/README has a run's figures). The host resets that
-back-off at once only for messages its own output bindings send (its ``SharedQueueWatcher``);
-pgvault sends with the SDK (shared/storage/queues.py: state written first, then the message, some
-with a visibility delay), which the host does not see, so devhost does not short-cut it either: the
-figures here are what to expect from a warm instance.
+What it shows: the request hands the job's message to the host through a queue output binding
+(functions/backups.py), and the host, once the function returned and the message is sent, wakes its
+own listener of that queue at once (the WebJobs SDK's ``SharedQueueWatcher``; devhost mirrors it):
+the pickup no longer depends on where the listener's back-off stands (0.1 s doubling up to host.json's
+``maxPollingInterval``, 2 s, while the queue is empty). Messages sent with the storage SDK (the
+scheduler's, the timers') still wait for the next poll. bench/README has the runs' figures.
 """
 
 from __future__ import annotations
