@@ -43,9 +43,10 @@ What keeps it right when storage fails or a process is killed:
 - A part whose ``pg_dump`` is killed is taken again (the message comes back after its visibility
   timeout) while the snapshot lives; on its last delivery a failure is recorded, so the
   coordinator fails the attempt at once. It also fails it when a part fails for good, when one
-  delivery of a part has run longer than ``PART_TIMEOUT``, when the attempt's time is up, and on a
-  cancel or a lost lock (``shared.stopping``); it then marks the attempt Failed and deletes every
-  part blob of it.
+  delivery of a part has run longer than ``PART_TIMEOUT`` (by the storage service's clock: the row's
+  ``Timestamp``, written when the delivery began, against the service's time; the worker's own clock
+  and the coordinator's play no part), when the attempt's time is up, and on a cancel or a lost lock
+  (``shared.stopping``); it then marks the attempt Failed and deletes every part blob of it.
 - A worker deletes a part's blob only when no point can name it: its attempt Failed (final), or its
   row is not Committed and its attempt is not Done. Leftovers (a worker killed between commit and
   record of a failed attempt) end in ``.pgdump.zst`` (their digests sidecars in ``.digests.json``, which

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -72,6 +72,9 @@ class PartRow:
     user_error: bool = False
     sent: str | None = None
     """The digest of the part's message (``PartMessage.digest``)."""
+    written: datetime | None = None
+    """When the row was last written, by the storage service's clock (its ``Timestamp``): for a Running row,
+    the write that started its latest delivery (nothing else writes a row until it is final)."""
 
     def sent_as(self, msg: PartMessage) -> bool:
         """Whether ``msg`` is the message the coordinator sent for this part."""
@@ -92,7 +95,21 @@ class PartRow:
             entity.get("error"),
             bool(entity.get("userError")),
             entity.get("sent"),
+            entity.timestamp,
         )
+
+    def running_for(self, service_now: datetime, host_now: datetime) -> timedelta | None:
+        """How long the part's latest delivery has run (None unless Running), by the storage service's clock
+        (``service_now`` against the row's ``written``), so the worker's own clock plays no part.
+
+        ``host_now`` against the worker's ``started`` only for a row read without the service's times (an
+        entity built in memory).
+        """
+        if self.status is not PartStatus.RUNNING:
+            return None
+        if self.written is not None:
+            return service_now - self.written
+        return None if self.started is None else host_now - self.started
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PART_BYTES = 128 * 1024**3
 # One delivery of a part may dump this long before the coordinator gives the attempt up: well within
 # the ~60 minutes of grace at scale-in (learn.microsoft.com/azure/azure-functions/flex-consumption-plan,
-# "Execution time limits"), so a part that runs longer is stuck rather than slow.
+# "Execution time limits"), so a part that runs longer is stuck rather than slow. Measured by the storage
+# service's clock (``PartRow.running_for``): the worker's and the coordinator's may each be off it.
 PART_TIMEOUT = timedelta(minutes=45)
 # How often the coordinator reads its parts' rows.
 POLL_SECONDS = 2.0
@@ -308,13 +309,16 @@ class PartCoordinator:
                     raise schema.exception()  # type: ignore[misc]
                 rows = board.rows()
                 now = self._clock()
+                # The parts' ages by the storage service's clock: each worker's, like ours, may be off it.
+                service = self._state.service_time() if any(r.status is PartStatus.RUNNING for r in rows) else now
                 for row in rows:
                     if row.status is PartStatus.FAILED:
                         why = f"part {row.index} failed: {row.error}"
                         if row.user_error:
                             raise UserError(_code(row.error_code), why)
                         raise TransientError(why, code=_code(row.error_code))
-                    if row.status is PartStatus.RUNNING and row.started and now - row.started > self._part_timeout:
+                    ran = row.running_for(service, now)
+                    if ran is not None and ran > self._part_timeout:
                         raise TransientError(f"part {row.index} ran longer than {self._part_timeout} on one delivery")
                 if deadline is not None and now > deadline:
                     raise TransientError("the parts did not all finish within this attempt's time")

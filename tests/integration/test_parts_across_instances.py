@@ -59,6 +59,8 @@ class Taker(threading.Thread):
     pg_bin_dir: Path | None = None
     twin: bool = False
     lose_digests: bool = False
+    clock: Callable[[], datetime] | None = None
+    """This instance's own clock (default: the machine's); the storage service's stays the machine's."""
     outcomes: list[PartOutcome] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
@@ -72,9 +74,8 @@ class Taker(threading.Thread):
         if self.lose_digests:
             blobs = _LosesFirstDigests(self.world.storage.account.blob_service(), blobs.container)
         secrets = EnvSecretProvider(True, self.world.env)
-        return PartWorker(
-            state, blobs, secrets, self.world.now, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3
-        )
+        clock = self.clock or self.world.now
+        return PartWorker(state, blobs, secrets, clock, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3)
 
     def run(self) -> None:
         worker = self.worker(self.name_)
@@ -409,13 +410,21 @@ def _slow_pg_dump(tmp: Path, real: Path, seconds: int) -> Path:
     return folder
 
 
+def _skewed(world: World, by: timedelta) -> Callable[[], datetime]:
+    return lambda: world.now() + by
+
+
+# A part worker's clock 50 minutes ahead of the storage service's: its part's start is written 50 minutes in
+# the future, and a coordinator comparing it with its own clock would never see that part run too long.
+@pytest.mark.parametrize("skew", [timedelta(0), timedelta(minutes=50)], ids=["same-clock", "worker-50-min-ahead"])
 def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_leave_nothing(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, skew: timedelta
 ) -> None:
     before = world.blobs()
     job_id = world.start_backup()
-    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 5)
-    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow) for i in range(2)]
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 60)
+    clock = _skewed(world, skew)
+    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow, clock=clock) for i in range(2)]
     for taker in takers:
         taker.start()
     started = time.monotonic()
@@ -423,13 +432,27 @@ def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_le
         world.runner(part_timeout=timedelta(seconds=1)).run(job_id, last_try=False)
     for taker in takers:
         taker.join(30)
-    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 5 s it would have taken;
+    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 60 s it would have taken;
     # the parts not yet taken were dropped when taken.
     assert [o for t in takers for o in t.outcomes] == [PartOutcome.DROPPED] * PARTS
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30
     assert world.blobs() == before
     statuses = [r.status for r in parts_of(world.storage.state, job_id)]
     assert PartStatus.RUNNING in statuses and set(statuses) <= {PartStatus.RUNNING, PartStatus.PENDING}
+
+
+def test_a_part_worker_whose_clock_runs_50_minutes_behind_does_not_time_its_healthy_part_out(
+    world: World, tmp_path: Path
+) -> None:
+    # Its parts' starts are written 50 minutes in the past: judged by the coordinator's clock, each would have
+    # run longer than the 45-minute part timeout the moment it began. Each part runs 2 s, so the coordinator's
+    # polls (every 2 s) see it running.
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 2)
+    behind = _skewed(world, -timedelta(minutes=50))
+    takers = [Taker(world, f"behind-{i}", limit=1, pg_bin_dir=slow, clock=behind) for i in range(PARTS)]
+    _, point = world.backup(*takers)
+    assert [o for t in takers for o in t.outcomes] == [PartOutcome.COMMITTED] * PARTS
+    assert len(point.parts) == PARTS
 
 
 def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_are_dropped(world: World) -> None:
