@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.backup_parts.board import sweep_ended
 from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import TransientError, UserError
 from shared.immutability import Immutability
@@ -109,6 +110,8 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
     orphans_deleted: int = 0
     """Backup blobs no point referenced, older than ``MAX_JOB_LIFETIME``, deleted."""
+    part_rows_deleted: int = 0
+    """Rows of ended backups' parts across instances left behind (``shared.backup_parts.sweep_ended``), deleted."""
     more: bool = False
     """True when the run stopped at ``MAX_ACTIONS_PER_RUN`` with work left."""
     refused: str | None = None
@@ -127,6 +130,7 @@ class SweepReport:
             "instancesDeleted": list(self.instances_deleted),
             "errors": list(self.errors),
             "orphanBlobsDeleted": self.orphans_deleted,
+            "partRowsDeleted": self.part_rows_deleted,
             "more": self.more,
             **({"refused": self.refused} if self.refused else {}),
         }
@@ -222,6 +226,10 @@ class RetentionSweep:
             report.orphans_deleted = self.collect_orphans(now)
         except (TransientError, ETagMismatch, EntityExists) as exc:
             report.errors.append(f"orphan blobs: {exc}")
+        try:
+            report.part_rows_deleted = sweep_ended(self._state, self._jobs)
+        except TransientError as exc:
+            report.errors.append(f"part rows: {exc}")
         log.info("retention sweep %s at %s: %s", self.run_id, now.isoformat(), report.to_dict())
         return report
 

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -201,6 +202,15 @@ class PartCoordinator:
                         delete_blobs(self._blobs, [plan])
             if sidecars:  # merged into the manifest (or not readable): the point needs them no more
                 delete_blobs(self._blobs, sidecars)
+        log.info(
+            "backup job %s instance %s: %s data parts recorded (parts per worker %s, %s deliveries)",
+            about.job_id,
+            about.instance,
+            len(rows),
+            dict(Counter(str(r.worker) for r in rows)),
+            sum(r.deliveries for r in rows),
+        )
+        self._sweep(board)
         parts = tuple(
             Part(r.index, str(r.sha256), r.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[r.index - 1]))
             for r in rows
@@ -233,11 +243,16 @@ class PartCoordinator:
         futures: Sequence[Future[Any] | None],
         names: Sequence[str],
     ) -> None:
-        """The attempt failed: Failed on its row first (so workers stop and drop), then our own work stopped and
-        every blob of the attempt deleted (a part committed after this deletes its own: ``PartWorker._record``)."""
+        """The attempt failed: Failed on its row first (so workers stop and drop), then our own work stopped,
+        every blob of the attempt deleted and its rows too. A part committed meanwhile (its worker confirmed the
+        attempt just before) deletes its own while the attempt's row says Failed (``PartWorker._record``); once
+        the rows are gone it touches nothing, and the orphan sweep collects it."""
         signal.set(exc if isinstance(exc, PgVaultError) else TransientError(f"the parts failed: {exc!r}"))
-        with contextlib.suppress(PgVaultError):
+        try:
             board.finish(AttemptStatus.FAILED, self._clock())
+            ended = True
+        except PgVaultError:
+            ended = False  # still Running on its row: its rows stay for the retention sweep, once the job ends
         if any(f is not None and not f.done() for f in futures):
             snap.cancel_safe()  # the digests' query
         for future in futures:
@@ -245,6 +260,16 @@ class PartCoordinator:
                 with contextlib.suppress(BaseException):
                     future.result()
         delete_blobs(self._blobs, names)
+        if ended:
+            self._sweep(board)
+
+    def _sweep(self, board: PartBoard) -> None:
+        """The attempt's rows deleted, now that it has ended for good (Done or Failed): no retry of the job uses
+        them (each attempt has its own). Left to the retention sweep (``sweep_ended``) when storage fails."""
+        try:
+            board.sweep()
+        except PgVaultError as exc:
+            log.warning("attempt %s: its part rows stay for the retention sweep: %s", board.attempt, exc)
 
     def _messages(
         self,
