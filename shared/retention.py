@@ -472,8 +472,12 @@ class RetentionSweep:
         else:
             # Blob(s) first, record after: a re-run after a crash here finds the record and deletes again.
             self._delete_all([*point.blob_names(), *archive])
-            # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile).
+            # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile), and
+            # so does what a backup across instances may have left beside it when a delete failed: its plan
+            # and its parts' digests (an absent blob's delete is fine; the orphan sweep would wait a day).
             self._blobs.delete(layout.manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
+            if point.parts:
+                self._delete_all([layout.plan_name_for(vault[0]), *(layout.part_digests_name(n) for n in vault[1:])])
             if point.roles_blob_name is not None:
                 self._blobs.delete(point.roles_blob_name)
         return warnings

@@ -52,7 +52,8 @@ What keeps it right when storage fails or a process is killed:
   that finds them gone touches nothing (neither blob nor row). Leftovers (a worker killed between
   commit and record of a failed attempt, or one that committed as its attempt ended) end in
   ``.pgdump.zst`` (their digests sidecars in ``.digests.json``, which ``layout.dump_of`` maps to the
-  part's blob) and are collected by the orphan sweep like any unreferenced dump.
+  part's blob) and are collected by the orphan sweep like any unreferenced dump; a sidecar or plan of a
+  recorded point whose delete failed is deleted with the point (``shared.retention``).
 
 The package: ``messages`` (the part message and its limits), ``board`` (the attempt's and the parts' rows
 and their transitions), ``digests`` (a part's stream digests on their way to the manifest), ``coordinator``
