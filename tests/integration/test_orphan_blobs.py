@@ -8,6 +8,7 @@ an attempt that is about to record its point, so only blobs older than ``MAX_JOB
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,30 @@ from shared.timeouts import MAX_JOB_LIFETIME
 from tests.integration.world import Storage
 
 pytestmark = pytest.mark.integration
+
+
+def _long_lived(instance: str, blob: str, now: datetime, **extra: Any) -> RecoveryPoint:
+    """Point rp1 of ``instance`` in ``blob``, living for years: its own lifecycle never runs in these tests."""
+    far = now + timedelta(days=3650)
+    return RecoveryPoint(
+        "rp1",
+        instance,
+        now,
+        DataStore.VAULT_STORE,
+        "Default",
+        far,
+        None,
+        None,
+        far,
+        blob,
+        4,
+        4,
+        "0" * 64,
+        "15.8",
+        "pg_dump (PostgreSQL) 15.8",
+        "rp1",
+        **extra,
+    )
 
 
 def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_nothing_else(
@@ -52,28 +77,9 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
     }
     for name, data in names.items():
         blobs.client.upload_blob(name, data)
-    # The point lives for years: its own lifecycle never runs in this test.
-    far = now + timedelta(days=3650)
     RecoveryPointStore(state).add(
-        RecoveryPoint(
-            "rp1",
-            "orders",
-            now,
-            DataStore.VAULT_STORE,
-            "Default",
-            far,
-            None,
-            None,
-            far,
-            kept,
-            4,
-            4,
-            "0" * 64,
-            "15.8",
-            "pg_dump (PostgreSQL) 15.8",
-            "rp1",
-            archive_blob_name=kept + ARCHIVE_COPY_SUFFIX,
-            roles_blob_name=roles_name_for(kept),
+        _long_lived(
+            "orders", kept, now, archive_blob_name=kept + ARCHIVE_COPY_SUFFIX, roles_blob_name=roles_name_for(kept)
         )
     )
 
@@ -106,27 +112,8 @@ def test_a_parts_digests_and_plan_left_beside_a_point_are_kept_while_it_lives_an
     lost = part_blob_name(blob_name_for("ledger", "rp1", "loser"), 1)
     for name in [kept, manifest_name_for(kept), *parts, *left, lost, part_digests_name(lost)]:
         blobs.client.upload_blob(name, b"{}")
-    far = now + timedelta(days=3650)
     point, _ = RecoveryPointStore(state).add(
-        RecoveryPoint(
-            "rp1",
-            "ledger",
-            now,
-            DataStore.VAULT_STORE,
-            "Default",
-            far,
-            None,
-            None,
-            far,
-            kept,
-            4,
-            4,
-            "0" * 64,
-            "15.8",
-            "pg_dump (PostgreSQL) 15.8",
-            "rp1",
-            parts=tuple(Part(i, "0" * 64, 2, 2) for i in (1, 2)),
-        )
+        _long_lived("ledger", kept, now, parts=tuple(Part(i, "0" * 64, 2, 2) for i in (1, 2)))
     )
     later = now + MAX_JOB_LIFETIME + ORPHAN_SCAN_EVERY + timedelta(hours=1)
     sweep = RetentionSweep(state, blobs)
