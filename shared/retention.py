@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.backup_parts.board import sweep_ended
 from shared.clock_skew import ClockSkewed, service_now
 from shared.errors import TransientError, UserError
 from shared.immutability import Immutability
@@ -109,6 +110,8 @@ class SweepReport:
     errors: list[str] = field(default_factory=list)
     orphans_deleted: int = 0
     """Backup blobs no point referenced, older than ``MAX_JOB_LIFETIME``, deleted."""
+    part_rows_deleted: int = 0
+    """Rows of ended backups' parts across instances left behind (``shared.backup_parts.sweep_ended``), deleted."""
     more: bool = False
     """True when the run stopped at ``MAX_ACTIONS_PER_RUN`` with work left."""
     refused: str | None = None
@@ -127,6 +130,7 @@ class SweepReport:
             "instancesDeleted": list(self.instances_deleted),
             "errors": list(self.errors),
             "orphanBlobsDeleted": self.orphans_deleted,
+            "partRowsDeleted": self.part_rows_deleted,
             "more": self.more,
             **({"refused": self.refused} if self.refused else {}),
         }
@@ -222,6 +226,10 @@ class RetentionSweep:
             report.orphans_deleted = self.collect_orphans(now)
         except (TransientError, ETagMismatch, EntityExists) as exc:
             report.errors.append(f"orphan blobs: {exc}")
+        try:
+            report.part_rows_deleted = sweep_ended(self._state, self._jobs)
+        except TransientError as exc:
+            report.errors.append(f"part rows: {exc}")
         log.info("retention sweep %s at %s: %s", self.run_id, now.isoformat(), report.to_dict())
         return report
 
@@ -464,8 +472,12 @@ class RetentionSweep:
         else:
             # Blob(s) first, record after: a re-run after a crash here finds the record and deletes again.
             self._delete_all([*point.blob_names(), *archive])
-            # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile).
+            # The dump's manifest and roles go with its last copy (they stay in the hot tier meanwhile), and
+            # so does what a backup across instances may have left beside it when a delete failed: its plan
+            # and its parts' digests (an absent blob's delete is fine; the orphan sweep would wait a day).
             self._blobs.delete(layout.manifest_name_for(point.blob_name.removesuffix(ARCHIVE_COPY_SUFFIX)))
+            if point.parts:
+                self._delete_all([layout.plan_name_for(vault[0]), *(layout.part_digests_name(n) for n in vault[1:])])
             if point.roles_blob_name is not None:
                 self._blobs.delete(point.roles_blob_name)
         return warnings

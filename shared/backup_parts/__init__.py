@@ -43,26 +43,41 @@ What keeps it right when storage fails or a process is killed:
 - A part whose ``pg_dump`` is killed is taken again (the message comes back after its visibility
   timeout) while the snapshot lives; on its last delivery a failure is recorded, so the
   coordinator fails the attempt at once. It also fails it when a part fails for good, when one
-  delivery of a part has run longer than ``PART_TIMEOUT``, when the attempt's time is up, and on a
-  cancel or a lost lock (``shared.stopping``); it then marks the attempt Failed and deletes every
-  part blob of it.
-- A worker deletes a part's blob only when no point can name it: its attempt Failed (final), or its
-  row is not Committed and its attempt is not Done. Leftovers (a worker killed between commit and
-  record of a failed attempt) end in ``.pgdump.zst`` (their digests sidecars in ``.digests.json``, which
-  ``layout.dump_of`` maps to the part's blob) and are collected by the orphan sweep like any unreferenced
-  dump.
+  delivery of a part has run longer than ``PART_TIMEOUT`` (by the storage service's clock: the row's
+  ``Timestamp``, written when the delivery began, against the service's time; the worker's own clock
+  and the coordinator's play no part), when the attempt's time is up, and on a cancel or a lost lock
+  (``shared.stopping``); it then marks the attempt Failed and deletes every part blob of it.
+- A worker deletes a part's blob only when no point can name it: its attempt Failed (final), or
+  Running with the part's row there and not Committed. Rows that are gone say nothing, so a delivery
+  that finds them gone touches nothing (neither blob nor row). Leftovers (a worker killed between
+  commit and record of a failed attempt, or one that committed as its attempt ended) end in
+  ``.pgdump.zst`` (their digests sidecars in ``.digests.json``, which ``layout.dump_of`` maps to the
+  part's blob) and are collected by the orphan sweep like any unreferenced dump; a sidecar or plan of a
+  recorded point whose delete failed is deleted with the point (``shared.retention``).
 
 The package: ``messages`` (the part message and its limits), ``board`` (the attempt's and the parts' rows
 and their transitions), ``digests`` (a part's stream digests on their way to the manifest), ``coordinator``
 (``PartCoordinator``, ``part_count``) and ``worker`` (``PartWorker``).
 
-Rows stay after the job (a few per backup, like its job row); they say which worker took which
-part and how many deliveries it needed.
+An attempt's rows are deleted when it ends for good (``PartBoard.sweep``: Done, or Failed, which a
+cancel, a lost lock and every error end it as), its parts' first and its own last; a retry of the job
+is an attempt with rows of its own, so it loses none it needs. The coordinator logs which worker took
+how many parts and how many deliveries they needed. Rows an attempt could not delete (its coordinator
+died, or storage failed) are deleted by the retention sweep once their job has ended (``sweep_ended``).
 """
 
 from __future__ import annotations
 
-from shared.backup_parts.board import AttemptOver, AttemptRow, AttemptStatus, PartBoard, PartRow, PartStatus, parts_of
+from shared.backup_parts.board import (
+    AttemptOver,
+    AttemptRow,
+    AttemptStatus,
+    PartBoard,
+    PartRow,
+    PartStatus,
+    parts_of,
+    sweep_ended,
+)
 from shared.backup_parts.coordinator import DEFAULT_PART_BYTES, PART_TIMEOUT, PartCoordinator, PartsJob, part_count
 from shared.backup_parts.messages import INLINE_LIMIT, MAX_PARTS, PART_QUEUE, PartMessage
 from shared.backup_parts.worker import PartOutcome, PartWorker
@@ -88,4 +103,5 @@ __all__ = [
     "part_count",
     "parts_of",
     "quote_pattern",
+    "sweep_ended",
 ]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from shared.backup_parts.messages import PartMessage
-from shared.errors import PgVaultError, TransientError
+from shared.errors import PgVaultError, TransientError, UserError
+from shared.jobs import JobStore
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
 from shared.storage.limits import MAX_TABLE_BATCH_ENTITIES
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 _ROW_DIGITS = 4
+# Ended jobs whose part rows one ``sweep_ended`` deletes, at most: each has up to MAX_PARTS + 1 rows per
+# attempt that died, 10 table transactions (every 5 tries, 50); the rest wait for the next sweep.
+SWEEP_JOBS = 100
 
 
 class AttemptStatus(StrEnum):
@@ -72,6 +76,9 @@ class PartRow:
     user_error: bool = False
     sent: str | None = None
     """The digest of the part's message (``PartMessage.digest``)."""
+    written: datetime | None = None
+    """When the row was last written, by the storage service's clock (its ``Timestamp``): for a Running row,
+    the write that started its latest delivery (nothing else writes a row until it is final)."""
 
     def sent_as(self, msg: PartMessage) -> bool:
         """Whether ``msg`` is the message the coordinator sent for this part."""
@@ -92,7 +99,21 @@ class PartRow:
             entity.get("error"),
             bool(entity.get("userError")),
             entity.get("sent"),
+            entity.timestamp,
         )
+
+    def running_for(self, service_now: datetime, host_now: datetime) -> timedelta | None:
+        """How long the part's latest delivery has run (None unless Running), by the storage service's clock
+        (``service_now`` against the row's ``written``), so the worker's own clock plays no part.
+
+        ``host_now`` against the worker's ``started`` only for a row read without the service's times (an
+        entity built in memory).
+        """
+        if self.status is not PartStatus.RUNNING:
+            return None
+        if self.written is not None:
+            return service_now - self.written
+        return None if self.started is None else host_now - self.started
 
 
 @dataclass(frozen=True)
@@ -184,6 +205,18 @@ class PartBoard:
                 continue
         raise TransientError(f"attempt {self.attempt}: its row kept changing")
 
+    def sweep(self) -> None:
+        """Delete the attempt's rows, once it has ended for good (Done or Failed): its parts' first, its own last.
+
+        A late delivery that finds no attempt row touches nothing (``PartWorker``); one that still finds the
+        attempt's row without its part's knows from the attempt's status alone what it may delete.
+        """
+        bounds = {"pk": self.pk, "lo": self._rk(0), "hi": self._rk(10**_ROW_DIGITS - 1)}
+        parts = [e.row_key for e in self._state.query(layout.KEY_RANGE, bounds, select=["PartitionKey", "RowKey"])]
+        if parts:
+            self._state.write_batch(self.pk, deletes=parts)
+        self._state.write_batch(self.pk, deletes=[self.attempt])
+
     def part(self, index: int) -> PartRow | None:
         entity = self._state.get(self.pk, self._rk(index))
         return None if entity is None else PartRow.of(entity)
@@ -219,6 +252,39 @@ def parts_of(state: StateStore, job_id: str) -> list[PartRow]:
     """Every part row of every attempt of ``job_id`` (attempt by attempt, then by index)."""
     rows = [e for e in state.partition(layout.backup_parts(job_id)) if "." in e.row_key]
     return [PartRow.of(e) for e in sorted(rows, key=lambda e: e.row_key)]
+
+
+def sweep_ended(state: StateStore, jobs: JobStore, *, max_jobs: int = SWEEP_JOBS) -> int:
+    """Delete the part rows of backup jobs that have ended (or whose job row is gone); how many were deleted.
+
+    The net under a coordinator that died, or could not delete its attempt's rows (``PartBoard.sweep``): a
+    job's retry deletes only its own attempt's. One range query over the ``bparts-`` partitions (keys only), so
+    the cost is the rows there: those of backups running now and such leftovers; then one read of each job,
+    and at most ``max_jobs`` jobs' rows deleted per call (the rest the next time). A job still running keeps
+    its rows: any of its attempts may be the one running.
+    """
+    bounds = {"lo": layout.BACKUP_PARTS_PREFIX, "hi": layout.BACKUP_PARTS_PREFIX[:-1] + "."}  # "-" < "."
+    keys: dict[str, list[str]] = {}
+    for entity in state.query("PartitionKey ge @lo and PartitionKey lt @hi", bounds, select=["PartitionKey", "RowKey"]):
+        keys.setdefault(entity.partition_key, []).append(entity.row_key)
+    deleted = swept = 0
+    for pk, rows in keys.items():
+        if swept >= max_jobs:
+            break
+        try:
+            if not jobs.get(pk.removeprefix(layout.BACKUP_PARTS_PREFIX)).status.finished:
+                continue
+        except UserError:
+            pass  # no such job (any more): nothing will read its rows
+        # Parts first, attempts last, as PartBoard.sweep does.
+        state.write_batch(pk, deletes=[rk for rk in rows if "." in rk])
+        state.write_batch(pk, deletes=[rk for rk in rows if "." not in rk])
+        deleted += len(rows)
+        swept += 1
+        log.info(
+            "part rows of ended backup job %s deleted (%s)", pk.removeprefix(layout.BACKUP_PARTS_PREFIX), len(rows)
+        )
+    return deleted
 
 
 def delete_blobs(blobs: BlobStore, names: Sequence[str]) -> None:

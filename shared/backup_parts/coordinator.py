@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PART_BYTES = 128 * 1024**3
 # One delivery of a part may dump this long before the coordinator gives the attempt up: well within
 # the ~60 minutes of grace at scale-in (learn.microsoft.com/azure/azure-functions/flex-consumption-plan,
-# "Execution time limits"), so a part that runs longer is stuck rather than slow.
+# "Execution time limits"), so a part that runs longer is stuck rather than slow. Measured by the storage
+# service's clock (``PartRow.running_for``): the worker's and the coordinator's may each be off it.
 PART_TIMEOUT = timedelta(minutes=45)
 # How often the coordinator reads its parts' rows.
 POLL_SECONDS = 2.0
@@ -200,6 +202,15 @@ class PartCoordinator:
                         delete_blobs(self._blobs, [plan])
             if sidecars:  # merged into the manifest (or not readable): the point needs them no more
                 delete_blobs(self._blobs, sidecars)
+        log.info(
+            "backup job %s instance %s: %s data parts recorded (parts per worker %s, %s deliveries)",
+            about.job_id,
+            about.instance,
+            len(rows),
+            dict(Counter(str(r.worker) for r in rows)),
+            sum(r.deliveries for r in rows),
+        )
+        self._sweep(board)
         parts = tuple(
             Part(r.index, str(r.sha256), r.stored_bytes, r.raw_bytes, tuple(t.qualified for t in groups[r.index - 1]))
             for r in rows
@@ -232,11 +243,16 @@ class PartCoordinator:
         futures: Sequence[Future[Any] | None],
         names: Sequence[str],
     ) -> None:
-        """The attempt failed: Failed on its row first (so workers stop and drop), then our own work stopped and
-        every blob of the attempt deleted (a part committed after this deletes its own: ``PartWorker._record``)."""
+        """The attempt failed: Failed on its row first (so workers stop and drop), then our own work stopped,
+        every blob of the attempt deleted and its rows too. A part committed meanwhile (its worker confirmed the
+        attempt just before) deletes its own while the attempt's row says Failed (``PartWorker._record``); once
+        the rows are gone it touches nothing, and the orphan sweep collects it."""
         signal.set(exc if isinstance(exc, PgVaultError) else TransientError(f"the parts failed: {exc!r}"))
-        with contextlib.suppress(PgVaultError):
+        try:
             board.finish(AttemptStatus.FAILED, self._clock())
+            ended = True
+        except PgVaultError:
+            ended = False  # still Running on its row: its rows stay for the retention sweep, once the job ends
         if any(f is not None and not f.done() for f in futures):
             snap.cancel_safe()  # the digests' query
         for future in futures:
@@ -244,6 +260,16 @@ class PartCoordinator:
                 with contextlib.suppress(BaseException):
                     future.result()
         delete_blobs(self._blobs, names)
+        if ended:
+            self._sweep(board)
+
+    def _sweep(self, board: PartBoard) -> None:
+        """The attempt's rows deleted, now that it has ended for good (Done or Failed): no retry of the job uses
+        them (each attempt has its own). Left to the retention sweep (``sweep_ended``) when storage fails."""
+        try:
+            board.sweep()
+        except PgVaultError as exc:
+            log.warning("attempt %s: its part rows stay for the retention sweep: %s", board.attempt, exc)
 
     def _messages(
         self,
@@ -308,13 +334,16 @@ class PartCoordinator:
                     raise schema.exception()  # type: ignore[misc]
                 rows = board.rows()
                 now = self._clock()
+                # The parts' ages by the storage service's clock: each worker's, like ours, may be off it.
+                service = self._state.service_time() if any(r.status is PartStatus.RUNNING for r in rows) else now
                 for row in rows:
                     if row.status is PartStatus.FAILED:
                         why = f"part {row.index} failed: {row.error}"
                         if row.user_error:
                             raise UserError(_code(row.error_code), why)
                         raise TransientError(why, code=_code(row.error_code))
-                    if row.status is PartStatus.RUNNING and row.started and now - row.started > self._part_timeout:
+                    ran = row.running_for(service, now)
+                    if ran is not None and ran > self._part_timeout:
                         raise TransientError(f"part {row.index} ran longer than {self._part_timeout} on one delivery")
                 if deadline is not None and now > deadline:
                     raise TransientError("the parts did not all finish within this attempt's time")

@@ -113,6 +113,12 @@ class PartWorker:
         """
         msg = self.parse(payload)
         board = PartBoard(self._state, msg.jobId, msg.attempt)
+        try:
+            return self._deliver(board, msg, delivery=delivery, last_try=last_try)
+        except AttemptOver as exc:  # the part's row is gone: its attempt ended and its rows were swept meanwhile
+            return self._drop(board, msg, str(exc))
+
+    def _deliver(self, board: PartBoard, msg: PartMessage, *, delivery: int, last_try: bool) -> PartOutcome:
         over = self._over(board, msg)
         if over is not None:
             return self._drop(board, msg, over)
@@ -141,6 +147,9 @@ class PartWorker:
             found = self._committed(msg)
             if found is None:
                 raise TransientError(f"{msg.blobName} was committed and is gone") from None
+            over = self._over(board, msg)
+            if over is not None:  # its attempt ended meanwhile: no digests to keep for it (a blob nobody deletes)
+                return self._drop(board, msg, over)
             self._keep_digests(msg, found[0])  # the committed blob's, never this delivery's own stream's
             result = found
         except SnapshotGone as exc:
@@ -296,7 +305,7 @@ class PartWorker:
             "rawBytes": raw,
             "committed": self._clock(),
         }
-        row, changed = board.change(msg.part, lambda _: fields)
+        row, changed = board.change(msg.part, lambda _: fields)  # AttemptOver when swept: see run
         if changed:
             log.info("part %s of job %s committed (%s raw bytes, %s stored)", msg.part, msg.jobId, raw, stored)
             if board.status() is AttemptStatus.FAILED:  # the coordinator gave up meanwhile: nothing will name it
@@ -316,8 +325,9 @@ class PartWorker:
     def _drop(
         self, board: PartBoard, msg: PartMessage, why: str, *, fail: PgVaultError | None = None, user: bool = False
     ) -> PartOutcome:
-        """Leave the part: record it Failed (``fail``) for the coordinator; delete its blob unless a point may
-        name it (its row Committed while its attempt is not Failed, or its attempt Done)."""
+        """Leave the part: record it Failed (``fail``) for the coordinator; delete its blob only when no point can
+        name it: its attempt Failed, or Running with the part's row there and not Committed. Rows that are gone
+        (an ended attempt's, swept) say nothing, so then nothing is deleted: the orphan sweep has what is left."""
         log.info("part %s of job %s dropped: %s", msg.part, msg.jobId, why)
         attempt = board.recorded()
         if attempt is None or not _matches(msg, attempt):
@@ -334,10 +344,13 @@ class PartWorker:
                 "userError": user,
                 "worker": self._worker,
             }
-            row, _ = board.change(msg.part, lambda _: failed)
+            try:
+                row, _ = board.change(msg.part, lambda _: failed)
+            except AttemptOver:
+                row = None  # swept meanwhile
         status = board.status()
-        unnamed = row is None or row.status is not PartStatus.COMMITTED
-        if status is AttemptStatus.FAILED or (unnamed and status is not AttemptStatus.DONE):  # Failed is final
+        uncommitted = row is not None and row.status is not PartStatus.COMMITTED
+        if status is AttemptStatus.FAILED or (uncommitted and status is AttemptStatus.RUNNING):  # Failed is final
             delete_blobs(self._blobs, _blobs_of(msg))
         return PartOutcome.DROPPED
 

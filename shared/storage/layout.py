@@ -35,7 +35,8 @@ asks is a query on one partition (or a few), never a table scan:
 | ``usage``            | instance name (lowercase)| what an instance's points take (count, sizes),   |
 |                      |                          | recomputed when a point is added or removed      |
 | ``bparts-<job id>``  | attempt token; token.NNNN| a backup whose parts are queue messages          |
-|                      |                          | (``shared.backup_parts``): the attempt, its parts |
+|                      |                          | (``shared.backup_parts``): the attempt, its parts;|
+|                      |                          | deleted when the attempt ends                    |
 
 Job ids start with the inverted creation time in milliseconds, so every job partition reads
 newest first, and the id alone locates the job. The last 7 days are 7 partition queries however
@@ -103,9 +104,12 @@ def server_members(server: str) -> str:
     return f"psdb-{row_key(server)}"
 
 
+BACKUP_PARTS_PREFIX = "bparts-"
+
+
 def backup_parts(job_id: str) -> str:
     """The partition of one backup job's cross-instance parts: a row per attempt and per part of it."""
-    return f"bparts-{job_id}"
+    return f"{BACKUP_PARTS_PREFIX}{job_id}"
 
 
 def instance_jobs(instance: str) -> str:

@@ -8,20 +8,51 @@ an attempt that is about to record its point, so only blobs older than ``MAX_JOB
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from shared.backup_runner import blob_name_for
-from shared.policy import DataStore
-from shared.recovery_points import RecoveryPoint, RecoveryPointStore
+from shared.policy import DataStore, LifecycleEvent
+from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore
 from shared.restore.rehydration import copy_name_for
 from shared.retention import ORPHAN_SCAN_EVERY, RetentionSweep
 from shared.storage.blobs import ARCHIVE_COPY_SUFFIX
-from shared.storage.layout import manifest_name_for, roles_name_for
+from shared.storage.layout import (
+    manifest_name_for,
+    part_blob_name,
+    part_digests_name,
+    plan_name_for,
+    roles_name_for,
+)
 from shared.timeouts import MAX_JOB_LIFETIME
 from tests.integration.world import Storage
 
 pytestmark = pytest.mark.integration
+
+
+def _long_lived(instance: str, blob: str, now: datetime, **extra: Any) -> RecoveryPoint:
+    """Point rp1 of ``instance`` in ``blob``, living for years: its own lifecycle never runs in these tests."""
+    far = now + timedelta(days=3650)
+    return RecoveryPoint(
+        "rp1",
+        instance,
+        now,
+        DataStore.VAULT_STORE,
+        "Default",
+        far,
+        None,
+        None,
+        far,
+        blob,
+        4,
+        4,
+        "0" * 64,
+        "15.8",
+        "pg_dump (PostgreSQL) 15.8",
+        "rp1",
+        **extra,
+    )
 
 
 def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_nothing_else(
@@ -46,28 +77,9 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
     }
     for name, data in names.items():
         blobs.client.upload_blob(name, data)
-    # The point lives for years: its own lifecycle never runs in this test.
-    far = now + timedelta(days=3650)
     RecoveryPointStore(state).add(
-        RecoveryPoint(
-            "rp1",
-            "orders",
-            now,
-            DataStore.VAULT_STORE,
-            "Default",
-            far,
-            None,
-            None,
-            far,
-            kept,
-            4,
-            4,
-            "0" * 64,
-            "15.8",
-            "pg_dump (PostgreSQL) 15.8",
-            "rp1",
-            archive_blob_name=kept + ARCHIVE_COPY_SUFFIX,
-            roles_blob_name=roles_name_for(kept),
+        _long_lived(
+            "orders", kept, now, archive_blob_name=kept + ARCHIVE_COPY_SUFFIX, roles_blob_name=roles_name_for(kept)
         )
     )
 
@@ -84,3 +96,29 @@ def test_unreferenced_backup_blobs_older_than_the_longest_job_are_deleted_and_no
     assert {b.name for b in blobs.client.list_blobs()} == set(names) - gone
     # A second sweep within the scan interval lists nothing again.
     assert RetentionSweep(state, blobs).sweep(later + timedelta(minutes=5)).orphans_deleted == 0
+
+
+def test_a_parts_digests_and_plan_left_beside_a_point_are_kept_while_it_lives_and_deleted_with_it(
+    storage: Storage,
+) -> None:
+    # A cross-instance backup's coordinator deletes its parts' digests sidecars and its plan once merged; one whose
+    # delete failed stays beside the point (its name maps to the point's part, so the orphan sweep keeps it) until
+    # the point is deleted. An attempt that lost leaves a part and its sidecar nobody references.
+    state, blobs = storage.state, storage.backups
+    now = datetime.now(UTC)
+    kept = blob_name_for("ledger", "rp1", "winner")
+    parts = [part_blob_name(kept, i) for i in (1, 2)]
+    left = [part_digests_name(parts[0]), plan_name_for(kept)]
+    lost = part_blob_name(blob_name_for("ledger", "rp1", "loser"), 1)
+    for name in [kept, manifest_name_for(kept), *parts, *left, lost, part_digests_name(lost)]:
+        blobs.client.upload_blob(name, b"{}")
+    point, _ = RecoveryPointStore(state).add(
+        _long_lived("ledger", kept, now, parts=tuple(Part(i, "0" * 64, 2, 2) for i in (1, 2)))
+    )
+    later = now + MAX_JOB_LIFETIME + ORPHAN_SCAN_EVERY + timedelta(hours=1)
+    sweep = RetentionSweep(state, blobs)
+    assert sweep.sweep(later).errors == []
+    listed = {b.name for b in blobs.client.list_blobs(name_starts_with="ledger/")}
+    assert listed == {kept, manifest_name_for(kept), *parts, *left}  # the loser's part and sidecar went
+    sweep.advance(point, later, forced=LifecycleEvent.DELETE)  # the point's own deletion
+    assert {b.name for b in blobs.client.list_blobs(name_starts_with="ledger/")} == set()

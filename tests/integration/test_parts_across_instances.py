@@ -25,21 +25,24 @@ import pytest
 from psycopg import sql
 
 from devhost.services import Azurite, Postgres
-from shared.backup_parts import PartOutcome, PartStatus, PartWorker, parts_of
+from shared.backup_parts import PartBoard, PartMessage, PartOutcome, PartRow, PartStatus, PartWorker, parts_of
 from shared.backup_runner import BackupRunner
 from shared.backups import BackupStarter
 from shared.cancel import request_cancel
-from shared.errors import PgVaultError, TransientError
+from shared.errors import ErrorCode, PgVaultError, TransientError, UserError
 from shared.jobs import Job, JobStatus, JobStore
 from shared.pg.archive import METHOD_COPY, stream_digests
 from shared.pg.digests import table_digests
 from shared.pg.tools import pick_tool
 from shared.recovery_points import RecoveryPoint, RecoveryPointStore
 from shared.restore.service import RestoreService
+from shared.retention import RetentionSweep
 from shared.secrets import EnvSecretProvider
 from shared.storage import layout
 from shared.storage.blobs import BlobStore
+from shared.storage.ports import Entity
 from shared.storage.queues import queue_client
+from shared.storage.tables import StateTable
 from tests.integration.test_parts import _killing_pg_dump, source_database
 from tests.integration.world import Storage, open_storage, restore_request
 
@@ -59,6 +62,8 @@ class Taker(threading.Thread):
     pg_bin_dir: Path | None = None
     twin: bool = False
     lose_digests: bool = False
+    clock: Callable[[], datetime] | None = None
+    """This instance's own clock (default: the machine's); the storage service's stays the machine's."""
     outcomes: list[PartOutcome] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     payloads: list[dict[str, Any]] = field(default_factory=list)
@@ -72,9 +77,8 @@ class Taker(threading.Thread):
         if self.lose_digests:
             blobs = _LosesFirstDigests(self.world.storage.account.blob_service(), blobs.container)
         secrets = EnvSecretProvider(True, self.world.env)
-        return PartWorker(
-            state, blobs, secrets, self.world.now, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3
-        )
+        clock = self.clock or self.world.now
+        return PartWorker(state, blobs, secrets, clock, pg_bin_dir=self.pg_bin_dir, worker_id=name, watch_every=0.3)
 
     def run(self) -> None:
         worker = self.worker(self.name_)
@@ -124,6 +128,21 @@ class _LosesFirstDigests(BlobStore):
         super().put_json(name, document, **kwargs)
 
 
+class _KeepsPartRows(StateTable):
+    """The coordinator's table, keeping a copy of each part row it deletes (its attempt ended) just before it does:
+    the tests read which worker took which part, and how many deliveries it needed, after the rows are gone."""
+
+    def __init__(self, storage: Storage, kept: dict[tuple[str, str], Entity]) -> None:
+        super().__init__(storage.account.table_service(), storage.state.name)
+        self.kept = kept
+
+    def write_batch(self, pk: str, upserts: Any = (), deletes: Any = ()) -> int:
+        if pk.startswith(layout.backup_parts("")):
+            gone = set(deletes)
+            self.kept.update({(pk, e.row_key): e for e in self.partition(pk) if e.row_key in gone})
+        return super().write_batch(pk, upserts, deletes)
+
+
 @dataclass
 class World:
     pg: Postgres
@@ -131,14 +150,15 @@ class World:
     db: str
     storage: Storage
     env: dict[str, str]
+    kept: dict[tuple[str, str], Entity] = field(default_factory=dict)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     def runner(self, **kw: Any) -> BackupRunner:
-        state, blobs = self.storage.fresh()
+        _, blobs = self.storage.fresh()
         return BackupRunner(
-            state,
+            _KeepsPartRows(self.storage, self.kept),
             blobs,
             EnvSecretProvider(True, self.env),
             self.now,
@@ -210,6 +230,17 @@ class World:
     def blobs(self) -> set[str]:
         return {b.name for b in self.storage.backups.client.list_blobs()}
 
+    def part_rows(self, job_id: str) -> list[PartRow]:
+        """Every part row ``job_id``'s attempts had, as each stood when its coordinator deleted it (or stands)."""
+        pk = layout.backup_parts(job_id)
+        rows = {k: e for k, e in self.kept.items() if k[0] == pk}
+        rows.update({(pk, e.row_key): e for e in self.storage.state.partition(pk)})
+        return [PartRow.of(e) for k, e in sorted(rows.items()) if "." in k[1]]
+
+    def rows_left(self, job_id: str) -> list[Entity]:
+        """The rows of ``job_id``'s attempts still in the state table."""
+        return list(self.storage.state.partition(layout.backup_parts(job_id)))
+
 
 @pytest.fixture(scope="module")
 def world(postgres: Postgres, azurite: Azurite) -> Iterator[World]:
@@ -238,7 +269,8 @@ def test_parts_taken_by_two_instances_off_the_queue_make_one_point_that_restores
     assert len(point.parts) == PARTS
     tables = [t for p in point.parts for t in p.tables]
     assert len(tables) == len(set(tables)) == 23
-    rows = parts_of(world.storage.state, job.job_id)
+    assert world.rows_left(job.job_id) == []  # the attempt's rows went when it ended
+    rows = world.part_rows(job.job_id)
     assert {r.worker for r in rows} == {"instance-a", "instance-b"}  # both instances dumped parts
     assert [r.status for r in rows] == [PartStatus.COMMITTED] * PARTS
     for (name, sha), part in zip(point.part_blobs(), point.parts, strict=True):
@@ -285,7 +317,8 @@ def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_n
     assert taker.outcomes == [PartOutcome.DROPPED] * PARTS and taker.failures == []
     # The first part to find the snapshot gone failed the attempt; the coordinator gave it up for a retry.
     assert isinstance(outcome["job"], TransientError), outcome["job"]
-    rows = parts_of(world.storage.state, job_id)
+    assert world.rows_left(job_id) == []  # the failed attempt's rows went with it
+    rows = world.part_rows(job_id)
     assert any(r.status is PartStatus.FAILED and "snapshot" in str(r.error) for r in rows)
     assert {r.status for r in rows} <= {PartStatus.FAILED, PartStatus.PENDING}
     assert world.blobs() == before  # nothing left behind
@@ -304,8 +337,9 @@ def test_a_part_message_taken_after_the_snapshot_is_gone_is_dropped_and_leaves_n
     point = RecoveryPointStore(world.storage.state).get("xsrc", str(job.recovery_point_id))
     assert {p["attempt"] for p in again.payloads} == {point.blob_name.split(".")[-3]}  # the new attempt's token
     assert {p["attempt"] for p in taker.payloads}.isdisjoint({p["attempt"] for p in again.payloads})
-    rows = parts_of(world.storage.state, job_id)
+    rows = world.part_rows(job_id)
     assert len(rows) == 2 * PARTS and [r.status for r in rows].count(PartStatus.COMMITTED) == PARTS
+    assert world.rows_left(job_id) == []
     # A message of the failed attempt that names another blob (garbled, hand-made) deletes nothing.
     forged = {**taker.payloads[0], "blobName": point.blob_name}
     assert Taker(world, "forged").worker("forged").run(forged, delivery=1, last_try=False) is PartOutcome.DROPPED
@@ -321,7 +355,7 @@ def test_a_duplicate_part_message_changes_nothing(world: World) -> None:
     # Both deliveries of the first message dumped it; one committed, the other found it committed.
     assert a.outcomes[:2] == [PartOutcome.COMMITTED, PartOutcome.DUPLICATE]
     assert sorted(a.outcomes + b.outcomes).count(PartOutcome.COMMITTED) == PARTS
-    twice = next(r for r in parts_of(world.storage.state, job.job_id) if r.index == a.payloads[0]["part"])
+    twice = next(r for r in world.part_rows(job.job_id) if r.index == a.payloads[0]["part"])
     assert twice.worker in {"dup-a", "dup-a-twin"} and twice.status is PartStatus.COMMITTED
     etags = {
         name: world.storage.backups.client.get_blob_client(name).get_blob_properties().etag
@@ -336,11 +370,15 @@ def test_a_duplicate_part_message_changes_nothing(world: World) -> None:
     late = Taker(world, "dup-late", limit=PARTS)
     sent = {p["part"]: p for p in a.payloads + b.payloads}
     assert len(sent) == PARTS
+    blobs = world.blobs()
+    assert world.rows_left(job.job_id) == []
     for payload in sent.values():
         client.send_message(json.dumps(payload))
     late.start()
     late.join(60)
-    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # its attempt is Done: nothing to do, nothing deleted
+    # Its attempt's rows are gone: nothing says what the part is, so nothing is dumped, written or deleted.
+    assert late.outcomes == [PartOutcome.DROPPED] * PARTS and late.failures == []
+    assert world.blobs() == blobs and world.rows_left(job.job_id) == []
     assert etags == {
         name: world.storage.backups.client.get_blob_client(name).get_blob_properties().etag
         for name in point.blob_names()
@@ -361,7 +399,7 @@ def test_a_part_whose_pg_dump_is_killed_is_taken_again_and_the_backup_gives_one_
     payloads = a.payloads + b.payloads
     assert all("tables" not in p and p["plan"] == layout.plan_name_for(point.blob_name) for p in payloads)
     assert not world.storage.backups.exists(layout.plan_name_for(point.blob_name))  # gone with the parts done
-    rows = parts_of(world.storage.state, job.job_id)
+    rows = world.part_rows(job.job_id)
     assert max(r.deliveries for r in rows) == 2  # the killed part was taken once more
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job.job_id] == [point]
     # The part dumped again was digested afresh: its killed try's bytes are not in the manifest.
@@ -378,7 +416,7 @@ def test_a_part_committed_by_a_delivery_that_died_before_keeping_its_digests_get
         job, point = world.backup(a, b)
     assert any("committed without its digests" in r.getMessage() for r in caplog.records)
     assert a.failures == ["TransientError"]  # the first part a committed: its digests never written
-    rows = parts_of(world.storage.state, job.job_id)
+    rows = world.part_rows(job.job_id)
     assert [r.status for r in rows] == [PartStatus.COMMITTED] * PARTS
     assert sorted(a.outcomes + b.outcomes).count(PartOutcome.COMMITTED) == PARTS  # the failed one recorded on its retry
     # Its next delivery found the blob committed and digested the committed blob (read back from the vault).
@@ -409,13 +447,21 @@ def _slow_pg_dump(tmp: Path, real: Path, seconds: int) -> Path:
     return folder
 
 
+def _skewed(world: World, by: timedelta) -> Callable[[], datetime]:
+    return lambda: world.now() + by
+
+
+# A part worker's clock 50 minutes ahead of the storage service's: its part's start is written 50 minutes in
+# the future, and a coordinator comparing it with its own clock would never see that part run too long.
+@pytest.mark.parametrize("skew", [timedelta(0), timedelta(minutes=50)], ids=["same-clock", "worker-50-min-ahead"])
 def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_leave_nothing(
-    world: World, tmp_path: Path
+    world: World, tmp_path: Path, skew: timedelta
 ) -> None:
     before = world.blobs()
     job_id = world.start_backup()
-    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 5)
-    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow) for i in range(2)]
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 60)
+    clock = _skewed(world, skew)
+    takers = [Taker(world, f"slow-{i}", limit=PARTS // 2, pg_bin_dir=slow, clock=clock) for i in range(2)]
     for taker in takers:
         taker.start()
     started = time.monotonic()
@@ -423,13 +469,28 @@ def test_a_part_that_runs_too_long_fails_the_attempt_and_its_workers_stop_and_le
         world.runner(part_timeout=timedelta(seconds=1)).run(job_id, last_try=False)
     for taker in takers:
         taker.join(30)
-    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 5 s it would have taken;
+    # The workers dumping were stopped mid-dump (pg_dump killed) well before the 60 s it would have taken;
     # the parts not yet taken were dropped when taken.
     assert [o for t in takers for o in t.outcomes] == [PartOutcome.DROPPED] * PARTS
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30
     assert world.blobs() == before
-    statuses = [r.status for r in parts_of(world.storage.state, job_id)]
+    statuses = [r.status for r in world.part_rows(job_id)]
     assert PartStatus.RUNNING in statuses and set(statuses) <= {PartStatus.RUNNING, PartStatus.PENDING}
+    assert world.rows_left(job_id) == []
+
+
+def test_a_part_worker_whose_clock_runs_50_minutes_behind_does_not_time_its_healthy_part_out(
+    world: World, tmp_path: Path
+) -> None:
+    # Its parts' starts are written 50 minutes in the past: judged by the coordinator's clock, each would have
+    # run longer than the 45-minute part timeout the moment it began. Each part runs 2 s, so the coordinator's
+    # polls (every 2 s) see it running.
+    slow = _slow_pg_dump(tmp_path, pick_tool("pg_dump", 15).path, 2)
+    behind = _skewed(world, -timedelta(minutes=50))
+    takers = [Taker(world, f"behind-{i}", limit=1, pg_bin_dir=slow, clock=behind) for i in range(PARTS)]
+    _, point = world.backup(*takers)
+    assert [o for t in takers for o in t.outcomes] == [PartOutcome.COMMITTED] * PARTS
+    assert len(point.parts) == PARTS
 
 
 def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_are_dropped(world: World) -> None:
@@ -447,8 +508,9 @@ def test_a_backup_cancelled_while_its_parts_wait_ends_cancelled_and_its_parts_ar
     late = Taker(world, "after-cancel", limit=PARTS)
     late.start()
     late.join(60)
-    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is Failed: nobody dumps its parts
+    assert late.outcomes == [PartOutcome.DROPPED] * PARTS  # the attempt is over: nobody dumps its parts
     assert world.blobs() == before
+    assert world.part_rows(job_id) and world.rows_left(job_id) == []
     assert [p for p in RecoveryPointStore(world.storage.state).of("xsrc") if p.job_id == job_id] == []
 
 
@@ -528,3 +590,37 @@ def test_parts_that_start_after_the_servers_idle_in_transaction_timeout_still_fi
     finally:
         with psycopg.connect(world.pg.dsn(), autocommit=True) as c:
             c.execute(sql.SQL("ALTER ROLE {} RESET idle_in_transaction_session_timeout").format(role))
+
+
+def test_the_rows_of_an_attempt_whose_coordinator_died_are_deleted_by_the_retention_sweep_once_its_job_ended(
+    world: World,
+) -> None:
+    # The coordinator died with its attempt Running (its rows never deleted); its job's retry deletes only its own
+    # attempt's rows, and a job failed by the hung-jobs sweep has no coordinator left at all.
+    job_id = world.start_backup()
+    board = PartBoard(world.storage.state, job_id, "deadc0de")
+    sent = [
+        PartMessage(
+            jobId=job_id,
+            instance="xsrc",
+            attempt="deadc0de",
+            part=i,
+            blobName=layout.part_blob_name("xsrc/rp.deadc0de.pgdump.zst", i),
+            snapshot="00000003-00000002-1",
+            serverMajor=15,
+            pgDumpVersion="pg_dump (PostgreSQL) 15.8",
+            tables=[("public", f"t{i}")],
+        )
+        for i in range(1, PARTS + 1)
+    ]
+    board.open(
+        instance="xsrc", snapshot="00000003-00000002-1", blob_name="xsrc/rp.pgdump.zst", messages=sent, now=world.now()
+    )
+    sweep = RetentionSweep(world.storage.state, world.storage.backups)
+    assert sweep.sweep(world.now()).errors == []
+    assert len(world.rows_left(job_id)) == PARTS + 1  # its job is still running: a retry may need its rows
+    jobs = JobStore(world.storage.state)
+    jobs.fail(jobs.get(job_id), UserError(ErrorCode.JOB_ABANDONED, "its coordinator died"), world.now())
+    report = sweep.sweep(world.now())
+    assert report.errors == [] and report.part_rows_deleted >= PARTS + 1
+    assert world.rows_left(job_id) == []

@@ -24,14 +24,17 @@ from shared.backup_parts import (
     parts_of,
 )
 from shared.errors import SettingsError
+from shared.jobs import Job, JobStatus, JobStore, Operation, new_job_id
 from shared.pg.dump import SnapshotGone, map_dump_error
 from shared.policy import lifecycle, parse_policy
 from shared.recovery_points import Part, RecoveryPoint, RecoveryPointStore, parts_of_record, parts_properties
+from shared.retention import RetentionSweep
 from shared.secrets import EnvSecretProvider
 from shared.settings import load_settings
 from shared.storage import layout
 from shared.storage.limits import MAX_TABLE_ENTITY_BYTES
 from shared.storage.memory import MemoryBlobStore, MemoryStateTable
+from shared.storage.ports import Entity
 from tests.examples import EXAMPLES
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -228,3 +231,83 @@ def test_a_late_message_of_a_failed_attempt_deletes_its_committed_part_blob() ->
     worker = PartWorker(state, blobs, EnvSecretProvider(True, {}), lambda: NOW, worker_id="late")
     assert worker.run(MESSAGE, delivery=2, last_try=False) is PartOutcome.DROPPED
     assert not blobs.exists(sent.blobName)
+
+
+def _opened(state: MemoryStateTable, job_id: str = MESSAGE["jobId"], attempt: str = MESSAGE["attempt"]) -> PartBoard:
+    """An attempt recorded as its coordinator records it, with the one part of ``MESSAGE``."""
+    sent = PartMessage.model_validate({**MESSAGE, "jobId": job_id, "attempt": attempt})
+    board = PartBoard(state, job_id, attempt)
+    board.open(
+        instance="orders", snapshot=sent.snapshot, blob_name="orders/rp.0123abcd.pgdump.zst", messages=[sent], now=NOW
+    )
+    return board
+
+
+class _SweptMidway(MemoryStateTable):
+    """A table on which an ended attempt's rows are swept (``PartBoard.sweep``, as its coordinator does) right
+    after row ``key`` of its partition has been read ``reads`` times: a late delivery racing that sweep."""
+
+    def sweep_after(self, board: PartBoard, key: str, reads: int) -> None:
+        self._board, self._key, self._reads = board, key, reads
+
+    def get(self, pk: str, rk: str) -> Entity | None:
+        found = super().get(pk, rk)
+        board = getattr(self, "_board", None)
+        if board is not None and (pk, rk) == (board.pk, self._key):
+            self._reads -= 1
+            if self._reads == 0:
+                board.sweep()
+        return found
+
+
+def test_a_late_delivery_racing_the_sweep_of_a_done_attempts_rows_leaves_the_part_its_point_names() -> None:
+    # The delivery read the attempt Done; its rows are then swept. That no row says the part is Committed any
+    # more must not read as "no point can name it": its blob is part of a recovery point.
+    state, blobs = _SweptMidway(), MemoryBlobStore()
+    board = _opened(state)
+    sent = PartMessage.model_validate(MESSAGE)
+    blobs.put(sent.blobName, b"a committed part")
+    board.change(sent.part, lambda _: {"status": PartStatus.COMMITTED.value, "sha256": "ab" * 32})
+    board.finish(AttemptStatus.DONE, NOW)
+    state.sweep_after(board, board.attempt, reads=2)  # the delivery saw the attempt Done, and is leaving the part
+    worker = PartWorker(state, blobs, EnvSecretProvider(True, {}), lambda: NOW, worker_id="late")
+    assert worker.run(MESSAGE, delivery=2, last_try=False) is PartOutcome.DROPPED
+    assert blobs.exists(sent.blobName)
+    assert list(state.partition(board.pk)) == []
+
+
+def test_a_delivery_whose_part_row_is_swept_before_it_records_the_part_is_dropped_touching_nothing() -> None:
+    # An earlier delivery committed the part and died before recording it; this one finds the blob committed and
+    # goes to record it, but the attempt ended meanwhile and its rows were swept.
+    state, blobs = _SweptMidway(), MemoryBlobStore()
+    board = _opened(state)
+    state.insert(layout.LOCK, layout.row_key("orders"), {"jobId": MESSAGE["jobId"], "token": MESSAGE["attempt"]})
+    sent = PartMessage.model_validate(MESSAGE)
+    meta = {"sha256": "ab" * 32, "jobid": sent.jobId, "part": str(sent.part), "storedbytes": "16", "rawbytes": "32"}
+    blobs.put(sent.blobName, b"a committed part", metadata=meta)
+    state.sweep_after(board, f"{board.attempt}.{sent.part:04d}", reads=1)
+    worker = PartWorker(state, blobs, EnvSecretProvider(True, {}), lambda: NOW, worker_id="late")
+    assert worker.run(MESSAGE, delivery=2, last_try=False) is PartOutcome.DROPPED
+    assert blobs.exists(sent.blobName) and blobs.info(sent.blobName).metadata == meta  # type: ignore[union-attr]
+    assert list(state.partition(board.pk)) == []
+
+
+def test_the_retention_sweep_deletes_the_part_rows_of_ended_backups_and_keeps_those_of_running_ones() -> None:
+    # A coordinator that died (or could not delete its attempt's rows) leaves them; once its job has ended, by
+    # its retry or the hung-jobs sweep, nothing reads them again.
+    state, blobs = MemoryStateTable(), MemoryBlobStore()
+    jobs = JobStore(state)  # type: ignore[arg-type]
+    ended, running = (
+        jobs.create(Job(new_job_id(NOW), Operation.BACKUP, "orders", status, NOW))[0].job_id
+        for status in (JobStatus.FAILED, JobStatus.IN_PROGRESS)
+    )
+    forgotten = new_job_id(NOW)  # its job's row is gone
+    for job_id in (ended, running, forgotten):
+        for attempt in ("aaaa", "bbbb"):
+            _opened(state, job_id, attempt)
+    report = RetentionSweep(state, blobs).sweep(NOW)  # type: ignore[arg-type]
+    assert report.part_rows_deleted == 2 * 2 * 2 and report.to_dict()["partRowsDeleted"] == 8
+    assert list(state.partition(layout.backup_parts(ended))) == []
+    assert list(state.partition(layout.backup_parts(forgotten))) == []
+    assert len(list(state.partition(layout.backup_parts(running)))) == 4  # its retry may be running right now
+    assert RetentionSweep(state, blobs).sweep(NOW).part_rows_deleted == 0  # type: ignore[arg-type]
